@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * apply.h: the engine. Hot-swaps the functions of a verified patch set into
+ * a running process, all or nothing, in one short stop; replaces one month
+ * by the next; reverts; and reads back what is applied from the process's
+ * own memory. Knows nothing of git or FUSE: callers hand it a manifest and
+ * the patch object bytes. Shared SPEC section 6.
+ *
+ * Errors: 0 or a negative errno, with a message in the calling thread's
+ * error slot (hp_errmsg()):
+ *   -ESRCH   no such process (or it exited, or its PID was reused)
+ *   -ENOENT  nothing applied (revert)
+ *   -ENOEXEC the set does not fit: build-id not mapped, offsets or sizes
+ *            disagree with the mapped object, unresolvable relocation
+ *   -EBUSY   a switched function stayed active past the retry budget
+ *   -EPERM   ptrace refused
+ * Functions are thread-safe; two operations on one PID serialise (the
+ * second waits for the first or fails with -EBUSY if ptrace is taken by
+ * another tracer).
+ */
+#ifndef HP_APPLY_H
+#define HP_APPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hp-common.h"
+
+#define APPLY_DEFAULT_BUDGET_MS 1000
+
+/* One verified patch set, as the store hands it over. */
+struct apply_set {
+	const char *set_id;                 /* "BASELINE/MONTH/NAME" */
+	const struct hp_manifest *manifest;
+	const void *so;                     /* the patch object (ELF ET_DYN) */
+	size_t so_len;
+};
+
+struct apply_opts {
+	unsigned budget_ms; /* safety retry budget; 0 means APPLY_DEFAULT_BUDGET_MS */
+};
+
+struct apply_result {
+	bool changed;       /* false: the set was already applied, nothing done */
+	uint64_t pause_us;  /* all threads held: first stopped to last resumed */
+	unsigned n_threads;
+	unsigned n_tries;   /* safety checks made (1 when safe at once) */
+	char set_id[160];   /* what is applied now ("" after revert) */
+};
+
+/*
+ * Apply set to pid. If another month of the same target is applied, it is
+ * replaced in the same stop (functions no longer in the set return to the
+ * original). If this exact set is applied, succeeds with changed = false.
+ */
+int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts *opts,
+		struct apply_result *ret);
+
+/*
+ * Revert what is applied to the target with build_id, or every set applied
+ * in pid when build_id is NULL. -ENOENT when nothing is applied.
+ */
+int apply_revert(pid_t pid, const char *build_id, const struct apply_opts *opts,
+		 struct apply_result *ret);
+
+/* ---- inspection (does not stop the process) ---------------------------- */
+
+/* An ELF object mapped in the process, with a build-id. */
+struct apply_object {
+	char *path;          /* as in /proc/PID/maps (may end in " (deleted)") */
+	char build_id[129];  /* lowercase hex */
+	uint64_t bias;       /* load bias: runtime address = bias + st_value */
+};
+
+/* A patch region found in the process (from its header). */
+struct apply_applied {
+	char build_id[129];
+	char set_id[160];
+	char month[8];
+	uint64_t region;     /* address of the region */
+	uint64_t pause_us;   /* pause of the stop that installed it */
+	int64_t applied_at;  /* unix seconds */
+	unsigned n_funcs;
+};
+
+struct apply_proc {
+	pid_t pid;
+	uid_t uid;
+	uint64_t start_time; /* /proc/PID/stat field 22, for PID-reuse checks */
+	char comm[17];
+	char *exe;           /* /proc/PID/exe link text */
+	struct apply_object *objects;
+	size_t n_objects;
+	struct apply_applied *applied;
+	size_t n_applied;
+};
+
+int apply_inspect(pid_t pid, struct apply_proc **ret);
+void apply_proc_free(struct apply_proc *p);
+
+/* The applied record for build_id in p, or NULL. */
+const struct apply_applied *apply_proc_find(const struct apply_proc *p, const char *build_id);
+
+/*
+ * Read an ELF file's GNU build-id (lowercase hex). For hp build and tests;
+ * the engine itself reads build-ids from the process.
+ */
+int apply_file_build_id(const char *path, char ret_hex[129]);
+
+#endif

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * store.h: the patch catalog. A bare git repository (libgit2) holding
+ * <baseline>/BASELINE and <baseline>/<month>/<set>/{manifest,patch.so,signature};
+ * bundles (libarchive) in and out; ed25519 signatures (libsodium); patch-set
+ * authoring (hp build); the lookup the engine needs; a read-only snapshot
+ * view of the tree for hotpatchfs. Shared SPEC sections 2-4 and 7.
+ *
+ * Errors: 0 or a negative errno, with a message in the error slot
+ * (hp_errmsg()). Thread safety: a struct store may be used by one thread at
+ * a time; a struct store_snap is immutable once opened and may be shared by
+ * readers on many threads (libgit2 object lookups are thread-safe).
+ */
+#ifndef HP_STORE_H
+#define HP_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hp-common.h"
+
+#define STORE_DEFAULT_PATH "/var/lib/hotpatch/store.git"
+
+/* Bundle limits: no archive bomb gets through. */
+#define STORE_BUNDLE_MAX_BYTES (64u << 20)   /* the archive file itself */
+#define STORE_MEMBER_MAX_BYTES (32u << 20)   /* one member, uncompressed */
+#define STORE_TOTAL_MAX_BYTES (48u << 20)    /* all members, uncompressed */
+
+struct store;
+struct store_snap;
+
+/* --HP_STORE / $HP_STORE / STORE_DEFAULT_PATH. */
+const char *store_default_path(void);
+
+struct store_init_opts {
+	bool allow_unsigned;
+	/* Baseline months, e.g. "1,4,7,10" (the default when NULL). */
+	const char *baseline_months;
+};
+
+int store_init(const char *path, const struct store_init_opts *opts);
+int store_open(const char *path, struct store **ret);
+void store_free(struct store *st);
+const char *store_path(const struct store *st);
+
+/* ---- import ------------------------------------------------------------ */
+
+struct store_import_opts {
+	bool force; /* accept a month outside its baseline's window */
+};
+
+/*
+ * Import one bundle: verify, then one commit "import BASELINE/MONTH/NAME".
+ * All or nothing: on any failure HEAD does not move. Serialised across
+ * processes by a lock in the repository. ret_set_id may be NULL.
+ */
+int store_import(struct store *st, const char *bundle_path,
+		 const struct store_import_opts *opts, char **ret_set_id);
+int store_import_buf(struct store *st, const void *data, size_t len,
+		     const struct store_import_opts *opts, char **ret_set_id);
+
+/* ---- keys and signatures ------------------------------------------------ */
+
+/* Write DIR/hotpatch.key (0600) and DIR/hotpatch.pub. */
+int store_key_generate(const char *dir);
+/* Add a public key file to the store's trusted keys (one commit). */
+int store_key_trust(struct store *st, const char *pubkey_path);
+
+/* ---- authoring (hp build) ----------------------------------------------- */
+
+struct store_build_opts {
+	const char *target;      /* BIN: unstripped, or stripped + debug_file */
+	const char *debug_file;  /* or NULL */
+	const char *baseline;
+	const char *month;
+	const char *name;
+	const char *sign_key;    /* path to hotpatch.key, or NULL: unsigned */
+	const char *description; /* optional */
+	const char *author;      /* optional */
+	const char *const *cves; /* optional, NULL-terminated */
+	const char *const *active_ok; /* function names flagged active-ok, NULL-terminated */
+	const char *const *sources;   /* .c files, or one prebuilt .so; NULL-terminated */
+	const char *output;      /* bundle path; format from extension (.tar, .tar.gz, .tar.xz, .zip) */
+	const char *cc;          /* compiler, NULL: $CC or "cc" */
+	const char *const *cflags; /* extra compiler flags, NULL-terminated, may be NULL */
+};
+
+int store_build(const struct store_build_opts *opts);
+
+/* ---- queries ----------------------------------------------------------- */
+
+/* The commit id of HEAD (40 hex + NUL); cheap; "" for an empty store. */
+int store_head(struct store *st, char ret_oid[41]);
+
+/* Open an immutable view of the store at HEAD. */
+int store_snap_open(struct store *st, struct store_snap **ret);
+void store_snap_free(struct store_snap *snap);
+const char *store_snap_commit(const struct store_snap *snap);
+
+/*
+ * The catalog tree as hotpatchfs shows it. Paths are relative to the
+ * catalog root, "" being the root, without leading slash: "2026.01",
+ * "2026.01/BASELINE", "2026.01/2026-02/fix-1/manifest", "latest" (a symlink
+ * whose target is "BASELINE/MONTH" of the newest month, absent when the
+ * store is empty). Internal files of the store (trusted keys, config) are
+ * not shown.
+ */
+enum store_node_type { STORE_NODE_DIR, STORE_NODE_FILE, STORE_NODE_LINK };
+struct store_node {
+	enum store_node_type type;
+	uint64_t size;  /* bytes for a file, target length for a link */
+	int64_t mtime;  /* seconds: time of the snapshot's commit */
+};
+
+int store_snap_stat(struct store_snap *snap, const char *path, struct store_node *ret);
+/* Calls cb for each entry of a directory; a non-zero return of cb stops and is returned. */
+int store_snap_readdir(struct store_snap *snap, const char *path,
+		       int (*cb)(void *ctx, const char *name, const struct store_node *node),
+		       void *ctx);
+/* Whole contents of a file (caller frees *ret_data). */
+int store_snap_read(struct store_snap *snap, const char *path, void **ret_data, size_t *ret_len);
+int store_snap_readlink(struct store_snap *snap, const char *path, char *buf, size_t size);
+
+/* ---- lookup for the engine --------------------------------------------- */
+
+struct store_patchset {
+	char *set_id;   /* "BASELINE/MONTH/NAME" */
+	struct hp_manifest *manifest;
+	void *so;       /* patch object bytes, verified against the signature */
+	size_t so_len;
+	bool signed_ok; /* signature verified against a trusted key */
+};
+
+/*
+ * The patch set for a target build-id: month NULL for the newest month
+ * published for it, else exactly that month. -ENOENT when nothing is
+ * published. The signature (and patch-sha256) is verified again here:
+ * -EKEYREJECTED if it does not verify. Fast: an index built once per
+ * commit, not a tree walk per query.
+ */
+int store_lookup(struct store_snap *snap, const char *build_id, const char *month,
+		 struct store_patchset **ret);
+void store_patchset_free(struct store_patchset *ps);
+
+/* What the store knows about a build-id, for process states. */
+struct store_target_info {
+	char *name;            /* target name (file name of BIN) */
+	char *baseline;        /* baseline that covers this build */
+	char *newest_month;    /* newest month with a set for it, or NULL */
+	char *newer_baseline;  /* a later baseline covering the same target name, or NULL */
+};
+/* -ENOENT for a build-id no baseline covers. */
+int store_target_info(struct store_snap *snap, const char *build_id, struct store_target_info *ret);
+void store_target_info_release(struct store_target_info *ti);
+/* Whether a target name (file name) is covered by any baseline. */
+bool store_knows_target_name(struct store_snap *snap, const char *name);
+
+#endif

@@ -1,0 +1,31 @@
+#!/bin/bash
+# The harness itself: a test that fails half-way still kills what it
+# started (by PID) and removes its temp dir.
+. "$HP_TEST_LIB/harness.sh"
+ht_begin "harness"
+
+out=$HT_TMP/inner.out
+# An inner test that spawns two sleepers, then dies on a failing command.
+bash -c '
+	. "$HP_TEST_LIB/harness.sh"
+	ht_begin inner
+	ht_spawn sleep 300; p1=$HT_LAST_PID
+	ht_spawn sleep 300; p2=$HT_LAST_PID
+	echo "$p1 $p2 $HT_TMP"
+	false || exit 3
+' >"$out" 2>&1
+rc=$?
+read -r p1 p2 tmp <"$out"
+ht_eq "inner test exit status kept" 3 "$rc"
+ht_check_fail "first spawned PID killed" kill -0 "$p1"
+ht_check_fail "second spawned PID killed" kill -0 "$p2"
+ht_check_fail "inner temp dir removed" test -d "$tmp"
+
+# A process the inner test did not start survives its teardown.
+sleep 300 &
+bystander=$!
+ht_track_pid "$bystander"
+bash -c '. "$HP_TEST_LIB/harness.sh"; ht_begin inner2; ht_spawn sleep 300; exit 0'
+ht_check "a process the test did not start is left alone" kill -0 "$bystander"
+
+ht_end

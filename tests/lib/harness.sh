@@ -1,0 +1,133 @@
+# shellcheck shell=bash
+# Integration-test harness: source it, then use ht_* helpers. Everything a
+# test starts or mounts is recorded and torn down on exit, on failure and on
+# signals: only the PIDs the test started are killed (by PID, never by
+# name), only the mounts it made are unmounted, its temp dir is removed.
+#
+#   . "$HP_TEST_LIB/harness.sh"
+#   ht_begin "store import"          # makes $HT_TMP
+#   ht_spawn ./target --flag; pid=$HT_LAST_PID   # recorded background process
+#   ht_mount_fs "$HT_TMP/mnt" ...     # hotpatchfs mount, recorded
+#   ht_expect_fail ENOENT cmd...      # command must fail
+#   ht_end                            # prints the summary, exit status
+
+set -u
+
+HT_PIDS=()
+HT_MOUNTS=()
+HT_PASS=0
+HT_FAIL=0
+HT_NAME=${HT_NAME:-test}
+HT_TMP=""
+
+HP_BUILD_ROOT=${HP_BUILD_ROOT:?run through meson test (HP_BUILD_ROOT unset)}
+HP_SOURCE_ROOT=${HP_SOURCE_ROOT:?run through meson test}
+HP_BIN=${HP_BIN:-$HP_BUILD_ROOT/cli/hp}
+HP_FS_BIN=${HP_FS_BIN:-$HP_BUILD_ROOT/fs/hotpatchfs}
+
+ht_log() { printf '# %s\n' "$*" >&2; }
+
+ht_cleanup() {
+	local status=$?
+	local pid m
+	for m in "${HT_MOUNTS[@]}"; do
+		if mountpoint -q "$m" 2>/dev/null || grep -qs " $m fuse" /proc/mounts; then
+			fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		fi
+	done
+	for pid in "${HT_PIDS[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	for pid in "${HT_PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	if [ -n "$HT_TMP" ] && [ -d "$HT_TMP" ]; then
+		rm -rf "$HT_TMP"
+	fi
+	return $status
+}
+
+ht_begin() {
+	HT_NAME=$1
+	HT_TMP=$(mktemp -d "/tmp/hp-it-XXXXXX")
+	trap ht_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+
+# Start a command in the background and record its PID in HT_LAST_PID (not
+# through $(...): a subshell's records would be lost). Its output goes to
+# $HT_TMP/spawn.<n>.out (HT_LAST_OUT).
+HT_LAST_PID=""
+HT_LAST_OUT=""
+ht_spawn() {
+	HT_LAST_OUT="$HT_TMP/spawn.${#HT_PIDS[@]}.out"
+	"$@" >"$HT_LAST_OUT" 2>&1 &
+	HT_LAST_PID=$!
+	HT_PIDS+=("$HT_LAST_PID")
+}
+
+# Record a PID started some other way (e.g. a daemon's own fork).
+ht_track_pid() { HT_PIDS+=("$1"); }
+ht_track_mount() { HT_MOUNTS+=("$1"); }
+
+# Wait until a command succeeds, at most $1 seconds.
+ht_wait_for() {
+	local limit=$1; shift
+	local i=0
+	while ! "$@" >/dev/null 2>&1; do
+		i=$((i + 1))
+		[ "$i" -ge $((limit * 20)) ] && return 1
+		sleep 0.05
+	done
+}
+
+ht_ok() { HT_PASS=$((HT_PASS + 1)); printf 'ok %d - %s\n' $((HT_PASS + HT_FAIL)) "$*"; }
+ht_not_ok() { HT_FAIL=$((HT_FAIL + 1)); printf 'not ok %d - %s\n' $((HT_PASS + HT_FAIL)) "$*"; }
+
+# ht_check DESCRIPTION CMD...: the command must succeed.
+ht_check() {
+	local desc=$1; shift
+	if "$@" >"$HT_TMP/last.out" 2>&1; then
+		ht_ok "$desc"
+	else
+		ht_not_ok "$desc"
+		sed 's/^/#   /' "$HT_TMP/last.out" >&2
+	fi
+}
+
+# ht_check_fail DESCRIPTION CMD...: the command must fail.
+ht_check_fail() {
+	local desc=$1; shift
+	if "$@" >"$HT_TMP/last.out" 2>&1; then
+		ht_not_ok "$desc (unexpectedly succeeded)"
+		sed 's/^/#   /' "$HT_TMP/last.out" >&2
+	else
+		ht_ok "$desc"
+	fi
+}
+
+# ht_eq DESCRIPTION EXPECTED ACTUAL
+ht_eq() {
+	if [ "$2" = "$3" ]; then
+		ht_ok "$1"
+	else
+		ht_not_ok "$1"
+		printf '#   expected: %s\n#   actual:   %s\n' "$2" "$3" >&2
+	fi
+}
+
+# ht_match DESCRIPTION REGEX TEXT
+ht_match() {
+	if printf '%s' "$3" | grep -Eq -- "$2"; then
+		ht_ok "$1"
+	else
+		ht_not_ok "$1"
+		printf '#   pattern: %s\n#   text:    %s\n' "$2" "$3" >&2
+	fi
+}
+
+ht_end() {
+	printf '1..%d\n' $((HT_PASS + HT_FAIL))
+	printf '# %s: %d passed, %d failed\n' "$HT_NAME" "$HT_PASS" "$HT_FAIL"
+	[ "$HT_FAIL" -eq 0 ]
+}

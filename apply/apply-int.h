@@ -71,7 +71,7 @@ const struct proc_object *proc_objects_find(const struct proc_objects *o, const 
 /* Look a name up in an object's dynamic symbol table, read from memory.
  * 0 with the runtime address, -ENOENT if not defined there. */
 int proc_object_dynsym(int mem_fd, const struct proc_object *obj, const char *name,
-		       uint64_t *ret_addr, unsigned char *ret_type);
+		       uint64_t *ret_addr, unsigned char *ret_type, uint64_t *ret_size);
 
 /* ---- region.c: the header at the start of every patch region ----------- */
 

@@ -709,7 +709,7 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 		const struct region_func *of;
 		const struct region *jr;
 		unsigned char type;
-		uint64_t dsym;
+		uint64_t dsym, dsize;
 
 		if (f->size < ARCH_JUMP_LEN) {
 			r = hp_err(-ENOEXEC, "function %s: size %" PRIu64 " is too small for a jump",
@@ -724,10 +724,13 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 			goto out;
 		}
 		/* an exported function: its dynamic symbol must agree */
-		if (!f->file && proc_object_dynsym(op.mem_fd, target, f->name, &dsym, &type) == 0 &&
-		    type == STT_FUNC && dsym != addr) {
-			r = hp_err(-ENOEXEC, "function %s: offset 0x%" PRIx64 " disagrees with %s",
-				   f->name, f->offset, target->path);
+		if (!f->file &&
+		    proc_object_dynsym(op.mem_fd, target, f->name, &dsym, &type, &dsize) == 0 &&
+		    type == STT_FUNC && (dsym != addr || dsize != f->size)) {
+			r = hp_err(-ENOEXEC,
+				   "function %s: offset 0x%" PRIx64 " size 0x%" PRIx64
+				   " disagree with %s (0x%" PRIx64 " size 0x%" PRIx64 ")",
+				   f->name, f->offset, f->size, target->path, dsym - target->bias, dsize);
 			goto out;
 		}
 		r = proc_mem_read(op.mem_fd, addr, cur, sizeof(cur));

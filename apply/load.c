@@ -321,7 +321,7 @@ static int resolve(const struct dyn *dy, uint32_t idx, uint64_t base, const stru
 				continue;
 			if (strcmp(o->path, "[vdso]") == 0)
 				continue;
-			if (proc_object_dynsym(ctx->mem_fd, o, name, &addr, &type) < 0)
+			if (proc_object_dynsym(ctx->mem_fd, o, name, &addr, &type, NULL) < 0)
 				continue;
 			if (type == STT_GNU_IFUNC)
 				return hp_err(-ENOEXEC, "symbol %s is an ifunc in %s: not supported",

@@ -400,7 +400,8 @@ static int read_dyninfo(int mem_fd, const struct proc_object *obj, struct dyninf
 
 /* Whether symbol idx is a usable definition of name. */
 static int sym_match(int mem_fd, const struct proc_object *obj, const struct dyninfo *di,
-		     uint32_t idx, const char *name, uint64_t *ret_addr, unsigned char *ret_type)
+		     uint32_t idx, const char *name, uint64_t *ret_addr, unsigned char *ret_type,
+		     uint64_t *ret_size)
 {
 	Elf64_Sym s;
 	size_t nlen = strlen(name) + 1;
@@ -427,6 +428,8 @@ static int sym_match(int mem_fd, const struct proc_object *obj, const struct dyn
 	}
 	*ret_addr = ELF64_ST_TYPE(s.st_info) == STT_TLS ? s.st_value : obj->bias + s.st_value;
 	*ret_type = ELF64_ST_TYPE(s.st_info);
+	if (ret_size)
+		*ret_size = s.st_size;
 	return 0;
 }
 
@@ -454,7 +457,7 @@ static uint32_t sysv_hash(const char *s)
 }
 
 int proc_object_dynsym(int mem_fd, const struct proc_object *obj, const char *name,
-		       uint64_t *ret_addr, unsigned char *ret_type)
+		       uint64_t *ret_addr, unsigned char *ret_type, uint64_t *ret_size)
 {
 	struct dyninfo di;
 	int r;
@@ -484,7 +487,7 @@ int proc_object_dynsym(int mem_fd, const struct proc_object *obj, const char *na
 			if (proc_mem_read(mem_fd, chains + 4 * (uint64_t)(idx - hdr[1]), &chain, 4) < 0)
 				return -ENOENT;
 			if ((chain | 1) == (h | 1) &&
-			    sym_match(mem_fd, obj, &di, idx, name, ret_addr, ret_type) == 0)
+			    sym_match(mem_fd, obj, &di, idx, name, ret_addr, ret_type, ret_size) == 0)
 				return 0;
 			if (chain & 1)
 				break;
@@ -499,7 +502,7 @@ int proc_object_dynsym(int mem_fd, const struct proc_object *obj, const char *na
 		if (proc_mem_read(mem_fd, di.hash + 8 + 4 * (uint64_t)(h % hdr[0]), &idx, 4) < 0)
 			return -ENOENT;
 		for (unsigned n = 0; idx != 0 && idx < hdr[1] && n < hdr[1]; n++) {
-			if (sym_match(mem_fd, obj, &di, idx, name, ret_addr, ret_type) == 0)
+			if (sym_match(mem_fd, obj, &di, idx, name, ret_addr, ret_type, ret_size) == 0)
 				return 0;
 			if (proc_mem_read(mem_fd, di.hash + 8 + 4 * (uint64_t)hdr[0] + 4 * (uint64_t)idx,
 					  &idx, 4) < 0)

@@ -6,6 +6,7 @@
  *   engine-driver revert PID [BUILD_ID]
  *   engine-driver inspect PID
  *   engine-driver cycle PID DIR N              N x (apply, revert)
+ *   engine-driver textsum PID                  sha256 of the executable mappings
  *   engine-driver mkset --target BIN --so PATCH.so --month M --name NAME
  *                       --func F [--func F...] [--active-ok F] -o DIR
  *
@@ -150,6 +151,49 @@ static int cmd_inspect(pid_t pid)
 		       p->applied[i].build_id, p->applied[i].set_id, p->applied[i].month,
 		       p->applied[i].n_funcs, p->applied[i].pause_us, p->applied[i].region);
 	apply_proc_free(p);
+	return 0;
+}
+
+/* The bytes of every executable mapping, hashed: "the code is untouched". */
+static int cmd_textsum(pid_t pid)
+{
+	char path[64], line[4096];
+	FILE *maps;
+	int mem;
+	crypto_hash_sha256_state st;
+	unsigned char digest[crypto_hash_sha256_BYTES];
+
+	if (sodium_init() < 0)
+		return fail(-EIO);
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	maps = fopen(path, "r");
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	mem = open(path, O_RDONLY);
+	if (!maps || mem < 0)
+		return fail(hp_err(-ESRCH, "process %d: no such process", (int)pid));
+	crypto_hash_sha256_init(&st);
+	while (fgets(line, sizeof(line), maps)) {
+		unsigned long long a, b;
+		char perms[8];
+		static unsigned char buf[1 << 16];
+
+		if (sscanf(line, "%llx-%llx %7s", &a, &b, perms) != 3 || perms[2] != 'x' ||
+		    strstr(line, "[vsyscall]"))
+			continue;
+		crypto_hash_sha256_update(&st, (const unsigned char *)line, strlen(line));
+		for (unsigned long long o = a; o < b; o += sizeof(buf)) {
+			size_t len = b - o < sizeof(buf) ? b - o : sizeof(buf);
+
+			if (pread(mem, buf, len, (off_t)o) == (ssize_t)len)
+				crypto_hash_sha256_update(&st, buf, len);
+		}
+	}
+	crypto_hash_sha256_final(&st, digest);
+	for (size_t i = 0; i < sizeof(digest); i++)
+		printf("%02x", digest[i]);
+	printf("\n");
+	fclose(maps);
+	close(mem);
 	return 0;
 }
 
@@ -310,6 +354,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "mkset") == 0)
 		return cmd_mkset(argc - 2, argv + 2);
+	if (strcmp(argv[1], "textsum") == 0)
+		return cmd_textsum((pid_t)atoi(argv[2]));
 	if (strcmp(argv[1], "inspect") == 0)
 		return cmd_inspect((pid_t)atoi(argv[2]));
 	if (strcmp(argv[1], "revert") == 0) {

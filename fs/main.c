@@ -149,8 +149,11 @@ static int serve(struct fuse_args *args)
 		if (!lc)
 			goto out;
 		fuse_loop_cfg_set_clone_fd(lc, o.clone_fd);
-		fuse_loop_cfg_set_idle_threads(lc, o.max_idle_threads);
-		fuse_loop_cfg_set_max_threads(lc, o.max_threads);
+		/* UINT_MAX: not given on the command line, libfuse's default stands. */
+		if (o.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(lc, o.max_idle_threads);
+		if (o.max_threads != UINT_MAX)
+			fuse_loop_cfg_set_max_threads(lc, o.max_threads);
 		r = fuse_loop_mt(fuse, lc);
 	}
 	/* The loop returns the number of the signal that stopped it. */

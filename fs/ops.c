@@ -261,10 +261,21 @@ static void fill_file(struct stat *st, mode_t mode, off_t size)
 	st->st_mtime = st->st_ctime = st->st_atime = hpfs.started;
 }
 
+/* A number below 10^9 from a commit id (its first 7 hex digits). */
+static long commit_nsec(const char *commit)
+{
+	long v = 0;
+
+	for (int i = 0; i < 7 && commit[i]; i++)
+		v = v * 16 + (commit[i] <= '9' ? commit[i] - '0' : (commit[i] | 0x20) - 'a' + 10);
+	return v % 1000000000L;
+}
+
 static int catalog_stat(const char *sub, struct stat *st)
 {
 	struct ctl_snap *s = NULL;
 	struct store_node node;
+	long snap_nsec;
 	int r;
 
 	r = ctl_snap_get(hpfs.ctl, false, &s);
@@ -276,6 +287,7 @@ static int catalog_stat(const char *sub, struct stat *st)
 	if (r < 0)
 		return r;
 	r = store_snap_stat(ctl_snap_store(s), sub, &node);
+	snap_nsec = commit_nsec(ctl_snap_commit(s));
 	ctl_snap_unref(s);
 	if (r < 0)
 		return r;
@@ -293,6 +305,12 @@ static int catalog_stat(const char *sub, struct stat *st)
 		break;
 	}
 	st->st_mtime = st->st_ctime = st->st_atime = node.mtime;
+	/*
+	 * The nanoseconds say which snapshot: the kernel drops cached pages of
+	 * a file whose mtime changed, so catalog files may keep their page
+	 * cache across opens (their contents never change within a snapshot).
+	 */
+	st->st_mtim.tv_nsec = st->st_ctim.tv_nsec = st->st_atim.tv_nsec = snap_nsec;
 	return 0;
 }
 
@@ -721,6 +739,8 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 		h->data.data = data;
 		h->data.len = len;
 		h->data.cap = len;
+		/* Immutable within a snapshot, and the mtime names the snapshot. */
+		fi->keep_cache = 1;
 		break;
 	}
 	case K_APPLY:
@@ -1395,6 +1415,11 @@ static int hpfs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 
 static void *hpfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
+	/*
+	 * With zero timeouts the attributes readdirplus brings are stale at once:
+	 * plain readdir spares the daemon a stat per entry.
+	 */
+	conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	/* Unlinked open files are dropped, not renamed to .fuse_hidden*. */
 	cfg->hard_remove = 1;
 	cfg->use_ino = 0;

@@ -86,6 +86,8 @@ ht_check "incoming: the store moved" test "$(fs_head)" != "$head0"
 ht_check "incoming: the catalog shows the new month" test -d "$M/catalog/2026.01/2026-03/cve-2026-0001"
 ht_eq "incoming: the file is consumed" "" "$(ls -A "$M/incoming")"
 ht_eq "catalog/latest follows" "2026.01/2026-03" "$(readlink "$M/catalog/latest")"
+ht_check "catalog: BASELINE is the new HEAD's blob (no stale cache)" \
+	cmp "$M/catalog/2026.01/BASELINE" <(git --git-dir="$HP_STORE" show HEAD:2026.01/BASELINE)
 ht_match "log: the import" "import set=2026.01/2026-03/cve-2026-0001 result=ok" "$(cat "$M/log")"
 ht_match "status: not-up-to-date once 2026-03 is out" "state: not-up-to-date" "$(cat "$M/processes/$P/status")"
 

@@ -12,13 +12,15 @@
  * by meson say which command files are built.
  */
 static const struct hp_cmd commands[] = {
-#ifdef HP_HAVE_STORE_CMDS
+#ifdef HP_HAVE_BUILD_CMD
 	{ "build", cmd_build, "build --target BIN --baseline B --month YYYY-MM --name NAME [--sign KEY] -o OUT SRC.c..." },
+#endif
+#ifdef HP_HAVE_STORE_CMDS
 	{ "import", cmd_import, "import [--force] BUNDLE..." },
 	{ "list", cmd_list, "list [BASELINE[/MONTH]]" },
 	{ "show", cmd_show, "show BASELINE/MONTH/SET" },
 	{ "log", cmd_log, "log" },
-	{ "store", cmd_store, "store init [--allow-unsigned] | pull REMOTE | push REMOTE" },
+	{ "store", cmd_store, "store init [--allow-unsigned] [--baseline-months 1,4,7,10] | pull REMOTE | push REMOTE" },
 	{ "key", cmd_key, "key generate DIR | trust PUBKEY" },
 #endif
 #ifdef HP_HAVE_APPLY_CMDS

@@ -253,7 +253,7 @@ static void bench_lookup(const char *key, const char *pub, int n)
 {
 	struct big bg = { n, calloc((size_t)n, 16), calloc((size_t)n, 48), calloc((size_t)n, sizeof(git_oid[3])) };
 	enum { Q = 2000 };
-	uint64_t t_look[Q], t_blob[Q], t_plain[Q], t0, t_index, t_build;
+	uint64_t t_look[Q], t_blob[Q], t_plain[Q], t_crypto[Q], t0, t_index, t_build;
 	struct store *st;
 	struct store_snap *snap;
 	struct store_patchset *ps;
@@ -310,6 +310,37 @@ static void bench_lookup(const char *key, const char *pub, int n)
 		read_plain(path);
 		t_plain[q] = hp_now_us() - a;
 	}
+	/* The floor any verified lookup pays: the same files from disk, sha256 and ed25519. */
+	{
+		struct hp_buf pk_text = HP_BUF_INIT;
+		unsigned char pk[32];
+		char kid[17];
+
+		if (hp_read_file(pub, 4096, &pk_text) < 0 ||
+		    sign_parse_pubkey(pk_text.data, pk_text.len, pk, kid) < 0)
+			die("public key", -EIO);
+		hp_buf_release(&pk_text);
+		for (int q = 0; q < Q; q++) {
+			int i = (int)(rand_r(&seed) % (unsigned)n);
+			struct hp_buf m = HP_BUF_INIT, so = HP_BUF_INIT, sg = HP_BUF_INIT;
+			char sha[65];
+			uint64_t a = hp_now_us();
+
+			snprintf(path, sizeof(path), "%s/plain/%s/manifest", tmp, bg.ids[i]);
+			r = hp_read_file(path, HP_MANIFEST_MAX_BYTES, &m);
+			snprintf(path, sizeof(path), "%s/plain/%s/patch.so", tmp, bg.ids[i]);
+			r = r ?: hp_read_file(path, STORE_MEMBER_MAX_BYTES, &so);
+			snprintf(path, sizeof(path), "%s/plain/%s/signature", tmp, bg.ids[i]);
+			r = r ?: hp_read_file(path, 4096, &sg);
+			if (r < 0 || sign_verify(sg.data, sg.len, m.data, m.len, pk) < 0)
+				die("plain verify", -EIO);
+			sign_sha256_hex(so.data, so.len, sha);
+			t_crypto[q] = hp_now_us() - a;
+			hp_buf_release(&m);
+			hp_buf_release(&so);
+			hp_buf_release(&sg);
+		}
+	}
 	printf("lookup: index built on first lookup in %.1f ms\n", (double)t_index / 1e3);
 	{
 		uint64_t lm = pct(t_look, Q, 0.5), lp = pct(t_look, Q, 0.99);
@@ -320,8 +351,12 @@ static void bench_lookup(const char *key, const char *pub, int n)
 		       (unsigned long long)lm, (unsigned long long)lp);
 		printf("baseline: git_blob_lookup of the same 3 blobs: median %llu us, p99 %llu us; lookup/blob %.1fx\n",
 		       (unsigned long long)bm, (unsigned long long)bp, (double)lm / (double)(bm ? bm : 1));
+		uint64_t cm = pct(t_crypto, Q, 0.5), cp = pct(t_crypto, Q, 0.99);
+
 		printf("baseline: reading the same 3 files from disk: median %llu us, p99 %llu us; lookup/plain %.1fx\n",
 		       (unsigned long long)pm, (unsigned long long)pp, (double)lm / (double)(pm ? pm : 1));
+		printf("baseline: same files + ed25519 verify + sha256 (the floor of a verified read): median %llu us, p99 %llu us; lookup/floor %.1fx\n",
+		       (unsigned long long)cm, (unsigned long long)cp, (double)lm / (double)(cm ? cm : 1));
 	}
 	store_snap_free(snap);
 

@@ -6,8 +6,8 @@
  * With -N COUNT, makes COUNT bundles OUT/NAME-<i>.tar (NAME-0 ... ), for
  * bulk tests. With -H KIND, writes a hostile archive around a valid set:
  * traversal, absolute, symlink, hardlink, device, fifo, dir, duplicate,
- * unknown, bomb (.tar.gz: a member past the limit; .zip: the same with no
- * size in the header), garbage.
+ * unknown, bomb (.tar.gz: a member past the limit; .zip: the same, streamed
+ * and without central directory, so no size anywhere), garbage.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -122,6 +122,17 @@ static int hostile(const struct mkb_opts *o, const char *kind, const char *out)
 		r = hp_err(-EINVAL, "unknown hostile kind '%s'", kind);
 	if (r == 0 && archive_write_close(a) != ARCHIVE_OK)
 		r = hp_err(-EIO, "%s: %s", out, archive_error_string(a));
+	if (r == 0 && zip && !strcmp(kind, "bomb")) {
+		/* No central directory: the streamed entry's size is nowhere but in its bytes. */
+		struct hp_buf f = HP_BUF_INIT;
+		const char *cd;
+
+		r = hp_read_file(out, STORE_BUNDLE_MAX_BYTES, &f);
+		cd = r == 0 ? memmem(f.data, f.len, "PK\x01\x02", 4) : NULL;
+		if (cd)
+			r = hp_write_file_atomic(out, f.data, (size_t)(cd - f.data), 0644);
+		hp_buf_release(&f);
+	}
 out:
 	archive_write_free(a);
 	bundle_release(&b);

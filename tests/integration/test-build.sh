@@ -191,6 +191,32 @@ build -o "$OUT/keep.tar" "$FIX/patch-missing.c" >/dev/null 2>&1
 ht_eq "failed rebuild leaves the old bundle as it was" "$before" "$(sha256sum <"$OUT/keep.tar")"
 ht_eq "failed rebuild leaves no temporary" "keep.tar" "$(ls -A "$OUT")"
 
+# ---- end to end: what hp build writes, the engine applies -------------------------
+# The engine's fixture target and its month-2026-02 patch source (a static
+# helper and static data of the target used): built here by hp build instead
+# of the engine tests' own set maker, then applied to the running target.
+. "$(dirname "$0")/test-engine-lib.sh"
+for v in pie nopie lib; do
+	et_start "$v"
+	set_dir=$HT_TMP/e2e-$v
+	mkdir -p "$set_dir"
+	ht_check "end to end ($v): hp build" "$HP_BIN" build --target "$(et_target_file "$v")" \
+		--baseline 2026.01 --month 2026-02 --name fix -o "$HT_TMP/e2e-$v.tar" \
+		"$HP_SOURCE_ROOT/tests/fixtures/engine/patch-a.c"
+	tar xf "$HT_TMP/e2e-$v.tar" -C "$set_dir"
+	ht_eq "end to end ($v): original behaviour" "14 107" "$(et_query 7)"
+	ht_match "end to end ($v): the engine applies the bundle" '^applied changed=1 ' \
+		"$(et_driver apply "$ET_PID" "$set_dir" 2>&1)"
+	ht_eq "end to end ($v): patched behaviour (static helper and data)" "100 207" \
+		"$(et_query 7)"
+	bid=$(sed -n 's/^build-id //p' "$set_dir/manifest")
+	ht_match "end to end ($v): revert" '^reverted changed=1 ' \
+		"$(et_driver revert "$ET_PID" "$bid" 2>&1)"
+	ht_eq "end to end ($v): original behaviour again" "14 107" "$(et_query 7)"
+	ht_check "end to end ($v): target still running, no EINTR" et_clean
+	kill "$ET_PID"
+done
+
 # No temporary directory of ours left behind.
 ht_eq "no hp-build temp dirs left in TMPDIR" "" "$(ls -A "$HT_TMP/tmp")"
 

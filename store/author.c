@@ -1004,8 +1004,29 @@ static bool is_tls_reloc(GElf_Word type)
 	}
 }
 
-/* No thread-local storage: the engine cannot give a patch its own TLS block. */
-static int patch_check_tls(struct author_elf *ef)
+/* Relocation types the engine applies in a patch object (apply/load.c). */
+static bool engine_reloc_ok(GElf_Word type)
+{
+	switch (type) {
+	case R_X86_64_NONE:
+	case R_X86_64_64:
+	case R_X86_64_PC32:
+	case R_X86_64_GLOB_DAT:
+	case R_X86_64_JUMP_SLOT:
+	case R_X86_64_RELATIVE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * What the engine cannot load: thread-local storage (it cannot give a patch
+ * its own TLS block), ifuncs, relocations it does not apply (text
+ * relocations of code built without -fPIC). Only the dynamic relocations
+ * count: sections a --emit-relocs link keeps are not loaded.
+ */
+static int patch_check_loadable(struct author_elf *ef)
 {
 	Elf_Scn *scn = NULL;
 	size_t nph = 0;
@@ -1018,30 +1039,43 @@ static int patch_check_tls(struct author_elf *ef)
 				return hp_err(-ENOTSUP, "the patch defines thread-local variables: "
 					      "not supported");
 		}
+	if (ef->eh.e_machine != EM_X86_64)
+		return 0;
 	while ((scn = elf_nextscn(ef->elf, scn))) {
 		GElf_Shdr sh, symsh;
 		Elf_Data *d, *symd = NULL;
 		Elf_Scn *symscn;
 
-		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_RELA || !(d = elf_getdata(scn, NULL)))
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_RELA || !(sh.sh_flags & SHF_ALLOC) ||
+		    !(d = elf_getdata(scn, NULL)))
 			continue;
 		symscn = elf_getscn(ef->elf, sh.sh_link);
 		if (symscn && gelf_getshdr(symscn, &symsh))
 			symd = elf_getdata(symscn, NULL);
 		for (size_t i = 0, n = section_count(scn, d, ELF_T_RELA); i < n; i++) {
+			GElf_Word type;
 			GElf_Rela rel;
 			GElf_Sym s;
 			const char *name = NULL;
 
 			if (!gelf_getrela(d, (int)i, &rel))
 				continue;
-			if (ef->eh.e_machine != EM_X86_64 || !is_tls_reloc(GELF_R_TYPE(rel.r_info)))
+			type = (GElf_Word)GELF_R_TYPE(rel.r_info);
+			if (engine_reloc_ok(type))
 				continue;
 			if (symd && GELF_R_SYM(rel.r_info) &&
 			    gelf_getsym(symd, (int)GELF_R_SYM(rel.r_info), &s))
 				name = elf_strptr(ef->elf, symsh.sh_link, s.st_name);
-			return hp_err(-ENOTSUP, "the patch uses thread-local storage (%s): not supported",
-				      name && *name ? name : "a __thread variable");
+			if (!name || !*name)
+				name = NULL;
+			if (is_tls_reloc(type))
+				return hp_err(-ENOTSUP, "the patch uses thread-local storage (%s): "
+					      "not supported", name ? name : "a __thread variable");
+			if (type == R_X86_64_IRELATIVE)
+				return hp_err(-ENOTSUP, "the patch uses an ifunc: not supported");
+			return hp_err(-ENOEXEC, "the patch has relocation type %u%s%s, which the "
+				      "engine does not apply (build it with -fPIC)", (unsigned)type,
+				      name ? " against " : "", name ? name : "");
 		}
 	}
 	return 0;
@@ -1063,7 +1097,7 @@ static int patch_info_load(struct author_elf *ef, const struct author_elf *bin,
 	if (ef->eh.e_machine != bin->eh.e_machine ||
 	    ef->eh.e_ident[EI_CLASS] != bin->eh.e_ident[EI_CLASS])
 		return hp_err(-ENOEXEC, "%s: built for another machine than BIN", ef->path);
-	r = patch_check_tls(ef);
+	r = patch_check_loadable(ef);
 	if (r < 0)
 		return r;
 	r = dyn_info_load(ef, &di);
@@ -1200,8 +1234,9 @@ static const char *pick_for(const struct store_build_opts *o, const char *name)
 /* Everything checkable before compiling; fills the fixed fields of m. */
 static int check_opts(const struct store_build_opts *o, struct hp_manifest *m)
 {
+	char dir[PATH_MAX];
 	const char *target_name;
-	size_t n_src = 0;
+	size_t n_src = 0, n;
 	int r;
 
 	if (!o->target)
@@ -1220,6 +1255,11 @@ static int check_opts(const struct store_build_opts *o, struct hp_manifest *m)
 	if (!bundle_ext_ok(o->output))
 		return hp_err(-EINVAL, "%s: unknown bundle format (use .tar, .tar.gz, .tgz, .tar.xz "
 			      "or .zip)", o->output);
+	/* Its directory, before the work: the bundle is written there last. */
+	n = (size_t)(base_name(o->output) - o->output);
+	snprintf(dir, sizeof(dir), "%.*s", (int)(n > 1 ? n - 1 : n), o->output);
+	if (access(dir[0] ? dir : ".", W_OK) < 0)
+		return hp_err(-errno, "%s: %s", dir[0] ? dir : ".", strerror(errno));
 	if (o->description && !text_ok(o->description))
 		return hp_err(-EINVAL, "description: control character or longer than %d bytes",
 			      AUTHOR_TEXT_MAX);
@@ -1649,13 +1689,26 @@ out:
 
 /* ---- the whole build ------------------------------------------------------- */
 
+/* Now, or $SOURCE_DATE_EPOCH for reproducible builds (reproducible-builds.org). */
 static int utc_now(char ret[32])
 {
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
 	struct tm tm;
 	time_t t = time(NULL);
+	char *end;
+
+	if (sde && *sde) {
+		long long v;
+
+		errno = 0;
+		v = strtoll(sde, &end, 10);
+		if (errno || *end || v < 0)
+			return hp_err(-EINVAL, "SOURCE_DATE_EPOCH: not a number of seconds: %s", sde);
+		t = (time_t)v;
+	}
 
 	if (!gmtime_r(&t, &tm) || !strftime(ret, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		return -EINVAL;
+		return hp_err(-EINVAL, "time %lld: cannot be written as a date", (long long)t);
 	return 0;
 }
 
@@ -1680,6 +1733,8 @@ int store_build_manifest(const struct store_build_opts *opts, struct hp_manifest
 	if (!m)
 		return -ENOMEM;
 	r = check_opts(opts, m);
+	if (r >= 0)
+		r = utc_now(created);
 	if (r < 0)
 		goto out;
 	prebuilt = is_shared_object(opts->sources[0]);
@@ -1717,9 +1772,7 @@ int store_build_manifest(const struct store_build_opts *opts, struct hp_manifest
 		goto out;
 	}
 	sign_sha256_hex(b.patch.data, b.patch.len, sha);
-	r = utc_now(created);
-	if (r >= 0)
-		r = hp_manifest_set_str(&m->build_id, build_id);
+	r = hp_manifest_set_str(&m->build_id, build_id);
 	if (r >= 0)
 		r = hp_manifest_set_str(&m->patch_sha256, sha);
 	if (r >= 0)

@@ -155,7 +155,7 @@ static void expect_refusal(struct fx *f, const struct store_build_opts *o, int e
 	assert_null(strchr(hp_errmsg(r), '\n'));
 	assert_false(exists(f->out));
 	/* Nothing else either: the output directory holds nothing. */
-	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s')\"", f->dir);
+	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s' | grep -vx src)\"", f->dir);
 	assert_int_equal(system(cmd), 0);
 }
 
@@ -508,6 +508,35 @@ static void test_debug_file(void **state)
 	unlink(dbg_other);
 }
 
+/* Write a patch source of the test's own into DIR/src/NAME; path in ret. */
+static void write_src(struct fx *f, const char *name, const char *text, char *ret, size_t size)
+{
+	char dir[128];
+
+	snprintf(dir, sizeof(dir), "%s/src", f->dir);
+	mkdir(dir, 0755);
+	snprintf(ret, size, "%s/%s", dir, name);
+	assert_int_equal(hp_write_file_atomic(ret, text, strlen(text), 0644), 0);
+}
+
+static void test_source_date_epoch(void **state)
+{
+	struct fx *f = *state;
+	const char *src[] = { SRC "/patch-good.c", NULL };
+	struct store_build_opts o;
+	struct hp_manifest *m = NULL;
+
+	opts_init(f, &o, TARGET, src);
+	setenv("SOURCE_DATE_EPOCH", "1770724800", 1);
+	assert_int_equal(store_build_manifest(&o, &m), 0);
+	assert_string_equal(m->created, "2026-02-10T12:00:00Z");
+	hp_manifest_free(m);
+	unlink(f->out);
+	setenv("SOURCE_DATE_EPOCH", "soon", 1);
+	expect_refusal(f, &o, -EINVAL, "SOURCE_DATE_EPOCH: not a number of seconds: soon");
+	unsetenv("SOURCE_DATE_EPOCH");
+}
+
 /* ---- refused ----------------------------------------------------------------- */
 
 static void test_missing_function(void **state)
@@ -580,6 +609,48 @@ static void test_tls(void **state)
 
 	opts_init(f, &o, TARGET, src);
 	expect_refusal(f, &o, -ENOTSUP, "the patch defines thread-local variables: not supported");
+}
+
+static void test_tls_extern_and_ifunc(void **state)
+{
+	struct fx *f = *state;
+	char tls[160], ifn[160];
+	const char *src_tls[] = { tls, NULL };
+	const char *src_ifn[] = { ifn, NULL };
+	struct store_build_opts o;
+
+	write_src(f, "tls.c",
+		  "extern __thread int depth __attribute__((tls_model(\"initial-exec\")));\n"
+		  "int compute(int x);\n"
+		  "int compute(int x) { return depth + x; }\n", tls, sizeof(tls));
+	opts_init(f, &o, TARGET, src_tls);
+	expect_refusal(f, &o, -ENOTSUP, "the patch uses thread-local storage (depth): not supported");
+
+	write_src(f, "ifunc.c",
+		  "int compute(int x);\n"
+		  "static int impl(int x) { return x; }\n"
+		  "static void *pick(void) { return (void *)impl; }\n"
+		  "int compute(int x) __attribute__((ifunc(\"pick\")));\n", ifn, sizeof(ifn));
+	opts_init(f, &o, TARGET, src_ifn);
+	expect_refusal(f, &o, -ENOTSUP, "the patch defines an ifunc (compute): not supported");
+}
+
+static void test_output_dir_missing(void **state)
+{
+	struct fx *f = *state;
+	const char *src[] = { SRC "/patch-good.c", NULL };
+	struct store_build_opts o;
+	char out[160];
+
+	snprintf(out, sizeof(out), "%s/no-such-dir/set.tar", f->dir);
+	opts_init(f, &o, TARGET, src);
+	o.output = out;
+	{
+		char msg[200];
+
+		snprintf(msg, sizeof(msg), "%s/no-such-dir: No such file or directory", f->dir);
+		expect_refusal(f, &o, -ENOENT, msg);
+	}
 }
 
 static void test_new_library(void **state)
@@ -691,6 +762,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_build_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_library, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_extern_and_ifunc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_output_dir_missing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_source_date_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compile_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
 	};

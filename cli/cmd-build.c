@@ -159,9 +159,17 @@ int cmd_build(const struct hp_global *g, int argc, char **argv)
 	}
 	while (optind < argc)
 		sources[n_sources++] = argv[optind++];
-	if (!o.target || !o.baseline || !o.month || !o.name || !o.output || n_sources == 0) {
-		status = hp_usage(BUILD_USAGE);
-		goto out;
+	{
+		/* One line naming what is missing; the full usage is hp build --help. */
+		const char *missing = !o.target ? "--target BIN" : !o.baseline ? "--baseline YYYY.MM" :
+				      !o.month ? "--month YYYY-MM" : !o.name ? "--name NAME" :
+				      !o.output ? "-o OUT" : n_sources == 0 ? "SRC.c... or PATCH.so" : NULL;
+
+		if (missing) {
+			fprintf(stderr, "hp build: missing %s (see hp build --help)\n", missing);
+			status = 2;
+			goto out;
+		}
 	}
 	o.cves = cves;
 	o.active_ok = active;

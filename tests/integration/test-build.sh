@@ -177,8 +177,14 @@ ht_match "compile error: last line says so" '^hp build: compiling the patch fail
 ht_eq "compile error: no bundle" "" "$(ls -A "$OUT")"
 
 # Usage errors: exit 2.
-"$HP_BIN" build --baseline 2026.01 --month 2026-02 --name x -o "$OUT/u.tar" "$FIX/patch-good.c" 2>/dev/null
-ht_eq "no --target: exit 2" 2 "$?"
+err=$("$HP_BIN" build --baseline 2026.01 --month 2026-02 --name x -o "$OUT/u.tar" "$FIX/patch-good.c" 2>&1)
+ht_eq "no --target: exit 2" 2 "$("$HP_BIN" build --baseline 2026.01 --month 2026-02 --name x \
+	-o "$OUT/u.tar" "$FIX/patch-good.c" >/dev/null 2>&1; echo $?)"
+ht_eq "no --target: one line" "hp build: missing --target BIN (see hp build --help)" "$err"
+ht_eq "no sources: one line" "hp build: missing SRC.c... or PATCH.so (see hp build --help)" \
+	"$(build -o "$OUT/u.tar" 2>&1)"
+ht_match "hp build --help shows every option" '--debug DEBUGFILE.*--pick NAME@FILE' \
+	"$("$HP_BIN" build --help | tr '\n' ' ')"
 err=$(build --frobnicate -o "$OUT/u.tar" "$FIX/patch-good.c" 2>&1)
 ht_eq "unknown option: exit 2" 2 "$(build --frobnicate -o "$OUT/u.tar" "$FIX/patch-good.c" >/dev/null 2>&1; echo $?)"
 ht_eq "unknown option: one line" "hp build: unknown option --frobnicate" "$err"

@@ -408,6 +408,34 @@ static size_t bin_syms_first(const struct bin_syms *bs, const char *name)
 	return lo < bs->n && !strcmp(bs->v[lo].name, name) ? lo : bs->n;
 }
 
+/*
+ * Why name is missing, when BIN holds only compiler-made variants of it
+ * (name.isra.0, name.constprop.0, name.part.0: other calling conventions),
+ * else the stripped hint, else "". Written into buf.
+ */
+static const char *missing_hint(const struct bin_syms *bs, const char *name, char *buf,
+				size_t size)
+{
+	size_t lo = 0, hi = bs->n, n = strlen(name);
+
+	buf[0] = '\0';
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strncmp(bs->v[mid].name, name, n);
+
+		if (c < 0 || (c == 0 && bs->v[mid].name[n] < '.'))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < bs->n && !strncmp(bs->v[lo].name, name, n) && bs->v[lo].name[n] == '.')
+		snprintf(buf, size, " (BIN has only %s, a compiler-made variant with another "
+			 "calling convention)", bs->v[lo].name);
+	else if (!bs->full)
+		snprintf(buf, size, " (BIN is stripped: give its debug file with --debug)");
+	return buf;
+}
+
 static bool file_matches(const char *file, const char *pick)
 {
 	size_t lf, lp;
@@ -1534,7 +1562,7 @@ static int analyse(struct author *a, struct author_elf *bin, struct author_elf *
 	struct patch_info pi;
 	struct author_elf patch = AUTHOR_ELF_INIT;
 	bool libs_loaded = false;
-	const char *stripped_hint;
+	char hint[320];
 	int r;
 
 	memset(&pi, 0, sizeof(pi));
@@ -1548,7 +1576,6 @@ static int analyse(struct author *a, struct author_elf *bin, struct author_elf *
 		if (r < 0)
 			goto out;
 	}
-	stripped_hint = bs.full ? "" : " (BIN is stripped: give its debug file with --debug)";
 
 	r = author_elf_open(so_path, &patch);
 	if (r < 0)
@@ -1589,7 +1616,8 @@ static int analyse(struct author *a, struct author_elf *bin, struct author_elf *
 		hp_err_clear();
 		r = bin_resolve(a, &bs, name, pick, true, &s);
 		if (r == -ENOENT && !hp_err_isset())
-			r = hp_err(-ENOENT, "function %s: not in BIN%s", name, stripped_hint);
+			r = hp_err(-ENOENT, "function %s: not in BIN%s", name,
+				   missing_hint(&bs, name, hint, sizeof(hint)));
 		if (r < 0)
 			goto out;
 		if (s->type == STT_GNU_IFUNC) {
@@ -1659,7 +1687,8 @@ static int analyse(struct author *a, struct author_elf *bin, struct author_elf *
 				continue;
 			}
 			r = hp_err(-ENOENT, "symbol %s needed by the patch: neither BIN nor its "
-				   "libraries provide it%s", name, stripped_hint);
+				   "libraries provide it%s", name,
+				   missing_hint(&bs, name, hint, sizeof(hint)));
 			goto out;
 		}
 	}

@@ -156,6 +156,8 @@ refuse "ambiguous symbol" 'symbol helper: ambiguous in BIN \(target-a\.c, target
 	"$FIX/patch-ambig-use.c"
 refuse "undefined symbol" 'symbol mystery_helper needed by the patch: neither BIN nor its libraries provide it' \
 	"$FIX/patch-undef.c"
+refuse "compiler-made variant only" 'symbol scaled needed by the patch: neither BIN nor its libraries provide it \(BIN has only scaled\.part\.0, a compiler-made variant with another calling convention\)' \
+	"$FIX/patch-variant.c"
 refuse "thread-local storage" 'the patch defines thread-local variables: not supported' "$FIX/patch-tls.c"
 refuse "bad baseline" "invalid baseline '2026-01' .*" --baseline 2026-01 "$FIX/patch-good.c"
 refuse "bad month" "invalid month '2026-13' .*" --month 2026-13 "$FIX/patch-good.c"

@@ -590,6 +590,21 @@ static void test_undefined_symbol(void **state)
 		       "nor its libraries provide it");
 }
 
+static void test_compiler_variant(void **state)
+{
+	struct fx *f = *state;
+	const char *src[] = { SRC "/patch-variant.c", NULL };
+	struct store_build_opts o;
+	uint64_t value = 0, size = 0;
+
+	/* The fixture has the variant, and only it. */
+	elf_lookup(TARGET, "scaled.part.0", NULL, &value, &size);
+	opts_init(f, &o, TARGET, src);
+	expect_refusal(f, &o, -ENOENT, "symbol scaled needed by the patch: neither BIN nor its "
+		       "libraries provide it (BIN has only scaled.part.0, a compiler-made variant "
+		       "with another calling convention)");
+}
+
 static void test_no_build_id(void **state)
 {
 	struct fx *f = *state;
@@ -759,6 +774,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_too_small, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ambiguous, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undefined_symbol, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compiler_variant, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_build_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_library, setup, teardown),

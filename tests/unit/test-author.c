@@ -83,7 +83,10 @@ static void opts_init(struct fx *f, struct store_build_opts *o, const char *targ
 	f->notes[0] = '\0';
 }
 
-/* st_value and st_size of name in path's .symtab; file: the STT_FILE of a local, or NULL. */
+/*
+ * st_value and st_size of name in path's .symtab; file: the STT_FILE of a
+ * local, "" for the global one, NULL for any (exactly one must match).
+ */
 static void elf_lookup(const char *path, const char *name, const char *file, uint64_t *value,
 		       uint64_t *size)
 {
@@ -116,7 +119,10 @@ static void elf_lookup(const char *path, const char *name, const char *file, uin
 			}
 			if (!n || strcmp(n, name) || s.st_shndx == SHN_UNDEF)
 				continue;
-			if (file && (GELF_ST_BIND(s.st_info) != STB_LOCAL || !cur || strcmp(cur, file)))
+			if (file && !*file && GELF_ST_BIND(s.st_info) == STB_LOCAL)
+				continue;
+			if (file && *file &&
+			    (GELF_ST_BIND(s.st_info) != STB_LOCAL || !cur || strcmp(cur, file)))
 				continue;
 			*value = s.st_value;
 			*size = s.st_size;
@@ -135,6 +141,8 @@ static const struct hp_manifest_sym *find_sym(const struct hp_manifest *m, const
 			return &m->syms[i];
 	return NULL;
 }
+
+static void write_src(struct fx *f, const char *name, const char *text, char *ret, size_t size);
 
 static bool exists(const char *path)
 {
@@ -343,6 +351,48 @@ static void test_pick(void **state)
 	assert_string_equal(find_sym(m, "helper")->file, "target-a.c");
 	hp_manifest_free(m);
 	unlink(f->out);
+}
+
+/* A name global in one file and static in another: the global, as C would, unless picked. */
+static void test_global_over_local(void **state)
+{
+	struct fx *f = *state;
+	const char *src[] = { SRC "/patch-level.c", NULL };
+	const char *pick[] = { "level@target-a.c", NULL };
+	struct store_build_opts o;
+	struct hp_manifest *m = NULL;
+	uint64_t value = 0, size = 0;
+
+	opts_init(f, &o, TARGET, src);
+	assert_int_equal(store_build_manifest(&o, &m), 0);
+	elf_lookup(TARGET, "level", "", &value, &size);
+	assert_int_equal(find_sym(m, "level")->offset, value);
+	assert_null(find_sym(m, "level")->file);
+	assert_non_null(strstr(f->notes, "symbol level: BIN also has a local level in target-a.c; "
+				"the global one is used (--pick level@FILE for a local one)"));
+	hp_manifest_free(m);
+	m = NULL;
+	unlink(f->out);
+
+	opts_init(f, &o, TARGET, src);
+	o.picks = pick;
+	assert_int_equal(store_build_manifest(&o, &m), 0);
+	check_sym(m, TARGET, "level", "target-a.c");
+	hp_manifest_free(m);
+	unlink(f->out);
+}
+
+static void test_no_function(void **state)
+{
+	struct fx *f = *state;
+	char path[160];
+	const char *src[] = { path, NULL };
+	struct store_build_opts o;
+
+	write_src(f, "static-only.c", "static int unused(int x) { return x; }\n"
+		  "int (*keep)(int) = unused;\n", path, sizeof(path));
+	opts_init(f, &o, TARGET, src);
+	expect_refusal(f, &o, -EINVAL, "the patch defines no function: nothing to replace");
 }
 
 static void test_active_ok(void **state)
@@ -765,6 +815,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_patch_object, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_static_helper_and_variable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pick, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_global_over_local, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_function, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_active_ok, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_weak_left, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signed, setup, teardown),

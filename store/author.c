@@ -1275,6 +1275,10 @@ static int check_opts(const struct store_build_opts *o, struct hp_manifest *m)
 	if (!o->month || !hp_valid_month(o->month))
 		return hp_err(-EINVAL, "invalid month '%s' (expected YYYY-MM, e.g. 2026-02)",
 			      o->month ? o->month : "");
+	/* Both valid: "YYYY.MM" and "YYYY-MM" compare as strings past the separator. */
+	if (strncmp(o->month, o->baseline, 4) < 0 ||
+	    (!strncmp(o->month, o->baseline, 4) && strcmp(o->month + 5, o->baseline + 5) < 0))
+		return hp_err(-EINVAL, "month %s is before baseline %s", o->month, o->baseline);
 	if (!o->name || !hp_valid_setname(o->name))
 		return hp_err(-EINVAL, "invalid patch-set name '%s' (letters, digits, '._+-', "
 			      "at most 64, starting with a letter or digit)", o->name ? o->name : "");

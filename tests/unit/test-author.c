@@ -768,6 +768,9 @@ static void test_bad_options(void **state)
 	o.month = "2026.02";
 	expect_refusal(f, &o, -EINVAL, "invalid month '2026.02' (expected YYYY-MM, e.g. 2026-02)");
 	opts_init(f, &o, TARGET, src);
+	o.month = "2025-12";
+	expect_refusal(f, &o, -EINVAL, "month 2025-12 is before baseline 2026.01");
+	opts_init(f, &o, TARGET, src);
 	o.name = "../evil";
 	expect_refusal(f, &o, -EINVAL, "invalid patch-set name '../evil' (letters, digits, '._+-', "
 		       "at most 64, starting with a letter or digit)");

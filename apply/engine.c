@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -435,10 +436,52 @@ static int check_safe(struct op *op, const struct safety_range *ranges, size_t n
 }
 
 /*
+ * While every thread is held, the threads we resume must not preempt us
+ * (each PTRACE_DETACH wakes one, and a woken thread of a busy process
+ * preempts its waker): the calling thread runs SCHED_FIFO for the stop,
+ * when it may (root). Without it, the pause on a loaded machine is the
+ * scheduler's, not ours.
+ */
+struct boost {
+	bool on;
+	int policy;
+	struct sched_param param;
+};
+
+static void boost_begin(struct boost *b)
+{
+	struct sched_param fifo = { .sched_priority = 1 };
+
+	b->on = pthread_getschedparam(pthread_self(), &b->policy, &b->param) == 0 &&
+		b->policy != SCHED_FIFO && b->policy != SCHED_RR &&
+		pthread_setschedparam(pthread_self(), SCHED_FIFO, &fifo) == 0;
+}
+
+static void boost_end(struct boost *b)
+{
+	if (b->on)
+		pthread_setschedparam(pthread_self(), b->policy, &b->param);
+	b->on = false;
+}
+
+/*
  * Stop every thread, check, switch, resume: retried while unsafe within
  * the budget. On return the sys thread alone is held.
  */
+static int stop_and_switch_locked(struct op *op);
+
 static int stop_and_switch(struct op *op)
+{
+	struct boost b;
+	int r;
+
+	boost_begin(&b);
+	r = stop_and_switch_locked(op);
+	boost_end(&b);
+	return r;
+}
+
+static int stop_and_switch_locked(struct op *op)
 {
 	uint64_t t0 = hp_now_us(), deadline = t0 + (uint64_t)op->budget_ms * 1000;
 	unsigned backoff = 1;

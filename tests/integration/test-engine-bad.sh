@@ -92,11 +92,11 @@ expect_error "exited process, revert" ESRCH 3 "revert $gone: process $gone: no s
 expect_error "exited process, inspect" ESRCH 3 "inspect $gone: process $gone: no such process" \
 	et_driver inspect "$gone"
 
-# a zombie: a child that exited and that its parent (sleep) never reaps
-ht_spawn sh -c 'true & echo $!; exec sleep 30'
+# a zombie: a child that exits after its parent became sleep, which never reaps
+ht_spawn sh -c 'sleep 0.3 & echo $!; exec sleep 30'
 ht_wait_for 5 grep -q . "$HT_LAST_OUT"
 zombie=$(head -n1 "$HT_LAST_OUT")
-ht_wait_for 5 grep -q '^State:.*Z' "/proc/$zombie/status"
+ht_check "the zombie is there" ht_wait_for 5 grep -q "^State:.*Z" "/proc/$zombie/status"
 expect_error "zombie process" ESRCH 3 "apply $zombie: process $zombie has exited \\(zombie\\)" \
 	et_driver apply "$zombie" "$good"
 

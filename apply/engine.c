@@ -436,6 +436,47 @@ static int check_safe(struct op *op, const struct safety_range *ranges, size_t n
 }
 
 /*
+ * The safety check unwinds every thread: once, in the common case, for the
+ * required ranges (switched functions) and the regions to unmap together.
+ * Only when that finds a thread busy are they told apart: busy in a required
+ * range is -EBUSY (retry), busy only in an old region keeps that region
+ * mapped (an orphan, unmapped by a later operation) and goes on.
+ */
+static int check_unmap_and_required(struct op *op)
+{
+	struct safety_range *all;
+	size_t n = op->n_required;
+	int r;
+
+	all = malloc((op->n_required + op->n_unmap + 1) * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	if (n)
+		memcpy(all, op->required, n * sizeof(*all));
+	for (size_t i = 0; i < op->n_unmap; i++) {
+		const struct region *rg = &op->regions.v[op->unmap[i]];
+
+		all[n++] = (struct safety_range){ rg->addr, rg->addr + rg->hdr.region_size,
+						  rg->hdr.set_id };
+	}
+	r = check_safe(op, all, n);
+	if (r == 0 || r != -EBUSY || !op->n_unmap) {
+		for (size_t i = 0; i < op->n_unmap; i++)
+			op->unmap_ok[i] = r == 0;
+		goto out;
+	}
+	r = check_safe(op, op->required, op->n_required);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; i < op->n_unmap; i++)
+		op->unmap_ok[i] = check_safe(op, &all[op->n_required + i], 1) == 0;
+	hp_err_clear();
+out:
+	free(all);
+	return r;
+}
+
+/*
  * While every thread is held, the threads we resume must not preempt us
  * (each PTRACE_DETACH wakes one, and a woken thread of a busy process
  * preempts its waker): the calling thread runs SCHED_FIFO for the stop,
@@ -499,7 +540,7 @@ static int stop_and_switch_locked(struct op *op)
 		if (r < 0)
 			return r;
 		op->n_tries++;
-		r = check_safe(op, op->required, op->n_required);
+		r = check_unmap_and_required(op);
 		if (r != -EBUSY)
 			break;
 		if (hp_now_us() >= deadline) {
@@ -526,13 +567,6 @@ static int stop_and_switch_locked(struct op *op)
 	if (r < 0) {
 		ptr_resume(&op->w, true);
 		return r;
-	}
-	/* old regions: unmap only those no thread is in or returns into */
-	for (size_t i = 0; i < op->n_unmap; i++) {
-		const struct region *rg = &op->regions.v[op->unmap[i]];
-		struct safety_range sr = { rg->addr, rg->addr + rg->hdr.region_size, rg->hdr.set_id };
-
-		op->unmap_ok[i] = check_safe(op, &sr, 1) == 0;
 	}
 	ptr_resume(&op->w, true);
 	op->pause_us = op->w.t_all_resumed - op->w.t_all_stopped_begin;

@@ -4,7 +4,6 @@
  * with build-ids and biases read from memory (checked against the file
  * and the dynamic loader), dynamic symbol lookup (against dlsym).
  */
-#define _GNU_SOURCE
 #include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>

@@ -77,6 +77,17 @@ for v in pie lib; do
 		et_driver apply "$ET_PID" "$HT_TMP/garbage"
 	untouched "$v: an executable as patch.so"
 
+	# another tracer holds the process (a debugger, a second hp)
+	ht_spawn "$ENGINE_DRIVER" hold "$ET_PID" 30
+	holder=$HT_LAST_PID
+	ht_wait_for 5 grep -q '^held' "$HT_LAST_OUT"
+	expect_error "$v: traced by another process" EBUSY 16 \
+		"apply $ET_PID: process $ET_PID: thread $ET_PID is already traced by process $holder" \
+		et_driver apply "$ET_PID" "$good"
+	kill "$holder"
+	wait "$holder" 2>/dev/null
+	untouched "$v: traced by another process"
+
 	ht_check "$v: no EINTR seen, still running" et_clean
 	kill "$ET_PID"
 done

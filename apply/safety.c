@@ -49,10 +49,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/user.h>
@@ -73,6 +75,7 @@
 /* Bounds on what is read from the target. */
 #define SAFETY_MAX_MAPS_BYTES (64u << 20)
 #define SAFETY_MAX_PHNUM 128u
+#define SAFETY_MAX_TABLE (1u << 21) /* FDEs per object: 16 MiB of table */
 
 /* The libunwind helper our find_proc_info hands each object's table to. */
 extern int UNW_OBJ(dwarf_search_unwind_table)(unw_addr_space_t as, unw_word_t ip,
@@ -91,6 +94,12 @@ struct safety_obj {
 	uint64_t start, end;
 	bool has_table;
 	unw_dyn_info_t di;
+	/* The .eh_frame_hdr search table, read whole (one read instead of a
+	 * page per step of libunwind's remote binary search): pairs of
+	 * (start ip, fde) offsets from segbase, sorted by start ip. */
+	int32_t *table;
+	uint64_t table_addr;
+	size_t n_entries;
 };
 
 struct safety_page {
@@ -102,10 +111,12 @@ struct safety_ctx {
 	pid_t pid;
 	int memfd; /* /proc/PID/mem, opened only if process_vm_readv fails */
 	struct safety_page cache[SAFETY_CACHE_PAGES];
-	unsigned char *cache_mem;
 
-	struct safety_map *maps;
+	int mapsfd;  /* /proc/PID/maps, for PROCMAP_QUERY */
+	enum { SAFETY_QUERY_UNKNOWN, SAFETY_QUERY_YES, SAFETY_QUERY_NO } query;
+	struct safety_map *maps; /* parsed text, when the query is unsupported */
 	size_t n_maps;
+	int err;     /* an error met inside a libunwind callback */
 	struct safety_obj *objs;
 	size_t n_objs, cap_objs;
 
@@ -152,6 +163,17 @@ static int mem_read(struct safety_ctx *c, uint64_t addr, void *dst, size_t len)
 {
 	unsigned char *out = dst;
 
+	/* the search tables already read */
+	for (size_t i = 0; i < c->n_objs; i++) {
+		const struct safety_obj *o = &c->objs[i];
+
+		if (o->table && addr >= o->table_addr &&
+		    addr - o->table_addr <= o->n_entries * 8 - len) {
+			memcpy(dst, (const char *)o->table + (addr - o->table_addr), len);
+			return 0;
+		}
+	}
+
 	while (len > 0) {
 		uint64_t page = addr & ~(uint64_t)(SAFETY_PAGE - 1);
 		size_t off = addr - page;
@@ -177,6 +199,50 @@ static int mem_read(struct safety_ctx *c, uint64_t addr, void *dst, size_t len)
 
 /* ---- mappings ---------------------------------------------------------- */
 
+static bool parse_hex(const char **pp, uint64_t *ret, char sep)
+{
+	const char *p = *pp;
+	uint64_t v = 0;
+	int n = 0;
+
+	for (;; p++, n++) {
+		unsigned d;
+
+		if (*p >= '0' && *p <= '9')
+			d = (unsigned)(*p - '0');
+		else if (*p >= 'a' && *p <= 'f')
+			d = (unsigned)(*p - 'a' + 10);
+		else
+			break;
+		if (n >= 16)
+			return false;
+		v = v << 4 | d;
+	}
+	if (n == 0 || *p != sep)
+		return false;
+	*pp = p + 1;
+	*ret = v;
+	return true;
+}
+
+static bool parse_dec(const char **pp, uint64_t *ret)
+{
+	const char *p = *pp;
+	uint64_t v = 0;
+	int n = 0;
+
+	for (; *p >= '0' && *p <= '9'; p++, n++) {
+		if (n >= 19)
+			return false;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (n == 0)
+		return false;
+	*pp = p;
+	*ret = v;
+	return true;
+}
+
 static int maps_load(struct safety_ctx *c)
 {
 	struct hp_buf text = HP_BUF_INIT;
@@ -194,31 +260,44 @@ static int maps_load(struct safety_ctx *c)
 	}
 	for (line = text.data; line && *line; line = next) {
 		struct safety_map m = { 0 };
-		unsigned long long start, end, offset, inode;
-		char perms[5];
-		int name = 0;
+		const char *p = line;
+		bool ok;
 
 		next = strchr(line, '\n');
 		if (next)
 			*next++ = '\0';
-		if (sscanf(line, "%llx-%llx %4s %llx %x:%x %llu %n", &start, &end, perms, &offset,
-			   &m.dev_major, &m.dev_minor, &inode, &name) < 7)
+		/* start-end perms offset major:minor inode [path] (proc(5));
+		 * parsed by hand: sscanf costs as much as the kernel's text */
+		ok = parse_hex(&p, &m.start, '-') && parse_hex(&p, &m.end, ' ');
+		if (ok && strlen(p) >= 5) {
+			m.exec = p[2] == 'x';
+			p += 5;
+		} else {
+			ok = false;
+		}
+		ok = ok && parse_hex(&p, &m.offset, ' ');
+		if (ok) {
+			uint64_t major, minor;
+
+			ok = parse_hex(&p, &major, ':') && parse_hex(&p, &minor, ' ') &&
+			     parse_dec(&p, &m.inode);
+			m.dev_major = (unsigned)major;
+			m.dev_minor = (unsigned)minor;
+		}
+		if (!ok || m.end <= m.start)
 			continue;
-		m.start = start;
-		m.end = end;
-		m.offset = offset;
-		m.inode = inode;
-		m.exec = perms[2] == 'x';
-		m.vdso = name > 0 && strcmp(line + name, "[vdso]") == 0;
+		while (*p == ' ')
+			p++;
+		m.vdso = strcmp(p, "[vdso]") == 0;
 		if (c->n_maps == cap) {
 			size_t ncap = cap ? 2 * cap : 64;
-			struct safety_map *p = realloc(c->maps, ncap * sizeof(*p));
+			struct safety_map *nm = realloc(c->maps, ncap * sizeof(*nm));
 
-			if (!p) {
+			if (!nm) {
 				r = hp_err(-ENOMEM, "out of memory");
 				goto out;
 			}
-			c->maps = p;
+			c->maps = nm;
 			cap = ncap;
 		}
 		c->maps[c->n_maps++] = m;
@@ -229,7 +308,7 @@ out:
 	return r;
 }
 
-/* The mapping holding addr (maps are sorted by address), or NULL. */
+/* The mapping holding addr in the parsed text (sorted by address), or NULL. */
 static const struct safety_map *maps_find(const struct safety_ctx *c, uint64_t addr)
 {
 	size_t lo = 0, hi = c->n_maps;
@@ -247,7 +326,87 @@ static const struct safety_map *maps_find(const struct safety_ctx *c, uint64_t a
 	return NULL;
 }
 
-static bool maps_same_file(const struct safety_map *a, const struct safety_map *b)
+/*
+ * PROCMAP_QUERY (Linux 6.11, include/uapi/linux/fs.h): the mapping holding
+ * an address, from an ioctl on /proc/PID/maps, without the kernel
+ * formatting every line of the text (which costs as much as a whole check
+ * of a small process). Declared here for older headers; the ABI is fixed
+ * by its size field.
+ */
+struct safety_procmap_query {
+	uint64_t size;
+	uint64_t query_flags;
+	uint64_t query_addr;
+	uint64_t vma_start;
+	uint64_t vma_end;
+	uint64_t vma_flags;
+	uint64_t vma_page_size;
+	uint64_t vma_offset;
+	uint64_t inode;
+	uint32_t dev_major;
+	uint32_t dev_minor;
+	uint32_t vma_name_size;
+	uint32_t build_id_size;
+	uint64_t vma_name_addr;
+	uint64_t build_id_addr;
+};
+#define SAFETY_PROCMAP_QUERY _IOWR('f', 17, struct safety_procmap_query)
+#define SAFETY_PROCMAP_EXEC 0x04
+
+/*
+ * The mapping holding addr: -ENOENT when none. Asks the kernel for that
+ * one mapping when it can, else parses /proc/PID/maps once per check.
+ */
+static int map_at(struct safety_ctx *c, uint64_t addr, struct safety_map *ret)
+{
+	const struct safety_map *m;
+	int r;
+
+	if (c->query != SAFETY_QUERY_NO) {
+		struct safety_procmap_query q = { .size = sizeof(q), .query_addr = addr };
+
+		if (c->mapsfd < 0) {
+			char path[64];
+
+			snprintf(path, sizeof(path), "/proc/%d/maps", (int)c->pid);
+			c->mapsfd = open(path, O_RDONLY | O_CLOEXEC);
+			if (c->mapsfd < 0)
+				return errno == ENOENT ? hp_err(-ESRCH, "process %d vanished", (int)c->pid)
+						       : hp_err(-errno, "open %s: %s", path, strerror(errno));
+		}
+		if (ioctl(c->mapsfd, SAFETY_PROCMAP_QUERY, &q) == 0) {
+			c->query = SAFETY_QUERY_YES;
+			memset(ret, 0, sizeof(*ret));
+			ret->start = q.vma_start;
+			ret->end = q.vma_end;
+			ret->offset = q.vma_offset;
+			ret->inode = q.inode;
+			ret->dev_major = q.dev_major;
+			ret->dev_minor = q.dev_minor;
+			ret->exec = q.vma_flags & SAFETY_PROCMAP_EXEC;
+			return 0;
+		}
+		if (errno == ENOENT)
+			return -ENOENT;
+		if (errno == ESRCH)
+			return hp_err(-ESRCH, "process %d vanished", (int)c->pid);
+		if (c->query == SAFETY_QUERY_YES || (errno != ENOTTY && errno != EINVAL))
+			return hp_err(-errno, "query the mappings of %d: %s", (int)c->pid, strerror(errno));
+		c->query = SAFETY_QUERY_NO; /* an older kernel */
+	}
+	if (!c->maps) {
+		r = maps_load(c);
+		if (r < 0)
+			return r;
+	}
+	m = maps_find(c, addr);
+	if (!m)
+		return -ENOENT;
+	*ret = *m;
+	return 0;
+}
+
+static bool same_file(const struct safety_map *a, const struct safety_map *b)
 {
 	return a->inode == b->inode && a->dev_major == b->dev_major &&
 	       a->dev_minor == b->dev_minor;
@@ -272,72 +431,85 @@ static size_t eh_enc_size(unsigned enc)
 }
 
 /*
- * Describe the object whose mapping m holds ip: its extent, and the
- * binary-search table of its .eh_frame_hdr, read from the process.
- * Objects without a usable table get has_table = false (and the frames in
- * them are "no info", which triggers the conservative scan).
+ * Describe the object whose mapping m holds ip: its extent (from its
+ * program headers) and the binary-search table of its .eh_frame_hdr, all
+ * read from the process. The object's ELF header is at m.start - m.offset
+ * for a file mapping (where the loader put file offset 0), at m.start for
+ * an anonymous one (the vDSO, or code mapped with its headers). Objects
+ * without a usable table get has_table = false: frames in them are "no
+ * info", which triggers the conservative scan.
  */
-static void obj_describe(struct safety_ctx *c, const struct safety_map *m, struct safety_obj *o)
+static int obj_describe(struct safety_ctx *c, const struct safety_map *m, uint64_t ip,
+			struct safety_obj *o)
 {
-	const struct safety_map *first = m, *last = m;
+	struct safety_map first;
 	Elf64_Ehdr eh;
 	Elf64_Phdr ph[SAFETY_MAX_PHNUM];
-	uint64_t base, bias = 0, hdr = 0, fde_count = 0;
+	uint64_t base, bias = 0, hdr = 0, fde_count, end = 0;
 	unsigned char h[4];
 	bool have_load = false;
 	size_t ptr_size;
 	uint32_t count32;
+	int r;
 
 	memset(o, 0, sizeof(*o));
 	o->start = m->start;
 	o->end = m->end;
-	if (m->inode == 0 && !m->vdso)
-		return; /* anonymous executable memory: JIT or similar */
-	if (!m->vdso) {
-		while (first > c->maps && maps_same_file(first - 1, m) &&
-		       (first - 1)->offset < first->offset)
-			first--;
-		while (last + 1 < c->maps + c->n_maps && maps_same_file(last + 1, m) &&
-		       (last + 1)->offset > last->offset)
-			last++;
+	if (m->inode != 0) {
+		if (m->offset > m->start)
+			return 0;
+		base = m->start - m->offset;
+		r = map_at(c, base, &first);
+		if (r == -ENOENT)
+			return 0;
+		if (r < 0)
+			return r;
+		if (first.start != base || first.offset != 0 || !same_file(&first, m))
+			return 0; /* not laid out by a loader: no guess */
+	} else {
+		base = m->start;
 	}
-	o->start = first->start;
-	o->end = last->end;
-	if (first->offset != 0)
-		return;
-	base = first->start;
 
 	if (mem_read(c, base, &eh, sizeof(eh)) < 0 || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
 	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr) ||
-	    eh.e_phnum == 0 || eh.e_phnum > SAFETY_MAX_PHNUM ||
-	    eh.e_phoff + (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > first->end - first->start)
-		return;
+	    eh.e_phnum == 0 || eh.e_phnum > SAFETY_MAX_PHNUM || eh.e_phoff > SAFETY_PAGE * 16)
+		return 0;
 	if (mem_read(c, base + eh.e_phoff, ph, eh.e_phnum * sizeof(Elf64_Phdr)) < 0)
-		return;
+		return 0;
 	for (unsigned i = 0; i < eh.e_phnum; i++) {
-		if (ph[i].p_type == PT_LOAD && !have_load) {
-			/* The first PT_LOAD maps file offset 0 at base. */
+		if (ph[i].p_type != PT_LOAD)
+			continue;
+		if (!have_load) {
+			/* the first PT_LOAD maps file offset 0 at base */
 			bias = base - (ph[i].p_vaddr & ~(uint64_t)(SAFETY_PAGE - 1));
 			have_load = true;
 		}
+		if (ph[i].p_memsz > (1ull << 40) || ph[i].p_vaddr > (1ull << 46))
+			return 0;
+		if (bias + ph[i].p_vaddr + ph[i].p_memsz > end)
+			end = bias + ph[i].p_vaddr + ph[i].p_memsz;
 	}
-	for (unsigned i = 0; i < eh.e_phnum && have_load; i++)
+	if (!have_load || ip < base || ip >= end)
+		return 0;
+	o->start = base;
+	o->end = end;
+	for (unsigned i = 0; i < eh.e_phnum; i++)
 		if (ph[i].p_type == PT_GNU_EH_FRAME)
 			hdr = bias + ph[i].p_vaddr;
 	if (!hdr || hdr < o->start || hdr >= o->end)
-		return;
+		return 0;
 
 	/* version, eh_frame_ptr_enc, fde_count_enc, table_enc */
 	if (mem_read(c, hdr, h, sizeof(h)) < 0 || h[0] != 1 || h[3] != 0x3b /* datarel|sdata4 */)
-		return;
+		return 0;
 	ptr_size = eh_enc_size(h[1]);
 	if (!ptr_size || (h[2] & 0x0f) != 0x03 || (h[2] & 0x70) != 0)
-		return; /* only the udata4 count every linker writes */
+		return 0; /* only the udata4 count every linker writes */
 	if (mem_read(c, hdr + 4 + ptr_size, &count32, sizeof(count32)) < 0)
-		return;
+		return 0;
 	fde_count = count32;
-	if (fde_count == 0 || hdr + 8 + ptr_size + fde_count * 8 > o->end)
-		return;
+	if (fde_count == 0 || fde_count > (o->end - hdr) / 8)
+		return 0;
 
 	o->di.format = UNW_INFO_FORMAT_REMOTE_TABLE;
 	o->di.start_ip = o->start;
@@ -347,27 +519,49 @@ static void obj_describe(struct safety_ctx *c, const struct safety_map *m, struc
 	o->di.u.rti.segbase = hdr;
 	o->di.u.rti.table_data = hdr + 4 + ptr_size + 4;
 	o->di.u.rti.table_len = fde_count * 8 / sizeof(unw_word_t);
+	o->table_addr = o->di.u.rti.table_data;
+	o->n_entries = fde_count;
 	o->has_table = true;
+	if (fde_count <= SAFETY_MAX_TABLE) {
+		o->table = malloc(fde_count * 8);
+		if (o->table && mem_read_direct(c, o->table_addr, o->table, fde_count * 8) < 0) {
+			free(o->table);
+			o->table = NULL;
+			o->has_table = false;
+		}
+	}
+	return 0;
 }
 
-static const struct safety_obj *obj_lookup(struct safety_ctx *c, uint64_t ip)
+/* The object holding ip (NULL: none, or an error in the slot and *ret_err). */
+static const struct safety_obj *obj_lookup(struct safety_ctx *c, uint64_t ip, int *ret_err)
 {
-	const struct safety_map *m;
+	struct safety_map m;
 	struct safety_obj o;
+	int r;
 
+	*ret_err = 0;
 	for (size_t i = 0; i < c->n_objs; i++)
 		if (ip >= c->objs[i].start && ip < c->objs[i].end)
 			return &c->objs[i];
-	m = maps_find(c, ip);
-	if (!m || !m->exec)
+	r = map_at(c, ip, &m);
+	if (r < 0 || !m.exec) {
+		*ret_err = r == -ENOENT ? 0 : r;
 		return NULL;
-	obj_describe(c, m, &o);
+	}
+	r = obj_describe(c, &m, ip, &o);
+	if (r < 0) {
+		*ret_err = r;
+		return NULL;
+	}
 	if (c->n_objs == c->cap_objs) {
 		size_t ncap = c->cap_objs ? 2 * c->cap_objs : 16;
 		struct safety_obj *p = realloc(c->objs, ncap * sizeof(*p));
 
-		if (!p)
+		if (!p) {
+			*ret_err = hp_err(-ENOMEM, "out of memory");
 			return NULL;
+		}
 		c->objs = p;
 		c->cap_objs = ncap;
 	}
@@ -380,16 +574,39 @@ static const struct safety_obj *obj_lookup(struct safety_ctx *c, uint64_t ip)
 static int acc_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *pi,
 			      int need_unwind_info, void *arg)
 {
-	struct safety_ctx *c = arg;
-	const struct safety_obj *o = obj_lookup(c, ip);
-	unw_dyn_info_t di;
 	int r;
 
+	struct safety_ctx *c = arg;
+	const struct safety_obj *o = obj_lookup(c, ip, &r);
+	unw_dyn_info_t di;
+
+	if (r < 0 && !c->err)
+		c->err = r; /* a vanished process, not a missing table */
 	if (!o || !o->has_table) {
 		c->noinfo = true;
 		return -UNW_ENOINFO;
 	}
 	di = o->di;
+	if (o->table) {
+		/* Search here; hand libunwind the one entry found. */
+		int64_t key = (int64_t)(ip - di.u.rti.segbase);
+		size_t lo = 0, hi = o->n_entries;
+
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (o->table[2 * mid] <= key)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo == 0) {
+			c->noinfo = true;
+			return -UNW_ENOINFO;
+		}
+		di.u.rti.table_data = o->table_addr + (lo - 1) * 8;
+		di.u.rti.table_len = 8 / sizeof(unw_word_t);
+	}
 	r = UNW_OBJ(dwarf_search_unwind_table)(as, ip, &di, pi, need_unwind_info, arg);
 	if (r < 0 || ip < pi->start_ip || ip >= pi->end_ip) {
 		c->noinfo = true;
@@ -534,20 +751,22 @@ static int busy(const struct safety_range *r, pid_t tid, const char *how)
 static int scan_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, const struct safety_set *s,
 		      const char *why)
 {
-	const struct safety_map *m;
+	struct safety_map m;
 	uint64_t *words = NULL;
 	size_t len, n_words;
 	char how[160];
 	int r;
 
 	sp &= ~(uint64_t)7;
-	m = maps_find(c, sp);
-	if (!m) {
+	r = map_at(c, sp, &m);
+	if (r == -ENOENT) {
 		r = hp_err(-EBUSY, "thread %d: stack pointer 0x%" PRIx64 " in no mapping (%s)",
 			   (int)tid, sp, why);
 		goto out;
 	}
-	len = m->end - sp;
+	if (r < 0)
+		goto out;
+	len = m.end - sp;
 	if (len > SAFETY_MAX_SCAN) {
 		r = hp_err(-EBUSY, "thread %d: stack of %zu bytes too deep to scan (%s)", (int)tid,
 			   len, why);
@@ -638,6 +857,10 @@ static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set
 			goto out;
 		}
 		r = unw_step(&cur);
+		if (c->err) {
+			r = c->err;
+			goto out;
+		}
 		if (c->noinfo) {
 			/* The frame at sp had no unwind info: whatever unw_step
 			 * guessed, the callers above sp are not known. */
@@ -674,19 +897,87 @@ out:
 
 /* ---- entry ------------------------------------------------------------- */
 
+/*
+ * Per calling thread, reused by every check made on that thread: the unw
+ * address space (flushed at the start of each check) and the page-cache
+ * memory (emptied at the start of each check). Creating an address space
+ * costs a large calloc, and a fresh 256 KiB cache a page fault per page.
+ * Used from a single thread, the address space can run with
+ * UNW_CACHE_PER_THREAD, whose cache needs no lock where libunwind is
+ * built with per-thread caches (elsewhere it is the global one, locked).
+ * The accessors' argument is per check, given to unw_init_remote.
+ */
+struct safety_tls {
+	unw_addr_space_t as;
+	unsigned char *pages;
+};
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static __thread struct safety_tls *tls;
+
+static void tls_destroy(void *arg)
+{
+	struct safety_tls *t = arg;
+
+	if (t->as)
+		unw_destroy_addr_space(t->as);
+	free(t->pages);
+	free(t);
+}
+
+static void tls_key_init(void)
+{
+	if (pthread_key_create(&tls_key, tls_destroy) != 0)
+		abort();
+}
+
+static struct safety_tls *thread_state(void)
+{
+	unw_accessors_t acc;
+	struct safety_tls *t;
+
+	if (tls)
+		return tls;
+	pthread_once(&tls_once, tls_key_init);
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->pages = malloc(SAFETY_CACHE_PAGES * SAFETY_PAGE);
+	/* _UPT_accessors with memory, registers and table lookup replaced */
+	acc = _UPT_accessors;
+	acc.find_proc_info = acc_find_proc_info;
+	acc.put_unwind_info = acc_put_unwind_info;
+	acc.get_dyn_info_list_addr = acc_get_dyn_info_list_addr;
+	acc.access_mem = acc_access_mem;
+	acc.access_reg = acc_access_reg;
+	acc.access_fpreg = acc_access_fpreg;
+	acc.resume = acc_resume;
+	acc.get_proc_name = acc_get_proc_name;
+	t->as = unw_create_addr_space(&acc, 0);
+	if (!t->pages || !t->as) {
+		tls_destroy(t);
+		return NULL;
+	}
+	unw_set_caching_policy(t->as, UNW_CACHE_PER_THREAD);
+	pthread_setspecific(tls_key, t);
+	tls = t;
+	return t;
+}
+
 int safety_check(pid_t pid, const pid_t *tids, size_t n_tids, const struct safety_range *ranges,
 		 size_t n_ranges)
 {
-	struct safety_ctx c = { .pid = pid, .memfd = -1 };
+	struct safety_ctx c = { .pid = pid, .memfd = -1, .mapsfd = -1 };
 	struct safety_set set = { NULL, n_ranges, 0 };
-	unw_accessors_t acc;
+	struct safety_tls *t;
 	int r;
 
 	if (n_ranges == 0 || n_tids == 0)
 		return 0;
 	set.s = malloc(n_ranges * sizeof(*set.s));
-	c.cache_mem = malloc(SAFETY_CACHE_PAGES * SAFETY_PAGE);
-	if (!set.s || !c.cache_mem) {
+	t = thread_state();
+	if (!set.s || !t) {
 		r = hp_err(-ENOMEM, "out of memory");
 		goto out;
 	}
@@ -698,29 +989,13 @@ int safety_check(pid_t pid, const pid_t *tids, size_t n_tids, const struct safet
 	qsort(set.s, n_ranges, sizeof(*set.s), range_cmp);
 	for (unsigned i = 0; i < SAFETY_CACHE_PAGES; i++) {
 		c.cache[i].addr = UINT64_MAX;
-		c.cache[i].data = c.cache_mem + (size_t)i * SAFETY_PAGE;
+		c.cache[i].data = t->pages + (size_t)i * SAFETY_PAGE;
 	}
-	r = maps_load(&c);
-	if (r < 0)
-		goto out;
-
-	/* _UPT_accessors with memory, registers and table lookup replaced;
-	 * built on every call (cheap) rather than guarded by a lock. */
-	acc = _UPT_accessors;
-	acc.find_proc_info = acc_find_proc_info;
-	acc.put_unwind_info = acc_put_unwind_info;
-	acc.get_dyn_info_list_addr = acc_get_dyn_info_list_addr;
-	acc.access_mem = acc_access_mem;
-	acc.access_reg = acc_access_reg;
-	acc.access_fpreg = acc_access_fpreg;
-	acc.resume = acc_resume;
-	acc.get_proc_name = acc_get_proc_name;
-	c.as = unw_create_addr_space(&acc, 0);
-	if (!c.as) {
-		r = hp_err(-ENOMEM, "out of memory");
-		goto out;
-	}
-	unw_set_caching_policy(c.as, UNW_CACHE_GLOBAL);
+	c.as = t->as;
+	/* Nothing learnt about another process, or this one earlier, is
+	 * trusted: the flush bumps the generation, which empties the
+	 * register-state cache lazily on first use. */
+	unw_flush_cache(c.as, 0, 0);
 
 	for (size_t i = 0; i < n_tids; i++) {
 		r = check_thread(&c, tids[i], &set);
@@ -729,13 +1004,14 @@ int safety_check(pid_t pid, const pid_t *tids, size_t n_tids, const struct safet
 	}
 	r = 0;
 out:
-	if (c.as)
-		unw_destroy_addr_space(c.as);
 	if (c.memfd >= 0)
 		close(c.memfd);
+	if (c.mapsfd >= 0)
+		close(c.mapsfd);
 	free(c.maps);
+	for (size_t i = 0; i < c.n_objs; i++)
+		free(c.objs[i].table);
 	free(c.objs);
-	free(c.cache_mem);
 	free(set.s);
 	return r;
 }

@@ -27,9 +27,15 @@
  * bound (SAFETY_MAX_FRAMES) is hit, the frames above the last trusted one
  * are not guessed: every 8-byte word between that frame's stack pointer
  * and the end of the stack mapping is compared with the ranges. A word
- * that looks like an address inside a range (a return address, or a stale
- * one left in a dead slot) makes the thread busy. The scan is bounded
- * (SAFETY_MAX_SCAN); a stack deeper than that is busy too.
+ * that looks like an address inside a range (start < word <= end: a
+ * return address, or a stale one left in a dead slot) makes the thread
+ * busy; a word equal to a range's start is a function pointer, not a
+ * return address. The scan is bounded (SAFETY_MAX_SCAN); a stack deeper
+ * than that is busy too. Limits, shared with the unwinder or noted: the
+ * scan covers the one mapping holding the stack pointer (a thread running
+ * on a sigaltstack with frames below the signal frame lacking unwind info
+ * would have its interrupted frames missed), and suspended coroutine
+ * stacks are seen by neither.
  *
  * libunwind's x86_64 unw_step() falls back to frame-pointer heuristics
  * when a frame has no CFI and may then stop "cleanly" without having seen
@@ -786,7 +792,12 @@ static int scan_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, const struct
 	}
 	n_words = len / sizeof(uint64_t);
 	for (size_t i = 0; i < n_words; i++) {
-		const struct safety_range *hit = range_find(s, words[i], true);
+		/* start < word <= end: a word equal to a function's first
+		 * byte is a function pointer (struct pthread's start routine,
+		 * a callback); a return address follows a call instruction,
+		 * so it never equals the start of the function it returns
+		 * into. */
+		const struct safety_range *hit = words[i] ? range_find(s, words[i] - 1, false) : NULL;
 
 		if (hit) {
 			snprintf(how, sizeof(how), "address on the stack at sp+0x%zx, %s",

@@ -49,8 +49,8 @@ struct target {
 	uint64_t bias;
 };
 
-static char target_path[PATH_MAX];
-static char patch_dir[PATH_MAX];
+static char target_path[PATH_MAX + 64];
+static char patch_dir[PATH_MAX + 64];
 static char build_id[129];
 static uint64_t sym_off[BENCH_NFUNCS], sym_size[BENCH_NFUNCS];
 static uint64_t first_vaddr;
@@ -179,7 +179,7 @@ struct patchset {
 static void patchset_make(struct patchset *p, int n)
 {
 	unsigned char digest[crypto_hash_sha256_BYTES];
-	char hex[2 * crypto_hash_sha256_BYTES + 1], path[PATH_MAX + 32], name[32];
+	char hex[2 * crypto_hash_sha256_BYTES + 1], path[PATH_MAX + 128], name[32];
 	struct hp_buf so = HP_BUF_INIT;
 
 	snprintf(path, sizeof(path), "%s/bench-patch-%d.so", patch_dir, n);
@@ -388,13 +388,7 @@ static uint64_t safety_once(struct target *t, const struct safety_range *r, size
 	if (stop_all(t) < 0)
 		die("safety: stop: %s", strerror(errno));
 	t0 = now_ns();
-	{
-		struct timespec c0, c1;
-		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
 	rc = safety_check(t->pid, t->tids, t->n_tids, r, n);
-		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
-		if (getenv("CPUDBG")) fprintf(stderr, "cpu %ld\n", (c1.tv_sec-c0.tv_sec)*1000000L + (c1.tv_nsec-c0.tv_nsec)/1000);
-	}
 	t1 = now_ns();
 	resume_all(t);
 	if (rc < 0 && rc != -EBUSY)
@@ -600,7 +594,10 @@ int main(int argc, char **argv)
 
 		if (ti == 0) {
 			uint64_t before[3], after[3], back[3];
-			int v_before = 0, v_after = 0, v_back = 0;
+			int v_before = 0;
+#ifdef HAVE_ENGINE
+			int v_after = 0, v_back = 0;
+#endif
 
 			for (int round = 0; round < 3; round++) {
 				call_cost(&t, &before[round], &v_before);

@@ -50,7 +50,7 @@ static struct fixture fx;
 
 static void fixture_path(char *out, size_t len)
 {
-	char self[PATH_MAX];
+	char self[PATH_MAX - 64];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	char *slash;
 

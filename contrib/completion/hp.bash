@@ -1,0 +1,231 @@
+# shellcheck shell=bash disable=SC2207
+# (SC2207: COMPREPLY=($(compgen ...)) is the completion idiom; its words hold no blanks.)
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Bash completion for hp(1): commands and subcommands, the global options
+# --store and --json, files for build and import, PIDs for apply, revert and
+# status, baselines, months and patch sets (from `hp list`) for list, show,
+# apply and build. Self-contained: it does not need the bash-completion
+# package, but is installed where that package looks for it.
+
+# The store the command line names: --store DIR / --store=DIR, else
+# $HP_STORE, else the default.
+_hp_store() {
+	local i store=${HP_STORE:-/var/lib/hotpatch/store.git}
+	for ((i = 1; i < ${#COMP_WORDS[@]}; i++)); do
+		case ${COMP_WORDS[i]} in
+		--store) [ $((i + 1)) -lt "${#COMP_WORDS[@]}" ] && [ "$i" -ne "$COMP_CWORD" ] &&
+			store=${COMP_WORDS[i + 1]} ;;
+		--store=*) store=${COMP_WORDS[i]#--store=} ;;
+		esac
+	done
+	printf '%s\n' "$store"
+}
+
+# Entries of `hp list [ARG]` (first word of each line), when the store exists.
+_hp_list() {
+	local store
+	store=$(_hp_store)
+	[ -d "$store" ] || return 0
+	"${_hp_cmd:-hp}" list ${1:+"$1"} --store "$store" 2>/dev/null |
+		awk 'NF && $1 !~ /:$/ { print $1 }'
+}
+
+# Completions for a catalog path: BASELINE, BASELINE/MONTH, BASELINE/MONTH/SET,
+# down to $1 levels.
+_hp_catalog() {
+	local depth=$1 cur=$2 dir w
+	local -a words=()
+	case $cur in
+	*/*) dir=${cur%/*} ;;
+	*) dir="" ;;
+	esac
+	local level=0
+	[ -n "$dir" ] && level=$(($(tr -cd / <<<"$dir/" | wc -c)))
+	[ "$level" -ge "$depth" ] && return 0
+	while read -r w; do
+		w=${w%/}
+		w=${w##*/}
+		[ -n "$w" ] || continue
+		if [ -n "$dir" ]; then
+			w="$dir/$w"
+		fi
+		words+=("$w")
+	done < <(_hp_list "$dir")
+	[ "${#words[@]}" -gt 0 ] || return 0
+	COMPREPLY=($(compgen -W "${words[*]}" -- "$cur"))
+	# Not at the last level: let the user go on typing after the slash.
+	if [ $((level + 1)) -lt "$depth" ] && [ "${#COMPREPLY[@]}" -eq 1 ]; then
+		COMPREPLY=("${COMPREPLY[0]}/")
+		compopt -o nospace 2>/dev/null
+	fi
+}
+
+# Months of every baseline (for `hp apply PID MONTH` and `build --month`).
+_hp_months() {
+	local b m
+	for b in $(_hp_list); do
+		for m in $(_hp_list "$b"); do
+			m=${m%/}
+			m=${m##*/}
+			[[ $m =~ ^[0-9]{4}-[0-9]{2}$ ]] && printf '%s\n' "$m"
+		done
+	done | sort -u
+}
+
+_hp_pids() {
+	local d
+	for d in /proc/[0-9]*; do
+		printf '%s\n' "${d#/proc/}"
+	done
+}
+
+_hp_files() {
+	# $1: an extended glob of the names to offer, besides directories.
+	local IFS=$'\n' pat=$1 cur=$2 f
+	local -a files=()
+	# shellcheck disable=SC2053 # $pat is a pattern on purpose
+	while read -r f; do
+		[ -n "$f" ] || continue
+		if [ -d "$f" ]; then
+			files+=("$f/")
+		elif [[ $f == $pat ]]; then
+			files+=("$f")
+		fi
+	done < <(compgen -f -- "$cur")
+	COMPREPLY=("${files[@]}")
+	compopt -o filenames -o nospace 2>/dev/null
+	return 0
+}
+
+_hp() {
+	local cur=${COMP_WORDS[COMP_CWORD]}
+	local prev=""
+	[ "$COMP_CWORD" -gt 0 ] && prev=${COMP_WORDS[COMP_CWORD - 1]}
+	local _hp_cmd=${COMP_WORDS[0]}
+	local cmd="" sub="" i w
+	local -a args=()
+	COMPREPLY=()
+
+	# The command, its subcommand and its arguments so far, global options
+	# (which may stand anywhere) left out.
+	for ((i = 1; i < COMP_CWORD; i++)); do
+		w=${COMP_WORDS[i]}
+		case $w in
+		--store) i=$((i + 1)) ;;
+		--store=* | --json) ;;
+		*)
+			if [ -z "$cmd" ]; then
+				cmd=$w
+			else
+				args+=("$w")
+			fi
+			;;
+		esac
+	done
+	[ "${#args[@]}" -gt 0 ] && sub=${args[0]}
+
+	case $prev in
+	--store)
+		COMPREPLY=($(compgen -d -- "$cur"))
+		compopt -o filenames 2>/dev/null
+		return 0
+		;;
+	esac
+	if [[ $cur == --store=* ]]; then
+		COMPREPLY=($(compgen -P --store= -d -- "${cur#--store=}"))
+		compopt -o filenames 2>/dev/null
+		return 0
+	fi
+
+	local globals="--store --json"
+	if [ -z "$cmd" ]; then
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "$globals --help --version" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "build import list show apply revert status report log store key help version" -- "$cur"))
+		fi
+		return 0
+	fi
+
+	case $cmd in
+	build)
+		case $prev in
+		--target | --sign | -o)
+			_hp_files '*' "$cur"
+			return 0
+			;;
+		--baseline)
+			COMPREPLY=($(compgen -W "$(_hp_list)" -- "$cur"))
+			return 0
+			;;
+		--month)
+			COMPREPLY=($(compgen -W "$(_hp_months)" -- "$cur"))
+			return 0
+			;;
+		--name) return 0 ;;
+		esac
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "--target --baseline --month --name --sign -o $globals" -- "$cur"))
+		else
+			_hp_files '*.@(c|so)' "$cur"
+		fi
+		;;
+	import)
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "--force $globals" -- "$cur"))
+		else
+			_hp_files '*.@(tar|tar.gz|tgz|tar.xz|txz|zip)' "$cur"
+		fi
+		;;
+	list)
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "$globals" -- "$cur"))
+		elif [ "${#args[@]}" -eq 0 ]; then
+			_hp_catalog 2 "$cur"
+		fi
+		;;
+	show)
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "$globals" -- "$cur"))
+		elif [ "${#args[@]}" -eq 0 ]; then
+			_hp_catalog 3 "$cur"
+		fi
+		;;
+	apply | revert | status)
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "$globals" -- "$cur"))
+		elif [ "${#args[@]}" -eq 0 ]; then
+			COMPREPLY=($(compgen -W "$(_hp_pids)" -- "$cur"))
+		elif [ "$cmd" = apply ] && [ "${#args[@]}" -eq 1 ]; then
+			COMPREPLY=($(compgen -W "$(_hp_months)" -- "$cur"))
+		fi
+		;;
+	report | log)
+		COMPREPLY=($(compgen -W "$globals" -- "$cur"))
+		;;
+	store)
+		if [ -z "$sub" ]; then
+			COMPREPLY=($(compgen -W "init pull push" -- "$cur"))
+		elif [ "$sub" = init ]; then
+			COMPREPLY=($(compgen -W "--allow-unsigned $globals" -- "$cur"))
+		elif [ "${#args[@]}" -eq 1 ] && [[ $cur != -* ]]; then
+			# A remote: any git URL, or a local path.
+			COMPREPLY=($(compgen -d -- "$cur"))
+			compopt -o filenames 2>/dev/null
+		fi
+		;;
+	key)
+		if [ -z "$sub" ]; then
+			COMPREPLY=($(compgen -W "generate trust" -- "$cur"))
+		elif [ "${#args[@]}" -eq 1 ] && [ "$sub" = generate ]; then
+			COMPREPLY=($(compgen -d -- "$cur"))
+			compopt -o filenames 2>/dev/null
+		elif [ "${#args[@]}" -eq 1 ] && [ "$sub" = trust ]; then
+			_hp_files '*.pub' "$cur"
+		fi
+		;;
+	esac
+	return 0
+}
+
+complete -F _hp hp

@@ -747,10 +747,19 @@ static const struct safety_range *range_find(const struct safety_set *set, uint6
 
 /* ---- one thread -------------------------------------------------------- */
 
+/*
+ * "function NAME active in thread TID" (apply-int.h): as is when the
+ * thread executes in it (its program counter); with how appended in
+ * parentheses when it is due to return into it ("return address at frame
+ * N", or where the stack scan saw it).
+ */
 static int busy(const struct safety_range *r, pid_t tid, const char *how)
 {
-	return hp_err(-EBUSY, "function %s active in thread %d (%s)", r->name ? r->name : "?",
-		      (int)tid, how);
+	const char *name = r->name ? r->name : "?";
+
+	if (!how)
+		return hp_err(-EBUSY, "function %s active in thread %d", name, (int)tid);
+	return hp_err(-EBUSY, "function %s active in thread %d (%s)", name, (int)tid, how);
 }
 
 /* Scan the stack words of thread tid from sp to the end of its mapping. */
@@ -837,7 +846,7 @@ static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set
 	if (!hit && (int64_t)c->regs.orig_rax >= 0)
 		hit = range_find(s, ip - 2, false);
 	if (hit) {
-		r = busy(hit, tid, "program counter");
+		r = busy(hit, tid, NULL); /* its program counter */
 		goto out;
 	}
 #endif
@@ -858,7 +867,7 @@ static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set
 	}
 	hit = range_find(s, ip, false);
 	if (hit) {
-		r = busy(hit, tid, "program counter");
+		r = busy(hit, tid, NULL); /* its program counter */
 		goto out;
 	}
 #endif

@@ -27,10 +27,10 @@
  * bound (SAFETY_MAX_FRAMES) is hit, the frames above the last trusted one
  * are not guessed: every 8-byte word between that frame's stack pointer
  * and the end of the stack mapping is compared with the ranges. A word
- * that looks like an address inside a range (start < word <= end: a
+ * that looks like an address inside a range (start < word < end: a
  * return address, or a stale one left in a dead slot) makes the thread
- * busy; a word equal to a range's start is a function pointer, not a
- * return address. The scan is bounded (SAFETY_MAX_SCAN); a stack deeper
+ * busy; a word equal to a range's start (or end) is a pointer to a
+ * function (or to the next one), not a return address. The scan is bounded (SAFETY_MAX_SCAN); a stack deeper
  * than that is busy too. Limits, shared with the unwinder or noted: the
  * scan covers the one mapping holding the stack pointer (a thread running
  * on a sigaltstack with frames below the signal frame lacking unwind info
@@ -714,18 +714,29 @@ struct safety_set {
 	struct safety_sorted *s; /* by start */
 	size_t n;
 	uint64_t max_len;        /* longest range: bounds the backward walk */
+	uint64_t lo, hi;         /* lowest start, highest end: most stack words
+				  * (numbers, data pointers) fall outside */
+};
+
+/* Which addresses of [start, end] count, by what the address is. */
+enum safety_match {
+	MATCH_PC,     /* start <= a < end: a program counter */
+	MATCH_RA,     /* start <= a <= end: an unwound return address */
+	MATCH_WORD,   /* start < a < end: a word of the stack, see stack_word_hit */
 };
 
 /*
- * The range with start <= addr < end (<= end when incl_end), or NULL.
- * Ranges may overlap (a patch region and a function in it): walk back from
- * the last start <= addr while a range could still reach addr.
+ * A range holding addr as `how` says, or NULL. Ranges may overlap (a
+ * patch region and a function in it): walk back from the last start <=
+ * addr while a range could still reach addr.
  */
 static const struct safety_range *range_find(const struct safety_set *set, uint64_t addr,
-					     bool incl_end)
+					     enum safety_match how)
 {
 	size_t lo = 0, hi = set->n;
 
+	if (addr < set->lo || addr > set->hi)
+		return NULL;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
@@ -737,7 +748,8 @@ static const struct safety_range *range_find(const struct safety_set *set, uint6
 	while (lo-- > 0) {
 		const struct safety_range *r = set->s[lo].r;
 
-		if (addr < r->end || (incl_end && addr == r->end))
+		if ((addr < r->end || (how == MATCH_RA && addr == r->end)) &&
+		    (addr != r->start || how != MATCH_WORD))
 			return r;
 		if (addr - r->start > set->max_len)
 			break;
@@ -762,51 +774,83 @@ static int busy(const struct safety_range *r, pid_t tid, const char *how)
 	return hp_err(-EBUSY, "function %s active in thread %d (%s)", name, (int)tid, how);
 }
 
-/* Scan the stack words of thread tid from sp to the end of its mapping. */
-static int scan_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, const struct safety_set *s,
-		      const char *why)
+/*
+ * Read the stack of thread tid from sp (8-aligned) to the end of the
+ * mapping holding it. The thread is busy (-EBUSY, message set) when sp is
+ * in no mapping or the stack is deeper than SAFETY_MAX_SCAN: nothing can
+ * be said of it.
+ */
+static int read_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, const char *why,
+		      uint64_t **ret_words, size_t *ret_n)
 {
 	struct safety_map m;
 	uint64_t *words = NULL;
-	size_t len, n_words;
-	char how[160];
+	size_t len;
 	int r;
 
-	sp &= ~(uint64_t)7;
 	r = map_at(c, sp, &m);
 	if (r == -ENOENT) {
 		r = hp_err(-EBUSY, "thread %d: stack pointer 0x%" PRIx64 " in no mapping (%s)",
 			   (int)tid, sp, why);
-		goto out;
+		goto fail;
 	}
 	if (r < 0)
-		goto out;
+		goto fail;
 	len = m.end - sp;
 	if (len > SAFETY_MAX_SCAN) {
 		r = hp_err(-EBUSY, "thread %d: stack of %zu bytes too deep to scan (%s)", (int)tid,
 			   len, why);
-		goto out;
+		goto fail;
 	}
 	words = malloc(len ? len : 1);
 	if (!words) {
 		r = hp_err(-ENOMEM, "out of memory");
-		goto out;
+		goto fail;
 	}
 	r = mem_read_direct(c, sp, words, len);
 	if (r < 0) {
 		r = r == -ESRCH ? hp_err(-ESRCH, "thread %d vanished", (int)tid)
 				: hp_err(-EBUSY, "thread %d: cannot read its stack: %s (%s)",
 					 (int)tid, strerror(-r), why);
-		goto out;
+		goto fail;
 	}
-	n_words = len / sizeof(uint64_t);
+	*ret_words = words;
+	*ret_n = len / sizeof(uint64_t);
+	return 0;
+fail:
+	free(words);
+	return r;
+}
+
+/*
+ * The word may be a return address into a range: start < word < end. A
+ * word equal to a function's first byte is a function pointer (struct
+ * pthread's start routine, a callback): a return address follows a call
+ * instruction, so it never equals the start of the function it returns
+ * into. One equal to its end is a pointer to the next function; as a
+ * return address it would follow a call ending the function, a call that
+ * never returns (nothing follows it to return to).
+ */
+static const struct safety_range *stack_word_hit(const struct safety_set *s, uint64_t word)
+{
+	return range_find(s, word, MATCH_WORD);
+}
+
+/* Scan the stack words of thread tid from sp to the end of its mapping. */
+static int scan_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, const struct safety_set *s,
+		      const char *why)
+{
+	uint64_t *words = NULL;
+	size_t n_words = 0;
+	char how[160];
+	int r;
+
+	sp &= ~(uint64_t)7;
+	r = read_stack(c, tid, sp, why, &words, &n_words);
+	if (r < 0)
+		goto out;
 	for (size_t i = 0; i < n_words; i++) {
-		/* start < word <= end: a word equal to a function's first
-		 * byte is a function pointer (struct pthread's start routine,
-		 * a callback); a return address follows a call instruction,
-		 * so it never equals the start of the function it returns
-		 * into. */
-		const struct safety_range *hit = words[i] ? range_find(s, words[i] - 1, false) : NULL;
+		const struct safety_range *hit = stack_word_hit(s, words[i]);
 
 		if (hit) {
 			snprintf(how, sizeof(how), "address on the stack at sp+0x%zx, %s",
@@ -820,6 +864,65 @@ out:
 	free(words);
 	return r;
 }
+
+#if defined(__x86_64__)
+/* struct _fpstate's sw_reserved.magic1 (asm/sigcontext.h): the kernel
+ * writes it in the FP state of every signal frame (XSAVE machines). */
+#define SAFETY_FPX_MAGIC1 0x46505853u
+#define SAFETY_FPX_MAGIC1_OFF 464
+
+/*
+ * The fast path. Every return address of the frames a thread has on its
+ * stack is a word between its stack pointer and the end of the stack, so
+ * when no word there is in a range, no frame on that stack returns into
+ * one and there is nothing to unwind. The one way frames escape that
+ * stack is a signal handler running on a sigaltstack (the interrupted
+ * frames stay on the normal stack): a signal frame on the scanned stack
+ * (a word pointing, 64-byte aligned, at an FP state with the kernel's
+ * magic) sends the thread to the unwinder, which follows the signal frame.
+ * *ret_clean is false when a word is in a range or a signal frame is
+ * there: the unwinder then decides (a stale word in a dead slot is not
+ * an activation).
+ */
+static int stack_clean(struct safety_ctx *c, pid_t tid, uint64_t sp, const struct safety_set *s,
+		       bool *ret_clean)
+{
+	uint64_t *words = NULL, top;
+	size_t n_words = 0;
+	bool clean = true;
+	int r;
+
+	sp &= ~(uint64_t)7;
+	r = read_stack(c, tid, sp, "fast path", &words, &n_words);
+	if (r == -EBUSY) {
+		/* let the unwinder try, and say why if it cannot either */
+		hp_err_clear();
+		*ret_clean = false;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	top = sp + n_words * sizeof(uint64_t);
+	for (size_t i = 0; i < n_words && clean; i++) {
+		uint64_t w = words[i];
+
+		if (stack_word_hit(s, w)) {
+			clean = false;
+		} else if ((w & 63) == 0 && w >= sp && w < top &&
+			   w - sp + SAFETY_FPX_MAGIC1_OFF + 4 <= top - sp) {
+			uint32_t magic;
+
+			memcpy(&magic, (const char *)words + (w - sp) + SAFETY_FPX_MAGIC1_OFF,
+			       sizeof(magic));
+			if (magic == SAFETY_FPX_MAGIC1)
+				clean = false;
+		}
+	}
+	free(words);
+	*ret_clean = clean;
+	return 0;
+}
+#endif
 
 static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set *s)
 {
@@ -840,14 +943,21 @@ static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set
 	}
 	ip = c->regs.rip;
 	sp = c->regs.rsp;
-	hit = range_find(s, ip, false);
+	hit = range_find(s, ip, MATCH_PC);
 	/* In a system call the kernel restarts by rewinding pc over the
 	 * 2-byte syscall instruction (orig_rax >= 0 says "in a syscall"). */
 	if (!hit && (int64_t)c->regs.orig_rax >= 0)
-		hit = range_find(s, ip - 2, false);
+		hit = range_find(s, ip - 2, MATCH_PC);
 	if (hit) {
 		r = busy(hit, tid, NULL); /* its program counter */
 		goto out;
+	}
+	{
+		bool clean;
+
+		r = stack_clean(c, tid, sp, s, &clean);
+		if (r < 0 || clean)
+			goto out;
 	}
 #endif
 	c->upt = _UPT_create(tid);
@@ -865,7 +975,7 @@ static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set
 		r = hp_err(-ESRCH, "thread %d vanished", (int)tid);
 		goto out;
 	}
-	hit = range_find(s, ip, false);
+	hit = range_find(s, ip, MATCH_PC);
 	if (hit) {
 		r = busy(hit, tid, NULL); /* its program counter */
 		goto out;
@@ -899,7 +1009,7 @@ static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set
 		}
 		if (ip == 0)
 			break;
-		hit = range_find(s, ip, true);
+		hit = range_find(s, ip, MATCH_RA);
 		if (hit) {
 			snprintf(how, sizeof(how), "return address at frame %d", frame);
 			r = busy(hit, tid, how);
@@ -989,7 +1099,7 @@ int safety_check(pid_t pid, const pid_t *tids, size_t n_tids, const struct safet
 		 size_t n_ranges)
 {
 	struct safety_ctx c = { .pid = pid, .memfd = -1, .mapsfd = -1 };
-	struct safety_set set = { NULL, n_ranges, 0 };
+	struct safety_set set = { NULL, n_ranges, 0, UINT64_MAX, 0 };
 	struct safety_tls *t;
 	int r;
 
@@ -1005,6 +1115,10 @@ int safety_check(pid_t pid, const pid_t *tids, size_t n_tids, const struct safet
 		set.s[i].r = &ranges[i];
 		if (ranges[i].end > ranges[i].start && ranges[i].end - ranges[i].start > set.max_len)
 			set.max_len = ranges[i].end - ranges[i].start;
+		if (ranges[i].start < set.lo)
+			set.lo = ranges[i].start;
+		if (ranges[i].end > set.hi)
+			set.hi = ranges[i].end;
 	}
 	qsort(set.s, n_ranges, sizeof(*set.s), range_cmp);
 	for (unsigned i = 0; i < SAFETY_CACHE_PAGES; i++) {

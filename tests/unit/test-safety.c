@@ -40,7 +40,7 @@ struct fixture {
 	pid_t tids[MAX_TIDS];
 	size_t n_tids;
 	bool stopped[MAX_TIDS];
-	pid_t tid_a, tid_b, tid_noinfo, tid_idle;
+	pid_t tid_a, tid_b, tid_noinfo, tid_alt, tid_idle;
 	uint64_t bias;
 };
 
@@ -146,11 +146,13 @@ static void list_threads(struct fixture *f)
 			f->tid_b = tid;
 		else if (strcmp(comm, "noinfo") == 0)
 			f->tid_noinfo = tid;
+		else if (strcmp(comm, "altstack") == 0)
+			f->tid_alt = tid;
 		else if (strcmp(comm, "idle") == 0)
 			f->tid_idle = tid;
 	}
 	closedir(d);
-	assert_true(f->tid_a && f->tid_b && f->tid_noinfo && f->tid_idle);
+	assert_true(f->tid_a && f->tid_b && f->tid_noinfo && f->tid_alt && f->tid_idle);
 }
 
 /* Wait (bounded) until the sleeping threads are in their sleep. */
@@ -158,7 +160,8 @@ static void wait_asleep(const struct fixture *f)
 {
 	for (int i = 0; i < 5000; i++) {
 		if (thread_state(f->pid, f->tid_b) == 'S' &&
-		    thread_state(f->pid, f->tid_noinfo) == 'S')
+		    thread_state(f->pid, f->tid_noinfo) == 'S' &&
+		    thread_state(f->pid, f->tid_alt) == 'S')
 			return;
 		usleep(1000);
 	}
@@ -385,6 +388,20 @@ static void test_noinfo_conservative(void **state)
 	assert_int_equal(check(&c, 1), 0);
 }
 
+/*
+ * A signal handler on a sigaltstack: G's return address is on the normal
+ * stack, out of reach of a scan of the stack the thread runs on. The
+ * signal frame sends the thread to the unwinder, which crosses it.
+ */
+static void test_sigaltstack(void **state)
+{
+	struct safety_range g = sym_range("signal_from_g");
+	int r = check(&g, 1);
+
+	print_message("altstack thread, G: %s\n", hp_errmsg(r));
+	assert_busy_msg(r, "signal_from_g", fx.tid_alt, "return address at frame ");
+}
+
 /* Range bounds against a real program counter: start inclusive, end not. */
 static void test_pc_bounds(void **state)
 {
@@ -472,6 +489,7 @@ int main(void)
 		cmocka_unit_test(test_unrelated_safe),
 		cmocka_unit_test(test_many_ranges),
 		cmocka_unit_test(test_noinfo_conservative),
+		cmocka_unit_test(test_sigaltstack),
 		cmocka_unit_test(test_pc_bounds),
 		cmocka_unit_test(test_pc_at_entry),
 		cmocka_unit_test(test_syscall_restart),

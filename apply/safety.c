@@ -3,21 +3,36 @@
  * safety.c: is any thread of a stopped process executing in, or due to
  * return into, one of the functions about to be switched?
  *
- * For every thread: its program counter, then every return address of its
- * stack, unwound with libunwind's remote (ptrace) flavour. This runs while
- * every thread of the target is held, so it is built for speed:
+ * Per thread, in order (this runs while every thread of the target is
+ * held: each step is there for speed or for the conservative rule below):
  *
- *  - one unw address space per check, with UNW_CACHE_GLOBAL: threads
- *    parked in the same places (a pool of workers) share the parsed CFI;
- *  - the accessors are _UPT_accessors with four replaced: memory is read
- *    with process_vm_readv through a small page cache (libunwind's own
- *    does one PTRACE_PEEKDATA per word), registers come from one
- *    PTRACE_GETREGS per thread (libunwind's does one PTRACE_PEEKUSER per
- *    register), and unwind tables are found in the process's own memory
- *    (ELF header, PT_GNU_EH_FRAME, .eh_frame_hdr search table) instead of
- *    re-reading /proc/PID/maps and mmapping each object's file whenever
- *    the unwinder crosses from one object to another. Reading from memory
- *    also works across mount namespaces and for deleted files.
+ *  1. Program counter (one PTRACE_GETREGS): start <= pc < end is busy
+ *     (pc == start: stopped on the first bytes, about to run the function),
+ *     and so is pc - 2 in a range when the thread sits in a system call,
+ *     which the kernel restarts by rewinding pc over the syscall
+ *     instruction. The message is "function NAME active in thread TID".
+ *  2. Fast path: every return address of the frames a thread has on its
+ *     stack is a word between its stack pointer and the end of the stack
+ *     mapping. One read of that live stack; when no word there lies in a
+ *     range (start < word < end) and no signal frame is there, the thread
+ *     is safe without unwinding. Most threads of a process end here.
+ *  3. Otherwise unwind, with libunwind's remote (ptrace) flavour: every
+ *     return address ra with start <= ra <= end is busy ("function NAME
+ *     active in thread TID (return address at frame N)"). A word found in
+ *     step 2 in a dead slot is thereby not mistaken for an activation.
+ *
+ * The unwinder is made cheap: _UPT_accessors with memory (process_vm_readv
+ * through a page cache, not a PTRACE_PEEKDATA per word), registers (the
+ * one PTRACE_GETREGS, not a PTRACE_PEEKUSER per register) and unwind-table
+ * lookup replaced. Tables are found in the process's own memory (ELF
+ * header, PT_GNU_EH_FRAME, the .eh_frame_hdr search table read whole and
+ * searched here) instead of re-reading /proc/PID/maps and mmapping each
+ * object's file whenever the unwinder crosses objects; that also works
+ * across mount namespaces and for deleted files. Mappings come from the
+ * PROCMAP_QUERY ioctl (Linux 6.11; the parsed /proc/PID/maps text is the
+ * fallback). The address space, with its register-state cache, is kept
+ * per calling thread and flushed at the start of every check: nothing
+ * learnt about another process, or this one earlier, is trusted.
  *
  * The conservative rule (a false "busy" costs a retry, a false "safe"
  * corrupts the target): an unwinding is trusted only when it reaches the
@@ -25,31 +40,28 @@
  * on the way. When a frame has no unwind info (hand-written assembly, JIT
  * code, a stripped .eh_frame), when unw_step() fails, or when the frame
  * bound (SAFETY_MAX_FRAMES) is hit, the frames above the last trusted one
- * are not guessed: every 8-byte word between that frame's stack pointer
- * and the end of the stack mapping is compared with the ranges. A word
- * that looks like an address inside a range (start < word < end: a
- * return address, or a stale one left in a dead slot) makes the thread
- * busy; a word equal to a range's start (or end) is a pointer to a
- * function (or to the next one), not a return address. The scan is bounded (SAFETY_MAX_SCAN); a stack deeper
- * than that is busy too. Limits, shared with the unwinder or noted: the
- * scan covers the one mapping holding the stack pointer (a thread running
- * on a sigaltstack with frames below the signal frame lacking unwind info
- * would have its interrupted frames missed), and suspended coroutine
- * stacks are seen by neither.
+ * are not guessed: every word between that frame's stack pointer and the
+ * end of the stack mapping is compared with the ranges, as in step 2, and
+ * a hit is busy ("... (address on the stack at sp+X, frames without
+ * unwind info)"). libunwind's x86_64 unw_step() falls back to frame-pointer
+ * guessing when a frame has no CFI and may then stop "cleanly" without
+ * having seen the real callers: that is why the absence of info is
+ * tracked here, in our find_proc_info, not inferred from unw_step(). A
+ * stack deeper than SAFETY_MAX_SCAN, or a stack pointer in no mapping, is
+ * busy: nothing can be said of it.
  *
- * libunwind's x86_64 unw_step() falls back to frame-pointer heuristics
- * when a frame has no CFI and may then stop "cleanly" without having seen
- * the real callers: that is why the absence of info is tracked here, in
- * our find_proc_info, rather than inferred from unw_step()'s result.
- *
- * Range tests: the program counter of frame 0 counts when start <= pc <
- * end (pc == start: stopped on the first bytes, about to run the function),
- * or when the thread sits in a system call that the kernel will restart by
- * rewinding pc over the 2-byte syscall instruction into the range. A
- * return address ra counts when start <= ra <= end: ra - 1 is the call
- * instruction (ra == end: a call as the function's last instruction), and
- * ra itself covers a frame interrupted by a signal, whose "return address"
- * is the exact interrupted pc.
+ * Stack words: a word equal to a range's start is a function pointer
+ * (struct pthread's start routine, a callback), one equal to its end a
+ * pointer to the next function; neither is a return address (those follow
+ * a call instruction inside the function, and a call ending a function
+ * never returns). The one way frames leave the stack a thread runs on is
+ * a signal handler on a sigaltstack: the interrupted frames stay on the
+ * normal stack. A signal frame on the scanned stack (recognised by the FP
+ * state the kernel saves in it, see stack_clean) sends the thread to the
+ * unwinder, which follows the signal frame. Limits, shared with the
+ * unwinder: suspended coroutine stacks are seen by neither, and a signal
+ * frame on a sigaltstack over frames without unwind info falls back to a
+ * scan of the alternate stack only.
  */
 #include <elf.h>
 #include <errno.h>
@@ -75,7 +87,7 @@
 #define SAFETY_MAX_FRAMES 256
 /* Bytes of stack scanned per thread when unwinding cannot finish. */
 #define SAFETY_MAX_SCAN (8u << 20)
-/* Page cache for the unwinder's memory reads, per check. */
+/* Page cache for the unwinder's memory reads, emptied at each check. */
 #define SAFETY_PAGE 4096u
 #define SAFETY_CACHE_PAGES 64u
 /* Bounds on what is read from the target. */
@@ -92,7 +104,6 @@ struct safety_map {
 	uint64_t start, end, offset, inode;
 	unsigned dev_major, dev_minor;
 	bool exec;
-	bool vdso;
 };
 
 /* An ELF object found in the process, and its unwind table (if any). */
@@ -148,6 +159,8 @@ static int mem_read_direct(struct safety_ctx *c, uint64_t addr, void *dst, size_
 	n = process_vm_readv(c->pid, &local, 1, &remote, 1, 0);
 	if (n == (ssize_t)len)
 		return 0;
+	if (n < 0 && errno == ESRCH)
+		return -ESRCH;
 	/* Not readable to process_vm_readv (e.g. execute-only text):
 	 * /proc/PID/mem reads through protections. */
 	if (c->memfd < 0) {
@@ -156,7 +169,7 @@ static int mem_read_direct(struct safety_ctx *c, uint64_t addr, void *dst, size_
 		snprintf(path, sizeof(path), "/proc/%d/mem", (int)c->pid);
 		c->memfd = open(path, O_RDONLY | O_CLOEXEC);
 		if (c->memfd < 0)
-			return -errno;
+			return errno == ENOENT ? -ESRCH : -errno;
 	}
 	n = pread(c->memfd, dst, len, (off_t)addr);
 	if (n < 0)
@@ -173,7 +186,7 @@ static int mem_read(struct safety_ctx *c, uint64_t addr, void *dst, size_t len)
 	for (size_t i = 0; i < c->n_objs; i++) {
 		const struct safety_obj *o = &c->objs[i];
 
-		if (o->table && addr >= o->table_addr &&
+		if (o->table && addr >= o->table_addr && len <= o->n_entries * 8 &&
 		    addr - o->table_addr <= o->n_entries * 8 - len) {
 			memcpy(dst, (const char *)o->table + (addr - o->table_addr), len);
 			return 0;
@@ -292,9 +305,6 @@ static int maps_load(struct safety_ctx *c)
 		}
 		if (!ok || m.end <= m.start)
 			continue;
-		while (*p == ' ')
-			p++;
-		m.vdso = strcmp(p, "[vdso]") == 0;
 		if (c->n_maps == cap) {
 			size_t ncap = cap ? 2 * cap : 64;
 			struct safety_map *nm = realloc(c->maps, ncap * sizeof(*nm));
@@ -580,12 +590,12 @@ static const struct safety_obj *obj_lookup(struct safety_ctx *c, uint64_t ip, in
 static int acc_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *pi,
 			      int need_unwind_info, void *arg)
 {
+	struct safety_ctx *c = arg;
+	const struct safety_obj *o;
+	unw_dyn_info_t di;
 	int r;
 
-	struct safety_ctx *c = arg;
-	const struct safety_obj *o = obj_lookup(c, ip, &r);
-	unw_dyn_info_t di;
-
+	o = obj_lookup(c, ip, &r);
 	if (r < 0 && !c->err)
 		c->err = r; /* a vanished process, not a missing table */
 	if (!o || !o->has_table) {

@@ -17,11 +17,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <archive.h>
+#include <archive_entry.h>
 #include <gelf.h>
 #include <libelf.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +53,7 @@ struct target {
 };
 
 static char target_path[PATH_MAX + 64];
+static char hp_path[PATH_MAX + 64];
 static char patch_dir[PATH_MAX + 64];
 static char build_id[129];
 static uint64_t sym_off[BENCH_NFUNCS], sym_size[BENCH_NFUNCS];
@@ -212,6 +216,85 @@ static void patchset_make(struct patchset *p, int n)
 	p->set.manifest = p->m;
 	p->set.so = p->so;
 	p->set.so_len = p->so_len;
+}
+
+/* Read the members manifest and patch.so of the bundle at path. */
+static int bundle_members(const char *path, struct hp_buf *manifest, struct hp_buf *so)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *e;
+	int r = -EIO;
+
+	archive_read_support_format_all(a);
+	archive_read_support_filter_all(a);
+	if (archive_read_open_filename(a, path, 16384) != ARCHIVE_OK)
+		goto out;
+	while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+		const char *name = archive_entry_pathname(e);
+		struct hp_buf *dst = strcmp(name, "manifest") == 0 ? manifest :
+				     strcmp(name, "patch.so") == 0 ? so : NULL;
+		char buf[16384];
+		la_ssize_t n;
+
+		while (dst && (n = archive_read_data(a, buf, sizeof(buf))) > 0)
+			if (hp_buf_add(dst, buf, (size_t)n) < 0)
+				goto out;
+	}
+	r = manifest->len && so->len ? 0 : -ENOENT;
+out:
+	archive_read_free(a);
+	return r;
+}
+
+/*
+ * The set as the product makes it: `hp build` on the bench target and
+ * bench-patch.c (NFUNCS=n), its bundle read back. 0, or -1 when hp build
+ * is not there or fails (the caller falls back to patchset_make).
+ */
+static int patchset_hp_build(struct patchset *p, int n)
+{
+	char dir[] = "/tmp/hp-bench-build-XXXXXX", out[64], name[32], nflag[32], src[PATH_MAX + 64];
+	struct hp_buf manifest = HP_BUF_INIT, so = HP_BUF_INIT;
+	int st, r = -1;
+	pid_t pid;
+
+	if (access(hp_path, X_OK) != 0 || !mkdtemp(dir))
+		return -1;
+	snprintf(out, sizeof(out), "%s/bench-%d.tar", dir, n);
+	snprintf(name, sizeof(name), "bench-%d", n);
+	snprintf(nflag, sizeof(nflag), "-DNFUNCS=%d", n);
+	snprintf(src, sizeof(src), "%s/bench-patch.c", BENCH_SRC_DIR);
+	pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, STDOUT_FILENO);
+		if (!getenv("BENCH_VERBOSE"))
+			dup2(null, STDERR_FILENO);
+		execl(hp_path, hp_path, "build", "--target", target_path, "--baseline", "2026.01",
+		      "--month", "2026-02", "--name", name, "--cflag", nflag, "-o", out, src,
+		      (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		goto out;
+	if (bundle_members(out, &manifest, &so) < 0 ||
+	    hp_manifest_parse(manifest.data, manifest.len, &p->m) < 0)
+		goto out;
+	p->n = n;
+	snprintf(p->set_id, sizeof(p->set_id), "2026.01/2026-02/%s", name);
+	p->so = hp_buf_detach(&so, &p->so_len);
+	p->set.set_id = p->set_id;
+	p->set.manifest = p->m;
+	p->set.so = p->so;
+	p->set.so_len = p->so_len;
+	r = 0;
+out:
+	unlink(out);
+	rmdir(dir);
+	hp_buf_release(&manifest);
+	hp_buf_release(&so);
+	return r;
 }
 
 static void patchset_release(struct patchset *p)
@@ -445,6 +528,10 @@ static void find_paths(void)
 	*slash = '\0';
 	snprintf(target_path, sizeof(target_path), "%s/../fixtures/bench/bench-target", self);
 	snprintf(patch_dir, sizeof(patch_dir), "%s/../fixtures/bench", self);
+	if (getenv("HP_BIN"))
+		snprintf(hp_path, sizeof(hp_path), "%s", getenv("HP_BIN"));
+	else
+		snprintf(hp_path, sizeof(hp_path), "%s/../../cli/hp", self);
 }
 
 int main(int argc, char **argv)
@@ -452,10 +539,12 @@ int main(int argc, char **argv)
 	int threads[MAX_COUNTS] = { 1, 16, 64, 256 }, n_threads = 4;
 	int funcs[MAX_COUNTS] = { 1, 10, 100 }, n_funcs = 3;
 	struct patchset sets[MAX_COUNTS];
-	int reps = 40, opt;
+	int reps = 100, opt;
 	time_t now = time(NULL);
 	char date[64];
 	uint64_t t_begin = now_ns();
+	const char *made_by = NULL;
+	bool made_by_self = false;
 
 	while ((opt = getopt(argc, argv, "r:t:f:h")) != -1) {
 		switch (opt) {
@@ -482,13 +571,22 @@ int main(int argc, char **argv)
 		die("libsodium");
 	find_paths();
 	load_symbols();
-	for (int i = 0; i < n_funcs; i++)
-		patchset_make(&sets[i], funcs[i]);
+	for (int i = 0; i < n_funcs; i++) {
+		if (patchset_hp_build(&sets[i], funcs[i]) == 0) {
+			made_by = "hp build";
+		} else {
+			patchset_make(&sets[i], funcs[i]);
+			made_by_self = true;
+		}
+	}
 
 	strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
 	printf("bench-apply, %s, %ld cpus, %d reps per cell (p99 of fewer than 100 reps is near the max)\n",
 	       date, sysconf(_SC_NPROCESSORS_ONLN), reps);
 	printf("times in us; 'seen' = longest heartbeat gap of the target around the operation\n");
+	printf("patch sets made by %s\n", made_by_self ? (made_by ? "hp build and, where it failed, this bench"
+						      : "this bench (hp build not available)")
+					      : "hp build");
 #ifndef HAVE_ENGINE
 	printf("engine not built in this tree: apply/revert columns are skipped\n");
 #endif

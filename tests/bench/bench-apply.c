@@ -596,17 +596,15 @@ int main(int argc, char **argv)
 
 	for (int ti = 0; ti < n_threads; ti++) {
 		struct target t;
-		uint64_t *fl = calloc(reps, sizeof(uint64_t)), *flg = calloc(reps, sizeof(uint64_t));
-		uint64_t *sc = calloc(reps, sizeof(uint64_t));
 		struct safety_range ranges[BENCH_NFUNCS];
 		char names[BENCH_NFUNCS][8];
 		unsigned char orig[5];
-		struct stats sfl, sflg, ssc;
 		char mem[64];
 		int memfd, busy = 0;
-		uint64_t f99;
+		uint64_t f99, *sc = calloc(reps, sizeof(uint64_t));
+		struct stats ssc;
 
-		if (!fl || !flg || !sc)
+		if (!sc)
 			die("out of memory");
 		target_start(&t, threads[ti]);
 		snprintf(mem, sizeof(mem), "/proc/%d/mem", (int)t.pid);
@@ -620,46 +618,51 @@ int main(int argc, char **argv)
 			ranges[k].end = ranges[k].start + sym_size[k];
 			ranges[k].name = names[k];
 		}
-		for (int r = 0; r < reps; r++) {
-			fl[r] = floor_once(&t, memfd, f99, orig, &flg[r]);
-			sc[r] = safety_once(&t, ranges, BENCH_NFUNCS, &busy);
-		}
-		close(memfd);
-		sfl = stats_of(fl, reps);
-		sflg = stats_of(flg, reps);
-		ssc = stats_of(sc, reps);
 
+		/*
+		 * Per cell, floor and apply alternate rep by rep, so that the
+		 * load of a shared machine weighs on both alike.
+		 */
 		for (int fi = 0; fi < n_funcs; fi++) {
+			uint64_t *fl = calloc(reps, sizeof(uint64_t)), *flg = calloc(reps, sizeof(uint64_t));
 			uint64_t *ap = calloc(reps, sizeof(uint64_t)), *apg = calloc(reps, sizeof(uint64_t));
 			uint64_t *rv = calloc(reps, sizeof(uint64_t)), *tries = calloc(reps, sizeof(uint64_t));
-			struct stats sap = { 0 }, sapg = { 0 }, srv = { 0 }, str = { 0 };
+			struct stats sfl, sflg, sap = { 0 }, sapg = { 0 }, srv = { 0 }, str = { 0 };
 			int done = 0;
 
-			if (!ap || !apg || !rv || !tries)
+			if (!fl || !flg || !ap || !apg || !rv || !tries)
 				die("out of memory");
-#ifdef HAVE_ENGINE
 			for (int r = 0; r < reps; r++) {
-				struct apply_result res;
-				uint64_t t0, t1;
-				int rc;
+				fl[r] = floor_once(&t, memfd, f99, orig, &flg[r]);
+				if (fi == 0)
+					sc[r] = safety_once(&t, ranges, BENCH_NFUNCS, &busy);
+#ifdef HAVE_ENGINE
+				{
+					struct apply_result res;
+					uint64_t t0, t1;
+					int rc;
 
-				t0 = now_ns();
-				rc = apply_patch(t.pid, &sets[fi].set, NULL, &res);
-				t1 = now_ns();
-				if (rc < 0)
-					die("apply %s to %d: %s", sets[fi].set_id, (int)t.pid, hp_errmsg(rc));
-				ap[done] = res.pause_us;
-				tries[done] = res.n_tries;
-				settle();
-				apg[done] = target_gap(&t, t0, t1) / 1000;
-				rc = apply_revert(t.pid, build_id, NULL, &res);
-				if (rc < 0)
-					die("revert %d: %s", (int)t.pid, hp_errmsg(rc));
-				rv[done] = res.pause_us;
-				done++;
-				settle();
-			}
+					t0 = now_ns();
+					rc = apply_patch(t.pid, &sets[fi].set, NULL, &res);
+					t1 = now_ns();
+					if (rc < 0)
+						die("apply %s to %d: %s", sets[fi].set_id, (int)t.pid,
+						    hp_errmsg(rc));
+					ap[done] = res.pause_us;
+					tries[done] = res.n_tries;
+					settle();
+					apg[done] = target_gap(&t, t0, t1) / 1000;
+					rc = apply_revert(t.pid, build_id, NULL, &res);
+					if (rc < 0)
+						die("revert %d: %s", (int)t.pid, hp_errmsg(rc));
+					rv[done] = res.pause_us;
+					done++;
+					settle();
+				}
 #endif
+			}
+			sfl = stats_of(fl, reps);
+			sflg = stats_of(flg, reps);
 			if (done) {
 				sap = stats_of(ap, done);
 				sapg = stats_of(apg, done);
@@ -681,14 +684,20 @@ int main(int argc, char **argv)
 				       (unsigned long long)sflg.p50 / 1000, (unsigned long long)sflg.p99 / 1000,
 				       "-", "-", "-");
 			}
+			fflush(stdout);
+			free(fl);
+			free(flg);
 			free(ap);
 			free(apg);
 			free(rv);
 			free(tries);
 		}
+		close(memfd);
+		ssc = stats_of(sc, reps);
 		printf("%7d  safety_check of 100 ranges over %zu threads, all held: p50 %llu us, p99 %llu us (%d of %d busy)\n",
 		       threads[ti], t.n_tids, (unsigned long long)ssc.p50, (unsigned long long)ssc.p99, busy,
 		       reps);
+		free(sc);
 
 		if (ti == 0) {
 			uint64_t before[3], after[3], back[3];
@@ -732,9 +741,6 @@ int main(int argc, char **argv)
 #endif
 		}
 		target_stop(&t);
-		free(fl);
-		free(flg);
-		free(sc);
 	}
 	for (int i = 0; i < n_funcs; i++)
 		patchset_release(&sets[i]);

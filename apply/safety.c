@@ -87,6 +87,9 @@
 #define SAFETY_MAX_FRAMES 256
 /* Bytes of stack scanned per thread when unwinding cannot finish. */
 #define SAFETY_MAX_SCAN (8u << 20)
+/* Bytes read by the fast path; a deeper stack (or one in a larger
+ * mapping, a coroutine stack in the heap) goes to the unwinder. */
+#define SAFETY_MAX_FAST (1u << 20)
 /* Page cache for the unwinder's memory reads, emptied at each check. */
 #define SAFETY_PAGE 4096u
 #define SAFETY_CACHE_PAGES 64u
@@ -790,7 +793,7 @@ static int busy(const struct safety_range *r, pid_t tid, const char *how)
  * in no mapping or the stack is deeper than SAFETY_MAX_SCAN: nothing can
  * be said of it.
  */
-static int read_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, const char *why,
+static int read_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, size_t max, const char *why,
 		      uint64_t **ret_words, size_t *ret_n)
 {
 	struct safety_map m;
@@ -807,7 +810,7 @@ static int read_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, const char *
 	if (r < 0)
 		goto fail;
 	len = m.end - sp;
-	if (len > SAFETY_MAX_SCAN) {
+	if (len > max) {
 		r = hp_err(-EBUSY, "thread %d: stack of %zu bytes too deep to scan (%s)", (int)tid,
 			   len, why);
 		goto fail;
@@ -856,7 +859,7 @@ static int scan_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, const struct
 	int r;
 
 	sp &= ~(uint64_t)7;
-	r = read_stack(c, tid, sp, why, &words, &n_words);
+	r = read_stack(c, tid, sp, SAFETY_MAX_SCAN, why, &words, &n_words);
 	if (r < 0)
 		goto out;
 	for (size_t i = 0; i < n_words; i++) {
@@ -903,7 +906,7 @@ static int stack_clean(struct safety_ctx *c, pid_t tid, uint64_t sp, const struc
 	int r;
 
 	sp &= ~(uint64_t)7;
-	r = read_stack(c, tid, sp, "fast path", &words, &n_words);
+	r = read_stack(c, tid, sp, SAFETY_MAX_FAST, "fast path", &words, &n_words);
 	if (r == -EBUSY) {
 		/* let the unwinder try, and say why if it cannot either */
 		hp_err_clear();

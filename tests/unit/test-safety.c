@@ -40,7 +40,7 @@ struct fixture {
 	pid_t tids[MAX_TIDS];
 	size_t n_tids;
 	bool stopped[MAX_TIDS];
-	pid_t tid_a, tid_b, tid_noinfo, tid_alt, tid_idle;
+	pid_t tid_a, tid_b, tid_noinfo, tid_alt, tid_deep, tid_idle;
 	uint64_t bias;
 };
 
@@ -148,11 +148,14 @@ static void list_threads(struct fixture *f)
 			f->tid_noinfo = tid;
 		else if (strcmp(comm, "altstack") == 0)
 			f->tid_alt = tid;
+		else if (strcmp(comm, "deep") == 0)
+			f->tid_deep = tid;
 		else if (strcmp(comm, "idle") == 0)
 			f->tid_idle = tid;
 	}
 	closedir(d);
-	assert_true(f->tid_a && f->tid_b && f->tid_noinfo && f->tid_alt && f->tid_idle);
+	assert_true(f->tid_a && f->tid_b && f->tid_noinfo && f->tid_alt && f->tid_deep &&
+		    f->tid_idle);
 }
 
 /* Wait (bounded) until the sleeping threads are in their sleep. */
@@ -161,7 +164,8 @@ static void wait_asleep(const struct fixture *f)
 	for (int i = 0; i < 5000; i++) {
 		if (thread_state(f->pid, f->tid_b) == 'S' &&
 		    thread_state(f->pid, f->tid_noinfo) == 'S' &&
-		    thread_state(f->pid, f->tid_alt) == 'S')
+		    thread_state(f->pid, f->tid_alt) == 'S' &&
+		    thread_state(f->pid, f->tid_deep) == 'S')
 			return;
 		usleep(1000);
 	}
@@ -402,6 +406,24 @@ static void test_sigaltstack(void **state)
 	assert_busy_msg(r, "signal_from_g", fx.tid_alt, "return address at frame ");
 }
 
+/*
+ * Past the 256-frame bound the rest of the stack is scanned: a caller
+ * below the bound is still found; the bound alone makes nothing busy.
+ */
+static void test_frame_bound(void **state)
+{
+	struct safety_range bottom = sym_range("deep_bottom");
+	struct safety_range rec = sym_range("recurse");
+	struct safety_range c = sym_range("never_called");
+	int r = check(&bottom, 1);
+
+	print_message("deep thread, bottom: %s\n", hp_errmsg(r));
+	assert_busy_msg(r, "deep_bottom", fx.tid_deep, "address on the stack at sp+0x");
+	assert_non_null(strstr(hp_errmsg(r), "beyond the frame bound"));
+	assert_busy_msg(check(&rec, 1), "recurse", fx.tid_deep, "return address at frame ");
+	assert_int_equal(check(&c, 1), 0);
+}
+
 /* Range bounds against a real program counter: start inclusive, end not. */
 static void test_pc_bounds(void **state)
 {
@@ -490,6 +512,7 @@ int main(void)
 		cmocka_unit_test(test_many_ranges),
 		cmocka_unit_test(test_noinfo_conservative),
 		cmocka_unit_test(test_sigaltstack),
+		cmocka_unit_test(test_frame_bound),
 		cmocka_unit_test(test_pc_bounds),
 		cmocka_unit_test(test_pc_at_entry),
 		cmocka_unit_test(test_syscall_restart),

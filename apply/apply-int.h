@@ -13,7 +13,216 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <stdbool.h>
+
 #include "apply.h"
+
+/* ---- proc.c: the process seen through /proc (no ptrace needed) -------- */
+
+struct proc_map {
+	uint64_t start;
+	uint64_t end;
+	uint64_t offset;
+	uint64_t inode;
+	unsigned prot;   /* PROT_READ | PROT_WRITE | PROT_EXEC */
+	bool shared;
+	char *path;      /* NULL for an anonymous mapping; "[vdso]", "/usr/lib/..." */
+};
+
+struct proc_maps {
+	struct proc_map *v;
+	size_t n;
+};
+
+int proc_maps_read(pid_t pid, struct proc_maps *ret);
+void proc_maps_release(struct proc_maps *m);
+/* The mapping holding addr, or NULL. */
+const struct proc_map *proc_maps_find(const struct proc_maps *m, uint64_t addr);
+
+/* Field 3 (state) and 22 (start time) of /proc/PID/stat; -ESRCH when gone. */
+int proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time);
+
+/* Read or write exactly len bytes of the process's memory through its
+ * /proc/PID/mem descriptor (writes reach read-only text: FOLL_FORCE). */
+int proc_mem_read(int mem_fd, uint64_t addr, void *buf, size_t len);
+int proc_mem_write(int mem_fd, uint64_t addr, const void *buf, size_t len);
+
+/* An ELF object mapped in the process, found from its own memory. */
+struct proc_object {
+	char *path;
+	char build_id[129];
+	uint64_t bias;     /* runtime address = bias + st_value */
+	uint64_t dynamic;  /* runtime address of PT_DYNAMIC, 0 if none */
+	uint64_t dyn_size;
+	uint64_t inode;
+	size_t first_map;  /* index of its first mapping in the maps */
+	size_t n_maps;     /* consecutive mappings of the same file */
+};
+
+struct proc_objects {
+	struct proc_object *v;
+	size_t n;
+};
+
+int proc_objects_read(int mem_fd, const struct proc_maps *maps, struct proc_objects *ret);
+void proc_objects_release(struct proc_objects *o);
+const struct proc_object *proc_objects_find(const struct proc_objects *o, const char *build_id);
+
+/* Look a name up in an object's dynamic symbol table, read from memory.
+ * 0 with the runtime address, -ENOENT if not defined there. */
+int proc_object_dynsym(int mem_fd, const struct proc_object *obj, const char *name,
+		       uint64_t *ret_addr, unsigned char *ret_type, uint64_t *ret_size);
+
+/* ---- region.c: the header at the start of every patch region ----------- */
+
+#define REGION_MAGIC "HPREGN01"
+#define REGION_VERSION 1
+#define REGION_SAVED_MAX 16
+
+/* On-target layout, little-endian, fixed-size fields (see region.c). */
+struct region_hdr {
+	char magic[8];
+	uint32_t version;
+	uint32_t hdr_size;      /* header + function table, bytes */
+	uint64_t region_size;   /* the whole mapping, bytes */
+	uint64_t text_start;    /* the patch object's image [start, end) */
+	uint64_t text_end;
+	uint64_t pause_us;      /* pause of the stop that installed it */
+	int64_t applied_at;     /* unix seconds */
+	uint32_t n_funcs;
+	uint32_t jump_len;      /* bytes overwritten at each entry */
+	char build_id[136];
+	char set_id[160];
+	char month[8];
+};
+
+struct region_func {
+	uint64_t addr;          /* original entry in the target */
+	uint64_t size;          /* its symbol size */
+	uint64_t new_addr;      /* replacement in this region */
+	uint64_t new_size;
+	uint8_t saved[REGION_SAVED_MAX]; /* original bytes at addr */
+	uint32_t flags;         /* HP_FUNC_* */
+	uint32_t reserved;
+	char name[64];          /* truncated, for messages */
+};
+
+/* A region read back from the process. */
+struct region {
+	uint64_t addr;
+	struct region_hdr hdr;
+	struct region_func *funcs;
+	unsigned n_jumped;      /* entries whose bytes jump into this region */
+};
+
+struct regions {
+	struct region *v;
+	size_t n;
+};
+
+/* Find and read every patch region of the process (anonymous read-only
+ * mappings starting with REGION_MAGIC). Also counts the jumps present. */
+int regions_read(int mem_fd, const struct proc_maps *maps, struct regions *ret);
+void regions_release(struct regions *r);
+/* Layout check of a header read from memory (bounds, strings). */
+int region_hdr_check(const struct region_hdr *h, uint64_t map_size);
+size_t region_hdr_bytes(size_t n_funcs);
+
+/* ---- arch-x86_64.c: machine-specific ----------------------------------- */
+
+#define ARCH_JUMP_LEN 5
+
+struct arch_regs;
+/* Encode a jump at from to to; -ERANGE when out of reach. */
+int arch_jump_encode(uint64_t from, uint64_t to, uint8_t out[ARCH_JUMP_LEN]);
+/* Whether bytes at from are our jump, and where to. */
+bool arch_jump_decode(uint64_t from, const uint8_t in[ARCH_JUMP_LEN], uint64_t *ret_to);
+/* Largest distance a jump reaches (for placing patch regions). */
+uint64_t arch_jump_reach(void);
+/* The instruction that makes a system call; searched for in the target. */
+extern const uint8_t arch_syscall_insn[2];
+
+/* ---- ptr.c: stopping the world, remote system calls -------------------- */
+
+struct ptr_thread {
+	pid_t tid;
+	bool stopped;
+	int sig;              /* signal to deliver at detach (0 none) */
+	uint64_t pc, sp;
+	uint64_t regs[32];    /* raw register block (struct user_regs_struct) */
+};
+
+struct ptr_world {
+	pid_t pid;
+	int mem_fd;
+	uint64_t start_time;
+	struct ptr_thread *t;
+	size_t n;
+	size_t cap;
+	pid_t sys_tid;        /* the thread that runs injected system calls */
+	uint64_t syscall_insn; /* address of a syscall instruction in the target */
+	bool injecting;       /* sys thread's registers are ours, not its own */
+	size_t n_seen;        /* threads held in the last full stop */
+	uint64_t t_all_stopped_begin;
+	uint64_t t_all_resumed;
+};
+
+void ptr_world_init(struct ptr_world *w, pid_t pid, int mem_fd, uint64_t start_time);
+/* Stop one thread (the leader when it can) for system calls. */
+int ptr_stop_sys(struct ptr_world *w);
+/* Stop every other thread, including threads born meanwhile. */
+int ptr_stop_all(struct ptr_world *w);
+/* Resume every thread but the sys thread (keep_sys) or all. Fixes up
+ * interrupted system calls so the program never sees EINTR. */
+int ptr_resume(struct ptr_world *w, bool keep_sys);
+void ptr_world_release(struct ptr_world *w);
+/* Run a system call in the sys thread; ret gets the raw result (-errno). */
+int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *ret);
+/* Give the sys thread its own registers back (after ptr_syscall). */
+int ptr_syscall_end(struct ptr_world *w);
+struct ptr_thread *ptr_find(struct ptr_world *w, pid_t tid);
+
+/* arch parts of ptr.c */
+int arch_getregs(struct ptr_thread *t);
+int arch_setregs(const struct ptr_thread *t, const uint64_t *regs);
+/* Make the sys thread's registers run syscall nr at insn. */
+void arch_syscall_regs(const uint64_t *saved, uint64_t *out, uint64_t insn, long nr,
+		       const uint64_t args[6]);
+int64_t arch_syscall_result(const uint64_t *regs);
+/* A thread interrupted in a call the kernel will not restart (epoll_wait
+ * returns -EINTR): rewind it so it re-issues the call. True if changed. */
+bool arch_restart_fixup(int mem_fd, uint64_t *regs);
+
+/* ---- load.c: the patch object ------------------------------------------ */
+
+struct load_image {
+	uint8_t *bytes;         /* image at vaddr 0 of the object */
+	size_t size;            /* page-rounded */
+	size_t max_align;
+	struct load_seg {
+		uint64_t vaddr, memsz;
+		unsigned prot;
+	} segs[16];
+	size_t n_segs;
+	uint64_t relro_start, relro_end;
+};
+
+struct load_ctx {
+	int mem_fd;
+	const struct proc_objects *objects;
+	const struct proc_object *target;
+	const struct hp_manifest *manifest;
+};
+
+/* Parse and check the object; build its unrelocated image. -ENOEXEC. */
+int load_parse(const void *so, size_t len, struct load_image *ret);
+/* Relocate the image for base; resolve symbols per ctx. */
+int load_relocate(struct load_image *img, const void *so, size_t len, uint64_t base,
+		  const struct load_ctx *ctx);
+/* Value and size of a function defined by the object (vaddr). */
+int load_func(const void *so, size_t len, const char *name, uint64_t *ret_vaddr,
+	      uint64_t *ret_size);
+void load_image_release(struct load_image *img);
 
 /* ---- safety.c ------------------------------------------------------------ */
 

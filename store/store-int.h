@@ -9,6 +9,7 @@
 #define HP_STORE_INT_H
 
 #include <git2.h>
+#include <pthread.h>
 
 #include "store.h"
 
@@ -25,10 +26,73 @@ struct store {
 	unsigned baseline_months; /* bit m-1 set: month m is a baseline month */
 };
 
+#define STORE_DEFAULT_BASELINE_MONTHS "1,4,7,10"
+/* Lock file inside the repository directory: imports and other writers serialise on it. */
+#define STORE_LOCK_FILE "hotpatch.lock"
+/* The branch a store commits to. */
+#define STORE_BRANCH "refs/heads/main"
+
 /* Make libgit2 ready (idempotent, thread-safe). */
 int store_git_init(void);
 /* Turn the last libgit2 error into hp_err(err, "what: git message"). */
 int store_git_err(int err, const char *what);
+
+/* "1,4,7,10" -> bit mask (bit m-1: month m); 0 when malformed. */
+unsigned store_parse_months(const char *s);
+
+/* ---- writing (git.c): under the lock, one commit at a time -------------- */
+
+/* Take the store's write lock (flock, blocking); returns the lock fd. */
+int store_lock(struct store *st, int *ret_fd);
+void store_unlock(int fd);
+/* HEAD's commit, or *ret = NULL for an empty store. */
+int store_head_commit(struct store *st, git_commit **ret);
+/*
+ * Apply updates to parent's tree (or to an empty tree) and commit on HEAD's
+ * branch with message. Moves HEAD only if parent is still its tip.
+ */
+int store_commit_updates(struct store *st, git_commit *parent, const git_tree_update *updates,
+			 size_t n, const char *message, git_oid *ret_oid);
+/* A blob at path in tree: contents (NUL-terminated), -ENOENT when absent. */
+int store_tree_read(git_repository *repo, git_tree *tree, const char *path, size_t max,
+		    struct hp_buf *ret);
+
+/* ---- baselines (baseline.c) --------------------------------------------- *
+ * <baseline>/BASELINE (docs/store.md):
+ *   hotpatch-baseline 1
+ *   baseline 2026.01
+ *   kind planned|unplanned
+ *   created 2026-02-10T12:00:00Z
+ *   target NAME BUILD-ID        (one line per target)
+ */
+#define STORE_BASELINE_FILE "BASELINE"
+#define STORE_BASELINE_MAX_BYTES (4u << 20)
+#define STORE_BASELINE_MAX_TARGETS 16384
+
+struct store_baseline_target {
+	char *name;
+	char *build_id;
+};
+struct store_baseline {
+	char *baseline;
+	bool planned;
+	char *created;
+	struct store_baseline_target *targets;
+	size_t n_targets;
+};
+int store_baseline_parse(const char *text, size_t len, struct store_baseline *ret);
+int store_baseline_format(const struct store_baseline *b, struct hp_buf *out);
+int store_baseline_add_target(struct store_baseline *b, const char *name, const char *build_id);
+const struct store_baseline_target *store_baseline_find(const struct store_baseline *b,
+							 const char *name);
+void store_baseline_release(struct store_baseline *b);
+/* Whether a baseline's month is one of mask's baseline months. */
+bool store_baseline_planned(unsigned mask, const char *baseline);
+/*
+ * Whether month lies in baseline's window: the months after it up to, not
+ * including, the next baseline month (planned), or the next two (unplanned).
+ */
+bool store_month_in_window(unsigned mask, const char *baseline, const char *month);
 
 /* ---- bundles (bundle.c) -------------------------------------------------- */
 
@@ -67,5 +131,79 @@ int sign_verify(const char *sig, size_t sig_len, const void *manifest, size_t le
 int sign_keyid(const char *sig, size_t sig_len, char ret_keyid[17]);
 /* SHA-256 hex of data (65 bytes incl. NUL). */
 void sign_sha256_hex(const void *data, size_t len, char ret_hex[65]);
+
+/* ---- signature check against the trusted keys of a tree (import.c) ----- */
+
+/*
+ * Verify sig over manifest with the key it names, if tree's trusted-keys/
+ * holds it. No signature: fine when allow_unsigned (ret_keyid ""), else
+ * -EKEYREJECTED, as for an untrusted key or a bad signature.
+ */
+int store_verify_signature(struct store *st, git_tree *tree, bool allow_unsigned,
+			   const struct hp_buf *manifest, const struct hp_buf *sig,
+			   char ret_keyid[17]);
+
+/* ---- snapshots (snap.c) and their index (index.c) ----------------------- */
+
+struct snap_ent {
+	char *name;
+	git_oid oid;
+	enum store_node_type type; /* STORE_NODE_DIR or STORE_NODE_FILE */
+	uint64_t size; /* SNAP_SIZE_UNKNOWN until first asked; atomic */
+};
+#define SNAP_SIZE_UNKNOWN UINT64_MAX
+
+/* One directory of the pinned tree, loaded once, immutable afterwards. */
+struct snap_dir {
+	char *path; /* "" for the root */
+	uint64_t hash;
+	struct snap_dir *next; /* hash chain */
+	struct snap_ent *ents; /* sorted by name */
+	size_t n;
+};
+
+struct snap_blob {
+	git_oid oid;
+	void *data;
+	size_t len;
+};
+
+#define SNAP_BLOB_SLOTS 64
+#define SNAP_BLOB_CACHE_BYTES (16u << 20)
+#define SNAP_BLOB_CACHE_MAX_ONE (1u << 20)
+
+struct snap_index;
+
+struct store_snap {
+	git_repository *repo;    /* its own handle: readers never touch the store's */
+	git_odb *odb;
+	char commit[41];         /* "" for an empty store */
+	git_oid root_oid;
+	bool has_root;
+	int64_t mtime;
+	bool allow_unsigned;
+	char latest[24];         /* "BASELINE/MONTH" or "" */
+
+	pthread_mutex_t git_mu;  /* libgit2 calls on repo */
+	pthread_rwlock_t mu;     /* dirs, blob cache */
+	struct snap_dir **buckets;
+	size_t n_buckets, n_dirs;
+	struct snap_blob blobs[SNAP_BLOB_SLOTS];
+	size_t blob_next, blob_bytes;
+
+	pthread_mutex_t index_mu;
+	struct snap_index *index; /* built on first lookup */
+};
+
+/* The directory at path (normalised, no leading slash): cached. */
+int snap_get_dir(struct store_snap *snap, const char *path, const struct snap_dir **ret);
+const struct snap_ent *snap_dir_find(const struct snap_dir *d, const char *name);
+/* A blob's bytes (a copy, malloc'd; NUL-terminated). */
+int snap_read_oid(struct store_snap *snap, const git_oid *oid, size_t max, void **ret_data,
+		  size_t *ret_len);
+/* A file at path, hidden ones (trusted-keys/) included. */
+int snap_read_raw(struct store_snap *snap, const char *path, size_t max, void **ret_data,
+		  size_t *ret_len);
+void snap_index_free(struct snap_index *ix);
 
 #endif

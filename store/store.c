@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Opening the store: a bare git repository plus its hotpatch config. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store-int.h"
 
@@ -28,11 +32,13 @@ int store_git_err(int err, const char *what)
 	return hp_err(err, "%s: %s", what, (e && e->message) ? e->message : "git error");
 }
 
-static unsigned parse_months(const char *s)
+unsigned store_parse_months(const char *s)
 {
 	unsigned mask = 0;
 
-	while (s && *s) {
+	if (!s || !*s)
+		return 0;
+	while (*s) {
 		char *end;
 		long m = strtol(s, &end, 10);
 
@@ -76,9 +82,9 @@ int store_open(const char *path, struct store **ret)
 	}
 	if (git_config_get_bool(&v, cfg, STORE_CFG_ALLOW_UNSIGNED) == 0)
 		st->allow_unsigned = v != 0;
-	st->baseline_months = parse_months("1,4,7,10");
+	st->baseline_months = store_parse_months(STORE_DEFAULT_BASELINE_MONTHS);
 	if (git_config_get_string_buf(&months, cfg, STORE_CFG_BASELINE_MONTHS) == 0) {
-		unsigned mask = parse_months(months.ptr);
+		unsigned mask = store_parse_months(months.ptr);
 
 		if (!mask) {
 			r = hp_err(-EINVAL, "store %s: bad %s '%s'", path, STORE_CFG_BASELINE_MONTHS,
@@ -126,4 +132,53 @@ int store_head(struct store *st, char ret_oid[41])
 		return store_git_err(-EIO, "store HEAD");
 	git_oid_tostr(ret_oid, 41, &oid);
 	return 0;
+}
+
+int store_init(const char *path, const struct store_init_opts *opts)
+{
+	git_repository_init_options io = GIT_REPOSITORY_INIT_OPTIONS_INIT;
+	git_repository *repo = NULL;
+	git_config *cfg = NULL;
+	const char *months = opts && opts->baseline_months ? opts->baseline_months
+							    : STORE_DEFAULT_BASELINE_MONTHS;
+	char lock[PATH_MAX];
+	int fd, r = 0;
+
+	r = store_git_init();
+	if (r < 0)
+		return hp_err(r, "libgit2 failed to initialise");
+	if (!store_parse_months(months))
+		return hp_err(-EINVAL, "baseline months '%s': expected month numbers 1-12, comma-separated",
+			      months);
+	if (git_repository_open_bare(&repo, path) == 0) {
+		git_repository_free(repo);
+		return hp_err(-EEXIST, "store %s: already a store", path);
+	}
+	io.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH |
+		   GIT_REPOSITORY_INIT_NO_REINIT;
+	io.initial_head = "main";
+	io.description = "hotpatch store: patch sets by baseline and month";
+	if (git_repository_init_ext(&repo, path, &io) < 0)
+		return store_git_err(-EIO, "store init");
+	if (git_repository_config(&cfg, repo) < 0 ||
+	    git_config_set_bool(cfg, STORE_CFG_ALLOW_UNSIGNED, opts && opts->allow_unsigned) < 0 ||
+	    git_config_set_string(cfg, STORE_CFG_BASELINE_MONTHS, months) < 0) {
+		r = store_git_err(-EIO, "store init: config");
+		goto out;
+	}
+	if (snprintf(lock, sizeof(lock), "%s/%s", git_repository_path(repo), STORE_LOCK_FILE) >=
+	    (int)sizeof(lock)) {
+		r = hp_err(-ENAMETOOLONG, "store %s: path too long", path);
+		goto out;
+	}
+	fd = open(lock, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		r = hp_err(-errno, "store init: %s: %s", lock, strerror(errno));
+		goto out;
+	}
+	close(fd);
+out:
+	git_config_free(cfg);
+	git_repository_free(repo);
+	return r;
 }

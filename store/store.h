@@ -54,6 +54,8 @@ struct store_import_opts {
  * Import one bundle: verify, then one commit "import BASELINE/MONTH/NAME".
  * All or nothing: on any failure HEAD does not move. Serialised across
  * processes by a lock in the repository. ret_set_id may be NULL.
+ * Returns 0 after a new commit, 1 when the byte-identical set was already
+ * there (no commit), -EEXIST when the set id is there with other contents.
  */
 int store_import(struct store *st, const char *bundle_path,
 		 const struct store_import_opts *opts, char **ret_set_id);
@@ -64,8 +66,28 @@ int store_import_buf(struct store *st, const void *data, size_t len,
 
 /* Write DIR/hotpatch.key (0600) and DIR/hotpatch.pub. */
 int store_key_generate(const char *dir);
-/* Add a public key file to the store's trusted keys (one commit). */
+/* Add a public key file to the store's trusted keys (one commit); 1: already trusted. */
 int store_key_trust(struct store *st, const char *pubkey_path);
+
+/* ---- history and remotes ------------------------------------------------ */
+
+struct store_log_entry {
+	char id[41];
+	int64_t time;        /* commit time, seconds since the epoch */
+	const char *summary; /* first line of the message */
+	const char *message; /* whole message */
+};
+/* Commits from HEAD back, newest first; a non-zero return of cb stops and is returned. */
+int store_log(struct store *st, int (*cb)(void *ctx, const struct store_log_entry *e), void *ctx);
+
+/*
+ * Fetch REMOTE's branch (a plain git URL or path) and fast-forward ours to
+ * it: 0 when moved, 1 when already up to date or ahead; -EINVAL (with a
+ * message) when the histories diverged: nothing changes then.
+ */
+int store_pull(struct store *st, const char *remote);
+/* Push our branch to REMOTE; refused by the remote unless a fast-forward. */
+int store_push(struct store *st, const char *remote);
 
 /* ---- authoring (hp build) ----------------------------------------------- */
 
@@ -130,6 +152,7 @@ struct store_patchset {
 	void *so;       /* patch object bytes, verified against the signature */
 	size_t so_len;
 	bool signed_ok; /* signature verified against a trusted key */
+	char *signer;   /* keyid of that key, or NULL when unsigned */
 };
 
 /*
@@ -142,6 +165,26 @@ struct store_patchset {
 int store_lookup(struct store_snap *snap, const char *build_id, const char *month,
 		 struct store_patchset **ret);
 void store_patchset_free(struct store_patchset *ps);
+
+/* A patch set by id "BASELINE/MONTH/NAME", verified as store_lookup does. */
+int store_get_set(struct store_snap *snap, const char *set_id, struct store_patchset **ret);
+
+/* One patch set as the index knows it (strings owned by the snapshot). */
+struct store_set_info {
+	const char *set_id;
+	const char *baseline;
+	const char *month;
+	const char *name;
+	const char *target;
+	const char *build_id;
+};
+/*
+ * The sets under baseline (NULL: all) and month (NULL: all of the
+ * baseline), ordered by baseline, month and name. -ENOENT when the
+ * baseline (or month) does not exist. A non-zero return of cb stops.
+ */
+int store_list_sets(struct store_snap *snap, const char *baseline, const char *month,
+		    int (*cb)(void *ctx, const struct store_set_info *si), void *ctx);
 
 /* What the store knows about a build-id, for process states. */
 struct store_target_info {

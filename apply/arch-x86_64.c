@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * x86_64: the jump, the registers, system-call injection and the restart
+ * fix-up. Everything that knows the instruction set or the register block
+ * lives here.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+
+#include "apply-int.h"
+
+#if !defined(__x86_64__)
+#error "arch-x86_64.c built for another architecture"
+#endif
+
+_Static_assert(sizeof(struct user_regs_struct) <= sizeof(((struct ptr_thread *)0)->regs),
+	       "register block fits");
+
+const uint8_t arch_syscall_insn[2] = { 0x0f, 0x05 };
+
+#define JMP_REL32 0xe9
+#define EINTR_RAX ((uint64_t)-EINTR)
+
+uint64_t arch_jump_reach(void)
+{
+	return 0x7fff0000ull;
+}
+
+int arch_jump_encode(uint64_t from, uint64_t to, uint8_t out[ARCH_JUMP_LEN])
+{
+	int64_t rel = (int64_t)(to - (from + ARCH_JUMP_LEN));
+	int32_t rel32 = (int32_t)rel;
+
+	if ((int64_t)rel32 != rel)
+		return -ERANGE;
+	out[0] = JMP_REL32;
+	memcpy(out + 1, &rel32, 4);
+	return 0;
+}
+
+bool arch_jump_decode(uint64_t from, const uint8_t in[ARCH_JUMP_LEN], uint64_t *ret_to)
+{
+	int32_t rel32;
+
+	if (in[0] != JMP_REL32)
+		return false;
+	memcpy(&rel32, in + 1, 4);
+	*ret_to = from + ARCH_JUMP_LEN + (uint64_t)(int64_t)rel32;
+	return true;
+}
+
+static struct user_regs_struct *R(uint64_t *regs)
+{
+	return (struct user_regs_struct *)regs;
+}
+
+static const struct user_regs_struct *CR(const uint64_t *regs)
+{
+	return (const struct user_regs_struct *)regs;
+}
+
+int arch_getregs(struct ptr_thread *t)
+{
+	if (ptrace(PTRACE_GETREGS, t->tid, NULL, t->regs) < 0)
+		return -errno;
+	t->pc = R(t->regs)->rip;
+	t->sp = R(t->regs)->rsp;
+	return 0;
+}
+
+int arch_setregs(const struct ptr_thread *t, const uint64_t *regs)
+{
+	if (ptrace(PTRACE_SETREGS, t->tid, NULL, regs) < 0)
+		return -errno;
+	return 0;
+}
+
+void arch_syscall_regs(const uint64_t *saved, uint64_t *out, uint64_t insn, long nr,
+		       const uint64_t args[6])
+{
+	struct user_regs_struct *r = R(out);
+
+	memcpy(out, saved, sizeof(struct user_regs_struct));
+	/*
+	 * orig_rax = -1: the thread may be stopped inside a system call; the
+	 * kernel's restart logic must not rewind our injected one.
+	 */
+	r->orig_rax = (uint64_t)-1;
+	r->rax = (uint64_t)nr;
+	r->rdi = args[0];
+	r->rsi = args[1];
+	r->rdx = args[2];
+	r->r10 = args[3];
+	r->r8 = args[4];
+	r->r9 = args[5];
+	r->rip = insn;
+	/* keep the red zone and align the stack, in case anything looks at it */
+	r->rsp = ((r->rsp - 256) & ~(uint64_t)15);
+}
+
+int64_t arch_syscall_result(const uint64_t *regs)
+{
+	return (int64_t)CR(regs)->rax;
+}
+
+bool arch_restart_fixup(int mem_fd, uint64_t *regs)
+{
+	struct user_regs_struct *r = R(regs);
+	uint8_t prev[2];
+
+	/*
+	 * epoll_wait and friends return -EINTR to a ptrace interrupt instead
+	 * of a restart code (FIELD-NOTES): when the thread sits right after a
+	 * syscall instruction with that result, make it re-issue the call.
+	 */
+	if (r->rax != EINTR_RAX || (int64_t)r->orig_rax < 0 || r->rip < 2)
+		return false;
+	if (proc_mem_read(mem_fd, r->rip - 2, prev, 2) < 0 || memcmp(prev, arch_syscall_insn, 2))
+		return false;
+	r->rax = r->orig_rax;
+	r->rip -= 2;
+	return true;
+}

@@ -1,0 +1,1110 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The apply / replace / revert state machine, and inspection.
+ *
+ * An operation is a sequence of named steps, each with its undo:
+ *
+ *   open      /proc/PID/mem, start time (PID reuse)    close
+ *   attach    stop the sys thread only                 detach
+ *   scan      maps, objects, regions (after the stop)  -
+ *   map       remote mmap near the target, write the   remote munmap
+ *             header and the relocated image, mprotect
+ *   stop      stop every thread                        resume
+ *   check     safety_check(); unsafe: resume, wait,    -
+ *             stop again, within the budget
+ *   switch    write every jump (and restore dropped    write the old bytes
+ *             entries) in one stop                     back
+ *   resume    every thread but the sys thread          -
+ *   unmap     old region / orphans, if found safe      -
+ *   detach    the sys thread                           -
+ *
+ * The only change the program can see is the switch, done while every
+ * thread is held; a tracer that dies is detached by the kernel, so a daemon
+ * killed before the switch leaves an orphan region (not applied: no jump
+ * reaches it; the next operation unmaps it) and one killed after it leaves
+ * the set applied. The header is written before any jump exists.
+ */
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "apply-int.h"
+
+#define PAGE 4096ull
+#define USER_TOP 0x7ffffffff000ull
+#define MMAP_MIN 0x10000ull
+#define BRK_ROOM (64ull << 20)
+#define BACKOFF_MAX_MS 50
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+/* ---- one operation on one PID at a time, in this process ------------------ */
+
+static pthread_mutex_t busy_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t busy_cond = PTHREAD_COND_INITIALIZER;
+static pid_t busy_pids[256];
+static size_t n_busy;
+
+static bool pid_busy(pid_t pid)
+{
+	for (size_t i = 0; i < n_busy; i++)
+		if (busy_pids[i] == pid)
+			return true;
+	return false;
+}
+
+static void pid_lock(pid_t pid)
+{
+	pthread_mutex_lock(&busy_lock);
+	while (pid_busy(pid) || n_busy == sizeof(busy_pids) / sizeof(busy_pids[0]))
+		pthread_cond_wait(&busy_cond, &busy_lock);
+	busy_pids[n_busy++] = pid;
+	pthread_mutex_unlock(&busy_lock);
+}
+
+static void pid_unlock(pid_t pid)
+{
+	pthread_mutex_lock(&busy_lock);
+	for (size_t i = 0; i < n_busy; i++)
+		if (busy_pids[i] == pid) {
+			busy_pids[i] = busy_pids[--n_busy];
+			break;
+		}
+	pthread_cond_broadcast(&busy_cond);
+	pthread_mutex_unlock(&busy_lock);
+}
+
+/* ---- the operation's state ------------------------------------------------- */
+
+struct jump_write {
+	uint64_t addr;
+	size_t len;
+	uint8_t bytes[REGION_SAVED_MAX];  /* what to write */
+	uint8_t expect[REGION_SAVED_MAX]; /* what must be there now */
+	const char *name;
+};
+
+struct op {
+	pid_t pid;
+	int mem_fd;
+	uint64_t start_time;
+	unsigned budget_ms;
+	struct ptr_world w;
+	bool attached;
+	struct proc_maps maps;
+	struct proc_objects objs;
+	struct regions regions;
+
+	/* the new region (apply) */
+	uint64_t new_base;
+	uint64_t new_size;
+	bool new_mapped;
+
+	struct jump_write *writes;
+	size_t n_writes;
+	size_t n_written;
+	struct safety_range *required;
+	size_t n_required;
+	/* regions to unmap when safe: indices into regions */
+	size_t *unmap;
+	size_t n_unmap;
+	bool *unmap_ok;
+
+	unsigned n_tries;
+	uint64_t pause_us;
+};
+
+static void op_release(struct op *op)
+{
+	if (op->attached)
+		ptr_world_release(&op->w);
+	else
+		free(op->w.t);
+	if (op->mem_fd >= 0)
+		close(op->mem_fd);
+	proc_maps_release(&op->maps);
+	proc_objects_release(&op->objs);
+	regions_release(&op->regions);
+	free(op->writes);
+	free(op->required);
+	free(op->unmap);
+	free(op->unmap_ok);
+}
+
+static int op_open(struct op *op, pid_t pid, bool rw)
+{
+	char path[64];
+	char state;
+	uint64_t st, st2;
+	int r;
+
+	memset(op, 0, sizeof(*op));
+	op->mem_fd = -1;
+	op->pid = pid;
+	if (pid <= 0)
+		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+	r = proc_stat(pid, &state, &st);
+	if (r < 0)
+		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+	if (state == 'Z' || state == 'X')
+		return hp_err(-ESRCH, "process %d has exited (zombie)", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	op->mem_fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (op->mem_fd < 0) {
+		int e = errno;
+
+		if (e == ENOENT || e == ESRCH)
+			return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+		return hp_err(e == EACCES || e == EPERM ? -EPERM : -e, "process %d: open %s: %s",
+			      (int)pid, path, strerror(e));
+	}
+	/* the descriptor is tied to that process's memory: check it is the one */
+	if (proc_stat(pid, &state, &st2) < 0 || st2 != st)
+		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+	op->start_time = st;
+	ptr_world_init(&op->w, pid, op->mem_fd, st);
+	return 0;
+}
+
+static int find_syscall_insn(struct op *op)
+{
+	uint8_t *buf = NULL;
+	int r = -ENOEXEC;
+
+	/* the vDSO's fallback paths hold one; else any executable file mapping */
+	for (int pass = 0; pass < 2 && r < 0; pass++) {
+		for (size_t i = 0; i < op->maps.n && r < 0; i++) {
+			const struct proc_map *m = &op->maps.v[i];
+			uint64_t len = m->end - m->start;
+			uint8_t *hit;
+
+			if (!(m->prot & PROT_EXEC) || !(m->prot & PROT_READ) || !m->path)
+				continue;
+			if (pass == 0 && strcmp(m->path, "[vdso]") != 0)
+				continue;
+			if (pass == 1 && m->path[0] != '/')
+				continue;
+			if (len > (1u << 20))
+				len = 1u << 20;
+			free(buf);
+			buf = malloc(len);
+			if (!buf) {
+				r = -ENOMEM;
+				break;
+			}
+			if (proc_mem_read(op->mem_fd, m->start, buf, len) < 0)
+				continue;
+			hit = memmem(buf, len, arch_syscall_insn, sizeof(arch_syscall_insn));
+			if (hit) {
+				op->w.syscall_insn = m->start + (uint64_t)(hit - buf);
+				r = 0;
+			}
+		}
+	}
+	free(buf);
+	if (r == -ENOEXEC)
+		hp_err(r, "process %d: no system call instruction found", (int)op->pid);
+	return r;
+}
+
+/* Stop the sys thread and read the process's state as it is now. */
+static int op_attach_scan(struct op *op)
+{
+	int r;
+
+	r = ptr_stop_sys(&op->w);
+	if (r < 0)
+		return r;
+	op->attached = true;
+	r = proc_maps_read(op->pid, &op->maps);
+	if (r < 0)
+		return r;
+	r = proc_objects_read(op->mem_fd, &op->maps, &op->objs);
+	if (r < 0)
+		return r;
+	r = regions_read(op->mem_fd, &op->maps, &op->regions);
+	if (r < 0)
+		return r;
+	return find_syscall_insn(op);
+}
+
+static int remote(struct op *op, long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+		  uint64_t a4, uint64_t a5, int64_t *ret)
+{
+	uint64_t args[6] = { a0, a1, a2, a3, a4, a5 };
+
+	return ptr_syscall(&op->w, nr, args, ret);
+}
+
+static int remote_munmap(struct op *op, uint64_t addr, uint64_t size)
+{
+	int64_t res;
+	int r;
+
+	r = ptr_stop_sys(&op->w);
+	if (r < 0)
+		return r;
+	r = remote(op, SYS_munmap, addr, size, 0, 0, 0, 0, &res);
+	if (r == 0 && res < 0)
+		r = hp_err((int)res, "process %d: munmap 0x%" PRIx64 ": %s", (int)op->pid, addr,
+			   strerror((int)-res));
+	return r;
+}
+
+/* ---- placement ------------------------------------------------------------- */
+
+struct cand {
+	uint64_t base;
+	uint64_t dist;
+};
+
+static int cand_cmp(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	return x->dist < y->dist ? -1 : x->dist > y->dist;
+}
+
+static bool reaches(uint64_t base, uint64_t size, uint64_t lo, uint64_t hi)
+{
+	uint64_t reach = arch_jump_reach();
+	uint64_t rend = base + size;
+
+	/* every entry in [lo, hi] jumps to somewhere in [base, base + size) */
+	if (rend <= lo)
+		return hi + ARCH_JUMP_LEN - base <= reach;
+	if (base >= hi)
+		return rend - lo <= reach;
+	return false;
+}
+
+static uint64_t dist(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : b - a;
+}
+
+/*
+ * Map size bytes within jump reach of every entry in [lo, hi], with a free
+ * page on each side (an adjacent anonymous read-only mapping would
+ * otherwise merge with our header and hide it), never over a mapping
+ * (MAP_FIXED_NOREPLACE), away from the brk heap's room to grow.
+ */
+static int map_region(struct op *op, uint64_t size, uint64_t align, uint64_t lo, uint64_t hi)
+{
+	struct cand *c = NULL;
+	size_t n = 0;
+	const struct proc_object *exe = op->objs.n ? &op->objs.v[0] : NULL;
+	int r = -ENOSPC;
+
+	c = calloc(2 * (op->maps.n + 1), sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	for (size_t i = 0; i <= op->maps.n; i++) {
+		uint64_t g0 = i ? op->maps.v[i - 1].end : MMAP_MIN;
+		uint64_t g1 = i < op->maps.n ? op->maps.v[i].start : USER_TOP;
+		uint64_t b;
+
+		if (g1 > USER_TOP)
+			g1 = USER_TOP;
+		if (g0 < MMAP_MIN)
+			g0 = MMAP_MIN;
+		if (i && op->maps.v[i - 1].path &&
+		    (strcmp(op->maps.v[i - 1].path, "[heap]") == 0 ||
+		     (exe && i - 1 >= exe->first_map && i - 1 < exe->first_map + exe->n_maps)))
+			g0 += BRK_ROOM;
+		if (i && !op->maps.v[i - 1].path && exe && i - 1 == exe->first_map + exe->n_maps)
+			g0 += BRK_ROOM; /* the executable's bss, then brk */
+		if (g1 <= g0 || g1 - g0 < size + 2 * PAGE)
+			continue;
+		b = (g1 - PAGE - size) & ~(align - 1);
+		if (b >= g0 + PAGE && reaches(b, size, lo, hi))
+			c[n++] = (struct cand){ b, dist(b, lo) };
+		b = (g0 + PAGE + align - 1) & ~(align - 1);
+		if (b + size + PAGE <= g1 && reaches(b, size, lo, hi))
+			c[n++] = (struct cand){ b, dist(b, lo) };
+	}
+	qsort(c, n, sizeof(*c), cand_cmp);
+	for (size_t i = 0; i < n; i++) {
+		int64_t res;
+
+		r = remote(op, SYS_mmap, c[i].base, size, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, (uint64_t)-1, 0, &res);
+		if (r < 0)
+			goto out;
+		if (res == -EEXIST) {
+			r = -ENOSPC;
+			continue; /* mapped by a running thread since we read the maps */
+		}
+		if (res < 0 && res > -4096) {
+			r = hp_err((int)res, "process %d: mmap: %s", (int)op->pid, strerror((int)-res));
+			goto out;
+		}
+		if ((uint64_t)res != c[i].base) {
+			/* a kernel without MAP_FIXED_NOREPLACE took it as a hint */
+			remote(op, SYS_munmap, (uint64_t)res, size, 0, 0, 0, 0, &res);
+			r = hp_err(-ENOSYS, "process %d: MAP_FIXED_NOREPLACE not honoured", (int)op->pid);
+			goto out;
+		}
+		op->new_base = c[i].base;
+		op->new_size = size;
+		op->new_mapped = true;
+		r = 0;
+		goto out;
+	}
+	r = hp_err(-ENOSPC, "process %d: no free address range within jump reach of the target",
+		   (int)op->pid);
+out:
+	free(c);
+	return r;
+}
+
+static int remote_mprotect(struct op *op, uint64_t addr, uint64_t len, unsigned prot)
+{
+	int64_t res;
+	int r;
+
+	if (!len)
+		return 0;
+	r = remote(op, SYS_mprotect, addr, len, prot, 0, 0, 0, &res);
+	if (r == 0 && res < 0)
+		r = hp_err((int)res, "process %d: mprotect: %s", (int)op->pid, strerror((int)-res));
+	return r;
+}
+
+/* ---- the stop: check, switch ------------------------------------------------- */
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int write_jumps(struct op *op)
+{
+	int r = 0;
+
+	for (op->n_written = 0; op->n_written < op->n_writes; op->n_written++) {
+		const struct jump_write *j = &op->writes[op->n_written];
+
+		r = proc_mem_write(op->mem_fd, j->addr, j->bytes, j->len);
+		if (r < 0)
+			break;
+	}
+	if (r < 0) {
+		/* all or nothing: put back what was written */
+		while (op->n_written > 0) {
+			const struct jump_write *j = &op->writes[--op->n_written];
+
+			proc_mem_write(op->mem_fd, j->addr, j->expect, j->len);
+		}
+		return hp_err_prefix(r, "switch: ");
+	}
+	return 0;
+}
+
+static int check_safe(struct op *op, const struct safety_range *ranges, size_t n)
+{
+	pid_t *tids;
+	int r;
+
+	if (!n)
+		return 0;
+	tids = malloc(op->w.n * sizeof(*tids));
+	if (!tids)
+		return -ENOMEM;
+	for (size_t i = 0; i < op->w.n; i++)
+		tids[i] = op->w.t[i].tid;
+	r = safety_check(op->pid, tids, op->w.n, ranges, n);
+	free(tids);
+	return r;
+}
+
+/*
+ * Stop every thread, check, switch, resume: retried while unsafe within
+ * the budget. On return the sys thread alone is held.
+ */
+static int stop_and_switch(struct op *op)
+{
+	uint64_t t0 = hp_now_us(), deadline = t0 + (uint64_t)op->budget_ms * 1000;
+	unsigned backoff = 1;
+	sigset_t all, old;
+	int r;
+
+	r = ptr_syscall_end(&op->w);
+	if (r < 0)
+		return r;
+	for (;;) {
+		r = ptr_stop_sys(&op->w);
+		if (r < 0)
+			return r;
+		r = ptr_stop_all(&op->w);
+		if (r < 0)
+			return r;
+		op->n_tries++;
+		r = check_safe(op, op->required, op->n_required);
+		if (r != -EBUSY)
+			break;
+		if (hp_now_us() >= deadline) {
+			ptr_resume(&op->w, true);
+			return hp_err_prefix(-EBUSY, "after %u ms (%u checks): ", op->budget_ms,
+					     op->n_tries);
+		}
+		/* let it run: every thread, the sys thread too (it may be the busy one) */
+		ptr_resume(&op->w, false);
+		sleep_ms(backoff);
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+		if (hp_now_us() + backoff * 1000ull > deadline && hp_now_us() < deadline)
+			backoff = (unsigned)((deadline - hp_now_us()) / 1000) + 1;
+	}
+	if (r < 0) {
+		ptr_resume(&op->w, true);
+		return r;
+	}
+	/* catchable signals wait until the jumps are all written */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = write_jumps(op);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0) {
+		ptr_resume(&op->w, true);
+		return r;
+	}
+	/* old regions: unmap only those no thread is in or returns into */
+	for (size_t i = 0; i < op->n_unmap; i++) {
+		const struct region *rg = &op->regions.v[op->unmap[i]];
+		struct safety_range sr = { rg->addr, rg->addr + rg->hdr.region_size, rg->hdr.set_id };
+
+		op->unmap_ok[i] = check_safe(op, &sr, 1) == 0;
+	}
+	ptr_resume(&op->w, true);
+	op->pause_us = op->w.t_all_resumed - op->w.t_all_stopped_begin;
+	return 0;
+}
+
+static void unmap_old(struct op *op)
+{
+	for (size_t i = 0; i < op->n_unmap; i++) {
+		const struct region *rg = &op->regions.v[op->unmap[i]];
+
+		if (op->unmap_ok[i])
+			remote_munmap(op, rg->addr, rg->hdr.region_size);
+	}
+	hp_err_clear();
+}
+
+static int add_unmap(struct op *op, size_t idx)
+{
+	size_t *v = realloc(op->unmap, (op->n_unmap + 1) * sizeof(*v));
+	bool *ok;
+
+	if (!v)
+		return -ENOMEM;
+	op->unmap = v;
+	ok = realloc(op->unmap_ok, (op->n_unmap + 1) * sizeof(*ok));
+	if (!ok)
+		return -ENOMEM;
+	op->unmap_ok = ok;
+	op->unmap[op->n_unmap] = idx;
+	op->unmap_ok[op->n_unmap++] = false;
+	return 0;
+}
+
+static int add_range(struct op *op, uint64_t start, uint64_t end, const char *name)
+{
+	struct safety_range *v = realloc(op->required, (op->n_required + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	op->required = v;
+	op->required[op->n_required++] = (struct safety_range){ start, end, name };
+	return 0;
+}
+
+static struct jump_write *add_write(struct op *op)
+{
+	struct jump_write *v = realloc(op->writes, (op->n_writes + 1) * sizeof(*v));
+
+	if (!v)
+		return NULL;
+	op->writes = v;
+	memset(&v[op->n_writes], 0, sizeof(*v));
+	return &v[op->n_writes++];
+}
+
+static void fill_result(struct op *op, struct apply_result *ret, bool changed, const char *set_id)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->changed = changed;
+	ret->pause_us = op->pause_us;
+	ret->n_threads = (unsigned)op->w.n_seen;
+	ret->n_tries = op->n_tries;
+	snprintf(ret->set_id, sizeof(ret->set_id), "%s", set_id ? set_id : "");
+}
+
+/* ---- apply ---------------------------------------------------------------- */
+
+static bool in_object_text(const struct op *op, const struct proc_object *o, uint64_t addr,
+			   uint64_t size)
+{
+	const struct proc_map *m = proc_maps_find(&op->maps, addr);
+	size_t i;
+
+	if (!m || addr + size < addr)
+		return false;
+	i = (size_t)(m - op->maps.v);
+	return i >= o->first_map && i < o->first_map + o->n_maps && (m->prot & PROT_EXEC) &&
+	       addr + size <= m->end;
+}
+
+/* The region any entry currently jumps into, or NULL. */
+static const struct region *jumped_region(const struct op *op, uint64_t addr,
+					  const uint8_t cur[ARCH_JUMP_LEN])
+{
+	uint64_t to;
+
+	if (!arch_jump_decode(addr, cur, &to))
+		return NULL;
+	for (size_t i = 0; i < op->regions.n; i++)
+		if (to >= op->regions.v[i].addr &&
+		    to < op->regions.v[i].addr + op->regions.v[i].hdr.region_size)
+			return &op->regions.v[i];
+	return NULL;
+}
+
+static const struct region_func *region_func_at(const struct region *rg, uint64_t addr)
+{
+	for (uint32_t i = 0; rg && i < rg->hdr.n_funcs; i++)
+		if (rg->funcs[i].addr == addr)
+			return &rg->funcs[i];
+	return NULL;
+}
+
+static int check_set(const struct apply_set *set, char *set_id, size_t cap)
+{
+	const struct hp_manifest *m;
+	char *id;
+
+	if (!set || !set->manifest || (!set->so && set->so_len))
+		return hp_err(-EINVAL, "apply: no patch set");
+	m = set->manifest;
+	if (!m->build_id || !hp_valid_build_id(m->build_id) || m->n_funcs == 0 ||
+	    m->n_funcs > HP_MANIFEST_MAX_FUNCS || !m->month || !hp_valid_month(m->month))
+		return hp_err(-EINVAL, "apply: incomplete manifest");
+	id = set->set_id ? strdup(set->set_id) : hp_manifest_set_id(m);
+	if (!id)
+		return -ENOMEM;
+	if (strlen(id) >= cap) {
+		free(id);
+		return hp_err(-EINVAL, "apply: set id too long");
+	}
+	strcpy(set_id, id);
+	free(id);
+	return 0;
+}
+
+int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts *opts,
+		struct apply_result *ret)
+{
+	const struct hp_manifest *m;
+	struct op op;
+	struct load_image img = { 0 };
+	struct load_ctx lctx;
+	const struct proc_object *target;
+	const struct region *old = NULL;
+	struct region_hdr *hdr = NULL;
+	struct region_func *rf;
+	char set_id[160];
+	uint64_t lo = UINT64_MAX, hi = 0, hdr_bytes, img_off, *new_vaddr = NULL, *new_size = NULL;
+	bool locked = false;
+	int r;
+
+	r = check_set(set, set_id, sizeof(set_id));
+	if (r < 0)
+		return r;
+	m = set->manifest;
+	pid_lock(pid);
+	locked = true;
+	r = op_open(&op, pid, true);
+	if (r < 0)
+		goto out;
+	op.budget_ms = opts && opts->budget_ms ? opts->budget_ms : APPLY_DEFAULT_BUDGET_MS;
+
+	/* the patch object first: a bad one never touches the process */
+	r = load_parse(set->so, set->so_len, &img);
+	if (r < 0)
+		goto out;
+	new_vaddr = calloc(m->n_funcs, sizeof(*new_vaddr));
+	new_size = calloc(m->n_funcs, sizeof(*new_size));
+	if (!new_vaddr || !new_size) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < m->n_funcs; i++) {
+		r = load_func(set->so, set->so_len, m->funcs[i].name, &new_vaddr[i], &new_size[i]);
+		if (r < 0)
+			goto out;
+		if (new_vaddr[i] >= img.size) {
+			r = hp_err(-ENOEXEC, "patch object: function %s outside the image",
+				   m->funcs[i].name);
+			goto out;
+		}
+	}
+
+	r = op_attach_scan(&op);
+	if (r < 0)
+		goto out;
+	target = proc_objects_find(&op.objs, m->build_id);
+	if (!target) {
+		r = hp_err(-ENOEXEC, "process %d does not map %s with build-id %s", (int)pid,
+			   m->target ? m->target : "the target", m->build_id);
+		goto out;
+	}
+	for (size_t i = 0; i < op.regions.n; i++) {
+		const struct region *rg = &op.regions.v[i];
+
+		if (strcmp(rg->hdr.build_id, m->build_id) != 0)
+			continue;
+		if (rg->n_jumped && !old)
+			old = rg;
+		else if (rg->n_jumped)
+			r = hp_err(-ENOTRECOVERABLE, "process %d: two regions applied to %s",
+				   (int)pid, m->build_id);
+		else
+			r = add_unmap(&op, i);
+		if (r < 0)
+			goto out;
+	}
+	if (old && strcmp(old->hdr.set_id, set_id) == 0 && old->n_jumped == old->hdr.n_funcs) {
+		op.pause_us = 0;
+		fill_result(&op, ret, false, set_id);
+		r = 0;
+		goto out;
+	}
+	if (old) {
+		r = add_unmap(&op, (size_t)(old - op.regions.v));
+		if (r < 0)
+			goto out;
+	}
+
+	/* every entry: inside the target's code, its bytes what we expect */
+	for (size_t i = 0; i < m->n_funcs; i++) {
+		const struct hp_manifest_func *f = &m->funcs[i];
+		uint64_t addr = target->bias + f->offset;
+		uint8_t cur[ARCH_JUMP_LEN];
+		const struct region_func *of;
+		const struct region *jr;
+		unsigned char type;
+		uint64_t dsym, dsize;
+
+		if (f->size < ARCH_JUMP_LEN) {
+			r = hp_err(-ENOEXEC, "function %s: size %" PRIu64 " is too small for a jump",
+				   f->name, f->size);
+			goto out;
+		}
+		if (!in_object_text(&op, target, addr, f->size)) {
+			r = hp_err(-ENOEXEC,
+				   "function %s at offset 0x%" PRIx64 " size 0x%" PRIx64
+				   " is outside the code of %s",
+				   f->name, f->offset, f->size, target->path);
+			goto out;
+		}
+		/* an exported function: its dynamic symbol must agree */
+		if (!f->file &&
+		    proc_object_dynsym(op.mem_fd, target, f->name, &dsym, &type, &dsize) == 0 &&
+		    type == STT_FUNC && (dsym != addr || dsize != f->size)) {
+			r = hp_err(-ENOEXEC,
+				   "function %s: offset 0x%" PRIx64 " size 0x%" PRIx64
+				   " disagree with %s (0x%" PRIx64 " size 0x%" PRIx64 ")",
+				   f->name, f->offset, f->size, target->path, dsym - target->bias, dsize);
+			goto out;
+		}
+		r = proc_mem_read(op.mem_fd, addr, cur, sizeof(cur));
+		if (r < 0)
+			goto out;
+		if (addr < lo)
+			lo = addr;
+		if (addr > hi)
+			hi = addr;
+		of = region_func_at(old, addr);
+		jr = jumped_region(&op, addr, cur);
+		if (jr && jr != old) {
+			r = hp_err(-ENOEXEC, "function %s is patched by another set (%s)", f->name,
+				   jr->hdr.set_id);
+			goto out;
+		}
+		if (of && !jr && memcmp(cur, of->saved, ARCH_JUMP_LEN) != 0) {
+			r = hp_err(-ENOEXEC, "function %s: unexpected bytes at its entry", f->name);
+			goto out;
+		}
+	}
+
+	/* layout: header pages, then the image at its alignment */
+	hdr_bytes = region_hdr_bytes(m->n_funcs);
+	img_off = (hdr_bytes + PAGE - 1) & ~(PAGE - 1);
+	img_off = (img_off + img.max_align - 1) & ~((uint64_t)img.max_align - 1);
+	r = map_region(&op, img_off + img.size, img.max_align, lo, hi);
+	if (r < 0)
+		goto out;
+	lctx = (struct load_ctx){ op.mem_fd, &op.objs, target, m };
+	r = load_relocate(&img, set->so, set->so_len, op.new_base + img_off, &lctx);
+	if (r < 0)
+		goto out;
+
+	hdr = calloc(1, hdr_bytes);
+	if (!hdr) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(hdr->magic, REGION_MAGIC, 8);
+	hdr->version = REGION_VERSION;
+	hdr->hdr_size = (uint32_t)hdr_bytes;
+	hdr->region_size = op.new_size;
+	hdr->text_start = op.new_base + img_off;
+	hdr->text_end = op.new_base + img_off + img.size;
+	hdr->applied_at = (int64_t)time(NULL);
+	hdr->n_funcs = (uint32_t)m->n_funcs;
+	hdr->jump_len = ARCH_JUMP_LEN;
+	snprintf(hdr->build_id, sizeof(hdr->build_id), "%s", m->build_id);
+	snprintf(hdr->set_id, sizeof(hdr->set_id), "%s", set_id);
+	snprintf(hdr->month, sizeof(hdr->month), "%s", m->month);
+	rf = (struct region_func *)(hdr + 1);
+	for (size_t i = 0; i < m->n_funcs; i++) {
+		const struct hp_manifest_func *f = &m->funcs[i];
+		const struct region_func *of;
+		struct jump_write *j;
+		uint8_t cur[ARCH_JUMP_LEN];
+
+		rf[i].addr = target->bias + f->offset;
+		rf[i].size = f->size;
+		rf[i].new_addr = op.new_base + img_off + new_vaddr[i];
+		rf[i].new_size = new_size[i];
+		rf[i].flags = f->flags;
+		snprintf(rf[i].name, sizeof(rf[i].name), "%s", f->name);
+		r = proc_mem_read(op.mem_fd, rf[i].addr, cur, sizeof(cur));
+		if (r < 0)
+			goto out;
+		of = region_func_at(old, rf[i].addr);
+		/* the original bytes: from the old header when the entry is already ours */
+		memcpy(rf[i].saved, of ? of->saved : cur, ARCH_JUMP_LEN);
+		j = add_write(&op);
+		if (!j) {
+			r = -ENOMEM;
+			goto out;
+		}
+		j->addr = rf[i].addr;
+		j->len = ARCH_JUMP_LEN;
+		j->name = m->funcs[i].name;
+		memcpy(j->expect, cur, ARCH_JUMP_LEN);
+		r = arch_jump_encode(j->addr, rf[i].new_addr, j->bytes);
+		if (r < 0) {
+			r = hp_err(-ENOEXEC, "function %s: replacement out of jump reach", f->name);
+			goto out;
+		}
+		if (!(f->flags & HP_FUNC_ACTIVE_OK)) {
+			r = add_range(&op, rf[i].addr, rf[i].addr + f->size, m->funcs[i].name);
+			if (r == 0 && of && !(of->flags & HP_FUNC_ACTIVE_OK))
+				r = add_range(&op, of->new_addr, of->new_addr + of->new_size,
+					      m->funcs[i].name);
+			if (r < 0)
+				goto out;
+		}
+	}
+	/* functions of the old month no longer in the set return to the original */
+	for (uint32_t i = 0; old && i < old->hdr.n_funcs; i++) {
+		const struct region_func *of = &old->funcs[i];
+		struct jump_write *j;
+		bool kept = false;
+
+		for (size_t k = 0; k < m->n_funcs && !kept; k++)
+			kept = rf[k].addr == of->addr;
+		if (kept)
+			continue;
+		j = add_write(&op);
+		if (!j) {
+			r = -ENOMEM;
+			goto out;
+		}
+		j->addr = of->addr;
+		j->len = ARCH_JUMP_LEN;
+		j->name = of->name;
+		memcpy(j->bytes, of->saved, ARCH_JUMP_LEN);
+		r = proc_mem_read(op.mem_fd, of->addr, j->expect, ARCH_JUMP_LEN);
+		if (r < 0)
+			goto out;
+		if (!(of->flags & HP_FUNC_ACTIVE_OK)) {
+			r = add_range(&op, of->new_addr, of->new_addr + of->new_size, of->name);
+			if (r < 0)
+				goto out;
+		}
+	}
+
+	/* the region: header, image, then final protections; nothing reaches it yet */
+	r = proc_mem_write(op.mem_fd, op.new_base, hdr, hdr_bytes);
+	if (r == 0)
+		r = proc_mem_write(op.mem_fd, op.new_base + img_off, img.bytes, img.size);
+	if (r == 0)
+		r = remote_mprotect(&op, op.new_base, img_off, PROT_READ);
+	if (r == 0)
+		r = remote_mprotect(&op, op.new_base + img_off, img.size, PROT_READ);
+	for (size_t i = 0; r == 0 && i < img.n_segs; i++) {
+		uint64_t s = img.segs[i].vaddr & ~(PAGE - 1);
+		uint64_t e = (img.segs[i].vaddr + img.segs[i].memsz + PAGE - 1) & ~(PAGE - 1);
+
+		if (img.segs[i].prot != PROT_READ)
+			r = remote_mprotect(&op, op.new_base + img_off + s, e - s, img.segs[i].prot);
+	}
+	if (r == 0 && img.relro_end > img.relro_start)
+		r = remote_mprotect(&op, op.new_base + img_off + img.relro_start,
+				    img.relro_end - img.relro_start, PROT_READ);
+	if (r < 0)
+		goto out;
+
+	r = stop_and_switch(&op);
+	if (r < 0)
+		goto out;
+	op.new_mapped = false; /* it is the applied region now */
+	unmap_old(&op);
+	/* the pause, known only now, goes into the header (read-only to the program) */
+	proc_mem_write(op.mem_fd, op.new_base + offsetof(struct region_hdr, pause_us), &op.pause_us,
+		       sizeof(op.pause_us));
+	fill_result(&op, ret, true, set_id);
+	r = 0;
+out:
+	if (r < 0 && op.new_mapped) {
+		int e = remote_munmap(&op, op.new_base, op.new_size);
+
+		(void)e;
+	}
+	if (r < 0)
+		hp_err_prefix(r, "apply %d: ", (int)pid);
+	free(hdr);
+	free(new_vaddr);
+	free(new_size);
+	load_image_release(&img);
+	op_release(&op);
+	if (locked)
+		pid_unlock(pid);
+	return r;
+}
+
+/* ---- revert --------------------------------------------------------------- */
+
+int apply_revert(pid_t pid, const char *build_id, const struct apply_opts *opts,
+		 struct apply_result *ret)
+{
+	struct op op;
+	size_t n_applied = 0;
+	int r;
+
+	if (build_id && !hp_valid_build_id(build_id))
+		return hp_err(-EINVAL, "revert %d: bad build-id '%s'", (int)pid, build_id);
+	pid_lock(pid);
+	r = op_open(&op, pid, true);
+	if (r < 0)
+		goto out;
+	op.budget_ms = opts && opts->budget_ms ? opts->budget_ms : APPLY_DEFAULT_BUDGET_MS;
+	r = op_attach_scan(&op);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; i < op.regions.n; i++) {
+		const struct region *rg = &op.regions.v[i];
+
+		if (build_id && strcmp(rg->hdr.build_id, build_id) != 0)
+			continue;
+		r = add_unmap(&op, i);
+		if (r < 0)
+			goto out;
+		if (!rg->n_jumped)
+			continue;
+		n_applied++;
+		for (uint32_t k = 0; k < rg->hdr.n_funcs; k++) {
+			const struct region_func *f = &rg->funcs[k];
+			uint8_t cur[ARCH_JUMP_LEN];
+			uint64_t to;
+			struct jump_write *j;
+
+			r = proc_mem_read(op.mem_fd, f->addr, cur, sizeof(cur));
+			if (r < 0)
+				goto out;
+			if (memcmp(cur, f->saved, ARCH_JUMP_LEN) == 0)
+				continue; /* not switched (a half state): nothing to restore */
+			if (!arch_jump_decode(f->addr, cur, &to) || to != f->new_addr) {
+				r = hp_err(-ENOEXEC, "function %s: entry changed since the patch",
+					   f->name);
+				goto out;
+			}
+			j = add_write(&op);
+			if (!j) {
+				r = -ENOMEM;
+				goto out;
+			}
+			j->addr = f->addr;
+			j->len = ARCH_JUMP_LEN;
+			j->name = f->name;
+			memcpy(j->bytes, f->saved, ARCH_JUMP_LEN);
+			memcpy(j->expect, cur, ARCH_JUMP_LEN);
+			if (!(f->flags & HP_FUNC_ACTIVE_OK)) {
+				r = add_range(&op, f->new_addr, f->new_addr + f->new_size, f->name);
+				if (r < 0)
+					goto out;
+			}
+		}
+	}
+	if (!n_applied) {
+		r = build_id ? hp_err(-ENOENT, "nothing applied for build-id %s", build_id)
+			     : hp_err(-ENOENT, "nothing applied");
+		goto out;
+	}
+	r = stop_and_switch(&op);
+	if (r < 0)
+		goto out;
+	unmap_old(&op);
+	fill_result(&op, ret, true, "");
+	r = 0;
+out:
+	if (r < 0)
+		hp_err_prefix(r, "revert %d: ", (int)pid);
+	op_release(&op);
+	pid_unlock(pid);
+	return r;
+}
+
+/* ---- inspection ---------------------------------------------------------- */
+
+void apply_proc_free(struct apply_proc *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n_objects; i++)
+		free(p->objects[i].path);
+	free(p->objects);
+	free(p->applied);
+	free(p->exe);
+	free(p);
+}
+
+const struct apply_applied *apply_proc_find(const struct apply_proc *p, const char *build_id)
+{
+	for (size_t i = 0; p && build_id && i < p->n_applied; i++)
+		if (strcmp(p->applied[i].build_id, build_id) == 0)
+			return &p->applied[i];
+	return NULL;
+}
+
+static int read_ids(pid_t pid, struct apply_proc *p)
+{
+	struct hp_buf b = HP_BUF_INIT;
+	char path[64];
+	const char *s;
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	r = hp_read_file(path, 1 << 16, &b);
+	if (r < 0)
+		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+	s = strstr(b.data, "\nUid:");
+	p->uid = s ? (uid_t)strtoul(s + 5, NULL, 10) : (uid_t)-1;
+	hp_buf_reset(&b);
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	if (hp_read_file(path, 64, &b) == 0) {
+		b.data[strcspn(b.data, "\n")] = '\0';
+		snprintf(p->comm, sizeof(p->comm), "%s", b.data);
+	}
+	hp_buf_release(&b);
+	return 0;
+}
+
+int apply_inspect(pid_t pid, struct apply_proc **ret)
+{
+	struct op op;
+	struct apply_proc *p = NULL;
+	char path[64], link[4096];
+	ssize_t n;
+	int r;
+
+	r = op_open(&op, pid, false);
+	if (r < 0)
+		goto out;
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		r = -ENOMEM;
+		goto out;
+	}
+	p->pid = pid;
+	p->start_time = op.start_time;
+	r = read_ids(pid, p);
+	if (r < 0)
+		goto out;
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	n = readlink(path, link, sizeof(link) - 1);
+	link[n > 0 ? n : 0] = '\0';
+	p->exe = strdup(link);
+	if (!p->exe) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = proc_maps_read(pid, &op.maps);
+	if (r == 0)
+		r = proc_objects_read(op.mem_fd, &op.maps, &op.objs);
+	if (r == 0)
+		r = regions_read(op.mem_fd, &op.maps, &op.regions);
+	if (r < 0)
+		goto out;
+	p->objects = calloc(op.objs.n ? op.objs.n : 1, sizeof(*p->objects));
+	p->applied = calloc(op.regions.n ? op.regions.n : 1, sizeof(*p->applied));
+	if (!p->objects || !p->applied) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < op.objs.n; i++) {
+		struct apply_object *o = &p->objects[p->n_objects];
+
+		o->path = strdup(op.objs.v[i].path);
+		if (!o->path) {
+			r = -ENOMEM;
+			goto out;
+		}
+		snprintf(o->build_id, sizeof(o->build_id), "%s", op.objs.v[i].build_id);
+		o->bias = op.objs.v[i].bias;
+		p->n_objects++;
+	}
+	for (size_t i = 0; i < op.regions.n; i++) {
+		const struct region *rg = &op.regions.v[i];
+		struct apply_applied *a = &p->applied[p->n_applied];
+
+		if (!rg->n_jumped)
+			continue; /* an orphan: not applied */
+		snprintf(a->build_id, sizeof(a->build_id), "%.128s", rg->hdr.build_id);
+		snprintf(a->set_id, sizeof(a->set_id), "%s", rg->hdr.set_id);
+		snprintf(a->month, sizeof(a->month), "%s", rg->hdr.month);
+		a->region = rg->addr;
+		a->pause_us = rg->hdr.pause_us;
+		a->applied_at = rg->hdr.applied_at;
+		a->n_funcs = rg->hdr.n_funcs;
+		p->n_applied++;
+	}
+	*ret = p;
+	p = NULL;
+	r = 0;
+out:
+	if (r < 0)
+		hp_err_prefix(r, "inspect %d: ", (int)pid);
+	apply_proc_free(p);
+	op_release(&op);
+	return r;
+}

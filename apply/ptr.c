@@ -1,0 +1,481 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Stopping the world with PTRACE_SEIZE + PTRACE_INTERRUPT, resuming it so
+ * that no interrupted system call is visible, and running system calls
+ * inside the target in one stopped thread (the "sys thread").
+ *
+ * The sys thread is stopped first and alone: the patch region is mapped,
+ * written and protected while every other thread runs (nothing reaches the
+ * region before the jumps exist). Only the safety check and the jump writes
+ * need every thread held.
+ *
+ * Remote system call (FIELD-NOTES): from an interrupt stop, set orig_rax =
+ * -1 (the kernel must not apply its restart logic to our call), point rip at
+ * an existing syscall instruction of the target (the vDSO's), PTRACE_SYSCALL
+ * to the entry stop and again to the exit stop, read rax. To give the thread
+ * back its own registers we must be in a stop the kernel leaves through its
+ * signal path, where the restart logic runs on the restored registers:
+ * restoring at the syscall-exit stop would leak -ERESTARTSYS into the
+ * program (libpulp #123). So: PTRACE_INTERRUPT + PTRACE_CONT from the exit
+ * stop (the pending trap stops the thread before any user instruction), then
+ * restore every register, orig_rax and rax included.
+ */
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "apply-int.h"
+
+#define SYSCALL_TRAP (SIGTRAP | 0x80)
+
+void ptr_world_init(struct ptr_world *w, pid_t pid, int mem_fd, uint64_t start_time)
+{
+	memset(w, 0, sizeof(*w));
+	w->pid = pid;
+	w->mem_fd = mem_fd;
+	w->start_time = start_time;
+}
+
+struct ptr_thread *ptr_find(struct ptr_world *w, pid_t tid)
+{
+	for (size_t i = 0; i < w->n; i++)
+		if (w->t[i].tid == tid)
+			return &w->t[i];
+	return NULL;
+}
+
+static struct ptr_thread *thread_add(struct ptr_world *w, pid_t tid)
+{
+	if (w->n == w->cap) {
+		size_t ncap = w->cap ? w->cap * 2 : 32;
+		struct ptr_thread *v = realloc(w->t, ncap * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		w->t = v;
+		w->cap = ncap;
+	}
+	memset(&w->t[w->n], 0, sizeof(w->t[0]));
+	w->t[w->n].tid = tid;
+	return &w->t[w->n++];
+}
+
+static void thread_remove(struct ptr_world *w, struct ptr_thread *t)
+{
+	size_t i = (size_t)(t - w->t);
+
+	w->t[i] = w->t[--w->n];
+}
+
+/* Tracer of tid per /proc, 0 if none or unknown. */
+static pid_t tracer_of(pid_t pid, pid_t tid)
+{
+	struct hp_buf b = HP_BUF_INIT;
+	char path[64];
+	pid_t tracer = 0;
+	const char *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+	if (hp_read_file(path, 1 << 16, &b) == 0 && (p = strstr(b.data, "TracerPid:")))
+		tracer = (pid_t)strtol(p + 10, NULL, 10);
+	hp_buf_release(&b);
+	return tracer;
+}
+
+static int seize(struct ptr_world *w, pid_t tid)
+{
+	if (ptrace(PTRACE_SEIZE, tid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0) {
+		int e = errno;
+		pid_t tracer;
+
+		if (e == ESRCH)
+			return -ESRCH;
+		if (e == EPERM && (tracer = tracer_of(w->pid, tid)) != 0)
+			return hp_err(-EBUSY, "process %d: thread %d is already traced by process %d",
+				      (int)w->pid, (int)tid, (int)tracer);
+		return hp_err(e == EPERM ? -EPERM : -e, "process %d: ptrace thread %d: %s",
+			      (int)w->pid, (int)tid, strerror(e));
+	}
+	if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) < 0) {
+		int e = errno;
+
+		ptrace(PTRACE_DETACH, tid, NULL, NULL);
+		return e == ESRCH ? -ESRCH : hp_err(-e, "interrupt thread %d: %s", (int)tid, strerror(e));
+	}
+	return 0;
+}
+
+/*
+ * Wait for tid's next ptrace stop. want_event: an interrupt (event) stop;
+ * otherwise a syscall stop. A signal arriving meanwhile is passed on to the
+ * thread (want_event) or kept for later (*pending) and the wait goes on.
+ */
+static int wait_stop(pid_t tid, bool want_event, int *pending)
+{
+	for (;;) {
+		int st;
+		pid_t r = waitpid(tid, &st, __WALL);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return errno == ECHILD ? -ESRCH : -errno;
+		if (WIFEXITED(st) || WIFSIGNALED(st))
+			return -ESRCH;
+		if (!WIFSTOPPED(st))
+			continue;
+		if ((st >> 16) == PTRACE_EVENT_STOP) {
+			if (want_event)
+				return 0;
+			/* an interrupt stop while we wait for a syscall stop: go on */
+			if (ptrace(PTRACE_SYSCALL, tid, NULL, NULL) < 0)
+				return -errno;
+			continue;
+		}
+		if ((st >> 16) != 0)
+			continue; /* an event we did not ask for; it stays stopped */
+		if (WSTOPSIG(st) == SYSCALL_TRAP) {
+			if (!want_event)
+				return 0;
+			if (ptrace(PTRACE_CONT, tid, NULL, NULL) < 0)
+				return -errno;
+			continue;
+		}
+		/* signal-delivery stop */
+		if (want_event) {
+			if (ptrace(PTRACE_CONT, tid, NULL, (void *)(long)WSTOPSIG(st)) < 0)
+				return -errno;
+		} else {
+			*pending = WSTOPSIG(st);
+			if (ptrace(PTRACE_SYSCALL, tid, NULL, NULL) < 0)
+				return -errno;
+		}
+	}
+}
+
+static int task_state(pid_t pid, pid_t tid, char *ret_state)
+{
+	char path[64];
+	char buf[512];
+	FILE *f;
+	const char *p;
+	int r = -ESRCH;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return -ESRCH;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ' && p[2]) {
+		*ret_state = p[2];
+		r = 0;
+	}
+	fclose(f);
+	return r;
+}
+
+/* The thread ids of the process; ret_tids malloc'd. */
+static int list_tasks(pid_t pid, pid_t **ret_tids, size_t *ret_n)
+{
+	char path[64];
+	DIR *d;
+	struct dirent *de;
+	pid_t *v = NULL;
+	size_t n = 0, cap = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+	while ((de = readdir(d))) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		if (n == cap) {
+			pid_t *nv;
+
+			cap = cap ? cap * 2 : 64;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[n++] = (pid_t)atoi(de->d_name);
+	}
+	closedir(d);
+	*ret_tids = v;
+	*ret_n = n;
+	return 0;
+}
+
+static int check_same_process(struct ptr_world *w)
+{
+	uint64_t st;
+	char state;
+
+	if (proc_stat(w->pid, &state, &st) < 0 || st != w->start_time)
+		return hp_err(-ESRCH, "process %d exited", (int)w->pid);
+	if (state == 'Z' || state == 'X')
+		return hp_err(-ESRCH, "process %d exited (zombie)", (int)w->pid);
+	return 0;
+}
+
+int ptr_stop_sys(struct ptr_world *w)
+{
+	pid_t *tids = NULL;
+	size_t n = 0;
+	pid_t tid = 0;
+	struct ptr_thread *t;
+	char s;
+	int r;
+
+	if (w->sys_tid && ptr_find(w, w->sys_tid))
+		return 0;
+	/* the leader when it is alive (it may have left by pthread_exit) */
+	if (task_state(w->pid, w->pid, &s) < 0)
+		return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
+	if (s != 'Z' && s != 'X') {
+		tid = w->pid;
+	} else {
+		r = list_tasks(w->pid, &tids, &n);
+		if (r < 0)
+			return r;
+		for (size_t i = 0; i < n && !tid; i++)
+			if (task_state(w->pid, tids[i], &s) == 0 && s != 'Z' && s != 'X')
+				tid = tids[i];
+		free(tids);
+	}
+	if (!tid)
+		return hp_err(-ESRCH, "process %d has no live thread", (int)w->pid);
+	r = seize(w, tid);
+	if (r == -ESRCH)
+		return hp_err(-ESRCH, "process %d exited", (int)w->pid);
+	if (r < 0)
+		return r;
+	t = thread_add(w, tid);
+	if (!t) {
+		ptrace(PTRACE_DETACH, tid, NULL, NULL);
+		return -ENOMEM;
+	}
+	r = wait_stop(tid, true, NULL);
+	if (r == 0)
+		r = arch_getregs(t);
+	if (r < 0) {
+		ptrace(PTRACE_DETACH, tid, NULL, NULL);
+		thread_remove(w, t);
+		return hp_err(-ESRCH, "process %d: thread %d vanished", (int)w->pid, (int)tid);
+	}
+	t->stopped = true;
+	w->sys_tid = tid;
+	/* PID reuse: the process we stopped must be the one we opened */
+	r = check_same_process(w);
+	if (r < 0)
+		ptr_resume(w, false);
+	return r;
+}
+
+int ptr_stop_all(struct ptr_world *w)
+{
+	pid_t *tids = NULL;
+	size_t n = 0;
+	bool first = true;
+	int r = 0;
+
+	w->t_all_stopped_begin = hp_now_us();
+	for (;;) {
+		size_t before = w->n, added = 0;
+
+		r = list_tasks(w->pid, &tids, &n);
+		if (r < 0)
+			goto fail;
+		for (size_t i = 0; i < n; i++) {
+			struct ptr_thread *t;
+
+			if (ptr_find(w, tids[i]))
+				continue;
+			r = seize(w, tids[i]);
+			if (r == -ESRCH)
+				continue; /* exited meanwhile */
+			if (r < 0)
+				goto fail;
+			t = thread_add(w, tids[i]);
+			if (!t) {
+				ptrace(PTRACE_DETACH, tids[i], NULL, NULL);
+				r = -ENOMEM;
+				goto fail;
+			}
+			added++;
+		}
+		free(tids);
+		tids = NULL;
+		for (size_t i = before; i < w->n;) {
+			struct ptr_thread *t = &w->t[i];
+
+			r = wait_stop(t->tid, true, NULL);
+			if (r == 0)
+				r = arch_getregs(t);
+			if (r == -ESRCH) {
+				/* a thread that exits is no longer our concern */
+				ptrace(PTRACE_DETACH, t->tid, NULL, NULL);
+				thread_remove(w, t);
+				continue;
+			}
+			if (r < 0)
+				goto fail;
+			t->stopped = true;
+			i++;
+		}
+		/* a stable list with every listed thread stopped: nobody left to clone */
+		if (!added && !first)
+			break;
+		first = false;
+	}
+	w->n_seen = w->n;
+	return 0;
+fail:
+	free(tids);
+	ptr_resume(w, true);
+	return r;
+}
+
+/* Whether tid has a signal pending (then an EINTR is the program's own). */
+static bool signal_pending(pid_t pid, pid_t tid)
+{
+	struct hp_buf b = HP_BUF_INIT;
+	char path[64];
+	bool pending = false;
+	const char *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+	if (hp_read_file(path, 1 << 16, &b) == 0) {
+		if ((p = strstr(b.data, "SigPnd:")) && strtoull(p + 7, NULL, 16))
+			pending = true;
+		if ((p = strstr(b.data, "ShdPnd:")) && strtoull(p + 7, NULL, 16))
+			pending = true;
+	}
+	hp_buf_release(&b);
+	return pending;
+}
+
+static void detach(struct ptr_world *w, struct ptr_thread *t)
+{
+	uint64_t regs[32];
+
+	memcpy(regs, t->regs, sizeof(regs));
+	if (arch_restart_fixup(w->mem_fd, regs) && !signal_pending(w->pid, t->tid))
+		arch_setregs(t, regs);
+	ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->sig);
+}
+
+int ptr_resume(struct ptr_world *w, bool keep_sys)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < w->n;) {
+		struct ptr_thread *t = &w->t[i];
+
+		if (t->tid == w->sys_tid && keep_sys) {
+			i++;
+			continue;
+		}
+		if (t->tid == w->sys_tid && w->injecting) {
+			int e = ptr_syscall_end(w);
+
+			if (e < 0 && !r)
+				r = e;
+			t = &w->t[i];
+		}
+		detach(w, t);
+		thread_remove(w, t);
+	}
+	w->t_all_resumed = hp_now_us();
+	return r;
+}
+
+void ptr_world_release(struct ptr_world *w)
+{
+	if (!w)
+		return;
+	ptr_resume(w, false);
+	free(w->t);
+	w->t = NULL;
+	w->n = w->cap = 0;
+}
+
+int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *ret)
+{
+	struct ptr_thread *t = ptr_find(w, w->sys_tid);
+	uint64_t regs[32];
+	int r;
+
+	assert(t);
+	arch_syscall_regs(t->regs, regs, w->syscall_insn, nr, args);
+	r = arch_setregs(t, regs);
+	if (r < 0)
+		goto fail;
+	w->injecting = true;
+	if (ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = wait_stop(t->tid, false, &t->sig);
+	if (r < 0)
+		goto fail;
+	if (ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = wait_stop(t->tid, false, &t->sig);
+	if (r < 0)
+		goto fail;
+	if (ptrace(PTRACE_GETREGS, t->tid, NULL, regs) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	*ret = arch_syscall_result(regs);
+	return 0;
+fail:
+	return hp_err(r == -ESRCH ? -ESRCH : r, "process %d: remote system call %ld in thread %d: %s",
+		      (int)w->pid, nr, (int)t->tid, strerror(-r));
+}
+
+int ptr_syscall_end(struct ptr_world *w)
+{
+	struct ptr_thread *t = ptr_find(w, w->sys_tid);
+	int r;
+
+	if (!t || !w->injecting)
+		return 0;
+	if (ptrace(PTRACE_INTERRUPT, t->tid, NULL, NULL) < 0 ||
+	    ptrace(PTRACE_CONT, t->tid, NULL, NULL) < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = wait_stop(t->tid, true, NULL);
+	if (r < 0)
+		goto out;
+	r = arch_setregs(t, t->regs);
+	if (r < 0)
+		goto out;
+	w->injecting = false;
+	if (t->sig) {
+		/* a signal that arrived during our calls: queue it again */
+		syscall(SYS_tgkill, w->pid, t->tid, t->sig);
+		t->sig = 0;
+	}
+out:
+	if (r < 0)
+		return hp_err(r, "process %d: restore thread %d: %s", (int)w->pid, (int)t->tid,
+			      strerror(-r));
+	return 0;
+}

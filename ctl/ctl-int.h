@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ctl-int.h: what the files of libhpctl share. ctl.c (context, snapshots,
+ * import, grammar, permissions), ops.c (apply, revert, "all"), state.c
+ * (states, status, the process list and report).
+ */
+#ifndef HP_CTL_INT_H
+#define HP_CTL_INT_H
+
+#include <pthread.h>
+
+#include "ctl.h"
+
+struct ctl_snap {
+	unsigned refs; /* atomic */
+	struct store_snap *snap;
+	char commit[41];
+};
+
+/* What this context last did to one process (pid + start time). */
+struct ctl_outcome {
+	pid_t pid;
+	uint64_t start_time;
+	unsigned running;         /* operations in progress */
+	bool failed;              /* the last finished one failed (and why) */
+	char reason[HP_ERRMSG_MAX];
+	bool have_pause;
+	uint64_t pause_us;
+	uint64_t when_us;
+};
+
+/* Process-list cache entry: does (pid, start time) map a known target name? */
+struct ctl_scan_entry {
+	pid_t pid;
+	uint64_t start_time;
+	uint64_t checked_us;
+	bool relevant;
+};
+
+struct ctl {
+	char *store_path;
+	unsigned budget_ms;
+	unsigned n_workers;
+	unsigned head_check_ms;
+
+	pthread_mutex_t store_lock; /* struct store is single-threaded */
+	struct store *store;
+
+	pthread_mutex_t snap_lock;
+	struct ctl_snap *cur;
+	uint64_t last_check_us;
+
+	pthread_mutex_t outcome_lock;
+	struct ctl_outcome *outcomes;
+	size_t n_outcomes;
+
+	pthread_mutex_t scan_lock;
+	struct ctl_scan_entry *scan;
+	size_t n_scan;
+	char scan_commit[41];
+};
+
+/* Outcomes (ops.c). */
+void ctl_outcome_begin(struct ctl *c, pid_t pid, uint64_t start_time);
+void ctl_outcome_end(struct ctl *c, pid_t pid, uint64_t start_time, int err, const char *msg,
+		     bool have_pause, uint64_t pause_us);
+/* Copy of the outcome for (pid, start time); false when there is none. */
+bool ctl_outcome_get(struct ctl *c, pid_t pid, uint64_t start_time, struct ctl_outcome *ret);
+
+/* Does any file pid maps have a name the store knows? (/proc/PID/maps, no ptrace) */
+bool ctl_maps_known_name(struct store_snap *snap, pid_t pid);
+
+/* File name of a mapped path, without " (deleted)": into buf. */
+const char *ctl_path_name(const char *path, char *buf, size_t size);
+
+#endif

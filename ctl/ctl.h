@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ctl.h: the orchestration shared by hotpatchfs and hp. For a process: find
+ * the targets it maps (apply_inspect), look their patch sets up in a store
+ * snapshot (store_lookup), apply or revert through the engine, and say the
+ * process state in the words of SPEC section 5. Also: the list of processes
+ * that map a target the store knows, "all" in parallel, the control-file
+ * grammar, and the caller permission check ("could this uid ptrace it").
+ *
+ * ctl keeps no state of its own beyond caches: what is applied is read back
+ * from the target's memory, so hp and hotpatchfs share one state. The only
+ * thing remembered is the outcome of the operations this context ran (so a
+ * status can say "failed" and why) and which ones are running right now.
+ *
+ * Errors: 0 or a negative errno with a message in the error slot, as the
+ * engine's: -ESRCH, -ENOENT (nothing published for any target of the
+ * process; nothing applied for a revert), -EBUSY, -EACCES (the caller may
+ * not patch it), -EINVAL (malformed input), -ENOEXEC (the set does not fit).
+ * Thread safety: every function may be called from many threads at once.
+ */
+#ifndef HP_CTL_H
+#define HP_CTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hp-common.h"
+#include "store.h"
+#include "apply.h"
+
+struct ctl;
+
+struct ctl_opts {
+	const char *store_path;  /* NULL: store_default_path() */
+	unsigned budget_ms;      /* safety budget per apply; 0: the engine's default */
+	unsigned n_workers;      /* threads for "all"; 0: 4 */
+	unsigned head_check_ms;  /* least interval between HEAD checks; 0: 100 */
+};
+
+int ctl_new(const struct ctl_opts *opts, struct ctl **ret);
+void ctl_free(struct ctl *c);
+const char *ctl_store_path(const struct ctl *c);
+
+/* ---- snapshots of the store (reference counted) ------------------------- */
+
+struct ctl_snap;
+
+/*
+ * The snapshot of the store's HEAD. HEAD is compared at most every
+ * head_check_ms (always when check_now) and a newer commit swaps the
+ * snapshot; older ones live on while references to them are held.
+ * -ENOENT (with an empty snapshot never returned) when the store has no
+ * commit yet.
+ */
+int ctl_snap_get(struct ctl *c, bool check_now, struct ctl_snap **ret);
+struct ctl_snap *ctl_snap_ref(struct ctl_snap *s);
+void ctl_snap_unref(struct ctl_snap *s);
+struct store_snap *ctl_snap_store(const struct ctl_snap *s);
+/* The commit id of the snapshot (40 hex). */
+const char *ctl_snap_commit(const struct ctl_snap *s);
+/* The current HEAD commit id ("" for an empty store). */
+int ctl_head(struct ctl *c, char ret_oid[41]);
+
+/* Import a bundle held in memory (hotpatchfs incoming/): one commit or nothing. */
+int ctl_import_buf(struct ctl *c, const void *data, size_t len, char **ret_set_id);
+
+/* ---- control-file grammar ----------------------------------------------- */
+
+enum ctl_cmd_kind { CTL_CMD_PID, CTL_CMD_ALL };
+
+struct ctl_cmd {
+	enum ctl_cmd_kind kind;
+	pid_t pid;          /* CTL_CMD_PID */
+	char month[8];      /* "YYYY-MM" or "" */
+	char target[256];   /* "all TARGET", or "" */
+};
+
+/*
+ * apply: "PID", "PID MONTH", "all", "all TARGET"; revert: "PID", "all".
+ * Surrounding whitespace and a trailing newline are fine; -EINVAL else.
+ */
+int ctl_parse_apply(const char *buf, size_t len, struct ctl_cmd *ret);
+int ctl_parse_revert(const char *buf, size_t len, struct ctl_cmd *ret);
+/* "0" or "1" (auto). */
+int ctl_parse_bool(const char *buf, size_t len, bool *ret);
+
+/* ---- who asks ------------------------------------------------------------ */
+
+struct ctl_caller {
+	uid_t uid;
+	gid_t gid;
+};
+
+/*
+ * Could the caller ptrace pid? Root always; otherwise the target's real,
+ * effective and saved uids (and gids) equal the caller's and the target is
+ * neither set-id nor undumpable. -EACCES or -ESRCH.
+ */
+int ctl_may_patch(const struct ctl_caller *who, pid_t pid);
+
+/* ---- operations ---------------------------------------------------------- */
+
+struct ctl_result {
+	pid_t pid;
+	int err;                  /* 0 or a negative errno */
+	char msg[HP_ERRMSG_MAX];  /* why, when err */
+	bool changed;             /* false: it was applied (or nothing to revert) */
+	unsigned n_sets;          /* sets applied or reverted */
+	uint64_t pause_us;        /* longest pause of this operation */
+	char set_id[160];         /* the (last) set applied, or reverted */
+	char comm[17];
+};
+
+struct ctl_results {
+	struct ctl_result *v;
+	size_t n;
+};
+void ctl_results_release(struct ctl_results *r);
+
+/*
+ * Apply the newest set (or month's) of every target pid maps. Returns
+ * ret->err too; ret is always filled (pid, err, msg).
+ */
+int ctl_apply(struct ctl *c, const struct ctl_caller *who, pid_t pid, const char *month,
+	      struct ctl_result *ret);
+/*
+ * Auto-apply, for a process that has just exec'd (the caller is the root
+ * daemon): apply the newest set of each mapped target that has one and does
+ * not run it yet. 0 with ret->n_sets == 0 when there is nothing to do (yet):
+ * the caller retries briefly while the process maps its libraries.
+ */
+int ctl_apply_pending(struct ctl *c, pid_t pid, struct ctl_result *ret);
+/* Revert every set applied in pid (-ENOENT when none is). */
+int ctl_revert(struct ctl *c, const struct ctl_caller *who, pid_t pid, struct ctl_result *ret);
+
+/*
+ * Run a parsed control command: one process, or "all" (every process the
+ * caller may patch that maps a patched target, or the named target, or for
+ * revert every process with something applied) in parallel. The results
+ * (one per process) go to ret. Returns 0 when every process succeeded,
+ * else the first failure's errno (-ENOENT for "all TARGET" with a target
+ * the store does not know).
+ */
+int ctl_run(struct ctl *c, const struct ctl_caller *who, bool revert, const struct ctl_cmd *cmd,
+	    struct ctl_results *ret);
+
+/* "4242 ok set=... pause_us=37 changed=1" or "4242 EBUSY why", one per line. */
+int ctl_results_format(const struct ctl_results *r, bool json, struct hp_buf *out);
+/* "ESRCH" for -ESRCH, "E123" for an unnamed one. */
+const char *ctl_errno_name(int err);
+
+/* ---- states (SPEC section 5) --------------------------------------------- */
+
+enum ctl_state {
+	CTL_STATE_UP_TO_DATE,
+	CTL_STATE_HOTPATCHED,
+	CTL_STATE_NOT_UP_TO_DATE,
+	CTL_STATE_NEEDS_RESTART,
+	CTL_STATE_FAILED,
+	CTL_STATE_IN_PROGRESS,
+};
+const char *ctl_state_name(enum ctl_state s);
+
+/* What is known of one mapped target, the input of the state of a target. */
+struct ctl_state_in {
+	bool covered;               /* a baseline of the store covers the build-id */
+	const char *newest_month;   /* newest month published for it, or NULL */
+	const char *newer_baseline; /* a later baseline for the same name, or NULL */
+	const char *applied_month;  /* month applied in the process, or NULL */
+};
+enum ctl_state ctl_target_state(const struct ctl_state_in *in);
+/* The state of a process from two of its parts: the one that needs most attention. */
+enum ctl_state ctl_state_combine(enum ctl_state a, enum ctl_state b);
+
+struct ctl_target {
+	char *path;            /* as mapped */
+	char *name;            /* store's target name, else the file name */
+	char build_id[129];
+	bool covered;
+	char *baseline;        /* or NULL */
+	char *newest_month;    /* or NULL */
+	char *newer_baseline;  /* or NULL */
+	char applied_set[160]; /* "" when nothing is applied */
+	char applied_month[8];
+	uint64_t pause_us;
+	int64_t applied_at;
+	enum ctl_state state;
+};
+
+struct ctl_status {
+	pid_t pid;
+	uid_t uid;
+	uint64_t start_time;
+	char comm[17];
+	char *exe;
+	struct ctl_target *targets; /* mapped targets whose name the store knows */
+	size_t n_targets;
+	enum ctl_state state;
+	char reason[HP_ERRMSG_MAX]; /* when failed */
+	bool have_pause;
+	uint64_t last_pause_us;
+};
+
+/* -ESRCH for no such process. */
+int ctl_status(struct ctl *c, pid_t pid, struct ctl_status **ret);
+void ctl_status_free(struct ctl_status *s);
+/* "key: value" lines (or one JSON object). */
+int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out);
+/* One "pid=... comm=... state=..." line per process (or a JSON array). */
+int ctl_report(struct ctl *c, bool json, struct hp_buf *out);
+
+/*
+ * The processes that map a target whose name the store knows, sorted.
+ * Cheap: /proc/PID/maps file names filtered by store_knows_target_name,
+ * cached by (pid, start time, snapshot).
+ */
+int ctl_list(struct ctl *c, pid_t **ret_pids, size_t *ret_n);
+
+/* ---- helpers shared by hotpatchfs and hp -------------------------------- */
+
+/* Start time (/proc/PID/stat field 22); -ESRCH when gone. */
+int ctl_proc_start_time(pid_t pid, uint64_t *ret);
+
+#endif

@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Apply and revert for one process or for "all", and what this context remembers of them. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl-int.h"
+
+#define CTL_OUTCOMES_MAX 4096
+
+/* ---- outcomes ------------------------------------------------------------ */
+
+static struct ctl_outcome *outcome_find(struct ctl *c, pid_t pid, uint64_t start_time,
+					bool create)
+{
+	struct ctl_outcome *o;
+
+	for (size_t i = 0; i < c->n_outcomes; i++) {
+		o = &c->outcomes[i];
+		if (o->pid == pid) {
+			if (o->start_time != start_time) {
+				if (!create)
+					return NULL;
+				memset(o, 0, sizeof(*o));
+				o->pid = pid;
+				o->start_time = start_time;
+			}
+			return o;
+		}
+	}
+	if (!create)
+		return NULL;
+	if (c->n_outcomes == CTL_OUTCOMES_MAX) {
+		/* Forget the oldest finished one. */
+		size_t victim = 0;
+
+		for (size_t i = 1; i < c->n_outcomes; i++)
+			if (!c->outcomes[i].running &&
+			    c->outcomes[i].when_us < c->outcomes[victim].when_us)
+				victim = i;
+		o = &c->outcomes[victim];
+	} else {
+		if (c->n_outcomes % 64 == 0) {
+			struct ctl_outcome *v = realloc(c->outcomes,
+							(c->n_outcomes + 64) * sizeof(*v));
+
+			if (!v)
+				return NULL;
+			c->outcomes = v;
+		}
+		o = &c->outcomes[c->n_outcomes++];
+	}
+	memset(o, 0, sizeof(*o));
+	o->pid = pid;
+	o->start_time = start_time;
+	return o;
+}
+
+void ctl_outcome_begin(struct ctl *c, pid_t pid, uint64_t start_time)
+{
+	struct ctl_outcome *o;
+
+	pthread_mutex_lock(&c->outcome_lock);
+	o = outcome_find(c, pid, start_time, true);
+	if (o) {
+		o->running++;
+		o->when_us = hp_now_us();
+	}
+	pthread_mutex_unlock(&c->outcome_lock);
+}
+
+/* Errors that say something about the process (not about the request). */
+static bool is_failure(int err)
+{
+	return err < 0 && err != -ESRCH && err != -ENOENT && err != -EACCES && err != -EINVAL;
+}
+
+void ctl_outcome_end(struct ctl *c, pid_t pid, uint64_t start_time, int err, const char *msg,
+		     bool have_pause, uint64_t pause_us)
+{
+	struct ctl_outcome *o;
+
+	pthread_mutex_lock(&c->outcome_lock);
+	o = outcome_find(c, pid, start_time, true);
+	if (o) {
+		if (o->running)
+			o->running--;
+		o->when_us = hp_now_us();
+		if (is_failure(err)) {
+			o->failed = true;
+			snprintf(o->reason, sizeof(o->reason), "%s: %s", ctl_errno_name(err),
+				 msg ? msg : "");
+		} else if (err >= 0) {
+			o->failed = false;
+			o->reason[0] = '\0';
+		}
+		if (have_pause) {
+			o->have_pause = true;
+			o->pause_us = pause_us;
+		}
+	}
+	pthread_mutex_unlock(&c->outcome_lock);
+}
+
+bool ctl_outcome_get(struct ctl *c, pid_t pid, uint64_t start_time, struct ctl_outcome *ret)
+{
+	struct ctl_outcome *o;
+	bool found = false;
+
+	pthread_mutex_lock(&c->outcome_lock);
+	o = outcome_find(c, pid, start_time, false);
+	if (o) {
+		*ret = *o;
+		found = true;
+	}
+	pthread_mutex_unlock(&c->outcome_lock);
+	return found;
+}
+
+/* ---- one process --------------------------------------------------------- */
+
+static void result_fail(struct ctl_result *res, int err)
+{
+	res->err = err;
+	snprintf(res->msg, sizeof(res->msg), "%s", hp_errmsg(err));
+}
+
+static bool seen_build_id(const struct apply_proc *p, size_t upto, const char *bid)
+{
+	for (size_t i = 0; i < upto; i++)
+		if (!strcmp(p->objects[i].build_id, bid))
+			return true;
+	return false;
+}
+
+/* The store's name of the target with this build-id (or the file name). */
+static bool target_matches(struct store_snap *snap, const struct apply_object *o,
+			   const char *target)
+{
+	struct store_target_info ti;
+	char name[256];
+	bool match;
+
+	if (!target || !*target)
+		return true;
+	memset(&ti, 0, sizeof(ti));
+	if (store_target_info(snap, o->build_id, &ti) == 0) {
+		match = ti.name && !strcmp(ti.name, target);
+		store_target_info_release(&ti);
+		return match;
+	}
+	return !strcmp(ctl_path_name(o->path, name, sizeof(name)), target);
+}
+
+/* Has o a newest set that p does not run yet? */
+static bool pending(struct store_snap *snap, const struct apply_proc *p, const struct apply_object *o)
+{
+	const struct apply_applied *a = apply_proc_find(p, o->build_id);
+	struct store_target_info ti;
+	bool yes;
+
+	memset(&ti, 0, sizeof(ti));
+	if (store_target_info(snap, o->build_id, &ti) < 0)
+		return false;
+	yes = ti.newest_month && (!a || strcmp(a->month, ti.newest_month) != 0);
+	store_target_info_release(&ti);
+	return yes;
+}
+
+static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, const char *month,
+		     const char *target, bool pending_only, struct ctl_result *res)
+{
+	struct apply_proc *p = NULL;
+	struct ctl_snap *s = NULL;
+	struct apply_opts aopts = { c->budget_ms };
+	bool begun = false;
+	unsigned found = 0;
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	res->pid = pid;
+	hp_err_clear();
+	if (month && *month && !hp_valid_month(month)) {
+		r = hp_err(-EINVAL, "'%.32s' is not a month (YYYY-MM)", month);
+		goto out;
+	}
+	r = ctl_may_patch(who, pid);
+	if (r < 0)
+		goto out;
+	r = ctl_snap_get(c, false, &s);
+	if (r < 0) {
+		if (r == -ENOENT)
+			r = hp_err(-ENOENT, "nothing published for process %d: the store is empty",
+				   (int)pid);
+		goto out;
+	}
+	/* Auto-apply looks often: the cheap file-name filter first. */
+	if (pending_only && !ctl_maps_known_name(s->snap, pid)) {
+		r = 0;
+		goto out;
+	}
+	r = apply_inspect(pid, &p);
+	if (r < 0)
+		goto out;
+	snprintf(res->comm, sizeof(res->comm), "%s", p->comm);
+	ctl_outcome_begin(c, pid, p->start_time);
+	begun = true;
+	for (size_t i = 0; i < p->n_objects; i++) {
+		const struct apply_object *o = &p->objects[i];
+		struct store_patchset *ps = NULL;
+		struct apply_result ar;
+		struct apply_set set;
+
+		if (!o->build_id[0] || seen_build_id(p, i, o->build_id))
+			continue;
+		if (!target_matches(s->snap, o, target))
+			continue;
+		if (pending_only && !pending(s->snap, p, o))
+			continue;
+		r = store_lookup(s->snap, o->build_id, (month && *month) ? month : NULL, &ps);
+		if (r == -ENOENT)
+			continue;
+		if (r < 0)
+			goto out;
+		found++;
+		set.set_id = ps->set_id;
+		set.manifest = ps->manifest;
+		set.so = ps->so;
+		set.so_len = ps->so_len;
+		memset(&ar, 0, sizeof(ar));
+		r = apply_patch(pid, &set, &aopts, &ar);
+		if (r >= 0) {
+			res->n_sets++;
+			res->changed |= ar.changed;
+			if (ar.changed && ar.pause_us > res->pause_us)
+				res->pause_us = ar.pause_us;
+			snprintf(res->set_id, sizeof(res->set_id), "%s", ps->set_id);
+		}
+		store_patchset_free(ps);
+		if (r < 0)
+			goto out;
+	}
+	if (!found && pending_only) {
+		r = 0;
+		goto out;
+	}
+	if (!found) {
+		if (month && *month)
+			r = hp_err(-ENOENT, "nothing published for process %d (%s) in %s", (int)pid,
+				   p->comm, month);
+		else
+			r = hp_err(-ENOENT, "nothing published for process %d (%s)", (int)pid,
+				   p->comm);
+		goto out;
+	}
+	r = 0;
+out:
+	if (r < 0)
+		result_fail(res, r);
+	if (begun)
+		ctl_outcome_end(c, pid, p->start_time, r, res->msg, res->changed, res->pause_us);
+	ctl_snap_unref(s);
+	apply_proc_free(p);
+	return r;
+}
+
+int ctl_apply(struct ctl *c, const struct ctl_caller *who, pid_t pid, const char *month,
+	      struct ctl_result *ret)
+{
+	return apply_one(c, who, pid, month, NULL, false, ret);
+}
+
+int ctl_apply_pending(struct ctl *c, pid_t pid, struct ctl_result *ret)
+{
+	static const struct ctl_caller root = { 0, 0 };
+
+	return apply_one(c, &root, pid, NULL, NULL, true, ret);
+}
+
+int ctl_revert(struct ctl *c, const struct ctl_caller *who, pid_t pid, struct ctl_result *ret)
+{
+	struct apply_proc *p = NULL;
+	struct apply_opts aopts = { c->budget_ms };
+	struct apply_result ar;
+	bool begun = false;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	memset(&ar, 0, sizeof(ar));
+	ret->pid = pid;
+	hp_err_clear();
+	r = ctl_may_patch(who, pid);
+	if (r < 0)
+		goto out;
+	r = apply_inspect(pid, &p);
+	if (r < 0)
+		goto out;
+	snprintf(ret->comm, sizeof(ret->comm), "%s", p->comm);
+	if (p->n_applied == 0) {
+		r = hp_err(-ENOENT, "nothing applied to process %d (%s)", (int)pid, p->comm);
+		goto out;
+	}
+	snprintf(ret->set_id, sizeof(ret->set_id), "%s", p->applied[p->n_applied - 1].set_id);
+	ctl_outcome_begin(c, pid, p->start_time);
+	begun = true;
+	r = apply_revert(pid, NULL, &aopts, &ar);
+	if (r < 0)
+		goto out;
+	ret->changed = true;
+	ret->n_sets = (unsigned)p->n_applied;
+	ret->pause_us = ar.pause_us;
+	r = 0;
+out:
+	if (r < 0)
+		result_fail(ret, r);
+	if (begun)
+		ctl_outcome_end(c, pid, p->start_time, r, ret->msg, r >= 0, ar.pause_us);
+	apply_proc_free(p);
+	return r;
+}
+
+/* ---- all ----------------------------------------------------------------- */
+
+/* Does pid map a target with a published set (named target, if given)? Or, for revert, hold one? */
+static bool candidate(struct store_snap *snap, pid_t pid, bool revert, const char *target)
+{
+	struct apply_proc *p = NULL;
+	bool yes = false;
+
+	if (apply_inspect(pid, &p) < 0)
+		return false;
+	if (revert) {
+		yes = p->n_applied > 0;
+		goto out;
+	}
+	for (size_t i = 0; i < p->n_objects && !yes; i++) {
+		struct store_target_info ti;
+		char name[256];
+
+		if (!p->objects[i].build_id[0])
+			continue;
+		memset(&ti, 0, sizeof(ti));
+		if (store_target_info(snap, p->objects[i].build_id, &ti) < 0)
+			continue;
+		yes = ti.newest_month != NULL &&
+		      (!*target || !strcmp(ti.name ? ti.name :
+					   ctl_path_name(p->objects[i].path, name, sizeof(name)),
+					   target));
+		store_target_info_release(&ti);
+	}
+out:
+	apply_proc_free(p);
+	return yes;
+}
+
+struct all_job {
+	struct ctl *c;
+	const struct ctl_caller *who;
+	const struct ctl_cmd *cmd;
+	bool revert;
+	struct ctl_result *res;
+	size_t n;
+	size_t next; /* atomic */
+};
+
+static void *all_worker(void *arg)
+{
+	struct all_job *j = arg;
+	size_t i;
+
+	while ((i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->n) {
+		pid_t pid = j->res[i].pid;
+
+		if (j->revert)
+			ctl_revert(j->c, j->who, pid, &j->res[i]);
+		else
+			apply_one(j->c, j->who, pid, NULL, j->cmd->target, false, &j->res[i]);
+	}
+	return NULL;
+}
+
+static int run_all(struct ctl *c, const struct ctl_caller *who, bool revert,
+		   const struct ctl_cmd *cmd, struct ctl_results *ret)
+{
+	struct ctl_snap *s = NULL;
+	struct all_job job;
+	pid_t *pids = NULL;
+	size_t n = 0, m = 0, n_threads;
+	pthread_t th[16];
+	int r;
+
+	memset(&job, 0, sizeof(job));
+	r = ctl_snap_get(c, false, &s);
+	if (r < 0) {
+		if (r == -ENOENT && !revert && !cmd->target[0]) {
+			/* An empty store: nothing to do for "all". */
+			r = 0;
+			ret->v = NULL;
+			ret->n = 0;
+		}
+		goto out;
+	}
+	if (cmd->target[0] && !store_knows_target_name(s->snap, cmd->target)) {
+		r = hp_err(-ENOENT, "no target %s in the store", cmd->target);
+		goto out;
+	}
+	r = ctl_list(c, &pids, &n);
+	if (r < 0)
+		goto out;
+	job.res = calloc(n ? n : 1, sizeof(*job.res));
+	if (!job.res) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ctl_may_patch(who, pids[i]) < 0)
+			continue;
+		if (!candidate(s->snap, pids[i], revert, cmd->target))
+			continue;
+		job.res[m++].pid = pids[i];
+	}
+	hp_err_clear();
+	job.c = c;
+	job.who = who;
+	job.cmd = cmd;
+	job.revert = revert;
+	job.n = m;
+	n_threads = c->n_workers < m ? c->n_workers : m;
+	if (n_threads > sizeof(th) / sizeof(th[0]))
+		n_threads = sizeof(th) / sizeof(th[0]);
+	/* Threads that could not start leave their share to the others (and to us). */
+	for (size_t i = 0; i < n_threads; i++)
+		if (pthread_create(&th[i], NULL, all_worker, &job) != 0)
+			n_threads = i;
+	all_worker(&job);
+	for (size_t i = 0; i < n_threads; i++)
+		pthread_join(th[i], NULL);
+	r = 0;
+	for (size_t i = 0; i < m; i++) {
+		if (job.res[i].err < 0) {
+			r = hp_err(job.res[i].err, "process %d: %s", (int)job.res[i].pid,
+				   job.res[i].msg);
+			break;
+		}
+	}
+	ret->v = job.res;
+	ret->n = m;
+	job.res = NULL;
+out:
+	free(job.res);
+	free(pids);
+	ctl_snap_unref(s);
+	return r;
+}
+
+int ctl_run(struct ctl *c, const struct ctl_caller *who, bool revert, const struct ctl_cmd *cmd,
+	    struct ctl_results *ret)
+{
+	struct ctl_result *one;
+	int r;
+
+	ret->v = NULL;
+	ret->n = 0;
+	if (cmd->kind == CTL_CMD_ALL)
+		return run_all(c, who, revert, cmd, ret);
+	one = calloc(1, sizeof(*one));
+	if (!one)
+		return -ENOMEM;
+	if (revert)
+		r = ctl_revert(c, who, cmd->pid, one);
+	else
+		r = ctl_apply(c, who, cmd->pid, cmd->month, one);
+	ret->v = one;
+	ret->n = 1;
+	if (r < 0)
+		hp_err(r, "%s", one->msg);
+	return r;
+}
+
+void ctl_results_release(struct ctl_results *r)
+{
+	if (!r)
+		return;
+	free(r->v);
+	r->v = NULL;
+	r->n = 0;
+}
+
+static void json_str(struct hp_buf *out, const char *s)
+{
+	hp_buf_adds(out, "\"");
+	for (; s && *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			hp_buf_addf(out, "\\%c", ch);
+		else if (ch < 0x20)
+			hp_buf_addf(out, "\\u%04x", ch);
+		else
+			hp_buf_add(out, s, 1);
+	}
+	hp_buf_adds(out, "\"");
+}
+
+int ctl_results_format(const struct ctl_results *r, bool json, struct hp_buf *out)
+{
+	if (json)
+		hp_buf_adds(out, "[");
+	for (size_t i = 0; i < r->n; i++) {
+		const struct ctl_result *x = &r->v[i];
+
+		if (json) {
+			hp_buf_addf(out, "%s{\"pid\":%d,\"comm\":", i ? "," : "", (int)x->pid);
+			json_str(out, x->comm);
+			hp_buf_addf(out, ",\"result\":\"%s\"", ctl_errno_name(x->err));
+			if (x->err < 0) {
+				hp_buf_adds(out, ",\"error\":");
+				json_str(out, x->msg);
+			} else {
+				hp_buf_adds(out, ",\"set\":");
+				json_str(out, x->set_id);
+				hp_buf_addf(out, ",\"sets\":%u,\"changed\":%s,\"pause_us\":%llu",
+					    x->n_sets, x->changed ? "true" : "false",
+					    (unsigned long long)x->pause_us);
+			}
+			hp_buf_adds(out, "}");
+		} else if (x->err < 0) {
+			hp_buf_addf(out, "%d %s %s\n", (int)x->pid, ctl_errno_name(x->err), x->msg);
+		} else {
+			hp_buf_addf(out, "%d ok set=%s sets=%u changed=%d pause_us=%llu\n",
+				    (int)x->pid, x->set_id[0] ? x->set_id : "-", x->n_sets,
+				    x->changed ? 1 : 0, (unsigned long long)x->pause_us);
+		}
+	}
+	if (json)
+		hp_buf_adds(out, "]\n");
+	return 0;
+}

@@ -1,0 +1,454 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Process states in the SPEC's words, the process list and the report. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl-int.h"
+
+/* A process that mapped no known target name is looked at again after this. */
+#define CTL_SCAN_RECHECK_US 1000000
+
+static const char *const state_names[] = {
+	[CTL_STATE_UP_TO_DATE] = "up-to-date",
+	[CTL_STATE_HOTPATCHED] = "hotpatched",
+	[CTL_STATE_NOT_UP_TO_DATE] = "not-up-to-date",
+	[CTL_STATE_NEEDS_RESTART] = "needs-restart",
+	[CTL_STATE_FAILED] = "failed",
+	[CTL_STATE_IN_PROGRESS] = "in-progress",
+};
+
+const char *ctl_state_name(enum ctl_state s)
+{
+	if ((unsigned)s >= sizeof(state_names) / sizeof(state_names[0]))
+		return "unknown";
+	return state_names[s];
+}
+
+enum ctl_state ctl_target_state(const struct ctl_state_in *in)
+{
+	/* An unknown build of a known target, or an older baseline: only a restart helps. */
+	if (!in->covered || in->newer_baseline)
+		return CTL_STATE_NEEDS_RESTART;
+	if (!in->newest_month)
+		return in->applied_month ? CTL_STATE_HOTPATCHED : CTL_STATE_UP_TO_DATE;
+	/* Months compare as strings (YYYY-MM). */
+	if (in->applied_month && strcmp(in->applied_month, in->newest_month) >= 0)
+		return CTL_STATE_HOTPATCHED;
+	return CTL_STATE_NOT_UP_TO_DATE;
+}
+
+/* The enum is ordered by how much attention a state needs. */
+enum ctl_state ctl_state_combine(enum ctl_state a, enum ctl_state b)
+{
+	return a > b ? a : b;
+}
+
+/* ---- status -------------------------------------------------------------- */
+
+void ctl_status_free(struct ctl_status *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n_targets; i++) {
+		free(s->targets[i].path);
+		free(s->targets[i].name);
+		free(s->targets[i].baseline);
+		free(s->targets[i].newest_month);
+		free(s->targets[i].newer_baseline);
+	}
+	free(s->targets);
+	free(s->exe);
+	free(s);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+int ctl_status(struct ctl *c, pid_t pid, struct ctl_status **ret)
+{
+	struct apply_proc *p = NULL;
+	struct ctl_snap *snap = NULL;
+	struct ctl_status *s = NULL;
+	struct ctl_outcome oc;
+	int64_t newest_at = -1;
+	int r;
+
+	r = apply_inspect(pid, &p);
+	if (r < 0)
+		goto fail;
+	r = ctl_snap_get(c, false, &snap);
+	if (r < 0 && r != -ENOENT)
+		goto fail;
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->targets = calloc(p->n_objects ? p->n_objects : 1, sizeof(*s->targets)))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	s->pid = p->pid;
+	s->uid = p->uid;
+	s->start_time = p->start_time;
+	snprintf(s->comm, sizeof(s->comm), "%s", p->comm);
+	s->exe = dup_or_null(p->exe);
+	s->state = CTL_STATE_UP_TO_DATE;
+	for (size_t i = 0; snap && i < p->n_objects; i++) {
+		const struct apply_object *o = &p->objects[i];
+		const struct apply_applied *a;
+		struct store_target_info ti;
+		struct ctl_target *t;
+		struct ctl_state_in in;
+		char name[256];
+		bool dup = false;
+
+		if (!o->build_id[0])
+			continue;
+		for (size_t j = 0; j < s->n_targets && !dup; j++)
+			dup = !strcmp(s->targets[j].build_id, o->build_id);
+		if (dup)
+			continue;
+		ctl_path_name(o->path, name, sizeof(name));
+		memset(&ti, 0, sizeof(ti));
+		memset(&in, 0, sizeof(in));
+		if (store_target_info(snap->snap, o->build_id, &ti) == 0)
+			in.covered = true;
+		else if (!store_knows_target_name(snap->snap, name))
+			continue;
+		t = &s->targets[s->n_targets++];
+		t->path = strdup(o->path);
+		t->name = strdup(ti.name ? ti.name : name);
+		snprintf(t->build_id, sizeof(t->build_id), "%s", o->build_id);
+		t->covered = in.covered;
+		t->baseline = dup_or_null(ti.baseline);
+		t->newest_month = dup_or_null(ti.newest_month);
+		t->newer_baseline = dup_or_null(ti.newer_baseline);
+		store_target_info_release(&ti);
+		a = apply_proc_find(p, o->build_id);
+		if (a) {
+			snprintf(t->applied_set, sizeof(t->applied_set), "%s", a->set_id);
+			snprintf(t->applied_month, sizeof(t->applied_month), "%s", a->month);
+			t->pause_us = a->pause_us;
+			t->applied_at = a->applied_at;
+			if (a->applied_at > newest_at) {
+				newest_at = a->applied_at;
+				s->have_pause = true;
+				s->last_pause_us = a->pause_us;
+			}
+		}
+		in.newest_month = t->newest_month;
+		in.newer_baseline = t->newer_baseline;
+		in.applied_month = a ? t->applied_month : NULL;
+		t->state = ctl_target_state(&in);
+		s->state = ctl_state_combine(s->state, t->state);
+		if (!t->path || !t->name) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	if (ctl_outcome_get(c, pid, p->start_time, &oc)) {
+		/* This context's own latest operation on it is the freshest pause. */
+		if (oc.have_pause) {
+			s->have_pause = true;
+			s->last_pause_us = oc.pause_us;
+		}
+		if (oc.failed) {
+			s->state = ctl_state_combine(s->state, CTL_STATE_FAILED);
+			snprintf(s->reason, sizeof(s->reason), "%s", oc.reason);
+		}
+		if (oc.running)
+			s->state = CTL_STATE_IN_PROGRESS;
+	}
+	ctl_snap_unref(snap);
+	apply_proc_free(p);
+	*ret = s;
+	return 0;
+fail:
+	ctl_snap_unref(snap);
+	apply_proc_free(p);
+	ctl_status_free(s);
+	return r;
+}
+
+static void json_str(struct hp_buf *out, const char *s)
+{
+	hp_buf_adds(out, "\"");
+	for (; s && *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			hp_buf_addf(out, "\\%c", ch);
+		else if (ch < 0x20)
+			hp_buf_addf(out, "\\u%04x", ch);
+		else
+			hp_buf_add(out, s, 1);
+	}
+	hp_buf_adds(out, "\"");
+}
+
+static void json_str_or_null(struct hp_buf *out, const char *s)
+{
+	if (s && *s)
+		json_str(out, s);
+	else
+		hp_buf_adds(out, "null");
+}
+
+static const char *or_dash(const char *s)
+{
+	return (s && *s) ? s : "-";
+}
+
+int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out)
+{
+	if (json) {
+		hp_buf_addf(out, "{\"pid\":%d,\"comm\":", (int)s->pid);
+		json_str(out, s->comm);
+		hp_buf_adds(out, ",\"exe\":");
+		json_str_or_null(out, s->exe);
+		hp_buf_addf(out, ",\"state\":\"%s\",\"reason\":", ctl_state_name(s->state));
+		json_str_or_null(out, s->reason);
+		if (s->have_pause)
+			hp_buf_addf(out, ",\"last_pause_us\":%llu",
+				    (unsigned long long)s->last_pause_us);
+		else
+			hp_buf_adds(out, ",\"last_pause_us\":null");
+		hp_buf_adds(out, ",\"targets\":[");
+		for (size_t i = 0; i < s->n_targets; i++) {
+			const struct ctl_target *t = &s->targets[i];
+
+			hp_buf_adds(out, i ? ",{\"name\":" : "{\"name\":");
+			json_str(out, t->name);
+			hp_buf_adds(out, ",\"path\":");
+			json_str(out, t->path);
+			hp_buf_addf(out, ",\"build_id\":\"%s\",\"baseline\":", t->build_id);
+			json_str_or_null(out, t->baseline);
+			hp_buf_adds(out, ",\"applied\":");
+			json_str_or_null(out, t->applied_set);
+			hp_buf_adds(out, ",\"month\":");
+			json_str_or_null(out, t->applied_month);
+			hp_buf_adds(out, ",\"latest\":");
+			json_str_or_null(out, t->newest_month);
+			hp_buf_adds(out, ",\"newer_baseline\":");
+			json_str_or_null(out, t->newer_baseline);
+			hp_buf_addf(out, ",\"state\":\"%s\"}", ctl_state_name(t->state));
+		}
+		hp_buf_adds(out, "]}\n");
+		return 0;
+	}
+	hp_buf_addf(out, "pid: %d\ncomm: %s\nexe: %s\nstate: %s\n", (int)s->pid, s->comm,
+		    or_dash(s->exe), ctl_state_name(s->state));
+	if (s->reason[0])
+		hp_buf_addf(out, "reason: %s\n", s->reason);
+	if (s->have_pause)
+		hp_buf_addf(out, "last-pause-us: %llu\n", (unsigned long long)s->last_pause_us);
+	else
+		hp_buf_adds(out, "last-pause-us: -\n");
+	for (size_t i = 0; i < s->n_targets; i++) {
+		const struct ctl_target *t = &s->targets[i];
+
+		hp_buf_addf(out, "target: %s build-id=%s baseline=%s applied=%s month=%s latest=%s "
+			    "state=%s%s%s\n",
+			    t->name, t->build_id, or_dash(t->baseline), or_dash(t->applied_set),
+			    or_dash(t->applied_month), or_dash(t->newest_month),
+			    ctl_state_name(t->state), t->newer_baseline ? " newer-baseline=" : "",
+			    t->newer_baseline ? t->newer_baseline : "");
+	}
+	if (s->n_targets == 0)
+		hp_buf_adds(out, "target: none known to the store\n");
+	return 0;
+}
+
+/* ---- the process list ---------------------------------------------------- */
+
+/* Does any file mapped by pid have a name the store knows? */
+bool ctl_maps_known_name(struct store_snap *snap, pid_t pid)
+{
+	char path[64], *line = NULL, last[256] = "";
+	size_t cap = 0;
+	bool yes = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!yes && getline(&line, &cap, f) > 0) {
+		char name[256];
+		char *p = strchr(line, '/');
+		size_t n;
+
+		if (!p)
+			continue;
+		n = strlen(p);
+		if (n && p[n - 1] == '\n')
+			p[n - 1] = '\0';
+		ctl_path_name(p, name, sizeof(name));
+		if (!strcmp(name, last))
+			continue;
+		snprintf(last, sizeof(last), "%s", name);
+		yes = store_knows_target_name(snap, name);
+	}
+	free(line);
+	fclose(f);
+	return yes;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	const struct ctl_scan_entry *x = a, *y = b;
+
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+int ctl_list(struct ctl *c, pid_t **ret_pids, size_t *ret_n)
+{
+	struct ctl_snap *snap = NULL;
+	struct ctl_scan_entry *fresh = NULL;
+	size_t n = 0, cap = 0, n_rel = 0;
+	pid_t *pids = NULL, self = getpid();
+	uint64_t now = hp_now_us();
+	struct dirent *de;
+	DIR *d = NULL;
+	int r;
+
+	r = ctl_snap_get(c, false, &snap);
+	if (r == -ENOENT) {
+		/* An empty store knows no target. */
+		*ret_pids = NULL;
+		*ret_n = 0;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	d = opendir("/proc");
+	if (!d) {
+		r = hp_err(-errno, "open /proc: %s", strerror(errno));
+		goto out;
+	}
+	pthread_mutex_lock(&c->scan_lock);
+	if (strcmp(c->scan_commit, snap->commit)) {
+		/* Another catalog: every decision is taken again. */
+		c->n_scan = 0;
+		snprintf(c->scan_commit, sizeof(c->scan_commit), "%s", snap->commit);
+	}
+	while ((de = readdir(d))) {
+		struct ctl_scan_entry key, *old, *e;
+		uint64_t st;
+		char *end;
+		long v = strtol(de->d_name, &end, 10);
+
+		if (*end || v <= 0 || (pid_t)v == self)
+			continue;
+		if (ctl_proc_start_time((pid_t)v, &st) < 0)
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 256;
+			struct ctl_scan_entry *nv = realloc(fresh, ncap * sizeof(*nv));
+
+			if (!nv) {
+				r = -ENOMEM;
+				pthread_mutex_unlock(&c->scan_lock);
+				goto out;
+			}
+			fresh = nv;
+			cap = ncap;
+		}
+		key.pid = (pid_t)v;
+		old = bsearch(&key, c->scan, c->n_scan, sizeof(key), cmp_entry);
+		e = &fresh[n++];
+		if (old && old->start_time == st && (old->relevant ||
+						     now - old->checked_us < CTL_SCAN_RECHECK_US)) {
+			*e = *old;
+		} else {
+			e->pid = (pid_t)v;
+			e->start_time = st;
+			e->checked_us = now;
+			e->relevant = ctl_maps_known_name(snap->snap, (pid_t)v);
+		}
+		n_rel += e->relevant;
+	}
+	qsort(fresh, n, sizeof(*fresh), cmp_entry);
+	free(c->scan);
+	c->scan = fresh;
+	c->n_scan = n;
+	fresh = NULL;
+	pids = malloc((n_rel ? n_rel : 1) * sizeof(*pids));
+	if (pids) {
+		n_rel = 0;
+		for (size_t i = 0; i < c->n_scan; i++)
+			if (c->scan[i].relevant)
+				pids[n_rel++] = c->scan[i].pid;
+	}
+	pthread_mutex_unlock(&c->scan_lock);
+	if (!pids) {
+		r = -ENOMEM;
+		goto out;
+	}
+	*ret_pids = pids;
+	*ret_n = n_rel;
+	r = 0;
+out:
+	free(fresh);
+	if (d)
+		closedir(d);
+	ctl_snap_unref(snap);
+	return r;
+}
+
+int ctl_report(struct ctl *c, bool json, struct hp_buf *out)
+{
+	pid_t *pids = NULL;
+	size_t n = 0, shown = 0;
+	int r;
+
+	r = ctl_list(c, &pids, &n);
+	if (r < 0)
+		return r;
+	if (json)
+		hp_buf_adds(out, "[");
+	for (size_t i = 0; i < n; i++) {
+		struct ctl_status *s = NULL;
+
+		if (ctl_status(c, pids[i], &s) < 0)
+			continue; /* gone in between, or not ours to read */
+		if (s->n_targets == 0) {
+			ctl_status_free(s);
+			continue;
+		}
+		if (json) {
+			if (shown)
+				hp_buf_adds(out, ",");
+			ctl_status_format(s, true, out);
+			/* ctl_status_format ends a JSON object with a newline: drop it. */
+			if (out->len && out->data[out->len - 1] == '\n')
+				out->data[--out->len] = '\0';
+		} else {
+			const struct ctl_target *t = &s->targets[0];
+
+			hp_buf_addf(out, "pid=%d comm=%s state=%s target=%s baseline=%s applied=%s "
+				    "latest=%s",
+				    (int)s->pid, s->comm, ctl_state_name(s->state), t->name,
+				    or_dash(t->baseline), or_dash(t->applied_month),
+				    or_dash(t->newest_month));
+			if (s->n_targets > 1)
+				hp_buf_addf(out, " targets=%zu", s->n_targets);
+			if (s->have_pause)
+				hp_buf_addf(out, " pause_us=%llu",
+					    (unsigned long long)s->last_pause_us);
+			else
+				hp_buf_adds(out, " pause_us=-");
+			hp_buf_adds(out, "\n");
+		}
+		shown++;
+		ctl_status_free(s);
+	}
+	if (json)
+		hp_buf_adds(out, "]\n");
+	free(pids);
+	return 0;
+}

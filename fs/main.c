@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * hotpatchfs [--store DIR] [-f] [-o OPTS] [MOUNTPOINT]: the catalog and the
+ * control files as a FUSE filesystem (SPEC section 5). Multi-threaded; a
+ * clean stop on SIGTERM, SIGINT and `fusermount3 -u`.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hpfs.h"
+
+#define HPFS_DEFAULT_MOUNT "/hp"
+
+struct hpfs hpfs = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.log_lock = PTHREAD_MUTEX_INITIALIZER,
+	.auto_lock = PTHREAD_MUTEX_INITIALIZER,
+	.auto_cond = PTHREAD_COND_INITIALIZER,
+	.auto_sock = -1,
+};
+
+struct cli {
+	char *store;
+	char *mountpoint;
+	unsigned incoming_gid;
+	int incoming_gid_set;
+	int help;
+	int version;
+};
+
+enum { KEY_HELP, KEY_VERSION, KEY_INCOMING_GID };
+
+static const struct fuse_opt cli_opts[] = {
+	{ "--store %s", offsetof(struct cli, store), 0 },
+	{ "--store=%s", offsetof(struct cli, store), 0 },
+	{ "incoming_gid=%u", offsetof(struct cli, incoming_gid), 0 },
+	FUSE_OPT_KEY("incoming_gid=", KEY_INCOMING_GID),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_END
+};
+
+static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct cli *c = data;
+
+	switch (key) {
+	case KEY_HELP:
+		c->help = 1;
+		return 0;
+	case KEY_VERSION:
+		c->version = 1;
+		return 0;
+	case KEY_INCOMING_GID:
+		c->incoming_gid_set = 1;
+		return 0; /* consumed; the value was stored by the template */
+	case FUSE_OPT_KEY_NONOPT:
+		if (!c->mountpoint) {
+			c->mountpoint = strdup(arg);
+			return 1;
+		}
+		fprintf(stderr, "hotpatchfs: unexpected argument '%s'\n", arg);
+		return -1;
+	default:
+		return 1;
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hotpatchfs [--store DIR] [-f] [-d] [-s] [-o OPTS] [MOUNTPOINT]\n"
+		"\n"
+		"Serves the hotpatch catalog and control files (default mount point %s).\n"
+		"  --store DIR          the store (else $HP_STORE, else %s)\n"
+		"  -f                   stay in the foreground\n"
+		"  -o allow_other       let other users in (they patch only what they could ptrace)\n"
+		"  -o incoming_gid=GID  let group GID drop bundles into incoming/ (default root only)\n"
+		"  -o entry_timeout=S,attr_timeout=S  kernel caching (default 0: always fresh)\n",
+		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH);
+}
+
+static void free_files(void)
+{
+	while (hpfs.tmps) {
+		struct hpfs_tmp *t = hpfs.tmps;
+
+		hpfs.tmps = t->next;
+		free(t->name);
+		hp_buf_release(&t->data);
+		free(t);
+	}
+	while (hpfs.ins) {
+		struct hpfs_in *f = hpfs.ins;
+
+		hpfs.ins = f->next;
+		free(f->name);
+		hp_buf_release(&f->data);
+		free(f);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct ctl_opts copts;
+	struct cli cli;
+	char real[PATH_MAX];
+	int r, status = 1;
+
+	hp_log_init("hotpatchfs");
+	memset(&cli, 0, sizeof(cli));
+	if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) < 0) {
+		usage(stderr);
+		goto out;
+	}
+	if (cli.help) {
+		usage(stdout);
+		status = 0;
+		goto out;
+	}
+	if (cli.version) {
+		printf("hotpatchfs %s (libfuse %s)\n", HP_VERSION, fuse_pkgversion());
+		status = 0;
+		goto out;
+	}
+	if (!cli.mountpoint) {
+		cli.mountpoint = strdup(HPFS_DEFAULT_MOUNT);
+		if (!cli.mountpoint || fuse_opt_add_arg(&args, HPFS_DEFAULT_MOUNT) < 0)
+			goto out;
+		/* The default mount point is ours to create. */
+		if (mkdir(HPFS_DEFAULT_MOUNT, 0755) < 0 && errno != EEXIST) {
+			fprintf(stderr, "hotpatchfs: mkdir %s: %s\n", HPFS_DEFAULT_MOUNT,
+				strerror(errno));
+			goto out;
+		}
+	}
+	if (!cli.store) {
+		const char *d = store_default_path();
+
+		cli.store = strdup(d);
+		if (!cli.store)
+			goto out;
+	}
+	hpfs.store_path = realpath(cli.store, real) ? strdup(real) : strdup(cli.store);
+	hpfs.mountpoint = realpath(cli.mountpoint, real) ? strdup(real) : strdup(cli.mountpoint);
+	hpfs.incoming_gid_set = cli.incoming_gid_set;
+	hpfs.incoming_gid = (gid_t)cli.incoming_gid;
+	hpfs.started = time(NULL);
+	hpfs.started_us = hp_now_us();
+	if (!hpfs.store_path || !hpfs.mountpoint)
+		goto out;
+
+	/* Open the store before mounting: a wrong --store is a clear error, not an empty mount. */
+	memset(&copts, 0, sizeof(copts));
+	copts.store_path = hpfs.store_path;
+	r = ctl_new(&copts, &hpfs.ctl);
+	if (r < 0) {
+		fprintf(stderr, "hotpatchfs: %s\n", hp_errmsg(r));
+		goto out;
+	}
+	/* Our defaults go first so that the user's -o can override them. */
+	if (fuse_opt_insert_arg(&args, 1, "-osubtype=hotpatchfs,fsname=hotpatchfs,"
+				"entry_timeout=0,attr_timeout=0,negative_timeout=0") < 0)
+		goto out;
+	status = fuse_main(args.argc, args.argv, &hpfs_ops, &hpfs);
+	hpfs_auto_stop();
+out:
+	ctl_free(hpfs.ctl);
+	hpfs.ctl = NULL;
+	free_files();
+	hpfs_log_release();
+	free(hpfs.store_path);
+	free(hpfs.mountpoint);
+	free(cli.store);
+	free(cli.mountpoint);
+	fuse_opt_free_args(&args);
+	return status;
+}

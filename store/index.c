@@ -1,0 +1,622 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The lookup the engine needs: build-id -> (baseline, month, set). An index
+ * built once per snapshot (so once per commit), on first use: every set's
+ * target and build-id (from its manifest) and every baseline's targets
+ * (from BASELINE), in arrays sorted for binary search. A lookup is then a
+ * bsearch, and the reads and checks of the one set it returns.
+ *
+ * Order among candidates: newest month, then newest baseline (a build can
+ * be in two baselines when it did not change), then the set name compared
+ * as a version (strverscmp: fix-10 after fix-9) when one month has more
+ * than one set for the same build.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store-int.h"
+
+#define SIG_MAX 4096
+#define PUBKEY_MAX 4096
+
+struct ix_set {
+	char *set_id; /* "B/M/N"; the fields below point into buf */
+	char *buf;
+	const char *baseline, *month, *name, *target, *build_id;
+};
+
+struct ix_target {
+	const char *baseline; /* points into a set or into baselines[] */
+	char *name;
+	char *build_id;
+};
+
+struct snap_index {
+	struct ix_set *sets;   /* by baseline, month, name */
+	size_t n_sets;
+	size_t *by_bid;        /* set indices by build-id, month, baseline, name */
+	struct ix_target *targets;
+	size_t n_targets;
+	size_t *t_by_bid;      /* by build-id, baseline */
+	size_t *t_by_name;     /* by name, baseline */
+	char **baselines;
+	size_t n_baselines;
+};
+
+void snap_index_free(struct snap_index *ix)
+{
+	if (!ix)
+		return;
+	for (size_t i = 0; i < ix->n_sets; i++) {
+		free(ix->sets[i].set_id);
+		free(ix->sets[i].buf);
+	}
+	for (size_t i = 0; i < ix->n_targets; i++) {
+		free(ix->targets[i].name);
+		free(ix->targets[i].build_id);
+	}
+	for (size_t i = 0; i < ix->n_baselines; i++)
+		free(ix->baselines[i]);
+	free(ix->sets);
+	free(ix->by_bid);
+	free(ix->targets);
+	free(ix->t_by_bid);
+	free(ix->t_by_name);
+	free(ix->baselines);
+	free(ix);
+}
+
+/* "target" and "build-id" of a manifest, without a full parse (that comes at lookup). */
+static int scan_manifest(const char *text, size_t len, char **ret_target, char **ret_bid)
+{
+	char *target = NULL, *bid = NULL;
+	size_t pos = 0;
+
+	while (pos < len) {
+		const char *line = text + pos, *nl = memchr(line, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - line) : len - pos;
+
+		pos += n + 1;
+		if (n > 7 && !memcmp(line, "target ", 7) && !target)
+			target = strndup(line + 7, n - 7);
+		else if (n > 9 && !memcmp(line, "build-id ", 9) && !bid)
+			bid = strndup(line + 9, n - 9);
+	}
+	if (!target || !bid || !hp_valid_build_id(bid) || strchr(target, ' ')) {
+		free(target);
+		free(bid);
+		return -EINVAL;
+	}
+	*ret_target = target;
+	*ret_bid = bid;
+	return 0;
+}
+
+static int add_set(struct snap_index *ix, size_t *cap, const char *b, const char *m, const char *n,
+		   char *target, char *bid)
+{
+	struct ix_set *s;
+	size_t lb = strlen(b), lm = strlen(m), ln = strlen(n), lt = strlen(target), li = strlen(bid);
+	char *p;
+
+	if (ix->n_sets == *cap) {
+		size_t nc = *cap ? *cap * 2 : 256;
+		struct ix_set *ns = realloc(ix->sets, nc * sizeof(*ns));
+
+		if (!ns)
+			return -ENOMEM;
+		ix->sets = ns;
+		*cap = nc;
+	}
+	s = &ix->sets[ix->n_sets];
+	s->buf = malloc(lb + lm + ln + lt + li + 5);
+	if (!s->buf || asprintf(&s->set_id, "%s/%s/%s", b, m, n) < 0) {
+		free(s->buf);
+		return -ENOMEM;
+	}
+	p = s->buf;
+	s->baseline = memcpy(p, b, lb + 1), p += lb + 1;
+	s->month = memcpy(p, m, lm + 1), p += lm + 1;
+	s->name = memcpy(p, n, ln + 1), p += ln + 1;
+	s->target = memcpy(p, target, lt + 1), p += lt + 1;
+	s->build_id = memcpy(p, bid, li + 1);
+	ix->n_sets++;
+	return 0;
+}
+
+static int index_baseline(struct store_snap *snap, struct snap_index *ix, const char *b,
+			  size_t *set_cap, size_t *t_cap)
+{
+	const struct snap_dir *bd;
+	const struct snap_ent *e;
+	char path[256];
+	int r;
+
+	r = snap_get_dir(snap, b, &bd);
+	if (r < 0)
+		return r;
+	e = snap_dir_find(bd, STORE_BASELINE_FILE);
+	if (e && e->type == STORE_NODE_FILE) {
+		struct store_baseline bl = { 0 };
+		void *text = NULL;
+		size_t len;
+
+		r = snap_read_oid(snap, &e->oid, STORE_BASELINE_MAX_BYTES, &text, &len);
+		if (r < 0)
+			return r;
+		/* A malformed BASELINE (edited by hand) only loses its targets. */
+		if (store_baseline_parse(text, len, &bl) == 0 && !strcmp(bl.baseline, b)) {
+			for (size_t i = 0; i < bl.n_targets; i++) {
+				struct ix_target *t;
+
+				if (ix->n_targets == *t_cap) {
+					size_t nc = *t_cap ? *t_cap * 2 : 64;
+					struct ix_target *nt = realloc(ix->targets, nc * sizeof(*nt));
+
+					if (!nt) {
+						r = -ENOMEM;
+						break;
+					}
+					ix->targets = nt;
+					*t_cap = nc;
+				}
+				t = &ix->targets[ix->n_targets++];
+				t->baseline = ix->baselines[ix->n_baselines - 1];
+				t->name = bl.targets[i].name;
+				t->build_id = bl.targets[i].build_id;
+				bl.targets[i].name = bl.targets[i].build_id = NULL;
+			}
+		}
+		store_baseline_release(&bl);
+		free(text);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < bd->n; i++) {
+		const struct snap_dir *md;
+		const char *m = bd->ents[i].name;
+
+		if (bd->ents[i].type != STORE_NODE_DIR || !hp_valid_month(m))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", b, m);
+		r = snap_get_dir(snap, path, &md);
+		if (r < 0)
+			return r;
+		for (size_t j = 0; j < md->n; j++) {
+			const struct snap_dir *sd;
+			const char *n = md->ents[j].name;
+			char *target = NULL, *bid = NULL;
+			void *text = NULL;
+			size_t len;
+
+			if (md->ents[j].type != STORE_NODE_DIR || !hp_valid_setname(n))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s/%s", b, m, n);
+			r = snap_get_dir(snap, path, &sd);
+			if (r < 0)
+				return r;
+			e = snap_dir_find(sd, BUNDLE_MANIFEST);
+			if (!e || e->type != STORE_NODE_FILE)
+				continue;
+			r = snap_read_oid(snap, &e->oid, HP_MANIFEST_MAX_BYTES, &text, &len);
+			if (r < 0)
+				return r;
+			if (scan_manifest(text, len, &target, &bid) == 0)
+				r = add_set(ix, set_cap, b, m, n, target, bid);
+			free(text);
+			free(target);
+			free(bid);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static int cmp_set_by_bid(const void *a, const void *b, void *arg)
+{
+	const struct ix_set *s = arg, *x = &s[*(const size_t *)a], *y = &s[*(const size_t *)b];
+	int c = strcmp(x->build_id, y->build_id);
+
+	if (!c)
+		c = strcmp(x->month, y->month);
+	if (!c)
+		c = strcmp(x->baseline, y->baseline);
+	if (!c)
+		c = strverscmp(x->name, y->name);
+	return c;
+}
+
+static int cmp_set(const void *a, const void *b)
+{
+	const struct ix_set *x = a, *y = b;
+	int c = strcmp(x->baseline, y->baseline);
+
+	if (!c)
+		c = strcmp(x->month, y->month);
+	if (!c)
+		c = strverscmp(x->name, y->name);
+	return c;
+}
+
+static int cmp_t_by_bid(const void *a, const void *b, void *arg)
+{
+	const struct ix_target *t = arg, *x = &t[*(const size_t *)a], *y = &t[*(const size_t *)b];
+	int c = strcmp(x->build_id, y->build_id);
+
+	return c ? c : strcmp(x->baseline, y->baseline);
+}
+
+static int cmp_t_by_name(const void *a, const void *b, void *arg)
+{
+	const struct ix_target *t = arg, *x = &t[*(const size_t *)a], *y = &t[*(const size_t *)b];
+	int c = strcmp(x->name, y->name);
+
+	return c ? c : strcmp(x->baseline, y->baseline);
+}
+
+static int build_index(struct store_snap *snap, struct snap_index **ret)
+{
+	struct snap_index *ix = calloc(1, sizeof(*ix));
+	const struct snap_dir *root;
+	size_t set_cap = 0, t_cap = 0;
+	int r;
+
+	if (!ix)
+		return -ENOMEM;
+	r = snap_get_dir(snap, "", &root);
+	if (r < 0)
+		goto fail;
+	ix->baselines = calloc(root->n ? root->n : 1, sizeof(*ix->baselines));
+	if (!ix->baselines) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < root->n; i++) {
+		ix->baselines[ix->n_baselines] = strdup(root->ents[i].name);
+		if (!ix->baselines[ix->n_baselines]) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		ix->n_baselines++;
+		r = index_baseline(snap, ix, root->ents[i].name, &set_cap, &t_cap);
+		if (r < 0)
+			goto fail;
+	}
+	if (ix->n_sets)
+		qsort(ix->sets, ix->n_sets, sizeof(*ix->sets), cmp_set);
+	ix->by_bid = malloc((ix->n_sets ? ix->n_sets : 1) * sizeof(size_t));
+	ix->t_by_bid = malloc((ix->n_targets ? ix->n_targets : 1) * sizeof(size_t));
+	ix->t_by_name = malloc((ix->n_targets ? ix->n_targets : 1) * sizeof(size_t));
+	if (!ix->by_bid || !ix->t_by_bid || !ix->t_by_name) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < ix->n_sets; i++)
+		ix->by_bid[i] = i;
+	for (size_t i = 0; i < ix->n_targets; i++)
+		ix->t_by_bid[i] = ix->t_by_name[i] = i;
+	qsort_r(ix->by_bid, ix->n_sets, sizeof(size_t), cmp_set_by_bid, ix->sets);
+	qsort_r(ix->t_by_bid, ix->n_targets, sizeof(size_t), cmp_t_by_bid, ix->targets);
+	qsort_r(ix->t_by_name, ix->n_targets, sizeof(size_t), cmp_t_by_name, ix->targets);
+	*ret = ix;
+	return 0;
+fail:
+	snap_index_free(ix);
+	return hp_err_prefix(r, "store index: ");
+}
+
+static int get_index(struct store_snap *snap, const struct snap_index **ret)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&snap->index_mu);
+	if (!snap->index)
+		r = build_index(snap, &snap->index);
+	pthread_mutex_unlock(&snap->index_mu);
+	if (r == 0)
+		*ret = snap->index;
+	return r;
+}
+
+/* [first, end) of the entries of idx (sorted by key(.)) whose key equals k. */
+#define EQUAL_RANGE(idx, n, keyexpr, k, ret_first, ret_end)                    \
+	do {                                                                       \
+		size_t lo_ = 0, hi_ = (n);                                         \
+		while (lo_ < hi_) {                                                \
+			size_t mid_ = lo_ + (hi_ - lo_) / 2, i = (idx)[mid_];      \
+			if (strcmp((keyexpr), (k)) < 0)                            \
+				lo_ = mid_ + 1;                                    \
+			else                                                       \
+				hi_ = mid_;                                        \
+		}                                                                  \
+		*(ret_first) = lo_;                                                \
+		hi_ = (n);                                                         \
+		while (lo_ < hi_) {                                                \
+			size_t mid_ = lo_ + (hi_ - lo_) / 2, i = (idx)[mid_];      \
+			if (strcmp((keyexpr), (k)) <= 0)                          \
+				lo_ = mid_ + 1;                                    \
+			else                                                       \
+				hi_ = mid_;                                        \
+		}                                                                  \
+		*(ret_end) = lo_;                                                  \
+	} while (0)
+
+void store_patchset_free(struct store_patchset *ps)
+{
+	if (!ps)
+		return;
+	free(ps->set_id);
+	hp_manifest_free(ps->manifest);
+	free(ps->so);
+	free(ps->signer);
+	free(ps);
+}
+
+static int read_member(struct store_snap *snap, const struct snap_dir *d, const char *name,
+		       size_t max, void **ret_data, size_t *ret_len)
+{
+	const struct snap_ent *e = snap_dir_find(d, name);
+
+	if (!e || e->type != STORE_NODE_FILE)
+		return -ENOENT;
+	return snap_read_oid(snap, &e->oid, max, ret_data, ret_len);
+}
+
+static int verify_sig(struct store_snap *snap, const char *set_id, const void *man, size_t man_len,
+		      const void *sig, size_t sig_len, char **ret_signer)
+{
+	unsigned char pk[32];
+	char keyid[17], kid2[17], path[64];
+	void *pub = NULL;
+	size_t pub_len;
+	int r;
+
+	if (!sig) {
+		if (!snap->allow_unsigned)
+			return hp_err(-EKEYREJECTED, "%s: unsigned (the store accepts signed sets only)",
+				      set_id);
+		*ret_signer = NULL;
+		return 0;
+	}
+	if (sign_keyid(sig, sig_len, keyid) < 0)
+		return hp_err(-EKEYREJECTED, "%s: malformed signature", set_id);
+	snprintf(path, sizeof(path), "%s/%s.pub", STORE_KEYS_DIR, keyid);
+	r = snap_read_raw(snap, path, PUBKEY_MAX, &pub, &pub_len);
+	if (r == -ENOENT)
+		return hp_err(-EKEYREJECTED, "%s: signed by untrusted key %s", set_id, keyid);
+	if (r < 0)
+		return r;
+	r = sign_parse_pubkey(pub, pub_len, pk, kid2);
+	free(pub);
+	if (r < 0)
+		return hp_err_prefix(-EKEYREJECTED, "%s: trusted key %s: ", set_id, keyid);
+	r = sign_verify(sig, sig_len, man, man_len, pk);
+	if (r < 0)
+		return hp_err_prefix(r, "%s: ", set_id);
+	*ret_signer = strdup(keyid);
+	return *ret_signer ? 0 : -ENOMEM;
+}
+
+static bool split_set_id(const char *id, char b[8], char m[8], char n[65])
+{
+	const char *s1 = strchr(id, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+
+	if (!s1 || !s2 || s1 - id != 7 || s2 - s1 - 1 != 7 || strlen(s2 + 1) > 64)
+		return false;
+	memcpy(b, id, 7);
+	b[7] = '\0';
+	memcpy(m, s1 + 1, 7);
+	m[7] = '\0';
+	strcpy(n, s2 + 1);
+	return hp_valid_baseline(b) && hp_valid_month(m) && hp_valid_setname(n);
+}
+
+int store_get_set(struct store_snap *snap, const char *set_id, struct store_patchset **ret)
+{
+	struct store_patchset *ps = NULL;
+	const struct snap_dir *d;
+	void *man = NULL, *sig = NULL;
+	size_t man_len = 0, sig_len = 0;
+	char b[8], m[8], n[65], sha[65];
+	int r;
+
+	if (!split_set_id(set_id, b, m, n))
+		return hp_err(-EINVAL, "'%s' is not a set id (BASELINE/MONTH/NAME)", set_id);
+	r = snap_get_dir(snap, set_id, &d);
+	if (r == -ENOENT || r == -ENOTDIR)
+		return hp_err(-ENOENT, "no patch set %s", set_id);
+	if (r < 0)
+		return r;
+	ps = calloc(1, sizeof(*ps));
+	if (!ps || !(ps->set_id = strdup(set_id))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = read_member(snap, d, BUNDLE_MANIFEST, HP_MANIFEST_MAX_BYTES, &man, &man_len);
+	if (r < 0) {
+		r = hp_err(r == -ENOENT ? -EIO : r, "%s: manifest missing or unreadable", set_id);
+		goto fail;
+	}
+	r = read_member(snap, d, BUNDLE_PATCH, STORE_MEMBER_MAX_BYTES, &ps->so, &ps->so_len);
+	if (r < 0) {
+		r = hp_err(r == -ENOENT ? -EIO : r, "%s: patch.so missing or unreadable", set_id);
+		goto fail;
+	}
+	r = read_member(snap, d, BUNDLE_SIGNATURE, SIG_MAX, &sig, &sig_len);
+	if (r < 0 && r != -ENOENT)
+		goto fail;
+	r = hp_manifest_parse(man, man_len, &ps->manifest);
+	if (r == 0)
+		r = hp_manifest_validate(ps->manifest);
+	if (r < 0) {
+		hp_err_prefix(r, "%s: manifest: ", set_id);
+		goto fail;
+	}
+	if (strcmp(ps->manifest->baseline, b) || strcmp(ps->manifest->month, m) ||
+	    strcmp(ps->manifest->name, n)) {
+		r = hp_err(-EINVAL, "%s: manifest names another set", set_id);
+		goto fail;
+	}
+	r = verify_sig(snap, set_id, man, man_len, sig, sig_len, &ps->signer);
+	if (r < 0)
+		goto fail;
+	ps->signed_ok = ps->signer != NULL;
+	sign_sha256_hex(ps->so, ps->so_len, sha);
+	if (strcmp(sha, ps->manifest->patch_sha256) != 0) {
+		r = hp_err(-EKEYREJECTED, "%s: patch.so does not match the signed manifest", set_id);
+		goto fail;
+	}
+	free(man);
+	free(sig);
+	*ret = ps;
+	return 0;
+fail:
+	free(man);
+	free(sig);
+	store_patchset_free(ps);
+	return r;
+}
+
+int store_lookup(struct store_snap *snap, const char *build_id, const char *month,
+		 struct store_patchset **ret)
+{
+	const struct snap_index *ix = NULL;
+	const struct ix_set *pick = NULL;
+	struct store_patchset *ps = NULL;
+	size_t first, end;
+	int r;
+
+	if (!hp_valid_build_id(build_id))
+		return hp_err(-EINVAL, "'%s' is not a build-id", build_id);
+	if (month && !hp_valid_month(month))
+		return hp_err(-EINVAL, "'%s' is not a month (YYYY-MM)", month);
+	r = get_index(snap, &ix);
+	if (r < 0)
+		return r;
+	EQUAL_RANGE(ix->by_bid, ix->n_sets, ix->sets[i].build_id, build_id, &first, &end);
+	for (size_t k = end; k > first; k--) {
+		const struct ix_set *s = &ix->sets[ix->by_bid[k - 1]];
+
+		if (!month || !strcmp(s->month, month)) {
+			pick = s;
+			break;
+		}
+	}
+	if (!pick)
+		return month ? hp_err(-ENOENT, "no patch set for build-id %s in %s", build_id, month)
+			     : hp_err(-ENOENT, "no patch set for build-id %s", build_id);
+	r = store_get_set(snap, pick->set_id, &ps);
+	if (r < 0)
+		return r;
+	if (strcmp(ps->manifest->build_id, build_id) != 0) {
+		store_patchset_free(ps);
+		return hp_err(-EIO, "%s: changed under the index", pick->set_id);
+	}
+	*ret = ps;
+	return 0;
+}
+
+void store_target_info_release(struct store_target_info *ti)
+{
+	if (!ti)
+		return;
+	free(ti->name);
+	free(ti->baseline);
+	free(ti->newest_month);
+	free(ti->newer_baseline);
+	memset(ti, 0, sizeof(*ti));
+}
+
+int store_target_info(struct store_snap *snap, const char *build_id, struct store_target_info *ret)
+{
+	const struct snap_index *ix = NULL;
+	const struct ix_target *t;
+	struct store_target_info ti = { 0 };
+	size_t first, end;
+	int r;
+
+	if (!hp_valid_build_id(build_id))
+		return hp_err(-EINVAL, "'%s' is not a build-id", build_id);
+	r = get_index(snap, &ix);
+	if (r < 0)
+		return r;
+	EQUAL_RANGE(ix->t_by_bid, ix->n_targets, ix->targets[i].build_id, build_id, &first, &end);
+	if (first == end)
+		return hp_err(-ENOENT, "no baseline covers build-id %s", build_id);
+	t = &ix->targets[ix->t_by_bid[end - 1]]; /* the newest baseline */
+	ti.name = strdup(t->name);
+	ti.baseline = strdup(t->baseline);
+	if (!ti.name || !ti.baseline)
+		goto nomem;
+	EQUAL_RANGE(ix->by_bid, ix->n_sets, ix->sets[i].build_id, build_id, &first, &end);
+	if (first < end && !(ti.newest_month = strdup(ix->sets[ix->by_bid[end - 1]].month)))
+		goto nomem;
+	EQUAL_RANGE(ix->t_by_name, ix->n_targets, ix->targets[i].name, t->name, &first, &end);
+	if (first < end) {
+		const struct ix_target *last = &ix->targets[ix->t_by_name[end - 1]];
+
+		if (strcmp(last->baseline, t->baseline) > 0 &&
+		    !(ti.newer_baseline = strdup(last->baseline)))
+			goto nomem;
+	}
+	store_target_info_release(ret);
+	*ret = ti;
+	return 0;
+nomem:
+	store_target_info_release(&ti);
+	return -ENOMEM;
+}
+
+bool store_knows_target_name(struct store_snap *snap, const char *name)
+{
+	const struct snap_index *ix = NULL;
+	size_t first, end;
+
+	if (!name || get_index(snap, &ix) < 0)
+		return false;
+	EQUAL_RANGE(ix->t_by_name, ix->n_targets, ix->targets[i].name, name, &first, &end);
+	return first < end;
+}
+
+int store_list_sets(struct store_snap *snap, const char *baseline, const char *month,
+		    int (*cb)(void *ctx, const struct store_set_info *si), void *ctx)
+{
+	const struct snap_index *ix = NULL;
+	const struct snap_dir *d;
+	char path[32];
+	int r;
+
+	if (baseline) {
+		if (!hp_valid_baseline(baseline))
+			return hp_err(-EINVAL, "'%s' is not a baseline (YYYY.MM)", baseline);
+		if (month && !hp_valid_month(month))
+			return hp_err(-EINVAL, "'%s' is not a month (YYYY-MM)", month);
+		snprintf(path, sizeof(path), "%s%s%s", baseline, month ? "/" : "", month ? month : "");
+		r = snap_get_dir(snap, path, &d);
+		if (r == -ENOENT || r == -ENOTDIR)
+			return hp_err(-ENOENT, "no %s %s in the store", month ? "month" : "baseline",
+				      path);
+		if (r < 0)
+			return r;
+	}
+	r = get_index(snap, &ix);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < ix->n_sets; i++) {
+		const struct ix_set *s = &ix->sets[i];
+		struct store_set_info si = { s->set_id, s->baseline, s->month, s->name, s->target,
+					     s->build_id };
+
+		if (baseline && strcmp(s->baseline, baseline))
+			continue;
+		if (month && strcmp(s->month, month))
+			continue;
+		r = cb(ctx, &si);
+		if (r)
+			return r;
+	}
+	return 0;
+}

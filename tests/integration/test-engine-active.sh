@@ -1,0 +1,49 @@
+#!/bin/bash
+# A function a thread never leaves (spin): apply fails with EBUSY after the
+# retry budget, naming the function and the thread, and the process is
+# untouched; flagged active-ok it is applied (the running activation stays
+# old, new calls take the new code) and reverted.
+. "$HP_TEST_LIB/harness.sh"
+. "$(dirname "$0")/test-engine-lib.sh"
+ht_begin "engine-active"
+
+et_start pie --spin
+strict=$HT_TMP/strict
+loose=$HT_TMP/loose
+ht_check "make the set" et_set pie patch-spin 2026-02 "$strict" spin
+ht_check "make the active-ok set" et_set pie patch-spin 2026-02 "$loose" spin --active-ok spin
+et_query 7 >/dev/null
+maps0=$(et_maps)
+text0=$(et_driver textsum "$ET_PID")
+
+err=$(et_driver apply "$ET_PID" "$strict" 300 2>&1 >/dev/null)
+rc=$?
+ht_eq "active function: EBUSY" 16 "$rc"
+ht_match "active function: one line naming function and thread" \
+	"^engine-driver: EBUSY: apply $ET_PID: after 300 ms \\([0-9]+ checks\\): function spin active in thread [0-9]+$" \
+	"$err"
+ht_eq "active function: one line" 1 "$(printf '%s\n' "$err" | wc -l)"
+ht_eq "active function: maps untouched" "$maps0" "$(et_maps)"
+ht_eq "active function: code untouched" "$text0" "$(et_driver textsum "$ET_PID")"
+ht_eq "active function: nothing applied" "" "$(et_driver inspect "$ET_PID" | grep '^applied')"
+s1=$(et_spin)
+sleep 0.1
+s2=$(et_spin)
+ht_check "the spinning thread still runs" test "$s2" -gt "$s1"
+
+out=$(et_driver apply "$ET_PID" "$loose" 2>&1)
+ht_match "active-ok: applied at once" '^applied changed=1 .* tries=1 ' "$out"
+ht_log "$out"
+ht_match "active-ok: inspect shows it" '^applied .* 2026.01/2026-02/fix 2026-02 funcs=1 ' \
+	"$(et_driver inspect "$ET_PID")"
+s1=$(et_spin)
+sleep 0.1
+s2=$(et_spin)
+ht_check "the running activation goes on" test "$s2" -gt "$s1"
+out=$(et_driver revert "$ET_PID" 2>&1)
+ht_match "active-ok: reverted" '^reverted changed=1 ' "$out"
+ht_eq "active-ok: maps as before" "$maps0" "$(et_maps)"
+ht_eq "active-ok: code as before" "$text0" "$(et_driver textsum "$ET_PID")"
+ht_check "no EINTR seen, still running" et_clean
+
+ht_end

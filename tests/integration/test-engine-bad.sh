@@ -1,0 +1,103 @@
+#!/bin/bash
+# Bad input to the engine: each case gets its errno and a one-line message,
+# and the target is untouched (same maps, same code, same behaviour).
+. "$HP_TEST_LIB/harness.sh"
+. "$(dirname "$0")/test-engine-lib.sh"
+ht_begin "engine-bad"
+
+# expect_error DESC ERRNO_NAME ERRNO_NUMBER PATTERN CMD...
+expect_error() {
+	local desc=$1 name=$2 num=$3 pat=$4 err rc
+	shift 4
+	err=$("$@" 2>&1 >/dev/null)
+	rc=$?
+	ht_eq "$desc: exit status $name" "$num" "$rc"
+	ht_match "$desc: one line naming the cause" "^engine-driver: $name: $pat" "$err"
+	ht_eq "$desc: exactly one line" 1 "$(printf '%s\n' "$err" | wc -l)"
+}
+
+# bad_set NAME SED-EXPR: a copy of the good set with its manifest edited
+bad_set() {
+	rm -rf "$HT_TMP/$1"
+	cp -r "$good" "$HT_TMP/$1"
+	sed -i "$2" "$HT_TMP/$1/manifest"
+}
+
+untouched() {
+	ht_eq "$1: maps untouched" "$maps0" "$(et_maps)"
+	ht_eq "$1: code untouched" "$text0" "$(et_driver textsum "$ET_PID")"
+	ht_eq "$1: behaviour untouched" "14 107" "$(et_query 7)"
+}
+
+for v in pie lib; do
+	et_start "$v"
+	good=$HT_TMP/good-$v
+	ht_check "$v: make a good set" et_set "$v" patch-a 2026-02 "$good" compute other
+	et_query 7 >/dev/null
+	maps0=$(et_maps)
+	text0=$(et_driver textsum "$ET_PID")
+
+	bad_set wrong-bid 's/^build-id .*/build-id 0123456789abcdef0123456789abcdef01234567/'
+	expect_error "$v: wrong build-id" ENOEXEC 8 \
+		"apply $ET_PID: process $ET_PID does not map .* with build-id 0123456789abcdef" \
+		et_driver apply "$ET_PID" "$HT_TMP/wrong-bid"
+	untouched "$v: wrong build-id"
+
+	bad_set far-offset 's/^func compute 0x[0-9a-f]*/func compute 0x7000000/'
+	expect_error "$v: offset outside the object" ENOEXEC 8 \
+		"apply $ET_PID: function compute at offset 0x7000000 .* is outside the code of " \
+		et_driver apply "$ET_PID" "$HT_TMP/far-offset"
+	untouched "$v: offset outside the object"
+
+	bad_set huge-size 's/^\(func compute 0x[0-9a-f]*\) 0x[0-9a-f]*/\1 0x1000000/'
+	expect_error "$v: size beyond the code" ENOEXEC 8 \
+		"apply $ET_PID: function compute .* size 0x1000000 is outside the code of " \
+		et_driver apply "$ET_PID" "$HT_TMP/huge-size"
+	untouched "$v: size beyond the code"
+
+	if [ "$v" = lib ]; then
+		# exported from the library: its dynamic symbol says the true size
+		bad_set wrong-size 's/^\(func compute 0x[0-9a-f]*\) 0x[0-9a-f]*/\1 0x20/'
+		expect_error "$v: size mismatch" ENOEXEC 8 \
+			"apply $ET_PID: function compute: offset 0x[0-9a-f]+ size 0x20 disagree with .*libenginetarget.so" \
+			et_driver apply "$ET_PID" "$HT_TMP/wrong-size"
+		untouched "$v: size mismatch"
+	fi
+
+	rm -rf "$HT_TMP/garbage"
+	cp -r "$good" "$HT_TMP/garbage"
+	head -c 4096 /dev/urandom >"$HT_TMP/garbage/patch.so"
+	expect_error "$v: garbage patch.so" ENOEXEC 8 "apply $ET_PID: patch object: not an ELF file" \
+		et_driver apply "$ET_PID" "$HT_TMP/garbage"
+	untouched "$v: garbage patch.so"
+
+	# an ELF object that is not a patch: the target program itself
+	cp "$(et_target_file pie)" "$HT_TMP/garbage/patch.so"
+	expect_error "$v: an executable as patch.so" ENOEXEC 8 "apply $ET_PID: patch object: " \
+		et_driver apply "$ET_PID" "$HT_TMP/garbage"
+	untouched "$v: an executable as patch.so"
+
+	ht_check "$v: no EINTR seen, still running" et_clean
+	kill "$ET_PID"
+done
+
+# a PID that does not exist: one that exited and was reaped
+sh -c 'exit 0' &
+gone=$!
+wait "$gone"
+expect_error "exited process" ESRCH 3 "apply $gone: process $gone: no such process" \
+	et_driver apply "$gone" "$good"
+expect_error "exited process, revert" ESRCH 3 "revert $gone: process $gone: no such process" \
+	et_driver revert "$gone"
+expect_error "exited process, inspect" ESRCH 3 "inspect $gone: process $gone: no such process" \
+	et_driver inspect "$gone"
+
+# a zombie: a child that exited and that its parent (sleep) never reaps
+ht_spawn sh -c 'true & echo $!; exec sleep 30'
+ht_wait_for 5 grep -q . "$HT_LAST_OUT"
+zombie=$(head -n1 "$HT_LAST_OUT")
+ht_wait_for 5 grep -q '^State:.*Z' "/proc/$zombie/status"
+expect_error "zombie process" ESRCH 3 "apply $zombie: process $zombie has exited \\(zombie\\)" \
+	et_driver apply "$zombie" "$good"
+
+ht_end

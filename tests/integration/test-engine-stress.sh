@@ -1,0 +1,22 @@
+#!/bin/bash
+# 1000 apply/revert cycles on a target with 16 busy threads calling the
+# patched functions (and checking every result) besides the threads parked
+# in read, nanosleep, futex, epoll_wait and pause: it never crashes, never
+# sees EINTR or a bad value. Prints the count and the pauses.
+. "$HP_TEST_LIB/harness.sh"
+. "$(dirname "$0")/test-engine-lib.sh"
+ht_begin "engine-stress"
+
+cycles=${HP_ENGINE_CYCLES:-1000}
+et_start pie --busy 16
+set_a=$HT_TMP/a
+ht_check "make the set" et_set pie patch-a 2026-02 "$set_a" compute other
+out=$(et_driver cycle "$ET_PID" "$set_a" "$cycles" 2>&1)
+ht_match "$cycles apply/revert cycles on 21 threads" "^cycles=$cycles threads=21 " "$out"
+ht_log "$out"
+ht_eq "original behaviour at the end" "14 107" "$(et_query 7)"
+ht_eq "nothing applied at the end" "" "$(et_driver inspect "$ET_PID" | grep '^applied')"
+ht_check "no EINTR, no bad value, still running" et_clean
+grep -E '^(EINTR|BAD)' "$ET_OUT" | sed 's/^/# target: /' >&2
+
+ht_end

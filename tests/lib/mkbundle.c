@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mkbundle.h"
+
+int mkb_make(const struct mkb_opts *o, struct bundle *b)
+{
+	struct hp_manifest *m = hp_manifest_new();
+	struct hp_buf fake = HP_BUF_INIT;
+	char sha[65];
+	int r;
+
+	memset(b, 0, sizeof(*b));
+	if (!m)
+		return -ENOMEM;
+	if (o->patch) {
+		r = hp_buf_add(&b->patch, o->patch, o->patch_len);
+	} else {
+		r = hp_buf_addf(&fake, "\177ELF fake patch object for %s/%s/%s %s\n", o->baseline,
+				o->month, o->name, o->build_id ? o->build_id : "");
+		if (r == 0)
+			r = hp_buf_add(&b->patch, fake.data, fake.len);
+	}
+	if (r < 0)
+		goto out;
+	sign_sha256_hex(b->patch.data, b->patch.len, sha);
+	if ((r = hp_manifest_set_str(&m->name, o->name)) < 0 ||
+	    (r = hp_manifest_set_str(&m->baseline, o->baseline)) < 0 ||
+	    (r = hp_manifest_set_str(&m->month, o->month)) < 0 ||
+	    (r = hp_manifest_set_str(&m->target, o->target ? o->target : "sample-server")) < 0 ||
+	    (r = hp_manifest_set_str(&m->build_id, o->build_id ? o->build_id : "3f2a9c0e")) < 0 ||
+	    (r = hp_manifest_set_str(&m->patch_sha256, sha)) < 0 ||
+	    (r = hp_manifest_set_str(&m->description, "test set")) < 0 ||
+	    (r = hp_manifest_add_func(m, "parse_header", NULL, 0x1139, 0x5a, 0)) < 0)
+		goto out;
+	if (o->cve && (r = hp_manifest_add_cve(m, o->cve)) < 0)
+		goto out;
+	r = hp_manifest_format(m, &b->manifest);
+	if (r < 0)
+		goto out;
+	if (o->key) {
+		r = sign_manifest(o->key, b->manifest.data, b->manifest.len, &b->signature);
+		if (r < 0)
+			goto out;
+	}
+	if (o->tamper)
+		b->patch.data[b->patch.len / 2] ^= 0x20;
+out:
+	if (r < 0)
+		bundle_release(b);
+	hp_buf_release(&fake);
+	hp_manifest_free(m);
+	return r;
+}
+
+int mkb_write(const struct mkb_opts *o, const char *path)
+{
+	struct bundle b;
+	int r = mkb_make(o, &b);
+
+	if (r < 0)
+		return r;
+	r = bundle_write(path, &b);
+	bundle_release(&b);
+	return r;
+}

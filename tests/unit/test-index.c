@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests: lookup for the engine (store/index.c) over a real store. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "mkbundle.h"
+
+struct fx {
+	char dir[64];
+	char store[128];
+	char key[192], pub[192], key2[192];
+	struct store *st;
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	char d[128];
+
+	strcpy(f->dir, "/tmp/hp-test-index-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->store, sizeof(f->store), "%s/store.git", f->dir);
+	snprintf(d, sizeof(d), "%s/k", f->dir);
+	snprintf(f->key, sizeof(f->key), "%s/hotpatch.key", d);
+	snprintf(f->pub, sizeof(f->pub), "%s/hotpatch.pub", d);
+	if (store_key_generate(d) < 0)
+		return -1;
+	snprintf(d, sizeof(d), "%s/k2", f->dir);
+	snprintf(f->key2, sizeof(f->key2), "%s/hotpatch.key", d);
+	if (store_key_generate(d) < 0 || store_init(f->store, NULL) < 0 ||
+	    store_open(f->store, &f->st) < 0 || store_key_trust(f->st, f->pub) < 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+
+	store_free(f->st);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static void import(struct fx *f, const char *b, const char *m, const char *n, const char *target,
+		   const char *bid)
+{
+	struct mkb_opts o = { b, m, n, target, bid, f->key, NULL, 0, NULL, false };
+	struct bundle bb;
+	struct hp_buf file = HP_BUF_INIT;
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/x.tar.xz", f->dir);
+	assert_int_equal(mkb_make(&o, &bb), 0);
+	assert_int_equal(bundle_write(path, &bb), 0);
+	assert_int_equal(hp_read_file(path, STORE_BUNDLE_MAX_BYTES, &file), 0);
+	assert_int_equal(store_import_buf(f->st, file.data, file.len, NULL, NULL), 0);
+	hp_buf_release(&file);
+	bundle_release(&bb);
+}
+
+static void populate(struct fx *f)
+{
+	import(f, "2026.01", "2026-02", "srv", "server", "aa01");
+	import(f, "2026.01", "2026-03", "srv", "server", "aa01");
+	import(f, "2026.01", "2026-02", "lib", "libfoo.so.1", "bb01");
+	import(f, "2026.04", "2026-05", "srv", "server", "aa02");
+}
+
+static void test_lookup(void **state)
+{
+	struct fx *f = *state;
+	struct store_snap *snap;
+	struct store_patchset *ps;
+
+	populate(f);
+	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	assert_int_equal(store_lookup(snap, "aa01", NULL, &ps), 0);
+	assert_string_equal(ps->set_id, "2026.01/2026-03/srv");
+	assert_string_equal(ps->manifest->build_id, "aa01");
+	assert_true(ps->signed_ok);
+	assert_int_equal(strlen(ps->signer), 16);
+	assert_true(ps->so_len > 0);
+	store_patchset_free(ps);
+
+	assert_int_equal(store_lookup(snap, "aa01", "2026-02", &ps), 0);
+	assert_string_equal(ps->set_id, "2026.01/2026-02/srv");
+	store_patchset_free(ps);
+	assert_int_equal(store_lookup(snap, "aa01", "2026-05", &ps), -ENOENT);
+	assert_int_equal(store_lookup(snap, "ffff", NULL, &ps), -ENOENT);
+	assert_non_null(strstr(hp_errmsg(-ENOENT), "no patch set for build-id ffff"));
+	assert_int_equal(store_lookup(snap, "XYZ", NULL, &ps), -EINVAL);
+	assert_int_equal(store_lookup(snap, "bb01", NULL, &ps), 0);
+	assert_string_equal(ps->set_id, "2026.01/2026-02/lib");
+	store_patchset_free(ps);
+	assert_int_equal(store_lookup(snap, "aa02", NULL, &ps), 0);
+	assert_string_equal(ps->set_id, "2026.04/2026-05/srv");
+	store_patchset_free(ps);
+	store_snap_free(snap);
+}
+
+static void test_target_info(void **state)
+{
+	struct fx *f = *state;
+	struct store_snap *snap;
+	struct store_target_info ti = { 0 };
+
+	populate(f);
+	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	assert_int_equal(store_target_info(snap, "aa01", &ti), 0);
+	assert_string_equal(ti.name, "server");
+	assert_string_equal(ti.baseline, "2026.01");
+	assert_string_equal(ti.newest_month, "2026-03");
+	assert_string_equal(ti.newer_baseline, "2026.04");
+	store_target_info_release(&ti);
+	assert_int_equal(store_target_info(snap, "aa02", &ti), 0);
+	assert_string_equal(ti.baseline, "2026.04");
+	assert_null(ti.newer_baseline);
+	store_target_info_release(&ti);
+	assert_int_equal(store_target_info(snap, "bb01", &ti), 0);
+	assert_null(ti.newer_baseline);
+	assert_string_equal(ti.newest_month, "2026-02");
+	store_target_info_release(&ti);
+	assert_int_equal(store_target_info(snap, "cc00", &ti), -ENOENT);
+	assert_true(store_knows_target_name(snap, "server"));
+	assert_true(store_knows_target_name(snap, "libfoo.so.1"));
+	assert_false(store_knows_target_name(snap, "nginx"));
+	store_snap_free(snap);
+}
+
+static void test_version_order(void **state)
+{
+	struct fx *f = *state;
+	struct store_snap *snap;
+	struct store_patchset *ps;
+
+	import(f, "2026.01", "2026-02", "fix-9", "server", "aa01");
+	import(f, "2026.01", "2026-02", "fix-10", "server", "aa01");
+	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	assert_int_equal(store_lookup(snap, "aa01", NULL, &ps), 0);
+	assert_string_equal(ps->set_id, "2026.01/2026-02/fix-10");
+	store_patchset_free(ps);
+	store_snap_free(snap);
+}
+
+struct listed {
+	char ids[8][64];
+	int n;
+};
+
+static int list_cb(void *ctx, const struct store_set_info *si)
+{
+	struct listed *l = ctx;
+
+	if (l->n < 8)
+		snprintf(l->ids[l->n], 64, "%s %s %s", si->set_id, si->target, si->build_id);
+	l->n++;
+	return 0;
+}
+
+static void test_list(void **state)
+{
+	struct fx *f = *state;
+	struct store_snap *snap;
+	struct listed l = { .n = 0 };
+
+	populate(f);
+	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	assert_int_equal(store_list_sets(snap, NULL, NULL, list_cb, &l), 0);
+	assert_int_equal(l.n, 4);
+	assert_string_equal(l.ids[0], "2026.01/2026-02/lib libfoo.so.1 bb01");
+	assert_string_equal(l.ids[1], "2026.01/2026-02/srv server aa01");
+	assert_string_equal(l.ids[3], "2026.04/2026-05/srv server aa02");
+	l.n = 0;
+	assert_int_equal(store_list_sets(snap, "2026.01", "2026-03", list_cb, &l), 0);
+	assert_int_equal(l.n, 1);
+	assert_int_equal(store_list_sets(snap, "2027.01", NULL, list_cb, &l), -ENOENT);
+	assert_int_equal(store_list_sets(snap, "bogus", NULL, list_cb, &l), -EINVAL);
+	store_snap_free(snap);
+}
+
+/* Replace one file of the tree behind the import's back, as a bad git push could. */
+static void overwrite(struct fx *f, const char *path, const void *data, size_t len)
+{
+	git_commit *head = NULL;
+	git_oid oid;
+	git_tree_update up;
+
+	assert_int_equal(store_head_commit(f->st, &head), 0);
+	assert_int_equal(git_blob_create_from_buffer(&oid, f->st->repo, data, len), 0);
+	up = (git_tree_update){ GIT_TREE_UPDATE_UPSERT, oid, GIT_FILEMODE_BLOB, path };
+	assert_int_equal(store_commit_updates(f->st, head, &up, 1, "tamper\n", NULL), 0);
+	git_commit_free(head);
+}
+
+static void test_verify_again(void **state)
+{
+	struct fx *f = *state;
+	struct store_snap *snap;
+	struct store_patchset *ps;
+	struct hp_buf sig = HP_BUF_INIT;
+	static const char evil[] = "\177ELF evil";
+	void *man;
+	size_t man_len;
+
+	populate(f);
+	overwrite(f, "2026.01/2026-03/srv/patch.so", evil, sizeof(evil));
+	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	assert_int_equal(store_lookup(snap, "aa01", NULL, &ps), -EKEYREJECTED);
+	assert_non_null(strstr(hp_errmsg(-EKEYREJECTED), "does not match"));
+	/* The other sets are fine. */
+	assert_int_equal(store_lookup(snap, "aa01", "2026-02", &ps), 0);
+	store_patchset_free(ps);
+
+	/* A manifest re-signed by an untrusted key. */
+	assert_int_equal(store_snap_read(snap, "2026.01/2026-02/lib/manifest", &man, &man_len), 0);
+	assert_int_equal(sign_manifest(f->key2, man, man_len, &sig), 0);
+	store_snap_free(snap);
+	overwrite(f, "2026.01/2026-02/lib/signature", sig.data, sig.len);
+	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	assert_int_equal(store_lookup(snap, "bb01", NULL, &ps), -EKEYREJECTED);
+	assert_non_null(strstr(hp_errmsg(-EKEYREJECTED), "untrusted key"));
+	store_snap_free(snap);
+
+	/* A signature over other bytes. */
+	overwrite(f, "2026.01/2026-02/lib/signature", "hotpatch-signature 1 ed25519 x\n", 31);
+	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	assert_int_equal(store_lookup(snap, "bb01", NULL, &ps), -EKEYREJECTED);
+	store_snap_free(snap);
+	free(man);
+	hp_buf_release(&sig);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_lookup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_target_info, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_version_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verify_again, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -16,6 +16,8 @@ mk() { "$MK" -t sample-server -i aa01 "$@"; }
 
 # ---- init and keys ---------------------------------------------------------
 ht_check "store init" hp store init
+ht_check "log of an empty store" hp log
+ht_eq "an empty store lists nothing" "[]" "$(hp list --json)"
 ht_check_fail "store init twice fails" hp store init
 ht_match "init twice: one clear line" '^hp store init: store .* already a store$' \
 	"$(hp store init 2>&1)"

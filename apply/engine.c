@@ -217,7 +217,12 @@ static int find_syscall_insn(struct op *op)
 	}
 	free(buf);
 	if (r == -ENOEXEC)
-		hp_err(r, "process %d: no system call instruction found", (int)op->pid);
+		return hp_err(r, "process %d: no system call instruction found", (int)op->pid);
+	/* where injected calls can run safely even if we die (ptr.c) */
+	for (size_t i = 0; i < op->objs.n && !op->w.tramp_addr; i++)
+		if (op->objs.v[i].slack_len >= ARCH_TRAMP_MAX &&
+		    strcmp(op->objs.v[i].path, "[vdso]") != 0)
+			op->w.tramp_addr = op->objs.v[i].slack;
 	return r;
 }
 
@@ -837,11 +842,6 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	r = map_region(&op, img_off + img.size, img.max_align, lo, hi);
 	if (r < 0)
 		goto out;
-	lctx = (struct load_ctx){ op.mem_fd, &op.objs, target, m };
-	r = load_relocate(&img, set->so, set->so_len, op.new_base + img_off, &lctx);
-	if (r < 0)
-		goto out;
-
 	hdr = calloc(1, hdr_bytes);
 	if (!hdr) {
 		r = -ENOMEM;
@@ -930,12 +930,21 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 		}
 	}
 
-	/* the region: header, image, then final protections; nothing reaches it yet */
+	/*
+	 * The region: the header first, so that a region left by an engine
+	 * killed from here on is found (an orphan) and unmapped by the next
+	 * operation; then the image, relocated for its address, then the final
+	 * protections. Nothing reaches it before the switch.
+	 */
 	r = proc_mem_write(op.mem_fd, op.new_base, hdr, hdr_bytes);
 	if (r == 0)
-		r = proc_mem_write(op.mem_fd, op.new_base + img_off, img.bytes, img.size);
-	if (r == 0)
 		r = remote_mprotect(&op, op.new_base, img_off, PROT_READ);
+	if (r < 0)
+		goto out;
+	lctx = (struct load_ctx){ op.mem_fd, &op.objs, target, m };
+	r = load_relocate(&img, set->so, set->so_len, op.new_base + img_off, &lctx);
+	if (r == 0)
+		r = proc_mem_write(op.mem_fd, op.new_base + img_off, img.bytes, img.size);
 	if (r == 0)
 		r = remote_mprotect(&op, op.new_base + img_off, img.size, PROT_READ);
 	for (size_t i = 0; r == 0 && i < img.n_segs; i++) {

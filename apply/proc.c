@@ -288,6 +288,17 @@ static int object_from_memory(int mem_fd, const struct proc_map *map, struct pro
 	if (!have_bias)
 		return -ENOENT;
 	for (size_t i = 0; i < nph; i++) {
+		if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X)) {
+			uint64_t page = (uint64_t)getpagesize();
+			uint64_t end = o.bias + ph[i].p_vaddr + ph[i].p_memsz;
+			uint64_t room = (page - end % page) % page;
+
+			/* the rest of the code segment's last page: mapped, executable, unused */
+			if (room > o.slack_len) {
+				o.slack = end;
+				o.slack_len = room;
+			}
+		}
 		if (ph[i].p_type == PT_DYNAMIC) {
 			o.dynamic = o.bias + ph[i].p_vaddr;
 			o.dyn_size = ph[i].p_memsz;

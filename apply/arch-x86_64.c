@@ -109,7 +109,8 @@ static uint8_t *mov_imm64(uint8_t *p, uint8_t rex, uint8_t op, uint64_t v)
 	return p + 8;
 }
 
-size_t arch_tramp_build(const uint64_t *saved, bool syscall_before_pc, uint8_t out[ARCH_TRAMP_MAX])
+size_t arch_tramp_build(const uint64_t *saved, bool syscall_before_pc,
+			const struct ptr_undo *undo, uint8_t out[ARCH_TRAMP_MAX])
 {
 	const struct user_regs_struct *r = CR(saved);
 	uint64_t rax = r->rax, rip = r->rip;
@@ -138,6 +139,24 @@ size_t arch_tramp_build(const uint64_t *saved, bool syscall_before_pc, uint8_t o
 			break;
 		}
 	}
+	memcpy(p, arch_syscall_insn, 2);
+	p += 2;
+	/*
+	 * The undo: if the call returned undo->base (our mmap), or undo->on,
+	 * munmap(base, size); a size of 0 makes it a harmless EINVAL.
+	 *   mov $base, %rdi; mov $size, %rsi; cmp %rdi, %rax; je 1f
+	 *   mov $on, %rax; test %rax, %rax; jz 2f
+	 *   1: mov $11, %eax; syscall
+	 *   2:
+	 */
+	p = mov_imm64(p, 0x48, 0xbf, undo ? undo->base : 0);
+	p = mov_imm64(p, 0x48, 0xbe, undo ? undo->size : 0);
+	*p++ = 0x48; *p++ = 0x39; *p++ = 0xf8;
+	*p++ = 0x74; *p++ = 15;
+	p = mov_imm64(p, 0x48, 0xb8, undo && undo->on ? 1 : 0);
+	*p++ = 0x48; *p++ = 0x85; *p++ = 0xc0;
+	*p++ = 0x74; *p++ = 7;
+	*p++ = 0xb8; *p++ = SYS_munmap; *p++ = 0; *p++ = 0; *p++ = 0;
 	memcpy(p, arch_syscall_insn, 2);
 	p += 2;
 	/* mov $imm64, %reg (flags untouched: the syscall restored them from r11) */

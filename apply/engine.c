@@ -260,7 +260,10 @@ static int remote_munmap(struct op *op, uint64_t addr, uint64_t size)
 	int64_t res;
 	int r;
 
-	r = ptr_stop_sys(&op->w);
+	/* the region is switched to, or being unmapped anyway: no undo */
+	r = ptr_set_undo(&op->w, 0, 0, false);
+	if (r == 0)
+		r = ptr_stop_sys(&op->w);
 	if (r < 0)
 		return r;
 	r = remote(op, SYS_munmap, addr, size, 0, 0, 0, 0, &res);
@@ -346,6 +349,10 @@ static int map_region(struct op *op, uint64_t size, uint64_t align, uint64_t lo,
 	for (size_t i = 0; i < n; i++) {
 		int64_t res;
 
+		/* killed during the call: the trampoline unmaps what it made */
+		r = ptr_set_undo(&op->w, c[i].base, size, false);
+		if (r < 0)
+			goto out;
 		r = remote(op, SYS_mmap, c[i].base, size, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, (uint64_t)-1, 0, &res);
 		if (r < 0)
@@ -367,7 +374,8 @@ static int map_region(struct op *op, uint64_t size, uint64_t align, uint64_t lo,
 		op->new_base = c[i].base;
 		op->new_size = size;
 		op->new_mapped = true;
-		r = 0;
+		/* killed from now until the switch: the trampoline unmaps it */
+		r = ptr_set_undo(&op->w, c[i].base, size, true);
 		goto out;
 	}
 	r = hp_err(-ENOSPC, "process %d: no free address range within jump reach of the target",
@@ -964,6 +972,9 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	if (r < 0)
 		goto out;
 	op.new_mapped = false; /* it is the applied region now */
+	r = ptr_set_undo(&op.w, 0, 0, false);
+	if (r < 0)
+		goto out;
 	unmap_old(&op);
 	/* the pause, known only now, goes into the header (read-only to the program) */
 	proc_mem_write(op.mem_fd, op.new_base + offsetof(struct region_hdr, pause_us), &op.pause_us,

@@ -426,6 +426,38 @@ void ptr_world_release(struct ptr_world *w)
 	w->n = w->cap = 0;
 }
 
+/* Write the trampoline for t's saved registers (first: keep the bytes). */
+static int tramp_write(struct ptr_world *w, const struct ptr_thread *t, bool first)
+{
+	uint8_t code[ARCH_TRAMP_MAX], prev[2] = { 0 };
+	size_t len;
+	int r;
+
+	proc_mem_read(w->mem_fd, arch_syscall_pc(t->regs) - 2, prev, 2);
+	len = arch_tramp_build(t->regs, memcmp(prev, arch_syscall_insn, 2) == 0, &w->undo, code);
+	if (first) {
+		r = proc_mem_read(w->mem_fd, w->tramp_addr, w->tramp_saved, len);
+		if (r < 0)
+			return r;
+	}
+	r = proc_mem_write(w->mem_fd, w->tramp_addr, code, len);
+	if (r < 0)
+		return r;
+	w->tramp_len = len;
+	return 0;
+}
+
+int ptr_set_undo(struct ptr_world *w, uint64_t base, uint64_t size, bool on)
+{
+	struct ptr_thread *t = ptr_find(w, w->sys_tid);
+
+	w->undo = (struct ptr_undo){ base, size, on };
+	/* the thread sits in a syscall stop, not in the trampoline: rewrite it */
+	if (w->tramp_len && t)
+		return tramp_write(w, t, false);
+	return 0;
+}
+
 int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *ret)
 {
 	struct ptr_thread *t = ptr_find(w, w->sys_tid);
@@ -434,17 +466,9 @@ int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *r
 
 	assert(t);
 	if (!w->injecting && w->tramp_addr && !w->tramp_len) {
-		uint8_t code[ARCH_TRAMP_MAX], prev[2] = { 0 };
-		size_t len;
-
-		proc_mem_read(w->mem_fd, arch_syscall_pc(t->regs) - 2, prev, 2);
-		len = arch_tramp_build(t->regs, memcmp(prev, arch_syscall_insn, 2) == 0, code);
-		r = proc_mem_read(w->mem_fd, w->tramp_addr, w->tramp_saved, len);
-		if (r == 0)
-			r = proc_mem_write(w->mem_fd, w->tramp_addr, code, len);
+		r = tramp_write(w, t, true);
 		if (r < 0)
 			goto fail;
-		w->tramp_len = len;
 	}
 	arch_syscall_regs(t->regs, regs, w->tramp_len ? w->tramp_addr : w->syscall_insn, nr, args);
 	r = arch_setregs(t, regs);

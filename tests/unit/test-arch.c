@@ -151,7 +151,7 @@ static void tramp_shape(void **state)
 	r.rax = (uint64_t)-512; /* read interrupted: re-issue it */
 	r.rip = 0x401002;
 	memcpy(regs, &r, sizeof(r));
-	len = arch_tramp_build(regs, true, code);
+	len = arch_tramp_build(regs, true, NULL, code);
 	assert_true(len > 2 && len <= ARCH_TRAMP_MAX);
 	assert_memory_equal(code, arch_syscall_insn, 2);
 	/* ends with jmp *0(%rip) to the syscall instruction (rip - 2) */
@@ -168,14 +168,14 @@ static void tramp_shape(void **state)
 	/* restart_block calls restart through restart_syscall */
 	r.rax = (uint64_t)-516;
 	memcpy(regs, &r, sizeof(r));
-	len = arch_tramp_build(regs, true, code);
+	len = arch_tramp_build(regs, true, NULL, code);
 	memcpy(&target, code + len - 22, 8);
 	assert_int_equal(target, 219);
 	/* stopped in user code: everything as it was, rip unchanged */
 	r.orig_rax = (uint64_t)-1;
 	r.rax = 1234;
 	memcpy(regs, &r, sizeof(r));
-	len = arch_tramp_build(regs, false, code);
+	len = arch_tramp_build(regs, false, NULL, code);
 	memcpy(&target, code + len - 8, 8);
 	assert_int_equal(target, 0x401002);
 	memcpy(&target, code + len - 22, 8);

@@ -16,7 +16,7 @@ ht_begin "engine-kill"
 rounds=${HP_ENGINE_KILL_ROUNDS:-40}
 et_start pie --busy 2 --eintr-ok
 set_a=$HT_TMP/a
-ht_check "make the set" et_set pie patch-a 2026-02 "$set_a" compute other
+ht_check "make the set" et_set pie patch-a 2026-02 "$set_a"
 et_query 7 >/dev/null
 maps0=$(et_maps)
 bad=0

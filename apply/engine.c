@@ -116,7 +116,13 @@ struct op {
 
 	struct jump_write *writes;
 	size_t n_writes;
-	size_t n_written;
+	struct span {
+		uint64_t addr;
+		size_t len;
+		uint8_t *now;   /* what the stop writes */
+		uint8_t *old;   /* what is there (undo) */
+	} *spans;
+	size_t n_spans;
 	struct safety_range *required;
 	size_t n_required;
 	/* regions to unmap when safe: indices into regions */
@@ -140,6 +146,11 @@ static void op_release(struct op *op)
 	proc_objects_release(&op->objs);
 	regions_release(&op->regions);
 	free(op->writes);
+	for (size_t i = 0; i < op->n_spans; i++) {
+		free(op->spans[i].now);
+		free(op->spans[i].old);
+	}
+	free(op->spans);
 	free(op->required);
 	free(op->unmap);
 	free(op->unmap_ok);
@@ -408,23 +419,82 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
+static int write_cmp(const void *a, const void *b)
+{
+	const struct jump_write *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/*
+ * Group the entry writes by page into spans, each written with one pwrite
+ * in the stop (a set of 100 functions is a few writes, not 100). Done
+ * before the stop: the bytes between the entries are read now; nothing
+ * but a tracer writes text and we are the tracer.
+ */
+static int build_spans(struct op *op)
+{
+	qsort(op->writes, op->n_writes, sizeof(*op->writes), write_cmp);
+	for (size_t i = 0; i < op->n_writes;) {
+		struct span *sp, *v;
+		size_t k = i + 1;
+		uint64_t end = op->writes[i].addr + op->writes[i].len;
+		int r;
+
+		while (k < op->n_writes && op->writes[k].addr >= end &&
+		       (op->writes[k].addr + op->writes[k].len - 1) / PAGE == op->writes[i].addr / PAGE) {
+			end = op->writes[k].addr + op->writes[k].len;
+			k++;
+		}
+		v = realloc(op->spans, (op->n_spans + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		op->spans = v;
+		sp = &op->spans[op->n_spans];
+		sp->addr = op->writes[i].addr;
+		sp->len = (size_t)(end - sp->addr);
+		sp->now = malloc(sp->len);
+		sp->old = malloc(sp->len);
+		if (!sp->now || !sp->old) {
+			free(sp->now);
+			free(sp->old);
+			return -ENOMEM;
+		}
+		op->n_spans++;
+		r = proc_mem_read(op->mem_fd, sp->addr, sp->old, sp->len);
+		if (r < 0)
+			return r;
+		memcpy(sp->now, sp->old, sp->len);
+		for (; i < k; i++) {
+			const struct jump_write *j = &op->writes[i];
+			size_t off = (size_t)(j->addr - sp->addr);
+
+			if (memcmp(sp->old + off, j->expect, j->len) != 0)
+				return hp_err(-ENOEXEC, "function %s: its entry changed meanwhile",
+					      j->name);
+			memcpy(sp->now + off, j->bytes, j->len);
+		}
+	}
+	return 0;
+}
+
 static int write_jumps(struct op *op)
 {
+	size_t done;
 	int r = 0;
 
-	for (op->n_written = 0; op->n_written < op->n_writes; op->n_written++) {
-		const struct jump_write *j = &op->writes[op->n_written];
-
-		r = proc_mem_write(op->mem_fd, j->addr, j->bytes, j->len);
+	for (done = 0; done < op->n_spans; done++) {
+		r = proc_mem_write(op->mem_fd, op->spans[done].addr, op->spans[done].now,
+				   op->spans[done].len);
 		if (r < 0)
 			break;
 	}
 	if (r < 0) {
 		/* all or nothing: put back what was written */
-		while (op->n_written > 0) {
-			const struct jump_write *j = &op->writes[--op->n_written];
-
-			proc_mem_write(op->mem_fd, j->addr, j->expect, j->len);
+		while (done > 0) {
+			done--;
+			proc_mem_write(op->mem_fd, op->spans[done].addr, op->spans[done].old,
+				       op->spans[done].len);
 		}
 		return hp_err_prefix(r, "switch: ");
 	}
@@ -543,6 +613,8 @@ static int stop_and_switch_locked(struct op *op)
 	int r;
 
 	r = ptr_syscall_end(&op->w);
+	if (r == 0)
+		r = build_spans(op);
 	if (r < 0)
 		return r;
 	for (;;) {

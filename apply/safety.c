@@ -941,7 +941,7 @@ static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set
 {
 	const struct safety_range *hit;
 	unw_cursor_t cur;
-	unw_word_t ip, sp;
+	unw_word_t ip = 0, sp = 0;
 	char how[96];
 	int r, frame;
 

@@ -549,6 +549,7 @@ int main(int argc, char **argv)
 	char date[64];
 	uint64_t t_begin = now_ns();
 	const char *made_by = NULL;
+	double load[3];
 	bool made_by_self = false;
 
 	while ((opt = getopt(argc, argv, "r:t:f:h")) != -1) {
@@ -586,8 +587,11 @@ int main(int argc, char **argv)
 	}
 
 	strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
-	printf("bench-apply, %s, %ld cpus, %d reps per cell (p99 of fewer than 100 reps is near the max)\n",
-	       date, sysconf(_SC_NPROCESSORS_ONLN), reps);
+	if (getloadavg(load, 3) != 3)
+		load[0] = load[1] = load[2] = -1;
+	printf("bench-apply, %s, %ld cpus, load average %.1f %.1f %.1f, %d reps per cell%s\n", date,
+	       sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], reps,
+	       reps < 100 ? " (p99 of fewer than 100 reps is near the max)" : "");
 	printf("times in us; 'seen' = the target's longest heartbeat gap around the operation in which it was stopped\n");
 	printf("patch sets made by %s\n", made_by_self ? (made_by ? "hp build and, where it failed, this bench"
 						      : "this bench (hp build not available)")

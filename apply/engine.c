@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -435,10 +436,93 @@ static int check_safe(struct op *op, const struct safety_range *ranges, size_t n
 }
 
 /*
+ * The safety check unwinds every thread: once, in the common case, for the
+ * required ranges (switched functions) and the regions to unmap together.
+ * Only when that finds a thread busy are they told apart: busy in a required
+ * range is -EBUSY (retry), busy only in an old region keeps that region
+ * mapped (an orphan, unmapped by a later operation) and goes on.
+ */
+static int check_unmap_and_required(struct op *op)
+{
+	struct safety_range *all;
+	size_t n = op->n_required;
+	int r;
+
+	all = malloc((op->n_required + op->n_unmap + 1) * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	if (n)
+		memcpy(all, op->required, n * sizeof(*all));
+	for (size_t i = 0; i < op->n_unmap; i++) {
+		const struct region *rg = &op->regions.v[op->unmap[i]];
+
+		all[n++] = (struct safety_range){ rg->addr, rg->addr + rg->hdr.region_size,
+						  rg->hdr.set_id };
+	}
+	r = check_safe(op, all, n);
+	if (r == 0 || r != -EBUSY || !op->n_unmap) {
+		for (size_t i = 0; i < op->n_unmap; i++)
+			op->unmap_ok[i] = r == 0;
+		goto out;
+	}
+	r = check_safe(op, op->required, op->n_required);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; i < op->n_unmap; i++)
+		op->unmap_ok[i] = check_safe(op, &all[op->n_required + i], 1) == 0;
+	hp_err_clear();
+out:
+	free(all);
+	return r;
+}
+
+/*
+ * While every thread is held, the threads we resume must not preempt us
+ * (each PTRACE_DETACH wakes one, and a woken thread of a busy process
+ * preempts its waker): the calling thread runs SCHED_FIFO for the stop,
+ * when it may (root). Without it, the pause on a loaded machine is the
+ * scheduler's, not ours.
+ */
+struct boost {
+	bool on;
+	int policy;
+	struct sched_param param;
+};
+
+static void boost_begin(struct boost *b)
+{
+	struct sched_param fifo = { .sched_priority = 1 };
+
+	b->on = pthread_getschedparam(pthread_self(), &b->policy, &b->param) == 0 &&
+		b->policy != SCHED_FIFO && b->policy != SCHED_RR &&
+		pthread_setschedparam(pthread_self(), SCHED_FIFO, &fifo) == 0;
+}
+
+static void boost_end(struct boost *b)
+{
+	if (b->on)
+		pthread_setschedparam(pthread_self(), b->policy, &b->param);
+	b->on = false;
+}
+
+/*
  * Stop every thread, check, switch, resume: retried while unsafe within
  * the budget. On return the sys thread alone is held.
  */
+static int stop_and_switch_locked(struct op *op);
+
 static int stop_and_switch(struct op *op)
+{
+	struct boost b;
+	int r;
+
+	boost_begin(&b);
+	r = stop_and_switch_locked(op);
+	boost_end(&b);
+	return r;
+}
+
+static int stop_and_switch_locked(struct op *op)
 {
 	uint64_t t0 = hp_now_us(), deadline = t0 + (uint64_t)op->budget_ms * 1000;
 	unsigned backoff = 1;
@@ -456,7 +540,7 @@ static int stop_and_switch(struct op *op)
 		if (r < 0)
 			return r;
 		op->n_tries++;
-		r = check_safe(op, op->required, op->n_required);
+		r = check_unmap_and_required(op);
 		if (r != -EBUSY)
 			break;
 		if (hp_now_us() >= deadline) {
@@ -483,13 +567,6 @@ static int stop_and_switch(struct op *op)
 	if (r < 0) {
 		ptr_resume(&op->w, true);
 		return r;
-	}
-	/* old regions: unmap only those no thread is in or returns into */
-	for (size_t i = 0; i < op->n_unmap; i++) {
-		const struct region *rg = &op->regions.v[op->unmap[i]];
-		struct safety_range sr = { rg->addr, rg->addr + rg->hdr.region_size, rg->hdr.set_id };
-
-		op->unmap_ok[i] = check_safe(op, &sr, 1) == 0;
 	}
 	ptr_resume(&op->w, true);
 	op->pause_us = op->w.t_all_resumed - op->w.t_all_stopped_begin;

@@ -7,6 +7,7 @@
  *   engine-driver inspect PID
  *   engine-driver cycle PID DIR N              N x (apply, revert)
  *   engine-driver textsum PID                  sha256 of the executable mappings
+ *   engine-driver hold PID SECONDS             be another tracer (PTRACE_SEIZE) a while
  *   engine-driver mkset --target BIN --so PATCH.so --month M --name NAME
  *                       --func F [--func F...] [--active-ok F] -o DIR
  *
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -354,6 +356,14 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "mkset") == 0)
 		return cmd_mkset(argc - 2, argv + 2);
+	if (strcmp(argv[1], "hold") == 0 && argc >= 4) {
+		if (ptrace(PTRACE_SEIZE, (pid_t)atoi(argv[2]), NULL, NULL) < 0)
+			return fail(hp_err(-errno, "seize: %s", strerror(errno)));
+		printf("held\n");
+		fflush(stdout);
+		sleep((unsigned)atoi(argv[3]));
+		return 0;
+	}
 	if (strcmp(argv[1], "textsum") == 0)
 		return cmd_textsum((pid_t)atoi(argv[2]));
 	if (strcmp(argv[1], "inspect") == 0)

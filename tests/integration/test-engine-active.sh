@@ -20,7 +20,7 @@ err=$(et_driver apply "$ET_PID" "$strict" 300 2>&1 >/dev/null)
 rc=$?
 ht_eq "active function: EBUSY" 16 "$rc"
 ht_match "active function: one line naming function and thread" \
-	"^engine-driver: EBUSY: apply $ET_PID: after 300 ms \\([0-9]+ checks\\): function spin active in thread [0-9]+$" \
+	"^engine-driver: EBUSY: apply $ET_PID: after 300 ms \\([0-9]+ checks\\): function spin active in thread [0-9]+( \(.*\))?$" \
 	"$err"
 ht_eq "active function: one line" 1 "$(printf '%s\n' "$err" | wc -l)"
 ht_eq "active function: maps untouched" "$maps0" "$(et_maps)"

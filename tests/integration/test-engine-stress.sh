@@ -18,5 +18,15 @@ ht_eq "original behaviour at the end" "14 107" "$(et_query 7)"
 ht_eq "nothing applied at the end" "" "$(et_driver inspect "$ET_PID" | grep '^applied')"
 ht_check "no EINTR, no bad value, still running" et_clean
 grep -E '^(EINTR|BAD)' "$ET_OUT" | sed 's/^/# target: /' >&2
+kill "$ET_PID"
+
+# threads born and gone during the stops
+churn=${HP_ENGINE_CHURN_CYCLES:-200}
+et_start pie --busy 2 --churn
+out=$(et_driver cycle "$ET_PID" "$set_a" "$churn" 2>&1)
+ht_match "$churn cycles while threads come and go" "^cycles=$churn " "$out"
+ht_log "$out"
+ht_eq "churn: original behaviour at the end" "14 107" "$(et_query 7)"
+ht_check "churn: no EINTR, no bad value, still running" et_clean
 
 ht_end

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* arch-x86_64.c: the jump, its reach, and the EINTR restart fix-up. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/user.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "apply-int.h"
+
+static void jump_roundtrip(void **state)
+{
+	static const uint64_t pairs[][2] = {
+		{ 0x400000, 0x401000 },
+		{ 0x401000, 0x400000 },
+		{ 0x7f0000000000, 0x7f0000000000 + 0x7ffffff0 },
+		{ 0x7f0000000000, 0x7f0000000000 - 0x7ffffff0 },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+		uint8_t b[ARCH_JUMP_LEN];
+		uint64_t to = 0;
+
+		assert_int_equal(arch_jump_encode(pairs[i][0], pairs[i][1], b), 0);
+		assert_int_equal(b[0], 0xe9);
+		assert_true(arch_jump_decode(pairs[i][0], b, &to));
+		assert_int_equal(to, pairs[i][1]);
+	}
+}
+
+static void jump_bytes(void **state)
+{
+	uint8_t b[ARCH_JUMP_LEN];
+	static const uint8_t want[] = { 0xe9, 0xfb, 0x0f, 0x00, 0x00 };
+
+	(void)state;
+	/* rel32 counts from the end of the 5-byte instruction */
+	assert_int_equal(arch_jump_encode(0x1000, 0x2000, b), 0);
+	assert_memory_equal(b, want, sizeof(want));
+}
+
+static void jump_out_of_reach(void **state)
+{
+	uint8_t b[ARCH_JUMP_LEN];
+
+	(void)state;
+	assert_int_equal(arch_jump_encode(0x10000000, 0x10000000 + 0x80000005ull, b), -ERANGE);
+	assert_int_equal(arch_jump_encode(0x200000000, 0x200000000 - 0x80000000ull, b), -ERANGE);
+	assert_int_equal(arch_jump_encode(0x10000000, 0x10000000 + 0x80000004ull, b), 0);
+	assert_true(arch_jump_reach() < 0x80000000ull);
+}
+
+static void jump_decode_other(void **state)
+{
+	static const uint8_t push[] = { 0x55, 0x48, 0x89, 0xe5, 0x90 };
+	uint64_t to;
+
+	(void)state;
+	assert_false(arch_jump_decode(0x1000, push, &to));
+}
+
+/* A syscall instruction in our own memory, for the fix-up to look at. */
+static const uint8_t code[] = { 0x90, 0x0f, 0x05, 0x90 };
+
+static void fixup(void **state)
+{
+	struct user_regs_struct r = { 0 };
+	uint64_t regs[32] = { 0 };
+	int fd = open("/proc/self/mem", O_RDONLY);
+
+	(void)state;
+	assert_true(fd >= 0);
+	r.rax = (uint64_t)-EINTR;
+	r.orig_rax = 232; /* epoll_wait */
+	r.rip = (uint64_t)(uintptr_t)&code[3];
+	memcpy(regs, &r, sizeof(r));
+	assert_true(arch_restart_fixup(fd, regs));
+	memcpy(&r, regs, sizeof(r));
+	assert_int_equal(r.rax, 232);
+	assert_int_equal(r.rip, (uint64_t)(uintptr_t)&code[1]);
+
+	/* a restart code the kernel handles itself: untouched */
+	r.rax = (uint64_t)-512;
+	r.orig_rax = 0;
+	r.rip = (uint64_t)(uintptr_t)&code[3];
+	memcpy(regs, &r, sizeof(r));
+	assert_false(arch_restart_fixup(fd, regs));
+	/* not in a system call (orig_rax -1): untouched */
+	r.rax = (uint64_t)-EINTR;
+	r.orig_rax = (uint64_t)-1;
+	memcpy(regs, &r, sizeof(r));
+	assert_false(arch_restart_fixup(fd, regs));
+	/* no syscall instruction before rip: untouched */
+	r.orig_rax = 232;
+	r.rip = (uint64_t)(uintptr_t)&code[2];
+	memcpy(regs, &r, sizeof(r));
+	assert_false(arch_restart_fixup(fd, regs));
+	close(fd);
+}
+
+static void syscall_regs(void **state)
+{
+	struct user_regs_struct saved = { 0 }, out;
+	uint64_t s[32] = { 0 }, o[32] = { 0 };
+	const uint64_t args[6] = { 1, 2, 3, 4, 5, 6 };
+
+	(void)state;
+	saved.rsp = 0x7ffd00001008;
+	saved.orig_rax = 0;
+	saved.rax = (uint64_t)-512;
+	memcpy(s, &saved, sizeof(saved));
+	arch_syscall_regs(s, o, 0x7f0000001000, 9, args);
+	memcpy(&out, o, sizeof(out));
+	assert_int_equal(out.orig_rax, (uint64_t)-1);
+	assert_int_equal(out.rax, 9);
+	assert_int_equal(out.rip, 0x7f0000001000);
+	assert_int_equal(out.rdi, 1);
+	assert_int_equal(out.rsi, 2);
+	assert_int_equal(out.rdx, 3);
+	assert_int_equal(out.r10, 4);
+	assert_int_equal(out.r8, 5);
+	assert_int_equal(out.r9, 6);
+	assert_int_equal(out.rsp % 16, 0);
+	assert_true(out.rsp <= saved.rsp - 128); /* below the red zone */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(jump_roundtrip),
+		cmocka_unit_test(jump_bytes),
+		cmocka_unit_test(jump_out_of_reach),
+		cmocka_unit_test(jump_decode_other),
+		cmocka_unit_test(fixup),
+		cmocka_unit_test(syscall_regs),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

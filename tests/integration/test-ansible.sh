@@ -9,8 +9,10 @@
 #
 # Run 1: copy module; targets by name (pgrep -x) plus a PID that is gone;
 #        the play fails at the end, after the report, naming that PID.
-# Run 2: shell redirection; the mount, the store and the patch are already
-#        there; the play succeeds.
+# Run 2: the daemon killed (a stale mount); shell redirection; the role
+#        clears the mount and starts a new daemon; the store and the patches
+#        are there already; the play succeeds.
+# Then the shell examples run on the same mount.
 . "$HP_TEST_LIB/harness.sh"
 ht_begin "ansible"
 . "$(dirname "$0")/test-engine-lib.sh"
@@ -118,15 +120,26 @@ use_target 1
 ht_eq "target 2 runs the patched code" "80 205" "$(et_query 5)"
 
 # --- run 2 --------------------------------------------------------------------------
+# The daemon killed: the mount is left stale ("Transport endpoint is not
+# connected"); the role clears it and starts a new daemon, which finds the
+# patches in the processes themselves.
+kill -KILL "$daemon"
+ht_wait_for 5 sh -c "! kill -0 $daemon 2>/dev/null"
+ht_check_fail "the mount is stale" stat "$MNT/status"
 play '{'"$common"', "hotpatch_pids": ['"${targets[1]}"'], "hotpatch_apply_method": "shell"}'
 out=$(cat "$T/play.out")
-ht_eq "run 2: the play succeeds" 0 "$play_rc"
 flat=$(tr '\n' ' ' <"$T/play.out")
-ht_match "run 2: hotpatchfs not started again" 'Start hotpatchfs\] \*+ skipping' "$flat"
-ht_eq "run 2: same daemon" "$daemon" "$(cat "$RUN/hotpatchfs.pid")"
+daemon2=$(cat "$RUN/hotpatchfs.pid" 2>/dev/null)
+[ -n "$daemon2" ] && [ "$daemon2" != "$daemon" ] && ht_track_pid "$daemon2"
+ht_eq "run 2: the play succeeds" 0 "$play_rc"
+ht_match "run 2: the stale mount cleared" 'Clear a stale mount\] \*+ changed' "$flat"
+ht_check "run 2: a new daemon running" test "$daemon2" != "$daemon" -a -d "/proc/$daemon2"
+ht_match "run 2: mounted again" '^state: hotpatched$' "$(cat "$MNT/processes/${targets[0]}/status" 2>&1)"
 ht_match "run 2: pull: nothing new" 'Pull the store\] \*+ ok:' "$flat"
 ht_match "run 2: result line" "\"${targets[1]}: ok\"" "$out"
-ht_match "run 2: report fact printed" '"hotpatch_report": \[' "$out"
+ht_match "run 2: report fact printed, both targets hotpatched" \
+	"pid=${targets[0]} comm=$NAME state=hotpatched .*pid=${targets[1]} comm=$NAME state=hotpatched " "$flat"
+use_target 1
 ht_eq "target 2 still runs the patched code" "80 205" "$(et_query 5)"
 
 # --- the shell examples, on the same mount -------------------------------------

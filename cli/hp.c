@@ -12,8 +12,10 @@
  * by meson say which command files are built.
  */
 static const struct hp_cmd commands[] = {
-#ifdef HP_HAVE_STORE_CMDS
+#ifdef HP_HAVE_BUILD_CMD
 	{ "build", cmd_build, "build --target BIN --baseline B --month YYYY-MM --name NAME [--sign KEY] -o OUT SRC.c..." },
+#endif
+#ifdef HP_HAVE_STORE_CMDS
 	{ "import", cmd_import, "import [--force] BUNDLE..." },
 	{ "list", cmd_list, "list [BASELINE[/MONTH]]" },
 	{ "show", cmd_show, "show BASELINE/MONTH/SET" },

@@ -210,7 +210,8 @@ int bundle_read(const void *data, size_t len, struct bundle *ret)
 			goto fail;
 		}
 		if (archive_entry_size_is_set(e) && archive_entry_size(e) > (la_int64_t)max) {
-			r = hp_err(-EFBIG, "member '%s': larger than %zu bytes", name, max);
+			r = hp_err(-EFBIG, "member '%s': declares %lld bytes, over the limit of %zu",
+				   name, (long long)archive_entry_size(e), max);
 			goto fail;
 		}
 		r = read_member(a, name, slot, max, &total);

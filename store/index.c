@@ -126,6 +126,92 @@ static int add_set(struct snap_index *ix, size_t *cap, const char *b, const char
 	return 0;
 }
 
+/*
+ * Process-wide memo: a set's tree id -> its target and build-id. A tree id
+ * fixes the manifest's bytes, so an entry never goes stale; the index of
+ * the next commit (one import later) reads only the new set's manifest.
+ */
+struct memo_ent {
+	git_oid oid;
+	char *target, *bid;
+	struct memo_ent *next;
+};
+#define MEMO_BUCKETS 65536
+#define MEMO_MAX 1000000
+static pthread_mutex_t memo_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct memo_ent **memo;
+static size_t memo_n;
+
+static size_t memo_hash(const git_oid *oid)
+{
+	size_t h;
+
+	memcpy(&h, oid->id, sizeof(h));
+	return h % MEMO_BUCKETS;
+}
+
+static bool memo_get(const git_oid *oid, char **ret_target, char **ret_bid)
+{
+	bool hit = false;
+
+	pthread_mutex_lock(&memo_mu);
+	for (struct memo_ent *e = memo ? memo[memo_hash(oid)] : NULL; e; e = e->next) {
+		if (git_oid_equal(&e->oid, oid)) {
+			*ret_target = strdup(e->target);
+			*ret_bid = strdup(e->bid);
+			hit = *ret_target && *ret_bid;
+			if (!hit) {
+				free(*ret_target);
+				free(*ret_bid);
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&memo_mu);
+	return hit;
+}
+
+static void memo_put(const git_oid *oid, const char *target, const char *bid)
+{
+	struct memo_ent *e = calloc(1, sizeof(*e));
+
+	if (!e || !(e->target = strdup(target)) || !(e->bid = strdup(bid))) {
+		if (e)
+			free(e->target);
+		free(e);
+		return;
+	}
+	e->oid = *oid;
+	pthread_mutex_lock(&memo_mu);
+	if (!memo)
+		memo = calloc(MEMO_BUCKETS, sizeof(*memo));
+	if (memo && memo_n >= MEMO_MAX) {
+		/* Bounded: start over rather than grow without limit. */
+		for (size_t i = 0; i < MEMO_BUCKETS; i++) {
+			for (struct memo_ent *x = memo[i], *next; x; x = next) {
+				next = x->next;
+				free(x->target);
+				free(x->bid);
+				free(x);
+			}
+			memo[i] = NULL;
+		}
+		memo_n = 0;
+	}
+	if (memo) {
+		e->next = memo[memo_hash(oid)];
+		memo[memo_hash(oid)] = e;
+		memo_n++;
+		e = NULL;
+	}
+	pthread_mutex_unlock(&memo_mu);
+	if (e) {
+		free(e->target);
+		free(e->bid);
+		free(e);
+	}
+}
+
 static int index_baseline(struct store_snap *snap, struct snap_index *ix, const char *b,
 			  size_t *set_cap, size_t *t_cap)
 {
@@ -193,6 +279,14 @@ static int index_baseline(struct store_snap *snap, struct snap_index *ix, const 
 
 			if (md->ents[j].type != STORE_NODE_DIR || !hp_valid_setname(n))
 				continue;
+			if (memo_get(&md->ents[j].oid, &target, &bid)) {
+				r = add_set(ix, set_cap, b, m, n, target, bid);
+				free(target);
+				free(bid);
+				if (r < 0)
+					return r;
+				continue;
+			}
 			snprintf(path, sizeof(path), "%s/%s/%s", b, m, n);
 			r = snap_get_dir(snap, path, &sd);
 			if (r < 0)
@@ -203,8 +297,10 @@ static int index_baseline(struct store_snap *snap, struct snap_index *ix, const 
 			r = snap_read_oid(snap, &e->oid, HP_MANIFEST_MAX_BYTES, &text, &len);
 			if (r < 0)
 				return r;
-			if (scan_manifest(text, len, &target, &bid) == 0)
+			if (scan_manifest(text, len, &target, &bid) == 0) {
+				memo_put(&md->ents[j].oid, target, bid);
 				r = add_set(ix, set_cap, b, m, n, target, bid);
+			}
 			free(text);
 			free(target);
 			free(bid);

@@ -89,23 +89,27 @@ static void cache_insert(struct store_snap *snap, struct snap_dir *d)
 	snap->n_dirs++;
 }
 
-/* A file's size, read from the object header the first time it is asked for. */
+/*
+ * A file's size, the first time it is asked for. The whole blob is read (a
+ * small one lands in the blob cache): a stat is nearly always followed by a
+ * read of the same file, and for loose objects a header read costs about
+ * what a whole read of a small object does.
+ */
 static int ent_size(struct store_snap *snap, const struct snap_ent *e, uint64_t *ret)
 {
 	uint64_t size = __atomic_load_n(&e->size, __ATOMIC_RELAXED);
+	void *data = NULL;
 	size_t len;
-	git_object_t t;
-	int g;
+	int r;
 
 	if (size != SNAP_SIZE_UNKNOWN) {
 		*ret = size;
 		return 0;
 	}
-	pthread_mutex_lock(&snap->git_mu);
-	g = git_odb_read_header(&len, &t, snap->odb, &e->oid);
-	pthread_mutex_unlock(&snap->git_mu);
-	if (g < 0)
-		return store_git_err(-EIO, e->name);
+	r = snap_read_oid(snap, &e->oid, SIZE_MAX - 1, &data, &len);
+	if (r < 0)
+		return r;
+	free(data);
 	/* The entry is shared: the size is written once, atomically, always the same value. */
 	__atomic_store_n(&((struct snap_ent *)e)->size, (uint64_t)len, __ATOMIC_RELAXED);
 	*ret = len;
@@ -180,9 +184,7 @@ int snap_get_dir(struct store_snap *snap, const char *path, const struct snap_di
 		return 0;
 	}
 	if (!*path) {
-		if (!snap->has_root)
-			return -EIO; /* the empty root is made at open */
-		oid = snap->root_oid;
+		oid = snap->root_oid; /* unused for an empty store */
 	} else {
 		const struct snap_dir *parent;
 		const struct snap_ent *e;
@@ -208,7 +210,8 @@ int snap_get_dir(struct store_snap *snap, const char *path, const struct snap_di
 		return -ENOMEM;
 	}
 	nd->hash = h;
-	r = load_dir(snap, &oid, !*path, nd);
+	/* An empty store has no tree at all: its root is an empty directory. */
+	r = (!*path && !snap->has_root) ? 0 : load_dir(snap, &oid, !*path, nd);
 	if (r < 0) {
 		dir_free(nd);
 		return r;
@@ -590,16 +593,8 @@ int store_snap_open(struct store *st, struct store_snap **ret)
 	}
 	g = git_reference_name_to_id(&oid, snap->repo, "HEAD");
 	if (g == GIT_ENOTFOUND || g == GIT_EUNBORNBRANCH) {
-		/* An empty store: an empty root. */
-		git_treebuilder *tb = NULL;
-
-		if (git_treebuilder_new(&tb, snap->repo, NULL) < 0 ||
-		    git_treebuilder_write(&snap->root_oid, tb) < 0) {
-			git_treebuilder_free(tb);
-			r = store_git_err(-EIO, "open snapshot");
-			goto fail;
-		}
-		git_treebuilder_free(tb);
+		/* An empty store: no tree, an empty root (nothing is written: readers may not write). */
+		snap->has_root = false;
 		snap->mtime = 0;
 	} else if (g < 0 || git_commit_lookup(&commit, snap->repo, &oid) < 0) {
 		r = store_git_err(-EIO, "open snapshot: HEAD");
@@ -608,8 +603,8 @@ int store_snap_open(struct store *st, struct store_snap **ret)
 		git_oid_tostr(snap->commit, sizeof(snap->commit), &oid);
 		snap->root_oid = *git_commit_tree_id(commit);
 		snap->mtime = (int64_t)git_commit_time(commit);
+		snap->has_root = true;
 	}
-	snap->has_root = true;
 	r = find_latest(snap);
 	if (r < 0)
 		goto fail;

@@ -32,6 +32,7 @@ struct cli {
 	char *mountpoint;
 	unsigned incoming_gid;
 	int incoming_gid_set;
+	unsigned budget_ms;
 	int help;
 	int version;
 };
@@ -43,6 +44,8 @@ static const struct fuse_opt cli_opts[] = {
 	{ "--store=%s", offsetof(struct cli, store), 0 },
 	{ "incoming_gid=%u", offsetof(struct cli, incoming_gid), 0 },
 	FUSE_OPT_KEY("incoming_gid=", KEY_INCOMING_GID),
+	{ "budget_ms=%u", offsetof(struct cli, budget_ms), 0 },
+	FUSE_OPT_KEY("budget_ms=", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -86,8 +89,9 @@ static void usage(FILE *f)
 		"  -f                   stay in the foreground\n"
 		"  -o allow_other       let other users in (they patch only what they could ptrace)\n"
 		"  -o incoming_gid=GID  let group GID drop bundles into incoming/ (default root only)\n"
+		"  -o budget_ms=MS      how long an apply waits for safety (default %u)\n"
 		"  -o entry_timeout=S,attr_timeout=S  kernel caching (default 0: always fresh)\n",
-		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH);
+		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH, APPLY_DEFAULT_BUDGET_MS);
 }
 
 static void free_files(void)
@@ -225,6 +229,7 @@ int main(int argc, char **argv)
 	/* Open the store before mounting: a wrong --store is a clear error, not an empty mount. */
 	memset(&copts, 0, sizeof(copts));
 	copts.store_path = hpfs.store_path;
+	copts.budget_ms = cli.budget_ms;
 	r = ctl_new(&copts, &hpfs.ctl);
 	if (r < 0) {
 		fprintf(stderr, "hotpatchfs: %s\n", hp_errmsg(r));

@@ -52,6 +52,7 @@ struct hpfs_fh {
 	size_t result_pos;       /* read position in result (the file offset moved with the write) */
 	struct hpfs_tmp *tmp;
 	struct hpfs_in *in;
+	bool writer;             /* incoming: opened to write (only a writer's close imports) */
 };
 
 static const struct {
@@ -795,6 +796,7 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 			goto fail;
 		}
 		h->in = f;
+		h->writer = writing(fi->flags);
 		fi->direct_io = 1;
 		break;
 	}
@@ -918,6 +920,7 @@ static int hpfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 				f->open++;
 				f->dirty = true;
 				h->in = f;
+				h->writer = true;
 			}
 			r = f ? 0 : -ENOMEM;
 		}
@@ -974,7 +977,7 @@ static int hpfs_flush(const char *path, struct fuse_file_info *fi)
 {
 	struct hpfs_fh *h = fh_of(fi);
 
-	if (h && h->kind == K_INCOMING_FILE && h->in)
+	if (h && h->kind == K_INCOMING_FILE && h->in && h->writer)
 		return import_incoming(h->in);
 	return 0;
 }

@@ -394,7 +394,7 @@ static int run_all(struct ctl *c, const struct ctl_caller *who, bool revert,
 	memset(&job, 0, sizeof(job));
 	r = ctl_snap_get(c, false, &s);
 	if (r < 0) {
-		if (r == -ENOENT && !revert && !cmd->target[0]) {
+		if (r == -ENOENT && !cmd->target[0]) {
 			/* An empty store: nothing to do for "all". */
 			r = 0;
 			ret->v = NULL;

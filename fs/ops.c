@@ -463,6 +463,15 @@ static int hpfs_opendir(const char *path, struct fuse_file_info *fi)
 			r = -ENOMEM;
 			goto fail;
 		}
+		/*
+		 * A catalog directory is immutable within a snapshot, and its mtime
+		 * names the snapshot: the kernel may cache its entries (it drops them
+		 * when the mtime changes).
+		 */
+		if (hp.kind == K_CATALOG && h->snap) {
+			fi->cache_readdir = 1;
+			fi->keep_cache = 1;
+		}
 		break;
 	case K_INCOMING:
 		if (!may_incoming())

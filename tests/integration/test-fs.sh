@@ -15,7 +15,9 @@ ht_check "hp build: demo-server 2026-03" \
 	fs_build "$FS_DEMO_BIN/demo-server" 2026-03 cve-2026-0001 "$T/mar.tar.gz" "$FS_DEMO_SRC/demo-fix-march.c"
 ht_check "hp build: misfit-a 2026-02" \
 	fs_build "$FS_DEMO_BIN/misfit-a" 2026-02 misfit-fix "$T/misfit.tar.gz" "$FS_DEMO_SRC/misfit-fix.c"
-ht_check "hp import" "$HP_BIN" import "$T/feb.tar.gz" "$T/misfit.tar.gz"
+ht_check "hp build: libgreet.so 2026-02" \
+	fs_build "$FS_DEMO_BIN/libgreet.so" 2026-02 greet-fix "$T/greet.tar.gz" "$FS_DEMO_SRC/greet-fix.c"
+ht_check "hp import" "$HP_BIN" import "$T/feb.tar.gz" "$T/misfit.tar.gz" "$T/greet.tar.gz"
 
 M=$T/mnt
 ht_check "hotpatchfs mounts" fs_mount "$M"
@@ -203,8 +205,20 @@ ht_eq "auto reads 1" 1 "$(cat "$M/auto")"
 fs_server
 ht_check "auto: a new server is patched without a word" fs_wait_output "$FS_SRV_OUT" "fixed in 2026-03"
 ht_match "auto: logged with the delay after exec" "auto-apply pid=$FS_SRV set=2026.01/2026-03/cve-2026-0001 result=ok pause_us=[0-9]+ after_exec_us=[0-9]+" "$(cat "$M/log")"
+# A shared-library target: ld.so maps it after the exec event; auto looks again.
+ht_spawn "$FS_DEMO_BIN/greet-client" 50
+greet=$HT_LAST_PID
+greet_out=$HT_LAST_OUT
+ht_wait_for 10 grep -q started "$greet_out"
+ht_check "auto: the library of a new process is patched" fs_wait_output "$greet_out" "greet: rejected: fixed"
+ht_match "auto: logged for the library's set" "auto-apply pid=$greet set=2026.01/2026-02/greet-fix result=ok" "$(cat "$M/log")"
+ht_match "status names the library target" "target: libgreet.so .*state=hotpatched" "$(cat "$M/processes/$greet/status")"
 fs_echo "$M/auto" 0
 ht_eq "auto reads 0 again" 0 "$(cat "$M/auto")"
+out=$("$HP_BIN" revert all)
+ht_eq "hp revert all: exit 0" 0 "$?"
+ht_match "hp revert all: a line per process" "^$greet: reverted 2026.01/2026-02/greet-fix \(pause [0-9]+ us\)" "$(printf '%s\n' "$out" | grep "^$greet:")"
+ht_check "hp revert all: the library is back to the original" fs_wait_output "$greet_out" "VULNERABLE"
 
 # ---- a clean stop -------------------------------------------------------------------------
 kill -TERM "$FS_PID"

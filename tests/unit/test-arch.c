@@ -175,10 +175,10 @@ static void tramp_shape(void **state)
 	r.orig_rax = (uint64_t)-1;
 	r.rax = 1234;
 	memcpy(regs, &r, sizeof(r));
-	len = arch_tramp_build(regs, false, NULL, code);
-	memcpy(&target, code + len - 8, 8);
+	len = arch_tramp_build(regs, false, NULL, tramp);
+	memcpy(&target, tramp + len - 8, 8);
 	assert_int_equal(target, 0x401002);
-	memcpy(&target, code + len - 22, 8);
+	memcpy(&target, tramp + len - 22, 8);
 	assert_int_equal(target, 1234);
 }
 

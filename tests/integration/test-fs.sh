@@ -230,6 +230,18 @@ ht_check "fusermount3 -u" fusermount3 -u "$M"
 wait "$FS_PID"
 ht_eq "fusermount3 -u: the daemon exits 0" 0 "$?"
 ht_check_fail "fusermount3 -u: no mount is left" fs_mounted "$M"
+# Without a mount, hp goes to the library directly: the state is the one the mount saw.
+ht_check "no mount: hp apply PID (library)" "$HP_BIN" apply "$P"
+ht_match "no mount: hp status sees it" "state: hotpatched" "$("$HP_BIN" status "$P")"
+ht_match "no mount: hp apply again changes nothing" "already applied" "$("$HP_BIN" apply "$P")"
+ht_check "mount again: it sees what the library did" fs_mount "$M"
+ht_match "the mount's status agrees" "state: hotpatched" "$(cat "$M/processes/$P/status")"
+ht_check "fusermount3 -u again" fusermount3 -u "$M"
+wait "$FS_PID"
+ht_check "no mount: hp revert PID (library)" "$HP_BIN" revert "$P"
+ht_match "no mount: reverted" "applied=- " "$("$HP_BIN" status "$P")"
+err=$("$HP_BIN" revert "$P" 2>&1)
+ht_match "no mount: revert of nothing: one line, ENOENT's words" "^hp revert: nothing applied to process $P" "$err"
 ht_check_fail "a missing store is a clear error" "$HP_FS_BIN" --store "$T/nope.git" -f "$M"
 ht_match "the error names the store" "nope.git" "$("$HP_FS_BIN" --store "$T/nope.git" -f "$M" 2>&1)"
 

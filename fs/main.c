@@ -90,7 +90,9 @@ static void usage(FILE *f)
 		"  -o allow_other       let other users in (they patch only what they could ptrace)\n"
 		"  -o incoming_gid=GID  let group GID drop bundles into incoming/ (default root only)\n"
 		"  -o budget_ms=MS      how long an apply waits for safety (default %u)\n"
-		"  -o entry_timeout=S,attr_timeout=S  kernel caching (default 0: always fresh)\n",
+		"  -o entry_timeout=S,attr_timeout=S  kernel caching of names and attributes\n"
+		"                       (default 0: always fresh; S > 0 is faster to walk, and names\n"
+		"                       such as processes/PID may outlive what they name by S seconds)\n",
 		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH, APPLY_DEFAULT_BUDGET_MS);
 }
 

@@ -55,6 +55,9 @@ struct hpfs_fh {
 	bool writer;             /* incoming: opened to write (only a writer's close imports) */
 };
 
+/* Set in init: may catalog files and directories keep their kernel caches? */
+static bool catalog_keep_cache;
+
 static const struct {
 	const char *name;
 	enum hpfs_kind kind;
@@ -468,7 +471,7 @@ static int hpfs_opendir(const char *path, struct fuse_file_info *fi)
 		 * names the snapshot: the kernel may cache its entries (it drops them
 		 * when the mtime changes).
 		 */
-		if (hp.kind == K_CATALOG && h->snap) {
+		if (hp.kind == K_CATALOG && h->snap && catalog_keep_cache) {
 			fi->cache_readdir = 1;
 			fi->keep_cache = 1;
 		}
@@ -750,7 +753,7 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 		h->data.len = len;
 		h->data.cap = len;
 		/* Immutable within a snapshot, and the mtime names the snapshot. */
-		fi->keep_cache = 1;
+		fi->keep_cache = catalog_keep_cache;
 		break;
 	}
 	case K_APPLY:
@@ -1434,6 +1437,12 @@ static void *hpfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	/* Unlinked open files are dropped, not renamed to .fuse_hidden*. */
 	cfg->hard_remove = 1;
+	/*
+	 * Catalog caches follow the snapshot through the mtime, which the kernel
+	 * sees only when it asks for attributes again: with attribute caching
+	 * (-o attr_timeout > 0) the page and readdir caches are not kept.
+	 */
+	catalog_keep_cache = cfg->attr_timeout == 0;
 	cfg->use_ino = 0;
 	cfg->nullpath_ok = 0;
 	return &hpfs;

@@ -2,6 +2,7 @@
 /* Unit tests of libhpctl's words: control grammar, states, the caller check, helpers. */
 #include <errno.h>
 #include <setjmp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -208,6 +209,16 @@ static void reap(pid_t pid, int fd)
 	close(fd);
 }
 
+static void *tid_thread(void *arg)
+{
+	pid_t *tid = arg;
+
+	__atomic_store_n(tid, gettid(), __ATOMIC_RELEASE);
+	while (__atomic_load_n(tid, __ATOMIC_ACQUIRE) != -1)
+		usleep(1000);
+	return NULL;
+}
+
 static void test_may_patch(void **state)
 {
 	struct ctl_caller root = { 0, 0 }, nobody = { 65534, 65534 }, other = { 65533, 65534 };
@@ -218,6 +229,19 @@ static void test_may_patch(void **state)
 		skip();
 	assert_int_equal(ctl_may_patch(&root, getpid()), 0);
 	assert_int_equal(ctl_may_patch(&root, 4194304 + 1), -ESRCH);
+	{
+		/* A thread id is not a process id. */
+		pthread_t th;
+		pid_t tid = 0;
+
+		assert_int_equal(pthread_create(&th, NULL, tid_thread, &tid), 0);
+		while (!__atomic_load_n(&tid, __ATOMIC_ACQUIRE))
+			usleep(1000);
+		assert_int_equal(ctl_may_patch(&root, tid), -ESRCH);
+		assert_non_null(strstr(hp_errmsg(-ESRCH), "is a thread of process"));
+		__atomic_store_n(&tid, -1, __ATOMIC_RELEASE);
+		pthread_join(th, NULL);
+	}
 	/* nobody may not patch a root process. */
 	hp_err_clear();
 	assert_int_equal(ctl_may_patch(&nobody, getpid()), -EACCES);

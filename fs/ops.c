@@ -279,20 +279,28 @@ static int catalog_stat(const char *sub, struct stat *st)
 {
 	struct ctl_snap *s = NULL;
 	struct store_node node;
-	long snap_nsec;
+	long snap_nsec = 0;
 	int r;
 
-	r = ctl_snap_get(hpfs.ctl, false, &s);
-	if (r == -ENOENT && !*sub) {
-		/* An empty store: an empty catalog. */
-		fill_dir(st, 0555);
-		return 0;
+	for (int fresh = 0; fresh < 2; fresh++) {
+		r = ctl_snap_get(hpfs.ctl, fresh, &s);
+		if (r == -ENOENT && !*sub && fresh) {
+			/* An empty store: an empty catalog. */
+			fill_dir(st, 0555);
+			return 0;
+		}
+		if (r < 0 && r != -ENOENT)
+			return r;
+		if (r >= 0) {
+			r = store_snap_stat(ctl_snap_store(s), sub, &node);
+			snap_nsec = commit_nsec(ctl_snap_commit(s));
+			ctl_snap_unref(s);
+			s = NULL;
+		}
+		/* A name the snapshot lacks may have just been imported: look at HEAD now. */
+		if (r != -ENOENT)
+			break;
 	}
-	if (r < 0)
-		return r;
-	r = store_snap_stat(ctl_snap_store(s), sub, &node);
-	snap_nsec = commit_nsec(ctl_snap_commit(s));
-	ctl_snap_unref(s);
 	if (r < 0)
 		return r;
 	switch (node.type) {

@@ -1055,9 +1055,12 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	r = 0;
 out:
 	if (r < 0 && op.new_mapped) {
-		int e = remote_munmap(&op, op.new_base, op.new_size);
+		/* undo the map step; the reason we failed is what the caller sees */
+		char why[HP_ERRMSG_MAX];
 
-		(void)e;
+		snprintf(why, sizeof(why), "%s", hp_errmsg(r));
+		remote_munmap(&op, op.new_base, op.new_size);
+		hp_err(r, "%s", why);
 	}
 	if (r < 0)
 		hp_err_prefix(r, "apply %d: ", (int)pid);

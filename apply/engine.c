@@ -52,6 +52,27 @@
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
 
+/*
+ * Fault injection for test-engine-crash.sh: HP_ENGINE_TEST_STALL=STEP makes
+ * the engine sleep at STEP (map, image, stop, switched) so the test can kill
+ * it there; it announces the stall by creating $HP_ENGINE_TEST_STALL_FILE.
+ */
+static void test_stall(const char *step)
+{
+	const char *want = getenv("HP_ENGINE_TEST_STALL");
+	const char *file = getenv("HP_ENGINE_TEST_STALL_FILE");
+
+	if (!want || strcmp(want, step) != 0)
+		return;
+	if (file) {
+		int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+		if (fd >= 0)
+			close(fd);
+	}
+	sleep(10);
+}
+
 /* ---- one operation on one PID at a time, in this process ------------------ */
 
 static pthread_mutex_t busy_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -229,11 +250,24 @@ static int find_syscall_insn(struct op *op)
 	free(buf);
 	if (r == -ENOEXEC)
 		return hp_err(r, "process %d: no system call instruction found", (int)op->pid);
-	/* where injected calls can run safely even if we die (ptr.c) */
-	for (size_t i = 0; i < op->objs.n && !op->w.tramp_addr; i++)
-		if (op->objs.v[i].slack_len >= ARCH_TRAMP_MAX &&
-		    strcmp(op->objs.v[i].path, "[vdso]") != 0)
+	/*
+	 * Where injected calls can run safely even if we die (ptr.c): the
+	 * first ARCH_TRAMP_MAX bytes of page slack after a code segment, used
+	 * only when they are all zero (padding), or hold a trampoline a killed
+	 * engine left there (then they were zero before it): either way they
+	 * go back to zero after each use.
+	 */
+	for (size_t i = 0; i < op->objs.n && !op->w.tramp_addr; i++) {
+		uint8_t cur[ARCH_TRAMP_MAX];
+		static const uint8_t zero[ARCH_TRAMP_MAX];
+
+		if (op->objs.v[i].slack_len < ARCH_TRAMP_MAX ||
+		    strcmp(op->objs.v[i].path, "[vdso]") == 0 ||
+		    proc_mem_read(op->mem_fd, op->objs.v[i].slack, cur, sizeof(cur)) < 0)
+			continue;
+		if (memcmp(cur, zero, sizeof(cur)) == 0 || arch_tramp_is(cur, sizeof(cur)))
 			op->w.tramp_addr = op->objs.v[i].slack;
+	}
 	return r;
 }
 
@@ -644,11 +678,14 @@ static int stop_and_switch_locked(struct op *op)
 		ptr_resume(&op->w, true);
 		return r;
 	}
+	test_stall("stop");
 	/* catchable signals wait until the jumps are all written */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	r = write_jumps(op);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r == 0)
+		test_stall("switched");
 	if (r < 0) {
 		ptr_resume(&op->w, true);
 		return r;
@@ -922,6 +959,7 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	r = map_region(&op, img_off + img.size, img.max_align, lo, hi);
 	if (r < 0)
 		goto out;
+	test_stall("map");
 	hdr = calloc(1, hdr_bytes);
 	if (!hdr) {
 		r = -ENOMEM;
@@ -1025,6 +1063,8 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	r = load_relocate(&img, set->so, set->so_len, op.new_base + img_off, &lctx);
 	if (r == 0)
 		r = proc_mem_write(op.mem_fd, op.new_base + img_off, img.bytes, img.size);
+	if (r == 0)
+		test_stall("image");
 	if (r == 0)
 		r = remote_mprotect(&op, op.new_base + img_off, img.size, PROT_READ);
 	for (size_t i = 0; r == 0 && i < img.n_segs; i++) {

@@ -426,8 +426,8 @@ void ptr_world_release(struct ptr_world *w)
 	w->n = w->cap = 0;
 }
 
-/* Write the trampoline for t's saved registers (first: keep the bytes). */
-static int tramp_write(struct ptr_world *w, const struct ptr_thread *t, bool first)
+/* Write the trampoline for t's saved registers (over zero padding). */
+static int tramp_write(struct ptr_world *w, const struct ptr_thread *t)
 {
 	uint8_t code[ARCH_TRAMP_MAX], prev[2] = { 0 };
 	size_t len;
@@ -435,11 +435,6 @@ static int tramp_write(struct ptr_world *w, const struct ptr_thread *t, bool fir
 
 	proc_mem_read(w->mem_fd, arch_syscall_pc(t->regs) - 2, prev, 2);
 	len = arch_tramp_build(t->regs, memcmp(prev, arch_syscall_insn, 2) == 0, &w->undo, code);
-	if (first) {
-		r = proc_mem_read(w->mem_fd, w->tramp_addr, w->tramp_saved, len);
-		if (r < 0)
-			return r;
-	}
 	r = proc_mem_write(w->mem_fd, w->tramp_addr, code, len);
 	if (r < 0)
 		return r;
@@ -454,7 +449,7 @@ int ptr_set_undo(struct ptr_world *w, uint64_t base, uint64_t size, bool on)
 	w->undo = (struct ptr_undo){ base, size, on };
 	/* the thread sits in a syscall stop, not in the trampoline: rewrite it */
 	if (w->tramp_len && t)
-		return tramp_write(w, t, false);
+		return tramp_write(w, t);
 	return 0;
 }
 
@@ -466,7 +461,7 @@ int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *r
 
 	assert(t);
 	if (!w->injecting && w->tramp_addr && !w->tramp_len) {
-		r = tramp_write(w, t, true);
+		r = tramp_write(w, t);
 		if (r < 0)
 			goto fail;
 	}
@@ -523,7 +518,10 @@ int ptr_syscall_end(struct ptr_world *w)
 	}
 	/* the thread no longer needs the trampoline: put the bytes back */
 	if (w->tramp_len) {
-		proc_mem_write(w->mem_fd, w->tramp_addr, w->tramp_saved, w->tramp_len);
+		static const uint8_t zero[ARCH_TRAMP_MAX];
+
+		/* the place was zero padding (engine.c picks it so) */
+		proc_mem_write(w->mem_fd, w->tramp_addr, zero, ARCH_TRAMP_MAX);
 		w->tramp_len = 0;
 	}
 	if (t->sig) {

@@ -154,6 +154,8 @@ static void tramp_shape(void **state)
 	len = arch_tramp_build(regs, true, NULL, code);
 	assert_true(len > 2 && len <= ARCH_TRAMP_MAX);
 	assert_memory_equal(code, arch_syscall_insn, 2);
+	assert_true(arch_tramp_is(code, len));
+	assert_false(arch_tramp_is(code + 2, len - 2));
 	/* ends with jmp *0(%rip) to the syscall instruction (rip - 2) */
 	assert_int_equal(code[len - 14], 0xff);
 	assert_int_equal(code[len - 13], 0x25);

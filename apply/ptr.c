@@ -91,13 +91,21 @@ static pid_t tracer_of(pid_t pid, pid_t tid)
 	return tracer;
 }
 
+static int task_state(pid_t pid, pid_t tid, char *ret_state);
+
 static int seize(struct ptr_world *w, pid_t tid)
 {
 	if (ptrace(PTRACE_SEIZE, tid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0) {
 		int e = errno;
 		pid_t tracer;
 
+		char st;
+
 		if (e == ESRCH)
+			return -ESRCH;
+		/* a thread that is exiting cannot be attached: it is gone for us */
+		if (e == EPERM && tid != w->pid &&
+		    (task_state(w->pid, tid, &st) < 0 || st == 'X' || st == 'Z'))
 			return -ESRCH;
 		if (e == EPERM && (tracer = tracer_of(w->pid, tid)) != 0)
 			return hp_err(-EBUSY, "process %d: thread %d is already traced by process %d",

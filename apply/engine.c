@@ -443,6 +443,44 @@ static int remote_mprotect(struct op *op, uint64_t addr, uint64_t len, unsigned 
 	return r;
 }
 
+/*
+ * Final protections of a new region (mapped read-write): header pages and
+ * the pages of read-only segments and of RELRO read-only, code read-execute,
+ * data left read-write; one mprotect per run of pages alike.
+ */
+static int protect_region(struct op *op, const struct load_image *img, uint64_t img_off)
+{
+	size_t n = (size_t)(op->new_size / PAGE);
+	unsigned *prot = malloc(n * sizeof(*prot));
+	int r = 0;
+
+	if (!prot)
+		return -ENOMEM;
+	for (size_t p = 0; p < n; p++)
+		prot[p] = PROT_READ;
+	for (size_t i = 0; i < img->n_segs; i++) {
+		uint64_t s = (img_off + img->segs[i].vaddr) / PAGE;
+		uint64_t e = (img_off + img->segs[i].vaddr + img->segs[i].memsz + PAGE - 1) / PAGE;
+
+		for (uint64_t p = s; p < e && p < n; p++)
+			prot[p] = img->segs[i].prot;
+	}
+	for (uint64_t p = (img_off + img->relro_start) / PAGE;
+	     img->relro_end > img->relro_start && p < (img_off + img->relro_end) / PAGE && p < n; p++)
+		prot[p] = PROT_READ;
+	for (size_t p = 0; p < n && r == 0;) {
+		size_t q = p + 1;
+
+		while (q < n && prot[q] == prot[p])
+			q++;
+		if (prot[p] != (PROT_READ | PROT_WRITE))
+			r = remote_mprotect(op, op->new_base + p * PAGE, (q - p) * PAGE, prot[p]);
+		p = q;
+	}
+	free(prot);
+	return r;
+}
+
 /* ---- the stop: check, switch ------------------------------------------------- */
 
 static void sleep_ms(unsigned ms)
@@ -1049,34 +1087,22 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	}
 
 	/*
-	 * The region: the header first, so that a region left by an engine
-	 * killed from here on is found (an orphan) and unmapped by the next
-	 * operation; then the image, relocated for its address, then the final
-	 * protections. Nothing reaches it before the switch.
+	 * The region: the header first (a region left by an engine killed from
+	 * here on is an orphan the next operation finds and unmaps, if the
+	 * trampoline did not already), the image relocated for its address,
+	 * then the final protections, one call per run of pages alike. Nothing
+	 * reaches it before the switch.
 	 */
-	r = proc_mem_write(op.mem_fd, op.new_base, hdr, hdr_bytes);
-	if (r == 0)
-		r = remote_mprotect(&op, op.new_base, img_off, PROT_READ);
-	if (r < 0)
-		goto out;
 	lctx = (struct load_ctx){ op.mem_fd, &op.objs, target, m };
 	r = load_relocate(&img, set->so, set->so_len, op.new_base + img_off, &lctx);
+	if (r == 0)
+		r = proc_mem_write(op.mem_fd, op.new_base, hdr, hdr_bytes);
 	if (r == 0)
 		r = proc_mem_write(op.mem_fd, op.new_base + img_off, img.bytes, img.size);
 	if (r == 0)
 		test_stall("image");
 	if (r == 0)
-		r = remote_mprotect(&op, op.new_base + img_off, img.size, PROT_READ);
-	for (size_t i = 0; r == 0 && i < img.n_segs; i++) {
-		uint64_t s = img.segs[i].vaddr & ~(PAGE - 1);
-		uint64_t e = (img.segs[i].vaddr + img.segs[i].memsz + PAGE - 1) & ~(PAGE - 1);
-
-		if (img.segs[i].prot != PROT_READ)
-			r = remote_mprotect(&op, op.new_base + img_off + s, e - s, img.segs[i].prot);
-	}
-	if (r == 0 && img.relro_end > img.relro_start)
-		r = remote_mprotect(&op, op.new_base + img_off + img.relro_start,
-				    img.relro_end - img.relro_start, PROT_READ);
+		r = protect_region(&op, &img, img_off);
 	if (r < 0)
 		goto out;
 

@@ -11,14 +11,21 @@
  *
  * Remote system call (FIELD-NOTES): from an interrupt stop, set orig_rax =
  * -1 (the kernel must not apply its restart logic to our call), point rip at
- * an existing syscall instruction of the target (the vDSO's), PTRACE_SYSCALL
- * to the entry stop and again to the exit stop, read rax. To give the thread
+ * the trampoline (arch_tramp_build: a syscall instruction, then what makes
+ * the thread whole again should we die; written into zero padding after a
+ * code segment, zeroed after the calls) or, without one, at an existing
+ * syscall instruction of the vDSO; PTRACE_SYSCALL to the entry stop and again
+ * to the exit stop, read rax. To give the thread
  * back its own registers we must be in a stop the kernel leaves through its
  * signal path, where the restart logic runs on the restored registers:
  * restoring at the syscall-exit stop would leak -ERESTARTSYS into the
  * program (libpulp #123). So: PTRACE_INTERRUPT + PTRACE_CONT from the exit
  * stop (the pending trap stops the thread before any user instruction), then
  * restore every register, orig_rax and rax included.
+ *
+ * EINTR: a thread parked in epoll_wait shows -EINTR at its stop (the kernel
+ * does not restart it); it is rewound at once (rax = orig_rax, rip -= 2),
+ * not at detach, so a tracer that dies leaves it re-issuing the call.
  */
 #include <assert.h>
 #include <dirent.h>

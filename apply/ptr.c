@@ -43,6 +43,9 @@
 #include "apply-int.h"
 
 #define SYSCALL_TRAP (SIGTRAP | 0x80)
+/* Listings of /proc/PID/task before giving up on a process whose threads
+ * are born faster than we stop them. */
+#define STOP_ROUNDS_MAX 256
 
 void ptr_world_init(struct ptr_world *w, pid_t pid, int mem_fd, uint64_t start_time)
 {
@@ -343,8 +346,15 @@ int ptr_stop_all(struct ptr_world *w)
 	int r = 0;
 
 	w->t_all_stopped_begin = hp_now_us();
-	for (;;) {
+	for (unsigned round = 0;; round++) {
 		size_t before = w->n, added = 0;
+
+		/* each round stops every thread the last one found being born */
+		if (round == STOP_ROUNDS_MAX) {
+			r = hp_err(-EBUSY, "process %d: threads keep being created (%zu stopped)",
+				   (int)w->pid, w->n);
+			goto fail;
+		}
 
 		r = list_tasks(w->pid, &tids, &n);
 		if (r < 0)

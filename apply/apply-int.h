@@ -39,6 +39,9 @@ void proc_maps_release(struct proc_maps *m);
 /* The mapping holding addr, or NULL. */
 const struct proc_map *proc_maps_find(const struct proc_maps *m, uint64_t addr);
 
+/* A live thread of pid: pid itself, or another when the leader has left
+ * (pthread_exit in main; /proc/PID/{maps,mem} are then empty); 0 if none. */
+pid_t proc_live_tid(pid_t pid);
 /* Field 3 (state) and 22 (start time) of /proc/PID/stat; -ESRCH when gone. */
 int proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time);
 

@@ -121,6 +121,7 @@ struct jump_write {
 
 struct op {
 	pid_t pid;
+	pid_t view;       /* pid, or a live thread when the leader has left */
 	int mem_fd;
 	uint64_t start_time;
 	unsigned budget_ms;
@@ -179,7 +180,8 @@ static void op_release(struct op *op)
 
 static int op_open(struct op *op, pid_t pid, bool rw)
 {
-	char path[64];
+	char path[96];
+	pid_t view;
 	char state;
 	uint64_t st, st2;
 	int r;
@@ -192,9 +194,15 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	r = proc_stat(pid, &state, &st);
 	if (r < 0)
 		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
-	if (state == 'Z' || state == 'X')
+	view = proc_live_tid(pid);
+	if (!view)
 		return hp_err(-ESRCH, "process %d has exited (zombie)", (int)pid);
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	op->view = view;
+	/* the leader gone, its /proc/PID/mem is empty: a live thread's is not */
+	if (view == pid)
+		snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/mem", (int)pid, (int)view);
 	op->mem_fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (op->mem_fd < 0) {
 		int e = errno;
@@ -585,7 +593,8 @@ static int check_safe(struct op *op, const struct safety_range *ranges, size_t n
 		return -ENOMEM;
 	for (size_t i = 0; i < op->w.n; i++)
 		tids[i] = op->w.t[i].tid;
-	r = safety_check(op->pid, tids, op->w.n, ranges, n);
+	/* a live thread's id reads the same memory when the leader has left */
+	r = safety_check(op->view, tids, op->w.n, ranges, n);
 	free(tids);
 	return r;
 }

@@ -113,9 +113,9 @@ static int seize(struct ptr_world *w, pid_t tid)
 
 		if (e == ESRCH)
 			return -ESRCH;
-		/* a thread that is exiting cannot be attached: it is gone for us */
-		if (e == EPERM && tid != w->pid &&
-		    (task_state(w->pid, tid, &st) < 0 || st == 'X' || st == 'Z'))
+		/* a thread that is exiting (or a leader that left by pthread_exit)
+		 * cannot be attached: it is gone for us */
+		if (e == EPERM && (task_state(w->pid, tid, &st) < 0 || st == 'X' || st == 'Z'))
 			return -ESRCH;
 		if (e == EPERM && (tracer = tracer_of(w->pid, tid)) != 0)
 			return hp_err(-EBUSY, "process %d: thread %d is already traced by process %d",
@@ -278,7 +278,7 @@ static int check_same_process(struct ptr_world *w)
 
 	if (proc_stat(w->pid, &state, &st) < 0 || st != w->start_time)
 		return hp_err(-ESRCH, "process %d exited", (int)w->pid);
-	if (state == 'Z' || state == 'X')
+	if ((state == 'Z' || state == 'X') && !proc_live_tid(w->pid))
 		return hp_err(-ESRCH, "process %d exited (zombie)", (int)w->pid);
 	return 0;
 }

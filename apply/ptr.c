@@ -294,19 +294,34 @@ int ptr_stop_sys(struct ptr_world *w)
 
 	if (w->sys_tid && ptr_find(w, w->sys_tid))
 		return 0;
-	/* the leader when it is alive (it may have left by pthread_exit) */
+	/*
+	 * It is held while the region is loaded (milliseconds on a loaded
+	 * machine): a sleeping thread loses nothing by it (its call restarts),
+	 * a running one would stall. The leader if it sleeps, else the first
+	 * sleeping thread, else the first live one (the leader may have left by
+	 * pthread_exit).
+	 */
 	if (task_state(w->pid, w->pid, &s) < 0)
 		return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
-	if (s != 'Z' && s != 'X') {
+	if (s == 'S') {
 		tid = w->pid;
 	} else {
+		pid_t live = s != 'Z' && s != 'X' ? w->pid : 0;
+
 		r = list_tasks(w->pid, &tids, &n);
 		if (r < 0)
 			return r;
-		for (size_t i = 0; i < n && !tid; i++)
-			if (task_state(w->pid, tids[i], &s) == 0 && s != 'Z' && s != 'X')
+		for (size_t i = 0; i < n && !tid; i++) {
+			if (task_state(w->pid, tids[i], &s) < 0 || s == 'Z' || s == 'X')
+				continue;
+			if (s == 'S')
 				tid = tids[i];
+			else if (!live)
+				live = tids[i];
+		}
 		free(tids);
+		if (!tid)
+			tid = live;
 	}
 	if (!tid)
 		return hp_err(-ESRCH, "process %d has no live thread", (int)w->pid);

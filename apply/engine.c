@@ -641,6 +641,30 @@ out:
 }
 
 /*
+ * No thread may sit inside the bytes a jump overwrites, past their first
+ * (an active-ok function's loop head at offset 1..4, or a thread about to
+ * re-issue a syscall whose instruction is there: pc - 2). The safety check
+ * skips active-ok functions and counts a return address at the end of a
+ * range, so this exact test is done here, from the registers of the stop.
+ */
+static int check_entries(struct op *op)
+{
+	for (size_t i = 0; i < op->n_writes; i++) {
+		const struct jump_write *j = &op->writes[i];
+
+		for (size_t k = 0; k < op->w.n; k++) {
+			uint64_t pc = op->w.t[k].pc;
+
+			if ((pc > j->addr && pc < j->addr + j->len) ||
+			    (pc - 2 > j->addr && pc - 2 < j->addr + j->len))
+				return hp_err(-EBUSY, "function %s: thread %d is inside its first %zu bytes",
+					      j->name, (int)op->w.t[k].tid, j->len);
+		}
+	}
+	return 0;
+}
+
+/*
  * While every thread is held, the threads we resume must not preempt us
  * (each PTRACE_DETACH wakes one, and a woken thread of a busy process
  * preempts its waker): the calling thread runs SCHED_FIFO for the stop,
@@ -707,6 +731,8 @@ static int stop_and_switch_locked(struct op *op)
 			return r;
 		op->n_tries++;
 		r = check_unmap_and_required(op);
+		if (r == 0)
+			r = check_entries(op);
 		if (r != -EBUSY)
 			break;
 		if (hp_now_us() >= deadline) {

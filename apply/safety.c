@@ -3,21 +3,36 @@
  * safety.c: is any thread of a stopped process executing in, or due to
  * return into, one of the functions about to be switched?
  *
- * For every thread: its program counter, then every return address of its
- * stack, unwound with libunwind's remote (ptrace) flavour. This runs while
- * every thread of the target is held, so it is built for speed:
+ * Per thread, in order (this runs while every thread of the target is
+ * held: each step is there for speed or for the conservative rule below):
  *
- *  - one unw address space per check, with UNW_CACHE_GLOBAL: threads
- *    parked in the same places (a pool of workers) share the parsed CFI;
- *  - the accessors are _UPT_accessors with four replaced: memory is read
- *    with process_vm_readv through a small page cache (libunwind's own
- *    does one PTRACE_PEEKDATA per word), registers come from one
- *    PTRACE_GETREGS per thread (libunwind's does one PTRACE_PEEKUSER per
- *    register), and unwind tables are found in the process's own memory
- *    (ELF header, PT_GNU_EH_FRAME, .eh_frame_hdr search table) instead of
- *    re-reading /proc/PID/maps and mmapping each object's file whenever
- *    the unwinder crosses from one object to another. Reading from memory
- *    also works across mount namespaces and for deleted files.
+ *  1. Program counter (one PTRACE_GETREGS): start <= pc < end is busy
+ *     (pc == start: stopped on the first bytes, about to run the function),
+ *     and so is pc - 2 in a range when the thread sits in a system call,
+ *     which the kernel restarts by rewinding pc over the syscall
+ *     instruction. The message is "function NAME active in thread TID".
+ *  2. Fast path: every return address of the frames a thread has on its
+ *     stack is a word between its stack pointer and the end of the stack
+ *     mapping. One read of that live stack; when no word there lies in a
+ *     range (start < word < end) and no signal frame is there, the thread
+ *     is safe without unwinding. Most threads of a process end here.
+ *  3. Otherwise unwind, with libunwind's remote (ptrace) flavour: every
+ *     return address ra with start <= ra <= end is busy ("function NAME
+ *     active in thread TID (return address at frame N)"). A word found in
+ *     step 2 in a dead slot is thereby not mistaken for an activation.
+ *
+ * The unwinder is made cheap: _UPT_accessors with memory (process_vm_readv
+ * through a page cache, not a PTRACE_PEEKDATA per word), registers (the
+ * one PTRACE_GETREGS, not a PTRACE_PEEKUSER per register) and unwind-table
+ * lookup replaced. Tables are found in the process's own memory (ELF
+ * header, PT_GNU_EH_FRAME, the .eh_frame_hdr search table read whole and
+ * searched here) instead of re-reading /proc/PID/maps and mmapping each
+ * object's file whenever the unwinder crosses objects; that also works
+ * across mount namespaces and for deleted files. Mappings come from the
+ * PROCMAP_QUERY ioctl (Linux 6.11; the parsed /proc/PID/maps text is the
+ * fallback). The address space, with its register-state cache, is kept
+ * per calling thread and flushed at the start of every check: nothing
+ * learnt about another process, or this one earlier, is trusted.
  *
  * The conservative rule (a false "busy" costs a retry, a false "safe"
  * corrupts the target): an unwinding is trusted only when it reaches the
@@ -25,34 +40,39 @@
  * on the way. When a frame has no unwind info (hand-written assembly, JIT
  * code, a stripped .eh_frame), when unw_step() fails, or when the frame
  * bound (SAFETY_MAX_FRAMES) is hit, the frames above the last trusted one
- * are not guessed: every 8-byte word between that frame's stack pointer
- * and the end of the stack mapping is compared with the ranges. A word
- * that looks like an address inside a range (a return address, or a stale
- * one left in a dead slot) makes the thread busy. The scan is bounded
- * (SAFETY_MAX_SCAN); a stack deeper than that is busy too.
+ * are not guessed: every word between that frame's stack pointer and the
+ * end of the stack mapping is compared with the ranges, as in step 2, and
+ * a hit is busy ("... (address on the stack at sp+X, frames without
+ * unwind info)"). libunwind's x86_64 unw_step() falls back to frame-pointer
+ * guessing when a frame has no CFI and may then stop "cleanly" without
+ * having seen the real callers: that is why the absence of info is
+ * tracked here, in our find_proc_info, not inferred from unw_step(). A
+ * stack deeper than SAFETY_MAX_SCAN, or a stack pointer in no mapping, is
+ * busy: nothing can be said of it.
  *
- * libunwind's x86_64 unw_step() falls back to frame-pointer heuristics
- * when a frame has no CFI and may then stop "cleanly" without having seen
- * the real callers: that is why the absence of info is tracked here, in
- * our find_proc_info, rather than inferred from unw_step()'s result.
- *
- * Range tests: the program counter of frame 0 counts when start <= pc <
- * end (pc == start: stopped on the first bytes, about to run the function),
- * or when the thread sits in a system call that the kernel will restart by
- * rewinding pc over the 2-byte syscall instruction into the range. A
- * return address ra counts when start <= ra <= end: ra - 1 is the call
- * instruction (ra == end: a call as the function's last instruction), and
- * ra itself covers a frame interrupted by a signal, whose "return address"
- * is the exact interrupted pc.
+ * Stack words: a word equal to a range's start is a function pointer
+ * (struct pthread's start routine, a callback), one equal to its end a
+ * pointer to the next function; neither is a return address (those follow
+ * a call instruction inside the function, and a call ending a function
+ * never returns). The one way frames leave the stack a thread runs on is
+ * a signal handler on a sigaltstack: the interrupted frames stay on the
+ * normal stack. A signal frame on the scanned stack (recognised by the FP
+ * state the kernel saves in it, see stack_clean) sends the thread to the
+ * unwinder, which follows the signal frame. Limits, shared with the
+ * unwinder: suspended coroutine stacks are seen by neither, and a signal
+ * frame on a sigaltstack over frames without unwind info falls back to a
+ * scan of the alternate stack only.
  */
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/user.h>
@@ -67,12 +87,16 @@
 #define SAFETY_MAX_FRAMES 256
 /* Bytes of stack scanned per thread when unwinding cannot finish. */
 #define SAFETY_MAX_SCAN (8u << 20)
-/* Page cache for the unwinder's memory reads, per check. */
+/* Bytes read by the fast path; a deeper stack (or one in a larger
+ * mapping, a coroutine stack in the heap) goes to the unwinder. */
+#define SAFETY_MAX_FAST (1u << 20)
+/* Page cache for the unwinder's memory reads, emptied at each check. */
 #define SAFETY_PAGE 4096u
 #define SAFETY_CACHE_PAGES 64u
 /* Bounds on what is read from the target. */
 #define SAFETY_MAX_MAPS_BYTES (64u << 20)
 #define SAFETY_MAX_PHNUM 128u
+#define SAFETY_MAX_TABLE (1u << 21) /* FDEs per object: 16 MiB of table */
 
 /* The libunwind helper our find_proc_info hands each object's table to. */
 extern int UNW_OBJ(dwarf_search_unwind_table)(unw_addr_space_t as, unw_word_t ip,
@@ -83,7 +107,6 @@ struct safety_map {
 	uint64_t start, end, offset, inode;
 	unsigned dev_major, dev_minor;
 	bool exec;
-	bool vdso;
 };
 
 /* An ELF object found in the process, and its unwind table (if any). */
@@ -91,6 +114,12 @@ struct safety_obj {
 	uint64_t start, end;
 	bool has_table;
 	unw_dyn_info_t di;
+	/* The .eh_frame_hdr search table, read whole (one read instead of a
+	 * page per step of libunwind's remote binary search): pairs of
+	 * (start ip, fde) offsets from segbase, sorted by start ip. */
+	int32_t *table;
+	uint64_t table_addr;
+	size_t n_entries;
 };
 
 struct safety_page {
@@ -102,10 +131,12 @@ struct safety_ctx {
 	pid_t pid;
 	int memfd; /* /proc/PID/mem, opened only if process_vm_readv fails */
 	struct safety_page cache[SAFETY_CACHE_PAGES];
-	unsigned char *cache_mem;
 
-	struct safety_map *maps;
+	int mapsfd;  /* /proc/PID/maps, for PROCMAP_QUERY */
+	enum { SAFETY_QUERY_UNKNOWN, SAFETY_QUERY_YES, SAFETY_QUERY_NO } query;
+	struct safety_map *maps; /* parsed text, when the query is unsupported */
 	size_t n_maps;
+	int err;     /* an error met inside a libunwind callback */
 	struct safety_obj *objs;
 	size_t n_objs, cap_objs;
 
@@ -131,6 +162,8 @@ static int mem_read_direct(struct safety_ctx *c, uint64_t addr, void *dst, size_
 	n = process_vm_readv(c->pid, &local, 1, &remote, 1, 0);
 	if (n == (ssize_t)len)
 		return 0;
+	if (n < 0 && errno == ESRCH)
+		return -ESRCH;
 	/* Not readable to process_vm_readv (e.g. execute-only text):
 	 * /proc/PID/mem reads through protections. */
 	if (c->memfd < 0) {
@@ -139,7 +172,7 @@ static int mem_read_direct(struct safety_ctx *c, uint64_t addr, void *dst, size_
 		snprintf(path, sizeof(path), "/proc/%d/mem", (int)c->pid);
 		c->memfd = open(path, O_RDONLY | O_CLOEXEC);
 		if (c->memfd < 0)
-			return -errno;
+			return errno == ENOENT ? -ESRCH : -errno;
 	}
 	n = pread(c->memfd, dst, len, (off_t)addr);
 	if (n < 0)
@@ -151,6 +184,17 @@ static int mem_read_direct(struct safety_ctx *c, uint64_t addr, void *dst, size_
 static int mem_read(struct safety_ctx *c, uint64_t addr, void *dst, size_t len)
 {
 	unsigned char *out = dst;
+
+	/* the search tables already read */
+	for (size_t i = 0; i < c->n_objs; i++) {
+		const struct safety_obj *o = &c->objs[i];
+
+		if (o->table && addr >= o->table_addr && len <= o->n_entries * 8 &&
+		    addr - o->table_addr <= o->n_entries * 8 - len) {
+			memcpy(dst, (const char *)o->table + (addr - o->table_addr), len);
+			return 0;
+		}
+	}
 
 	while (len > 0) {
 		uint64_t page = addr & ~(uint64_t)(SAFETY_PAGE - 1);
@@ -177,6 +221,50 @@ static int mem_read(struct safety_ctx *c, uint64_t addr, void *dst, size_t len)
 
 /* ---- mappings ---------------------------------------------------------- */
 
+static bool parse_hex(const char **pp, uint64_t *ret, char sep)
+{
+	const char *p = *pp;
+	uint64_t v = 0;
+	int n = 0;
+
+	for (;; p++, n++) {
+		unsigned d;
+
+		if (*p >= '0' && *p <= '9')
+			d = (unsigned)(*p - '0');
+		else if (*p >= 'a' && *p <= 'f')
+			d = (unsigned)(*p - 'a' + 10);
+		else
+			break;
+		if (n >= 16)
+			return false;
+		v = v << 4 | d;
+	}
+	if (n == 0 || *p != sep)
+		return false;
+	*pp = p + 1;
+	*ret = v;
+	return true;
+}
+
+static bool parse_dec(const char **pp, uint64_t *ret)
+{
+	const char *p = *pp;
+	uint64_t v = 0;
+	int n = 0;
+
+	for (; *p >= '0' && *p <= '9'; p++, n++) {
+		if (n >= 19)
+			return false;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (n == 0)
+		return false;
+	*pp = p;
+	*ret = v;
+	return true;
+}
+
 static int maps_load(struct safety_ctx *c)
 {
 	struct hp_buf text = HP_BUF_INIT;
@@ -194,31 +282,41 @@ static int maps_load(struct safety_ctx *c)
 	}
 	for (line = text.data; line && *line; line = next) {
 		struct safety_map m = { 0 };
-		unsigned long long start, end, offset, inode;
-		char perms[5];
-		int name = 0;
+		const char *p = line;
+		bool ok;
 
 		next = strchr(line, '\n');
 		if (next)
 			*next++ = '\0';
-		if (sscanf(line, "%llx-%llx %4s %llx %x:%x %llu %n", &start, &end, perms, &offset,
-			   &m.dev_major, &m.dev_minor, &inode, &name) < 7)
+		/* start-end perms offset major:minor inode [path] (proc(5));
+		 * parsed by hand: sscanf costs as much as the kernel's text */
+		ok = parse_hex(&p, &m.start, '-') && parse_hex(&p, &m.end, ' ');
+		if (ok && strlen(p) >= 5) {
+			m.exec = p[2] == 'x';
+			p += 5;
+		} else {
+			ok = false;
+		}
+		ok = ok && parse_hex(&p, &m.offset, ' ');
+		if (ok) {
+			uint64_t major, minor;
+
+			ok = parse_hex(&p, &major, ':') && parse_hex(&p, &minor, ' ') &&
+			     parse_dec(&p, &m.inode);
+			m.dev_major = (unsigned)major;
+			m.dev_minor = (unsigned)minor;
+		}
+		if (!ok || m.end <= m.start)
 			continue;
-		m.start = start;
-		m.end = end;
-		m.offset = offset;
-		m.inode = inode;
-		m.exec = perms[2] == 'x';
-		m.vdso = name > 0 && strcmp(line + name, "[vdso]") == 0;
 		if (c->n_maps == cap) {
 			size_t ncap = cap ? 2 * cap : 64;
-			struct safety_map *p = realloc(c->maps, ncap * sizeof(*p));
+			struct safety_map *nm = realloc(c->maps, ncap * sizeof(*nm));
 
-			if (!p) {
+			if (!nm) {
 				r = hp_err(-ENOMEM, "out of memory");
 				goto out;
 			}
-			c->maps = p;
+			c->maps = nm;
 			cap = ncap;
 		}
 		c->maps[c->n_maps++] = m;
@@ -229,7 +327,7 @@ out:
 	return r;
 }
 
-/* The mapping holding addr (maps are sorted by address), or NULL. */
+/* The mapping holding addr in the parsed text (sorted by address), or NULL. */
 static const struct safety_map *maps_find(const struct safety_ctx *c, uint64_t addr)
 {
 	size_t lo = 0, hi = c->n_maps;
@@ -247,7 +345,87 @@ static const struct safety_map *maps_find(const struct safety_ctx *c, uint64_t a
 	return NULL;
 }
 
-static bool maps_same_file(const struct safety_map *a, const struct safety_map *b)
+/*
+ * PROCMAP_QUERY (Linux 6.11, include/uapi/linux/fs.h): the mapping holding
+ * an address, from an ioctl on /proc/PID/maps, without the kernel
+ * formatting every line of the text (which costs as much as a whole check
+ * of a small process). Declared here for older headers; the ABI is fixed
+ * by its size field.
+ */
+struct safety_procmap_query {
+	uint64_t size;
+	uint64_t query_flags;
+	uint64_t query_addr;
+	uint64_t vma_start;
+	uint64_t vma_end;
+	uint64_t vma_flags;
+	uint64_t vma_page_size;
+	uint64_t vma_offset;
+	uint64_t inode;
+	uint32_t dev_major;
+	uint32_t dev_minor;
+	uint32_t vma_name_size;
+	uint32_t build_id_size;
+	uint64_t vma_name_addr;
+	uint64_t build_id_addr;
+};
+#define SAFETY_PROCMAP_QUERY _IOWR('f', 17, struct safety_procmap_query)
+#define SAFETY_PROCMAP_EXEC 0x04
+
+/*
+ * The mapping holding addr: -ENOENT when none. Asks the kernel for that
+ * one mapping when it can, else parses /proc/PID/maps once per check.
+ */
+static int map_at(struct safety_ctx *c, uint64_t addr, struct safety_map *ret)
+{
+	const struct safety_map *m;
+	int r;
+
+	if (c->query != SAFETY_QUERY_NO) {
+		struct safety_procmap_query q = { .size = sizeof(q), .query_addr = addr };
+
+		if (c->mapsfd < 0) {
+			char path[64];
+
+			snprintf(path, sizeof(path), "/proc/%d/maps", (int)c->pid);
+			c->mapsfd = open(path, O_RDONLY | O_CLOEXEC);
+			if (c->mapsfd < 0)
+				return errno == ENOENT ? hp_err(-ESRCH, "process %d vanished", (int)c->pid)
+						       : hp_err(-errno, "open %s: %s", path, strerror(errno));
+		}
+		if (ioctl(c->mapsfd, SAFETY_PROCMAP_QUERY, &q) == 0) {
+			c->query = SAFETY_QUERY_YES;
+			memset(ret, 0, sizeof(*ret));
+			ret->start = q.vma_start;
+			ret->end = q.vma_end;
+			ret->offset = q.vma_offset;
+			ret->inode = q.inode;
+			ret->dev_major = q.dev_major;
+			ret->dev_minor = q.dev_minor;
+			ret->exec = q.vma_flags & SAFETY_PROCMAP_EXEC;
+			return 0;
+		}
+		if (errno == ENOENT)
+			return -ENOENT;
+		if (errno == ESRCH)
+			return hp_err(-ESRCH, "process %d vanished", (int)c->pid);
+		if (c->query == SAFETY_QUERY_YES || (errno != ENOTTY && errno != EINVAL))
+			return hp_err(-errno, "query the mappings of %d: %s", (int)c->pid, strerror(errno));
+		c->query = SAFETY_QUERY_NO; /* an older kernel */
+	}
+	if (!c->maps) {
+		r = maps_load(c);
+		if (r < 0)
+			return r;
+	}
+	m = maps_find(c, addr);
+	if (!m)
+		return -ENOENT;
+	*ret = *m;
+	return 0;
+}
+
+static bool same_file(const struct safety_map *a, const struct safety_map *b)
 {
 	return a->inode == b->inode && a->dev_major == b->dev_major &&
 	       a->dev_minor == b->dev_minor;
@@ -272,72 +450,85 @@ static size_t eh_enc_size(unsigned enc)
 }
 
 /*
- * Describe the object whose mapping m holds ip: its extent, and the
- * binary-search table of its .eh_frame_hdr, read from the process.
- * Objects without a usable table get has_table = false (and the frames in
- * them are "no info", which triggers the conservative scan).
+ * Describe the object whose mapping m holds ip: its extent (from its
+ * program headers) and the binary-search table of its .eh_frame_hdr, all
+ * read from the process. The object's ELF header is at m.start - m.offset
+ * for a file mapping (where the loader put file offset 0), at m.start for
+ * an anonymous one (the vDSO, or code mapped with its headers). Objects
+ * without a usable table get has_table = false: frames in them are "no
+ * info", which triggers the conservative scan.
  */
-static void obj_describe(struct safety_ctx *c, const struct safety_map *m, struct safety_obj *o)
+static int obj_describe(struct safety_ctx *c, const struct safety_map *m, uint64_t ip,
+			struct safety_obj *o)
 {
-	const struct safety_map *first = m, *last = m;
+	struct safety_map first;
 	Elf64_Ehdr eh;
 	Elf64_Phdr ph[SAFETY_MAX_PHNUM];
-	uint64_t base, bias = 0, hdr = 0, fde_count = 0;
+	uint64_t base, bias = 0, hdr = 0, fde_count, end = 0;
 	unsigned char h[4];
 	bool have_load = false;
 	size_t ptr_size;
 	uint32_t count32;
+	int r;
 
 	memset(o, 0, sizeof(*o));
 	o->start = m->start;
 	o->end = m->end;
-	if (m->inode == 0 && !m->vdso)
-		return; /* anonymous executable memory: JIT or similar */
-	if (!m->vdso) {
-		while (first > c->maps && maps_same_file(first - 1, m) &&
-		       (first - 1)->offset < first->offset)
-			first--;
-		while (last + 1 < c->maps + c->n_maps && maps_same_file(last + 1, m) &&
-		       (last + 1)->offset > last->offset)
-			last++;
+	if (m->inode != 0) {
+		if (m->offset > m->start)
+			return 0;
+		base = m->start - m->offset;
+		r = map_at(c, base, &first);
+		if (r == -ENOENT)
+			return 0;
+		if (r < 0)
+			return r;
+		if (first.start != base || first.offset != 0 || !same_file(&first, m))
+			return 0; /* not laid out by a loader: no guess */
+	} else {
+		base = m->start;
 	}
-	o->start = first->start;
-	o->end = last->end;
-	if (first->offset != 0)
-		return;
-	base = first->start;
 
 	if (mem_read(c, base, &eh, sizeof(eh)) < 0 || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
 	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr) ||
-	    eh.e_phnum == 0 || eh.e_phnum > SAFETY_MAX_PHNUM ||
-	    eh.e_phoff + (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > first->end - first->start)
-		return;
+	    eh.e_phnum == 0 || eh.e_phnum > SAFETY_MAX_PHNUM || eh.e_phoff > SAFETY_PAGE * 16)
+		return 0;
 	if (mem_read(c, base + eh.e_phoff, ph, eh.e_phnum * sizeof(Elf64_Phdr)) < 0)
-		return;
+		return 0;
 	for (unsigned i = 0; i < eh.e_phnum; i++) {
-		if (ph[i].p_type == PT_LOAD && !have_load) {
-			/* The first PT_LOAD maps file offset 0 at base. */
+		if (ph[i].p_type != PT_LOAD)
+			continue;
+		if (!have_load) {
+			/* the first PT_LOAD maps file offset 0 at base */
 			bias = base - (ph[i].p_vaddr & ~(uint64_t)(SAFETY_PAGE - 1));
 			have_load = true;
 		}
+		if (ph[i].p_memsz > (1ull << 40) || ph[i].p_vaddr > (1ull << 46))
+			return 0;
+		if (bias + ph[i].p_vaddr + ph[i].p_memsz > end)
+			end = bias + ph[i].p_vaddr + ph[i].p_memsz;
 	}
-	for (unsigned i = 0; i < eh.e_phnum && have_load; i++)
+	if (!have_load || ip < base || ip >= end)
+		return 0;
+	o->start = base;
+	o->end = end;
+	for (unsigned i = 0; i < eh.e_phnum; i++)
 		if (ph[i].p_type == PT_GNU_EH_FRAME)
 			hdr = bias + ph[i].p_vaddr;
 	if (!hdr || hdr < o->start || hdr >= o->end)
-		return;
+		return 0;
 
 	/* version, eh_frame_ptr_enc, fde_count_enc, table_enc */
 	if (mem_read(c, hdr, h, sizeof(h)) < 0 || h[0] != 1 || h[3] != 0x3b /* datarel|sdata4 */)
-		return;
+		return 0;
 	ptr_size = eh_enc_size(h[1]);
 	if (!ptr_size || (h[2] & 0x0f) != 0x03 || (h[2] & 0x70) != 0)
-		return; /* only the udata4 count every linker writes */
+		return 0; /* only the udata4 count every linker writes */
 	if (mem_read(c, hdr + 4 + ptr_size, &count32, sizeof(count32)) < 0)
-		return;
+		return 0;
 	fde_count = count32;
-	if (fde_count == 0 || hdr + 8 + ptr_size + fde_count * 8 > o->end)
-		return;
+	if (fde_count == 0 || fde_count > (o->end - hdr) / 8)
+		return 0;
 
 	o->di.format = UNW_INFO_FORMAT_REMOTE_TABLE;
 	o->di.start_ip = o->start;
@@ -347,27 +538,49 @@ static void obj_describe(struct safety_ctx *c, const struct safety_map *m, struc
 	o->di.u.rti.segbase = hdr;
 	o->di.u.rti.table_data = hdr + 4 + ptr_size + 4;
 	o->di.u.rti.table_len = fde_count * 8 / sizeof(unw_word_t);
+	o->table_addr = o->di.u.rti.table_data;
+	o->n_entries = fde_count;
 	o->has_table = true;
+	if (fde_count <= SAFETY_MAX_TABLE) {
+		o->table = malloc(fde_count * 8);
+		if (o->table && mem_read_direct(c, o->table_addr, o->table, fde_count * 8) < 0) {
+			free(o->table);
+			o->table = NULL;
+			o->has_table = false;
+		}
+	}
+	return 0;
 }
 
-static const struct safety_obj *obj_lookup(struct safety_ctx *c, uint64_t ip)
+/* The object holding ip (NULL: none, or an error in the slot and *ret_err). */
+static const struct safety_obj *obj_lookup(struct safety_ctx *c, uint64_t ip, int *ret_err)
 {
-	const struct safety_map *m;
+	struct safety_map m;
 	struct safety_obj o;
+	int r;
 
+	*ret_err = 0;
 	for (size_t i = 0; i < c->n_objs; i++)
 		if (ip >= c->objs[i].start && ip < c->objs[i].end)
 			return &c->objs[i];
-	m = maps_find(c, ip);
-	if (!m || !m->exec)
+	r = map_at(c, ip, &m);
+	if (r < 0 || !m.exec) {
+		*ret_err = r == -ENOENT ? 0 : r;
 		return NULL;
-	obj_describe(c, m, &o);
+	}
+	r = obj_describe(c, &m, ip, &o);
+	if (r < 0) {
+		*ret_err = r;
+		return NULL;
+	}
 	if (c->n_objs == c->cap_objs) {
 		size_t ncap = c->cap_objs ? 2 * c->cap_objs : 16;
 		struct safety_obj *p = realloc(c->objs, ncap * sizeof(*p));
 
-		if (!p)
+		if (!p) {
+			*ret_err = hp_err(-ENOMEM, "out of memory");
 			return NULL;
+		}
 		c->objs = p;
 		c->cap_objs = ncap;
 	}
@@ -381,15 +594,38 @@ static int acc_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_
 			      int need_unwind_info, void *arg)
 {
 	struct safety_ctx *c = arg;
-	const struct safety_obj *o = obj_lookup(c, ip);
+	const struct safety_obj *o;
 	unw_dyn_info_t di;
 	int r;
 
+	o = obj_lookup(c, ip, &r);
+	if (r < 0 && !c->err)
+		c->err = r; /* a vanished process, not a missing table */
 	if (!o || !o->has_table) {
 		c->noinfo = true;
 		return -UNW_ENOINFO;
 	}
 	di = o->di;
+	if (o->table) {
+		/* Search here; hand libunwind the one entry found. */
+		int64_t key = (int64_t)(ip - di.u.rti.segbase);
+		size_t lo = 0, hi = o->n_entries;
+
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (o->table[2 * mid] <= key)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo == 0) {
+			c->noinfo = true;
+			return -UNW_ENOINFO;
+		}
+		di.u.rti.table_data = o->table_addr + (lo - 1) * 8;
+		di.u.rti.table_len = 8 / sizeof(unw_word_t);
+	}
 	r = UNW_OBJ(dwarf_search_unwind_table)(as, ip, &di, pi, need_unwind_info, arg);
 	if (r < 0 || ip < pi->start_ip || ip >= pi->end_ip) {
 		c->noinfo = true;
@@ -491,18 +727,29 @@ struct safety_set {
 	struct safety_sorted *s; /* by start */
 	size_t n;
 	uint64_t max_len;        /* longest range: bounds the backward walk */
+	uint64_t lo, hi;         /* lowest start, highest end: most stack words
+				  * (numbers, data pointers) fall outside */
+};
+
+/* Which addresses of [start, end] count, by what the address is. */
+enum safety_match {
+	MATCH_PC,     /* start <= a < end: a program counter */
+	MATCH_RA,     /* start <= a <= end: an unwound return address */
+	MATCH_WORD,   /* start < a < end: a word of the stack, see stack_word_hit */
 };
 
 /*
- * The range with start <= addr < end (<= end when incl_end), or NULL.
- * Ranges may overlap (a patch region and a function in it): walk back from
- * the last start <= addr while a range could still reach addr.
+ * A range holding addr as `how` says, or NULL. Ranges may overlap (a
+ * patch region and a function in it): walk back from the last start <=
+ * addr while a range could still reach addr.
  */
 static const struct safety_range *range_find(const struct safety_set *set, uint64_t addr,
-					     bool incl_end)
+					     enum safety_match how)
 {
 	size_t lo = 0, hi = set->n;
 
+	if (addr < set->lo || addr > set->hi)
+		return NULL;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
@@ -514,7 +761,8 @@ static const struct safety_range *range_find(const struct safety_set *set, uint6
 	while (lo-- > 0) {
 		const struct safety_range *r = set->s[lo].r;
 
-		if (addr < r->end || (incl_end && addr == r->end))
+		if ((addr < r->end || (how == MATCH_RA && addr == r->end)) &&
+		    (addr != r->start || how != MATCH_WORD))
 			return r;
 		if (addr - r->start > set->max_len)
 			break;
@@ -524,50 +772,98 @@ static const struct safety_range *range_find(const struct safety_set *set, uint6
 
 /* ---- one thread -------------------------------------------------------- */
 
+/*
+ * "function NAME active in thread TID" (apply-int.h): as is when the
+ * thread executes in it (its program counter); with how appended in
+ * parentheses when it is due to return into it ("return address at frame
+ * N", or where the stack scan saw it).
+ */
 static int busy(const struct safety_range *r, pid_t tid, const char *how)
 {
-	return hp_err(-EBUSY, "function %s active in thread %d (%s)", r->name ? r->name : "?",
-		      (int)tid, how);
+	const char *name = r->name ? r->name : "?";
+
+	if (!how)
+		return hp_err(-EBUSY, "function %s active in thread %d", name, (int)tid);
+	return hp_err(-EBUSY, "function %s active in thread %d (%s)", name, (int)tid, how);
 }
 
-/* Scan the stack words of thread tid from sp to the end of its mapping. */
-static int scan_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, const struct safety_set *s,
-		      const char *why)
+/*
+ * Read the stack of thread tid from sp (8-aligned) to the end of the
+ * mapping holding it. The thread is busy (-EBUSY, message set) when sp is
+ * in no mapping or the stack is deeper than SAFETY_MAX_SCAN: nothing can
+ * be said of it.
+ */
+static int read_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, size_t max, const char *why,
+		      uint64_t **ret_words, size_t *ret_n)
 {
-	const struct safety_map *m;
+	struct safety_map m;
 	uint64_t *words = NULL;
-	size_t len, n_words;
-	char how[160];
+	size_t len;
 	int r;
 
-	sp &= ~(uint64_t)7;
-	m = maps_find(c, sp);
-	if (!m) {
+	r = map_at(c, sp, &m);
+	if (r == -ENOENT) {
 		r = hp_err(-EBUSY, "thread %d: stack pointer 0x%" PRIx64 " in no mapping (%s)",
 			   (int)tid, sp, why);
-		goto out;
+		goto fail;
 	}
-	len = m->end - sp;
-	if (len > SAFETY_MAX_SCAN) {
+	if (r < 0)
+		goto fail;
+	len = m.end - sp;
+	if (len > max) {
 		r = hp_err(-EBUSY, "thread %d: stack of %zu bytes too deep to scan (%s)", (int)tid,
 			   len, why);
-		goto out;
+		goto fail;
 	}
 	words = malloc(len ? len : 1);
 	if (!words) {
 		r = hp_err(-ENOMEM, "out of memory");
-		goto out;
+		goto fail;
 	}
 	r = mem_read_direct(c, sp, words, len);
 	if (r < 0) {
 		r = r == -ESRCH ? hp_err(-ESRCH, "thread %d vanished", (int)tid)
 				: hp_err(-EBUSY, "thread %d: cannot read its stack: %s (%s)",
 					 (int)tid, strerror(-r), why);
-		goto out;
+		goto fail;
 	}
-	n_words = len / sizeof(uint64_t);
+	*ret_words = words;
+	*ret_n = len / sizeof(uint64_t);
+	return 0;
+fail:
+	free(words);
+	return r;
+}
+
+/*
+ * The word may be a return address into a range: start < word < end. A
+ * word equal to a function's first byte is a function pointer (struct
+ * pthread's start routine, a callback): a return address follows a call
+ * instruction, so it never equals the start of the function it returns
+ * into. One equal to its end is a pointer to the next function; as a
+ * return address it would follow a call ending the function, a call that
+ * never returns (nothing follows it to return to).
+ */
+static const struct safety_range *stack_word_hit(const struct safety_set *s, uint64_t word)
+{
+	return range_find(s, word, MATCH_WORD);
+}
+
+/* Scan the stack words of thread tid from sp to the end of its mapping. */
+static int scan_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, const struct safety_set *s,
+		      const char *why)
+{
+	uint64_t *words = NULL;
+	size_t n_words = 0;
+	char how[160];
+	int r;
+
+	sp &= ~(uint64_t)7;
+	r = read_stack(c, tid, sp, SAFETY_MAX_SCAN, why, &words, &n_words);
+	if (r < 0)
+		goto out;
 	for (size_t i = 0; i < n_words; i++) {
-		const struct safety_range *hit = range_find(s, words[i], true);
+		const struct safety_range *hit = stack_word_hit(s, words[i]);
 
 		if (hit) {
 			snprintf(how, sizeof(how), "address on the stack at sp+0x%zx, %s",
@@ -582,11 +878,70 @@ out:
 	return r;
 }
 
+#if defined(__x86_64__)
+/* struct _fpstate's sw_reserved.magic1 (asm/sigcontext.h): the kernel
+ * writes it in the FP state of every signal frame (XSAVE machines). */
+#define SAFETY_FPX_MAGIC1 0x46505853u
+#define SAFETY_FPX_MAGIC1_OFF 464
+
+/*
+ * The fast path. Every return address of the frames a thread has on its
+ * stack is a word between its stack pointer and the end of the stack, so
+ * when no word there is in a range, no frame on that stack returns into
+ * one and there is nothing to unwind. The one way frames escape that
+ * stack is a signal handler running on a sigaltstack (the interrupted
+ * frames stay on the normal stack): a signal frame on the scanned stack
+ * (a word pointing, 64-byte aligned, at an FP state with the kernel's
+ * magic) sends the thread to the unwinder, which follows the signal frame.
+ * *ret_clean is false when a word is in a range or a signal frame is
+ * there: the unwinder then decides (a stale word in a dead slot is not
+ * an activation).
+ */
+static int stack_clean(struct safety_ctx *c, pid_t tid, uint64_t sp, const struct safety_set *s,
+		       bool *ret_clean)
+{
+	uint64_t *words = NULL, top;
+	size_t n_words = 0;
+	bool clean = true;
+	int r;
+
+	sp &= ~(uint64_t)7;
+	r = read_stack(c, tid, sp, SAFETY_MAX_FAST, "fast path", &words, &n_words);
+	if (r == -EBUSY) {
+		/* let the unwinder try, and say why if it cannot either */
+		hp_err_clear();
+		*ret_clean = false;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	top = sp + n_words * sizeof(uint64_t);
+	for (size_t i = 0; i < n_words && clean; i++) {
+		uint64_t w = words[i];
+
+		if (stack_word_hit(s, w)) {
+			clean = false;
+		} else if ((w & 63) == 0 && w >= sp && w < top &&
+			   w - sp + SAFETY_FPX_MAGIC1_OFF + 4 <= top - sp) {
+			uint32_t magic;
+
+			memcpy(&magic, (const char *)words + (w - sp) + SAFETY_FPX_MAGIC1_OFF,
+			       sizeof(magic));
+			if (magic == SAFETY_FPX_MAGIC1)
+				clean = false;
+		}
+	}
+	free(words);
+	*ret_clean = clean;
+	return 0;
+}
+#endif
+
 static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set *s)
 {
 	const struct safety_range *hit;
 	unw_cursor_t cur;
-	unw_word_t ip, sp;
+	unw_word_t ip = 0, sp = 0;
 	char how[96];
 	int r, frame;
 
@@ -601,14 +956,21 @@ static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set
 	}
 	ip = c->regs.rip;
 	sp = c->regs.rsp;
-	hit = range_find(s, ip, false);
+	hit = range_find(s, ip, MATCH_PC);
 	/* In a system call the kernel restarts by rewinding pc over the
 	 * 2-byte syscall instruction (orig_rax >= 0 says "in a syscall"). */
 	if (!hit && (int64_t)c->regs.orig_rax >= 0)
-		hit = range_find(s, ip - 2, false);
+		hit = range_find(s, ip - 2, MATCH_PC);
 	if (hit) {
-		r = busy(hit, tid, "program counter");
+		r = busy(hit, tid, NULL); /* its program counter */
 		goto out;
+	}
+	{
+		bool clean;
+
+		r = stack_clean(c, tid, sp, s, &clean);
+		if (r < 0 || clean)
+			goto out;
 	}
 #endif
 	c->upt = _UPT_create(tid);
@@ -626,9 +988,9 @@ static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set
 		r = hp_err(-ESRCH, "thread %d vanished", (int)tid);
 		goto out;
 	}
-	hit = range_find(s, ip, false);
+	hit = range_find(s, ip, MATCH_PC);
 	if (hit) {
-		r = busy(hit, tid, "program counter");
+		r = busy(hit, tid, NULL); /* its program counter */
 		goto out;
 	}
 #endif
@@ -638,6 +1000,10 @@ static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set
 			goto out;
 		}
 		r = unw_step(&cur);
+		if (c->err) {
+			r = c->err;
+			goto out;
+		}
 		if (c->noinfo) {
 			/* The frame at sp had no unwind info: whatever unw_step
 			 * guessed, the callers above sp are not known. */
@@ -656,7 +1022,7 @@ static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set
 		}
 		if (ip == 0)
 			break;
-		hit = range_find(s, ip, true);
+		hit = range_find(s, ip, MATCH_RA);
 		if (hit) {
 			snprintf(how, sizeof(how), "return address at frame %d", frame);
 			r = busy(hit, tid, how);
@@ -674,38 +1040,54 @@ out:
 
 /* ---- entry ------------------------------------------------------------- */
 
-int safety_check(pid_t pid, const pid_t *tids, size_t n_tids, const struct safety_range *ranges,
-		 size_t n_ranges)
+/*
+ * Per calling thread, reused by every check made on that thread: the unw
+ * address space (flushed at the start of each check) and the page-cache
+ * memory (emptied at the start of each check). Creating an address space
+ * costs a large calloc, and a fresh 256 KiB cache a page fault per page.
+ * Used from a single thread, the address space can run with
+ * UNW_CACHE_PER_THREAD, whose cache needs no lock where libunwind is
+ * built with per-thread caches (elsewhere it is the global one, locked).
+ * The accessors' argument is per check, given to unw_init_remote.
+ */
+struct safety_tls {
+	unw_addr_space_t as;
+	unsigned char *pages;
+};
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static __thread struct safety_tls *tls;
+
+static void tls_destroy(void *arg)
 {
-	struct safety_ctx c = { .pid = pid, .memfd = -1 };
-	struct safety_set set = { NULL, n_ranges, 0 };
+	struct safety_tls *t = arg;
+
+	if (t->as)
+		unw_destroy_addr_space(t->as);
+	free(t->pages);
+	free(t);
+}
+
+static void tls_key_init(void)
+{
+	if (pthread_key_create(&tls_key, tls_destroy) != 0)
+		abort();
+}
+
+static struct safety_tls *thread_state(void)
+{
 	unw_accessors_t acc;
-	int r;
+	struct safety_tls *t;
 
-	if (n_ranges == 0 || n_tids == 0)
-		return 0;
-	set.s = malloc(n_ranges * sizeof(*set.s));
-	c.cache_mem = malloc(SAFETY_CACHE_PAGES * SAFETY_PAGE);
-	if (!set.s || !c.cache_mem) {
-		r = hp_err(-ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n_ranges; i++) {
-		set.s[i].r = &ranges[i];
-		if (ranges[i].end > ranges[i].start && ranges[i].end - ranges[i].start > set.max_len)
-			set.max_len = ranges[i].end - ranges[i].start;
-	}
-	qsort(set.s, n_ranges, sizeof(*set.s), range_cmp);
-	for (unsigned i = 0; i < SAFETY_CACHE_PAGES; i++) {
-		c.cache[i].addr = UINT64_MAX;
-		c.cache[i].data = c.cache_mem + (size_t)i * SAFETY_PAGE;
-	}
-	r = maps_load(&c);
-	if (r < 0)
-		goto out;
-
-	/* _UPT_accessors with memory, registers and table lookup replaced;
-	 * built on every call (cheap) rather than guarded by a lock. */
+	if (tls)
+		return tls;
+	pthread_once(&tls_once, tls_key_init);
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->pages = malloc(SAFETY_CACHE_PAGES * SAFETY_PAGE);
+	/* _UPT_accessors with memory, registers and table lookup replaced */
 	acc = _UPT_accessors;
 	acc.find_proc_info = acc_find_proc_info;
 	acc.put_unwind_info = acc_put_unwind_info;
@@ -715,12 +1097,57 @@ int safety_check(pid_t pid, const pid_t *tids, size_t n_tids, const struct safet
 	acc.access_fpreg = acc_access_fpreg;
 	acc.resume = acc_resume;
 	acc.get_proc_name = acc_get_proc_name;
-	c.as = unw_create_addr_space(&acc, 0);
-	if (!c.as) {
+	t->as = unw_create_addr_space(&acc, 0);
+	if (!t->pages || !t->as) {
+		tls_destroy(t);
+		return NULL;
+	}
+	unw_set_caching_policy(t->as, UNW_CACHE_PER_THREAD);
+	pthread_setspecific(tls_key, t);
+	tls = t;
+	return t;
+}
+
+int safety_check(pid_t pid, const pid_t *tids, size_t n_tids, const struct safety_range *ranges,
+		 size_t n_ranges)
+{
+	struct safety_ctx c = { .pid = pid, .memfd = -1, .mapsfd = -1 };
+
+	/* The parsed-text path is what kernels before 6.11 take; this lets
+	 * the tests and the bench run it on newer ones. */
+	if (getenv("HP_SAFETY_MAPS_TEXT"))
+		c.query = SAFETY_QUERY_NO;
+	struct safety_set set = { NULL, n_ranges, 0, UINT64_MAX, 0 };
+	struct safety_tls *t;
+	int r;
+
+	if (n_ranges == 0 || n_tids == 0)
+		return 0;
+	set.s = malloc(n_ranges * sizeof(*set.s));
+	t = thread_state();
+	if (!set.s || !t) {
 		r = hp_err(-ENOMEM, "out of memory");
 		goto out;
 	}
-	unw_set_caching_policy(c.as, UNW_CACHE_GLOBAL);
+	for (size_t i = 0; i < n_ranges; i++) {
+		set.s[i].r = &ranges[i];
+		if (ranges[i].end > ranges[i].start && ranges[i].end - ranges[i].start > set.max_len)
+			set.max_len = ranges[i].end - ranges[i].start;
+		if (ranges[i].start < set.lo)
+			set.lo = ranges[i].start;
+		if (ranges[i].end > set.hi)
+			set.hi = ranges[i].end;
+	}
+	qsort(set.s, n_ranges, sizeof(*set.s), range_cmp);
+	for (unsigned i = 0; i < SAFETY_CACHE_PAGES; i++) {
+		c.cache[i].addr = UINT64_MAX;
+		c.cache[i].data = t->pages + (size_t)i * SAFETY_PAGE;
+	}
+	c.as = t->as;
+	/* Nothing learnt about another process, or this one earlier, is
+	 * trusted: the flush bumps the generation, which empties the
+	 * register-state cache lazily on first use. */
+	unw_flush_cache(c.as, 0, 0);
 
 	for (size_t i = 0; i < n_tids; i++) {
 		r = check_thread(&c, tids[i], &set);
@@ -729,13 +1156,14 @@ int safety_check(pid_t pid, const pid_t *tids, size_t n_tids, const struct safet
 	}
 	r = 0;
 out:
-	if (c.as)
-		unw_destroy_addr_space(c.as);
 	if (c.memfd >= 0)
 		close(c.memfd);
+	if (c.mapsfd >= 0)
+		close(c.mapsfd);
 	free(c.maps);
+	for (size_t i = 0; i < c.n_objs; i++)
+		free(c.objs[i].table);
 	free(c.objs);
-	free(c.cache_mem);
 	free(set.s);
 	return r;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Process states in the SPEC's words, the process list and the report. */
+/* Process status in the SPEC's words, the process list and the report. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -12,41 +12,6 @@
 
 /* A process that mapped no known target name is looked at again after this. */
 #define CTL_SCAN_RECHECK_US 1000000
-
-static const char *const state_names[] = {
-	[CTL_STATE_UP_TO_DATE] = "up-to-date",
-	[CTL_STATE_HOTPATCHED] = "hotpatched",
-	[CTL_STATE_NOT_UP_TO_DATE] = "not-up-to-date",
-	[CTL_STATE_NEEDS_RESTART] = "needs-restart",
-	[CTL_STATE_FAILED] = "failed",
-	[CTL_STATE_IN_PROGRESS] = "in-progress",
-};
-
-const char *ctl_state_name(enum ctl_state s)
-{
-	if ((unsigned)s >= sizeof(state_names) / sizeof(state_names[0]))
-		return "unknown";
-	return state_names[s];
-}
-
-enum ctl_state ctl_target_state(const struct ctl_state_in *in)
-{
-	/* An unknown build of a known target, or an older baseline: only a restart helps. */
-	if (!in->covered || in->newer_baseline)
-		return CTL_STATE_NEEDS_RESTART;
-	if (!in->newest_month)
-		return in->applied_month ? CTL_STATE_HOTPATCHED : CTL_STATE_UP_TO_DATE;
-	/* Months compare as strings (YYYY-MM). */
-	if (in->applied_month && strcmp(in->applied_month, in->newest_month) >= 0)
-		return CTL_STATE_HOTPATCHED;
-	return CTL_STATE_NOT_UP_TO_DATE;
-}
-
-/* The enum is ordered by how much attention a state needs. */
-enum ctl_state ctl_state_combine(enum ctl_state a, enum ctl_state b)
-{
-	return a > b ? a : b;
-}
 
 /* ---- status -------------------------------------------------------------- */
 

@@ -112,9 +112,32 @@ struct store_build_opts {
 	const char *output;      /* bundle path; format from extension (.tar, .tar.gz, .tar.xz, .zip) */
 	const char *cc;          /* compiler, NULL: $CC or "cc" */
 	const char *const *cflags; /* extra compiler flags, NULL-terminated, may be NULL */
+	/* "NAME@FILE": which of several local NAMEs of BIN is meant; NULL-terminated, may be NULL. */
+	const char *const *picks;
+	/*
+	 * Told what the author should know but is no error: compiler warnings
+	 * (and the compiler's output when it fails), weak symbols left
+	 * unresolved, a patch variable that shadows one of BIN. May be NULL.
+	 */
+	void (*note)(void *ctx, const char *msg);
+	void *note_ctx;
 };
 
+/*
+ * Compile (or take the prebuilt .so), check it against BIN, write the
+ * manifest, sign it when asked, write the bundle at opts->output (nothing is
+ * left there on failure). Errors, each with a one-line message:
+ *   -EINVAL   bad option (baseline, month, name, CVE, pick, output format),
+ *             or the sources do not compile
+ *   -ENOENT   a function or symbol the patch needs is not in BIN (or its libraries)
+ *   -ENOEXEC  BIN has no build-id, a debug file of another build, a function
+ *             too small for the jump, a patch object that does not fit BIN
+ *   -ENOTUNIQ a local name is ambiguous in BIN (--pick NAME@FILE)
+ *   -ENOTSUP  thread-local storage in the patch
+ */
 int store_build(const struct store_build_opts *opts);
+/* The same, handing back the manifest written (ret_manifest may be NULL). */
+int store_build_manifest(const struct store_build_opts *opts, struct hp_manifest **ret_manifest);
 
 /* ---- queries ----------------------------------------------------------- */
 

@@ -2,9 +2,9 @@
 # (SC2207: COMPREPLY=($(compgen ...)) is the completion idiom; its words hold no blanks.)
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Bash completion for hp(1): commands and subcommands, the global options
-# --store and --json, files for build and import, PIDs for apply, revert and
-# status, baselines, months and patch sets (from `hp list`) for list, show,
-# apply and build. Self-contained: it does not need the bash-completion
+# --store and --json, files for build and import, PIDs (and "all") for
+# apply, revert and status, baselines, months, patch sets and target names
+# (from `hp list`) for list, show, apply and build. Self-contained: it does not need the bash-completion
 # package, but is installed where that package looks for it.
 
 # The store the command line names: --store DIR / --store=DIR, else
@@ -21,55 +21,33 @@ _hp_store() {
 	printf '%s\n' "$store"
 }
 
-# Entries of `hp list [ARG]` (first word of each line), when the store exists.
-_hp_list() {
+# The patch sets of the store, BASELINE/MONTH/NAME, one a line: the first
+# column of `hp list`, when the store exists.
+_hp_sets() {
 	local store
 	store=$(_hp_store)
 	[ -d "$store" ] || return 0
-	"${_hp_cmd:-hp}" list ${1:+"$1"} --store "$store" 2>/dev/null |
-		awk 'NF && $1 !~ /:$/ { print $1 }'
+	"${_hp_cmd:-hp}" list --store "$store" 2>/dev/null |
+		awk '$1 ~ /^[^\/]+\/[^\/]+\/[^\/]+$/ { print $1 }'
 }
 
-# Completions for a catalog path: BASELINE, BASELINE/MONTH, BASELINE/MONTH/SET,
-# down to $1 levels.
+# Catalog words: $1 = baselines, months (BASELINE/MONTH), sets
+# (BASELINE/MONTH/NAME) or bare month names (YYYY-MM), sorted, unique.
 _hp_catalog() {
-	local depth=$1 cur=$2 dir w
-	local -a words=()
-	case $cur in
-	*/*) dir=${cur%/*} ;;
-	*) dir="" ;;
-	esac
-	local level=0
-	[ -n "$dir" ] && level=$(($(tr -cd / <<<"$dir/" | wc -c)))
-	[ "$level" -ge "$depth" ] && return 0
-	while read -r w; do
-		w=${w%/}
-		w=${w##*/}
-		[ -n "$w" ] || continue
-		if [ -n "$dir" ]; then
-			w="$dir/$w"
-		fi
-		words+=("$w")
-	done < <(_hp_list "$dir")
-	[ "${#words[@]}" -gt 0 ] || return 0
-	COMPREPLY=($(compgen -W "${words[*]}" -- "$cur"))
-	# Not at the last level: let the user go on typing after the slash.
-	if [ $((level + 1)) -lt "$depth" ] && [ "${#COMPREPLY[@]}" -eq 1 ]; then
-		COMPREPLY=("${COMPREPLY[0]}/")
-		compopt -o nospace 2>/dev/null
-	fi
+	local what=$1
+	_hp_sets | awk -F/ -v what="$what" '
+		what == "baselines" { print $1 }
+		what == "months" { print $1 "/" $2 }
+		what == "sets" { print }
+		what == "monthnames" { print $2 }' | sort -u
 }
 
-# Months of every baseline (for `hp apply PID MONTH` and `build --month`).
-_hp_months() {
-	local b m
-	for b in $(_hp_list); do
-		for m in $(_hp_list "$b"); do
-			m=${m%/}
-			m=${m##*/}
-			[[ $m =~ ^[0-9]{4}-[0-9]{2}$ ]] && printf '%s\n' "$m"
-		done
-	done | sort -u
+# Target names (the second column of `hp list`), for `hp apply all TARGET`.
+_hp_target_names() {
+	local store
+	store=$(_hp_store)
+	[ -d "$store" ] || return 0
+	"${_hp_cmd:-hp}" list --store "$store" 2>/dev/null | awk 'NF >= 2 { print $2 }' | sort -u
 }
 
 _hp_pids() {
@@ -150,22 +128,30 @@ _hp() {
 	case $cmd in
 	build)
 		case $prev in
-		--target | --sign | -o)
+		--target | --debug | --sign | -o | --output)
 			_hp_files '*' "$cur"
 			return 0
 			;;
+		--cc)
+			COMPREPLY=($(compgen -c -- "$cur"))
+			return 0
+			;;
+		--name | --description | --author | --cve | --active-ok | --pick | --cflag)
+			return 0
+			;;
 		--baseline)
-			COMPREPLY=($(compgen -W "$(_hp_list)" -- "$cur"))
+			COMPREPLY=($(compgen -W "$(_hp_catalog baselines)" -- "$cur"))
 			return 0
 			;;
 		--month)
-			COMPREPLY=($(compgen -W "$(_hp_months)" -- "$cur"))
+			COMPREPLY=($(compgen -W "$(_hp_catalog monthnames)" -- "$cur"))
 			return 0
 			;;
-		--name) return 0 ;;
 		esac
 		if [[ $cur == -* ]]; then
-			COMPREPLY=($(compgen -W "--target --baseline --month --name --sign -o $globals" -- "$cur"))
+			COMPREPLY=($(compgen -W "--target --debug --baseline --month --name --sign
+				--description --author --cve --active-ok --pick --cc --cflag --output -o
+				--help $globals" -- "$cur"))
 		else
 			_hp_files '*.@(c|so)' "$cur"
 		fi
@@ -181,23 +167,27 @@ _hp() {
 		if [[ $cur == -* ]]; then
 			COMPREPLY=($(compgen -W "$globals" -- "$cur"))
 		elif [ "${#args[@]}" -eq 0 ]; then
-			_hp_catalog 2 "$cur"
+			COMPREPLY=($(compgen -W "$(_hp_catalog baselines) $(_hp_catalog months)" -- "$cur"))
 		fi
 		;;
 	show)
 		if [[ $cur == -* ]]; then
 			COMPREPLY=($(compgen -W "$globals" -- "$cur"))
 		elif [ "${#args[@]}" -eq 0 ]; then
-			_hp_catalog 3 "$cur"
+			COMPREPLY=($(compgen -W "$(_hp_catalog sets)" -- "$cur"))
 		fi
 		;;
 	apply | revert | status)
 		if [[ $cur == -* ]]; then
 			COMPREPLY=($(compgen -W "$globals" -- "$cur"))
 		elif [ "${#args[@]}" -eq 0 ]; then
-			COMPREPLY=($(compgen -W "$(_hp_pids)" -- "$cur"))
+			local all=all
+			[ "$cmd" = status ] && all=""
+			COMPREPLY=($(compgen -W "$all $(_hp_pids)" -- "$cur"))
+		elif [ "$cmd" = apply ] && [ "${#args[@]}" -eq 1 ] && [ "$sub" = all ]; then
+			COMPREPLY=($(compgen -W "$(_hp_target_names)" -- "$cur"))
 		elif [ "$cmd" = apply ] && [ "${#args[@]}" -eq 1 ]; then
-			COMPREPLY=($(compgen -W "$(_hp_months)" -- "$cur"))
+			COMPREPLY=($(compgen -W "$(_hp_catalog monthnames)" -- "$cur"))
 		fi
 		;;
 	report | log)
@@ -207,7 +197,8 @@ _hp() {
 		if [ -z "$sub" ]; then
 			COMPREPLY=($(compgen -W "init pull push" -- "$cur"))
 		elif [ "$sub" = init ]; then
-			COMPREPLY=($(compgen -W "--allow-unsigned $globals" -- "$cur"))
+			[ "$prev" = --baseline-months ] && return 0
+			COMPREPLY=($(compgen -W "--allow-unsigned --baseline-months $globals" -- "$cur"))
 		elif [ "${#args[@]}" -eq 1 ] && [[ $cur != -* ]]; then
 			# A remote: any git URL, or a local path.
 			COMPREPLY=($(compgen -d -- "$cur"))

@@ -32,7 +32,7 @@ untouched() {
 for v in pie lib; do
 	et_start "$v"
 	good=$HT_TMP/good-$v
-	ht_check "$v: make a good set" et_set "$v" patch-a 2026-02 "$good" compute other
+	ht_check "$v: make a good set" et_set "$v" patch-a 2026-02 "$good"
 	et_query 7 >/dev/null
 	maps0=$(et_maps)
 	text0=$(et_driver textsum "$ET_PID")
@@ -77,6 +77,17 @@ for v in pie lib; do
 		et_driver apply "$ET_PID" "$HT_TMP/garbage"
 	untouched "$v: an executable as patch.so"
 
+	# another tracer holds the process (a debugger, a second hp)
+	ht_spawn "$ENGINE_DRIVER" hold "$ET_PID" 30
+	holder=$HT_LAST_PID
+	ht_wait_for 5 grep -q '^held' "$HT_LAST_OUT"
+	expect_error "$v: traced by another process" EBUSY 16 \
+		"apply $ET_PID: process $ET_PID: thread $ET_PID is already traced by process $holder" \
+		et_driver apply "$ET_PID" "$good"
+	kill "$holder"
+	wait "$holder" 2>/dev/null
+	untouched "$v: traced by another process"
+
 	ht_check "$v: no EINTR seen, still running" et_clean
 	kill "$ET_PID"
 done
@@ -92,11 +103,11 @@ expect_error "exited process, revert" ESRCH 3 "revert $gone: process $gone: no s
 expect_error "exited process, inspect" ESRCH 3 "inspect $gone: process $gone: no such process" \
 	et_driver inspect "$gone"
 
-# a zombie: a child that exited and that its parent (sleep) never reaps
-ht_spawn sh -c 'true & echo $!; exec sleep 30'
+# a zombie: a child that exits after its parent became sleep, which never reaps
+ht_spawn sh -c 'sleep 0.3 & echo $!; exec sleep 30'
 ht_wait_for 5 grep -q . "$HT_LAST_OUT"
 zombie=$(head -n1 "$HT_LAST_OUT")
-ht_wait_for 5 grep -q '^State:.*Z' "/proc/$zombie/status"
+ht_check "the zombie is there" ht_wait_for 5 grep -q "^State:.*Z" "/proc/$zombie/status"
 expect_error "zombie process" ESRCH 3 "apply $zombie: process $zombie has exited \\(zombie\\)" \
 	et_driver apply "$zombie" "$good"
 

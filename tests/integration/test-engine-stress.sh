@@ -10,7 +10,7 @@ ht_begin "engine-stress"
 cycles=${HP_ENGINE_CYCLES:-1000}
 et_start pie --busy 16
 set_a=$HT_TMP/a
-ht_check "make the set" et_set pie patch-a 2026-02 "$set_a" compute other
+ht_check "make the set" et_set pie patch-a 2026-02 "$set_a"
 out=$(et_driver cycle "$ET_PID" "$set_a" "$cycles" 2>&1)
 ht_match "$cycles apply/revert cycles on 21 threads" "^cycles=$cycles threads=21 " "$out"
 ht_log "$out"
@@ -18,5 +18,15 @@ ht_eq "original behaviour at the end" "14 107" "$(et_query 7)"
 ht_eq "nothing applied at the end" "" "$(et_driver inspect "$ET_PID" | grep '^applied')"
 ht_check "no EINTR, no bad value, still running" et_clean
 grep -E '^(EINTR|BAD)' "$ET_OUT" | sed 's/^/# target: /' >&2
+kill "$ET_PID"
+
+# threads born and gone during the stops
+churn=${HP_ENGINE_CHURN_CYCLES:-200}
+et_start pie --busy 2 --churn
+out=$(et_driver cycle "$ET_PID" "$set_a" "$churn" 2>&1)
+ht_match "$churn cycles while threads come and go" "^cycles=$churn " "$out"
+ht_log "$out"
+ht_eq "churn: original behaviour at the end" "14 107" "$(et_query 7)"
+ht_check "churn: no EINTR, no bad value, still running" et_clean
 
 ht_end

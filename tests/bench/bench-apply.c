@@ -1,0 +1,772 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * bench-apply: the pause of apply_patch/apply_revert against the bare
+ * ptrace stop of the same process in the same run, as measured by the
+ * engine and as seen by the target; the cost of safety_check; and the cost
+ * of a call through a patched entry. See README.md here.
+ *
+ *   bench-apply [-r REPS] [-t 1,16,64,256] [-f 1,10,100]
+ *
+ * For each thread count a fresh tests/fixtures/bench/bench-target runs
+ * (workers + heartbeat + call-cost thread). The floor is: seize, interrupt
+ * and wait every thread, one 5-byte write through /proc/PID/mem (the bytes
+ * already there), detach every thread; from the first seize to the last
+ * detach. The patch sets are built here from the target's symbol table and
+ * the prebuilt bench-patch-N.so (the manifest hp build would write).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <archive.h>
+#include <archive_entry.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "apply-int.h"
+#include "bench-shm.h"
+
+#define MAX_COUNTS 8
+#define MAX_THREADS 4200
+
+struct target {
+	pid_t pid;
+	int threads;
+	struct bench_shm *shm;
+	char shm_path[64];
+	pid_t tids[MAX_THREADS];
+	size_t n_tids;
+	uint64_t bias;
+};
+
+static char target_path[PATH_MAX + 64];
+static char hp_path[PATH_MAX + 64];
+static char patch_dir[PATH_MAX + 64];
+static char build_id[129];
+static uint64_t sym_off[BENCH_NFUNCS], sym_size[BENCH_NFUNCS];
+static uint64_t first_vaddr;
+
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "bench-apply: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	exit(1);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+struct stats {
+	uint64_t p50, p99, max;
+};
+
+static struct stats stats_of(uint64_t *v, size_t n)
+{
+	struct stats s = { 0, 0, 0 };
+	size_t i99;
+
+	if (n == 0)
+		return s;
+	qsort(v, n, sizeof(*v), cmp_u64);
+	i99 = (n * 99 + 99) / 100;
+	s.p50 = v[n / 2];
+	s.p99 = v[(i99 ? i99 - 1 : 0) < n ? i99 - 1 : n - 1];
+	s.max = v[n - 1];
+	return s;
+}
+
+/* ---- the target binary ------------------------------------------------- */
+
+static void load_symbols(void)
+{
+	Elf_Scn *scn = NULL;
+	size_t n_ph;
+	Elf *e;
+	int fd, found = 0;
+
+	if (apply_file_build_id(target_path, build_id) < 0)
+		die("%s: %s", target_path, hp_errmsg(-ENOEXEC));
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		die("libelf");
+	fd = open(target_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("open %s: %s", target_path, strerror(errno));
+	e = elf_begin(fd, ELF_C_READ, NULL);
+	if (!e || elf_getphdrnum(e, &n_ph) != 0)
+		die("%s: not an ELF file", target_path);
+	first_vaddr = UINT64_MAX;
+	for (size_t i = 0; i < n_ph; i++) {
+		GElf_Phdr ph;
+
+		if (gelf_getphdr(e, (int)i, &ph) && ph.p_type == PT_LOAD && ph.p_vaddr < first_vaddr)
+			first_vaddr = ph.p_vaddr;
+	}
+	while ((scn = elf_nextscn(e, scn))) {
+		GElf_Shdr sh;
+		Elf_Data *d;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_SYMTAB)
+			continue;
+		d = elf_getdata(scn, NULL);
+		for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; i++) {
+			GElf_Sym s;
+			const char *name;
+			char *end;
+			long k;
+
+			if (!gelf_getsym(d, (int)i, &s) || GELF_ST_TYPE(s.st_info) != STT_FUNC)
+				continue;
+			name = elf_strptr(e, sh.sh_link, s.st_name);
+			if (!name || name[0] != 'f' || name[1] < '0' || name[1] > '9')
+				continue;
+			k = strtol(name + 1, &end, 10);
+			if (*end || k < 0 || k >= BENCH_NFUNCS)
+				continue;
+			sym_off[k] = s.st_value;
+			sym_size[k] = s.st_size;
+			found++;
+		}
+	}
+	elf_end(e);
+	close(fd);
+	if (found != BENCH_NFUNCS)
+		die("%s: found %d of the %d functions f0..f99", target_path, found, BENCH_NFUNCS);
+}
+
+struct patchset {
+	int n;
+	struct hp_manifest *m;
+	char *so;
+	size_t so_len;
+	char set_id[64];
+	struct apply_set set;
+};
+
+static void patchset_make(struct patchset *p, int n)
+{
+	unsigned char digest[crypto_hash_sha256_BYTES];
+	char hex[2 * crypto_hash_sha256_BYTES + 1], path[PATH_MAX + 128], name[32];
+	struct hp_buf so = HP_BUF_INIT;
+
+	snprintf(path, sizeof(path), "%s/bench-patch-%d.so", patch_dir, n);
+	if (hp_read_file(path, 64u << 20, &so) < 0)
+		die("read %s: %s", path, hp_errmsg(-EIO));
+	crypto_hash_sha256(digest, (const unsigned char *)so.data, so.len);
+	sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
+	snprintf(name, sizeof(name), "bench-%d", n);
+	p->n = n;
+	p->m = hp_manifest_new();
+	if (!p->m || hp_manifest_set_str(&p->m->name, name) < 0 ||
+	    hp_manifest_set_str(&p->m->baseline, "2026.01") < 0 ||
+	    hp_manifest_set_str(&p->m->month, "2026-02") < 0 ||
+	    hp_manifest_set_str(&p->m->target, "bench-target") < 0 ||
+	    hp_manifest_set_str(&p->m->build_id, build_id) < 0 ||
+	    hp_manifest_set_str(&p->m->patch_sha256, hex) < 0)
+		die("out of memory");
+	for (int k = 0; k < n; k++) {
+		char fn[16];
+
+		snprintf(fn, sizeof(fn), "f%d", k);
+		if (hp_manifest_add_func(p->m, fn, NULL, sym_off[k], sym_size[k], 0) < 0)
+			die("manifest: %s", hp_errmsg(-EINVAL));
+	}
+	if (hp_manifest_validate(p->m) < 0)
+		die("manifest: %s", hp_errmsg(-EINVAL));
+	snprintf(p->set_id, sizeof(p->set_id), "2026.01/2026-02/%s", name);
+	p->so = hp_buf_detach(&so, &p->so_len);
+	p->set.set_id = p->set_id;
+	p->set.manifest = p->m;
+	p->set.so = p->so;
+	p->set.so_len = p->so_len;
+}
+
+/* Read the members manifest and patch.so of the bundle at path. */
+static int bundle_members(const char *path, struct hp_buf *manifest, struct hp_buf *so)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *e;
+	int r = -EIO;
+
+	archive_read_support_format_all(a);
+	archive_read_support_filter_all(a);
+	if (archive_read_open_filename(a, path, 16384) != ARCHIVE_OK)
+		goto out;
+	while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+		const char *name = archive_entry_pathname(e);
+		struct hp_buf *dst = strcmp(name, "manifest") == 0 ? manifest :
+				     strcmp(name, "patch.so") == 0 ? so : NULL;
+		char buf[16384];
+		la_ssize_t n;
+
+		while (dst && (n = archive_read_data(a, buf, sizeof(buf))) > 0)
+			if (hp_buf_add(dst, buf, (size_t)n) < 0)
+				goto out;
+	}
+	r = manifest->len && so->len ? 0 : -ENOENT;
+out:
+	archive_read_free(a);
+	return r;
+}
+
+/*
+ * The set as the product makes it: `hp build` on the bench target and
+ * bench-patch.c (NFUNCS=n), its bundle read back. 0, or -1 when hp build
+ * is not there or fails (the caller falls back to patchset_make).
+ */
+static int patchset_hp_build(struct patchset *p, int n)
+{
+	char dir[] = "/tmp/hp-bench-build-XXXXXX", out[64], name[32], nflag[32], src[PATH_MAX + 64];
+	struct hp_buf manifest = HP_BUF_INIT, so = HP_BUF_INIT;
+	int st, r = -1;
+	pid_t pid;
+
+	if (access(hp_path, X_OK) != 0 || !mkdtemp(dir))
+		return -1;
+	snprintf(out, sizeof(out), "%s/bench-%d.tar", dir, n);
+	snprintf(name, sizeof(name), "bench-%d", n);
+	snprintf(nflag, sizeof(nflag), "-DNFUNCS=%d", n);
+	snprintf(src, sizeof(src), "%s/bench-patch.c", BENCH_SRC_DIR);
+	pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, STDOUT_FILENO);
+		if (!getenv("BENCH_VERBOSE"))
+			dup2(null, STDERR_FILENO);
+		execl(hp_path, hp_path, "build", "--target", target_path, "--baseline", "2026.01",
+		      "--month", "2026-02", "--name", name, "--cflag", nflag, "-o", out, src,
+		      (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		goto out;
+	if (bundle_members(out, &manifest, &so) < 0 ||
+	    hp_manifest_parse(manifest.data, manifest.len, &p->m) < 0)
+		goto out;
+	p->n = n;
+	snprintf(p->set_id, sizeof(p->set_id), "2026.01/2026-02/%s", name);
+	p->so = hp_buf_detach(&so, &p->so_len);
+	p->set.set_id = p->set_id;
+	p->set.manifest = p->m;
+	p->set.so = p->so;
+	p->set.so_len = p->so_len;
+	r = 0;
+out:
+	unlink(out);
+	rmdir(dir);
+	hp_buf_release(&manifest);
+	hp_buf_release(&so);
+	return r;
+}
+
+static void patchset_release(struct patchset *p)
+{
+	hp_manifest_free(p->m);
+	free(p->so);
+}
+
+/* ---- the target process ------------------------------------------------ */
+
+static void target_threads(struct target *t)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)t->pid);
+	d = opendir(path);
+	if (!d)
+		die("target %d vanished", (int)t->pid);
+	t->n_tids = 0;
+	while ((de = readdir(d)))
+		if (atoi(de->d_name) > 0 && t->n_tids < MAX_THREADS)
+			t->tids[t->n_tids++] = (pid_t)atoi(de->d_name);
+	closedir(d);
+}
+
+static uint64_t target_bias(pid_t pid)
+{
+	char mpath[64], line[PATH_MAX + 128], real[PATH_MAX];
+	uint64_t start = 0;
+	FILE *fp;
+
+	if (!realpath(target_path, real))
+		die("realpath %s", target_path);
+	snprintf(mpath, sizeof(mpath), "/proc/%d/maps", (int)pid);
+	fp = fopen(mpath, "r");
+	if (!fp)
+		die("target %d vanished", (int)pid);
+	while (fgets(line, sizeof(line), fp)) {
+		unsigned long long s, e, off;
+		int name = 0;
+
+		line[strcspn(line, "\n")] = '\0';
+		if (sscanf(line, "%llx-%llx %*s %llx %*s %*s %n", &s, &e, &off, &name) >= 3 &&
+		    name > 0 && off == 0 && strcmp(line + name, real) == 0) {
+			start = s;
+			break;
+		}
+	}
+	fclose(fp);
+	if (!start)
+		die("target %d does not map %s", (int)pid, real);
+	return start - (first_vaddr & ~(uint64_t)4095);
+}
+
+static void target_start(struct target *t, int threads)
+{
+	char arg[16];
+	int fd;
+
+	memset(t, 0, sizeof(*t));
+	t->threads = threads;
+	snprintf(t->shm_path, sizeof(t->shm_path), "/tmp/hp-bench-XXXXXX");
+	fd = mkstemp(t->shm_path);
+	if (fd < 0 || ftruncate(fd, sizeof(struct bench_shm)) < 0)
+		die("temp file: %s", strerror(errno));
+	t->shm = mmap(NULL, sizeof(struct bench_shm), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (t->shm == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
+	snprintf(arg, sizeof(arg), "%d", threads);
+	t->pid = fork();
+	if (t->pid < 0)
+		die("fork: %s", strerror(errno));
+	if (t->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(target_path, target_path, arg, t->shm_path, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; !__atomic_load_n(&t->shm->ready, __ATOMIC_ACQUIRE); i++) {
+		if (i > 30000 || waitpid(t->pid, NULL, WNOHANG) == t->pid)
+			die("target with %d threads did not start", threads);
+		sleep_ms(1);
+	}
+	target_threads(t);
+	t->bias = target_bias(t->pid);
+	sleep_ms(50); /* let every worker reach its loop */
+}
+
+static void target_stop(struct target *t)
+{
+	if (t->pid > 0) {
+		kill(t->pid, SIGKILL);
+		waitpid(t->pid, NULL, 0);
+	}
+	if (t->shm && t->shm != MAP_FAILED)
+		munmap(t->shm, sizeof(struct bench_shm));
+	unlink(t->shm_path);
+}
+
+/*
+ * The longest heartbeat gap overlapping [t0, t1] during which the
+ * heartbeat was stopped (0: none above 20 us). Gaps where it was only
+ * preempted (a loaded machine) are not the operation's doing.
+ */
+static uint64_t target_gap(const struct target *t, uint64_t t0, uint64_t t1)
+{
+	uint64_t n = __atomic_load_n(&t->shm->n_gaps, __ATOMIC_ACQUIRE), best = 0;
+	uint64_t lo = n > BENCH_RING ? n - BENCH_RING : 0;
+
+	for (uint64_t i = n; i-- > lo;) {
+		const struct bench_gap *g = &t->shm->gaps[i % BENCH_RING];
+
+		if (g->at_ns + g->gap_ns < t0)
+			break;
+		if (g->at_ns <= t1 && g->stopped && g->gap_ns > best)
+			best = g->gap_ns;
+	}
+	return best;
+}
+
+/* Wait (bounded) for the heartbeat to run again after an operation. */
+static void settle(void)
+{
+	sleep_ms(15);
+}
+
+/* ---- floor: a bare stop of every thread -------------------------------- */
+
+static int stop_all(struct target *t)
+{
+	for (size_t i = 0; i < t->n_tids; i++) {
+		if (ptrace(PTRACE_SEIZE, t->tids[i], NULL, NULL) < 0)
+			return -errno;
+		if (ptrace(PTRACE_INTERRUPT, t->tids[i], NULL, NULL) < 0)
+			return -errno;
+	}
+	for (size_t i = 0; i < t->n_tids; i++) {
+		int st;
+
+		if (waitpid(t->tids[i], &st, __WALL) != t->tids[i])
+			return -errno;
+	}
+	return 0;
+}
+
+static void resume_all(struct target *t)
+{
+	for (size_t i = 0; i < t->n_tids; i++)
+		ptrace(PTRACE_DETACH, t->tids[i], NULL, NULL);
+}
+
+static uint64_t floor_once(struct target *t, int memfd, uint64_t addr, const unsigned char *bytes,
+			   uint64_t *ret_gap)
+{
+	uint64_t t0, t1;
+
+	t0 = now_ns();
+	if (stop_all(t) < 0)
+		die("floor: stop: %s", strerror(errno));
+	if (pwrite(memfd, bytes, 5, (off_t)addr) != 5)
+		die("floor: write /proc/%d/mem: %s", (int)t->pid, strerror(errno));
+	resume_all(t);
+	t1 = now_ns();
+	settle();
+	*ret_gap = target_gap(t, t0, t1);
+	return (t1 - t0) / 1000;
+}
+
+/* ---- safety_check alone, all threads held ----------------------------- */
+
+static uint64_t safety_once(struct target *t, const struct safety_range *r, size_t n, int *ret_busy)
+{
+	uint64_t t0, t1;
+	int rc;
+
+	if (stop_all(t) < 0)
+		die("safety: stop: %s", strerror(errno));
+	t0 = now_ns();
+	rc = safety_check(t->pid, t->tids, t->n_tids, r, n);
+	t1 = now_ns();
+	resume_all(t);
+	if (rc < 0 && rc != -EBUSY)
+		die("safety_check: %s", hp_errmsg(rc));
+	*ret_busy += rc == -EBUSY;
+	settle();
+	return (t1 - t0) / 1000;
+}
+
+/* ---- call cost, measured in the target ---------------------------------- */
+
+static void call_cost(struct target *t, uint64_t *ret_ps, uint64_t *ret_min_ps, int *ret_value)
+{
+	uint32_t req = t->shm->call_req + 1;
+
+	__atomic_store_n(&t->shm->call_req, req, __ATOMIC_RELEASE);
+	for (int i = 0; __atomic_load_n(&t->shm->call_ack, __ATOMIC_ACQUIRE) != req; i++) {
+		if (i > 60000)
+			die("call-cost thread did not answer");
+		sleep_ms(1);
+	}
+	*ret_ps = t->shm->call_ps;
+	*ret_min_ps = t->shm->call_min_ps;
+	*ret_value = t->shm->call_value;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static int parse_list(const char *s, int *out)
+{
+	int n = 0;
+
+	while (*s && n < MAX_COUNTS) {
+		char *end;
+		long v = strtol(s, &end, 10);
+
+		if (end == s || v < 0 || v > 4096)
+			die("bad list '%s'", s);
+		out[n++] = (int)v;
+		s = *end == ',' ? end + 1 : end;
+	}
+	return n;
+}
+
+static void find_paths(void)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	if (n <= 0)
+		die("readlink /proc/self/exe");
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	*slash = '\0';
+	snprintf(target_path, sizeof(target_path), "%s/../fixtures/bench/bench-target", self);
+	snprintf(patch_dir, sizeof(patch_dir), "%s/../fixtures/bench", self);
+	if (getenv("HP_BIN"))
+		snprintf(hp_path, sizeof(hp_path), "%s", getenv("HP_BIN"));
+	else
+		snprintf(hp_path, sizeof(hp_path), "%s/../../cli/hp", self);
+}
+
+int main(int argc, char **argv)
+{
+	int threads[MAX_COUNTS] = { 1, 16, 64, 256 }, n_threads = 4;
+	int funcs[MAX_COUNTS] = { 1, 10, 100 }, n_funcs = 3;
+	struct patchset sets[MAX_COUNTS];
+	int reps = 100, opt;
+	time_t now = time(NULL);
+	char date[64];
+	uint64_t t_begin = now_ns();
+	const char *made_by = NULL;
+	double load[3];
+	bool made_by_self = false;
+
+	while ((opt = getopt(argc, argv, "r:t:f:h")) != -1) {
+		switch (opt) {
+		case 'r':
+			reps = atoi(optarg);
+			if (reps < 1 || reps > 100000)
+				die("bad -r %s", optarg);
+			break;
+		case 't':
+			n_threads = parse_list(optarg, threads);
+			break;
+		case 'f':
+			n_funcs = parse_list(optarg, funcs);
+			for (int i = 0; i < n_funcs; i++)
+				if (funcs[i] != 1 && funcs[i] != 10 && funcs[i] != 100)
+					die("-f: patch sets exist for 1, 10 and 100 functions");
+			break;
+		default:
+			fprintf(stderr, "usage: bench-apply [-r REPS] [-t 1,16,64,256] [-f 1,10,100]\n");
+			return 2;
+		}
+	}
+	if (sodium_init() < 0)
+		die("libsodium");
+	find_paths();
+	load_symbols();
+	for (int i = 0; i < n_funcs; i++) {
+		if (patchset_hp_build(&sets[i], funcs[i]) == 0) {
+			made_by = "hp build";
+		} else {
+			patchset_make(&sets[i], funcs[i]);
+			made_by_self = true;
+		}
+	}
+
+	strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
+	if (getloadavg(load, 3) != 3)
+		load[0] = load[1] = load[2] = -1;
+	printf("bench-apply, %s, %ld cpus, load average %.1f %.1f %.1f, %d reps per cell%s\n", date,
+	       sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], reps,
+	       reps < 100 ? " (p99 of fewer than 100 reps is near the max)" : "");
+	printf("times in us; 'seen' = the target's longest heartbeat gap around the operation in which it was stopped\n");
+	printf("patch sets made by %s\n", made_by_self ? (made_by ? "hp build and, where it failed, this bench"
+						      : "this bench (hp build not available)")
+					      : "hp build");
+#ifndef HAVE_ENGINE
+	printf("engine not built in this tree: apply/revert columns are skipped\n");
+#endif
+	printf("\n%7s %5s | %-15s | %-15s %6s | %-15s | %-15s %6s | %-15s | %s\n", "threads", "funcs",
+	       "floor p50/p99", "apply p50/p99", "ratio", "seen floor", "seen apply", "ratio",
+	       "revert p50/p99", "tries p50/max");
+
+	for (int ti = 0; ti < n_threads; ti++) {
+		struct target t;
+		struct safety_range ranges[BENCH_NFUNCS];
+		char names[BENCH_NFUNCS][8];
+		unsigned char orig[5];
+		char mem[64];
+		int memfd, busy = 0;
+		uint64_t f99, *sc = calloc(reps, sizeof(uint64_t)), *sct = calloc(reps, sizeof(uint64_t));
+		struct stats ssc, ssct;
+
+		if (!sc || !sct)
+			die("out of memory");
+		target_start(&t, threads[ti]);
+		snprintf(mem, sizeof(mem), "/proc/%d/mem", (int)t.pid);
+		memfd = open(mem, O_RDWR | O_CLOEXEC);
+		f99 = t.bias + sym_off[BENCH_NFUNCS - 1];
+		if (memfd < 0 || pread(memfd, orig, 5, (off_t)f99) != 5)
+			die("%s: %s", mem, strerror(errno));
+		for (int k = 0; k < BENCH_NFUNCS; k++) {
+			snprintf(names[k], sizeof(names[k]), "f%d", k);
+			ranges[k].start = t.bias + sym_off[k];
+			ranges[k].end = ranges[k].start + sym_size[k];
+			ranges[k].name = names[k];
+		}
+
+		/*
+		 * Per cell, floor and apply alternate rep by rep, so that the
+		 * load of a shared machine weighs on both alike.
+		 */
+		for (int fi = 0; fi < n_funcs; fi++) {
+			uint64_t *fl = calloc(reps, sizeof(uint64_t)), *flg = calloc(reps, sizeof(uint64_t));
+			uint64_t *ap = calloc(reps, sizeof(uint64_t)), *apg = calloc(reps, sizeof(uint64_t));
+			uint64_t *rv = calloc(reps, sizeof(uint64_t)), *tries = calloc(reps, sizeof(uint64_t));
+			struct stats sfl, sflg, sap = { 0 }, sapg = { 0 }, srv = { 0 }, str = { 0 };
+			int done = 0;
+
+			if (!fl || !flg || !ap || !apg || !rv || !tries)
+				die("out of memory");
+			for (int r = 0; r < reps; r++) {
+				fl[r] = floor_once(&t, memfd, f99, orig, &flg[r]);
+				if (fi == 0) {
+					sc[r] = safety_once(&t, ranges, BENCH_NFUNCS, &busy);
+					/* the path of kernels before 6.11 */
+					setenv("HP_SAFETY_MAPS_TEXT", "1", 1);
+					sct[r] = safety_once(&t, ranges, BENCH_NFUNCS, &busy);
+					unsetenv("HP_SAFETY_MAPS_TEXT");
+				}
+#ifdef HAVE_ENGINE
+				{
+					struct apply_result res;
+					uint64_t t0, t1;
+					int rc;
+
+					t0 = now_ns();
+					rc = apply_patch(t.pid, &sets[fi].set, NULL, &res);
+					t1 = now_ns();
+					if (rc < 0)
+						die("apply %s to %d: %s", sets[fi].set_id, (int)t.pid,
+						    hp_errmsg(rc));
+					ap[done] = res.pause_us;
+					tries[done] = res.n_tries;
+					settle();
+					apg[done] = target_gap(&t, t0, t1) / 1000;
+					rc = apply_revert(t.pid, build_id, NULL, &res);
+					if (rc < 0)
+						die("revert %d: %s", (int)t.pid, hp_errmsg(rc));
+					rv[done] = res.pause_us;
+					done++;
+					settle();
+				}
+#endif
+			}
+			sfl = stats_of(fl, reps);
+			sflg = stats_of(flg, reps);
+			if (done) {
+				sap = stats_of(ap, done);
+				sapg = stats_of(apg, done);
+				srv = stats_of(rv, done);
+				str = stats_of(tries, done);
+				printf("%7d %5d | %6llu / %6llu | %6llu / %6llu %5.2fx | %6llu / %6llu | %6llu / %6llu %5.2fx | %6llu / %6llu | %llu / %llu\n",
+				       threads[ti], funcs[fi], (unsigned long long)sfl.p50,
+				       (unsigned long long)sfl.p99, (unsigned long long)sap.p50,
+				       (unsigned long long)sap.p99, sfl.p50 ? (double)sap.p50 / sfl.p50 : 0,
+				       (unsigned long long)sflg.p50 / 1000, (unsigned long long)sflg.p99 / 1000,
+				       (unsigned long long)sapg.p50, (unsigned long long)sapg.p99,
+				       sflg.p50 ? (double)sapg.p50 * 1000 / sflg.p50 : 0,
+				       (unsigned long long)srv.p50, (unsigned long long)srv.p99,
+				       (unsigned long long)str.p50, (unsigned long long)str.max);
+			} else {
+				printf("%7d %5d | %6llu / %6llu | %15s %6s | %6llu / %6llu | %15s %6s | %15s |\n",
+				       threads[ti], funcs[fi], (unsigned long long)sfl.p50,
+				       (unsigned long long)sfl.p99, "-", "-",
+				       (unsigned long long)sflg.p50 / 1000, (unsigned long long)sflg.p99 / 1000,
+				       "-", "-", "-");
+			}
+			fflush(stdout);
+			free(fl);
+			free(flg);
+			free(ap);
+			free(apg);
+			free(rv);
+			free(tries);
+		}
+		close(memfd);
+		ssc = stats_of(sc, reps);
+		ssct = stats_of(sct, reps);
+		printf("%7d  safety_check of 100 ranges over %zu threads, all held: p50 %llu us, p99 %llu us; with /proc/PID/maps text (kernels < 6.11): p50 %llu us, p99 %llu us (%d of %d busy)\n",
+		       threads[ti], t.n_tids, (unsigned long long)ssc.p50, (unsigned long long)ssc.p99,
+		       (unsigned long long)ssct.p50, (unsigned long long)ssct.p99, busy, 2 * reps);
+		free(sc);
+		free(sct);
+
+		if (ti == 0) {
+			/* rounds x (unpatched, patched, reverted): median of the
+			 * per-round medians, and the fastest run seen */
+			enum { ROUNDS = 5 };
+			uint64_t med[3][ROUNDS], fast[3] = { UINT64_MAX, UINT64_MAX, UINT64_MAX };
+			int value[3] = { 0, 0, 0 }, n_states = 1;
+			static const char *const state_names[3] = { "unpatched", "patched  ", "reverted " };
+
+			for (int round = 0; round < ROUNDS; round++) {
+				uint64_t m;
+
+				call_cost(&t, &med[0][round], &m, &value[0]);
+				fast[0] = m < fast[0] ? m : fast[0];
+#ifdef HAVE_ENGINE
+				{
+					struct apply_result res;
+					int rc = apply_patch(t.pid, &sets[0].set, NULL, &res);
+
+					if (rc < 0)
+						die("apply: %s", hp_errmsg(rc));
+					call_cost(&t, &med[1][round], &m, &value[1]);
+					fast[1] = m < fast[1] ? m : fast[1];
+					rc = apply_revert(t.pid, build_id, NULL, &res);
+					if (rc < 0)
+						die("revert: %s", hp_errmsg(rc));
+					call_cost(&t, &med[2][round], &m, &value[2]);
+					fast[2] = m < fast[2] ? m : fast[2];
+					n_states = 3;
+				}
+#endif
+			}
+			printf("\ncall cost of f0 in the target (median of %d rounds of the median of 15 runs of %u calls; fastest run):\n",
+			       ROUNDS, t.shm->call_calls);
+			for (int k = 0; k < n_states; k++) {
+				qsort(med[k], ROUNDS, sizeof(uint64_t), cmp_u64);
+				printf("  %s %6.2f ns/call (fastest %.2f), f0(1) = %d", state_names[k],
+				       med[k][ROUNDS / 2] / 1000.0, fast[k] / 1000.0, value[k]);
+				if (k == 1)
+					printf("%s, ratio %.2fx (fastest %.2fx)",
+					       value[1] == value[0] + 1 ? " (the patched code ran)" : " (NOT the patched code)",
+					       med[0][ROUNDS / 2] ? (double)med[1][ROUNDS / 2] / med[0][ROUNDS / 2] : 0,
+					       fast[0] ? (double)fast[1] / fast[0] : 0);
+				printf("\n");
+			}
+			if (n_states == 1)
+				printf("  patched   - (engine not built)\n");
+			printf("\n");
+		}
+		target_stop(&t);
+	}
+	for (int i = 0; i < n_funcs; i++)
+		patchset_release(&sets[i]);
+	printf("\ntotal %.1f s\n", (now_ns() - t_begin) / 1e9);
+	return 0;
+}

@@ -1,0 +1,172 @@
+#!/bin/bash
+# The Ansible role for real: ansible-playbook -i localhost, -c local runs
+# contrib/ansible/site.yml, which mounts hotpatchfs, creates the host's
+# store and pulls it from a "central" bare git store, patches processes by
+# PID and by name, and prints the report. Everything lives in $HT_TMP: the
+# stores, the mount, the daemon's PID file and log, Ansible's home and temp
+# dirs. Only processes this test started are patched (the target runs under
+# a name no other process has) and killed.
+#
+# Run 1: copy module; targets by name (pgrep -x) plus a PID that is gone;
+#        the play fails at the end, after the report, naming that PID.
+# Run 2: the daemon killed (a stale mount); shell redirection; the role
+#        clears the mount and starts a new daemon; the store and the patches
+#        are there already; the play succeeds.
+# Then the shell examples run on the same mount.
+. "$HP_TEST_LIB/harness.sh"
+ht_begin "ansible"
+. "$(dirname "$0")/test-engine-lib.sh"
+
+T=$HT_TMP
+PLAYBOOK=$HP_SOURCE_ROOT/contrib/ansible/site.yml
+FS_BIN=${HP_FS_BIN:-$HP_BUILD_ROOT/fs/hotpatchfs}
+hp() { "$HP_BIN" "$@"; }
+
+# --- the central store: one signed patch set for the engine's target ----------
+CENTRAL=$T/central.git
+ht_check "central store: init" hp store init --store "$CENTRAL"
+ht_check "central store: key" hp key generate "$T/keys"
+ht_check "central store: trust the key" hp key trust "$T/keys/hotpatch.pub" --store "$CENTRAL"
+ht_check "central store: hp build" hp build --target "$ENGINE_FIX/engine-target-pie" \
+	--baseline 2026.01 --month 2026-02 --name fix --sign "$T/keys/hotpatch.key" \
+	-o "$T/fix.tar.gz" "$HP_SOURCE_ROOT/tests/fixtures/engine/patch-a.c"
+ht_check "central store: import" hp import "$T/fix.tar.gz" --store "$CENTRAL"
+
+# --- the host ---------------------------------------------------------------------
+STORE=$T/host/store.git    # absent: the role creates it
+MNT=$T/host/hp
+RUN=$T/host/run
+ht_track_mount "$MNT"      # unmounted on exit, whatever happens
+
+# Targets: the engine fixture run through a symlink of our own name, so
+# that pgrep -x finds only ours (the command name comes from the name
+# exec'd; the mapped file stays engine-target-pie), two of them, and a PID
+# that no longer exists.
+NAME=hpans$$
+ln -s "$ENGINE_FIX/engine-target-pie" "$T/$NAME"
+targets=() fifos=() outs=()
+for i in 0 1; do
+	fifos[i]=$T/fifo.$i
+	mkfifo "${fifos[i]}"
+	ht_spawn "$T/$NAME" "${fifos[i]}"
+	targets[i]=$HT_LAST_PID
+	outs[i]=$HT_LAST_OUT
+	ht_wait_for 10 grep -q '^ready' "${outs[i]}"
+done
+# et_query and et_clean talk to target $1.
+use_target() { ET_PID=${targets[$1]} ET_FIFO=${fifos[$1]} ET_OUT=${outs[$1]}; }
+use_target 0
+ht_eq "target answers with the original code" "10 105" "$(et_query 5)"
+true &
+gone=$!
+wait "$gone"
+
+# Ansible keeps everything under $T: no ~/.ansible, no /tmp/ansible-*.
+export HOME=$T/home
+export ANSIBLE_HOME=$T/ansible
+export ANSIBLE_LOCAL_TEMP=$T/ansible/tmp
+export ANSIBLE_REMOTE_TEMP=$T/ansible/remote-tmp
+export ANSIBLE_CONFIG=$T/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH=$T/ansible/collections
+export ANSIBLE_RETRY_FILES_ENABLED=false
+export ANSIBLE_NOCOLOR=1
+export ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3
+export ANSIBLE_PIPELINING=true
+export ANSIBLE_DEPRECATION_WARNINGS=false
+mkdir -p "$HOME"
+: >"$ANSIBLE_CONFIG"
+cd "$T" || exit 1
+
+# play VARS-JSON: run the playbook, output in $T/play.out, exit status in $play_rc.
+play() {
+	local t0=$SECONDS
+	ansible-playbook -i localhost, -c local "$PLAYBOOK" -e "$1" >"$T/play.out" 2>&1
+	play_rc=$?
+	ht_log "ansible-playbook: $((SECONDS - t0)) s"
+}
+common='"hotpatch_become": false, "hotpatch_service_manager": "direct",
+	"hotpatch_mountpoint": "'$MNT'", "hotpatch_store": "'$STORE'",
+	"hotpatch_runtime_dir": "'$RUN'", "hotpatch_remote": "'$CENTRAL'",
+	"hotpatch_hp": "'$HP_BIN'", "hotpatchfs_bin": "'$FS_BIN'"'
+
+# --- run 1 -------------------------------------------------------------------------
+play '{'"$common"', "hotpatch_process_name": "'$NAME'", "hotpatch_pids": ['$gone'],
+	"hotpatch_apply_method": "copy"}'
+out=$(cat "$T/play.out")
+daemon=$(cat "$RUN/hotpatchfs.pid" 2>/dev/null)
+[ -n "$daemon" ] && ht_track_pid "$daemon"
+ht_eq "run 1: the play fails (a PID is gone)" 2 "$play_rc"
+ht_match "run 1: hotpatchfs mounted" " $MNT fuse.hotpatchfs " "$(cat /proc/mounts)"
+ht_check "run 1: daemon PID recorded and running" kill -0 "$daemon"
+ht_eq "run 1: store pulled to the central head" \
+	"$(git --git-dir="$CENTRAL" rev-parse HEAD)" "$(git --git-dir="$STORE" rev-parse HEAD 2>&1)"
+for pid in "${targets[@]}"; do
+	ht_match "run 1: result line for $pid (found by name)" "\"$pid: ok\"" "$out"
+	ht_match "run 1: $MNT/processes/$pid/status says hotpatched" '^state: hotpatched$' \
+		"$(cat "$MNT/processes/$pid/status" 2>&1)"
+	ht_match "run 1: hp status $pid says hotpatched" 'hotpatched' \
+		"$(hp status "$pid" --store "$STORE" 2>&1)"
+done
+ht_match "run 1: result line for the gone PID" "\"$gone: failed: \\[Errno 3\\] No such process\"" "$out"
+ht_match "run 1: the play names it" "hotpatch failed for $gone\"" "$out"
+ht_match "run 1: report fact printed" '"hotpatch_report": \[' "$out"
+for pid in "${targets[@]}"; do
+	ht_match "run 1: report has $pid, hotpatched" "\"pid=$pid comm=$NAME state=hotpatched " "$out"
+done
+use_target 0
+ht_eq "target 1 runs the patched code" "80 205" "$(et_query 5)"
+ht_check "target 1: no EINTR, alive" et_clean
+use_target 1
+ht_eq "target 2 runs the patched code" "80 205" "$(et_query 5)"
+
+# --- run 2 --------------------------------------------------------------------------
+# The daemon killed: the mount is left stale ("Transport endpoint is not
+# connected"); the role clears it and starts a new daemon, which finds the
+# patches in the processes themselves.
+kill -KILL "$daemon"
+ht_wait_for 5 sh -c "! kill -0 $daemon 2>/dev/null"
+ht_check_fail "the mount is stale" stat "$MNT/status"
+play '{'"$common"', "hotpatch_pids": ['"${targets[1]}"'], "hotpatch_apply_method": "shell"}'
+out=$(cat "$T/play.out")
+flat=$(tr '\n' ' ' <"$T/play.out")
+daemon2=$(cat "$RUN/hotpatchfs.pid" 2>/dev/null)
+[ -n "$daemon2" ] && [ "$daemon2" != "$daemon" ] && ht_track_pid "$daemon2"
+ht_eq "run 2: the play succeeds" 0 "$play_rc"
+ht_match "run 2: the stale mount cleared" 'Clear a stale mount\] \*+ changed' "$flat"
+ht_check "run 2: a new daemon running" test "$daemon2" != "$daemon" -a -d "/proc/$daemon2"
+ht_match "run 2: mounted again" '^state: hotpatched$' "$(cat "$MNT/processes/${targets[0]}/status" 2>&1)"
+ht_match "run 2: pull: nothing new" 'Pull the store\] \*+ ok:' "$flat"
+ht_match "run 2: result line" "\"${targets[1]}: ok\"" "$out"
+ht_match "run 2: report fact printed, both targets hotpatched" \
+	"pid=${targets[0]} comm=$NAME state=hotpatched .*pid=${targets[1]} comm=$NAME state=hotpatched " "$flat"
+use_target 1
+ht_eq "target 2 still runs the patched code" "80 205" "$(et_query 5)"
+
+# --- the shell examples, on the same mount -------------------------------------
+EX=$HP_SOURCE_ROOT/contrib/examples
+fifos[2]=$T/fifo.2
+mkfifo "${fifos[2]}"
+ht_spawn "$T/$NAME" "${fifos[2]}"
+targets[2]=$HT_LAST_PID
+outs[2]=$HT_LAST_OUT
+ht_wait_for 10 grep -q '^ready' "${outs[2]}"
+use_target 2
+ht_eq "target 3 starts with the original code" "10 105" "$(et_query 5)"
+out=$("$EX/apply-all.sh" -m "$MNT" -n "$NAME" "$gone" 2>"$T/err")
+ht_eq "apply-all.sh: exit 1 (a PID is gone)" 1 "$?"
+for pid in "${targets[@]}"; do
+	ht_match "apply-all.sh: line for $pid" "^$pid $NAME: ok hotpatched\$" "$out"
+done
+ht_match "apply-all.sh: line for the gone PID" "^$gone \\?: failed: No such process\$" "$out"
+ht_eq "apply-all.sh: summary on stderr" "apply-all.sh: 1 of 4 processes failed" "$(cat "$T/err")"
+ht_eq "target 3 runs the patched code" "80 205" "$(et_query 5)"
+out=$(HP=$HP_BIN "$EX/monthly-rollout.sh" -m "$MNT" -s "$STORE" "$CENTRAL" "$NAME" 2>&1)
+ht_eq "monthly-rollout.sh: exit 0" 0 "$?"
+ht_match "monthly-rollout.sh: pulled" "pull: already up to date with $CENTRAL" "$out"
+ht_match "monthly-rollout.sh: applied" "^${targets[2]} $NAME: ok hotpatched\$" "$out"
+ht_match "monthly-rollout.sh: report" "pid=${targets[2]} comm=$NAME state=hotpatched " "$out"
+
+if [ "$HT_FAIL" -gt 0 ]; then
+	sed 's/^/#   /' "$T/play.out" >&2
+fi
+ht_end

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* arch-x86_64.c: the jump, its reach, and the EINTR restart fix-up. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/user.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "apply-int.h"
+
+static void jump_roundtrip(void **state)
+{
+	static const uint64_t pairs[][2] = {
+		{ 0x400000, 0x401000 },
+		{ 0x401000, 0x400000 },
+		{ 0x7f0000000000, 0x7f0000000000 + 0x7ffffff0 },
+		{ 0x7f0000000000, 0x7f0000000000 - 0x7ffffff0 },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+		uint8_t b[ARCH_JUMP_LEN];
+		uint64_t to = 0;
+
+		assert_int_equal(arch_jump_encode(pairs[i][0], pairs[i][1], b), 0);
+		assert_int_equal(b[0], 0xe9);
+		assert_true(arch_jump_decode(pairs[i][0], b, &to));
+		assert_int_equal(to, pairs[i][1]);
+	}
+}
+
+static void jump_bytes(void **state)
+{
+	uint8_t b[ARCH_JUMP_LEN];
+	static const uint8_t want[] = { 0xe9, 0xfb, 0x0f, 0x00, 0x00 };
+
+	(void)state;
+	/* rel32 counts from the end of the 5-byte instruction */
+	assert_int_equal(arch_jump_encode(0x1000, 0x2000, b), 0);
+	assert_memory_equal(b, want, sizeof(want));
+}
+
+static void jump_out_of_reach(void **state)
+{
+	uint8_t b[ARCH_JUMP_LEN];
+
+	(void)state;
+	assert_int_equal(arch_jump_encode(0x10000000, 0x10000000 + 0x80000005ull, b), -ERANGE);
+	assert_int_equal(arch_jump_encode(0x200000000, 0x200000000 - 0x80000000ull, b), -ERANGE);
+	assert_int_equal(arch_jump_encode(0x10000000, 0x10000000 + 0x80000004ull, b), 0);
+	assert_true(arch_jump_reach() < 0x80000000ull);
+}
+
+static void jump_decode_other(void **state)
+{
+	static const uint8_t push[] = { 0x55, 0x48, 0x89, 0xe5, 0x90 };
+	uint64_t to;
+
+	(void)state;
+	assert_false(arch_jump_decode(0x1000, push, &to));
+}
+
+/* A syscall instruction in our own memory, for the fix-up to look at. */
+static const uint8_t code[] = { 0x90, 0x0f, 0x05, 0x90 };
+
+static void fixup(void **state)
+{
+	struct user_regs_struct r = { 0 };
+	uint64_t regs[32] = { 0 };
+	int fd = open("/proc/self/mem", O_RDONLY);
+
+	(void)state;
+	assert_true(fd >= 0);
+	r.rax = (uint64_t)-EINTR;
+	r.orig_rax = 232; /* epoll_wait */
+	r.rip = (uint64_t)(uintptr_t)&code[3];
+	memcpy(regs, &r, sizeof(r));
+	assert_true(arch_restart_fixup(fd, regs));
+	memcpy(&r, regs, sizeof(r));
+	assert_int_equal(r.rax, 232);
+	assert_int_equal(r.rip, (uint64_t)(uintptr_t)&code[1]);
+
+	/* a restart code the kernel handles itself: untouched */
+	r.rax = (uint64_t)-512;
+	r.orig_rax = 0;
+	r.rip = (uint64_t)(uintptr_t)&code[3];
+	memcpy(regs, &r, sizeof(r));
+	assert_false(arch_restart_fixup(fd, regs));
+	/* not in a system call (orig_rax -1): untouched */
+	r.rax = (uint64_t)-EINTR;
+	r.orig_rax = (uint64_t)-1;
+	memcpy(regs, &r, sizeof(r));
+	assert_false(arch_restart_fixup(fd, regs));
+	/* no syscall instruction before rip: untouched */
+	r.orig_rax = 232;
+	r.rip = (uint64_t)(uintptr_t)&code[2];
+	memcpy(regs, &r, sizeof(r));
+	assert_false(arch_restart_fixup(fd, regs));
+	close(fd);
+}
+
+static void syscall_regs(void **state)
+{
+	struct user_regs_struct saved = { 0 }, out;
+	uint64_t s[32] = { 0 }, o[32] = { 0 };
+	const uint64_t args[6] = { 1, 2, 3, 4, 5, 6 };
+
+	(void)state;
+	saved.rsp = 0x7ffd00001008;
+	saved.orig_rax = 0;
+	saved.rax = (uint64_t)-512;
+	memcpy(s, &saved, sizeof(saved));
+	arch_syscall_regs(s, o, 0x7f0000001000, 9, args);
+	memcpy(&out, o, sizeof(out));
+	assert_int_equal(out.orig_rax, (uint64_t)-1);
+	assert_int_equal(out.rax, 9);
+	assert_int_equal(out.rip, 0x7f0000001000);
+	assert_int_equal(out.rdi, 1);
+	assert_int_equal(out.rsi, 2);
+	assert_int_equal(out.rdx, 3);
+	assert_int_equal(out.r10, 4);
+	assert_int_equal(out.r8, 5);
+	assert_int_equal(out.r9, 6);
+	assert_int_equal(out.rsp, saved.rsp); /* the trampoline does not restore it */
+}
+
+/* The trampoline's shape: a syscall, registers back, a jump to where the
+ * thread resumes (test-engine-kill runs it for real). */
+static void tramp_shape(void **state)
+{
+	struct user_regs_struct r = { 0 };
+	uint64_t regs[32] = { 0 };
+	uint8_t code[ARCH_TRAMP_MAX];
+	size_t len;
+	uint64_t target;
+
+	(void)state;
+	r.rdi = 11;
+	r.rsi = 22;
+	r.rdx = 33;
+	r.r10 = 44;
+	r.r8 = 55;
+	r.r9 = 66;
+	r.rcx = 77;
+	r.r11 = 88;
+	r.orig_rax = 0;
+	r.rax = (uint64_t)-512; /* read interrupted: re-issue it */
+	r.rip = 0x401002;
+	memcpy(regs, &r, sizeof(r));
+	len = arch_tramp_build(regs, true, NULL, code);
+	assert_true(len > 2 && len <= ARCH_TRAMP_MAX);
+	assert_memory_equal(code, arch_syscall_insn, 2);
+	/* ends with jmp *0(%rip) to the syscall instruction (rip - 2) */
+	assert_int_equal(code[len - 14], 0xff);
+	assert_int_equal(code[len - 13], 0x25);
+	memcpy(&target, code + len - 8, 8);
+	assert_int_equal(target, 0x401000);
+	/* rax gets the call number back (mov $0, %rax precedes the jmp) */
+	assert_int_equal(code[len - 24], 0x48);
+	assert_int_equal(code[len - 23], 0xb8);
+	memcpy(&target, code + len - 22, 8);
+	assert_int_equal(target, 0);
+
+	/* restart_block calls restart through restart_syscall */
+	r.rax = (uint64_t)-516;
+	memcpy(regs, &r, sizeof(r));
+	len = arch_tramp_build(regs, true, NULL, code);
+	memcpy(&target, code + len - 22, 8);
+	assert_int_equal(target, 219);
+	/* stopped in user code: everything as it was, rip unchanged */
+	r.orig_rax = (uint64_t)-1;
+	r.rax = 1234;
+	memcpy(regs, &r, sizeof(r));
+	len = arch_tramp_build(regs, false, NULL, code);
+	memcpy(&target, code + len - 8, 8);
+	assert_int_equal(target, 0x401002);
+	memcpy(&target, code + len - 22, 8);
+	assert_int_equal(target, 1234);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(jump_roundtrip),
+		cmocka_unit_test(jump_bytes),
+		cmocka_unit_test(jump_out_of_reach),
+		cmocka_unit_test(jump_decode_other),
+		cmocka_unit_test(fixup),
+		cmocka_unit_test(syscall_regs),
+		cmocka_unit_test(tramp_shape),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

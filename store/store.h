@@ -171,6 +171,7 @@ int store_snap_readdir(struct store_snap *snap, const char *path,
 		       void *ctx);
 /* Whole contents of a file (caller frees *ret_data). */
 int store_snap_read(struct store_snap *snap, const char *path, void **ret_data, size_t *ret_len);
+/* 0, the target in buf NUL-terminated (truncated to size - 1); -EINVAL for a non-link. */
 int store_snap_readlink(struct store_snap *snap, const char *path, char *buf, size_t size);
 
 /* ---- lookup for the engine --------------------------------------------- */

@@ -19,6 +19,7 @@
 #include <gelf.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -683,15 +684,24 @@ static void author_note(struct author *a, const char *fmt, ...)
 	a->opts->note(a->opts->note_ctx, msg);
 }
 
+static bool cancelled(const struct author *a)
+{
+	return a->opts->cancel && *a->opts->cancel;
+}
+
 /*
  * Run argv with stdout and stderr into out_path. 0 with the exit status in
  * *ret_status (-1 for a signal), or -errno when it could not be started.
+ * When the build is cancelled the child gets SIGTERM: it is ours, and a
+ * cancelled build must not wait for a long compile.
  */
-static int run_cmd(char *const argv[], const char *out_path, int *ret_status)
+static int run_cmd(struct author *a, char *const argv[], const char *out_path, int *ret_status)
 {
+	const struct timespec tick = { 0, 5 * 1000 * 1000 };
 	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int r, st;
+	bool killed = false;
+	pid_t pid, w;
+	int r, st = 0;
 
 	r = posix_spawn_file_actions_init(&fa);
 	if (r)
@@ -706,10 +716,16 @@ static int run_cmd(char *const argv[], const char *out_path, int *ret_status)
 	posix_spawn_file_actions_destroy(&fa);
 	if (r)
 		return -r;
-	while (waitpid(pid, &st, 0) < 0) {
-		if (errno != EINTR)
-			return -errno;
+	/* Polled, so that a cancel between two checks is seen within a tick. */
+	while ((w = waitpid(pid, &st, WNOHANG)) == 0 || (w < 0 && errno == EINTR)) {
+		if (!killed && cancelled(a)) {
+			kill(pid, SIGTERM);
+			killed = true;
+		}
+		nanosleep(&tick, NULL);
 	}
+	if (w < 0)
+		return -errno;
 	*ret_status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 	return 0;
 }
@@ -730,7 +746,7 @@ static void ldcache_read(struct author *a)
 
 		if (ldconfigs[i][0] == '/' && access(ldconfigs[i], X_OK) < 0)
 			continue;
-		if (run_cmd(argv, path, &st) == 0 && st == 0)
+		if (run_cmd(a, argv, path, &st) == 0 && st == 0)
 			break;
 		st = -1;
 	}
@@ -1437,7 +1453,7 @@ static int compile(struct author *a, const char *so_path)
 	args.v[args.n] = NULL;
 
 	snprintf(out_path, sizeof(out_path), "%s/cc.out", a->tmpdir);
-	r = run_cmd(args.v, out_path, &st);
+	r = run_cmd(a, args.v, out_path, &st);
 	if (r < 0) {
 		r = hp_err(r == -ENOENT ? -ENOENT : r, "compiler '%s': %s", args.v[0], strerror(-r));
 		goto out;
@@ -1449,6 +1465,10 @@ static int compile(struct author *a, const char *so_path)
 		while (out.len && out.data[out.len - 1] == '\n')
 			out.data[--out.len] = '\0';
 		author_note(a, "%s", out.data);
+	}
+	if (cancelled(a)) {
+		r = hp_err(-ECANCELED, "interrupted");
+		goto out;
 	}
 	if (st != 0) {
 		const char *line = out.len ? first_error_line(out.data) : NULL;
@@ -1826,6 +1846,10 @@ int store_build_manifest(const struct store_build_opts *opts, struct hp_manifest
 		r = sign_manifest(opts->sign_key, b.manifest.data, b.manifest.len, &b.signature);
 		if (r < 0)
 			goto out;
+	}
+	if (cancelled(&a)) {
+		r = hp_err(-ECANCELED, "interrupted");
+		goto out;
 	}
 	/* bundle_write writes a temporary file and renames it: nothing at OUT on failure. */
 	r = bundle_write(opts->output, &b);

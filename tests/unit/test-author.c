@@ -37,6 +37,7 @@ struct fx {
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
+	char tmp[96];
 
 	if (!f)
 		return -1;
@@ -44,6 +45,10 @@ static int setup(void **state)
 	if (!mkdtemp(f->dir))
 		return -1;
 	snprintf(f->out, sizeof(f->out), "%s/set.tar.gz", f->dir);
+	/* hp build's private temporary directories land here: the tests see them go. */
+	snprintf(tmp, sizeof(tmp), "%s/tmp", f->dir);
+	if (mkdir(tmp, 0700) < 0 || setenv("TMPDIR", tmp, 1) < 0)
+		return -1;
 	*state = f;
 	return 0;
 }
@@ -53,6 +58,7 @@ static int teardown(void **state)
 	struct fx *f = *state;
 	char cmd[128];
 
+	unsetenv("TMPDIR");
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
 	if (system(cmd) != 0)
 		return -1;
@@ -154,7 +160,7 @@ static void expect_refusal(struct fx *f, const struct store_build_opts *o, int e
 			   const char *msg)
 {
 	struct hp_manifest *m = NULL;
-	char cmd[256];
+	char cmd[320];
 	int r = store_build_manifest(o, &m);
 
 	assert_int_equal(r, err);
@@ -162,8 +168,9 @@ static void expect_refusal(struct fx *f, const struct store_build_opts *o, int e
 	assert_string_equal(hp_errmsg(r), msg);
 	assert_null(strchr(hp_errmsg(r), '\n'));
 	assert_false(exists(f->out));
-	/* Nothing else either: the output directory holds nothing. */
-	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s' | grep -vx src)\"", f->dir);
+	/* Nothing else either: the output directory holds nothing, no temporary directory stays. */
+	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s' | grep -vx -e src -e tmp)\" && "
+		 "test -z \"$(ls -A '%s/tmp')\"", f->dir, f->dir);
 	assert_int_equal(system(cmd), 0);
 }
 
@@ -700,6 +707,22 @@ static void test_tls_extern_and_ifunc(void **state)
 	expect_refusal(f, &o, -ENOTSUP, "the patch defines an ifunc (compute): not supported");
 }
 
+static void test_cancel(void **state)
+{
+	struct fx *f = *state;
+	const char *src[] = { SRC "/patch-good.c", NULL };
+	static volatile sig_atomic_t stop = 1;
+	struct store_build_opts o;
+	char cmd[160];
+
+	opts_init(f, &o, TARGET, src);
+	o.cancel = &stop;
+	expect_refusal(f, &o, -ECANCELED, "interrupted");
+	/* Its compiler was started and stopped: no temporary directory left. */
+	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s/tmp')\"", f->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void test_output_dir_missing(void **state)
 {
 	struct fx *f = *state;
@@ -835,6 +858,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_new_library, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_extern_and_ifunc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_output_dir_missing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_source_date_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compile_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),

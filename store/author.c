@@ -965,8 +965,8 @@ static int libs_load(struct author *a, struct author_elf *bin, struct author_lib
 			if (!lib_locate(a, queue.v[q], have_needer ? &needer_di : &bin_di, &bin_di,
 					&bin->eh, &ef)) {
 				r = strv_add(&L.missing, queue.v[q]);
-				author_note(a, "BIN needs %s, not found here: its symbols are not checked",
-					    queue.v[q]);
+				author_note(a, "BIN needs %s, not found on this system: its symbols "
+					    "are not checked", queue.v[q]);
 			} else {
 				r = libs_add(&L, queue.v[q], &ef);
 				if (r >= 0)

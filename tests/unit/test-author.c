@@ -402,6 +402,34 @@ static void test_no_function(void **state)
 	expect_refusal(f, &o, -EINVAL, "the patch defines no function: nothing to replace");
 }
 
+/* A library BIN loads, found through BIN's DT_RUNPATH ($ORIGIN); and the same BIN without it. */
+static void test_private_library(void **state)
+{
+	struct fx *f = *state;
+	const char *src[] = { SRC "/patch-lib.c", NULL };
+	struct store_build_opts o;
+	struct hp_manifest *m = NULL;
+	char alone[160], cmd[400];
+
+	opts_init(f, &o, BLD "/author-target-lib", src);
+	assert_int_equal(store_build_manifest(&o, &m), 0);
+	check_func(m, BLD "/author-target-lib", "compute", NULL);
+	assert_int_equal(m->n_syms, 0);
+	assert_string_equal(f->notes, "");
+	hp_manifest_free(m);
+	unlink(f->out);
+
+	snprintf(alone, sizeof(alone), "%s/src/author-target-lib", f->dir);
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/src' && cp '%s' '%s'", f->dir,
+		 BLD "/author-target-lib", alone);
+	assert_int_equal(system(cmd), 0);
+	opts_init(f, &o, alone, src);
+	expect_refusal(f, &o, -ENOENT, "symbol lib_value needed by the patch: neither BIN nor its "
+		       "libraries provide it");
+	assert_string_equal(f->notes, "BIN needs libauthorlib.so, not found on this system: its "
+			    "symbols are not checked\n");
+}
+
 static void test_active_ok(void **state)
 {
 	struct fx *f = *state;
@@ -843,6 +871,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pick, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_global_over_local, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_function, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_private_library, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_active_ok, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_weak_left, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signed, setup, teardown),

@@ -1278,7 +1278,7 @@ static const char *pick_for(const struct store_build_opts *o, const char *name)
 /* Everything checkable before compiling; fills the fixed fields of m. */
 static int check_opts(const struct store_build_opts *o, struct hp_manifest *m)
 {
-	char dir[PATH_MAX];
+	char dir[PATH_MAX], real[PATH_MAX];
 	const char *target_name;
 	size_t n_src = 0, n;
 	int r;
@@ -1314,7 +1314,11 @@ static int check_opts(const struct store_build_opts *o, struct hp_manifest *m)
 	if (o->author && !text_ok(o->author))
 		return hp_err(-EINVAL, "author: control character or longer than %d bytes",
 			      AUTHOR_TEXT_MAX);
-	target_name = base_name(o->target);
+	/*
+	 * The file's own name, symlinks resolved (/usr/bin/python3 is
+	 * python3.11): the name a process maps it under.
+	 */
+	target_name = realpath(o->target, real) ? base_name(real) : base_name(o->target);
 	if (!*target_name || strlen(target_name) > 255 || strpbrk(target_name, " \t\n\r") ||
 	    !text_ok(target_name))
 		return hp_err(-EINVAL, "%s: a target file name must be one word", o->target);

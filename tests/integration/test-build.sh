@@ -77,6 +77,12 @@ ht_check "build .zip" build -o "$OUT/set.zip" "$FIX/patch-good.c"
 ht_match "unzip lists the .zip's manifest" 'manifest' "$(unzip -l "$OUT/set.zip")"
 rm -f "$OUT"/set.*
 
+ln -s "$BIN" "$HT_TMP/a-link"
+ht_check "BIN through a symlink" build --target "$HT_TMP/a-link" -o "$OUT/l.tar" "$FIX/patch-good.c"
+ht_eq "target is the file's own name, not the link's" "target author-target" \
+	"$(tar xOf "$OUT/l.tar" manifest | grep '^target ')"
+rm -f "$OUT/l.tar"
+
 # ---- statics, non-PIE, pick, description --------------------------------------
 ht_check "patch using a static helper and variable" \
 	build -o "$OUT/s.tar" --description "fix compute" --author "Sec <sec@example.com>" \

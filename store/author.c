@@ -1017,6 +1017,7 @@ struct patch_info {
 	struct strv weak_undefs;
 	struct strv objects;   /* defined global variables */
 	struct strv needed;    /* DT_NEEDED */
+	struct strv local_funcs; /* static functions of its own */
 };
 
 static void patch_info_release(struct patch_info *pi)
@@ -1026,6 +1027,7 @@ static void patch_info_release(struct patch_info *pi)
 	strv_release(&pi->weak_undefs);
 	strv_release(&pi->objects);
 	strv_release(&pi->needed);
+	strv_release(&pi->local_funcs);
 }
 
 static bool is_tls_reloc(GElf_Word type)
@@ -1170,9 +1172,14 @@ static int patch_info_load(struct author_elf *ef, const struct author_elf *bin,
 		bind = GELF_ST_BIND(s.st_info);
 		type = GELF_ST_TYPE(s.st_info);
 		name = elf_strptr(ef->elf, sh.sh_link, s.st_name);
-		if (!name || !*name || bind == STB_LOCAL || type == STT_FILE || type == STT_SECTION)
+		if (!name || !*name || type == STT_FILE || type == STT_SECTION)
 			continue;
 		len = symname_len(name);
+		if (bind == STB_LOCAL) {
+			if (type == STT_FUNC && s.st_shndx != SHN_UNDEF)
+				r = strv_addn(&pi.local_funcs, name, len);
+			continue;
+		}
 		if (type == STT_TLS) {
 			r = hp_err(-ENOTSUP, "the patch uses thread-local storage (%.*s): not supported",
 				   (int)len, name);
@@ -1220,6 +1227,13 @@ static int patch_info_load(struct author_elf *ef, const struct author_elf *bin,
 		r = hp_err(-EINVAL, "the patch defines no function: nothing to replace");
 		goto out;
 	}
+	/* The engine finds a replacement by name: a local namesake could be taken for it. */
+	for (size_t i = 0; i < pi.funcs.n; i++)
+		if (strv_has(&pi.local_funcs, pi.funcs.v[i])) {
+			r = hp_err(-EINVAL, "function %s: the patch also has a static %s: rename it",
+				   pi.funcs.v[i], pi.funcs.v[i]);
+			goto out;
+		}
 	qsort(pi.funcs.v, pi.funcs.n, sizeof(char *), cmp_str);
 	if (pi.undefs.n)
 		qsort(pi.undefs.v, pi.undefs.n, sizeof(char *), cmp_str);

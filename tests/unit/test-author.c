@@ -430,6 +430,23 @@ static void test_private_library(void **state)
 			    "symbols are not checked\n");
 }
 
+/* Two sources: a static compute in one, the replacement compute in the other. */
+static void test_local_namesake(void **state)
+{
+	struct fx *f = *state;
+	char a[160], b[160];
+	const char *src[] = { a, b, NULL };
+	struct store_build_opts o;
+
+	write_src(f, "a.c", "static int compute(int x) { return x; }\n"
+		  "int (*keep)(int) = compute;\n", a, sizeof(a));
+	write_src(f, "b.c", "int compute(int x);\nint compute(int x) { return x + 1; }\n", b,
+		  sizeof(b));
+	opts_init(f, &o, TARGET, src);
+	expect_refusal(f, &o, -EINVAL, "function compute: the patch also has a static compute: "
+		       "rename it");
+}
+
 static void test_active_ok(void **state)
 {
 	struct fx *f = *state;
@@ -872,6 +889,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_global_over_local, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_function, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_private_library, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_local_namesake, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_active_ok, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_weak_left, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signed, setup, teardown),

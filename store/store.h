@@ -14,6 +14,7 @@
 #ifndef HP_STORE_H
 #define HP_STORE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -121,6 +122,12 @@ struct store_build_opts {
 	 */
 	void (*note)(void *ctx, const char *msg);
 	void *note_ctx;
+	/*
+	 * Set non-zero (from a signal handler) to stop: the compiler is
+	 * terminated, the build fails with -ECANCELED, nothing is written.
+	 * May be NULL.
+	 */
+	const volatile sig_atomic_t *cancel;
 };
 
 /*
@@ -134,6 +141,7 @@ struct store_build_opts {
  *             too small for the jump, a patch object that does not fit BIN
  *   -ENOTUNIQ a local name is ambiguous in BIN (--pick NAME@FILE)
  *   -ENOTSUP  thread-local storage in the patch
+ *   -ECANCELED opts->cancel was set
  */
 int store_build(const struct store_build_opts *opts);
 /* The same, handing back the manifest written (ret_manifest may be NULL). */

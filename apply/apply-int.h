@@ -180,7 +180,6 @@ struct ptr_world {
 	/* unused executable bytes of the target (page slack after a code
 	 * segment) for the trampoline; 0 when none was found */
 	uint64_t tramp_addr;
-	uint8_t tramp_saved[ARCH_TRAMP_MAX];
 	size_t tramp_len;     /* > 0 while the trampoline is written */
 	struct ptr_undo undo;
 	size_t n_seen;        /* threads held in the last full stop */
@@ -220,6 +219,8 @@ void arch_syscall_regs(const uint64_t *saved, uint64_t *out, uint64_t insn, long
  */
 size_t arch_tramp_build(const uint64_t *saved, bool syscall_before_pc,
 			const struct ptr_undo *undo, uint8_t out[ARCH_TRAMP_MAX]);
+/* Whether bytes start like a trampoline (one a killed engine left). */
+bool arch_tramp_is(const uint8_t *p, size_t len);
 int64_t arch_syscall_result(const uint64_t *regs);
 uint64_t arch_syscall_pc(const uint64_t *regs);
 /* A thread interrupted in a call the kernel will not restart (epoll_wait

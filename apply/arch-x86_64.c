@@ -101,6 +101,14 @@ void arch_syscall_regs(const uint64_t *saved, uint64_t *out, uint64_t insn, long
 	/* rsp stays: the trampoline does not restore it */
 }
 
+/* syscall; mov $base, %rdi (the undo's first instruction) */
+static const uint8_t tramp_start[] = { 0x0f, 0x05, 0x48, 0xbf };
+
+bool arch_tramp_is(const uint8_t *p, size_t len)
+{
+	return len >= sizeof(tramp_start) && memcmp(p, tramp_start, sizeof(tramp_start)) == 0;
+}
+
 static uint8_t *mov_imm64(uint8_t *p, uint8_t rex, uint8_t op, uint64_t v)
 {
 	*p++ = rex;

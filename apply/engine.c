@@ -52,6 +52,27 @@
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
 
+/*
+ * Fault injection for test-engine-crash.sh: HP_ENGINE_TEST_STALL=STEP makes
+ * the engine sleep at STEP (map, image, stop, switched) so the test can kill
+ * it there; it announces the stall by creating $HP_ENGINE_TEST_STALL_FILE.
+ */
+static void test_stall(const char *step)
+{
+	const char *want = getenv("HP_ENGINE_TEST_STALL");
+	const char *file = getenv("HP_ENGINE_TEST_STALL_FILE");
+
+	if (!want || strcmp(want, step) != 0)
+		return;
+	if (file) {
+		int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+		if (fd >= 0)
+			close(fd);
+	}
+	sleep(10);
+}
+
 /* ---- one operation on one PID at a time, in this process ------------------ */
 
 static pthread_mutex_t busy_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -229,11 +250,24 @@ static int find_syscall_insn(struct op *op)
 	free(buf);
 	if (r == -ENOEXEC)
 		return hp_err(r, "process %d: no system call instruction found", (int)op->pid);
-	/* where injected calls can run safely even if we die (ptr.c) */
-	for (size_t i = 0; i < op->objs.n && !op->w.tramp_addr; i++)
-		if (op->objs.v[i].slack_len >= ARCH_TRAMP_MAX &&
-		    strcmp(op->objs.v[i].path, "[vdso]") != 0)
+	/*
+	 * Where injected calls can run safely even if we die (ptr.c): the
+	 * first ARCH_TRAMP_MAX bytes of page slack after a code segment, used
+	 * only when they are all zero (padding), or hold a trampoline a killed
+	 * engine left there (then they were zero before it): either way they
+	 * go back to zero after each use.
+	 */
+	for (size_t i = 0; i < op->objs.n && !op->w.tramp_addr; i++) {
+		uint8_t cur[ARCH_TRAMP_MAX];
+		static const uint8_t zero[ARCH_TRAMP_MAX];
+
+		if (op->objs.v[i].slack_len < ARCH_TRAMP_MAX ||
+		    strcmp(op->objs.v[i].path, "[vdso]") == 0 ||
+		    proc_mem_read(op->mem_fd, op->objs.v[i].slack, cur, sizeof(cur)) < 0)
+			continue;
+		if (memcmp(cur, zero, sizeof(cur)) == 0 || arch_tramp_is(cur, sizeof(cur)))
 			op->w.tramp_addr = op->objs.v[i].slack;
+	}
 	return r;
 }
 
@@ -406,6 +440,44 @@ static int remote_mprotect(struct op *op, uint64_t addr, uint64_t len, unsigned 
 	r = remote(op, SYS_mprotect, addr, len, prot, 0, 0, 0, &res);
 	if (r == 0 && res < 0)
 		r = hp_err((int)res, "process %d: mprotect: %s", (int)op->pid, strerror((int)-res));
+	return r;
+}
+
+/*
+ * Final protections of a new region (mapped read-write): header pages and
+ * the pages of read-only segments and of RELRO read-only, code read-execute,
+ * data left read-write; one mprotect per run of pages alike.
+ */
+static int protect_region(struct op *op, const struct load_image *img, uint64_t img_off)
+{
+	size_t n = (size_t)(op->new_size / PAGE);
+	unsigned *prot = malloc(n * sizeof(*prot));
+	int r = 0;
+
+	if (!prot)
+		return -ENOMEM;
+	for (size_t p = 0; p < n; p++)
+		prot[p] = PROT_READ;
+	for (size_t i = 0; i < img->n_segs; i++) {
+		uint64_t s = (img_off + img->segs[i].vaddr) / PAGE;
+		uint64_t e = (img_off + img->segs[i].vaddr + img->segs[i].memsz + PAGE - 1) / PAGE;
+
+		for (uint64_t p = s; p < e && p < n; p++)
+			prot[p] = img->segs[i].prot;
+	}
+	for (uint64_t p = (img_off + img->relro_start) / PAGE;
+	     img->relro_end > img->relro_start && p < (img_off + img->relro_end) / PAGE && p < n; p++)
+		prot[p] = PROT_READ;
+	for (size_t p = 0; p < n && r == 0;) {
+		size_t q = p + 1;
+
+		while (q < n && prot[q] == prot[p])
+			q++;
+		if (prot[p] != (PROT_READ | PROT_WRITE))
+			r = remote_mprotect(op, op->new_base + p * PAGE, (q - p) * PAGE, prot[p]);
+		p = q;
+	}
+	free(prot);
 	return r;
 }
 
@@ -644,11 +716,14 @@ static int stop_and_switch_locked(struct op *op)
 		ptr_resume(&op->w, true);
 		return r;
 	}
+	test_stall("stop");
 	/* catchable signals wait until the jumps are all written */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	r = write_jumps(op);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r == 0)
+		test_stall("switched");
 	if (r < 0) {
 		ptr_resume(&op->w, true);
 		return r;
@@ -922,6 +997,7 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	r = map_region(&op, img_off + img.size, img.max_align, lo, hi);
 	if (r < 0)
 		goto out;
+	test_stall("map");
 	hdr = calloc(1, hdr_bytes);
 	if (!hdr) {
 		r = -ENOMEM;
@@ -1011,32 +1087,22 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	}
 
 	/*
-	 * The region: the header first, so that a region left by an engine
-	 * killed from here on is found (an orphan) and unmapped by the next
-	 * operation; then the image, relocated for its address, then the final
-	 * protections. Nothing reaches it before the switch.
+	 * The region: the header first (a region left by an engine killed from
+	 * here on is an orphan the next operation finds and unmaps, if the
+	 * trampoline did not already), the image relocated for its address,
+	 * then the final protections, one call per run of pages alike. Nothing
+	 * reaches it before the switch.
 	 */
-	r = proc_mem_write(op.mem_fd, op.new_base, hdr, hdr_bytes);
-	if (r == 0)
-		r = remote_mprotect(&op, op.new_base, img_off, PROT_READ);
-	if (r < 0)
-		goto out;
 	lctx = (struct load_ctx){ op.mem_fd, &op.objs, target, m };
 	r = load_relocate(&img, set->so, set->so_len, op.new_base + img_off, &lctx);
 	if (r == 0)
+		r = proc_mem_write(op.mem_fd, op.new_base, hdr, hdr_bytes);
+	if (r == 0)
 		r = proc_mem_write(op.mem_fd, op.new_base + img_off, img.bytes, img.size);
 	if (r == 0)
-		r = remote_mprotect(&op, op.new_base + img_off, img.size, PROT_READ);
-	for (size_t i = 0; r == 0 && i < img.n_segs; i++) {
-		uint64_t s = img.segs[i].vaddr & ~(PAGE - 1);
-		uint64_t e = (img.segs[i].vaddr + img.segs[i].memsz + PAGE - 1) & ~(PAGE - 1);
-
-		if (img.segs[i].prot != PROT_READ)
-			r = remote_mprotect(&op, op.new_base + img_off + s, e - s, img.segs[i].prot);
-	}
-	if (r == 0 && img.relro_end > img.relro_start)
-		r = remote_mprotect(&op, op.new_base + img_off + img.relro_start,
-				    img.relro_end - img.relro_start, PROT_READ);
+		test_stall("image");
+	if (r == 0)
+		r = protect_region(&op, &img, img_off);
 	if (r < 0)
 		goto out;
 
@@ -1055,9 +1121,12 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	r = 0;
 out:
 	if (r < 0 && op.new_mapped) {
-		int e = remote_munmap(&op, op.new_base, op.new_size);
+		/* undo the map step; the reason we failed is what the caller sees */
+		char why[HP_ERRMSG_MAX];
 
-		(void)e;
+		snprintf(why, sizeof(why), "%s", hp_errmsg(r));
+		remote_munmap(&op, op.new_base, op.new_size);
+		hp_err(r, "%s", why);
 	}
 	if (r < 0)
 		hp_err_prefix(r, "apply %d: ", (int)pid);

@@ -8,6 +8,7 @@
  *   engine-driver cycle PID DIR N              N x (apply, revert)
  *   engine-driver textsum PID                  sha256 of the executable mappings
  *   engine-driver hold PID SECONDS             be another tracer (PTRACE_SEIZE) a while
+ *   engine-driver race PID DIR                 two threads apply DIR at once
  *
  * On error: one line "engine-driver: ENAME: message" on stderr and the errno
  * as exit status (ESRCH 3, ENOENT 2, ENOEXEC 8, EBUSY 16, EPERM 1).
@@ -16,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +154,49 @@ static int cmd_inspect(pid_t pid)
 	return 0;
 }
 
+struct racer {
+	pid_t pid;
+	const struct apply_set *set;
+	int r;
+	struct apply_result res;
+	char msg[HP_ERRMSG_MAX];
+};
+
+static void *race_one(void *arg)
+{
+	struct racer *rc = arg;
+
+	rc->r = apply_patch(rc->pid, rc->set, NULL, &rc->res);
+	snprintf(rc->msg, sizeof(rc->msg), "%s", rc->r < 0 ? hp_errmsg(rc->r) : "");
+	return NULL;
+}
+
+/* Two threads of one process apply the same set to one PID at once: they
+ * serialise (one changes, the other finds it applied). */
+static int cmd_race(pid_t pid, const char *dir)
+{
+	struct loaded l;
+	struct racer rc[2] = { { .pid = pid }, { .pid = pid } };
+	pthread_t t[2];
+	int r = load_dir(dir, &l);
+
+	if (r < 0)
+		return fail(r);
+	for (int i = 0; i < 2; i++) {
+		rc[i].set = &l.set;
+		pthread_create(&t[i], NULL, race_one, &rc[i]);
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		if (rc[i].r < 0)
+			printf("racer error %d: %s\n", rc[i].r, rc[i].msg);
+		else
+			print_result("racer", &rc[i].res);
+	}
+	loaded_release(&l);
+	return rc[0].r < 0 || rc[1].r < 0;
+}
+
 /* The bytes of every executable mapping, hashed: "the code is untouched". */
 static int cmd_textsum(pid_t pid)
 {
@@ -214,6 +259,8 @@ int main(int argc, char **argv)
 		sleep((unsigned)atoi(argv[3]));
 		return 0;
 	}
+	if (strcmp(argv[1], "race") == 0 && argc >= 4)
+		return cmd_race((pid_t)atoi(argv[2]), argv[3]);
 	if (strcmp(argv[1], "textsum") == 0)
 		return cmd_textsum((pid_t)atoi(argv[2]));
 	if (strcmp(argv[1], "inspect") == 0)

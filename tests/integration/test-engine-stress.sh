@@ -21,7 +21,7 @@ grep -E '^(EINTR|BAD)' "$ET_OUT" | sed 's/^/# target: /' >&2
 kill "$ET_PID"
 
 # threads born and gone during the stops
-churn=${HP_ENGINE_CHURN_CYCLES:-200}
+churn=${HP_ENGINE_CHURN_CYCLES:-100}
 et_start pie --busy 2 --churn
 out=$(et_driver cycle "$ET_PID" "$set_a" "$churn" 2>&1)
 ht_match "$churn cycles while threads come and go" "^cycles=$churn " "$out"

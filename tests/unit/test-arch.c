@@ -154,6 +154,8 @@ static void tramp_shape(void **state)
 	len = arch_tramp_build(regs, true, NULL, tramp);
 	assert_true(len > 2 && len <= ARCH_TRAMP_MAX);
 	assert_memory_equal(tramp, arch_syscall_insn, 2);
+	assert_true(arch_tramp_is(tramp, len));
+	assert_false(arch_tramp_is(tramp + 2, len - 2));
 	/* ends with jmp *0(%rip) to the syscall instruction (rip - 2) */
 	assert_int_equal(tramp[len - 14], 0xff);
 	assert_int_equal(tramp[len - 13], 0x25);

@@ -2,9 +2,9 @@
 # (SC2207: COMPREPLY=($(compgen ...)) is the completion idiom; its words hold no blanks.)
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Bash completion for hp(1): commands and subcommands, the global options
-# --store and --json, files for build and import, PIDs for apply, revert and
-# status, baselines, months and patch sets (from `hp list`) for list, show,
-# apply and build. Self-contained: it does not need the bash-completion
+# --store and --json, files for build and import, PIDs (and "all") for
+# apply, revert and status, baselines, months, patch sets and target names
+# (from `hp list`) for list, show, apply and build. Self-contained: it does not need the bash-completion
 # package, but is installed where that package looks for it.
 
 # The store the command line names: --store DIR / --store=DIR, else
@@ -40,6 +40,14 @@ _hp_catalog() {
 		what == "months" { print $1 "/" $2 }
 		what == "sets" { print }
 		what == "monthnames" { print $2 }' | sort -u
+}
+
+# Target names (the second column of `hp list`), for `hp apply all TARGET`.
+_hp_target_names() {
+	local store
+	store=$(_hp_store)
+	[ -d "$store" ] || return 0
+	"${_hp_cmd:-hp}" list --store "$store" 2>/dev/null | awk 'NF >= 2 { print $2 }' | sort -u
 }
 
 _hp_pids() {
@@ -120,8 +128,15 @@ _hp() {
 	case $cmd in
 	build)
 		case $prev in
-		--target | --sign | -o)
+		--target | --debug | --sign | -o | --output)
 			_hp_files '*' "$cur"
+			return 0
+			;;
+		--cc)
+			COMPREPLY=($(compgen -c -- "$cur"))
+			return 0
+			;;
+		--name | --description | --author | --cve | --active-ok | --pick | --cflag)
 			return 0
 			;;
 		--baseline)
@@ -132,10 +147,11 @@ _hp() {
 			COMPREPLY=($(compgen -W "$(_hp_catalog monthnames)" -- "$cur"))
 			return 0
 			;;
-		--name) return 0 ;;
 		esac
 		if [[ $cur == -* ]]; then
-			COMPREPLY=($(compgen -W "--target --baseline --month --name --sign -o $globals" -- "$cur"))
+			COMPREPLY=($(compgen -W "--target --debug --baseline --month --name --sign
+				--description --author --cve --active-ok --pick --cc --cflag --output -o
+				--help $globals" -- "$cur"))
 		else
 			_hp_files '*.@(c|so)' "$cur"
 		fi
@@ -165,7 +181,11 @@ _hp() {
 		if [[ $cur == -* ]]; then
 			COMPREPLY=($(compgen -W "$globals" -- "$cur"))
 		elif [ "${#args[@]}" -eq 0 ]; then
-			COMPREPLY=($(compgen -W "$(_hp_pids)" -- "$cur"))
+			local all=all
+			[ "$cmd" = status ] && all=""
+			COMPREPLY=($(compgen -W "$all $(_hp_pids)" -- "$cur"))
+		elif [ "$cmd" = apply ] && [ "${#args[@]}" -eq 1 ] && [ "$sub" = all ]; then
+			COMPREPLY=($(compgen -W "$(_hp_target_names)" -- "$cur"))
 		elif [ "$cmd" = apply ] && [ "${#args[@]}" -eq 1 ]; then
 			COMPREPLY=($(compgen -W "$(_hp_catalog monthnames)" -- "$cur"))
 		fi

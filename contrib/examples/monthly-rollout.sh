@@ -15,6 +15,7 @@
 # systemd timer on each host, or let Ansible drive it (contrib/ansible).
 #
 # Exit status: 0 done, 1 the pull or a patch failed, 2 usage error.
+# $HP names the hp program if it is not in PATH.
 set -u
 
 mnt=${HP_MOUNT:-/hp}
@@ -39,11 +40,11 @@ remote=$1
 shift
 
 echo "== pull $remote"
-if ! hp store pull "$remote" "${store_opt[@]}"; then
+if ! "${HP:-hp}" store pull "$remote" "${store_opt[@]}"; then
 	echo "monthly-rollout.sh: pull from $remote failed; nothing applied" >&2
 	exit 1
 fi
-hp list "${store_opt[@]}" || exit 1
+"${HP:-hp}" list "${store_opt[@]}" || exit 1
 
 echo "== apply"
 status=0

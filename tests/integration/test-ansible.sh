@@ -9,8 +9,10 @@
 #
 # Run 1: copy module; targets by name (pgrep -x) plus a PID that is gone;
 #        the play fails at the end, after the report, naming that PID.
-# Run 2: shell redirection; the mount, the store and the patch are already
-#        there; the play succeeds.
+# Run 2: the daemon killed (a stale mount); shell redirection; the role
+#        clears the mount and starts a new daemon; the store and the patches
+#        are there already; the play succeeds.
+# Then the shell examples run on the same mount.
 . "$HP_TEST_LIB/harness.sh"
 ht_begin "ansible"
 . "$(dirname "$0")/test-engine-lib.sh"
@@ -77,15 +79,15 @@ cd "$T" || exit 1
 
 # play VARS-JSON: run the playbook, output in $T/play.out, exit status in $play_rc.
 play() {
+	local t0=$SECONDS
 	ansible-playbook -i localhost, -c local "$PLAYBOOK" -e "$1" >"$T/play.out" 2>&1
 	play_rc=$?
+	ht_log "ansible-playbook: $((SECONDS - t0)) s"
 }
 common='"hotpatch_become": false, "hotpatch_service_manager": "direct",
 	"hotpatch_mountpoint": "'$MNT'", "hotpatch_store": "'$STORE'",
 	"hotpatch_runtime_dir": "'$RUN'", "hotpatch_remote": "'$CENTRAL'",
 	"hotpatch_hp": "'$HP_BIN'", "hotpatchfs_bin": "'$FS_BIN'"'
-
-ht_check "playbook syntax" ansible-playbook --syntax-check -i localhost, "$PLAYBOOK"
 
 # --- run 1 -------------------------------------------------------------------------
 play '{'"$common"', "hotpatch_process_name": "'$NAME'", "hotpatch_pids": ['$gone'],
@@ -118,16 +120,51 @@ use_target 1
 ht_eq "target 2 runs the patched code" "80 205" "$(et_query 5)"
 
 # --- run 2 --------------------------------------------------------------------------
+# The daemon killed: the mount is left stale ("Transport endpoint is not
+# connected"); the role clears it and starts a new daemon, which finds the
+# patches in the processes themselves.
+kill -KILL "$daemon"
+ht_wait_for 5 sh -c "! kill -0 $daemon 2>/dev/null"
+ht_check_fail "the mount is stale" stat "$MNT/status"
 play '{'"$common"', "hotpatch_pids": ['"${targets[1]}"'], "hotpatch_apply_method": "shell"}'
 out=$(cat "$T/play.out")
-ht_eq "run 2: the play succeeds" 0 "$play_rc"
 flat=$(tr '\n' ' ' <"$T/play.out")
-ht_match "run 2: hotpatchfs not started again" 'Start hotpatchfs\] \*+ skipping' "$flat"
-ht_eq "run 2: same daemon" "$daemon" "$(cat "$RUN/hotpatchfs.pid")"
+daemon2=$(cat "$RUN/hotpatchfs.pid" 2>/dev/null)
+[ -n "$daemon2" ] && [ "$daemon2" != "$daemon" ] && ht_track_pid "$daemon2"
+ht_eq "run 2: the play succeeds" 0 "$play_rc"
+ht_match "run 2: the stale mount cleared" 'Clear a stale mount\] \*+ changed' "$flat"
+ht_check "run 2: a new daemon running" test "$daemon2" != "$daemon" -a -d "/proc/$daemon2"
+ht_match "run 2: mounted again" '^state: hotpatched$' "$(cat "$MNT/processes/${targets[0]}/status" 2>&1)"
 ht_match "run 2: pull: nothing new" 'Pull the store\] \*+ ok:' "$flat"
 ht_match "run 2: result line" "\"${targets[1]}: ok\"" "$out"
-ht_match "run 2: report fact printed" '"hotpatch_report": \[' "$out"
+ht_match "run 2: report fact printed, both targets hotpatched" \
+	"pid=${targets[0]} comm=$NAME state=hotpatched .*pid=${targets[1]} comm=$NAME state=hotpatched " "$flat"
+use_target 1
 ht_eq "target 2 still runs the patched code" "80 205" "$(et_query 5)"
+
+# --- the shell examples, on the same mount -------------------------------------
+EX=$HP_SOURCE_ROOT/contrib/examples
+fifos[2]=$T/fifo.2
+mkfifo "${fifos[2]}"
+ht_spawn "$T/$NAME" "${fifos[2]}"
+targets[2]=$HT_LAST_PID
+outs[2]=$HT_LAST_OUT
+ht_wait_for 10 grep -q '^ready' "${outs[2]}"
+use_target 2
+ht_eq "target 3 starts with the original code" "10 105" "$(et_query 5)"
+out=$("$EX/apply-all.sh" -m "$MNT" -n "$NAME" "$gone" 2>"$T/err")
+ht_eq "apply-all.sh: exit 1 (a PID is gone)" 1 "$?"
+for pid in "${targets[@]}"; do
+	ht_match "apply-all.sh: line for $pid" "^$pid $NAME: ok hotpatched\$" "$out"
+done
+ht_match "apply-all.sh: line for the gone PID" "^$gone \\?: failed: No such process\$" "$out"
+ht_eq "apply-all.sh: summary on stderr" "apply-all.sh: 1 of 4 processes failed" "$(cat "$T/err")"
+ht_eq "target 3 runs the patched code" "80 205" "$(et_query 5)"
+out=$(HP=$HP_BIN "$EX/monthly-rollout.sh" -m "$MNT" -s "$STORE" "$CENTRAL" "$NAME" 2>&1)
+ht_eq "monthly-rollout.sh: exit 0" 0 "$?"
+ht_match "monthly-rollout.sh: pulled" "pull: already up to date with $CENTRAL" "$out"
+ht_match "monthly-rollout.sh: applied" "^${targets[2]} $NAME: ok hotpatched\$" "$out"
+ht_match "monthly-rollout.sh: report" "pid=${targets[2]} comm=$NAME state=hotpatched " "$out"
 
 if [ "$HT_FAIL" -gt 0 ]; then
 	sed 's/^/#   /' "$T/play.out" >&2

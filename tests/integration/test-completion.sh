@@ -10,9 +10,12 @@ ht_begin "completion"
 . "$HP_SOURCE_ROOT/contrib/completion/hp.bash"
 
 # comp WORD...: complete the last word; prints COMPREPLY sorted, one line.
-comp() {
+# comp_at N WORD...: complete word N (the command line goes on after it).
+comp() { comp_at $(($# - 1)) "$@"; }
+comp_at() {
+	COMP_CWORD=$1
+	shift
 	COMP_WORDS=("$@")
-	COMP_CWORD=$(($# - 1))
 	COMPREPLY=()
 	_hp 2>/dev/null
 	printf '%s\n' "${COMPREPLY[@]}" | sort | tr '\n' ' ' | sed 's/ $//'
@@ -28,7 +31,9 @@ ht_eq "store subcommands" "init pull push" "$(comp "$HP_BIN" store "")"
 ht_eq "store init option" "--allow-unsigned" "$(comp "$HP_BIN" store init --a)"
 ht_eq "key subcommands" "generate trust" "$(comp "$HP_BIN" key "")"
 ht_eq "import option" "--force" "$(comp "$HP_BIN" import --f)"
-ht_eq "build options" "--baseline --json --month --name --sign --store --target" "$(comp "$HP_BIN" build --)"
+ht_eq "build options" "--active-ok --author --baseline --cc --cflag --cve --debug --description --help --json --month --name --output --pick --sign --store --target" \
+	"$(comp "$HP_BIN" build --)"
+ht_eq "build option prefix" "--cc --cflag --cve" "$(comp "$HP_BIN" build --c)"
 
 # Files: bundles for import, C sources for build, directories for --store.
 mkdir -p "$HT_TMP/files/sub"
@@ -46,5 +51,30 @@ for c in apply revert status; do
 	ht_match "$c offers PIDs" "(^| )$pid( |$)" "$(comp "$HP_BIN" "$c" "${pid:0:1}")"
 done
 ht_eq "status takes one PID" "" "$(comp "$HP_BIN" status "$pid" "")"
+ht_eq "apply and revert offer all" "all all" "$(comp "$HP_BIN" apply a) $(comp "$HP_BIN" revert a)"
+ht_eq "status does not offer all" "" "$(comp "$HP_BIN" status a)"
+
+# Baselines, months and sets from `hp list` on a real store (test bundles).
+S=$HT_TMP/store.git
+ht_check "store for the catalog words" "$HP_BIN" store init --allow-unsigned --store "$S"
+for set in 2026.01/2026-02/fix-a 2026.01/2026-03/fix-a 2026.04/2026-05/fix-b; do
+	IFS=/ read -r b m n <<<"$set"
+	"$HP_MKBUNDLE" -b "$b" -m "$m" -n "$n" -o "$HT_TMP/$n-$m.tar" &&
+		"$HP_BIN" import --store "$S" "$HT_TMP/$n-$m.tar" >/dev/null ||
+		ht_not_ok "import $set"
+done
+ht_eq "list: baselines and months (--store before)" \
+	"2026.01 2026.01/2026-02 2026.01/2026-03 2026.04 2026.04/2026-05" \
+	"$(comp "$HP_BIN" --store "$S" list "")"
+ht_eq "list: months of a baseline (--store after)" "2026.01/2026-02 2026.01/2026-03" \
+	"$(comp_at 2 "$HP_BIN" list 2026.01/ --store "$S")"
+ht_eq "show: sets" "2026.01/2026-02/fix-a 2026.01/2026-03/fix-a" \
+	"$(comp "$HP_BIN" --store="$S" show 2026.01/)"
+ht_eq "apply PID MONTH: months" "2026-02 2026-03 2026-05" "$(HP_STORE=$S comp "$HP_BIN" apply "$pid" "")"
+ht_eq "apply all TARGET: target names" "sample-server" "$(HP_STORE=$S comp "$HP_BIN" apply all "")"
+ht_eq "build --baseline: baselines" "2026.01 2026.04" \
+	"$(HP_STORE=$S comp "$HP_BIN" build --baseline "")"
+ht_eq "no store: no catalog words, no error" "" \
+	"$(comp "$HP_BIN" --store "$HT_TMP/nostore" list "" 2>&1)"
 
 ht_end

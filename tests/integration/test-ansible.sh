@@ -81,6 +81,7 @@ cd "$T" || exit 1
 play() {
 	local t0=$SECONDS
 	ansible-playbook -i localhost, -c local "$PLAYBOOK" -e "$1" >"$T/play.out" 2>&1
+	[ -n "${HT_ANSIBLE_KEEP:-}" ] && cp "$T/play.out" "$HT_ANSIBLE_KEEP.$SECONDS"
 	play_rc=$?
 	ht_log "ansible-playbook: $((SECONDS - t0)) s"
 }
@@ -98,6 +99,7 @@ daemon=$(cat "$RUN/hotpatchfs.pid" 2>/dev/null)
 ht_eq "run 1: the play fails (a PID is gone)" 2 "$play_rc"
 ht_match "run 1: hotpatchfs mounted" " $MNT fuse.hotpatchfs " "$(cat /proc/mounts)"
 ht_check "run 1: daemon PID recorded and running" kill -0 "$daemon"
+ht_match "run 1: the play says it started it" "hotpatchfs at $MNT: started $daemon\"" "$out"
 ht_eq "run 1: store pulled to the central head" \
 	"$(git --git-dir="$CENTRAL" rev-parse HEAD)" "$(git --git-dir="$STORE" rev-parse HEAD 2>&1)"
 for pid in "${targets[@]}"; do
@@ -132,7 +134,8 @@ flat=$(tr '\n' ' ' <"$T/play.out")
 daemon2=$(cat "$RUN/hotpatchfs.pid" 2>/dev/null)
 [ -n "$daemon2" ] && [ "$daemon2" != "$daemon" ] && ht_track_pid "$daemon2"
 ht_eq "run 2: the play succeeds" 0 "$play_rc"
-ht_match "run 2: the stale mount cleared" 'Clear a stale mount\] \*+ changed' "$flat"
+ht_match "run 2: the stale mount cleared, a daemon started" \
+	"hotpatchfs at $MNT: cleared a stale mount; started $daemon2\"" "$out"
 ht_check "run 2: a new daemon running" test "$daemon2" != "$daemon" -a -d "/proc/$daemon2"
 ht_match "run 2: mounted again" '^state: hotpatched$' "$(cat "$MNT/processes/${targets[0]}/status" 2>&1)"
 ht_match "run 2: pull: nothing new" 'Pull the store\] \*+ ok:' "$flat"

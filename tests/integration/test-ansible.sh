@@ -81,7 +81,6 @@ cd "$T" || exit 1
 play() {
 	local t0=$SECONDS
 	ansible-playbook -i localhost, -c local "$PLAYBOOK" -e "$1" >"$T/play.out" 2>&1
-	[ -n "${HT_ANSIBLE_KEEP:-}" ] && cp "$T/play.out" "$HT_ANSIBLE_KEEP.$SECONDS"
 	play_rc=$?
 	ht_log "ansible-playbook: $((SECONDS - t0)) s"
 }

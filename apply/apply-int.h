@@ -55,6 +55,8 @@ struct proc_object {
 	uint64_t dynamic;  /* runtime address of PT_DYNAMIC, 0 if none */
 	uint64_t dyn_size;
 	uint64_t inode;
+	uint64_t slack;    /* unused bytes after its code segment, same page */
+	uint64_t slack_len;
 	size_t first_map;  /* index of its first mapping in the maps */
 	size_t n_maps;     /* consecutive mappings of the same file */
 };
@@ -141,8 +143,21 @@ bool arch_jump_decode(uint64_t from, const uint8_t in[ARCH_JUMP_LEN], uint64_t *
 uint64_t arch_jump_reach(void);
 /* The instruction that makes a system call; searched for in the target. */
 extern const uint8_t arch_syscall_insn[2];
+/* Bytes of a remote-syscall trampoline (arch_tramp_build). */
+#define ARCH_TRAMP_MAX 192
 
 /* ---- ptr.c: stopping the world, remote system calls -------------------- */
+
+/*
+ * What the trampoline undoes when the engine dies mid-session: munmap of
+ * [base, base + size) if the injected call returned base (the mmap that
+ * made it), or always when on (the region is ours and not switched yet).
+ */
+struct ptr_undo {
+	uint64_t base;
+	uint64_t size;
+	bool on;
+};
 
 struct ptr_thread {
 	pid_t tid;
@@ -162,6 +177,12 @@ struct ptr_world {
 	pid_t sys_tid;        /* the thread that runs injected system calls */
 	uint64_t syscall_insn; /* address of a syscall instruction in the target */
 	bool injecting;       /* sys thread's registers are ours, not its own */
+	/* unused executable bytes of the target (page slack after a code
+	 * segment) for the trampoline; 0 when none was found */
+	uint64_t tramp_addr;
+	uint8_t tramp_saved[ARCH_TRAMP_MAX];
+	size_t tramp_len;     /* > 0 while the trampoline is written */
+	struct ptr_undo undo;
 	size_t n_seen;        /* threads held in the last full stop */
 	uint64_t t_all_stopped_begin;
 	uint64_t t_all_resumed;
@@ -180,6 +201,8 @@ void ptr_world_release(struct ptr_world *w);
 int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *ret);
 /* Give the sys thread its own registers back (after ptr_syscall). */
 int ptr_syscall_end(struct ptr_world *w);
+/* Set what a dying engine's trampoline undoes (rewrites a live one). */
+int ptr_set_undo(struct ptr_world *w, uint64_t base, uint64_t size, bool on);
 struct ptr_thread *ptr_find(struct ptr_world *w, pid_t tid);
 
 /* arch parts of ptr.c */
@@ -188,7 +211,17 @@ int arch_setregs(const struct ptr_thread *t, const uint64_t *regs);
 /* Make the sys thread's registers run syscall nr at insn. */
 void arch_syscall_regs(const uint64_t *saved, uint64_t *out, uint64_t insn, long nr,
 		       const uint64_t args[6]);
+/*
+ * A trampoline: a syscall instruction, then code that puts back the
+ * registers of saved and jumps to where the thread would resume (re-issuing
+ * an interrupted system call). Injected calls run at its first byte: if the
+ * engine dies mid-call, the kernel detaches the thread, which finishes the
+ * call and carries on as if never stopped. Returns its length.
+ */
+size_t arch_tramp_build(const uint64_t *saved, bool syscall_before_pc,
+			const struct ptr_undo *undo, uint8_t out[ARCH_TRAMP_MAX]);
 int64_t arch_syscall_result(const uint64_t *regs);
+uint64_t arch_syscall_pc(const uint64_t *regs);
 /* A thread interrupted in a call the kernel will not restart (epoll_wait
  * returns -EINTR): rewind it so it re-issues the call. True if changed. */
 bool arch_restart_fixup(int mem_fd, uint64_t *regs);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/user.h>
 
 #include "apply-int.h"
@@ -97,8 +98,90 @@ void arch_syscall_regs(const uint64_t *saved, uint64_t *out, uint64_t insn, long
 	r->r8 = args[4];
 	r->r9 = args[5];
 	r->rip = insn;
-	/* keep the red zone and align the stack, in case anything looks at it */
-	r->rsp = ((r->rsp - 256) & ~(uint64_t)15);
+	/* rsp stays: the trampoline does not restore it */
+}
+
+static uint8_t *mov_imm64(uint8_t *p, uint8_t rex, uint8_t op, uint64_t v)
+{
+	*p++ = rex;
+	*p++ = op;
+	memcpy(p, &v, 8);
+	return p + 8;
+}
+
+size_t arch_tramp_build(const uint64_t *saved, bool syscall_before_pc,
+			const struct ptr_undo *undo, uint8_t out[ARCH_TRAMP_MAX])
+{
+	const struct user_regs_struct *r = CR(saved);
+	uint64_t rax = r->rax, rip = r->rip;
+	uint8_t *p = out;
+
+	/* the kernel's restart logic, done by hand (FIELD-NOTES table) */
+	if ((int64_t)r->orig_rax >= 0) {
+		switch ((int64_t)r->rax) {
+		case -512: /* ERESTARTSYS */
+		case -513: /* ERESTARTNOINTR */
+		case -514: /* ERESTARTNOHAND */
+			rax = r->orig_rax;
+			rip -= 2;
+			break;
+		case -516: /* ERESTART_RESTARTBLOCK */
+			rax = SYS_restart_syscall;
+			rip -= 2;
+			break;
+		case -EINTR:
+			if (syscall_before_pc) {
+				rax = r->orig_rax;
+				rip -= 2;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	memcpy(p, arch_syscall_insn, 2);
+	p += 2;
+	/*
+	 * The undo: if the call returned undo->base (our mmap), or undo->on,
+	 * munmap(base, size); a size of 0 makes it a harmless EINVAL.
+	 *   mov $base, %rdi; mov $size, %rsi; cmp %rdi, %rax; je 1f
+	 *   mov $on, %rax; test %rax, %rax; jz 2f
+	 *   1: mov $11, %eax; syscall
+	 *   2:
+	 */
+	p = mov_imm64(p, 0x48, 0xbf, undo ? undo->base : 0);
+	p = mov_imm64(p, 0x48, 0xbe, undo ? undo->size : 0);
+	*p++ = 0x48; *p++ = 0x39; *p++ = 0xf8;
+	*p++ = 0x74; *p++ = 15;
+	p = mov_imm64(p, 0x48, 0xb8, undo && undo->on ? 1 : 0);
+	*p++ = 0x48; *p++ = 0x85; *p++ = 0xc0;
+	*p++ = 0x74; *p++ = 7;
+	*p++ = 0xb8; *p++ = SYS_munmap; *p++ = 0; *p++ = 0; *p++ = 0;
+	memcpy(p, arch_syscall_insn, 2);
+	p += 2;
+	/* mov $imm64, %reg (flags untouched: the syscall restored them from r11) */
+	p = mov_imm64(p, 0x48, 0xbf, r->rdi);
+	p = mov_imm64(p, 0x48, 0xbe, r->rsi);
+	p = mov_imm64(p, 0x48, 0xba, r->rdx);
+	p = mov_imm64(p, 0x49, 0xba, r->r10);
+	p = mov_imm64(p, 0x49, 0xb8, r->r8);
+	p = mov_imm64(p, 0x49, 0xb9, r->r9);
+	p = mov_imm64(p, 0x48, 0xb9, r->rcx);
+	p = mov_imm64(p, 0x49, 0xbb, r->r11);
+	p = mov_imm64(p, 0x48, 0xb8, rax);
+	/* jmp *0(%rip); .quad rip */
+	*p++ = 0xff;
+	*p++ = 0x25;
+	memset(p, 0, 4);
+	p += 4;
+	memcpy(p, &rip, 8);
+	p += 8;
+	return (size_t)(p - out);
+}
+
+uint64_t arch_syscall_pc(const uint64_t *regs)
+{
+	return CR(regs)->rip;
 }
 
 int64_t arch_syscall_result(const uint64_t *regs)

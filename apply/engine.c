@@ -116,7 +116,13 @@ struct op {
 
 	struct jump_write *writes;
 	size_t n_writes;
-	size_t n_written;
+	struct span {
+		uint64_t addr;
+		size_t len;
+		uint8_t *now;   /* what the stop writes */
+		uint8_t *old;   /* what is there (undo) */
+	} *spans;
+	size_t n_spans;
 	struct safety_range *required;
 	size_t n_required;
 	/* regions to unmap when safe: indices into regions */
@@ -140,6 +146,11 @@ static void op_release(struct op *op)
 	proc_objects_release(&op->objs);
 	regions_release(&op->regions);
 	free(op->writes);
+	for (size_t i = 0; i < op->n_spans; i++) {
+		free(op->spans[i].now);
+		free(op->spans[i].old);
+	}
+	free(op->spans);
 	free(op->required);
 	free(op->unmap);
 	free(op->unmap_ok);
@@ -217,7 +228,12 @@ static int find_syscall_insn(struct op *op)
 	}
 	free(buf);
 	if (r == -ENOEXEC)
-		hp_err(r, "process %d: no system call instruction found", (int)op->pid);
+		return hp_err(r, "process %d: no system call instruction found", (int)op->pid);
+	/* where injected calls can run safely even if we die (ptr.c) */
+	for (size_t i = 0; i < op->objs.n && !op->w.tramp_addr; i++)
+		if (op->objs.v[i].slack_len >= ARCH_TRAMP_MAX &&
+		    strcmp(op->objs.v[i].path, "[vdso]") != 0)
+			op->w.tramp_addr = op->objs.v[i].slack;
 	return r;
 }
 
@@ -255,7 +271,10 @@ static int remote_munmap(struct op *op, uint64_t addr, uint64_t size)
 	int64_t res;
 	int r;
 
-	r = ptr_stop_sys(&op->w);
+	/* the region is switched to, or being unmapped anyway: no undo */
+	r = ptr_set_undo(&op->w, 0, 0, false);
+	if (r == 0)
+		r = ptr_stop_sys(&op->w);
 	if (r < 0)
 		return r;
 	r = remote(op, SYS_munmap, addr, size, 0, 0, 0, 0, &res);
@@ -341,6 +360,10 @@ static int map_region(struct op *op, uint64_t size, uint64_t align, uint64_t lo,
 	for (size_t i = 0; i < n; i++) {
 		int64_t res;
 
+		/* killed during the call: the trampoline unmaps what it made */
+		r = ptr_set_undo(&op->w, c[i].base, size, false);
+		if (r < 0)
+			goto out;
 		r = remote(op, SYS_mmap, c[i].base, size, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, (uint64_t)-1, 0, &res);
 		if (r < 0)
@@ -362,7 +385,8 @@ static int map_region(struct op *op, uint64_t size, uint64_t align, uint64_t lo,
 		op->new_base = c[i].base;
 		op->new_size = size;
 		op->new_mapped = true;
-		r = 0;
+		/* killed from now until the switch: the trampoline unmaps it */
+		r = ptr_set_undo(&op->w, c[i].base, size, true);
 		goto out;
 	}
 	r = hp_err(-ENOSPC, "process %d: no free address range within jump reach of the target",
@@ -395,23 +419,82 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
+static int write_cmp(const void *a, const void *b)
+{
+	const struct jump_write *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/*
+ * Group the entry writes by page into spans, each written with one pwrite
+ * in the stop (a set of 100 functions is a few writes, not 100). Done
+ * before the stop: the bytes between the entries are read now; nothing
+ * but a tracer writes text and we are the tracer.
+ */
+static int build_spans(struct op *op)
+{
+	qsort(op->writes, op->n_writes, sizeof(*op->writes), write_cmp);
+	for (size_t i = 0; i < op->n_writes;) {
+		struct span *sp, *v;
+		size_t k = i + 1;
+		uint64_t end = op->writes[i].addr + op->writes[i].len;
+		int r;
+
+		while (k < op->n_writes && op->writes[k].addr >= end &&
+		       (op->writes[k].addr + op->writes[k].len - 1) / PAGE == op->writes[i].addr / PAGE) {
+			end = op->writes[k].addr + op->writes[k].len;
+			k++;
+		}
+		v = realloc(op->spans, (op->n_spans + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		op->spans = v;
+		sp = &op->spans[op->n_spans];
+		sp->addr = op->writes[i].addr;
+		sp->len = (size_t)(end - sp->addr);
+		sp->now = malloc(sp->len);
+		sp->old = malloc(sp->len);
+		if (!sp->now || !sp->old) {
+			free(sp->now);
+			free(sp->old);
+			return -ENOMEM;
+		}
+		op->n_spans++;
+		r = proc_mem_read(op->mem_fd, sp->addr, sp->old, sp->len);
+		if (r < 0)
+			return r;
+		memcpy(sp->now, sp->old, sp->len);
+		for (; i < k; i++) {
+			const struct jump_write *j = &op->writes[i];
+			size_t off = (size_t)(j->addr - sp->addr);
+
+			if (memcmp(sp->old + off, j->expect, j->len) != 0)
+				return hp_err(-ENOEXEC, "function %s: its entry changed meanwhile",
+					      j->name);
+			memcpy(sp->now + off, j->bytes, j->len);
+		}
+	}
+	return 0;
+}
+
 static int write_jumps(struct op *op)
 {
+	size_t done;
 	int r = 0;
 
-	for (op->n_written = 0; op->n_written < op->n_writes; op->n_written++) {
-		const struct jump_write *j = &op->writes[op->n_written];
-
-		r = proc_mem_write(op->mem_fd, j->addr, j->bytes, j->len);
+	for (done = 0; done < op->n_spans; done++) {
+		r = proc_mem_write(op->mem_fd, op->spans[done].addr, op->spans[done].now,
+				   op->spans[done].len);
 		if (r < 0)
 			break;
 	}
 	if (r < 0) {
 		/* all or nothing: put back what was written */
-		while (op->n_written > 0) {
-			const struct jump_write *j = &op->writes[--op->n_written];
-
-			proc_mem_write(op->mem_fd, j->addr, j->expect, j->len);
+		while (done > 0) {
+			done--;
+			proc_mem_write(op->mem_fd, op->spans[done].addr, op->spans[done].old,
+				       op->spans[done].len);
 		}
 		return hp_err_prefix(r, "switch: ");
 	}
@@ -530,6 +613,8 @@ static int stop_and_switch_locked(struct op *op)
 	int r;
 
 	r = ptr_syscall_end(&op->w);
+	if (r == 0)
+		r = build_spans(op);
 	if (r < 0)
 		return r;
 	for (;;) {
@@ -837,11 +922,6 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	r = map_region(&op, img_off + img.size, img.max_align, lo, hi);
 	if (r < 0)
 		goto out;
-	lctx = (struct load_ctx){ op.mem_fd, &op.objs, target, m };
-	r = load_relocate(&img, set->so, set->so_len, op.new_base + img_off, &lctx);
-	if (r < 0)
-		goto out;
-
 	hdr = calloc(1, hdr_bytes);
 	if (!hdr) {
 		r = -ENOMEM;
@@ -930,12 +1010,21 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 		}
 	}
 
-	/* the region: header, image, then final protections; nothing reaches it yet */
+	/*
+	 * The region: the header first, so that a region left by an engine
+	 * killed from here on is found (an orphan) and unmapped by the next
+	 * operation; then the image, relocated for its address, then the final
+	 * protections. Nothing reaches it before the switch.
+	 */
 	r = proc_mem_write(op.mem_fd, op.new_base, hdr, hdr_bytes);
 	if (r == 0)
-		r = proc_mem_write(op.mem_fd, op.new_base + img_off, img.bytes, img.size);
-	if (r == 0)
 		r = remote_mprotect(&op, op.new_base, img_off, PROT_READ);
+	if (r < 0)
+		goto out;
+	lctx = (struct load_ctx){ op.mem_fd, &op.objs, target, m };
+	r = load_relocate(&img, set->so, set->so_len, op.new_base + img_off, &lctx);
+	if (r == 0)
+		r = proc_mem_write(op.mem_fd, op.new_base + img_off, img.bytes, img.size);
 	if (r == 0)
 		r = remote_mprotect(&op, op.new_base + img_off, img.size, PROT_READ);
 	for (size_t i = 0; r == 0 && i < img.n_segs; i++) {
@@ -955,6 +1044,9 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	if (r < 0)
 		goto out;
 	op.new_mapped = false; /* it is the applied region now */
+	r = ptr_set_undo(&op.w, 0, 0, false);
+	if (r < 0)
+		goto out;
 	unmap_old(&op);
 	/* the pause, known only now, goes into the header (read-only to the program) */
 	proc_mem_write(op.mem_fd, op.new_base + offsetof(struct region_hdr, pause_us), &op.pause_us,

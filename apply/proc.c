@@ -288,6 +288,17 @@ static int object_from_memory(int mem_fd, const struct proc_map *map, struct pro
 	if (!have_bias)
 		return -ENOENT;
 	for (size_t i = 0; i < nph; i++) {
+		if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X)) {
+			uint64_t page = (uint64_t)getpagesize();
+			uint64_t end = o.bias + ph[i].p_vaddr + ph[i].p_memsz;
+			uint64_t room = (page - end % page) % page;
+
+			/* the rest of the code segment's last page: mapped, executable, unused */
+			if (room > o.slack_len) {
+				o.slack = end;
+				o.slack_len = room;
+			}
+		}
 		if (ph[i].p_type == PT_DYNAMIC) {
 			o.dynamic = o.bias + ph[i].p_vaddr;
 			o.dyn_size = ph[i].p_memsz;
@@ -367,19 +378,24 @@ static uint64_t dyn_addr(const struct proc_object *obj, uint64_t v)
 	return v < obj->bias ? v + obj->bias : v;
 }
 
+#define DYN_MAX 512
+
 static int read_dyninfo(int mem_fd, const struct proc_object *obj, struct dyninfo *ret)
 {
 	struct dyninfo di = { 0 };
-	Elf64_Dyn d;
-	size_t n = obj->dyn_size / sizeof(d);
+	Elf64_Dyn dyn[DYN_MAX];
+	size_t n = obj->dyn_size / sizeof(dyn[0]);
 
 	if (!obj->dynamic)
 		return -ENOENT;
-	if (n > 4096)
-		n = 4096;
+	if (n > DYN_MAX)
+		n = DYN_MAX;
+	/* one read: this runs once per symbol looked up */
+	if (proc_mem_read(mem_fd, obj->dynamic, dyn, n * sizeof(dyn[0])) < 0)
+		return -EIO;
 	for (size_t i = 0; i < n; i++) {
-		if (proc_mem_read(mem_fd, obj->dynamic + i * sizeof(d), &d, sizeof(d)) < 0)
-			return -EIO;
+		const Elf64_Dyn d = dyn[i];
+
 		if (d.d_tag == DT_NULL)
 			break;
 		switch (d.d_tag) {

@@ -162,6 +162,41 @@ static int wait_stop(pid_t tid, bool want_event, int *pending)
 	}
 }
 
+/* Whether tid has a signal pending (then an EINTR is the program's own). */
+static bool signal_pending(pid_t pid, pid_t tid)
+{
+	struct hp_buf b = HP_BUF_INIT;
+	char path[64];
+	bool pending = false;
+	const char *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+	if (hp_read_file(path, 1 << 16, &b) == 0) {
+		if ((p = strstr(b.data, "SigPnd:")) && strtoull(p + 7, NULL, 16))
+			pending = true;
+		if ((p = strstr(b.data, "ShdPnd:")) && strtoull(p + 7, NULL, 16))
+			pending = true;
+	}
+	hp_buf_release(&b);
+	return pending;
+}
+
+/*
+ * A thread that shows -EINTR from a call the kernel does not restart
+ * (epoll_wait): rewind it now, at its stop, not at detach, so that even
+ * if we die while it is held (the kernel then detaches it) it re-issues
+ * the call instead of returning EINTR to the program.
+ */
+static void restart_fixup(struct ptr_world *w, struct ptr_thread *t)
+{
+	uint64_t regs[32];
+
+	memcpy(regs, t->regs, sizeof(regs));
+	if (arch_restart_fixup(w->mem_fd, regs) && !signal_pending(w->pid, t->tid) &&
+	    arch_setregs(t, regs) == 0)
+		memcpy(t->regs, regs, sizeof(regs));
+}
+
 static int task_state(pid_t pid, pid_t tid, char *ret_state)
 {
 	char path[64];
@@ -275,6 +310,7 @@ int ptr_stop_sys(struct ptr_world *w)
 		thread_remove(w, t);
 		return hp_err(-ESRCH, "process %d: thread %d vanished", (int)w->pid, (int)tid);
 	}
+	restart_fixup(w, t);
 	t->stopped = true;
 	w->sys_tid = tid;
 	/* PID reuse: the process we stopped must be the one we opened */
@@ -332,6 +368,7 @@ int ptr_stop_all(struct ptr_world *w)
 			}
 			if (r < 0)
 				goto fail;
+			restart_fixup(w, t);
 			t->stopped = true;
 			i++;
 		}
@@ -348,32 +385,9 @@ fail:
 	return r;
 }
 
-/* Whether tid has a signal pending (then an EINTR is the program's own). */
-static bool signal_pending(pid_t pid, pid_t tid)
-{
-	struct hp_buf b = HP_BUF_INIT;
-	char path[64];
-	bool pending = false;
-	const char *p;
-
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-	if (hp_read_file(path, 1 << 16, &b) == 0) {
-		if ((p = strstr(b.data, "SigPnd:")) && strtoull(p + 7, NULL, 16))
-			pending = true;
-		if ((p = strstr(b.data, "ShdPnd:")) && strtoull(p + 7, NULL, 16))
-			pending = true;
-	}
-	hp_buf_release(&b);
-	return pending;
-}
-
 static void detach(struct ptr_world *w, struct ptr_thread *t)
 {
-	uint64_t regs[32];
-
-	memcpy(regs, t->regs, sizeof(regs));
-	if (arch_restart_fixup(w->mem_fd, regs) && !signal_pending(w->pid, t->tid))
-		arch_setregs(t, regs);
+	(void)w;
 	ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->sig);
 }
 
@@ -412,6 +426,38 @@ void ptr_world_release(struct ptr_world *w)
 	w->n = w->cap = 0;
 }
 
+/* Write the trampoline for t's saved registers (first: keep the bytes). */
+static int tramp_write(struct ptr_world *w, const struct ptr_thread *t, bool first)
+{
+	uint8_t code[ARCH_TRAMP_MAX], prev[2] = { 0 };
+	size_t len;
+	int r;
+
+	proc_mem_read(w->mem_fd, arch_syscall_pc(t->regs) - 2, prev, 2);
+	len = arch_tramp_build(t->regs, memcmp(prev, arch_syscall_insn, 2) == 0, &w->undo, code);
+	if (first) {
+		r = proc_mem_read(w->mem_fd, w->tramp_addr, w->tramp_saved, len);
+		if (r < 0)
+			return r;
+	}
+	r = proc_mem_write(w->mem_fd, w->tramp_addr, code, len);
+	if (r < 0)
+		return r;
+	w->tramp_len = len;
+	return 0;
+}
+
+int ptr_set_undo(struct ptr_world *w, uint64_t base, uint64_t size, bool on)
+{
+	struct ptr_thread *t = ptr_find(w, w->sys_tid);
+
+	w->undo = (struct ptr_undo){ base, size, on };
+	/* the thread sits in a syscall stop, not in the trampoline: rewrite it */
+	if (w->tramp_len && t)
+		return tramp_write(w, t, false);
+	return 0;
+}
+
 int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *ret)
 {
 	struct ptr_thread *t = ptr_find(w, w->sys_tid);
@@ -419,7 +465,12 @@ int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *r
 	int r;
 
 	assert(t);
-	arch_syscall_regs(t->regs, regs, w->syscall_insn, nr, args);
+	if (!w->injecting && w->tramp_addr && !w->tramp_len) {
+		r = tramp_write(w, t, true);
+		if (r < 0)
+			goto fail;
+	}
+	arch_syscall_regs(t->regs, regs, w->tramp_len ? w->tramp_addr : w->syscall_insn, nr, args);
 	r = arch_setregs(t, regs);
 	if (r < 0)
 		goto fail;
@@ -452,22 +503,29 @@ fail:
 int ptr_syscall_end(struct ptr_world *w)
 {
 	struct ptr_thread *t = ptr_find(w, w->sys_tid);
-	int r;
+	int r = 0;
 
-	if (!t || !w->injecting)
+	if (!t)
 		return 0;
-	if (ptrace(PTRACE_INTERRUPT, t->tid, NULL, NULL) < 0 ||
-	    ptrace(PTRACE_CONT, t->tid, NULL, NULL) < 0) {
-		r = -errno;
-		goto out;
+	if (w->injecting) {
+		if (ptrace(PTRACE_INTERRUPT, t->tid, NULL, NULL) < 0 ||
+		    ptrace(PTRACE_CONT, t->tid, NULL, NULL) < 0) {
+			r = -errno;
+			goto out;
+		}
+		r = wait_stop(t->tid, true, NULL);
+		if (r < 0)
+			goto out;
+		r = arch_setregs(t, t->regs);
+		if (r < 0)
+			goto out;
+		w->injecting = false;
 	}
-	r = wait_stop(t->tid, true, NULL);
-	if (r < 0)
-		goto out;
-	r = arch_setregs(t, t->regs);
-	if (r < 0)
-		goto out;
-	w->injecting = false;
+	/* the thread no longer needs the trampoline: put the bytes back */
+	if (w->tramp_len) {
+		proc_mem_write(w->mem_fd, w->tramp_addr, w->tramp_saved, w->tramp_len);
+		w->tramp_len = 0;
+	}
 	if (t->sig) {
 		/* a signal that arrived during our calls: queue it again */
 		syscall(SYS_tgkill, w->pid, t->tid, t->sig);

@@ -84,6 +84,10 @@ static int region_read(int mem_fd, const struct proc_map *m, struct region *ret)
 		    arch_jump_decode(rg.funcs[i].addr, cur, &to) && to == rg.funcs[i].new_addr)
 			rg.n_jumped++;
 	}
+	if ((m->prot & PROT_WRITE) && rg.n_jumped) {
+		r = -EINVAL; /* a writable header is never one we switched to */
+		goto fail;
+	}
 	*ret = rg;
 	return 0;
 fail:
@@ -101,9 +105,13 @@ int regions_read(int mem_fd, const struct proc_maps *maps, struct regions *ret)
 		const struct proc_map *m = &maps->v[i];
 		struct region rg;
 
-		/* the header page is the only anonymous read-only private mapping we make */
-		if (m->path || m->inode || m->prot != PROT_READ || m->shared ||
-		    m->end - m->start < sizeof(struct region_hdr))
+		/*
+		 * Headers are anonymous, private, read-only (writable only in the
+		 * instant between mmap and mprotect, where an engine killed leaves
+		 * an orphan the next operation must find).
+		 */
+		if (m->path || m->inode || (m->prot & PROT_EXEC) || !(m->prot & PROT_READ) ||
+		    m->shared || m->end - m->start < sizeof(struct region_hdr))
 			continue;
 		r = region_read(mem_fd, m, &rg);
 		if (r == -ENOMEM)

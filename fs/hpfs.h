@@ -10,7 +10,7 @@
 #ifndef HP_HPFS_H
 #define HP_HPFS_H
 
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312
 #include <fuse.h>
 #include <pthread.h>
 #include <stdbool.h>

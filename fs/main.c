@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "hpfs.h"
+#include <fuse_lowlevel.h>
 
 #define HPFS_DEFAULT_MOUNT "/hp"
 
@@ -108,6 +110,64 @@ static void free_files(void)
 	}
 }
 
+/*
+ * fuse_main(), except that a stop asked for by SIGTERM, SIGINT or SIGHUP is
+ * a clean exit (status 0), as it is for `fusermount3 -u`.
+ */
+static int serve(struct fuse_args *args)
+{
+	struct fuse_cmdline_opts o;
+	struct fuse_loop_config *lc = NULL;
+	struct fuse_session *se;
+	struct fuse *fuse = NULL;
+	bool mounted = false, handlers = false;
+	int r, status = 1;
+
+	memset(&o, 0, sizeof(o));
+	if (fuse_parse_cmdline(args, &o) != 0)
+		return 1;
+	if (!o.mountpoint) {
+		fprintf(stderr, "hotpatchfs: no mount point\n");
+		goto out;
+	}
+	fuse = fuse_new(args, &hpfs_ops, sizeof(hpfs_ops), &hpfs);
+	if (!fuse)
+		goto out;
+	if (fuse_mount(fuse, o.mountpoint) != 0)
+		goto out;
+	mounted = true;
+	if (fuse_daemonize(o.foreground) != 0)
+		goto out;
+	se = fuse_get_session(fuse);
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	handlers = true;
+	if (o.singlethread) {
+		r = fuse_loop(fuse);
+	} else {
+		lc = fuse_loop_cfg_create();
+		if (!lc)
+			goto out;
+		fuse_loop_cfg_set_clone_fd(lc, o.clone_fd);
+		fuse_loop_cfg_set_idle_threads(lc, o.max_idle_threads);
+		fuse_loop_cfg_set_max_threads(lc, o.max_threads);
+		r = fuse_loop_mt(fuse, lc);
+	}
+	/* The loop returns the number of the signal that stopped it. */
+	status = (r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP) ? 0 : 1;
+	if (status)
+		fprintf(stderr, "hotpatchfs: the request loop failed: %s\n", strerror(r < 0 ? -r : r));
+out:
+	if (handlers)
+		fuse_remove_signal_handlers(fuse_get_session(fuse));
+	if (mounted)
+		fuse_unmount(fuse);
+	fuse_destroy(fuse);
+	fuse_loop_cfg_destroy(lc);
+	free(o.mountpoint);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -171,7 +231,7 @@ int main(int argc, char **argv)
 	if (fuse_opt_insert_arg(&args, 1, "-osubtype=hotpatchfs,fsname=hotpatchfs,"
 				"entry_timeout=0,attr_timeout=0,negative_timeout=0") < 0)
 		goto out;
-	status = fuse_main(args.argc, args.argv, &hpfs_ops, &hpfs);
+	status = serve(&args);
 	hpfs_auto_stop();
 out:
 	ctl_free(hpfs.ctl);

@@ -49,6 +49,7 @@ struct hpfs_fh {
 	char *sub;               /* catalog directory */
 	pthread_mutex_t lock;    /* result */
 	struct hp_buf result;    /* control files: the last write's outcome */
+	size_t result_pos;       /* read position in result (the file offset moved with the write) */
 	struct hpfs_tmp *tmp;
 	struct hpfs_in *in;
 };
@@ -1005,7 +1006,9 @@ static int hpfs_read(const char *path, char *buf, size_t size, off_t off,
 	case K_REVERT:
 		/* What the last write on this handle did (hp reads it back). */
 		pthread_mutex_lock(&h->lock);
-		r = read_buf(h->result.len ? &h->result : &h->data, buf, size, off);
+		r = read_buf(&h->result, buf, size, (off_t)h->result_pos);
+		if (r > 0)
+			h->result_pos += (size_t)r;
 		pthread_mutex_unlock(&h->lock);
 		return r;
 	case K_TMP:
@@ -1094,6 +1097,7 @@ static int hpfs_write(const char *path, const char *buf, size_t size, off_t off,
 		pthread_mutex_lock(&h->lock);
 		hp_buf_release(&h->result);
 		h->result = result;
+		h->result_pos = 0;
 		pthread_mutex_unlock(&h->lock);
 		return r < 0 ? r : (int)size;
 	}

@@ -4,6 +4,7 @@
  * Every writer (import, key trust, pull) takes the lock, reads HEAD, builds
  * the new tree from HEAD's and moves the branch: HEAD moves once or not at all.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -163,5 +164,131 @@ out:
 	hp_buf_release(&b);
 	git_blob_free(blob);
 	git_tree_entry_free(e);
+	return r;
+}
+
+/* Loose objects in objects/17, the sample git's gc --auto also counts. */
+static int loose_in_sample(struct store *st)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%sobjects/17", git_repository_path(st->repo));
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((de = readdir(d)))
+		if (strlen(de->d_name) == GIT_OID_HEXSZ - 2)
+			n++;
+	closedir(d);
+	return n;
+}
+
+bool store_pack_due(struct store *st)
+{
+	/* git's gc.auto default: about 6700 loose objects, 27 in one of 256 dirs. */
+	return loose_in_sample(st) > STORE_AUTOPACK_SAMPLE;
+}
+
+static bool is_hex(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return s[n] == '\0';
+}
+
+/*
+ * Pack the loose objects: exactly those listed here go into one new pack,
+ * and only they are removed afterwards, so an object a concurrent import
+ * writes meanwhile (objects are written before the lock is taken) stays.
+ * Readers that still look for a removed loose object find it in the pack
+ * (libgit2 rescans the packs on a miss). Caller holds the lock.
+ */
+int store_pack_locked(struct store *st)
+{
+	char objdir[PATH_MAX], path[PATH_MAX + 64];
+	git_packbuilder *pb = NULL;
+	git_oid *oids = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0;
+
+	snprintf(objdir, sizeof(objdir), "%sobjects", git_repository_path(st->repo));
+	for (int fan = 0; fan < 256; fan++) {
+		struct dirent *de;
+		DIR *d;
+
+		snprintf(path, sizeof(path), "%s/%02x", objdir, fan);
+		d = opendir(path);
+		if (!d)
+			continue;
+		while ((de = readdir(d))) {
+			char hex[GIT_OID_HEXSZ + 1];
+
+			if (strlen(de->d_name) != GIT_OID_HEXSZ - 2 || !is_hex(de->d_name, GIT_OID_HEXSZ - 2))
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 4096;
+				git_oid *no = realloc(oids, nc * sizeof(*no));
+
+				if (!no) {
+					closedir(d);
+					r = -ENOMEM;
+					goto out;
+				}
+				oids = no;
+				cap = nc;
+			}
+			snprintf(hex, sizeof(hex), "%02x%s", fan, de->d_name);
+			if (git_oid_fromstr(&oids[n], hex) == 0)
+				n++;
+		}
+		closedir(d);
+	}
+	if (n == 0)
+		goto out;
+	if (git_packbuilder_new(&pb, st->repo) < 0) {
+		r = store_git_err(-EIO, "pack");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (git_packbuilder_insert(pb, &oids[i], NULL) < 0) {
+			r = store_git_err(-EIO, "pack");
+			goto out;
+		}
+	}
+	if (git_packbuilder_write(pb, NULL, 0, NULL, NULL) < 0) {
+		r = store_git_err(-EIO, "pack: write");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char hex[GIT_OID_HEXSZ + 1];
+
+		git_oid_tostr(hex, sizeof(hex), &oids[i]);
+		snprintf(path, sizeof(path), "%s/%.2s/%s", objdir, hex, hex + 2);
+		unlink(path);
+	}
+	for (int fan = 0; fan < 256; fan++) {
+		snprintf(path, sizeof(path), "%s/%02x", objdir, fan);
+		rmdir(path); /* only the empty ones go */
+	}
+	r = (int)(n > INT32_MAX ? INT32_MAX : n);
+out:
+	git_packbuilder_free(pb);
+	free(oids);
+	return r;
+}
+
+int store_pack(struct store *st)
+{
+	int fd = -1, r;
+
+	r = store_lock(st, &fd);
+	if (r < 0)
+		return r;
+	r = store_pack_locked(st);
+	store_unlock(fd);
 	return r;
 }

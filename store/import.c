@@ -264,6 +264,13 @@ static int import_locked(struct import_ctx *c)
 	if (r < 0)
 		goto out;
 	r = store_commit_updates(c->st, head, up, n, msg.data, NULL);
+	/*
+	 * Housekeeping, as git gc --auto: once some 6700 loose objects piled
+	 * up, pack them (reads from a pack cost a third of loose ones). The
+	 * commit stands whatever happens here.
+	 */
+	if (r == 0 && store_pack_due(c->st))
+		(void)store_pack_locked(c->st);
 out:
 	hp_buf_release(&baseline);
 	hp_buf_release(&msg);

@@ -17,14 +17,16 @@ int store_log(struct store *st, int (*cb)(void *ctx, const struct store_log_entr
 {
 	git_revwalk *walk = NULL;
 	git_oid oid;
+	char head[41];
 	int r = 0, g;
 
+	r = store_head(st, head);
+	if (r < 0 || !head[0])
+		return r; /* an empty store has no history */
 	if (git_revwalk_new(&walk, st->repo) < 0)
 		return store_git_err(-EIO, "log");
 	git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL | GIT_SORT_TIME);
 	g = git_revwalk_push_head(walk);
-	if (g == GIT_ENOTFOUND || g == GIT_EUNBORNBRANCH)
-		goto out; /* empty store */
 	if (g < 0) {
 		r = store_git_err(-EIO, "log");
 		goto out;

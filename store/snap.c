@@ -184,9 +184,7 @@ int snap_get_dir(struct store_snap *snap, const char *path, const struct snap_di
 		return 0;
 	}
 	if (!*path) {
-		if (!snap->has_root)
-			return -EIO; /* the empty root is made at open */
-		oid = snap->root_oid;
+		oid = snap->root_oid; /* unused for an empty store */
 	} else {
 		const struct snap_dir *parent;
 		const struct snap_ent *e;
@@ -212,7 +210,8 @@ int snap_get_dir(struct store_snap *snap, const char *path, const struct snap_di
 		return -ENOMEM;
 	}
 	nd->hash = h;
-	r = load_dir(snap, &oid, !*path, nd);
+	/* An empty store has no tree at all: its root is an empty directory. */
+	r = (!*path && !snap->has_root) ? 0 : load_dir(snap, &oid, !*path, nd);
 	if (r < 0) {
 		dir_free(nd);
 		return r;
@@ -594,16 +593,8 @@ int store_snap_open(struct store *st, struct store_snap **ret)
 	}
 	g = git_reference_name_to_id(&oid, snap->repo, "HEAD");
 	if (g == GIT_ENOTFOUND || g == GIT_EUNBORNBRANCH) {
-		/* An empty store: an empty root. */
-		git_treebuilder *tb = NULL;
-
-		if (git_treebuilder_new(&tb, snap->repo, NULL) < 0 ||
-		    git_treebuilder_write(&snap->root_oid, tb) < 0) {
-			git_treebuilder_free(tb);
-			r = store_git_err(-EIO, "open snapshot");
-			goto fail;
-		}
-		git_treebuilder_free(tb);
+		/* An empty store: no tree, an empty root (nothing is written: readers may not write). */
+		snap->has_root = false;
 		snap->mtime = 0;
 	} else if (g < 0 || git_commit_lookup(&commit, snap->repo, &oid) < 0) {
 		r = store_git_err(-EIO, "open snapshot: HEAD");
@@ -612,8 +603,8 @@ int store_snap_open(struct store *st, struct store_snap **ret)
 		git_oid_tostr(snap->commit, sizeof(snap->commit), &oid);
 		snap->root_oid = *git_commit_tree_id(commit);
 		snap->mtime = (int64_t)git_commit_time(commit);
+		snap->has_root = true;
 	}
-	snap->has_root = true;
 	r = find_latest(snap);
 	if (r < 0)
 		goto fail;

@@ -53,6 +53,11 @@ int store_head_commit(struct store *st, git_commit **ret);
  */
 int store_commit_updates(struct store *st, git_commit *parent, const git_tree_update *updates,
 			 size_t n, const char *message, git_oid *ret_oid);
+/* Pack the loose objects (lock held); the count packed. */
+int store_pack_locked(struct store *st);
+/* Whether enough loose objects piled up for an automatic pack. */
+#define STORE_AUTOPACK_SAMPLE 27
+bool store_pack_due(struct store *st);
 /* A blob at path in tree: contents (NUL-terminated), -ENOENT when absent. */
 int store_tree_read(git_repository *repo, git_tree *tree, const char *path, size_t max,
 		    struct hp_buf *ret);

@@ -59,6 +59,7 @@ int store_open(const char *path, struct store **ret)
 	struct store *st = NULL;
 	git_config *cfg = NULL;
 	git_buf months = GIT_BUF_INIT;
+	char cfgpath[PATH_MAX];
 	int r, v = 0;
 
 	r = store_git_init();
@@ -76,7 +77,14 @@ int store_open(const char *path, struct store **ret)
 		r = hp_err(-ENOENT, "store %s: not a hotpatch store (run hp store init)", path);
 		goto fail;
 	}
-	if (git_repository_config_snapshot(&cfg, st->repo) < 0) {
+	/*
+	 * The repository's own config file only: the store's settings live
+	 * there, and a user's global or system config (unreadable, say, for a
+	 * reader with another HOME) has no say in them.
+	 */
+	if (snprintf(cfgpath, sizeof(cfgpath), "%s/config", git_repository_path(st->repo)) >=
+		    (int)sizeof(cfgpath) ||
+	    git_config_open_ondisk(&cfg, cfgpath) < 0) {
 		r = store_git_err(-EIO, "store config");
 		goto fail;
 	}

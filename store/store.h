@@ -89,6 +89,12 @@ int store_pull(struct store *st, const char *remote);
 /* Push our branch to REMOTE; refused by the remote unless a fast-forward. */
 int store_push(struct store *st, const char *remote);
 
+/*
+ * Pack the loose objects into one pack (imports do it by themselves once
+ * about 6700 piled up, as git gc --auto would). Returns the count packed.
+ */
+int store_pack(struct store *st);
+
 /* ---- authoring (hp build) ----------------------------------------------- */
 
 struct store_build_opts {

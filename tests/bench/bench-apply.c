@@ -396,7 +396,11 @@ static void target_stop(struct target *t)
 	unlink(t->shm_path);
 }
 
-/* The longest heartbeat gap overlapping [t0, t1] (0: none above 20 us). */
+/*
+ * The longest heartbeat gap overlapping [t0, t1] during which the
+ * heartbeat was stopped (0: none above 20 us). Gaps where it was only
+ * preempted (a loaded machine) are not the operation's doing.
+ */
 static uint64_t target_gap(const struct target *t, uint64_t t0, uint64_t t1)
 {
 	uint64_t n = __atomic_load_n(&t->shm->n_gaps, __ATOMIC_ACQUIRE), best = 0;
@@ -407,7 +411,7 @@ static uint64_t target_gap(const struct target *t, uint64_t t0, uint64_t t1)
 
 		if (g->at_ns + g->gap_ns < t0)
 			break;
-		if (g->at_ns <= t1 && g->gap_ns > best)
+		if (g->at_ns <= t1 && g->stopped && g->gap_ns > best)
 			best = g->gap_ns;
 	}
 	return best;
@@ -483,7 +487,7 @@ static uint64_t safety_once(struct target *t, const struct safety_range *r, size
 
 /* ---- call cost, measured in the target ---------------------------------- */
 
-static void call_cost(struct target *t, uint64_t *ret_ps, int *ret_value)
+static void call_cost(struct target *t, uint64_t *ret_ps, uint64_t *ret_min_ps, int *ret_value)
 {
 	uint32_t req = t->shm->call_req + 1;
 
@@ -494,6 +498,7 @@ static void call_cost(struct target *t, uint64_t *ret_ps, int *ret_value)
 		sleep_ms(1);
 	}
 	*ret_ps = t->shm->call_ps;
+	*ret_min_ps = t->shm->call_min_ps;
 	*ret_value = t->shm->call_value;
 }
 
@@ -544,6 +549,7 @@ int main(int argc, char **argv)
 	char date[64];
 	uint64_t t_begin = now_ns();
 	const char *made_by = NULL;
+	double load[3];
 	bool made_by_self = false;
 
 	while ((opt = getopt(argc, argv, "r:t:f:h")) != -1) {
@@ -581,9 +587,12 @@ int main(int argc, char **argv)
 	}
 
 	strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
-	printf("bench-apply, %s, %ld cpus, %d reps per cell (p99 of fewer than 100 reps is near the max)\n",
-	       date, sysconf(_SC_NPROCESSORS_ONLN), reps);
-	printf("times in us; 'seen' = longest heartbeat gap of the target around the operation\n");
+	if (getloadavg(load, 3) != 3)
+		load[0] = load[1] = load[2] = -1;
+	printf("bench-apply, %s, %ld cpus, load average %.1f %.1f %.1f, %d reps per cell%s\n", date,
+	       sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], reps,
+	       reps < 100 ? " (p99 of fewer than 100 reps is near the max)" : "");
+	printf("times in us; 'seen' = the target's longest heartbeat gap around the operation in which it was stopped\n");
 	printf("patch sets made by %s\n", made_by_self ? (made_by ? "hp build and, where it failed, this bench"
 						      : "this bench (hp build not available)")
 					      : "hp build");
@@ -601,10 +610,10 @@ int main(int argc, char **argv)
 		unsigned char orig[5];
 		char mem[64];
 		int memfd, busy = 0;
-		uint64_t f99, *sc = calloc(reps, sizeof(uint64_t));
-		struct stats ssc;
+		uint64_t f99, *sc = calloc(reps, sizeof(uint64_t)), *sct = calloc(reps, sizeof(uint64_t));
+		struct stats ssc, ssct;
 
-		if (!sc)
+		if (!sc || !sct)
 			die("out of memory");
 		target_start(&t, threads[ti]);
 		snprintf(mem, sizeof(mem), "/proc/%d/mem", (int)t.pid);
@@ -634,8 +643,13 @@ int main(int argc, char **argv)
 				die("out of memory");
 			for (int r = 0; r < reps; r++) {
 				fl[r] = floor_once(&t, memfd, f99, orig, &flg[r]);
-				if (fi == 0)
+				if (fi == 0) {
 					sc[r] = safety_once(&t, ranges, BENCH_NFUNCS, &busy);
+					/* the path of kernels before 6.11 */
+					setenv("HP_SAFETY_MAPS_TEXT", "1", 1);
+					sct[r] = safety_once(&t, ranges, BENCH_NFUNCS, &busy);
+					unsetenv("HP_SAFETY_MAPS_TEXT");
+				}
 #ifdef HAVE_ENGINE
 				{
 					struct apply_result res;
@@ -694,20 +708,26 @@ int main(int argc, char **argv)
 		}
 		close(memfd);
 		ssc = stats_of(sc, reps);
-		printf("%7d  safety_check of 100 ranges over %zu threads, all held: p50 %llu us, p99 %llu us (%d of %d busy)\n",
-		       threads[ti], t.n_tids, (unsigned long long)ssc.p50, (unsigned long long)ssc.p99, busy,
-		       reps);
+		ssct = stats_of(sct, reps);
+		printf("%7d  safety_check of 100 ranges over %zu threads, all held: p50 %llu us, p99 %llu us; with /proc/PID/maps text (kernels < 6.11): p50 %llu us, p99 %llu us (%d of %d busy)\n",
+		       threads[ti], t.n_tids, (unsigned long long)ssc.p50, (unsigned long long)ssc.p99,
+		       (unsigned long long)ssct.p50, (unsigned long long)ssct.p99, busy, 2 * reps);
 		free(sc);
+		free(sct);
 
 		if (ti == 0) {
-			uint64_t before[3], after[3], back[3];
-			int v_before = 0;
-#ifdef HAVE_ENGINE
-			int v_after = 0, v_back = 0;
-#endif
+			/* rounds x (unpatched, patched, reverted): median of the
+			 * per-round medians, and the fastest run seen */
+			enum { ROUNDS = 5 };
+			uint64_t med[3][ROUNDS], fast[3] = { UINT64_MAX, UINT64_MAX, UINT64_MAX };
+			int value[3] = { 0, 0, 0 }, n_states = 1;
+			static const char *const state_names[3] = { "unpatched", "patched  ", "reverted " };
 
-			for (int round = 0; round < 3; round++) {
-				call_cost(&t, &before[round], &v_before);
+			for (int round = 0; round < ROUNDS; round++) {
+				uint64_t m;
+
+				call_cost(&t, &med[0][round], &m, &value[0]);
+				fast[0] = m < fast[0] ? m : fast[0];
 #ifdef HAVE_ENGINE
 				{
 					struct apply_result res;
@@ -715,30 +735,33 @@ int main(int argc, char **argv)
 
 					if (rc < 0)
 						die("apply: %s", hp_errmsg(rc));
-					call_cost(&t, &after[round], &v_after);
+					call_cost(&t, &med[1][round], &m, &value[1]);
+					fast[1] = m < fast[1] ? m : fast[1];
 					rc = apply_revert(t.pid, build_id, NULL, &res);
 					if (rc < 0)
 						die("revert: %s", hp_errmsg(rc));
-					call_cost(&t, &back[round], &v_back);
+					call_cost(&t, &med[2][round], &m, &value[2]);
+					fast[2] = m < fast[2] ? m : fast[2];
+					n_states = 3;
 				}
-#else
-				after[round] = back[round] = 0;
 #endif
 			}
-			qsort(before, 3, sizeof(uint64_t), cmp_u64);
-			qsort(after, 3, sizeof(uint64_t), cmp_u64);
-			qsort(back, 3, sizeof(uint64_t), cmp_u64);
-			printf("\ncall cost of f0 in the target (median of 3 rounds of 15 x %u calls):\n",
-			       t.shm->call_calls);
-			printf("  unpatched %.2f ns/call (f0(1) = %d)\n", before[1] / 1000.0, v_before);
-#ifdef HAVE_ENGINE
-			printf("  patched   %.2f ns/call (f0(1) = %d%s), ratio %.2fx\n", after[1] / 1000.0,
-			       v_after, v_after == v_before + 1 ? ", the patched code ran" : ", NOT the patched code",
-			       before[1] ? (double)after[1] / before[1] : 0);
-			printf("  reverted  %.2f ns/call (f0(1) = %d)\n\n", back[1] / 1000.0, v_back);
-#else
-			printf("  patched   - (engine not built)\n\n");
-#endif
+			printf("\ncall cost of f0 in the target (median of %d rounds of the median of 15 runs of %u calls; fastest run):\n",
+			       ROUNDS, t.shm->call_calls);
+			for (int k = 0; k < n_states; k++) {
+				qsort(med[k], ROUNDS, sizeof(uint64_t), cmp_u64);
+				printf("  %s %6.2f ns/call (fastest %.2f), f0(1) = %d", state_names[k],
+				       med[k][ROUNDS / 2] / 1000.0, fast[k] / 1000.0, value[k]);
+				if (k == 1)
+					printf("%s, ratio %.2fx (fastest %.2fx)",
+					       value[1] == value[0] + 1 ? " (the patched code ran)" : " (NOT the patched code)",
+					       med[0][ROUNDS / 2] ? (double)med[1][ROUNDS / 2] / med[0][ROUNDS / 2] : 0,
+					       fast[0] ? (double)fast[1] / fast[0] : 0);
+				printf("\n");
+			}
+			if (n_states == 1)
+				printf("  patched   - (engine not built)\n");
+			printf("\n");
 		}
 		target_stop(&t);
 	}

@@ -8,17 +8,13 @@
  *   engine-driver cycle PID DIR N              N x (apply, revert)
  *   engine-driver textsum PID                  sha256 of the executable mappings
  *   engine-driver hold PID SECONDS             be another tracer (PTRACE_SEIZE) a while
- *   engine-driver mkset --target BIN --so PATCH.so --month M --name NAME
- *                       --func F [--func F...] [--active-ok F] -o DIR
  *
  * On error: one line "engine-driver: ENAME: message" on stderr and the errno
  * as exit status (ESRCH 3, ENOENT 2, ENOEXEC 8, EBUSY 16, EPERM 1).
- * mkset writes a manifest from the target's symbol table, the way hp build
- * does, for tests that must craft bad manifests.
+ * Patch sets come from hp build (tests/integration/test-engine-lib.sh).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <gelf.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -199,150 +195,6 @@ static int cmd_textsum(pid_t pid)
 	return 0;
 }
 
-/* ---- mkset ----------------------------------------------------------------- */
-
-struct esym {
-	char *name;
-	uint64_t value, size;
-	int type;
-	bool defined;
-};
-
-static int read_syms(const char *path, Elf_Type want, struct esym **ret, size_t *ret_n)
-{
-	int fd = open(path, O_RDONLY);
-	Elf *e;
-	Elf_Scn *scn = NULL;
-	struct esym *v = NULL;
-	size_t n = 0;
-
-	if (fd < 0)
-		return hp_err(-errno, "open %s: %s", path, strerror(errno));
-	elf_version(EV_CURRENT);
-	e = elf_begin(fd, ELF_C_READ, NULL);
-	while (e && (scn = elf_nextscn(e, scn))) {
-		GElf_Shdr sh;
-		Elf_Data *d;
-
-		if (!gelf_getshdr(scn, &sh) || sh.sh_type != (unsigned)want)
-			continue;
-		d = elf_getdata(scn, NULL);
-		for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; i++) {
-			GElf_Sym s;
-			const char *name;
-
-			if (!gelf_getsym(d, (int)i, &s))
-				continue;
-			name = elf_strptr(e, sh.sh_link, s.st_name);
-			if (!name || !*name)
-				continue;
-			v = realloc(v, (n + 1) * sizeof(*v));
-			v[n].name = strdup(name);
-			v[n].value = s.st_value;
-			v[n].size = s.st_size;
-			v[n].type = GELF_ST_TYPE(s.st_info);
-			v[n].defined = s.st_shndx != SHN_UNDEF;
-			n++;
-		}
-	}
-	if (e)
-		elf_end(e);
-	close(fd);
-	*ret = v;
-	*ret_n = n;
-	return 0;
-}
-
-static const struct esym *find_sym(const struct esym *v, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (v[i].defined && strcmp(v[i].name, name) == 0)
-			return &v[i];
-	return NULL;
-}
-
-static int cmd_mkset(int argc, char **argv)
-{
-	const char *target = NULL, *so = NULL, *month = "2026-02", *name = "fix", *out = NULL;
-	const char *funcs[32], *active[32];
-	size_t n_funcs = 0, n_active = 0, n_tsyms = 0, n_psyms = 0;
-	struct esym *tsyms = NULL, *psyms = NULL;
-	struct hp_manifest *m = hp_manifest_new();
-	struct hp_buf b = HP_BUF_INIT, sob = HP_BUF_INIT;
-	unsigned char digest[crypto_hash_sha256_BYTES];
-	char hex[2 * crypto_hash_sha256_BYTES + 1], bid[129], path[4096];
-	int r;
-
-	for (int i = 0; i + 1 < argc; i += 2) {
-		if (strcmp(argv[i], "--target") == 0)
-			target = argv[i + 1];
-		else if (strcmp(argv[i], "--so") == 0)
-			so = argv[i + 1];
-		else if (strcmp(argv[i], "--month") == 0)
-			month = argv[i + 1];
-		else if (strcmp(argv[i], "--name") == 0)
-			name = argv[i + 1];
-		else if (strcmp(argv[i], "--func") == 0 && n_funcs < 32)
-			funcs[n_funcs++] = argv[i + 1];
-		else if (strcmp(argv[i], "--active-ok") == 0 && n_active < 32)
-			active[n_active++] = argv[i + 1];
-		else if (strcmp(argv[i], "-o") == 0)
-			out = argv[i + 1];
-	}
-	if (!target || !so || !out || !n_funcs || !m || sodium_init() < 0)
-		return fail(hp_err(-EINVAL, "mkset: missing arguments"));
-	r = apply_file_build_id(target, bid);
-	if (r < 0)
-		return fail(r);
-	if ((r = read_syms(target, SHT_SYMTAB, &tsyms, &n_tsyms)) < 0 ||
-	    (r = read_syms(so, SHT_DYNSYM, &psyms, &n_psyms)) < 0 ||
-	    (r = hp_read_file(so, 64u << 20, &sob)) < 0)
-		return fail(r);
-	crypto_hash_sha256(digest, (const unsigned char *)sob.data, sob.len);
-	for (size_t i = 0; i < sizeof(digest); i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-	hp_manifest_set_str(&m->name, name);
-	hp_manifest_set_str(&m->baseline, "2026.01");
-	hp_manifest_set_str(&m->month, month);
-	hp_manifest_set_str(&m->target, strrchr(target, '/') ? strrchr(target, '/') + 1 : target);
-	hp_manifest_set_str(&m->build_id, bid);
-	hp_manifest_set_str(&m->patch_sha256, hex);
-	for (size_t i = 0; i < n_funcs; i++) {
-		const struct esym *s = find_sym(tsyms, n_tsyms, funcs[i]);
-		unsigned flags = 0;
-
-		if (!s || s->type != STT_FUNC)
-			return fail(hp_err(-ENOENT, "mkset: %s: no function %s", target, funcs[i]));
-		for (size_t k = 0; k < n_active; k++)
-			if (strcmp(active[k], funcs[i]) == 0)
-				flags |= HP_FUNC_ACTIVE_OK;
-		hp_manifest_add_func(m, funcs[i], NULL, s->value, s->size, flags);
-	}
-	/* the patch's undefined references that the target defines */
-	for (size_t i = 0; i < n_psyms; i++) {
-		const struct esym *s;
-
-		if (psyms[i].defined)
-			continue;
-		s = find_sym(tsyms, n_tsyms, psyms[i].name);
-		if (s && (s->type == STT_FUNC || s->type == STT_OBJECT) &&
-		    !hp_manifest_find_func(m, psyms[i].name))
-			hp_manifest_add_sym(m, psyms[i].name, NULL, s->value);
-	}
-	mkdir(out, 0755);
-	r = hp_manifest_format(m, &b);
-	snprintf(path, sizeof(path), "%s/manifest", out);
-	if (r == 0)
-		r = hp_write_file_atomic(path, b.data, b.len, 0644);
-	snprintf(path, sizeof(path), "%s/patch.so", out);
-	if (r == 0)
-		r = hp_write_file_atomic(path, sob.data, sob.len, 0644);
-	hp_buf_release(&b);
-	hp_buf_release(&sob);
-	hp_manifest_free(m);
-	return r < 0 ? fail(r) : 0;
-}
-
 int main(int argc, char **argv)
 {
 	struct apply_result res;
@@ -351,11 +203,9 @@ int main(int argc, char **argv)
 	int r;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: engine-driver apply|revert|inspect|cycle|mkset ...\n");
+		fprintf(stderr, "usage: engine-driver apply|revert|inspect|cycle|textsum|hold ...\n");
 		return 2;
 	}
-	if (strcmp(argv[1], "mkset") == 0)
-		return cmd_mkset(argc - 2, argv + 2);
 	if (strcmp(argv[1], "hold") == 0 && argc >= 4) {
 		if (ptrace(PTRACE_SEIZE, (pid_t)atoi(argv[2]), NULL, NULL) < 0)
 			return fail(hp_err(-errno, "seize: %s", strerror(errno)));

@@ -10,8 +10,8 @@ ht_begin "engine-active"
 et_start pie --spin
 strict=$HT_TMP/strict
 loose=$HT_TMP/loose
-ht_check "make the set" et_set pie patch-spin 2026-02 "$strict" spin
-ht_check "make the active-ok set" et_set pie patch-spin 2026-02 "$loose" spin --active-ok spin
+ht_check "make the set" et_set pie patch-spin 2026-02 "$strict"
+ht_check "make the active-ok set" et_set pie patch-spin 2026-02 "$loose" --active-ok spin
 et_query 7 >/dev/null
 maps0=$(et_maps)
 text0=$(et_driver textsum "$ET_PID")

@@ -4,7 +4,7 @@
 #                             ET_PID, ET_FIFO, ET_OUT
 #   et_query X                "compute(X) other(X)" as the target computes them
 #   et_spin                   the target's spin counter
-#   et_set VARIANT PATCH MONTH DIR FUNC... [--active-ok F]   make a patch set dir
+#   et_set VARIANT PATCH MONTH DIR [--active-ok F]   hp build a patch set into DIR
 #   et_driver ARGS...         the engine driver (apply, revert, inspect, ...)
 #   et_clean                  the target printed no EINTR/BAD line and is alive
 
@@ -46,20 +46,15 @@ et_target_file() {
 	esac
 }
 
-# et_set VARIANT PATCH MONTH DIR FUNC... [--active-ok F]
+# et_set VARIANT PATCH MONTH DIR [--active-ok F]: hp build the fixture patch
+# PATCH.c against the variant's target, then unpack the bundle into DIR.
 et_set() {
 	local variant=$1 patch=$2 month=$3 dir=$4
 	shift 4
-	local args=()
-	while [ $# -gt 0 ]; do
-		case $1 in
-		--active-ok) args+=(--active-ok "$2"); shift 2 ;;
-		*) args+=(--func "$1"); shift ;;
-		esac
-	done
-	et_driver mkset --target "$(et_target_file "$variant")" \
-		--so "$ENGINE_FIX/engine-$patch.so" --month "$month" --name fix \
-		"${args[@]}" -o "$dir"
+	"$HP_BIN" build --target "$(et_target_file "$variant")" --baseline 2026.01 \
+		--month "$month" --name fix "$@" -o "$dir.tar" \
+		"$HP_SOURCE_ROOT/tests/fixtures/engine/$patch.c" >/dev/null || return 1
+	mkdir -p "$dir" && tar -xf "$dir.tar" -C "$dir"
 }
 
 et_clean() {

@@ -10,7 +10,7 @@ ht_begin "engine-stress"
 cycles=${HP_ENGINE_CYCLES:-1000}
 et_start pie --busy 16
 set_a=$HT_TMP/a
-ht_check "make the set" et_set pie patch-a 2026-02 "$set_a" compute other
+ht_check "make the set" et_set pie patch-a 2026-02 "$set_a"
 out=$(et_driver cycle "$ET_PID" "$set_a" "$cycles" 2>&1)
 ht_match "$cycles apply/revert cycles on 21 threads" "^cycles=$cycles threads=21 " "$out"
 ht_log "$out"

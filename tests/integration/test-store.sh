@@ -16,6 +16,8 @@ mk() { "$MK" -t sample-server -i aa01 "$@"; }
 
 # ---- init and keys ---------------------------------------------------------
 ht_check "store init" hp store init
+ht_check "log of an empty store" hp log
+ht_eq "an empty store lists nothing" "[]" "$(hp list --json)"
 ht_check_fail "store init twice fails" hp store init
 ht_match "init twice: one clear line" '^hp store init: store .* already a store$' \
 	"$(hp store init 2>&1)"
@@ -50,6 +52,20 @@ ht_match "tree layout" '^2026\.01/2026-02/fix-tar/manifest$' \
 ht_match "BASELINE lists both targets" 'target sample-server aa01.*target other-server bb01' \
 	"$(git --git-dir="$S" show HEAD:2026.01/BASELINE | tr '\n' ' ')"
 ht_match "BASELINE says planned" 'kind planned' "$(git --git-dir="$S" show HEAD:2026.01/BASELINE)"
+
+# A bundle around a real fixture target and a real patch object.
+FT=$HP_BUILD_ROOT/tests/fixtures/engine/engine-target-pie
+FP=$HP_BUILD_ROOT/tests/fixtures/engine/engine-patch-a.so
+bid=$(readelf -n "$FT" 2>/dev/null | awk '/Build ID/ {print $3}')
+ht_match "fixture target has a build-id" '^[0-9a-f]{16,}$' "$bid"
+F=$HT_TMP/fixture.git
+hp store init --store "$F" >/dev/null
+hp key trust --store "$F" "$HT_TMP/k/hotpatch.pub" >/dev/null
+mk -b 2026.04 -m 2026-06 -n fixture -t engine-target-pie -i "$bid" -p "$FP" -k "$K" -o "$B/fixture.tar.xz"
+ht_check "import a bundle of a fixture target" hp import --store "$F" "$B/fixture.tar.xz"
+ht_match "show: the fixture's build-id" "build-id +$bid" "$(hp show --store "$F" 2026.04/2026-06/fixture)"
+ht_check "stored patch.so is the fixture's patch object" \
+	cmp <(git --git-dir="$F" show HEAD:2026.04/2026-06/fixture/patch.so) "$FP"
 
 out=$(hp import "$B/a.tar")
 ht_match "re-import of the same bytes: success, says so" '^already imported 2026.01/2026-02/fix-tar$' "$out"
@@ -125,6 +141,8 @@ refuse "untrusted key" "untrusted key [0-9a-f]{16}" "$B/untrusted.tar"
 refuse "tampered patch.so" "patch-sha256" "$B/tampered.tar"
 refuse "month outside the window" "outside baseline 2026.01's window \(2026-02..2026-03\); use --force" "$B/late.tar"
 refuse "month before the baseline" "outside baseline" "$B/before.tar"
+mk -b 2026.01 -m 2026-13 -n badmonth -k "$K" -o "$B/badmonth.tar"
+refuse "malformed month" "month: invalid value '2026-13'" "$B/badmonth.tar"
 refuse "target rebuilt within a baseline" "has target sample-server with build-id aa01, not cc99" "$B/rebuilt.tar"
 refuse "same set id, other contents" "already in the store with different contents" "$B/same-id.tar"
 ht_check "--force takes a month outside the window" hp import --force "$B/late.tar"

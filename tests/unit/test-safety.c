@@ -520,5 +520,15 @@ int main(void)
 		cmocka_unit_test(test_vanished_process),
 	};
 
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	int failed;
+
+	/* once with PROCMAP_QUERY (Linux 6.11+), once with the parsed
+	 * /proc/PID/maps text older kernels get */
+	unsetenv("HP_SAFETY_MAPS_TEXT");
+	failed = cmocka_run_group_tests_name("safety, PROCMAP_QUERY", tests, group_setup,
+					     group_teardown);
+	setenv("HP_SAFETY_MAPS_TEXT", "1", 1);
+	failed += cmocka_run_group_tests_name("safety, maps text", tests, group_setup,
+					      group_teardown);
+	return failed;
 }

@@ -398,6 +398,65 @@ static void test_pull_push(void **state)
 	store_free(b);
 }
 
+static int count_loose(const char *store)
+{
+	char cmd[256];
+	FILE *p;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "find '%s/objects' -path '*/objects/[0-9a-f][0-9a-f]/*' -type f | wc -l", store);
+	p = popen(cmd, "r");
+	if (p) {
+		if (fscanf(p, "%d", &n) != 1)
+			n = -1;
+		pclose(p);
+	}
+	return n;
+}
+
+static void test_pack(void **state)
+{
+	struct fx *f = *state;
+	struct mkb_opts o = { "2026.01", "2026-02", "fix-1", NULL, "aabbcc", f->key, NULL, 0, NULL, false };
+	struct store_snap *before, *after;
+	struct store_patchset *ps;
+	char h0[41], h1[41], cmd[256];
+	void *data;
+	size_t len;
+	int loose;
+
+	assert_int_equal(import(f, &o, false), 0);
+	o.name = "fix-2";
+	assert_int_equal(import(f, &o, false), 0);
+	head(f, h0);
+	assert_int_equal(store_snap_open(f->st, &before), 0);
+	loose = count_loose(f->store);
+	assert_true(loose > 10);
+	assert_int_equal(store_pack(f->st), loose);
+	assert_int_equal(count_loose(f->store), 0);
+	head(f, h1);
+	assert_string_equal(h0, h1);
+	/* A snapshot opened before the pack reads on (from the pack). */
+	assert_int_equal(store_snap_read(before, "2026.01/2026-02/fix-2/manifest", &data, &len), 0);
+	free(data);
+	assert_int_equal(store_lookup(before, "aabbcc", NULL, &ps), 0);
+	store_patchset_free(ps);
+	store_snap_free(before);
+	assert_int_equal(store_snap_open(f->st, &after), 0);
+	assert_int_equal(store_lookup(after, "aabbcc", "2026-02", &ps), 0);
+	store_patchset_free(ps);
+	store_snap_free(after);
+	/* Imports go on on top of the pack; git agrees the repository is sound. */
+	o.name = "fix-3";
+	assert_int_equal(import(f, &o, false), 0);
+	loose = count_loose(f->store);
+	assert_true(loose > 0);
+	assert_int_equal(store_pack(f->st), loose);
+	snprintf(cmd, sizeof(cmd), "git --git-dir='%s' fsck --no-progress --strict >/dev/null 2>&1", f->store);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(store_pack(f->st), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -410,6 +469,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unplanned_and_config, setup_months, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_processes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pull_push, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pack, setup, teardown),
 	};
 
 	store_git_init();

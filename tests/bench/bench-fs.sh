@@ -1,0 +1,145 @@
+#!/bin/bash
+# bench-fs: browsing the catalog through hotpatchfs next to the same tree as
+# plain files, measured in the same run (the machine is shared and noisy).
+#
+#   tests/bench/bench-fs.sh [BUILD-DIR [N_SETS [REPS]]]   (default build, 10000, 5)
+#
+# A store with N_SETS sets (real manifest, patch.so and signature blobs from
+# one hp build, repeated under 20 baselines x 2 months) is made with git
+# fast-import in one commit; the plain tree is a git checkout of the same
+# commit. Each run is timed REPS times after one warm-up; medians and the
+# ratio mount/plain are printed for: find (walk + stat), find + cat of every
+# file (find -type f -exec cat {} +), and cat of one file per set (a
+# process per set, as scripts do). The mount is measured twice: with its
+# defaults (entry and attr timeouts 0, so every lookup asks the daemon) and
+# with -o entry_timeout=1,attr_timeout=1 (kernel caching of names and
+# attributes).
+set -euo pipefail
+
+BUILD=$(cd "${1:-build}" && pwd)
+N=${2:-10000}
+REPS=${3:-5}
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+HP=$BUILD/cli/hp
+FS=$BUILD/fs/hotpatchfs
+TMP=$(mktemp -d /tmp/hp-bench-fs-XXXXXX)
+MNT=$TMP/mnt
+FS_PID=""
+
+cleanup() {
+	if grep -qs " $MNT fuse.hotpatchfs " /proc/mounts; then
+		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" || true
+	fi
+	[ -n "$FS_PID" ] && { kill "$FS_PID" 2>/dev/null || true; wait "$FS_PID" 2>/dev/null || true; }
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+export HP_STORE=$TMP/store.git
+"$HP" store init >/dev/null
+"$HP" key generate "$TMP/key" >/dev/null
+"$HP" key trust "$TMP/key/hotpatch.pub" >/dev/null
+"$HP" build --target "$BUILD/tests/fixtures/demo/demo-server" --baseline 2026.01 --month 2026-02 \
+	--name cve-2026-0001 --sign "$TMP/key/hotpatch.key" -o "$TMP/one.tar.gz" \
+	"$SRC/tests/fixtures/demo/demo-fix.c" >/dev/null
+"$HP" import "$TMP/one.tar.gz" >/dev/null
+
+# N sets in one commit on top of the store's HEAD, through git fast-import.
+python3 - "$HP_STORE" "$N" <<'EOF' | git --git-dir="$HP_STORE" fast-import --quiet
+import subprocess, sys
+store, n = sys.argv[1], int(sys.argv[2])
+def blob(path):
+    return subprocess.run(["git", "--git-dir", store, "show", "HEAD:" + path],
+                          check=True, capture_output=True).stdout
+base = "2026.01/2026-02/cve-2026-0001/"
+files = {f: blob(base + f) for f in ("manifest", "patch.so", "signature")}
+baseline = blob("2026.01/BASELINE")
+head = subprocess.run(["git", "--git-dir", store, "rev-parse", "HEAD"], check=True,
+                      capture_output=True, text=True).stdout.strip()
+ref = subprocess.run(["git", "--git-dir", store, "symbolic-ref", "HEAD"], check=True,
+                     capture_output=True, text=True).stdout.strip()
+out = sys.stdout.buffer
+def data(b):
+    out.write(b"data %d\n" % len(b)); out.write(b); out.write(b"\n")
+marks = {}
+for i, (f, b) in enumerate(list(files.items()) + [("BASELINE", baseline)], 1):
+    out.write(b"blob\nmark :%d\n" % i); data(b); marks[f] = i
+msg = b"bench: %d sets" % n
+out.write(b"commit %s\nmark :100\ncommitter bench <bench@localhost> 1767225600 +0000\n" % ref.encode())
+data(msg)
+out.write(b"from %s\n" % head.encode())
+per_month = max(1, n // 40)
+for i in range(n):
+    b, m = divmod(i // per_month, 2)
+    bl = "%04d.%02d" % (2021 + b // 4, 1 + 3 * (b % 4))
+    month = "%04d-%02d" % (2021 + b // 4, 2 + 3 * (b % 4) + m)
+    if i % per_month == 0 and m == 0:
+        out.write(b"M 100644 :%d %s/BASELINE\n" % (marks["BASELINE"], bl.encode()))
+    for f in ("manifest", "patch.so", "signature"):
+        out.write(b"M 100644 :%d %s/%s/set-%05d/%s\n" % (marks[f], bl.encode(), month.encode(), i, f.encode()))
+out.write(b"\n")
+EOF
+
+# The plain tree: a checkout of the same commit, the store's own files removed.
+git clone -q "$HP_STORE" "$TMP/plain"
+rm -rf "$TMP/plain/.git" "$TMP/plain/trusted-keys"
+n_files=$(find "$TMP/plain" -type f | wc -l)
+
+now_ns() { date +%s%N; }
+# median_ms CMD...: run once to warm up, then REPS times; print the median in ms.
+median_ms() {
+	local t=() a b
+	"$@" >/dev/null 2>&1
+	for _ in $(seq "$REPS"); do
+		a=$(now_ns)
+		"$@" >/dev/null 2>&1
+		b=$(now_ns)
+		t+=($(((b - a) / 1000000)))
+	done
+	printf '%s\n' "${t[@]}" | sort -n | sed -n "$(((REPS + 1) / 2))p"
+}
+walk() { find "$1" >/dev/null; }
+walk_cat() { find "$1" -type f -exec cat {} + >/dev/null; }
+cat_each() { find "$1" -name manifest | head -n 1000 | while read -r f; do cat "$f"; done >/dev/null; }
+
+mount_fs() {
+	mkdir -p "$MNT"
+	"$FS" --store "$HP_STORE" -f "$@" "$MNT" &
+	FS_PID=$!
+	for _ in $(seq 200); do
+		grep -qs " $MNT fuse.hotpatchfs " /proc/mounts && return 0
+		sleep 0.05
+	done
+	echo "bench-fs: mount failed" >&2
+	exit 1
+}
+umount_fs() {
+	fusermount3 -u "$MNT"
+	wait "$FS_PID" || true
+	FS_PID=""
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }'; }
+
+mount_fs
+n_mnt=$(find "$MNT/catalog" -type f | wc -l)
+[ "$n_mnt" -eq "$n_files" ] || { echo "bench-fs: mount shows $n_mnt files, plain $n_files" >&2; exit 1; }
+echo "bench-fs: $N sets, $n_files files, median of $REPS runs (ms)"
+printf '%-34s %9s %9s %9s\n' "" "plain" "mount" "ratio"
+p1=$(median_ms walk "$TMP/plain"); m1=$(median_ms walk "$MNT/catalog")
+printf '%-34s %9s %9s %9s\n' "find (walk + stat)" "$p1" "$m1" "$(ratio "$m1" "$p1")"
+p2=$(median_ms walk_cat "$TMP/plain"); m2=$(median_ms walk_cat "$MNT/catalog")
+printf '%-34s %9s %9s %9s\n' "find + cat every file" "$p2" "$m2" "$(ratio "$m2" "$p2")"
+p3=$(median_ms cat_each "$TMP/plain"); m3=$(median_ms cat_each "$MNT/catalog")
+printf '%-34s %9s %9s %9s\n' "cat 1000 manifests, one by one" "$p3" "$m3" "$(ratio "$m3" "$p3")"
+umount_fs
+
+mount_fs -o entry_timeout=1,attr_timeout=1
+m1=$(median_ms walk "$MNT/catalog")
+m2=$(median_ms walk_cat "$MNT/catalog")
+m3=$(median_ms cat_each "$MNT/catalog")
+echo "with -o entry_timeout=1,attr_timeout=1:"
+printf '%-34s %9s %9s %9s\n' "find (walk + stat)" "$p1" "$m1" "$(ratio "$m1" "$p1")"
+printf '%-34s %9s %9s %9s\n' "find + cat every file" "$p2" "$m2" "$(ratio "$m2" "$p2")"
+printf '%-34s %9s %9s %9s\n' "cat 1000 manifests, one by one" "$p3" "$m3" "$(ratio "$m3" "$p3")"
+umount_fs

@@ -1,0 +1,220 @@
+#!/bin/bash
+# hotpatchfs on a real mount: the layout, the catalog against git, apply and
+# revert through the control files (echo >, >>, tee, Ansible's temp+rename),
+# every errno, incoming/ good and bad, auto-apply, a clean stop.
+. "$HP_TEST_LIB/harness.sh"
+ht_begin "fs"
+. "$HP_SOURCE_ROOT/tests/fixtures/demo/fs-setup.sh"
+fs_need
+
+T=$HT_TMP
+ht_check "store with a trusted key" fs_store
+ht_check "hp build: demo-server 2026-02" \
+	fs_build "$FS_DEMO_BIN/demo-server" 2026-02 cve-2026-0001 "$T/feb.tar.gz" "$FS_DEMO_SRC/demo-fix.c"
+ht_check "hp build: demo-server 2026-03" \
+	fs_build "$FS_DEMO_BIN/demo-server" 2026-03 cve-2026-0001 "$T/mar.tar.gz" "$FS_DEMO_SRC/demo-fix-march.c"
+ht_check "hp build: misfit-a 2026-02" \
+	fs_build "$FS_DEMO_BIN/misfit-a" 2026-02 misfit-fix "$T/misfit.tar.gz" "$FS_DEMO_SRC/misfit-fix.c"
+ht_check "hp import" "$HP_BIN" import "$T/feb.tar.gz" "$T/misfit.tar.gz"
+
+M=$T/mnt
+ht_check "hotpatchfs mounts" fs_mount "$M"
+fs_mounted "$M" || { ht_end; exit 1; }
+
+# ---- layout -----------------------------------------------------------------
+ht_eq "root lists the SPEC's layout" "apply auto catalog incoming log processes report revert status" \
+	"$(ls "$M" | tr '\n' ' ' | sed 's/ $//')"
+modes=""
+for f in apply revert auto report status log catalog incoming processes; do
+	modes="$modes $f=$(stat -c %A "$M/$f")"
+done
+ht_eq "modes" " apply=-rw-rw-rw- revert=-rw-rw-rw- auto=-rw-r--r-- report=-r--r--r-- status=-r--r--r-- log=-r--r--r-- catalog=dr-xr-xr-x incoming=drwx------ processes=dr-xr-xr-x" "$modes"
+ht_eq "mountinfo type is fuse.hotpatchfs" "fuse.hotpatchfs" \
+	"$(awk -v m="$M" '$2 == m { print $3 }' /proc/mounts)"
+
+# ---- catalog ------------------------------------------------------------------
+set_dir=$M/catalog/2026.01/2026-02/cve-2026-0001
+ht_eq "catalog: a set holds manifest, patch.so, signature" "manifest patch.so signature" \
+	"$(ls "$set_dir" | tr '\n' ' ' | sed 's/ $//')"
+ht_check "catalog: manifest is the git blob" \
+	cmp "$set_dir/manifest" <(git --git-dir="$HP_STORE" show HEAD:2026.01/2026-02/cve-2026-0001/manifest)
+ht_check "catalog: patch.so is the git blob" \
+	cmp "$set_dir/patch.so" <(git --git-dir="$HP_STORE" show HEAD:2026.01/2026-02/cve-2026-0001/patch.so)
+ht_check "catalog: BASELINE is the git blob" \
+	cmp "$M/catalog/2026.01/BASELINE" <(git --git-dir="$HP_STORE" show HEAD:2026.01/BASELINE)
+ht_eq "catalog: stat size is the blob size" "$(git --git-dir="$HP_STORE" cat-file -s HEAD:2026.01/2026-02/cve-2026-0001/patch.so)" \
+	"$(stat -c %s "$set_dir/patch.so")"
+ht_eq "catalog/latest points at the newest month" "2026.01/2026-02" "$(readlink "$M/catalog/latest")"
+ht_check "catalog/latest resolves" test -f "$M/catalog/latest/cve-2026-0001/manifest"
+ht_check_fail "catalog is read-only (create)" touch "$M/catalog/x"
+err=$({ echo x >"$M/catalog/2026.01/BASELINE"; } 2>&1)
+ht_match "catalog is read-only (write): EROFS" "Read-only file system" "$err"
+ht_check_fail "catalog: no such set" cat "$M/catalog/2026.01/2026-02/nope/manifest"
+
+# ---- status ---------------------------------------------------------------------
+st=$(cat "$M/status")
+ht_match "status names the store" "store: $HP_STORE" "$st"
+ht_match "status: head is the store's HEAD" "head: $(fs_head)" "$st"
+ht_match "status: auto off" "auto: 0" "$st"
+
+# ---- a process, apply, double apply, revert ----------------------------------------
+fs_server
+P=$FS_SRV
+ht_check "demo-server runs vulnerable" fs_wait_output "$FS_SRV_OUT" "VULNERABLE"
+ht_match "processes/ lists it" "(^| )$P( |$)" "$(ls "$M/processes" | tr '\n' ' ')"
+ht_match "report: not-up-to-date before apply" "pid=$P comm=demo-server state=not-up-to-date" "$(cat "$M/report")"
+ht_match "processes/PID/status before apply" "state: not-up-to-date" "$(cat "$M/processes/$P/status")"
+
+fs_echo "$M/apply" "$P"
+ht_eq "echo PID > apply: exit 0" 0 "$FS_RC"
+ht_check "the running server is patched" fs_wait_output "$FS_SRV_OUT" "rejected 40-byte name \(limit 16\): fixed"
+s=$(cat "$M/processes/$P/status")
+ht_match "status: hotpatched" "state: hotpatched" "$s"
+ht_match "status: the set applied" "applied=2026.01/2026-02/cve-2026-0001 month=2026-02 latest=2026-02" "$s"
+ht_match "status: last pause in microseconds" "last-pause-us: [0-9]+" "$s"
+ht_match "log: the apply" "apply pid=$P set=2026.01/2026-02/cve-2026-0001 result=ok pause_us=[0-9]+ changed=1" "$(cat "$M/log")"
+
+fs_echo "$M/apply" "$P"
+ht_eq "double apply: exit 0" 0 "$FS_RC"
+ht_match "double apply changes nothing" "apply pid=$P set=2026.01/2026-02/cve-2026-0001 result=ok pause_us=- changed=0" "$(tail -n1 "$M/log")"
+ht_eq "double apply: same state" "$s" "$(cat "$M/processes/$P/status")"
+
+# A newer month lands through incoming/ and the catalog follows HEAD.
+head0=$(fs_head)
+ht_check "incoming: cp a good bundle" cp "$T/mar.tar.gz" "$M/incoming/"
+ht_check "incoming: the store moved" test "$(fs_head)" != "$head0"
+ht_check "incoming: the catalog shows the new month" test -d "$M/catalog/2026.01/2026-03/cve-2026-0001"
+ht_eq "incoming: the file is consumed" "" "$(ls -A "$M/incoming")"
+ht_eq "catalog/latest follows" "2026.01/2026-03" "$(readlink "$M/catalog/latest")"
+ht_match "log: the import" "import set=2026.01/2026-03/cve-2026-0001 result=ok" "$(cat "$M/log")"
+ht_match "status: not-up-to-date once 2026-03 is out" "state: not-up-to-date" "$(cat "$M/processes/$P/status")"
+
+# Other ways to write a control file: >>, tee, hp via the mount.
+printf '%s\n' "$P" >>"$M/apply"
+ht_eq "printf PID >> apply: exit 0" 0 "$?"
+ht_check "2026-03 replaced 2026-02 in place" fs_wait_output "$FS_SRV_OUT" "fixed in 2026-03"
+ht_match "status: hotpatched with 2026-03" "applied=2026.01/2026-03/cve-2026-0001 month=2026-03 latest=2026-03 state=hotpatched" "$(cat "$M/processes/$P/status")"
+echo "$P 2026-02" | tee "$M/apply" >/dev/null
+ht_eq "echo 'PID MONTH' | tee apply: exit 0" 0 "${PIPESTATUS[1]}"
+ht_match "PID MONTH: back to 2026-02" "month=2026-02 latest=2026-03 state=not-up-to-date" "$(cat "$M/processes/$P/status")"
+out=$("$HP_BIN" apply "$P")
+ht_eq "hp apply through the mount: exit 0" 0 "$?"
+ht_match "hp apply says what it applied and the pause" "^$P: applied 2026.01/2026-03/cve-2026-0001 \(pause [0-9]+ us\)" "$out"
+ht_match "hp apply went through the mount (its log)" "apply pid=$P set=2026.01/2026-03/cve-2026-0001 result=ok pause_us=[0-9]+ changed=1" "$(tail -n1 "$M/log")"
+out=$("$HP_BIN" status "$P")
+ht_match "hp status: hotpatched" "state: hotpatched" "$out"
+ht_match "hp status: last pause" "last-pause-us: [0-9]+" "$out"
+ht_match "hp --json status" '"state":"hotpatched".*"last_pause_us":[0-9]+' "$("$HP_BIN" --json status "$P")"
+ht_match "hp report (mount)" "pid=$P comm=demo-server state=hotpatched" "$("$HP_BIN" report)"
+ht_match "hp --json report" "\"pid\":$P,\"comm\":\"demo-server\",\"exe\":.*\"state\":\"hotpatched\"" "$("$HP_BIN" --json report)"
+
+fs_echo "$M/revert" "$P"
+ht_eq "echo PID > revert: exit 0" 0 "$FS_RC"
+ht_check "reverted: vulnerable again" fs_wait_output "$FS_SRV_OUT" "accepted 40-byte name: VULNERABLE"
+ht_match "status after revert" "applied=- month=- latest=2026-03 state=not-up-to-date" "$(cat "$M/processes/$P/status")"
+fs_expect_errno "revert with nothing applied: ENOENT" "No such file or directory" "$M/revert" "$P"
+
+# ---- Ansible's copy module: temp file in the same directory, renamed over ------------
+tmp=$M/.ansible_tmpabc123apply
+printf '%s\n' "$P" >"$tmp"
+ht_eq "temp file: created and listed" ".ansible_tmpabc123apply" "$(ls -A "$M" | grep ansible)"
+ht_eq "temp file: reads back" "$P" "$(cat "$tmp")"
+ht_check "rename temp over apply" mv -f "$tmp" "$M/apply"
+ht_eq "rename: the temp file is gone" "" "$(ls -A "$M" | grep ansible)"
+ht_match "rename: applied" "state: hotpatched" "$(cat "$M/processes/$P/status")"
+printf 'nonsense\n' >"$tmp"
+err=$(python3 -c 'import os,sys
+try:
+    os.rename(sys.argv[1], sys.argv[2]); print("renamed")
+except OSError as e:
+    print(e.strerror)' "$tmp" "$M/apply")
+ht_eq "rename of a bad command carries EINVAL" "Invalid argument" "$err"
+ht_check "the bad temp file stays, and can be removed" rm "$tmp"
+if command -v ansible >/dev/null 2>&1; then
+	out=$(ANSIBLE_LOCAL_TEMP=$T/ansible ANSIBLE_REMOTE_TEMP=$T/ansible HOME=$T \
+		ansible localhost -c local -m copy -a "content='$P\n' dest=$M/revert" 2>&1)
+	ht_match "ansible copy module onto revert: changed" "CHANGED|changed" "$out"
+	ht_check "ansible: reverted" fs_wait_output "$FS_SRV_OUT" "accepted 40-byte name: VULNERABLE"
+	ht_match "ansible: state after" "state=not-up-to-date" "$(cat "$M/processes/$P/status")"
+fi
+
+# ---- errno of every failure, through echo's exit status and message -------------------
+sleep 0 &
+gone=$!
+wait "$gone"
+fs_expect_errno "no such process: ESRCH" "No such process" "$M/apply" "$gone"
+ht_spawn sleep 60
+fs_expect_errno "nothing published for it: ENOENT" "No such file or directory" "$M/apply" "$HT_LAST_PID"
+fs_expect_errno "nothing published in that month: ENOENT" "No such file or directory" "$M/apply" "$P 2026-05"
+fs_expect_errno "malformed: EINVAL" "Invalid argument" "$M/apply" "not-a-pid"
+fs_expect_errno "bad month: EINVAL" "Invalid argument" "$M/apply" "$P 2026-13"
+fs_expect_errno "three words: EINVAL" "Invalid argument" "$M/apply" "$P 2026-02 x"
+fs_expect_errno "revert takes no month: EINVAL" "Invalid argument" "$M/revert" "$P 2026-02"
+fs_expect_errno "auto takes 0 or 1: EINVAL" "Invalid argument" "$M/auto" "2"
+fs_expect_errno "all TARGET unknown: ENOENT" "No such file or directory" "$M/apply" "all no-such-target"
+ht_spawn "$FS_DEMO_BIN/misfit-b"
+misfit=$HT_LAST_PID
+ht_wait_for 10 grep -q misfit "$HT_LAST_OUT"
+fs_expect_errno "a set that does not fit: ENOEXEC" "Exec format error" "$M/apply" "$misfit"
+ht_match "status of the misfit: failed with the reason" "state: failed" "$(cat "$M/processes/$misfit/status")"
+ht_match "the reason is said" "reason: ENOEXEC: " "$(cat "$M/processes/$misfit/status")"
+fs_server --spin
+spin=$FS_SRV
+fs_expect_errno "a function that never leaves: EBUSY" "Device or resource busy" "$M/apply" "$spin"
+ht_match "status of the busy one: failed, EBUSY" "reason: EBUSY: " "$(cat "$M/processes/$spin/status")"
+ht_match "log: the failures with their errno" "result=ESRCH.*result=ENOENT.*result=EINVAL.*result=ENOEXEC.*result=EBUSY" "$(tr '\n' ' ' <"$M/log")"
+err=$("$HP_BIN" apply "$gone" 2>&1 >/dev/null)
+ht_match "hp apply: one line with the daemon's reason" "^hp apply: .*$gone" "$err"
+ht_eq "hp apply: one line" 1 "$(printf '%s\n' "$err" | wc -l)"
+
+kill "$spin"
+wait "$spin" 2>/dev/null
+
+# ---- all ------------------------------------------------------------------------------
+fs_server
+P2=$FS_SRV
+fs_echo "$M/apply" "all demo-server"
+ht_eq "apply all demo-server: exit 0" 0 "$FS_RC"
+ht_match "all: the first server" "state: hotpatched" "$(cat "$M/processes/$P/status")"
+ht_match "all: the second server" "state: hotpatched" "$(cat "$M/processes/$P2/status")"
+ht_match "all: a result per process in the log" "apply pid=$P .*apply pid=$P2 |apply pid=$P2 .*apply pid=$P " "$(tr '\n' ' ' <"$M/log")"
+fs_echo "$M/revert" "all"
+ht_eq "revert all: exit 0" 0 "$FS_RC"
+ht_match "revert all: reverted" "applied=- " "$(cat "$M/processes/$P2/status")"
+
+# ---- incoming/ bad bundles: close() fails, the store does not move ---------------------
+head1=$(fs_head)
+head -c 4096 /dev/urandom >"$T/junk.tar"
+ht_check_fail "incoming: cp of junk fails at close" cp "$T/junk.tar" "$M/incoming/junk.tar"
+ht_eq "incoming: junk left HEAD alone" "$head1" "$(fs_head)"
+"$HP_BIN" build --target "$FS_DEMO_BIN/demo-server" --baseline 2026.01 --month 2026-03 --name unsigned \
+	-o "$T/unsigned.tar.gz" "$FS_DEMO_SRC/demo-fix.c" >/dev/null 2>&1
+ht_check_fail "incoming: an unsigned bundle fails at close" cp "$T/unsigned.tar.gz" "$M/incoming/"
+ht_eq "incoming: unsigned left HEAD alone" "$head1" "$(fs_head)"
+ht_eq "incoming: nothing left behind" "" "$(ls -A "$M/incoming")"
+ht_match "log: failed imports" "import set=- result=E[A-Z]+ .*file=junk.tar" "$(cat "$M/log")"
+
+# ---- auto-apply -------------------------------------------------------------------------
+fs_echo "$M/auto" 1
+ht_eq "echo 1 > auto" 0 "$FS_RC"
+ht_eq "auto reads 1" 1 "$(cat "$M/auto")"
+fs_server
+ht_check "auto: a new server is patched without a word" fs_wait_output "$FS_SRV_OUT" "fixed in 2026-03"
+ht_match "auto: logged with the delay after exec" "auto-apply pid=$FS_SRV set=2026.01/2026-03/cve-2026-0001 result=ok pause_us=[0-9]+ after_exec_us=[0-9]+" "$(cat "$M/log")"
+fs_echo "$M/auto" 0
+ht_eq "auto reads 0 again" 0 "$(cat "$M/auto")"
+
+# ---- a clean stop -------------------------------------------------------------------------
+kill -TERM "$FS_PID"
+wait "$FS_PID"
+ht_eq "SIGTERM: the daemon exits 0" 0 "$?"
+ht_check_fail "SIGTERM: no mount is left" fs_mounted "$M"
+ht_check "mount again" fs_mount "$M"
+ht_check "fusermount3 -u" fusermount3 -u "$M"
+wait "$FS_PID"
+ht_eq "fusermount3 -u: the daemon exits 0" 0 "$?"
+ht_check_fail "fusermount3 -u: no mount is left" fs_mounted "$M"
+ht_check_fail "a missing store is a clear error" "$HP_FS_BIN" --store "$T/nope.git" -f "$M"
+ht_match "the error names the store" "nope.git" "$("$HP_FS_BIN" --store "$T/nope.git" -f "$M" 2>&1)"
+
+ht_end

@@ -9,7 +9,8 @@
 #
 # Run 1: copy module; targets by name (pgrep -x) plus a PID that is gone;
 #        the play fails at the end, after the report, naming that PID.
-# Run 2: the daemon killed (a stale mount); shell redirection; the role
+# Run 2: the daemon killed (a stale mount); shell redirection; the store
+#        synced with the git module instead of hp; the role
 #        clears the mount and starts a new daemon; the store and the patches
 #        are there already; the play succeeds.
 # Then the shell examples run on the same mount.
@@ -127,7 +128,8 @@ ht_eq "target 2 runs the patched code" "80 205" "$(et_query 5)"
 kill -KILL "$daemon"
 ht_wait_for 5 sh -c "! kill -0 $daemon 2>/dev/null"
 ht_check_fail "the mount is stale" stat "$MNT/status"
-play '{'"$common"', "hotpatch_pids": ['"${targets[1]}"'], "hotpatch_apply_method": "shell"}'
+play '{'"$common"', "hotpatch_pids": ['"${targets[1]}"'], "hotpatch_apply_method": "shell",
+	"hotpatch_sync_method": "git"}'
 out=$(cat "$T/play.out")
 flat=$(tr '\n' ' ' <"$T/play.out")
 daemon2=$(cat "$RUN/hotpatchfs.pid" 2>/dev/null)
@@ -137,7 +139,11 @@ ht_match "run 2: the stale mount cleared, a daemon started" \
 	"hotpatchfs at $MNT: cleared a stale mount; started $daemon2\"" "$out"
 ht_check "run 2: a new daemon running" test "$daemon2" != "$daemon" -a -d "/proc/$daemon2"
 ht_match "run 2: mounted again" '^state: hotpatched$' "$(cat "$MNT/processes/${targets[0]}/status" 2>&1)"
-ht_match "run 2: pull: nothing new" 'Pull the store\] \*+ ok:' "$flat"
+ht_match "run 2: git module fetched into the store" 'Clone or fetch the store with git\] \*+ (ok|changed):' "$flat"
+ht_match "run 2: the store's origin is the central store" "$CENTRAL\$" \
+	"$(git --git-dir="$STORE" remote get-url origin 2>&1)"
+ht_eq "run 2: store still at the central head" \
+	"$(git --git-dir="$CENTRAL" rev-parse HEAD)" "$(git --git-dir="$STORE" rev-parse HEAD 2>&1)"
 ht_match "run 2: result line" "\"${targets[1]}: ok\"" "$out"
 ht_match "run 2: report fact printed, both targets hotpatched" \
 	"pid=${targets[0]} comm=$NAME state=hotpatched .*pid=${targets[1]} comm=$NAME state=hotpatched " "$flat"

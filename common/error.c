@@ -33,7 +33,13 @@ int hp_err_prefix(int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
-	snprintf(errmsg, sizeof(errmsg), "%s%s", prefix, old);
+	/* Prefix first; the old message fills what is left (truncated if need be). */
+	{
+		size_t n = strlen(prefix);
+
+		memcpy(errmsg, prefix, n);
+		snprintf(errmsg + n, sizeof(errmsg) - n, "%.*s", (int)(sizeof(errmsg) - n - 1), old);
+	}
 	errset = true;
 	return err;
 }

@@ -134,7 +134,7 @@ static void tramp_shape(void **state)
 {
 	struct user_regs_struct r = { 0 };
 	uint64_t regs[32] = { 0 };
-	uint8_t code[ARCH_TRAMP_MAX];
+	uint8_t tramp[ARCH_TRAMP_MAX];
 	size_t len;
 	uint64_t target;
 
@@ -151,34 +151,34 @@ static void tramp_shape(void **state)
 	r.rax = (uint64_t)-512; /* read interrupted: re-issue it */
 	r.rip = 0x401002;
 	memcpy(regs, &r, sizeof(r));
-	len = arch_tramp_build(regs, true, NULL, code);
+	len = arch_tramp_build(regs, true, NULL, tramp);
 	assert_true(len > 2 && len <= ARCH_TRAMP_MAX);
-	assert_memory_equal(code, arch_syscall_insn, 2);
+	assert_memory_equal(tramp, arch_syscall_insn, 2);
 	/* ends with jmp *0(%rip) to the syscall instruction (rip - 2) */
-	assert_int_equal(code[len - 14], 0xff);
-	assert_int_equal(code[len - 13], 0x25);
-	memcpy(&target, code + len - 8, 8);
+	assert_int_equal(tramp[len - 14], 0xff);
+	assert_int_equal(tramp[len - 13], 0x25);
+	memcpy(&target, tramp + len - 8, 8);
 	assert_int_equal(target, 0x401000);
 	/* rax gets the call number back (mov $0, %rax precedes the jmp) */
-	assert_int_equal(code[len - 24], 0x48);
-	assert_int_equal(code[len - 23], 0xb8);
-	memcpy(&target, code + len - 22, 8);
+	assert_int_equal(tramp[len - 24], 0x48);
+	assert_int_equal(tramp[len - 23], 0xb8);
+	memcpy(&target, tramp + len - 22, 8);
 	assert_int_equal(target, 0);
 
 	/* restart_block calls restart through restart_syscall */
 	r.rax = (uint64_t)-516;
 	memcpy(regs, &r, sizeof(r));
-	len = arch_tramp_build(regs, true, NULL, code);
-	memcpy(&target, code + len - 22, 8);
+	len = arch_tramp_build(regs, true, NULL, tramp);
+	memcpy(&target, tramp + len - 22, 8);
 	assert_int_equal(target, 219);
 	/* stopped in user code: everything as it was, rip unchanged */
 	r.orig_rax = (uint64_t)-1;
 	r.rax = 1234;
 	memcpy(regs, &r, sizeof(r));
-	len = arch_tramp_build(regs, false, NULL, code);
-	memcpy(&target, code + len - 8, 8);
+	len = arch_tramp_build(regs, false, NULL, tramp);
+	memcpy(&target, tramp + len - 8, 8);
 	assert_int_equal(target, 0x401002);
-	memcpy(&target, code + len - 22, 8);
+	memcpy(&target, tramp + len - 22, 8);
 	assert_int_equal(target, 1234);
 }
 

@@ -52,7 +52,9 @@ struct ctl_snap;
  * head_check_ms (always when check_now) and a newer commit swaps the
  * snapshot; older ones live on while references to them are held.
  * -ENOENT (with an empty snapshot never returned) when the store has no
- * commit yet.
+ * commit yet. ctl's own operations (apply, revert, status, list) always
+ * look at HEAD (reading a ref is cheap next to them), so they never act on
+ * a catalog older than the last import.
  */
 int ctl_snap_get(struct ctl *c, bool check_now, struct ctl_snap **ret);
 struct ctl_snap *ctl_snap_ref(struct ctl_snap *s);

@@ -189,7 +189,7 @@ static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, con
 	r = ctl_may_patch(who, pid);
 	if (r < 0)
 		goto out;
-	r = ctl_snap_get(c, false, &s);
+	r = ctl_snap_get(c, true, &s);
 	if (r < 0) {
 		if (r == -ENOENT)
 			r = hp_err(-ENOENT, "nothing published for process %d: the store is empty",
@@ -392,9 +392,9 @@ static int run_all(struct ctl *c, const struct ctl_caller *who, bool revert,
 	int r;
 
 	memset(&job, 0, sizeof(job));
-	r = ctl_snap_get(c, false, &s);
+	r = ctl_snap_get(c, true, &s);
 	if (r < 0) {
-		if (r == -ENOENT && !revert && !cmd->target[0]) {
+		if (r == -ENOENT && !cmd->target[0]) {
 			/* An empty store: nothing to do for "all". */
 			r = 0;
 			ret->v = NULL;

@@ -170,21 +170,24 @@ int ctl_may_patch(const struct ctl_caller *who, pid_t pid)
 	char path[64];
 	struct stat st;
 	unsigned long uids[3], gids[3];
+	const char *p;
 	int r;
 
-	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
-	if (stat(path, &st) < 0) {
-		r = hp_err(-ESRCH, "no process %d", (int)pid);
-		goto out;
-	}
-	if (who->uid == 0) {
-		r = 0;
-		goto out;
-	}
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	r = hp_read_file(path, 1 << 16, &text);
 	if (r < 0) {
 		r = hp_err(-ESRCH, "no process %d", (int)pid);
+		goto out;
+	}
+	/* /proc/TID answers for a thread too: only a process id names a process. */
+	p = strstr(text.data, "\nTgid:");
+	if (p && strtol(p + 6, NULL, 10) != (long)pid) {
+		r = hp_err(-ESRCH, "%d is a thread of process %ld, not a process", (int)pid,
+			   strtol(p + 6, NULL, 10));
+		goto out;
+	}
+	if (who->uid == 0) {
+		r = 0;
 		goto out;
 	}
 	if (status_ids(text.data, "\nUid:", uids) < 0 || status_ids(text.data, "\nGid:", gids) < 0) {

@@ -48,7 +48,7 @@ int ctl_status(struct ctl *c, pid_t pid, struct ctl_status **ret)
 	r = apply_inspect(pid, &p);
 	if (r < 0)
 		goto fail;
-	r = ctl_snap_get(c, false, &snap);
+	r = ctl_snap_get(c, true, &snap);
 	if (r < 0 && r != -ENOENT)
 		goto fail;
 	s = calloc(1, sizeof(*s));
@@ -281,7 +281,7 @@ int ctl_list(struct ctl *c, pid_t **ret_pids, size_t *ret_n)
 	DIR *d = NULL;
 	int r;
 
-	r = ctl_snap_get(c, false, &snap);
+	r = ctl_snap_get(c, true, &snap);
 	if (r == -ENOENT) {
 		/* An empty store knows no target. */
 		*ret_pids = NULL;

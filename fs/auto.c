@@ -141,6 +141,9 @@ static bool look(struct hpfs_auto_item *it)
 	char extra[64];
 	int r;
 
+	/* Turned off meanwhile: let it go (and do not undo a revert made since). */
+	if (!__atomic_load_n(&hpfs.auto_on, __ATOMIC_RELAXED))
+		return true;
 	r = ctl_apply_pending(hpfs.ctl, it->pid, &res);
 	if (r == -ESRCH)
 		return true;

@@ -32,6 +32,7 @@ struct cli {
 	char *mountpoint;
 	unsigned incoming_gid;
 	int incoming_gid_set;
+	unsigned budget_ms;
 	int help;
 	int version;
 };
@@ -43,6 +44,8 @@ static const struct fuse_opt cli_opts[] = {
 	{ "--store=%s", offsetof(struct cli, store), 0 },
 	{ "incoming_gid=%u", offsetof(struct cli, incoming_gid), 0 },
 	FUSE_OPT_KEY("incoming_gid=", KEY_INCOMING_GID),
+	{ "budget_ms=%u", offsetof(struct cli, budget_ms), 0 },
+	FUSE_OPT_KEY("budget_ms=", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -86,8 +89,11 @@ static void usage(FILE *f)
 		"  -f                   stay in the foreground\n"
 		"  -o allow_other       let other users in (they patch only what they could ptrace)\n"
 		"  -o incoming_gid=GID  let group GID drop bundles into incoming/ (default root only)\n"
-		"  -o entry_timeout=S,attr_timeout=S  kernel caching (default 0: always fresh)\n",
-		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH);
+		"  -o budget_ms=MS      how long an apply waits for safety (default %u)\n"
+		"  -o entry_timeout=S,attr_timeout=S  kernel caching of names and attributes\n"
+		"                       (default 0: always fresh; S > 0 is faster to walk, and names\n"
+		"                       such as processes/PID may outlive what they name by S seconds)\n",
+		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH, APPLY_DEFAULT_BUDGET_MS);
 }
 
 static void free_files(void)
@@ -149,8 +155,11 @@ static int serve(struct fuse_args *args)
 		if (!lc)
 			goto out;
 		fuse_loop_cfg_set_clone_fd(lc, o.clone_fd);
-		fuse_loop_cfg_set_idle_threads(lc, o.max_idle_threads);
-		fuse_loop_cfg_set_max_threads(lc, o.max_threads);
+		/* UINT_MAX: not given on the command line, libfuse's default stands. */
+		if (o.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(lc, o.max_idle_threads);
+		if (o.max_threads != UINT_MAX)
+			fuse_loop_cfg_set_max_threads(lc, o.max_threads);
 		r = fuse_loop_mt(fuse, lc);
 	}
 	/* The loop returns the number of the signal that stopped it. */
@@ -222,6 +231,7 @@ int main(int argc, char **argv)
 	/* Open the store before mounting: a wrong --store is a clear error, not an empty mount. */
 	memset(&copts, 0, sizeof(copts));
 	copts.store_path = hpfs.store_path;
+	copts.budget_ms = cli.budget_ms;
 	r = ctl_new(&copts, &hpfs.ctl);
 	if (r < 0) {
 		fprintf(stderr, "hotpatchfs: %s\n", hp_errmsg(r));

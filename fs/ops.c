@@ -52,7 +52,11 @@ struct hpfs_fh {
 	size_t result_pos;       /* read position in result (the file offset moved with the write) */
 	struct hpfs_tmp *tmp;
 	struct hpfs_in *in;
+	bool writer;             /* incoming: opened to write (only a writer's close imports) */
 };
+
+/* Set in init: may catalog files and directories keep their kernel caches? */
+static bool catalog_keep_cache;
 
 static const struct {
 	const char *name;
@@ -261,22 +265,42 @@ static void fill_file(struct stat *st, mode_t mode, off_t size)
 	st->st_mtime = st->st_ctime = st->st_atime = hpfs.started;
 }
 
+/* A number below 10^9 from a commit id (its first 7 hex digits). */
+static long commit_nsec(const char *commit)
+{
+	long v = 0;
+
+	for (int i = 0; i < 7 && commit[i]; i++)
+		v = v * 16 + (commit[i] <= '9' ? commit[i] - '0' : (commit[i] | 0x20) - 'a' + 10);
+	return v % 1000000000L;
+}
+
 static int catalog_stat(const char *sub, struct stat *st)
 {
 	struct ctl_snap *s = NULL;
 	struct store_node node;
+	long snap_nsec = 0;
 	int r;
 
-	r = ctl_snap_get(hpfs.ctl, false, &s);
-	if (r == -ENOENT && !*sub) {
-		/* An empty store: an empty catalog. */
-		fill_dir(st, 0555);
-		return 0;
+	for (int fresh = 0; fresh < 2; fresh++) {
+		r = ctl_snap_get(hpfs.ctl, fresh, &s);
+		if (r == -ENOENT && !*sub && fresh) {
+			/* An empty store: an empty catalog. */
+			fill_dir(st, 0555);
+			return 0;
+		}
+		if (r < 0 && r != -ENOENT)
+			return r;
+		if (r >= 0) {
+			r = store_snap_stat(ctl_snap_store(s), sub, &node);
+			snap_nsec = commit_nsec(ctl_snap_commit(s));
+			ctl_snap_unref(s);
+			s = NULL;
+		}
+		/* A name the snapshot lacks may have just been imported: look at HEAD now. */
+		if (r != -ENOENT)
+			break;
 	}
-	if (r < 0)
-		return r;
-	r = store_snap_stat(ctl_snap_store(s), sub, &node);
-	ctl_snap_unref(s);
 	if (r < 0)
 		return r;
 	switch (node.type) {
@@ -293,6 +317,12 @@ static int catalog_stat(const char *sub, struct stat *st)
 		break;
 	}
 	st->st_mtime = st->st_ctime = st->st_atime = node.mtime;
+	/*
+	 * The nanoseconds say which snapshot: the kernel drops cached pages of
+	 * a file whose mtime changed, so catalog files may keep their page
+	 * cache across opens (their contents never change within a snapshot).
+	 */
+	st->st_mtim.tv_nsec = st->st_ctim.tv_nsec = st->st_atim.tv_nsec = snap_nsec;
 	return 0;
 }
 
@@ -443,6 +473,15 @@ static int hpfs_opendir(const char *path, struct fuse_file_info *fi)
 		if (!h->sub) {
 			r = -ENOMEM;
 			goto fail;
+		}
+		/*
+		 * A catalog directory is immutable within a snapshot, and its mtime
+		 * names the snapshot: the kernel may cache its entries (it drops them
+		 * when the mtime changes).
+		 */
+		if (hp.kind == K_CATALOG && h->snap && catalog_keep_cache) {
+			fi->cache_readdir = 1;
+			fi->keep_cache = 1;
 		}
 		break;
 	case K_INCOMING:
@@ -721,6 +760,8 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 		h->data.data = data;
 		h->data.len = len;
 		h->data.cap = len;
+		/* Immutable within a snapshot, and the mtime names the snapshot. */
+		fi->keep_cache = catalog_keep_cache;
 		break;
 	}
 	case K_APPLY:
@@ -775,6 +816,7 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 			goto fail;
 		}
 		h->in = f;
+		h->writer = writing(fi->flags);
 		fi->direct_io = 1;
 		break;
 	}
@@ -898,6 +940,7 @@ static int hpfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 				f->open++;
 				f->dirty = true;
 				h->in = f;
+				h->writer = true;
 			}
 			r = f ? 0 : -ENOMEM;
 		}
@@ -954,7 +997,7 @@ static int hpfs_flush(const char *path, struct fuse_file_info *fi)
 {
 	struct hpfs_fh *h = fh_of(fi);
 
-	if (h && h->kind == K_INCOMING_FILE && h->in)
+	if (h && h->kind == K_INCOMING_FILE && h->in && h->writer)
 		return import_incoming(h->in);
 	return 0;
 }
@@ -1395,8 +1438,19 @@ static int hpfs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 
 static void *hpfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
+	/*
+	 * With zero timeouts the attributes readdirplus brings are stale at once:
+	 * plain readdir spares the daemon a stat per entry.
+	 */
+	conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	/* Unlinked open files are dropped, not renamed to .fuse_hidden*. */
 	cfg->hard_remove = 1;
+	/*
+	 * Catalog caches follow the snapshot through the mtime, which the kernel
+	 * sees only when it asks for attributes again: with attribute caching
+	 * (-o attr_timeout > 0) the page and readdir caches are not kept.
+	 */
+	catalog_keep_cache = cfg->attr_timeout == 0;
 	cfg->use_ino = 0;
 	cfg->nullpath_ok = 0;
 	return &hpfs;

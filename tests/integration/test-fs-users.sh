@@ -13,15 +13,30 @@ chmod 755 "$T"
 ht_check "store with a trusted key" fs_store
 ht_check "hp build" fs_build "$FS_DEMO_BIN/demo-server" 2026-02 cve-2026-0001 "$T/feb.tar.gz" \
 	"$FS_DEMO_SRC/demo-fix.c"
+ht_check "hp build 2026-03" fs_build "$FS_DEMO_BIN/demo-server" 2026-03 cve-2026-0001 "$T/mar.tar.gz" \
+	"$FS_DEMO_SRC/demo-fix-march.c"
 ht_check "hp import" "$HP_BIN" import "$T/feb.tar.gz"
-chmod 644 "$T/feb.tar.gz"
+chmod 644 "$T/feb.tar.gz" "$T/mar.tar.gz"
 # nobody runs its own copy of the server (the build tree may not be open to it).
 cp "$FS_DEMO_BIN/demo-server" "$T/demo-server"
 chmod 755 "$T/demo-server"
 
 M=$T/mnt
 ht_check "mount with allow_other" fs_mount "$M" -o allow_other
-fs_mounted "$M" || { ht_end; exit 1; }
+fs_mounted "$M" || { # -o incoming_gid=GID opens incoming/ to that group.
+ht_check "unmount" fusermount3 -u "$M"
+wait "$FS_PID"
+ht_check "mount with incoming_gid=$(getent group nogroup | cut -d: -f3)" \
+	fs_mount "$M" -o allow_other,incoming_gid="$(getent group nogroup | cut -d: -f3)"
+ht_eq "incoming/ mode and group" "drwxrwx--- nogroup" "$(stat -c '%A %G' "$M/incoming")"
+head0=$(fs_head)
+ht_check "nogroup drops a bundle into incoming/" as_nobody cp "$T/mar.tar.gz" "$M/incoming/"
+ht_check "the store moved" test "$(fs_head)" != "$head0"
+ht_check "the catalog has it" test -d "$M/catalog/2026.01/2026-03/cve-2026-0001"
+ht_eq "the commit names the set" "import 2026.01/2026-03/cve-2026-0001" \
+	"$(git --git-dir="$HP_STORE" log -1 --format=%s)"
+
+ht_end; exit 1; }
 
 as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"; }
 # as_nobody_echo FILE TEXT: sets FS_RC, FS_ERR as fs_echo does, as nobody.
@@ -83,5 +98,18 @@ ht_check_fail "nobody may not rename root's temp file" as_nobody mv "$M/.tmproot
 rm -f "$M/.tmproot"
 as_nobody rm -f "$M/.tmpnobody"
 ht_eq "no temp file is left" "" "$(ls -A "$M" | grep tmp)"
+
+# -o incoming_gid=GID opens incoming/ to that group.
+ht_check "unmount" fusermount3 -u "$M"
+wait "$FS_PID"
+ht_check "mount with incoming_gid=$(getent group nogroup | cut -d: -f3)" \
+	fs_mount "$M" -o allow_other,incoming_gid="$(getent group nogroup | cut -d: -f3)"
+ht_eq "incoming/ mode and group" "drwxrwx--- nogroup" "$(stat -c '%A %G' "$M/incoming")"
+head0=$(fs_head)
+ht_check "nogroup drops a bundle into incoming/" as_nobody cp "$T/mar.tar.gz" "$M/incoming/"
+ht_check "the store moved" test "$(fs_head)" != "$head0"
+ht_check "the catalog has it" test -d "$M/catalog/2026.01/2026-03/cve-2026-0001"
+ht_eq "the commit names the set" "import 2026.01/2026-03/cve-2026-0001" \
+	"$(git --git-dir="$HP_STORE" log -1 --format=%s)"
 
 ht_end

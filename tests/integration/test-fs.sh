@@ -15,7 +15,9 @@ ht_check "hp build: demo-server 2026-03" \
 	fs_build "$FS_DEMO_BIN/demo-server" 2026-03 cve-2026-0001 "$T/mar.tar.gz" "$FS_DEMO_SRC/demo-fix-march.c"
 ht_check "hp build: misfit-a 2026-02" \
 	fs_build "$FS_DEMO_BIN/misfit-a" 2026-02 misfit-fix "$T/misfit.tar.gz" "$FS_DEMO_SRC/misfit-fix.c"
-ht_check "hp import" "$HP_BIN" import "$T/feb.tar.gz" "$T/misfit.tar.gz"
+ht_check "hp build: libgreet.so 2026-02" \
+	fs_build "$FS_DEMO_BIN/libgreet.so" 2026-02 greet-fix "$T/greet.tar.gz" "$FS_DEMO_SRC/greet-fix.c"
+ht_check "hp import" "$HP_BIN" import "$T/feb.tar.gz" "$T/misfit.tar.gz" "$T/greet.tar.gz"
 
 M=$T/mnt
 ht_check "hotpatchfs mounts" fs_mount "$M"
@@ -86,6 +88,8 @@ ht_check "incoming: the store moved" test "$(fs_head)" != "$head0"
 ht_check "incoming: the catalog shows the new month" test -d "$M/catalog/2026.01/2026-03/cve-2026-0001"
 ht_eq "incoming: the file is consumed" "" "$(ls -A "$M/incoming")"
 ht_eq "catalog/latest follows" "2026.01/2026-03" "$(readlink "$M/catalog/latest")"
+ht_check "catalog: BASELINE is the new HEAD's blob (no stale cache)" \
+	cmp "$M/catalog/2026.01/BASELINE" <(git --git-dir="$HP_STORE" show HEAD:2026.01/BASELINE)
 ht_match "log: the import" "import set=2026.01/2026-03/cve-2026-0001 result=ok" "$(cat "$M/log")"
 ht_match "status: not-up-to-date once 2026-03 is out" "state: not-up-to-date" "$(cat "$M/processes/$P/status")"
 
@@ -201,8 +205,20 @@ ht_eq "auto reads 1" 1 "$(cat "$M/auto")"
 fs_server
 ht_check "auto: a new server is patched without a word" fs_wait_output "$FS_SRV_OUT" "fixed in 2026-03"
 ht_match "auto: logged with the delay after exec" "auto-apply pid=$FS_SRV set=2026.01/2026-03/cve-2026-0001 result=ok pause_us=[0-9]+ after_exec_us=[0-9]+" "$(cat "$M/log")"
+# A shared-library target: ld.so maps it after the exec event; auto looks again.
+ht_spawn "$FS_DEMO_BIN/greet-client" 50
+greet=$HT_LAST_PID
+greet_out=$HT_LAST_OUT
+ht_wait_for 10 grep -q started "$greet_out"
+ht_check "auto: the library of a new process is patched" fs_wait_output "$greet_out" "greet: rejected: fixed"
+ht_match "auto: logged for the library's set" "auto-apply pid=$greet set=2026.01/2026-02/greet-fix result=ok" "$(cat "$M/log")"
+ht_match "status names the library target" "target: libgreet.so .*state=hotpatched" "$(cat "$M/processes/$greet/status")"
 fs_echo "$M/auto" 0
 ht_eq "auto reads 0 again" 0 "$(cat "$M/auto")"
+out=$("$HP_BIN" revert all)
+ht_eq "hp revert all: exit 0" 0 "$?"
+ht_match "hp revert all: a line per process" "^$greet: reverted 2026.01/2026-02/greet-fix \(pause [0-9]+ us\)" "$(printf '%s\n' "$out" | grep "^$greet:")"
+ht_check "hp revert all: the library is back to the original" fs_wait_output "$greet_out" "VULNERABLE"
 
 # ---- a clean stop -------------------------------------------------------------------------
 kill -TERM "$FS_PID"
@@ -214,6 +230,18 @@ ht_check "fusermount3 -u" fusermount3 -u "$M"
 wait "$FS_PID"
 ht_eq "fusermount3 -u: the daemon exits 0" 0 "$?"
 ht_check_fail "fusermount3 -u: no mount is left" fs_mounted "$M"
+# Without a mount, hp goes to the library directly: the state is the one the mount saw.
+ht_check "no mount: hp apply PID (library)" "$HP_BIN" apply "$P"
+ht_match "no mount: hp status sees it" "state: hotpatched" "$("$HP_BIN" status "$P")"
+ht_match "no mount: hp apply again changes nothing" "already applied" "$("$HP_BIN" apply "$P")"
+ht_check "mount again: it sees what the library did" fs_mount "$M"
+ht_match "the mount's status agrees" "state: hotpatched" "$(cat "$M/processes/$P/status")"
+ht_check "fusermount3 -u again" fusermount3 -u "$M"
+wait "$FS_PID"
+ht_check "no mount: hp revert PID (library)" "$HP_BIN" revert "$P"
+ht_match "no mount: reverted" "applied=- " "$("$HP_BIN" status "$P")"
+err=$("$HP_BIN" revert "$P" 2>&1)
+ht_match "no mount: revert of nothing: one line, ENOENT's words" "^hp revert: nothing applied to process $P" "$err"
 ht_check_fail "a missing store is a clear error" "$HP_FS_BIN" --store "$T/nope.git" -f "$M"
 ht_match "the error names the store" "nope.git" "$("$HP_FS_BIN" --store "$T/nope.git" -f "$M" 2>&1)"
 

@@ -217,5 +217,6 @@ ht_match "diverged pull: clear line" '^hp store pull: .* have diverged: refusing
 ht_eq "diverged pull: HEAD unchanged" "$before" "$(head_of "$O")"
 ht_check_fail "diverged push refused" hp store push --store "$O" "$R"
 ht_check_fail "pull from a non-repository fails" hp store pull "$HT_TMP/nothing"
+ht_match "pull from a missing path: clear line" "no such repository" "$(hp store pull "$HT_TMP/nothing" 2>&1)"
 
 ht_end

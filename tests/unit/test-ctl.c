@@ -2,6 +2,7 @@
 /* Unit tests of libhpctl's words: control grammar, states, the caller check, helpers. */
 #include <errno.h>
 #include <setjmp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -208,6 +209,16 @@ static void reap(pid_t pid, int fd)
 	close(fd);
 }
 
+static void *tid_thread(void *arg)
+{
+	pid_t *tid = arg;
+
+	__atomic_store_n(tid, gettid(), __ATOMIC_RELEASE);
+	while (__atomic_load_n(tid, __ATOMIC_ACQUIRE) != -1)
+		usleep(1000);
+	return NULL;
+}
+
 static void test_may_patch(void **state)
 {
 	struct ctl_caller root = { 0, 0 }, nobody = { 65534, 65534 }, other = { 65533, 65534 };
@@ -218,6 +229,19 @@ static void test_may_patch(void **state)
 		skip();
 	assert_int_equal(ctl_may_patch(&root, getpid()), 0);
 	assert_int_equal(ctl_may_patch(&root, 4194304 + 1), -ESRCH);
+	{
+		/* A thread id is not a process id. */
+		pthread_t th;
+		pid_t tid = 0;
+
+		assert_int_equal(pthread_create(&th, NULL, tid_thread, &tid), 0);
+		while (!__atomic_load_n(&tid, __ATOMIC_ACQUIRE))
+			usleep(1000);
+		assert_int_equal(ctl_may_patch(&root, tid), -ESRCH);
+		assert_non_null(strstr(hp_errmsg(-ESRCH), "is a thread of process"));
+		__atomic_store_n(&tid, -1, __ATOMIC_RELEASE);
+		pthread_join(th, NULL);
+	}
 	/* nobody may not patch a root process. */
 	hp_err_clear();
 	assert_int_equal(ctl_may_patch(&nobody, getpid()), -EACCES);
@@ -241,6 +265,141 @@ static void test_may_patch(void **state)
 	reap(pid, fd);
 }
 
+static void test_results_format(void **state)
+{
+	struct ctl_result v[2];
+	struct ctl_results r = { v, 2 };
+	struct hp_buf b = HP_BUF_INIT;
+
+	memset(v, 0, sizeof(v));
+	v[0].pid = 42;
+	v[0].changed = true;
+	v[0].n_sets = 1;
+	v[0].pause_us = 37;
+	snprintf(v[0].set_id, sizeof(v[0].set_id), "2026.01/2026-02/fix");
+	snprintf(v[0].comm, sizeof(v[0].comm), "srv");
+	v[1].pid = 43;
+	v[1].err = -EBUSY;
+	snprintf(v[1].msg, sizeof(v[1].msg), "function \"f\" active");
+	assert_int_equal(ctl_results_format(&r, false, &b), 0);
+	assert_string_equal(b.data, "42 ok set=2026.01/2026-02/fix sets=1 changed=1 pause_us=37\n"
+				    "43 EBUSY function \"f\" active\n");
+	hp_buf_reset(&b);
+	assert_int_equal(ctl_results_format(&r, true, &b), 0);
+	assert_string_equal(b.data,
+			    "[{\"pid\":42,\"comm\":\"srv\",\"result\":\"ok\",\"set\":\"2026.01/2026-02/fix\","
+			    "\"sets\":1,\"changed\":true,\"pause_us\":37},"
+			    "{\"pid\":43,\"comm\":\"\",\"result\":\"EBUSY\",\"error\":\"function \\\"f\\\" active\"}]\n");
+	hp_buf_release(&b);
+}
+
+static void test_status_format(void **state)
+{
+	struct ctl_target t;
+	struct ctl_status s;
+	struct hp_buf b = HP_BUF_INIT;
+
+	memset(&t, 0, sizeof(t));
+	memset(&s, 0, sizeof(s));
+	t.name = "srv";
+	t.path = "/usr/bin/srv";
+	snprintf(t.build_id, sizeof(t.build_id), "abcd");
+	t.covered = true;
+	t.baseline = "2026.01";
+	t.newest_month = "2026-03";
+	snprintf(t.applied_set, sizeof(t.applied_set), "2026.01/2026-02/fix");
+	snprintf(t.applied_month, sizeof(t.applied_month), "2026-02");
+	t.state = CTL_STATE_NOT_UP_TO_DATE;
+	s.pid = 42;
+	snprintf(s.comm, sizeof(s.comm), "srv");
+	s.exe = "/usr/bin/srv";
+	s.targets = &t;
+	s.n_targets = 1;
+	s.state = CTL_STATE_FAILED;
+	snprintf(s.reason, sizeof(s.reason), "EBUSY: function f active");
+	s.have_pause = true;
+	s.last_pause_us = 120;
+	assert_int_equal(ctl_status_format(&s, false, &b), 0);
+	assert_string_equal(b.data,
+			    "pid: 42\ncomm: srv\nexe: /usr/bin/srv\nstate: failed\n"
+			    "reason: EBUSY: function f active\nlast-pause-us: 120\n"
+			    "target: srv build-id=abcd baseline=2026.01 applied=2026.01/2026-02/fix "
+			    "month=2026-02 latest=2026-03 state=not-up-to-date\n");
+	hp_buf_reset(&b);
+	assert_int_equal(ctl_status_format(&s, true, &b), 0);
+	assert_non_null(strstr(b.data, "\"state\":\"failed\",\"reason\":\"EBUSY: function f active\","
+				       "\"last_pause_us\":120"));
+	assert_non_null(strstr(b.data, "\"latest\":\"2026-03\",\"newer_baseline\":null,"
+				       "\"state\":\"not-up-to-date\"}]}"));
+	hp_buf_reset(&b);
+	s.n_targets = 0;
+	s.have_pause = false;
+	s.reason[0] = '\0';
+	s.state = CTL_STATE_UP_TO_DATE;
+	assert_int_equal(ctl_status_format(&s, false, &b), 0);
+	assert_non_null(strstr(b.data, "state: up-to-date\nlast-pause-us: -\ntarget: none known"));
+	hp_buf_release(&b);
+}
+
+/* ctl over a real, empty store: nothing published, nothing applied, nothing listed. */
+static void test_empty_store(void **state)
+{
+	char dir[] = "/tmp/hp-test-ctl-XXXXXX", path[64], cmd[96];
+	struct ctl_opts o = { path, 0, 0, 0 };
+	struct ctl_caller root = { 0, 0 };
+	struct ctl_result res;
+	struct ctl_results all = { NULL, 0 };
+	struct ctl_cmd c;
+	struct ctl_status *st = NULL;
+	struct ctl_snap *snap = NULL;
+	struct ctl *ctl = NULL;
+	pid_t *pids = NULL;
+	size_t n = 99;
+	char head[41];
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/store.git", dir);
+	assert_int_equal(store_init(path, NULL), 0);
+	assert_int_equal(ctl_new(&o, &ctl), 0);
+	assert_string_equal(ctl_store_path(ctl), path);
+	assert_int_equal(ctl_head(ctl, head), 0);
+	assert_int_equal(ctl_snap_get(ctl, true, &snap), -ENOENT);
+	assert_int_equal(ctl_list(ctl, &pids, &n), 0);
+	assert_int_equal(n, 0);
+	free(pids);
+	assert_int_equal(ctl_apply(ctl, &root, getpid(), NULL, &res), -ENOENT);
+	assert_int_equal(res.err, -ENOENT);
+	assert_int_equal(res.pid, getpid());
+	assert_non_null(strstr(res.msg, "nothing published"));
+	assert_int_equal(ctl_apply(ctl, &root, getpid(), "2026-13", &res), -EINVAL);
+	assert_int_equal(ctl_revert(ctl, &root, getpid(), &res), -ENOENT);
+	assert_non_null(strstr(res.msg, "nothing applied"));
+	assert_int_equal(ctl_apply(ctl, &root, 4194304 + 1, NULL, &res), -ESRCH);
+	assert_int_equal(ctl_status(ctl, getpid(), &st), 0);
+	assert_int_equal(st->state, CTL_STATE_UP_TO_DATE);
+	assert_int_equal(st->n_targets, 0);
+	assert_int_equal(st->pid, getpid());
+	ctl_status_free(st);
+	assert_int_equal(ctl_status(ctl, 4194304 + 1, &st), -ESRCH);
+	/* "all" on an empty store: nothing to do; a named target it does not know: ENOENT. */
+	assert_int_equal(ctl_parse_apply("all", 3, &c), 0);
+	assert_int_equal(ctl_run(ctl, &root, false, &c, &all), 0);
+	assert_int_equal(all.n, 0);
+	ctl_results_release(&all);
+	assert_int_equal(ctl_parse_revert("all", 3, &c), 0);
+	assert_int_equal(ctl_run(ctl, &root, true, &c, &all), 0);
+	assert_int_equal(all.n, 0);
+	ctl_results_release(&all);
+	assert_int_equal(ctl_parse_apply("all srv", 7, &c), 0);
+	assert_int_equal(ctl_run(ctl, &root, false, &c, &all), -ENOENT);
+	ctl_results_release(&all);
+	ctl_free(ctl);
+	o.store_path = "/nonexistent/store.git";
+	assert_true(ctl_new(&o, &ctl) < 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -252,6 +411,9 @@ int main(void)
 		cmocka_unit_test(test_state_combine_and_names),
 		cmocka_unit_test(test_helpers),
 		cmocka_unit_test(test_may_patch),
+		cmocka_unit_test(test_results_format),
+		cmocka_unit_test(test_status_format),
+		cmocka_unit_test(test_empty_store),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

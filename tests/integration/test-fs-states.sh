@@ -1,0 +1,66 @@
+#!/bin/bash
+# The process states of SPEC section 5, each from a real process: up-to-date,
+# not-up-to-date, hotpatched, needs-restart (an older baseline; a build no
+# baseline covers), in processes/PID/status, report and hp status --json.
+. "$HP_TEST_LIB/harness.sh"
+ht_begin "fs-states"
+. "$HP_SOURCE_ROOT/tests/fixtures/demo/fs-setup.sh"
+fs_need
+
+T=$HT_TMP
+ht_check "store with a trusted key" fs_store
+# Baseline 2026.01 covers misfit-a with nothing published yet? A baseline
+# exists only through a set, so misfit-a gets its set in 2026-02 and the
+# up-to-date case is a v2 server before 2026.04 has a month (see below).
+ht_check "hp build: demo-server (2026.01) 2026-02" \
+	fs_build "$FS_DEMO_BIN/demo-server" 2026-02 cve-2026-0001 "$T/feb.tar.gz" "$FS_DEMO_SRC/demo-fix.c"
+ht_check "hp build: demo-server v2 (2026.04) 2026-05" \
+	"$HP_BIN" build --target "$FS_DEMO_BIN/v2/demo-server" --baseline 2026.04 --month 2026-05 \
+	--name cve-2026-0001 --sign "$FS_KEY" -o "$T/may.tar.gz" "$FS_DEMO_SRC/demo-fix.c"
+ht_check "hp import 2026.01/2026-02" "$HP_BIN" import "$T/feb.tar.gz"
+M=$T/mnt
+ht_check "mount" fs_mount "$M"
+fs_mounted "$M" || { ht_end; exit 1; }
+
+state() { sed -n 's/^state: //p' "$M/processes/$1/status"; }
+
+fs_server
+v1=$FS_SRV
+ht_eq "v1, a month published, not applied: not-up-to-date" not-up-to-date "$(state "$v1")"
+echo "$v1" >"$M/apply"
+ht_eq "v1, the newest month applied: hotpatched" hotpatched "$(state "$v1")"
+
+ht_spawn "$FS_DEMO_BIN/v3/demo-server"
+v3=$HT_LAST_PID
+ht_wait_for 10 grep -q started "$HT_LAST_OUT"
+ht_eq "v3, a build of a known target no baseline covers: needs-restart" needs-restart "$(state "$v3")"
+ht_match "v3: its target is named, uncovered" "target: demo-server build-id=[0-9a-f]+ baseline=- " "$(cat "$M/processes/$v3/status")"
+fs_expect_errno "v3: nothing published for it: ENOENT" "No such file or directory" "$M/apply" "$v3"
+
+ht_check "hp import 2026.04/2026-05 (a newer baseline of demo-server)" "$HP_BIN" import "$T/may.tar.gz"
+ht_eq "v1, on the older baseline, patched or not: needs-restart" needs-restart "$(state "$v1")"
+ht_match "v1: the newer baseline is named" "newer-baseline=2026.04" "$(cat "$M/processes/$v1/status")"
+ht_spawn "$FS_DEMO_BIN/v2/demo-server"
+v2=$HT_LAST_PID
+ht_wait_for 10 grep -q started "$HT_LAST_OUT"
+ht_eq "v2, on the newest baseline, its month not applied: not-up-to-date" not-up-to-date "$(state "$v2")"
+echo "$v2" >"$M/apply"
+ht_eq "v2 patched: hotpatched" hotpatched "$(state "$v2")"
+echo "$v2" >"$M/revert"
+
+# up-to-date: on the current baseline with nothing published for it. A
+# process mapping no target the store knows says so too.
+ht_spawn sleep 60
+other=$HT_LAST_PID
+ht_eq "a process with no known target: up-to-date" up-to-date "$(state "$other")"
+ht_match "... and says it maps none" "target: none known to the store" "$(cat "$M/processes/$other/status")"
+ht_check_fail "... and is not in the report" grep -q "pid=$other " "$M/report"
+
+report=$(cat "$M/report")
+ht_match "report: v1 needs-restart" "pid=$v1 comm=demo-server state=needs-restart" "$report"
+ht_match "report: v3 needs-restart" "pid=$v3 comm=demo-server state=needs-restart" "$report"
+ht_match "report: v2 not-up-to-date" "pid=$v2 comm=demo-server state=not-up-to-date" "$report"
+ht_match "hp --json status: needs-restart with the newer baseline" \
+	'"state":"needs-restart".*"newer_baseline":"2026.04"' "$("$HP_BIN" --json status "$v1")"
+
+ht_end

@@ -47,10 +47,33 @@
 #define MMAP_MIN 0x10000ull
 #define BRK_ROOM (64ull << 20)
 #define BACKOFF_MAX_MS 50
+/* Largest active-ok function whose branches are checked (bytes). */
+#define ACTIVE_OK_MAX (1u << 20)
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
+
+/*
+ * Fault injection for test-engine-crash.sh: HP_ENGINE_TEST_STALL=STEP makes
+ * the engine sleep at STEP (map, image, stop, switched) so the test can kill
+ * it there; it announces the stall by creating $HP_ENGINE_TEST_STALL_FILE.
+ */
+static void test_stall(const char *step)
+{
+	const char *want = getenv("HP_ENGINE_TEST_STALL");
+	const char *file = getenv("HP_ENGINE_TEST_STALL_FILE");
+
+	if (!want || strcmp(want, step) != 0)
+		return;
+	if (file) {
+		int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+		if (fd >= 0)
+			close(fd);
+	}
+	sleep(10);
+}
 
 /* ---- one operation on one PID at a time, in this process ------------------ */
 
@@ -100,6 +123,7 @@ struct jump_write {
 
 struct op {
 	pid_t pid;
+	pid_t view;       /* pid, or a live thread when the leader has left */
 	int mem_fd;
 	uint64_t start_time;
 	unsigned budget_ms;
@@ -158,7 +182,8 @@ static void op_release(struct op *op)
 
 static int op_open(struct op *op, pid_t pid, bool rw)
 {
-	char path[64];
+	char path[96];
+	pid_t view;
 	char state;
 	uint64_t st, st2;
 	int r;
@@ -171,9 +196,15 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	r = proc_stat(pid, &state, &st);
 	if (r < 0)
 		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
-	if (state == 'Z' || state == 'X')
+	view = proc_live_tid(pid);
+	if (!view)
 		return hp_err(-ESRCH, "process %d has exited (zombie)", (int)pid);
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	op->view = view;
+	/* the leader gone, its /proc/PID/mem is empty: a live thread's is not */
+	if (view == pid)
+		snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/mem", (int)pid, (int)view);
 	op->mem_fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (op->mem_fd < 0) {
 		int e = errno;
@@ -229,11 +260,24 @@ static int find_syscall_insn(struct op *op)
 	free(buf);
 	if (r == -ENOEXEC)
 		return hp_err(r, "process %d: no system call instruction found", (int)op->pid);
-	/* where injected calls can run safely even if we die (ptr.c) */
-	for (size_t i = 0; i < op->objs.n && !op->w.tramp_addr; i++)
-		if (op->objs.v[i].slack_len >= ARCH_TRAMP_MAX &&
-		    strcmp(op->objs.v[i].path, "[vdso]") != 0)
+	/*
+	 * Where injected calls can run safely even if we die (ptr.c): the
+	 * first ARCH_TRAMP_MAX bytes of page slack after a code segment, used
+	 * only when they are all zero (padding), or hold a trampoline a killed
+	 * engine left there (then they were zero before it): either way they
+	 * go back to zero after each use.
+	 */
+	for (size_t i = 0; i < op->objs.n && !op->w.tramp_addr; i++) {
+		uint8_t cur[ARCH_TRAMP_MAX];
+		static const uint8_t zero[ARCH_TRAMP_MAX];
+
+		if (op->objs.v[i].slack_len < ARCH_TRAMP_MAX ||
+		    strcmp(op->objs.v[i].path, "[vdso]") == 0 ||
+		    proc_mem_read(op->mem_fd, op->objs.v[i].slack, cur, sizeof(cur)) < 0)
+			continue;
+		if (memcmp(cur, zero, sizeof(cur)) == 0 || arch_tramp_is(cur, sizeof(cur)))
 			op->w.tramp_addr = op->objs.v[i].slack;
+	}
 	return r;
 }
 
@@ -409,6 +453,44 @@ static int remote_mprotect(struct op *op, uint64_t addr, uint64_t len, unsigned 
 	return r;
 }
 
+/*
+ * Final protections of a new region (mapped read-write): header pages and
+ * the pages of read-only segments and of RELRO read-only, code read-execute,
+ * data left read-write; one mprotect per run of pages alike.
+ */
+static int protect_region(struct op *op, const struct load_image *img, uint64_t img_off)
+{
+	size_t n = (size_t)(op->new_size / PAGE);
+	unsigned *prot = malloc(n * sizeof(*prot));
+	int r = 0;
+
+	if (!prot)
+		return -ENOMEM;
+	for (size_t p = 0; p < n; p++)
+		prot[p] = PROT_READ;
+	for (size_t i = 0; i < img->n_segs; i++) {
+		uint64_t s = (img_off + img->segs[i].vaddr) / PAGE;
+		uint64_t e = (img_off + img->segs[i].vaddr + img->segs[i].memsz + PAGE - 1) / PAGE;
+
+		for (uint64_t p = s; p < e && p < n; p++)
+			prot[p] = img->segs[i].prot;
+	}
+	for (uint64_t p = (img_off + img->relro_start) / PAGE;
+	     img->relro_end > img->relro_start && p < (img_off + img->relro_end) / PAGE && p < n; p++)
+		prot[p] = PROT_READ;
+	for (size_t p = 0; p < n && r == 0;) {
+		size_t q = p + 1;
+
+		while (q < n && prot[q] == prot[p])
+			q++;
+		if (prot[p] != (PROT_READ | PROT_WRITE))
+			r = remote_mprotect(op, op->new_base + p * PAGE, (q - p) * PAGE, prot[p]);
+		p = q;
+	}
+	free(prot);
+	return r;
+}
+
 /* ---- the stop: check, switch ------------------------------------------------- */
 
 static void sleep_ms(unsigned ms)
@@ -513,7 +595,8 @@ static int check_safe(struct op *op, const struct safety_range *ranges, size_t n
 		return -ENOMEM;
 	for (size_t i = 0; i < op->w.n; i++)
 		tids[i] = op->w.t[i].tid;
-	r = safety_check(op->pid, tids, op->w.n, ranges, n);
+	/* a live thread's id reads the same memory when the leader has left */
+	r = safety_check(op->view, tids, op->w.n, ranges, n);
 	free(tids);
 	return r;
 }
@@ -557,6 +640,30 @@ static int check_unmap_and_required(struct op *op)
 out:
 	free(all);
 	return r;
+}
+
+/*
+ * No thread may sit inside the bytes a jump overwrites, past their first
+ * (an active-ok function's loop head at offset 1..4, or a thread about to
+ * re-issue a syscall whose instruction is there: pc - 2). The safety check
+ * skips active-ok functions and counts a return address at the end of a
+ * range, so this exact test is done here, from the registers of the stop.
+ */
+static int check_entries(struct op *op)
+{
+	for (size_t i = 0; i < op->n_writes; i++) {
+		const struct jump_write *j = &op->writes[i];
+
+		for (size_t k = 0; k < op->w.n; k++) {
+			uint64_t pc = op->w.t[k].pc;
+
+			if ((pc > j->addr && pc < j->addr + j->len) ||
+			    (pc - 2 > j->addr && pc - 2 < j->addr + j->len))
+				return hp_err(-EBUSY, "function %s: thread %d is inside its first %zu bytes",
+					      j->name, (int)op->w.t[k].tid, j->len);
+		}
+	}
+	return 0;
 }
 
 /*
@@ -626,6 +733,8 @@ static int stop_and_switch_locked(struct op *op)
 			return r;
 		op->n_tries++;
 		r = check_unmap_and_required(op);
+		if (r == 0)
+			r = check_entries(op);
 		if (r != -EBUSY)
 			break;
 		if (hp_now_us() >= deadline) {
@@ -644,11 +753,14 @@ static int stop_and_switch_locked(struct op *op)
 		ptr_resume(&op->w, true);
 		return r;
 	}
+	test_stall("stop");
 	/* catchable signals wait until the jumps are all written */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	r = write_jumps(op);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r == 0)
+		test_stall("switched");
 	if (r < 0) {
 		ptr_resume(&op->w, true);
 		return r;
@@ -754,6 +866,38 @@ static const struct region_func *region_func_at(const struct region *rg, uint64_
 		if (rg->funcs[i].addr == addr)
 			return &rg->funcs[i];
 	return NULL;
+}
+
+/*
+ * An active-ok function keeps running its old code after the switch: no
+ * branch of it may land inside the bytes the jump overwrites (a loop head
+ * at offset 1..4, after an endbr64 say), or that activation would execute
+ * the middle of the jump.
+ */
+static int check_active_ok(struct op *op, const struct hp_manifest_func *f, uint64_t addr)
+{
+	uint8_t *code;
+	uint64_t from = 0;
+	int r;
+
+	if (f->size > ACTIVE_OK_MAX)
+		return hp_err(-ENOEXEC, "function %s (active-ok): %" PRIu64 " bytes, too large to check",
+			      f->name, f->size);
+	code = malloc(f->size);
+	if (!code)
+		return -ENOMEM;
+	r = proc_mem_read(op->mem_fd, addr, code, f->size);
+	if (r == 0)
+		r = arch_branch_into(code, f->size, addr, addr + 1, addr + ARCH_JUMP_LEN, &from);
+	free(code);
+	if (r == -ENOEXEC)
+		return hp_err(r, "function %s (active-ok): its code could not be decoded to check "
+			      "its branches", f->name);
+	if (r > 0)
+		return hp_err(-ENOEXEC, "function %s (active-ok) branches into its first %d bytes "
+			      "(from offset 0x%" PRIx64 "): its running activation would land inside "
+			      "the jump", f->name, ARCH_JUMP_LEN, from - addr);
+	return r;
 }
 
 static int check_set(const struct apply_set *set, char *set_id, size_t cap)
@@ -895,6 +1039,11 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 				   f->name, f->offset, f->size, target->path, dsym - target->bias, dsize);
 			goto out;
 		}
+		if (f->flags & HP_FUNC_ACTIVE_OK) {
+			r = check_active_ok(&op, f, addr);
+			if (r < 0)
+				goto out;
+		}
 		r = proc_mem_read(op.mem_fd, addr, cur, sizeof(cur));
 		if (r < 0)
 			goto out;
@@ -922,6 +1071,7 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	r = map_region(&op, img_off + img.size, img.max_align, lo, hi);
 	if (r < 0)
 		goto out;
+	test_stall("map");
 	hdr = calloc(1, hdr_bytes);
 	if (!hdr) {
 		r = -ENOMEM;
@@ -1011,32 +1161,22 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	}
 
 	/*
-	 * The region: the header first, so that a region left by an engine
-	 * killed from here on is found (an orphan) and unmapped by the next
-	 * operation; then the image, relocated for its address, then the final
-	 * protections. Nothing reaches it before the switch.
+	 * The region: the header first (a region left by an engine killed from
+	 * here on is an orphan the next operation finds and unmaps, if the
+	 * trampoline did not already), the image relocated for its address,
+	 * then the final protections, one call per run of pages alike. Nothing
+	 * reaches it before the switch.
 	 */
-	r = proc_mem_write(op.mem_fd, op.new_base, hdr, hdr_bytes);
-	if (r == 0)
-		r = remote_mprotect(&op, op.new_base, img_off, PROT_READ);
-	if (r < 0)
-		goto out;
 	lctx = (struct load_ctx){ op.mem_fd, &op.objs, target, m };
 	r = load_relocate(&img, set->so, set->so_len, op.new_base + img_off, &lctx);
 	if (r == 0)
+		r = proc_mem_write(op.mem_fd, op.new_base, hdr, hdr_bytes);
+	if (r == 0)
 		r = proc_mem_write(op.mem_fd, op.new_base + img_off, img.bytes, img.size);
 	if (r == 0)
-		r = remote_mprotect(&op, op.new_base + img_off, img.size, PROT_READ);
-	for (size_t i = 0; r == 0 && i < img.n_segs; i++) {
-		uint64_t s = img.segs[i].vaddr & ~(PAGE - 1);
-		uint64_t e = (img.segs[i].vaddr + img.segs[i].memsz + PAGE - 1) & ~(PAGE - 1);
-
-		if (img.segs[i].prot != PROT_READ)
-			r = remote_mprotect(&op, op.new_base + img_off + s, e - s, img.segs[i].prot);
-	}
-	if (r == 0 && img.relro_end > img.relro_start)
-		r = remote_mprotect(&op, op.new_base + img_off + img.relro_start,
-				    img.relro_end - img.relro_start, PROT_READ);
+		test_stall("image");
+	if (r == 0)
+		r = protect_region(&op, &img, img_off);
 	if (r < 0)
 		goto out;
 
@@ -1055,9 +1195,12 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	r = 0;
 out:
 	if (r < 0 && op.new_mapped) {
-		int e = remote_munmap(&op, op.new_base, op.new_size);
+		/* undo the map step; the reason we failed is what the caller sees */
+		char why[HP_ERRMSG_MAX];
 
-		(void)e;
+		snprintf(why, sizeof(why), "%s", hp_errmsg(r));
+		remote_munmap(&op, op.new_base, op.new_size);
+		hp_err(r, "%s", why);
 	}
 	if (r < 0)
 		hp_err_prefix(r, "apply %d: ", (int)pid);

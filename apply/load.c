@@ -10,11 +10,16 @@
  * manifest's `sym` entries (the target's own functions and variables, static
  * ones included, at target bias + offset), then to the dynamic symbol tables
  * of the objects mapped in the target (the target first), read from memory;
- * an unresolved weak reference is 0.
+ * an unresolved weak reference is 0. An ifunc there (libc's memcpy) is bound
+ * to what its resolver chose in this process, when this process has the same
+ * build of that object.
  */
+#include <dlfcn.h>
 #include <elf.h>
+#include <link.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -271,6 +276,80 @@ static const char *sym_name(const struct dyn *dy, const Elf64_Sym *s)
 	return dy->strs + s->st_name;
 }
 
+struct ifunc_find {
+	uint64_t addr;       /* in this process */
+	char build_id[129];  /* of the object holding it */
+	uint64_t bias;
+};
+
+static int find_holder(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct ifunc_find *f = data;
+	bool holds = false;
+
+	(void)size;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type == PT_LOAD && f->addr >= info->dlpi_addr + ph->p_vaddr &&
+		    f->addr < info->dlpi_addr + ph->p_vaddr + ph->p_memsz)
+			holds = true;
+	}
+	if (!holds)
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		const uint8_t *p = (const uint8_t *)(uintptr_t)(info->dlpi_addr + ph->p_vaddr);
+		size_t off = 0;
+
+		if (ph->p_type != PT_NOTE)
+			continue;
+		while (off + sizeof(Elf64_Nhdr) <= ph->p_filesz) {
+			Elf64_Nhdr nh;
+			size_t nsz, dsz;
+
+			memcpy(&nh, p + off, sizeof(nh));
+			off += sizeof(nh);
+			nsz = (nh.n_namesz + 3u) & ~3u;
+			dsz = (nh.n_descsz + 3u) & ~3u;
+			if (nsz + dsz > ph->p_filesz - off)
+				break;
+			if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 && nh.n_descsz <= 64 &&
+			    memcmp(p + off, "GNU", 4) == 0) {
+				for (size_t k = 0; k < nh.n_descsz; k++)
+					snprintf(f->build_id + 2 * k, 3, "%02x", p[off + nsz + k]);
+				f->bias = info->dlpi_addr;
+				return 1;
+			}
+			off += nsz + dsz;
+		}
+	}
+	return 1;
+}
+
+/*
+ * An ifunc (memcpy, strlen in libc): its value is a resolver we cannot run
+ * in the target. When this process has the very same object loaded (same
+ * build-id: the same libc on the same CPU), its resolved address here,
+ * moved by the difference of the biases, is the one the target's own
+ * loader chose.
+ */
+static int resolve_ifunc(const struct proc_object *o, const char *name, uint64_t *ret)
+{
+	struct ifunc_find f = { 0 };
+	void *here = dlsym(RTLD_DEFAULT, name);
+
+	if (here) {
+		f.addr = (uint64_t)(uintptr_t)here;
+		dl_iterate_phdr(find_holder, &f);
+	}
+	if (!here || strcmp(f.build_id, o->build_id) != 0)
+		return hp_err(-ENOEXEC, "symbol %s is an ifunc in %s: resolvable only when the engine "
+			      "runs with the same build of it", name, o->path);
+	*ret = o->bias + (f.addr - f.bias);
+	return 0;
+}
+
 static int resolve(const struct dyn *dy, uint32_t idx, uint64_t base, const struct load_ctx *ctx,
 		   uint64_t *ret)
 {
@@ -323,9 +402,12 @@ static int resolve(const struct dyn *dy, uint32_t idx, uint64_t base, const stru
 				continue;
 			if (proc_object_dynsym(ctx->mem_fd, o, name, &addr, &type, NULL) < 0)
 				continue;
-			if (type == STT_GNU_IFUNC)
-				return hp_err(-ENOEXEC, "symbol %s is an ifunc in %s: not supported",
-					      name, o->path);
+			if (type == STT_GNU_IFUNC) {
+				int r = resolve_ifunc(o, name, &addr);
+
+				if (r < 0)
+					return r;
+			}
 			if (type == STT_TLS)
 				return hp_err(-ENOEXEC, "symbol %s is thread-local in %s: not supported",
 					      name, o->path);

@@ -11,14 +11,21 @@
  *
  * Remote system call (FIELD-NOTES): from an interrupt stop, set orig_rax =
  * -1 (the kernel must not apply its restart logic to our call), point rip at
- * an existing syscall instruction of the target (the vDSO's), PTRACE_SYSCALL
- * to the entry stop and again to the exit stop, read rax. To give the thread
+ * the trampoline (arch_tramp_build: a syscall instruction, then what makes
+ * the thread whole again should we die; written into zero padding after a
+ * code segment, zeroed after the calls) or, without one, at an existing
+ * syscall instruction of the vDSO; PTRACE_SYSCALL to the entry stop and again
+ * to the exit stop, read rax. To give the thread
  * back its own registers we must be in a stop the kernel leaves through its
  * signal path, where the restart logic runs on the restored registers:
  * restoring at the syscall-exit stop would leak -ERESTARTSYS into the
  * program (libpulp #123). So: PTRACE_INTERRUPT + PTRACE_CONT from the exit
  * stop (the pending trap stops the thread before any user instruction), then
  * restore every register, orig_rax and rax included.
+ *
+ * EINTR: a thread parked in epoll_wait shows -EINTR at its stop (the kernel
+ * does not restart it); it is rewound at once (rax = orig_rax, rip -= 2),
+ * not at detach, so a tracer that dies leaves it re-issuing the call.
  */
 #include <assert.h>
 #include <dirent.h>
@@ -36,6 +43,9 @@
 #include "apply-int.h"
 
 #define SYSCALL_TRAP (SIGTRAP | 0x80)
+/* Listings of /proc/PID/task before giving up on a process whose threads
+ * are born faster than we stop them. */
+#define STOP_ROUNDS_MAX 256
 
 void ptr_world_init(struct ptr_world *w, pid_t pid, int mem_fd, uint64_t start_time)
 {
@@ -91,13 +101,21 @@ static pid_t tracer_of(pid_t pid, pid_t tid)
 	return tracer;
 }
 
+static int task_state(pid_t pid, pid_t tid, char *ret_state);
+
 static int seize(struct ptr_world *w, pid_t tid)
 {
 	if (ptrace(PTRACE_SEIZE, tid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0) {
 		int e = errno;
 		pid_t tracer;
 
+		char st;
+
 		if (e == ESRCH)
+			return -ESRCH;
+		/* a thread that is exiting (or a leader that left by pthread_exit)
+		 * cannot be attached: it is gone for us */
+		if (e == EPERM && (task_state(w->pid, tid, &st) < 0 || st == 'X' || st == 'Z'))
 			return -ESRCH;
 		if (e == EPERM && (tracer = tracer_of(w->pid, tid)) != 0)
 			return hp_err(-EBUSY, "process %d: thread %d is already traced by process %d",
@@ -260,7 +278,7 @@ static int check_same_process(struct ptr_world *w)
 
 	if (proc_stat(w->pid, &state, &st) < 0 || st != w->start_time)
 		return hp_err(-ESRCH, "process %d exited", (int)w->pid);
-	if (state == 'Z' || state == 'X')
+	if ((state == 'Z' || state == 'X') && !proc_live_tid(w->pid))
 		return hp_err(-ESRCH, "process %d exited (zombie)", (int)w->pid);
 	return 0;
 }
@@ -276,19 +294,34 @@ int ptr_stop_sys(struct ptr_world *w)
 
 	if (w->sys_tid && ptr_find(w, w->sys_tid))
 		return 0;
-	/* the leader when it is alive (it may have left by pthread_exit) */
+	/*
+	 * It is held while the region is loaded (milliseconds on a loaded
+	 * machine): a sleeping thread loses nothing by it (its call restarts),
+	 * a running one would stall. The leader if it sleeps, else the first
+	 * sleeping thread, else the first live one (the leader may have left by
+	 * pthread_exit).
+	 */
 	if (task_state(w->pid, w->pid, &s) < 0)
 		return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
-	if (s != 'Z' && s != 'X') {
+	if (s == 'S') {
 		tid = w->pid;
 	} else {
+		pid_t live = s != 'Z' && s != 'X' ? w->pid : 0;
+
 		r = list_tasks(w->pid, &tids, &n);
 		if (r < 0)
 			return r;
-		for (size_t i = 0; i < n && !tid; i++)
-			if (task_state(w->pid, tids[i], &s) == 0 && s != 'Z' && s != 'X')
+		for (size_t i = 0; i < n && !tid; i++) {
+			if (task_state(w->pid, tids[i], &s) < 0 || s == 'Z' || s == 'X')
+				continue;
+			if (s == 'S')
 				tid = tids[i];
+			else if (!live)
+				live = tids[i];
+		}
 		free(tids);
+		if (!tid)
+			tid = live;
 	}
 	if (!tid)
 		return hp_err(-ESRCH, "process %d has no live thread", (int)w->pid);
@@ -328,8 +361,15 @@ int ptr_stop_all(struct ptr_world *w)
 	int r = 0;
 
 	w->t_all_stopped_begin = hp_now_us();
-	for (;;) {
+	for (unsigned round = 0;; round++) {
 		size_t before = w->n, added = 0;
+
+		/* each round stops every thread the last one found being born */
+		if (round == STOP_ROUNDS_MAX) {
+			r = hp_err(-EBUSY, "process %d: threads keep being created (%zu stopped)",
+				   (int)w->pid, w->n);
+			goto fail;
+		}
 
 		r = list_tasks(w->pid, &tids, &n);
 		if (r < 0)
@@ -426,8 +466,8 @@ void ptr_world_release(struct ptr_world *w)
 	w->n = w->cap = 0;
 }
 
-/* Write the trampoline for t's saved registers (first: keep the bytes). */
-static int tramp_write(struct ptr_world *w, const struct ptr_thread *t, bool first)
+/* Write the trampoline for t's saved registers (over zero padding). */
+static int tramp_write(struct ptr_world *w, const struct ptr_thread *t)
 {
 	uint8_t code[ARCH_TRAMP_MAX], prev[2] = { 0 };
 	size_t len;
@@ -435,11 +475,6 @@ static int tramp_write(struct ptr_world *w, const struct ptr_thread *t, bool fir
 
 	proc_mem_read(w->mem_fd, arch_syscall_pc(t->regs) - 2, prev, 2);
 	len = arch_tramp_build(t->regs, memcmp(prev, arch_syscall_insn, 2) == 0, &w->undo, code);
-	if (first) {
-		r = proc_mem_read(w->mem_fd, w->tramp_addr, w->tramp_saved, len);
-		if (r < 0)
-			return r;
-	}
 	r = proc_mem_write(w->mem_fd, w->tramp_addr, code, len);
 	if (r < 0)
 		return r;
@@ -454,7 +489,7 @@ int ptr_set_undo(struct ptr_world *w, uint64_t base, uint64_t size, bool on)
 	w->undo = (struct ptr_undo){ base, size, on };
 	/* the thread sits in a syscall stop, not in the trampoline: rewrite it */
 	if (w->tramp_len && t)
-		return tramp_write(w, t, false);
+		return tramp_write(w, t);
 	return 0;
 }
 
@@ -466,7 +501,7 @@ int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *r
 
 	assert(t);
 	if (!w->injecting && w->tramp_addr && !w->tramp_len) {
-		r = tramp_write(w, t, true);
+		r = tramp_write(w, t);
 		if (r < 0)
 			goto fail;
 	}
@@ -523,7 +558,10 @@ int ptr_syscall_end(struct ptr_world *w)
 	}
 	/* the thread no longer needs the trampoline: put the bytes back */
 	if (w->tramp_len) {
-		proc_mem_write(w->mem_fd, w->tramp_addr, w->tramp_saved, w->tramp_len);
+		static const uint8_t zero[ARCH_TRAMP_MAX];
+
+		/* the place was zero padding (engine.c picks it so) */
+		proc_mem_write(w->mem_fd, w->tramp_addr, zero, ARCH_TRAMP_MAX);
 		w->tramp_len = 0;
 	}
 	if (t->sig) {

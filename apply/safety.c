@@ -499,7 +499,10 @@ static int obj_describe(struct safety_ctx *c, const struct safety_map *m, uint64
 		if (ph[i].p_type != PT_LOAD)
 			continue;
 		if (!have_load) {
-			/* the first PT_LOAD maps file offset 0 at base */
+			/* the first PT_LOAD maps file offset 0 at base (every
+			 * linker lays it out so; anything else is not guessed) */
+			if (ph[i].p_offset != 0)
+				return 0;
 			bias = base - (ph[i].p_vaddr & ~(uint64_t)(SAFETY_PAGE - 1));
 			have_load = true;
 		}

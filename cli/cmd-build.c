@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,19 @@
 	"         [--sign KEY] [--description TEXT] [--author TEXT] [--cve CVE-YYYY-NNNN]...\n" \
 	"         [--active-ok FUNC]... [--pick NAME@FILE]... [--cc CC] [--cflag FLAG]...\n" \
 	"         -o OUT.{tar,tar.gz,tgz,tar.xz,zip} SRC.c... | PATCH.so"
+
+/*
+ * SIGINT, SIGTERM, SIGHUP during a build cancel it: store_build stops its
+ * compiler, removes its temporary directory and writes nothing; then hp dies
+ * of the signal as it would have.
+ */
+static volatile sig_atomic_t build_signal;
+static const int build_signals[] = { SIGINT, SIGTERM, SIGHUP };
+
+static void on_signal(int sig)
+{
+	build_signal = sig;
+}
 
 static void build_note(void *ctx, const char *msg)
 {
@@ -177,8 +191,24 @@ int cmd_build(const struct hp_global *g, int argc, char **argv)
 	o.cflags = cflags;
 	o.sources = sources;
 	o.note = build_note;
+	o.cancel = &build_signal;
 
-	r = store_build_manifest(&o, &m);
+	{
+		struct sigaction sa, old_sa[3];
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_signal;
+		sigemptyset(&sa.sa_mask);
+		for (size_t i = 0; i < 3; i++)
+			sigaction(build_signals[i], &sa, &old_sa[i]);
+		r = store_build_manifest(&o, &m);
+		for (size_t i = 0; i < 3; i++)
+			sigaction(build_signals[i], &old_sa[i], NULL);
+		if (build_signal) {
+			signal(build_signal, SIG_DFL);
+			raise(build_signal);
+		}
+	}
 	if (r < 0) {
 		status = hp_fail("build", r);
 		goto out;

@@ -19,6 +19,7 @@
 #include <gelf.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -683,33 +684,62 @@ static void author_note(struct author *a, const char *fmt, ...)
 	a->opts->note(a->opts->note_ctx, msg);
 }
 
+static bool cancelled(const struct author *a)
+{
+	return a->opts->cancel && *a->opts->cancel;
+}
+
 /*
  * Run argv with stdout and stderr into out_path. 0 with the exit status in
  * *ret_status (-1 for a signal), or -errno when it could not be started.
+ * When the build is cancelled the child gets SIGTERM: it is ours, and a
+ * cancelled build must not wait for a long compile. The child leads a
+ * process group of its own and the whole group gets the signal: the gcc
+ * driver, killed alone, removes its temporary files while cc1 or as go on
+ * and write theirs again after it (left behind in $TMPDIR).
  */
-static int run_cmd(char *const argv[], const char *out_path, int *ret_status)
+static int run_cmd(struct author *a, char *const argv[], const char *out_path, int *ret_status)
 {
+	const struct timespec tick = { 0, 5 * 1000 * 1000 };
 	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int r, st;
+	posix_spawnattr_t attr;
+	bool killed = false;
+	pid_t pid, w;
+	int r, st = 0;
 
 	r = posix_spawn_file_actions_init(&fa);
 	if (r)
 		return -r;
-	r = posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	r = posix_spawnattr_init(&attr);
+	if (r) {
+		posix_spawn_file_actions_destroy(&fa);
+		return -r;
+	}
+	r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+	if (!r)
+		r = posix_spawnattr_setpgroup(&attr, 0);
+	if (!r)
+		r = posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (!r)
 		r = posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	if (!r)
 		r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	if (!r)
-		r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+		r = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
 	if (r)
 		return -r;
-	while (waitpid(pid, &st, 0) < 0) {
-		if (errno != EINTR)
-			return -errno;
+	/* Polled, so that a cancel between two checks is seen within a tick. */
+	while ((w = waitpid(pid, &st, WNOHANG)) == 0 || (w < 0 && errno == EINTR)) {
+		if (!killed && cancelled(a)) {
+			kill(-pid, SIGTERM);
+			killed = true;
+		}
+		nanosleep(&tick, NULL);
 	}
+	if (w < 0)
+		return -errno;
 	*ret_status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 	return 0;
 }
@@ -730,7 +760,7 @@ static void ldcache_read(struct author *a)
 
 		if (ldconfigs[i][0] == '/' && access(ldconfigs[i], X_OK) < 0)
 			continue;
-		if (run_cmd(argv, path, &st) == 0 && st == 0)
+		if (run_cmd(a, argv, path, &st) == 0 && st == 0)
 			break;
 		st = -1;
 	}
@@ -949,8 +979,8 @@ static int libs_load(struct author *a, struct author_elf *bin, struct author_lib
 			if (!lib_locate(a, queue.v[q], have_needer ? &needer_di : &bin_di, &bin_di,
 					&bin->eh, &ef)) {
 				r = strv_add(&L.missing, queue.v[q]);
-				author_note(a, "BIN needs %s, not found here: its symbols are not checked",
-					    queue.v[q]);
+				author_note(a, "BIN needs %s, not found on this system: its symbols "
+					    "are not checked", queue.v[q]);
 			} else {
 				r = libs_add(&L, queue.v[q], &ef);
 				if (r >= 0)
@@ -1001,6 +1031,7 @@ struct patch_info {
 	struct strv weak_undefs;
 	struct strv objects;   /* defined global variables */
 	struct strv needed;    /* DT_NEEDED */
+	struct strv local_funcs; /* static functions of its own */
 };
 
 static void patch_info_release(struct patch_info *pi)
@@ -1010,6 +1041,7 @@ static void patch_info_release(struct patch_info *pi)
 	strv_release(&pi->weak_undefs);
 	strv_release(&pi->objects);
 	strv_release(&pi->needed);
+	strv_release(&pi->local_funcs);
 }
 
 static bool is_tls_reloc(GElf_Word type)
@@ -1154,9 +1186,14 @@ static int patch_info_load(struct author_elf *ef, const struct author_elf *bin,
 		bind = GELF_ST_BIND(s.st_info);
 		type = GELF_ST_TYPE(s.st_info);
 		name = elf_strptr(ef->elf, sh.sh_link, s.st_name);
-		if (!name || !*name || bind == STB_LOCAL || type == STT_FILE || type == STT_SECTION)
+		if (!name || !*name || type == STT_FILE || type == STT_SECTION)
 			continue;
 		len = symname_len(name);
+		if (bind == STB_LOCAL) {
+			if (type == STT_FUNC && s.st_shndx != SHN_UNDEF)
+				r = strv_addn(&pi.local_funcs, name, len);
+			continue;
+		}
 		if (type == STT_TLS) {
 			r = hp_err(-ENOTSUP, "the patch uses thread-local storage (%.*s): not supported",
 				   (int)len, name);
@@ -1204,6 +1241,13 @@ static int patch_info_load(struct author_elf *ef, const struct author_elf *bin,
 		r = hp_err(-EINVAL, "the patch defines no function: nothing to replace");
 		goto out;
 	}
+	/* The engine finds a replacement by name: a local namesake could be taken for it. */
+	for (size_t i = 0; i < pi.funcs.n; i++)
+		if (strv_has(&pi.local_funcs, pi.funcs.v[i])) {
+			r = hp_err(-EINVAL, "function %s: the patch also has a static %s: rename it",
+				   pi.funcs.v[i], pi.funcs.v[i]);
+			goto out;
+		}
 	qsort(pi.funcs.v, pi.funcs.n, sizeof(char *), cmp_str);
 	if (pi.undefs.n)
 		qsort(pi.undefs.v, pi.undefs.n, sizeof(char *), cmp_str);
@@ -1262,7 +1306,7 @@ static const char *pick_for(const struct store_build_opts *o, const char *name)
 /* Everything checkable before compiling; fills the fixed fields of m. */
 static int check_opts(const struct store_build_opts *o, struct hp_manifest *m)
 {
-	char dir[PATH_MAX];
+	char dir[PATH_MAX], real[PATH_MAX];
 	const char *target_name;
 	size_t n_src = 0, n;
 	int r;
@@ -1298,7 +1342,11 @@ static int check_opts(const struct store_build_opts *o, struct hp_manifest *m)
 	if (o->author && !text_ok(o->author))
 		return hp_err(-EINVAL, "author: control character or longer than %d bytes",
 			      AUTHOR_TEXT_MAX);
-	target_name = base_name(o->target);
+	/*
+	 * The file's own name, symlinks resolved (/usr/bin/python3 is
+	 * python3.11): the name a process maps it under.
+	 */
+	target_name = realpath(o->target, real) ? base_name(real) : base_name(o->target);
 	if (!*target_name || strlen(target_name) > 255 || strpbrk(target_name, " \t\n\r") ||
 	    !text_ok(target_name))
 		return hp_err(-EINVAL, "%s: a target file name must be one word", o->target);
@@ -1437,7 +1485,7 @@ static int compile(struct author *a, const char *so_path)
 	args.v[args.n] = NULL;
 
 	snprintf(out_path, sizeof(out_path), "%s/cc.out", a->tmpdir);
-	r = run_cmd(args.v, out_path, &st);
+	r = run_cmd(a, args.v, out_path, &st);
 	if (r < 0) {
 		r = hp_err(r == -ENOENT ? -ENOENT : r, "compiler '%s': %s", args.v[0], strerror(-r));
 		goto out;
@@ -1449,6 +1497,10 @@ static int compile(struct author *a, const char *so_path)
 		while (out.len && out.data[out.len - 1] == '\n')
 			out.data[--out.len] = '\0';
 		author_note(a, "%s", out.data);
+	}
+	if (cancelled(a)) {
+		r = hp_err(-ECANCELED, "interrupted");
+		goto out;
 	}
 	if (st != 0) {
 		const char *line = out.len ? first_error_line(out.data) : NULL;
@@ -1826,6 +1878,10 @@ int store_build_manifest(const struct store_build_opts *opts, struct hp_manifest
 		r = sign_manifest(opts->sign_key, b.manifest.data, b.manifest.len, &b.signature);
 		if (r < 0)
 			goto out;
+	}
+	if (cancelled(&a)) {
+		r = hp_err(-ECANCELED, "interrupted");
+		goto out;
 	}
 	/* bundle_write writes a temporary file and renames it: nothing at OUT on failure. */
 	r = bundle_write(opts->output, &b);

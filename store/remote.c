@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store-int.h"
 
@@ -57,6 +58,14 @@ out:
 	return r;
 }
 
+/* A local path that is not there: say so rather than libgit2's "unsupported URL protocol". */
+static int check_local(const char *url)
+{
+	if ((url[0] == '/' || url[0] == '.') && access(url, F_OK) < 0)
+		return hp_err(-ENOENT, "%s: no such repository", url);
+	return 0;
+}
+
 /* The branch HEAD names ("refs/heads/main"), malloc'd. */
 static int head_branch(struct store *st, char **ret)
 {
@@ -82,7 +91,9 @@ int store_pull(struct store *st, const char *url)
 	bool have_ours;
 	int fd = -1, r, g;
 
-	r = head_branch(st, &branch);
+	r = check_local(url);
+	if (r == 0)
+		r = head_branch(st, &branch);
 	if (r < 0)
 		return r;
 	if (asprintf(&spec, "+%s:%s", branch, PULL_REF) < 0) {
@@ -176,7 +187,9 @@ int store_push(struct store *st, const char *url)
 	size_t n = 0;
 	int r, g;
 
-	r = head_branch(st, &branch);
+	r = check_local(url);
+	if (r == 0)
+		r = head_branch(st, &branch);
 	if (r < 0)
 		return r;
 	g = git_reference_name_to_id(&ours, st->repo, branch);

@@ -38,20 +38,22 @@ unsigned store_parse_months(const char *s)
 
 	if (!s || !*s)
 		return 0;
-	while (*s) {
+	for (;;) {
 		char *end;
-		long m = strtol(s, &end, 10);
+		long m;
 
-		if (end == s || m < 1 || m > 12)
+		if (*s < '0' || *s > '9')
+			return 0; /* no sign, space or empty item */
+		m = strtol(s, &end, 10);
+		if (m < 1 || m > 12)
 			return 0;
 		mask |= 1u << (m - 1);
 		s = end;
-		if (*s == ',')
-			s++;
-		else if (*s)
+		if (!*s)
+			return mask;
+		if (*s++ != ',')
 			return 0;
 	}
-	return mask;
 }
 
 int store_open(const char *path, struct store **ret)

@@ -14,6 +14,7 @@
 #ifndef HP_STORE_H
 #define HP_STORE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -121,6 +122,12 @@ struct store_build_opts {
 	 */
 	void (*note)(void *ctx, const char *msg);
 	void *note_ctx;
+	/*
+	 * Set non-zero (from a signal handler) to stop: the compiler is
+	 * terminated, the build fails with -ECANCELED, nothing is written.
+	 * May be NULL.
+	 */
+	const volatile sig_atomic_t *cancel;
 };
 
 /*
@@ -134,6 +141,7 @@ struct store_build_opts {
  *             too small for the jump, a patch object that does not fit BIN
  *   -ENOTUNIQ a local name is ambiguous in BIN (--pick NAME@FILE)
  *   -ENOTSUP  thread-local storage in the patch
+ *   -ECANCELED opts->cancel was set
  */
 int store_build(const struct store_build_opts *opts);
 /* The same, handing back the manifest written (ret_manifest may be NULL). */
@@ -171,6 +179,7 @@ int store_snap_readdir(struct store_snap *snap, const char *path,
 		       void *ctx);
 /* Whole contents of a file (caller frees *ret_data). */
 int store_snap_read(struct store_snap *snap, const char *path, void **ret_data, size_t *ret_len);
+/* 0, the target in buf NUL-terminated (truncated to size - 1); -EINVAL for a non-link. */
 int store_snap_readlink(struct store_snap *snap, const char *path, char *buf, size_t size);
 
 /* ---- lookup for the engine --------------------------------------------- */

@@ -4,12 +4,15 @@
 # store and pulls it from a "central" bare git store, patches processes by
 # PID and by name, and prints the report. Everything lives in $HT_TMP: the
 # stores, the mount, the daemon's PID file and log, Ansible's home and temp
-# dirs. Only processes this test started are patched (the target runs under
-# a name no other process has) and killed.
+# dirs. Only processes this test started are patched and killed: the
+# target is the engine's fixture program compiled here under a name and a
+# build-id of its own, so that neither pgrep -x nor "all" can reach another
+# process.
 #
 # Run 1: copy module; targets by name (pgrep -x) plus a PID that is gone;
 #        the play fails at the end, after the report, naming that PID.
-# Run 2: the daemon killed (a stale mount); shell redirection; the role
+# Run 2: the daemon killed (a stale mount); shell redirection; the store
+#        synced with the git module instead of hp; the role
 #        clears the mount and starts a new daemon; the store and the patches
 #        are there already; the play succeeds.
 # Then the shell examples run on the same mount.
@@ -22,12 +25,18 @@ PLAYBOOK=$HP_SOURCE_ROOT/contrib/ansible/site.yml
 FS_BIN=${HP_FS_BIN:-$HP_BUILD_ROOT/fs/hotpatchfs}
 hp() { "$HP_BIN" "$@"; }
 
-# --- the central store: one signed patch set for the engine's target ----------
+# --- the target and the central store with one signed patch set for it --------
+NAME=hpans$$
+FIX=$HP_SOURCE_ROOT/tests/fixtures/engine
+ht_check "target: compiled with a build-id of its own" \
+	cc -std=gnu11 -D_GNU_SOURCE -O2 -g -fno-inline-small-functions -fPIE -pie -pthread \
+	-I"$FIX" "$FIX/target.c" -o "$T/$NAME" \
+	-Wl,--build-id=0x"$(od -An -N20 -tx1 /dev/urandom | tr -d ' \n')"
 CENTRAL=$T/central.git
 ht_check "central store: init" hp store init --store "$CENTRAL"
 ht_check "central store: key" hp key generate "$T/keys"
 ht_check "central store: trust the key" hp key trust "$T/keys/hotpatch.pub" --store "$CENTRAL"
-ht_check "central store: hp build" hp build --target "$ENGINE_FIX/engine-target-pie" \
+ht_check "central store: hp build" hp build --target "$T/$NAME" \
 	--baseline 2026.01 --month 2026-02 --name fix --sign "$T/keys/hotpatch.key" \
 	-o "$T/fix.tar.gz" "$HP_SOURCE_ROOT/tests/fixtures/engine/patch-a.c"
 ht_check "central store: import" hp import "$T/fix.tar.gz" --store "$CENTRAL"
@@ -38,12 +47,7 @@ MNT=$T/host/hp
 RUN=$T/host/run
 ht_track_mount "$MNT"      # unmounted on exit, whatever happens
 
-# Targets: the engine fixture run through a symlink of our own name, so
-# that pgrep -x finds only ours (the command name comes from the name
-# exec'd; the mapped file stays engine-target-pie), two of them, and a PID
-# that no longer exists.
-NAME=hpans$$
-ln -s "$ENGINE_FIX/engine-target-pie" "$T/$NAME"
+# Two targets, and a PID that no longer exists.
 targets=() fifos=() outs=()
 for i in 0 1; do
 	fifos[i]=$T/fifo.$i
@@ -98,6 +102,7 @@ daemon=$(cat "$RUN/hotpatchfs.pid" 2>/dev/null)
 ht_eq "run 1: the play fails (a PID is gone)" 2 "$play_rc"
 ht_match "run 1: hotpatchfs mounted" " $MNT fuse.hotpatchfs " "$(cat /proc/mounts)"
 ht_check "run 1: daemon PID recorded and running" kill -0 "$daemon"
+ht_match "run 1: the play says it started it" "hotpatchfs at $MNT: started $daemon\"" "$out"
 ht_eq "run 1: store pulled to the central head" \
 	"$(git --git-dir="$CENTRAL" rev-parse HEAD)" "$(git --git-dir="$STORE" rev-parse HEAD 2>&1)"
 for pid in "${targets[@]}"; do
@@ -126,16 +131,22 @@ ht_eq "target 2 runs the patched code" "80 205" "$(et_query 5)"
 kill -KILL "$daemon"
 ht_wait_for 5 sh -c "! kill -0 $daemon 2>/dev/null"
 ht_check_fail "the mount is stale" stat "$MNT/status"
-play '{'"$common"', "hotpatch_pids": ['"${targets[1]}"'], "hotpatch_apply_method": "shell"}'
+play '{'"$common"', "hotpatch_pids": ['"${targets[1]}"'], "hotpatch_apply_method": "shell",
+	"hotpatch_sync_method": "git"}'
 out=$(cat "$T/play.out")
 flat=$(tr '\n' ' ' <"$T/play.out")
 daemon2=$(cat "$RUN/hotpatchfs.pid" 2>/dev/null)
 [ -n "$daemon2" ] && [ "$daemon2" != "$daemon" ] && ht_track_pid "$daemon2"
 ht_eq "run 2: the play succeeds" 0 "$play_rc"
-ht_match "run 2: the stale mount cleared" 'Clear a stale mount\] \*+ changed' "$flat"
+ht_match "run 2: the stale mount cleared, a daemon started" \
+	"hotpatchfs at $MNT: cleared a stale mount; started $daemon2\"" "$out"
 ht_check "run 2: a new daemon running" test "$daemon2" != "$daemon" -a -d "/proc/$daemon2"
 ht_match "run 2: mounted again" '^state: hotpatched$' "$(cat "$MNT/processes/${targets[0]}/status" 2>&1)"
-ht_match "run 2: pull: nothing new" 'Pull the store\] \*+ ok:' "$flat"
+ht_match "run 2: git module fetched into the store" 'Clone or fetch the store with git\] \*+ (ok|changed):' "$flat"
+ht_match "run 2: the store's origin is the central store" "$CENTRAL\$" \
+	"$(git --git-dir="$STORE" remote get-url origin 2>&1)"
+ht_eq "run 2: store still at the central head" \
+	"$(git --git-dir="$CENTRAL" rev-parse HEAD)" "$(git --git-dir="$STORE" rev-parse HEAD 2>&1)"
 ht_match "run 2: result line" "\"${targets[1]}: ok\"" "$out"
 ht_match "run 2: report fact printed, both targets hotpatched" \
 	"pid=${targets[0]} comm=$NAME state=hotpatched .*pid=${targets[1]} comm=$NAME state=hotpatched " "$flat"
@@ -161,10 +172,24 @@ ht_match "apply-all.sh: line for the gone PID" "^$gone \\?: failed: No such proc
 ht_eq "apply-all.sh: summary on stderr" "apply-all.sh: 1 of 4 processes failed" "$(cat "$T/err")"
 ht_eq "target 3 runs the patched code" "80 205" "$(et_query 5)"
 out=$(HP=$HP_BIN "$EX/monthly-rollout.sh" -m "$MNT" -s "$STORE" "$CENTRAL" "$NAME" 2>&1)
-ht_eq "monthly-rollout.sh: exit 0" 0 "$?"
-ht_match "monthly-rollout.sh: pulled" "pull: already up to date with $CENTRAL" "$out"
-ht_match "monthly-rollout.sh: applied" "^${targets[2]} $NAME: ok hotpatched\$" "$out"
-ht_match "monthly-rollout.sh: report" "pid=${targets[2]} comm=$NAME state=hotpatched " "$out"
+ht_eq "monthly-rollout.sh NAME: exit 0" 0 "$?"
+ht_match "monthly-rollout.sh NAME: pulled" "pull: already up to date with $CENTRAL" "$out"
+ht_match "monthly-rollout.sh NAME: applied" "^${targets[2]} $NAME: ok hotpatched\$" "$out"
+ht_match "monthly-rollout.sh NAME: report" "pid=${targets[2]} comm=$NAME state=hotpatched " "$out"
+# Without names it writes "all": the store knows only our build-id.
+fifos[3]=$T/fifo.3
+mkfifo "${fifos[3]}"
+ht_spawn "$T/$NAME" "${fifos[3]}"
+targets[3]=$HT_LAST_PID
+outs[3]=$HT_LAST_OUT
+ht_wait_for 10 grep -q '^ready' "${outs[3]}"
+out=$(HP=$HP_BIN "$EX/monthly-rollout.sh" -m "$MNT" -s "$STORE" "$CENTRAL" 2>&1)
+ht_eq "monthly-rollout.sh (all): exit 0" 0 "$?"
+ht_match "monthly-rollout.sh (all): applied" "^apply all: ok\$" "$out"
+ht_match "monthly-rollout.sh (all): report has the new process" \
+	"pid=${targets[3]} comm=$NAME state=hotpatched " "$out"
+use_target 3
+ht_eq "target 4 runs the patched code" "80 205" "$(et_query 5)"
 
 if [ "$HT_FAIL" -gt 0 ]; then
 	sed 's/^/#   /' "$T/play.out" >&2

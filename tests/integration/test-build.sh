@@ -41,7 +41,7 @@ refuse() {
 	ht_eq "$desc: exit 1" 1 "$st"
 	ht_match "$desc: message" "^hp build: $re\$" "$err"
 	ht_eq "$desc: one line on stderr" 1 "$(printf '%s\n' "$err" | wc -l)"
-	ht_eq "$desc: no bundle left" "" "$(ls -A "$OUT" | grep refused || true)"
+	ht_eq "$desc: nothing left in the output directory" "" "$(ls -A "$OUT")"
 }
 
 # ---- a good patch, every bundle format --------------------------------------
@@ -76,6 +76,12 @@ ht_check "tar reads the .tgz" tar tzf "$OUT/set.tgz"
 ht_check "build .zip" build -o "$OUT/set.zip" "$FIX/patch-good.c"
 ht_match "unzip lists the .zip's manifest" 'manifest' "$(unzip -l "$OUT/set.zip")"
 rm -f "$OUT"/set.*
+
+ln -s "$BIN" "$HT_TMP/a-link"
+ht_check "BIN through a symlink" build --target "$HT_TMP/a-link" -o "$OUT/l.tar" "$FIX/patch-good.c"
+ht_eq "target is the file's own name, not the link's" "target author-target" \
+	"$(tar xOf "$OUT/l.tar" manifest | grep '^target ')"
+rm -f "$OUT/l.tar"
 
 # ---- statics, non-PIE, pick, description --------------------------------------
 ht_check "patch using a static helper and variable" \
@@ -228,6 +234,25 @@ for v in pie nopie lib; do
 	ht_check "end to end ($v): target still running, no EINTR" et_clean
 	kill "$ET_PID"
 done
+
+# Killed while compiling: hp waits for its compiler, cleans up, then dies of
+# the signal; no bundle, no temporary directory. The compiler here waits for
+# a go file that the test creates after the signal.
+printf '#!/bin/sh\nwhile [ ! -e "%s" ]; do sleep 0.05; done\nexec %s "$@"\n' \
+	"$HT_TMP/go" "${CC:-cc}" >"$HT_TMP/slow-cc"
+chmod +x "$HT_TMP/slow-cc"
+ht_spawn "$HP_BIN" build --target "$BIN" --baseline 2026.01 --month 2026-02 --name fix-1 \
+	--cc "$HT_TMP/slow-cc" -o "$OUT/killed.tar" "$FIX/patch-good.c"
+hp_pid=$HT_LAST_PID
+ht_check "killed build: its temporary directory exists while compiling" \
+	ht_wait_for 10 sh -c "ls -A '$HT_TMP/tmp' | grep -q hp-build"
+kill -TERM "$hp_pid"
+sleep 0.2
+touch "$HT_TMP/go"
+wait "$hp_pid"
+ht_eq "killed build: hp dies of SIGTERM" 143 "$?"
+ht_eq "killed build: no bundle" "keep.tar" "$(ls -A "$OUT")"
+ht_eq "killed build: temporary directory removed" "" "$(ls -A "$HT_TMP/tmp")"
 
 # No temporary directory of ours left behind.
 ht_eq "no hp-build temp dirs left in TMPDIR" "" "$(ls -A "$HT_TMP/tmp")"

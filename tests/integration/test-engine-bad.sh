@@ -1,6 +1,7 @@
 #!/bin/bash
 # Bad input to the engine: each case gets its errno and a one-line message,
-# and the target is untouched (same maps, same code, same behaviour).
+# and the target is untouched (same maps, same code, same behaviour). Also
+# concurrency: another tracer (EBUSY), two threads at once (serialised).
 . "$HP_TEST_LIB/harness.sh"
 . "$(dirname "$0")/test-engine-lib.sh"
 ht_begin "engine-bad"
@@ -87,6 +88,14 @@ for v in pie lib; do
 	kill "$holder"
 	wait "$holder" 2>/dev/null
 	untouched "$v: traced by another process"
+
+	# two threads of one process at once: they serialise
+	out=$(et_driver race "$ET_PID" "$good" 2>&1)
+	ht_eq "$v: two concurrent applies: one changes, one finds it done" \
+		"racer changed=0 racer changed=1" \
+		"$(printf '%s\n' "$out" | awk '{ print $1, $2 }' | sort | tr '\n' ' ' | sed 's/ $//')"
+	ht_match "$v: then reverted" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
+	untouched "$v: after the race and revert"
 
 	ht_check "$v: no EINTR seen, still running" et_clean
 	kill "$ET_PID"

@@ -3,10 +3,22 @@
 # read, nanosleep, futex, epoll_wait and pause: apply changes behaviour,
 # applying again changes nothing, month 2026-03 replaces 2026-02 (a function
 # it drops returns to the original), revert restores the original and
-# unmaps, reverting nothing is ENOENT. The target reports any EINTR.
+# unmaps, reverting nothing is ENOENT; a patch calling libc's ifuncs works;
+# a process whose main thread has left (pthread_exit) is patched too. The
+# target reports any EINTR.
 . "$HP_TEST_LIB/harness.sh"
 . "$(dirname "$0")/test-engine-lib.sh"
 ht_begin "engine"
+
+test_libc_ifuncs() {
+	local c=$HT_TMP/$v-libc
+
+	ht_check "$v: make a set calling memcpy and strlen" et_set "$v" patch-libc 2026-02 "$c"
+	ht_match "$v: apply it" '^applied changed=1 ' "$(et_driver apply "$ET_PID" "$c" 2>&1)"
+	ht_eq "$v: it computes through libc" "22 107" "$(et_query 7)"
+	ht_match "$v: revert it" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
+	ht_eq "$v: original again" "14 107" "$(et_query 7)"
+}
 
 for v in pie nopie lib; do
 	et_start "$v"
@@ -54,8 +66,24 @@ for v in pie nopie lib; do
 	rc=$?
 	ht_eq "$v: revert of nothing: ENOENT" 2 "$rc"
 	ht_match "$v: revert of nothing: one line" '^engine-driver: ENOENT: revert [0-9]+: nothing applied$' "$err"
+	# libc's memcpy and strlen are ifuncs: bound to what libc chose (not for
+	# the library: it needs nothing of libc, so hp build finds no memcpy)
+	[ "$v" = lib ] || test_libc_ifuncs
+
 	ht_check "$v: no EINTR seen, still running" et_clean
 	kill "$ET_PID"
 done
+
+# the main thread has left (pthread_exit): another thread runs our calls
+et_start pie --main-exits
+a=$HT_TMP/pie-a
+ht_check "main gone: the leader is a zombie" ht_wait_for 5 grep -q '^State:.*Z' "/proc/$ET_PID/status"
+ht_match "main gone: inspect still sees the program" "^object [0-9a-f]+ .*/engine-target-pie " \
+	"$(et_driver inspect "$ET_PID")"
+ht_match "main gone: apply" '^applied changed=1 .*threads=4 ' "$(et_driver apply "$ET_PID" "$a" 2>&1)"
+ht_eq "main gone: patched behaviour" "100 207" "$(et_query 7)"
+ht_match "main gone: revert" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
+ht_eq "main gone: original behaviour" "14 107" "$(et_query 7)"
+ht_check "main gone: no EINTR seen, still running" et_clean
 
 ht_end

@@ -37,6 +37,7 @@ struct fx {
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
+	char tmp[96];
 
 	if (!f)
 		return -1;
@@ -44,6 +45,10 @@ static int setup(void **state)
 	if (!mkdtemp(f->dir))
 		return -1;
 	snprintf(f->out, sizeof(f->out), "%s/set.tar.gz", f->dir);
+	/* hp build's private temporary directories land here: the tests see them go. */
+	snprintf(tmp, sizeof(tmp), "%s/tmp", f->dir);
+	if (mkdir(tmp, 0700) < 0 || setenv("TMPDIR", tmp, 1) < 0)
+		return -1;
 	*state = f;
 	return 0;
 }
@@ -53,6 +58,7 @@ static int teardown(void **state)
 	struct fx *f = *state;
 	char cmd[128];
 
+	unsetenv("TMPDIR");
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
 	if (system(cmd) != 0)
 		return -1;
@@ -154,7 +160,7 @@ static void expect_refusal(struct fx *f, const struct store_build_opts *o, int e
 			   const char *msg)
 {
 	struct hp_manifest *m = NULL;
-	char cmd[256];
+	char cmd[320];
 	int r = store_build_manifest(o, &m);
 
 	assert_int_equal(r, err);
@@ -162,8 +168,9 @@ static void expect_refusal(struct fx *f, const struct store_build_opts *o, int e
 	assert_string_equal(hp_errmsg(r), msg);
 	assert_null(strchr(hp_errmsg(r), '\n'));
 	assert_false(exists(f->out));
-	/* Nothing else either: the output directory holds nothing. */
-	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s' | grep -vx src)\"", f->dir);
+	/* Nothing else either: the output directory holds nothing, no temporary directory stays. */
+	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s' | grep -vx -e src -e tmp)\" && "
+		 "test -z \"$(ls -A '%s/tmp')\"", f->dir, f->dir);
 	assert_int_equal(system(cmd), 0);
 }
 
@@ -393,6 +400,51 @@ static void test_no_function(void **state)
 		  "int (*keep)(int) = unused;\n", path, sizeof(path));
 	opts_init(f, &o, TARGET, src);
 	expect_refusal(f, &o, -EINVAL, "the patch defines no function: nothing to replace");
+}
+
+/* A library BIN loads, found through BIN's DT_RUNPATH ($ORIGIN); and the same BIN without it. */
+static void test_private_library(void **state)
+{
+	struct fx *f = *state;
+	const char *src[] = { SRC "/patch-lib.c", NULL };
+	struct store_build_opts o;
+	struct hp_manifest *m = NULL;
+	char alone[160], cmd[400];
+
+	opts_init(f, &o, BLD "/author-target-lib", src);
+	assert_int_equal(store_build_manifest(&o, &m), 0);
+	check_func(m, BLD "/author-target-lib", "compute", NULL);
+	assert_int_equal(m->n_syms, 0);
+	assert_string_equal(f->notes, "");
+	hp_manifest_free(m);
+	unlink(f->out);
+
+	snprintf(alone, sizeof(alone), "%s/src/author-target-lib", f->dir);
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/src' && cp '%s' '%s'", f->dir,
+		 BLD "/author-target-lib", alone);
+	assert_int_equal(system(cmd), 0);
+	opts_init(f, &o, alone, src);
+	expect_refusal(f, &o, -ENOENT, "symbol lib_value needed by the patch: neither BIN nor its "
+		       "libraries provide it");
+	assert_string_equal(f->notes, "BIN needs libauthorlib.so, not found on this system: its "
+			    "symbols are not checked\n");
+}
+
+/* Two sources: a static compute in one, the replacement compute in the other. */
+static void test_local_namesake(void **state)
+{
+	struct fx *f = *state;
+	char a[160], b[160];
+	const char *src[] = { a, b, NULL };
+	struct store_build_opts o;
+
+	write_src(f, "a.c", "static int compute(int x) { return x; }\n"
+		  "int (*keep)(int) = compute;\n", a, sizeof(a));
+	write_src(f, "b.c", "int compute(int x);\nint compute(int x) { return x + 1; }\n", b,
+		  sizeof(b));
+	opts_init(f, &o, TARGET, src);
+	expect_refusal(f, &o, -EINVAL, "function compute: the patch also has a static compute: "
+		       "rename it");
 }
 
 static void test_active_ok(void **state)
@@ -700,6 +752,22 @@ static void test_tls_extern_and_ifunc(void **state)
 	expect_refusal(f, &o, -ENOTSUP, "the patch defines an ifunc (compute): not supported");
 }
 
+static void test_cancel(void **state)
+{
+	struct fx *f = *state;
+	const char *src[] = { SRC "/patch-good.c", NULL };
+	static volatile sig_atomic_t stop = 1;
+	struct store_build_opts o;
+	char cmd[160];
+
+	opts_init(f, &o, TARGET, src);
+	o.cancel = &stop;
+	expect_refusal(f, &o, -ECANCELED, "interrupted");
+	/* Its compiler was started and stopped: no temporary directory left. */
+	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s/tmp')\"", f->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void test_output_dir_missing(void **state)
 {
 	struct fx *f = *state;
@@ -820,6 +888,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pick, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_global_over_local, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_function, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_private_library, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_local_namesake, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_active_ok, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_weak_left, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signed, setup, teardown),
@@ -835,6 +905,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_new_library, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_extern_and_ifunc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_output_dir_missing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_source_date_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compile_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),

@@ -48,6 +48,8 @@ static struct fixture fx;
 
 /* ---- helpers ----------------------------------------------------------- */
 
+static const char *fixture_name = "safety-target";
+
 static void fixture_path(char *out, size_t len)
 {
 	char self[PATH_MAX - 64];
@@ -59,7 +61,7 @@ static void fixture_path(char *out, size_t len)
 	slash = strrchr(self, '/');
 	assert_non_null(slash);
 	*slash = '\0';
-	snprintf(out, len, "%s/fixtures/safety/safety-target", self);
+	snprintf(out, len, "%s/fixtures/safety/%s", self, fixture_name);
 }
 
 /* Start the fixture; return once it printed "ready". */
@@ -522,13 +524,17 @@ int main(void)
 
 	int failed;
 
-	/* once with PROCMAP_QUERY (Linux 6.11+), once with the parsed
-	 * /proc/PID/maps text older kernels get */
+	/* with PROCMAP_QUERY (Linux 6.11+), then with the parsed
+	 * /proc/PID/maps text older kernels get; PIE, then non-PIE */
 	unsetenv("HP_SAFETY_MAPS_TEXT");
-	failed = cmocka_run_group_tests_name("safety, PROCMAP_QUERY", tests, group_setup,
+	failed = cmocka_run_group_tests_name("safety, PIE, PROCMAP_QUERY", tests, group_setup,
 					     group_teardown);
 	setenv("HP_SAFETY_MAPS_TEXT", "1", 1);
-	failed += cmocka_run_group_tests_name("safety, maps text", tests, group_setup,
+	failed += cmocka_run_group_tests_name("safety, PIE, maps text", tests, group_setup,
+					      group_teardown);
+	unsetenv("HP_SAFETY_MAPS_TEXT");
+	fixture_name = "safety-target-nopie";
+	failed += cmocka_run_group_tests_name("safety, non-PIE", tests, group_setup,
 					      group_teardown);
 	return failed;
 }

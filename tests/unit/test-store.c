@@ -273,6 +273,12 @@ static void test_window(void **state)
 	assert_int_equal(store_parse_months("0"), 0);
 	assert_int_equal(store_parse_months(""), 0);
 	assert_int_equal(store_parse_months("1,x"), 0);
+	assert_int_equal(store_parse_months("1,"), 0);
+	assert_int_equal(store_parse_months(",1"), 0);
+	assert_int_equal(store_parse_months("1, 4"), 0);
+	assert_int_equal(store_parse_months("-1"), 0);
+	assert_int_equal(store_parse_months("12"), 0x800);
+	assert_int_equal(store_parse_months("1,1"), 1);
 }
 
 static void test_unplanned_and_config(void **state)

@@ -1,0 +1,59 @@
+#!/bin/bash
+# The engine killed (SIGKILL) at chosen steps of an apply, held there by its
+# test hook (HP_ENGINE_TEST_STALL): after the mmap (a remote call in flight in
+# the sys thread, its registers ours), after the image is written, with every
+# thread held before the switch, and right after the switch. The target goes
+# on as if nothing happened: no crash, no EINTR (epoll_wait was rewound at
+# its stop), and it is fully unpatched or fully patched; what the killed
+# engine left (trampoline bytes in padding; before the switch, a region no
+# jump reaches) goes with the next operations: maps and code end as before.
+. "$HP_TEST_LIB/harness.sh"
+. "$(dirname "$0")/test-engine-lib.sh"
+ht_begin "engine-crash"
+
+et_start pie --busy 2
+set_a=$HT_TMP/a
+ht_check "make the set" et_set pie patch-a 2026-02 "$set_a"
+et_query 7 >/dev/null
+maps0=$(et_maps)
+text0=$(et_driver textsum "$ET_PID")
+
+# kill_at STEP: start an apply that stalls at STEP, kill it there
+kill_at() {
+	local mark=$HT_TMP/stall.$1
+	rm -f "$mark"
+	HP_ENGINE_TEST_STALL=$1 HP_ENGINE_TEST_STALL_FILE=$mark \
+		"$ENGINE_DRIVER" apply "$ET_PID" "$set_a" >/dev/null 2>&1 &
+	local drv=$!
+	ht_track_pid "$drv"
+	ht_wait_for 10 test -e "$mark" || ht_log "$1: the stall never came"
+	kill -KILL "$drv"
+	wait "$drv" 2>/dev/null
+}
+
+for step in map image stop; do
+	kill_at "$step"
+	ht_check "$step: target running, no EINTR" et_clean
+	ht_eq "$step: original behaviour" "14 107" "$(et_query 7)"
+	ht_eq "$step: nothing applied" "" "$(et_driver inspect "$ET_PID" | grep '^applied')"
+	# what it left (the trampoline's bytes; before the switch, a region no
+	# jump reaches) goes with the next operations
+	ht_match "$step: apply after it" '^applied changed=1 ' \
+		"$(et_driver apply "$ET_PID" "$set_a" 2>&1)"
+	ht_match "$step: revert" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
+	ht_eq "$step: maps as before" "$maps0" "$(et_maps)"
+	ht_eq "$step: code as before" "$text0" "$(et_driver textsum "$ET_PID")"
+done
+
+kill_at switched
+ht_check "switched: target running, no EINTR" et_clean
+ht_eq "switched: patched behaviour" "100 207" "$(et_query 7)"
+ht_match "switched: inspect shows it applied" '^applied .* 2026.01/2026-02/fix ' \
+	"$(et_driver inspect "$ET_PID")"
+ht_match "switched: revert" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
+ht_eq "switched: original behaviour" "14 107" "$(et_query 7)"
+ht_eq "switched: maps as before" "$maps0" "$(et_maps)"
+ht_eq "switched: code as before" "$text0" "$(et_driver textsum "$ET_PID")"
+ht_check "no EINTR seen, still running" et_clean
+
+ht_end

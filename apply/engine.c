@@ -47,6 +47,8 @@
 #define MMAP_MIN 0x10000ull
 #define BRK_ROOM (64ull << 20)
 #define BACKOFF_MAX_MS 50
+/* Largest active-ok function whose branches are checked (bytes). */
+#define ACTIVE_OK_MAX (1u << 20)
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -866,6 +868,38 @@ static const struct region_func *region_func_at(const struct region *rg, uint64_
 	return NULL;
 }
 
+/*
+ * An active-ok function keeps running its old code after the switch: no
+ * branch of it may land inside the bytes the jump overwrites (a loop head
+ * at offset 1..4, after an endbr64 say), or that activation would execute
+ * the middle of the jump.
+ */
+static int check_active_ok(struct op *op, const struct hp_manifest_func *f, uint64_t addr)
+{
+	uint8_t *code;
+	uint64_t from = 0;
+	int r;
+
+	if (f->size > ACTIVE_OK_MAX)
+		return hp_err(-ENOEXEC, "function %s (active-ok): %" PRIu64 " bytes, too large to check",
+			      f->name, f->size);
+	code = malloc(f->size);
+	if (!code)
+		return -ENOMEM;
+	r = proc_mem_read(op->mem_fd, addr, code, f->size);
+	if (r == 0)
+		r = arch_branch_into(code, f->size, addr, addr + 1, addr + ARCH_JUMP_LEN, &from);
+	free(code);
+	if (r == -ENOEXEC)
+		return hp_err(r, "function %s (active-ok): its code could not be decoded to check "
+			      "its branches", f->name);
+	if (r > 0)
+		return hp_err(-ENOEXEC, "function %s (active-ok) branches into its first %d bytes "
+			      "(from offset 0x%" PRIx64 "): its running activation would land inside "
+			      "the jump", f->name, ARCH_JUMP_LEN, from - addr);
+	return r;
+}
+
 static int check_set(const struct apply_set *set, char *set_id, size_t cap)
 {
 	const struct hp_manifest *m;
@@ -1004,6 +1038,11 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 				   " disagree with %s (0x%" PRIx64 " size 0x%" PRIx64 ")",
 				   f->name, f->offset, f->size, target->path, dsym - target->bias, dsize);
 			goto out;
+		}
+		if (f->flags & HP_FUNC_ACTIVE_OK) {
+			r = check_active_ok(&op, f, addr);
+			if (r < 0)
+				goto out;
 		}
 		r = proc_mem_read(op.mem_fd, addr, cur, sizeof(cur));
 		if (r < 0)

@@ -83,7 +83,8 @@ static int list_cb(void *ctx, const struct store_set_info *si)
 	struct list_ctx *l = ctx;
 
 	if (l->json) {
-		printf("%s\n  {\"set\": ", l->n ? "," : "");
+		/* "[" with the first set: a failed listing prints nothing on stdout. */
+		printf("%s\n  {\"set\": ", l->n ? "," : "[");
 		hp_json_str(si->set_id);
 		printf(", \"baseline\": ");
 		hp_json_str(si->baseline);
@@ -129,13 +130,10 @@ int cmd_list(const struct hp_global *g, int argc, char **argv)
 		return 1;
 	}
 	r = store_snap_open(st, &snap);
-	if (r == 0) {
-		if (l.json)
-			printf("[");
+	if (r == 0)
 		r = store_list_sets(snap, baseline, month, list_cb, &l);
-		if (l.json)
-			printf("%s]\n", l.n ? "\n" : "");
-	}
+	if (r >= 0 && l.json)
+		printf("%s]\n", l.n ? "\n" : "[");
 	store_snap_free(snap);
 	store_free(st);
 	free(baseline);
@@ -319,7 +317,7 @@ int cmd_log(const struct hp_global *g, int argc, char **argv)
 int cmd_store(const struct hp_global *g, int argc, char **argv)
 {
 	static const char usage[] =
-		"store init [--allow-unsigned] [--baseline-months 1,4,7,10] | pull REMOTE | push REMOTE";
+		"store init [--allow-unsigned] [--baseline-months M,M,...] | pull REMOTE | push REMOTE";
 	struct store *st;
 	int r;
 

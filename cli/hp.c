@@ -20,7 +20,7 @@ static const struct hp_cmd commands[] = {
 	{ "list", cmd_list, "list [BASELINE[/MONTH]]" },
 	{ "show", cmd_show, "show BASELINE/MONTH/SET" },
 	{ "log", cmd_log, "log" },
-	{ "store", cmd_store, "store init [--allow-unsigned] | pull REMOTE | push REMOTE" },
+	{ "store", cmd_store, "store init [--allow-unsigned] [--baseline-months M,M,...] | pull REMOTE | push REMOTE" },
 	{ "key", cmd_key, "key generate DIR | trust PUBKEY" },
 #endif
 #ifdef HP_HAVE_APPLY_CMDS

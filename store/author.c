@@ -693,12 +693,16 @@ static bool cancelled(const struct author *a)
  * Run argv with stdout and stderr into out_path. 0 with the exit status in
  * *ret_status (-1 for a signal), or -errno when it could not be started.
  * When the build is cancelled the child gets SIGTERM: it is ours, and a
- * cancelled build must not wait for a long compile.
+ * cancelled build must not wait for a long compile. The child leads a
+ * process group of its own and the whole group gets the signal: the gcc
+ * driver, killed alone, removes its temporary files while cc1 or as go on
+ * and write theirs again after it (left behind in $TMPDIR).
  */
 static int run_cmd(struct author *a, char *const argv[], const char *out_path, int *ret_status)
 {
 	const struct timespec tick = { 0, 5 * 1000 * 1000 };
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
 	bool killed = false;
 	pid_t pid, w;
 	int r, st = 0;
@@ -706,20 +710,30 @@ static int run_cmd(struct author *a, char *const argv[], const char *out_path, i
 	r = posix_spawn_file_actions_init(&fa);
 	if (r)
 		return -r;
-	r = posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	r = posix_spawnattr_init(&attr);
+	if (r) {
+		posix_spawn_file_actions_destroy(&fa);
+		return -r;
+	}
+	r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+	if (!r)
+		r = posix_spawnattr_setpgroup(&attr, 0);
+	if (!r)
+		r = posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (!r)
 		r = posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	if (!r)
 		r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	if (!r)
-		r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+		r = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
 	if (r)
 		return -r;
 	/* Polled, so that a cancel between two checks is seen within a tick. */
 	while ((w = waitpid(pid, &st, WNOHANG)) == 0 || (w < 0 && errno == EINTR)) {
 		if (!killed && cancelled(a)) {
-			kill(pid, SIGTERM);
+			kill(-pid, SIGTERM);
 			killed = true;
 		}
 		nanosleep(&tick, NULL);

@@ -220,13 +220,9 @@ static int import_locked(struct import_ctx *c)
 	size_t n = 0;
 	int r;
 
-	r = store_head_commit(c->st, &head);
+	r = store_head_commit(c->st, &head, &tree);
 	if (r < 0)
 		goto out;
-	if (head && git_commit_tree(&tree, head) < 0) {
-		r = store_git_err(-EIO, "store HEAD tree");
-		goto out;
-	}
 	r = store_verify_signature(c->st, tree, c->st->allow_unsigned, &c->b.manifest,
 				   &c->b.signature, c->keyid);
 	if (r < 0)
@@ -395,13 +391,9 @@ int store_key_trust(struct store *st, const char *pubkey_path)
 	r = store_lock(st, &fd);
 	if (r < 0)
 		goto out;
-	r = store_head_commit(st, &head);
+	r = store_head_commit(st, &head, &tree);
 	if (r < 0)
 		goto out;
-	if (head && git_commit_tree(&tree, head) < 0) {
-		r = store_git_err(-EIO, "store HEAD tree");
-		goto out;
-	}
 	if (trusted_key(st, tree, keyid, have) == 0 && !memcmp(have, pk, 32)) {
 		r = 1; /* already trusted */
 		goto out;

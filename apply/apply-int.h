@@ -39,6 +39,9 @@ void proc_maps_release(struct proc_maps *m);
 /* The mapping holding addr, or NULL. */
 const struct proc_map *proc_maps_find(const struct proc_maps *m, uint64_t addr);
 
+/* A live thread of pid: pid itself, or another when the leader has left
+ * (pthread_exit in main; /proc/PID/{maps,mem} are then empty); 0 if none. */
+pid_t proc_live_tid(pid_t pid);
 /* Field 3 (state) and 22 (start time) of /proc/PID/stat; -ESRCH when gone. */
 int proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time);
 
@@ -221,6 +224,15 @@ size_t arch_tramp_build(const uint64_t *saved, bool syscall_before_pc,
 			const struct ptr_undo *undo, uint8_t out[ARCH_TRAMP_MAX]);
 /* Whether bytes start like a trampoline (one a killed engine left). */
 bool arch_tramp_is(const uint8_t *p, size_t len);
+/*
+ * Walk the instructions of code (len bytes at addr): 1 with the branch's
+ * address when a direct branch targets [lo, hi), 0 when none does, -ENOEXEC
+ * when an instruction is not understood.
+ */
+int arch_branch_into(const uint8_t *code, size_t len, uint64_t addr, uint64_t lo, uint64_t hi,
+		     uint64_t *ret_from);
+/* Length of the instruction at code, 0 if not understood. */
+size_t arch_insn_len(const uint8_t *code, size_t len);
 int64_t arch_syscall_result(const uint64_t *regs);
 uint64_t arch_syscall_pc(const uint64_t *regs);
 /* A thread interrupted in a call the kernel will not restart (epoll_wait

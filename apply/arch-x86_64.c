@@ -215,3 +215,293 @@ bool arch_restart_fixup(int mem_fd, uint64_t *regs)
 	r->rip -= 2;
 	return true;
 }
+
+/* ---- instruction lengths, for branch targets ----------------------------- */
+
+/*
+ * A length decoder for x86-64 user code as compilers emit it: legacy and
+ * REX prefixes, VEX and EVEX, the one-, two- and three-byte opcode maps.
+ * Enough to walk a function from its entry to its end and see every direct
+ * branch. Returns the length, or 0 for what it does not know.
+ */
+struct insn {
+	size_t len;
+	bool branch;      /* direct jmp/jcc/loop: target below */
+	int64_t rel;      /* relative to the next instruction */
+};
+
+static size_t modrm_len(const uint8_t *p, size_t avail, bool addr32)
+{
+	uint8_t m, mod, rm;
+	size_t n = 1;
+
+	(void)addr32; /* 32-bit addressing in 64-bit mode has the same forms */
+	if (avail < 1)
+		return 0;
+	m = p[0];
+	mod = m >> 6;
+	rm = m & 7;
+	if (mod == 3)
+		return 1;
+	if (rm == 4) {
+		if (avail < 2)
+			return 0;
+		n++;
+		if (mod == 0 && (p[1] & 7) == 5)
+			n += 4;
+	} else if (mod == 0 && rm == 5) {
+		n += 4; /* rip-relative */
+	}
+	if (mod == 1)
+		n += 1;
+	else if (mod == 2)
+		n += 4;
+	return n <= avail ? n : 0;
+}
+
+/* Immediate size of a two-byte-map (0F xx) opcode with ModRM. */
+static size_t imm_0f(uint8_t op)
+{
+	switch (op) {
+	case 0x70: case 0x71: case 0x72: case 0x73:
+	case 0xa4: case 0xac: case 0xba:
+	case 0xc2: case 0xc4: case 0xc5: case 0xc6:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Two-byte-map opcodes without ModRM. */
+static bool no_modrm_0f(uint8_t op)
+{
+	return op == 0x05 || op == 0x06 || op == 0x07 || op == 0x08 || op == 0x09 ||
+	       op == 0x0b || op == 0x0e || (op >= 0x30 && op <= 0x37) || op == 0x77 ||
+	       (op >= 0x80 && op <= 0x8f) || op == 0xa0 || op == 0xa1 || op == 0xa2 ||
+	       op == 0xa8 || op == 0xa9 || op == 0xaa || (op >= 0xc8 && op <= 0xcf);
+}
+
+static bool decode(const uint8_t *p, size_t avail, struct insn *in)
+{
+	size_t i = 0, n;
+	bool opsize16 = false, addr32 = false, rexw = false;
+	uint8_t op;
+
+	memset(in, 0, sizeof(*in));
+	for (; i < avail && i < 14; i++) {
+		uint8_t b = p[i];
+
+		if (b == 0x66)
+			opsize16 = true;
+		else if (b == 0x67)
+			addr32 = true;
+		else if (b == 0xf0 || b == 0xf2 || b == 0xf3 || b == 0x2e || b == 0x36 ||
+			 b == 0x3e || b == 0x26 || b == 0x64 || b == 0x65)
+			;
+		else
+			break;
+	}
+	if (i < avail && (p[i] & 0xf0) == 0x40) {
+		rexw = (p[i] & 8) != 0;
+		i++;
+	}
+	if (i >= avail)
+		return false;
+	op = p[i++];
+
+	/* VEX (C4, C5) and EVEX (62): map and then ModRM (+ imm8 in map 3) */
+	if (op == 0xc4 || op == 0xc5 || op == 0x62) {
+		unsigned map;
+		size_t plen = op == 0xc5 ? 1 : op == 0xc4 ? 2 : 3;
+		uint8_t vop;
+
+		if (i + plen + 1 > avail)
+			return false;
+		map = op == 0xc5 ? 1 : (p[i] & (op == 0x62 ? 7 : 0x1f));
+		i += plen;
+		vop = p[i++];
+		if (map == 1 && vop == 0x77 && op != 0x62) {
+			in->len = i; /* vzeroupper, vzeroall */
+			return true;
+		}
+		n = modrm_len(p + i, avail - i, addr32);
+		if (!n || map < 1 || map > 3)
+			return false;
+		i += n;
+		if (map == 3 || (map == 1 && imm_0f(vop)))
+			i += 1;
+		in->len = i;
+		return i <= avail;
+	}
+	if (op == 0x0f) {
+		uint8_t op2;
+
+		if (i >= avail)
+			return false;
+		op2 = p[i++];
+		if (op2 == 0x38 || op2 == 0x3a) {
+			if (i >= avail)
+				return false;
+			i++; /* the opcode */
+			n = modrm_len(p + i, avail - i, addr32);
+			if (!n)
+				return false;
+			i += n + (op2 == 0x3a ? 1 : 0);
+		} else if (op2 >= 0x80 && op2 <= 0x8f) {
+			if (i + 4 > avail)
+				return false;
+			in->branch = true;
+			in->rel = (int32_t)((uint32_t)p[i] | (uint32_t)p[i + 1] << 8 |
+					    (uint32_t)p[i + 2] << 16 | (uint32_t)p[i + 3] << 24);
+			i += 4;
+		} else if (no_modrm_0f(op2)) {
+			;
+		} else {
+			n = modrm_len(p + i, avail - i, addr32);
+			if (!n)
+				return false;
+			i += n + imm_0f(op2);
+			if (op2 == 0x0f)
+				i += 1; /* 3DNow! suffix */
+		}
+		in->len = i;
+		return i <= avail;
+	}
+
+	{
+		size_t z = opsize16 ? 2 : 4, imm = 0;
+		bool modrm = false;
+		uint8_t lo = op & 7, hi = op >> 4;
+
+		if (hi <= 3 && lo <= 3) {
+			modrm = true;
+		} else if (hi <= 3 && lo == 4) {
+			imm = 1;
+		} else if (hi <= 3 && lo == 5) {
+			imm = z;
+		} else if (hi <= 3 && (op & 0x0f) >= 8 && (op & 7) <= 3) {
+			modrm = true;
+		} else if (hi <= 3 && (op & 0x0f) == 0x0c) {
+			imm = 1;
+		} else if (hi <= 3 && (op & 0x0f) == 0x0d) {
+			imm = z;
+		} else if (hi <= 3) {
+			return false; /* 06/07/0E/16/17/1E/1F/27/2F/37/3F: invalid in 64-bit */
+		} else if (hi == 4 || hi == 5) {
+			; /* 50-5F push/pop (40-4F were REX) */
+		} else if (hi >= 7 && hi <= 7) {
+			in->branch = true;
+			imm = 1;
+		} else {
+			switch (op) {
+			case 0x63: modrm = true; break;
+			case 0x68: imm = z; break;
+			case 0x69: modrm = true; imm = z; break;
+			case 0x6a: imm = 1; break;
+			case 0x6b: modrm = true; imm = 1; break;
+			case 0x6c: case 0x6d: case 0x6e: case 0x6f: break;
+			case 0x80: case 0x83: modrm = true; imm = 1; break;
+			case 0x81: modrm = true; imm = z; break;
+			case 0x84: case 0x85: case 0x86: case 0x87: case 0x88: case 0x89:
+			case 0x8a: case 0x8b: case 0x8c: case 0x8d: case 0x8e: case 0x8f:
+				modrm = true;
+				break;
+			case 0x90: case 0x91: case 0x92: case 0x93: case 0x94: case 0x95:
+			case 0x96: case 0x97: case 0x98: case 0x99: case 0x9b: case 0x9c:
+			case 0x9d: case 0x9e: case 0x9f:
+				break;
+			case 0xa0: case 0xa1: case 0xa2: case 0xa3: imm = addr32 ? 4 : 8; break;
+			case 0xa4: case 0xa5: case 0xa6: case 0xa7: case 0xaa: case 0xab:
+			case 0xac: case 0xad: case 0xae: case 0xaf:
+				break;
+			case 0xa8: imm = 1; break;
+			case 0xa9: imm = z; break;
+			case 0xb0: case 0xb1: case 0xb2: case 0xb3: case 0xb4: case 0xb5:
+			case 0xb6: case 0xb7:
+				imm = 1;
+				break;
+			case 0xb8: case 0xb9: case 0xba: case 0xbb: case 0xbc: case 0xbd:
+			case 0xbe: case 0xbf:
+				imm = rexw ? 8 : z;
+				break;
+			case 0xc0: case 0xc1: case 0xc6: modrm = true; imm = 1; break;
+			case 0xc7: modrm = true; imm = z; break;
+			case 0xc2: case 0xca: imm = 2; break;
+			case 0xc3: case 0xc9: case 0xcb: case 0xcc: case 0xcf: break;
+			case 0xc8: imm = 3; break;
+			case 0xcd: imm = 1; break;
+			case 0xd0: case 0xd1: case 0xd2: case 0xd3: modrm = true; break;
+			case 0xd7: break;
+			case 0xd8: case 0xd9: case 0xda: case 0xdb: case 0xdc: case 0xdd:
+			case 0xde: case 0xdf:
+				modrm = true;
+				break;
+			case 0xe0: case 0xe1: case 0xe2: case 0xe3: case 0xeb:
+				in->branch = true;
+				imm = 1;
+				break;
+			case 0xe4: case 0xe5: case 0xe6: case 0xe7: imm = 1; break;
+			case 0xe8: imm = 4; break;
+			case 0xe9: in->branch = true; imm = 4; break;
+			case 0xec: case 0xed: case 0xee: case 0xef: case 0xf1: case 0xf4:
+			case 0xf5: case 0xf8: case 0xf9: case 0xfa: case 0xfb: case 0xfc:
+			case 0xfd:
+				break;
+			case 0xf6: case 0xf7:
+				modrm = true;
+				if (i < avail && ((p[i] >> 3) & 7) <= 1)
+					imm = op == 0xf6 ? 1 : z;
+				break;
+			case 0xfe: case 0xff: modrm = true; break;
+			default:
+				return false;
+			}
+		}
+		if (modrm) {
+			n = modrm_len(p + i, avail - i, addr32);
+			if (!n)
+				return false;
+			i += n;
+		}
+		if (i + imm > avail)
+			return false;
+		if (in->branch) {
+			if (imm == 1)
+				in->rel = (int8_t)p[i];
+			else
+				in->rel = (int32_t)((uint32_t)p[i] | (uint32_t)p[i + 1] << 8 |
+						    (uint32_t)p[i + 2] << 16 | (uint32_t)p[i + 3] << 24);
+		}
+		i += imm;
+	}
+	in->len = i;
+	return i <= avail && i <= 15;
+}
+
+int arch_branch_into(const uint8_t *code, size_t len, uint64_t addr, uint64_t lo, uint64_t hi,
+		     uint64_t *ret_from)
+{
+	for (size_t off = 0; off < len;) {
+		struct insn in;
+
+		if (!decode(code + off, len - off, &in) || !in.len)
+			return -ENOEXEC;
+		if (in.branch) {
+			uint64_t to = addr + off + in.len + (uint64_t)in.rel;
+
+			if (to >= lo && to < hi) {
+				*ret_from = addr + off;
+				return 1;
+			}
+		}
+		off += in.len;
+	}
+	return 0;
+}
+
+size_t arch_insn_len(const uint8_t *code, size_t len)
+{
+	struct insn in;
+
+	return decode(code, len, &in) ? in.len : 0;
+}

@@ -47,6 +47,8 @@
 #define MMAP_MIN 0x10000ull
 #define BRK_ROOM (64ull << 20)
 #define BACKOFF_MAX_MS 50
+/* Largest active-ok function whose branches are checked (bytes). */
+#define ACTIVE_OK_MAX (1u << 20)
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -121,6 +123,7 @@ struct jump_write {
 
 struct op {
 	pid_t pid;
+	pid_t view;       /* pid, or a live thread when the leader has left */
 	int mem_fd;
 	uint64_t start_time;
 	unsigned budget_ms;
@@ -179,7 +182,8 @@ static void op_release(struct op *op)
 
 static int op_open(struct op *op, pid_t pid, bool rw)
 {
-	char path[64];
+	char path[96];
+	pid_t view;
 	char state;
 	uint64_t st, st2;
 	int r;
@@ -192,9 +196,15 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	r = proc_stat(pid, &state, &st);
 	if (r < 0)
 		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
-	if (state == 'Z' || state == 'X')
+	view = proc_live_tid(pid);
+	if (!view)
 		return hp_err(-ESRCH, "process %d has exited (zombie)", (int)pid);
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	op->view = view;
+	/* the leader gone, its /proc/PID/mem is empty: a live thread's is not */
+	if (view == pid)
+		snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/mem", (int)pid, (int)view);
 	op->mem_fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (op->mem_fd < 0) {
 		int e = errno;
@@ -585,7 +595,8 @@ static int check_safe(struct op *op, const struct safety_range *ranges, size_t n
 		return -ENOMEM;
 	for (size_t i = 0; i < op->w.n; i++)
 		tids[i] = op->w.t[i].tid;
-	r = safety_check(op->pid, tids, op->w.n, ranges, n);
+	/* a live thread's id reads the same memory when the leader has left */
+	r = safety_check(op->view, tids, op->w.n, ranges, n);
 	free(tids);
 	return r;
 }
@@ -629,6 +640,30 @@ static int check_unmap_and_required(struct op *op)
 out:
 	free(all);
 	return r;
+}
+
+/*
+ * No thread may sit inside the bytes a jump overwrites, past their first
+ * (an active-ok function's loop head at offset 1..4, or a thread about to
+ * re-issue a syscall whose instruction is there: pc - 2). The safety check
+ * skips active-ok functions and counts a return address at the end of a
+ * range, so this exact test is done here, from the registers of the stop.
+ */
+static int check_entries(struct op *op)
+{
+	for (size_t i = 0; i < op->n_writes; i++) {
+		const struct jump_write *j = &op->writes[i];
+
+		for (size_t k = 0; k < op->w.n; k++) {
+			uint64_t pc = op->w.t[k].pc;
+
+			if ((pc > j->addr && pc < j->addr + j->len) ||
+			    (pc - 2 > j->addr && pc - 2 < j->addr + j->len))
+				return hp_err(-EBUSY, "function %s: thread %d is inside its first %zu bytes",
+					      j->name, (int)op->w.t[k].tid, j->len);
+		}
+	}
+	return 0;
 }
 
 /*
@@ -698,6 +733,8 @@ static int stop_and_switch_locked(struct op *op)
 			return r;
 		op->n_tries++;
 		r = check_unmap_and_required(op);
+		if (r == 0)
+			r = check_entries(op);
 		if (r != -EBUSY)
 			break;
 		if (hp_now_us() >= deadline) {
@@ -829,6 +866,38 @@ static const struct region_func *region_func_at(const struct region *rg, uint64_
 		if (rg->funcs[i].addr == addr)
 			return &rg->funcs[i];
 	return NULL;
+}
+
+/*
+ * An active-ok function keeps running its old code after the switch: no
+ * branch of it may land inside the bytes the jump overwrites (a loop head
+ * at offset 1..4, after an endbr64 say), or that activation would execute
+ * the middle of the jump.
+ */
+static int check_active_ok(struct op *op, const struct hp_manifest_func *f, uint64_t addr)
+{
+	uint8_t *code;
+	uint64_t from = 0;
+	int r;
+
+	if (f->size > ACTIVE_OK_MAX)
+		return hp_err(-ENOEXEC, "function %s (active-ok): %" PRIu64 " bytes, too large to check",
+			      f->name, f->size);
+	code = malloc(f->size);
+	if (!code)
+		return -ENOMEM;
+	r = proc_mem_read(op->mem_fd, addr, code, f->size);
+	if (r == 0)
+		r = arch_branch_into(code, f->size, addr, addr + 1, addr + ARCH_JUMP_LEN, &from);
+	free(code);
+	if (r == -ENOEXEC)
+		return hp_err(r, "function %s (active-ok): its code could not be decoded to check "
+			      "its branches", f->name);
+	if (r > 0)
+		return hp_err(-ENOEXEC, "function %s (active-ok) branches into its first %d bytes "
+			      "(from offset 0x%" PRIx64 "): its running activation would land inside "
+			      "the jump", f->name, ARCH_JUMP_LEN, from - addr);
+	return r;
 }
 
 static int check_set(const struct apply_set *set, char *set_id, size_t cap)
@@ -969,6 +1038,11 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 				   " disagree with %s (0x%" PRIx64 " size 0x%" PRIx64 ")",
 				   f->name, f->offset, f->size, target->path, dsym - target->bias, dsize);
 			goto out;
+		}
+		if (f->flags & HP_FUNC_ACTIVE_OK) {
+			r = check_active_ok(&op, f, addr);
+			if (r < 0)
+				goto out;
 		}
 		r = proc_mem_read(op.mem_fd, addr, cur, sizeof(cur));
 		if (r < 0)

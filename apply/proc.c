@@ -6,6 +6,7 @@
  * never from the file system, so mount namespaces, chroots and deleted
  * files make no difference.
  */
+#include <dirent.h>
 #include <elf.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -69,6 +70,16 @@ int proc_maps_read(pid_t pid, struct proc_maps *ret)
 
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
 	r = hp_read_file(path, MAPS_MAX_BYTES, &b);
+	if (r == 0 && b.len == 0) {
+		/* the leader has left: its view is empty, a live thread's is not */
+		pid_t tid = proc_live_tid(pid);
+
+		if (tid && tid != pid) {
+			snprintf(path, sizeof(path), "/proc/%d/task/%d/maps", (int)pid, (int)tid);
+			hp_buf_reset(&b);
+			r = hp_read_file(path, MAPS_MAX_BYTES, &b);
+		}
+	}
 	if (r < 0) {
 		r = r == -ENOENT ? -ESRCH : r;
 		r = hp_err(r, "read %s: %s", path, strerror(-r));
@@ -151,6 +162,50 @@ int proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time)
 out:
 	hp_buf_release(&b);
 	return r;
+}
+
+static char task_state_of(const char *stat_path)
+{
+	char buf[512];
+	const char *p;
+	char state = 0;
+	FILE *f = fopen(stat_path, "re");
+
+	if (!f)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ')
+		state = p[2];
+	fclose(f);
+	return state;
+}
+
+pid_t proc_live_tid(pid_t pid)
+{
+	char path[64], tpath[384];
+	DIR *d;
+	struct dirent *de;
+	pid_t tid = 0;
+	char st;
+
+	/* /proc/PID/stat shows the leader: Z also when only it has left */
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	snprintf(tpath, sizeof(tpath), "%s/%d/stat", path, (int)pid);
+	st = task_state_of(tpath);
+	if (st && st != 'Z' && st != 'X')
+		return pid;
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while (!tid && (de = readdir(d))) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(tpath, sizeof(tpath), "%s/%s/stat", path, de->d_name);
+		st = task_state_of(tpath);
+		if (st && st != 'Z' && st != 'X')
+			tid = (pid_t)atoi(de->d_name);
+	}
+	closedir(d);
+	return tid;
 }
 
 int proc_mem_read(int mem_fd, uint64_t addr, void *buf, size_t len)

@@ -43,6 +43,9 @@
 #include "apply-int.h"
 
 #define SYSCALL_TRAP (SIGTRAP | 0x80)
+/* Listings of /proc/PID/task before giving up on a process whose threads
+ * are born faster than we stop them. */
+#define STOP_ROUNDS_MAX 256
 
 void ptr_world_init(struct ptr_world *w, pid_t pid, int mem_fd, uint64_t start_time)
 {
@@ -110,9 +113,9 @@ static int seize(struct ptr_world *w, pid_t tid)
 
 		if (e == ESRCH)
 			return -ESRCH;
-		/* a thread that is exiting cannot be attached: it is gone for us */
-		if (e == EPERM && tid != w->pid &&
-		    (task_state(w->pid, tid, &st) < 0 || st == 'X' || st == 'Z'))
+		/* a thread that is exiting (or a leader that left by pthread_exit)
+		 * cannot be attached: it is gone for us */
+		if (e == EPERM && (task_state(w->pid, tid, &st) < 0 || st == 'X' || st == 'Z'))
 			return -ESRCH;
 		if (e == EPERM && (tracer = tracer_of(w->pid, tid)) != 0)
 			return hp_err(-EBUSY, "process %d: thread %d is already traced by process %d",
@@ -275,7 +278,7 @@ static int check_same_process(struct ptr_world *w)
 
 	if (proc_stat(w->pid, &state, &st) < 0 || st != w->start_time)
 		return hp_err(-ESRCH, "process %d exited", (int)w->pid);
-	if (state == 'Z' || state == 'X')
+	if ((state == 'Z' || state == 'X') && !proc_live_tid(w->pid))
 		return hp_err(-ESRCH, "process %d exited (zombie)", (int)w->pid);
 	return 0;
 }
@@ -291,19 +294,34 @@ int ptr_stop_sys(struct ptr_world *w)
 
 	if (w->sys_tid && ptr_find(w, w->sys_tid))
 		return 0;
-	/* the leader when it is alive (it may have left by pthread_exit) */
+	/*
+	 * It is held while the region is loaded (milliseconds on a loaded
+	 * machine): a sleeping thread loses nothing by it (its call restarts),
+	 * a running one would stall. The leader if it sleeps, else the first
+	 * sleeping thread, else the first live one (the leader may have left by
+	 * pthread_exit).
+	 */
 	if (task_state(w->pid, w->pid, &s) < 0)
 		return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
-	if (s != 'Z' && s != 'X') {
+	if (s == 'S') {
 		tid = w->pid;
 	} else {
+		pid_t live = s != 'Z' && s != 'X' ? w->pid : 0;
+
 		r = list_tasks(w->pid, &tids, &n);
 		if (r < 0)
 			return r;
-		for (size_t i = 0; i < n && !tid; i++)
-			if (task_state(w->pid, tids[i], &s) == 0 && s != 'Z' && s != 'X')
+		for (size_t i = 0; i < n && !tid; i++) {
+			if (task_state(w->pid, tids[i], &s) < 0 || s == 'Z' || s == 'X')
+				continue;
+			if (s == 'S')
 				tid = tids[i];
+			else if (!live)
+				live = tids[i];
+		}
 		free(tids);
+		if (!tid)
+			tid = live;
 	}
 	if (!tid)
 		return hp_err(-ESRCH, "process %d has no live thread", (int)w->pid);
@@ -343,8 +361,15 @@ int ptr_stop_all(struct ptr_world *w)
 	int r = 0;
 
 	w->t_all_stopped_begin = hp_now_us();
-	for (;;) {
+	for (unsigned round = 0;; round++) {
 		size_t before = w->n, added = 0;
+
+		/* each round stops every thread the last one found being born */
+		if (round == STOP_ROUNDS_MAX) {
+			r = hp_err(-EBUSY, "process %d: threads keep being created (%zu stopped)",
+				   (int)w->pid, w->n);
+			goto fail;
+		}
 
 		r = list_tasks(w->pid, &tids, &n);
 		if (r < 0)

@@ -679,7 +679,6 @@ static int compute(struct hpfs_fh *h, const struct hpfs_path *hp)
 		{
 			/* Other users: the lines of their own processes. */
 			struct hp_buf all = HP_BUF_INIT;
-			char key[32];
 
 			r = ctl_report(hpfs.ctl, false, &all);
 			for (char *line = all.data, *nl; r >= 0 && line && *line; line = nl + 1) {
@@ -689,7 +688,6 @@ static int compute(struct hpfs_fh *h, const struct hpfs_path *hp)
 				nl = strchr(line, '\n');
 				if (!nl)
 					break;
-				snprintf(key, sizeof(key), "pid=%d ", (int)pid);
 				if (proc_exists(pid, &uid) && uid == fc->uid)
 					hp_buf_add(&h->data, line, (size_t)(nl - line + 1));
 			}

@@ -5,7 +5,7 @@
  *   engine-driver apply PID DIR [BUDGET_MS]   DIR holds manifest and patch.so
  *   engine-driver revert PID [BUILD_ID]
  *   engine-driver inspect PID
- *   engine-driver cycle PID DIR N              N x (apply, revert)
+ *   engine-driver cycle PID DIR N [SECONDS]    N x (apply, revert), at most SECONDS
  *   engine-driver textsum PID                  sha256 of the executable mappings
  *   engine-driver hold PID SECONDS             be another tracer (PTRACE_SEIZE) a while
  *   engine-driver race PID DIR                 two threads apply DIR at once
@@ -90,8 +90,9 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int cmd_cycle(pid_t pid, const char *dir, int n)
+static int cmd_cycle(pid_t pid, const char *dir, int n, unsigned seconds)
 {
+	uint64_t deadline = seconds ? hp_now_us() + seconds * 1000000ull : UINT64_MAX;
 	struct loaded l;
 	uint64_t *pauses = calloc((size_t)n * 2 + 1, sizeof(*pauses));
 	unsigned threads = 0, tries = 0;
@@ -104,7 +105,7 @@ static int cmd_cycle(pid_t pid, const char *dir, int n)
 		free(pauses);
 		return fail(r);
 	}
-	for (; done < n; done++) {
+	for (; done < n && hp_now_us() < deadline; done++) {
 		struct apply_result res;
 
 		r = apply_patch(pid, &l.set, NULL, &res);
@@ -119,12 +120,14 @@ static int cmd_cycle(pid_t pid, const char *dir, int n)
 		pauses[2 * done + 1] = res.pause_us;
 		tries += res.n_tries;
 	}
-	if (r == 0 && done == n) {
-		qsort(pauses, (size_t)n * 2, sizeof(*pauses), cmp_u64);
+	if (r == 0 && done > 0 && (done == n || hp_now_us() >= deadline)) {
+		size_t m = (size_t)done * 2;
+
+		qsort(pauses, m, sizeof(*pauses), cmp_u64);
 		printf("cycles=%d threads=%u checks=%u median_pause_us=%" PRIu64
-		       " p99_pause_us=%" PRIu64 " max_pause_us=%" PRIu64 "\n",
-		       done, threads, tries, pauses[n], pauses[(size_t)n * 2 * 99 / 100],
-		       pauses[n * 2 - 1]);
+		       " p99_pause_us=%" PRIu64 " max_pause_us=%" PRIu64 "%s\n",
+		       done, threads, tries, pauses[m / 2], pauses[m * 99 / 100], pauses[m - 1],
+		       done < n ? " (time limit)" : "");
 	} else {
 		printf("cycles=%d (stopped)\n", done);
 		if (r == 0)
@@ -273,7 +276,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(argv[1], "cycle") == 0 && argc >= 5)
-		return cmd_cycle((pid_t)atoi(argv[2]), argv[3], atoi(argv[4]));
+		return cmd_cycle((pid_t)atoi(argv[2]), argv[3], atoi(argv[4]),
+				 argc > 5 ? (unsigned)atoi(argv[5]) : 0);
 	if (strcmp(argv[1], "apply") == 0 && argc >= 4) {
 		r = load_dir(argv[3], &l);
 		if (r < 0)

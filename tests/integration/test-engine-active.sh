@@ -2,7 +2,8 @@
 # A function a thread never leaves (spin): apply fails with EBUSY after the
 # retry budget, naming the function and the thread, and the process is
 # untouched; flagged active-ok it is applied (the running activation stays
-# old, new calls take the new code) and reverted.
+# old, new calls take the new code) and reverted. Active-ok is refused for a
+# function whose own loop branches into the bytes the jump overwrites.
 . "$HP_TEST_LIB/harness.sh"
 . "$(dirname "$0")/test-engine-lib.sh"
 ht_begin "engine-active"
@@ -45,5 +46,23 @@ ht_match "active-ok: reverted" '^reverted changed=1 ' "$out"
 ht_eq "active-ok: maps as before" "$maps0" "$(et_maps)"
 ht_eq "active-ok: code as before" "$text0" "$(et_driver textsum "$ET_PID")"
 ht_check "no EINTR seen, still running" et_clean
+kill "$ET_PID"
+
+# active-ok is refused for a function whose loop branches into the bytes the
+# jump overwrites: its running activation would land inside the jump
+et_start pie --spin-short
+short=$HT_TMP/short
+ht_check "make the active-ok set of spin_short" \
+	et_set pie patch-spin-short 2026-02 "$short" --active-ok spin_short
+maps0=$(et_maps)
+text0=$(et_driver textsum "$ET_PID")
+err=$(et_driver apply "$ET_PID" "$short" 2>&1 >/dev/null)
+ht_eq "loop head in the first bytes: ENOEXEC" 8 "$?"
+ht_match "loop head in the first bytes: one line naming it" \
+	"^engine-driver: ENOEXEC: apply $ET_PID: function spin_short \\(active-ok\\) branches into its first 5 bytes \\(from offset 0x9\\)" \
+	"$err"
+ht_eq "loop head in the first bytes: maps untouched" "$maps0" "$(et_maps)"
+ht_eq "loop head in the first bytes: code untouched" "$text0" "$(et_driver textsum "$ET_PID")"
+ht_check "still running" et_clean
 
 ht_end

@@ -3,8 +3,9 @@
 # read, nanosleep, futex, epoll_wait and pause: apply changes behaviour,
 # applying again changes nothing, month 2026-03 replaces 2026-02 (a function
 # it drops returns to the original), revert restores the original and
-# unmaps, reverting nothing is ENOENT; a patch calling libc's ifuncs works.
-# The target reports any EINTR.
+# unmaps, reverting nothing is ENOENT; a patch calling libc's ifuncs works;
+# a process whose main thread has left (pthread_exit) is patched too. The
+# target reports any EINTR.
 . "$HP_TEST_LIB/harness.sh"
 . "$(dirname "$0")/test-engine-lib.sh"
 ht_begin "engine"
@@ -72,5 +73,17 @@ for v in pie nopie lib; do
 	ht_check "$v: no EINTR seen, still running" et_clean
 	kill "$ET_PID"
 done
+
+# the main thread has left (pthread_exit): another thread runs our calls
+et_start pie --main-exits
+a=$HT_TMP/pie-a
+ht_check "main gone: the leader is a zombie" ht_wait_for 5 grep -q '^State:.*Z' "/proc/$ET_PID/status"
+ht_match "main gone: inspect still sees the program" "^object [0-9a-f]+ .*/engine-target-pie " \
+	"$(et_driver inspect "$ET_PID")"
+ht_match "main gone: apply" '^applied changed=1 .*threads=4 ' "$(et_driver apply "$ET_PID" "$a" 2>&1)"
+ht_eq "main gone: patched behaviour" "100 207" "$(et_query 7)"
+ht_match "main gone: revert" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
+ht_eq "main gone: original behaviour" "14 107" "$(et_query 7)"
+ht_check "main gone: no EINTR seen, still running" et_clean
 
 ht_end

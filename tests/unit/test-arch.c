@@ -2,6 +2,8 @@
 /* arch-x86_64.c: the jump, its reach, and the EINTR restart fix-up. */
 #include <errno.h>
 #include <fcntl.h>
+#include <gelf.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -184,6 +186,118 @@ static void tramp_shape(void **state)
 	assert_int_equal(target, 1234);
 }
 
+/* Instruction lengths and branch targets on known encodings. */
+static void decode_known(void **state)
+{
+	static const struct {
+		uint8_t b[16];
+		size_t len;
+	} cases[] = {
+		{ { 0xf3, 0x0f, 0x1e, 0xfa }, 4 },                         /* endbr64 */
+		{ { 0x55 }, 1 },                                           /* push %rbp */
+		{ { 0x48, 0x89, 0xe5 }, 3 },                               /* mov %rsp,%rbp */
+		{ { 0x66, 0x2e, 0x0f, 0x1f, 0x84, 0, 0, 0, 0, 0 }, 10 },   /* nopw */
+		{ { 0xe8, 1, 2, 3, 4 }, 5 },                               /* call rel32 */
+		{ { 0x0f, 0x84, 1, 0, 0, 0 }, 6 },                         /* je rel32 */
+		{ { 0x48, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8 }, 10 },            /* movabs */
+		{ { 0x48, 0x83, 0x05, 1, 2, 3, 4, 1 }, 8 },                /* addq $1,x(%rip) */
+		{ { 0xc5, 0xf8, 0x77 }, 3 },                               /* vzeroupper */
+		{ { 0xc5, 0xfd, 0x6f, 0x44, 0x24, 0x20 }, 6 },             /* vmovdqa 0x20(%rsp) */
+		{ { 0x62, 0xf1, 0x7e, 0x48, 0x6f, 0x06 }, 6 },             /* vmovdqu64 (%rsi) */
+		{ { 0x0f, 0x05 }, 2 },                                     /* syscall */
+		{ { 0xf7, 0xc7, 1, 0, 0, 0 }, 6 },                         /* test $1,%edi */
+		{ { 0xf7, 0xd8 }, 2 },                                     /* neg %eax */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(arch_insn_len(cases[i].b, sizeof(cases[i].b)), cases[i].len);
+	assert_int_equal(arch_insn_len((const uint8_t *)"\x06", 1), 0); /* push %es: not in 64-bit */
+}
+
+static void branch_into(void **state)
+{
+	/* nop; 1: addq $1,x(%rip); jmp 1b  (the loop head at offset 1) */
+	static const uint8_t loop1[] = { 0x90, 0x48, 0x83, 0x05, 0, 0, 0, 0, 1, 0xeb, 0xf6 };
+	/* endbr64; 1: dec %edi; jne 1b  (offset 4) */
+	static const uint8_t loop4[] = { 0xf3, 0x0f, 0x1e, 0xfa, 0xff, 0xcf, 0x75, 0xfc, 0xc3 };
+	/* push %rbx; mov $10,%ebx; 1: dec %ebx; jne 1b; pop %rbx; ret  (offset 6) */
+	static const uint8_t loop6[] = { 0x53, 0xbb, 10, 0, 0, 0, 0xff, 0xcb, 0x75, 0xfc, 0x5b, 0xc3 };
+	/* jmp to the entry itself (offset 0) is fine: it takes the new code */
+	static const uint8_t loop0[] = { 0x48, 0x83, 0x05, 0, 0, 0, 0, 1, 0xeb, 0xf6 };
+	uint64_t from = 0;
+
+	(void)state;
+	assert_int_equal(arch_branch_into(loop1, sizeof(loop1), 0x1000, 0x1001, 0x1005, &from), 1);
+	assert_int_equal(from, 0x1009);
+	assert_int_equal(arch_branch_into(loop4, sizeof(loop4), 0x1000, 0x1001, 0x1005, &from), 1);
+	assert_int_equal(from, 0x1006);
+	assert_int_equal(arch_branch_into(loop6, sizeof(loop6), 0x1000, 0x1001, 0x1005, &from), 0);
+	assert_int_equal(arch_branch_into(loop0, sizeof(loop0), 0x1000, 0x1001, 0x1005, &from), 0);
+	assert_int_equal(arch_branch_into((const uint8_t *)"\x06\x07", 2, 0x1000, 0x1001, 0x1005,
+					  &from), -ENOEXEC);
+}
+
+/* Walk every function of libc's dynamic symbol table: each must decode to
+ * exactly its size (the decoder knows what compilers and libc's assembly
+ * emit: AVX, AVX-512, x87...). */
+static void decode_libc(void **state)
+{
+	char line[4096], path[4096] = "";
+	FILE *maps = fopen("/proc/self/maps", "r");
+	Elf *e;
+	Elf_Scn *scn = NULL;
+	size_t shn = 0, n_ok = 0, n_bad = 0;
+	int fd;
+
+	(void)state;
+	while (maps && fgets(line, sizeof(line), maps))
+		if (strstr(line, "/libc.so") && sscanf(line, "%*s %*s %*s %*s %*s %4095s", path) == 1)
+			break;
+	if (maps)
+		fclose(maps);
+	assert_true(path[0] == '/');
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	elf_version(EV_CURRENT);
+	e = elf_begin(fd, ELF_C_READ, NULL);
+	assert_non_null(e);
+	elf_getshdrnum(e, &shn);
+	while ((scn = elf_nextscn(e, scn))) {
+		GElf_Shdr sh;
+		Elf_Data *d;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM)
+			continue;
+		d = elf_getdata(scn, NULL);
+		for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; i++) {
+			GElf_Sym sym;
+			GElf_Shdr th;
+			Elf_Data *td;
+			const uint8_t *c;
+			size_t off = 0, l;
+
+			if (!gelf_getsym(d, (int)i, &sym) || GELF_ST_TYPE(sym.st_info) != STT_FUNC ||
+			    !sym.st_size || sym.st_shndx == SHN_UNDEF || sym.st_shndx >= shn)
+				continue;
+			if (!gelf_getshdr(elf_getscn(e, sym.st_shndx), &th) || th.sh_type != SHT_PROGBITS)
+				continue;
+			td = elf_getdata(elf_getscn(e, sym.st_shndx), NULL);
+			c = (const uint8_t *)td->d_buf + (sym.st_value - th.sh_addr);
+			while (off < sym.st_size && (l = arch_insn_len(c + off, sym.st_size - off)))
+				off += l;
+			if (off == sym.st_size)
+				n_ok++;
+			else
+				n_bad++;
+		}
+	}
+	elf_end(e);
+	close(fd);
+	assert_true(n_ok > 1000);
+	assert_int_equal(n_bad, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -194,6 +308,9 @@ int main(void)
 		cmocka_unit_test(fixup),
 		cmocka_unit_test(syscall_regs),
 		cmocka_unit_test(tramp_shape),
+		cmocka_unit_test(decode_known),
+		cmocka_unit_test(branch_into),
+		cmocka_unit_test(decode_libc),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

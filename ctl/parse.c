@@ -328,10 +328,10 @@ const char *ctl_errno_name(int err)
 {
 	static __thread char buf[16];
 
-	if (err < 0)
-		err = -err;
-	if (err == 0)
+	/* Positive returns are successes too (store_import: 1 for "already there"). */
+	if (err >= 0)
 		return "ok";
+	err = -err;
 	for (size_t i = 0; i < sizeof(errno_names) / sizeof(errno_names[0]); i++)
 		if (errno_names[i].err == err)
 			return errno_names[i].name;

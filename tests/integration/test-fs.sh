@@ -150,8 +150,9 @@ sleep 0 &
 gone=$!
 wait "$gone"
 fs_expect_errno "no such process: ESRCH" "No such process" "$M/apply" "$gone"
-ht_spawn sleep 60
-fs_expect_errno "nothing published for it: ENOENT" "No such file or directory" "$M/apply" "$HT_LAST_PID"
+ht_spawn sleep 600
+sleeper=$HT_LAST_PID
+fs_expect_errno "nothing published for it: ENOENT" "No such file or directory" "$M/apply" "$sleeper"
 fs_expect_errno "nothing published in that month: ENOENT" "No such file or directory" "$M/apply" "$P 2026-05"
 fs_expect_errno "malformed: EINVAL" "Invalid argument" "$M/apply" "not-a-pid"
 fs_expect_errno "bad month: EINVAL" "Invalid argument" "$M/apply" "$P 2026-13"
@@ -223,6 +224,63 @@ ht_eq "hp revert all: exit 0" 0 "$?"
 ht_match "hp revert all: a line per process" "^$greet: reverted 2026.01/2026-02/greet-fix \(pause [0-9]+ us\)" "$(printf '%s\n' "$out" | grep "^$greet:")"
 ht_check "hp revert all: the library is back to the original" fs_wait_output "$greet_out" "VULNERABLE"
 
+# ---- hp apply/revert through the mount: the outcome and exit status of the library --------
+# The same cases run once here and once without a mount (below); the
+# transcripts (stdout, stderr, exit status; pauses as N) must be equal.
+fs_server --spin
+spin2=$FS_SRV
+cli_case() {
+	local out err rc
+	out=$("$HP_BIN" "$@" 2>"$T/cli.err")
+	rc=$?
+	err=$(cat "$T/cli.err")
+	printf '$ hp %s\n%s\n! %s\nrc=%s\n' "$*" "$out" "$err" "$rc" | sed -E 's/[0-9]+ us\)/N us)/; s/"pause_us":[0-9]+/"pause_us":N/'
+}
+cli_cases() {
+	cli_case apply "$P"
+	cli_case apply "$P"
+	cli_case --json apply "$P"
+	cli_case revert "$P"
+	cli_case revert "$P"
+	cli_case --json apply "$P"
+	cli_case --json revert "$P"
+	cli_case apply "$gone"
+	cli_case revert "$gone"
+	cli_case apply "$sleeper"
+	cli_case apply "$P" 2026-05
+	cli_case apply "$misfit"
+	cli_case apply "$spin2"
+	cli_case apply "$P" 2026-13
+	cli_case apply all no-such-target
+}
+via_mount=$(cli_cases)
+# cli_block 'apply PID' [N]: that case's lines (its Nth run, default 1st), on one line.
+cli_block() {
+	printf '%s\n' "$via_mount" |
+		awk -v h="hp $1" -v n="${2:-1}" 'p && index($0, "$ hp ") == 1 { exit }
+			$0 == "$ " h && ++seen == n { p = 1; next } p' | tr '\n' ' '
+}
+ht_eq "hp apply through the mount: applied, exit 0" \
+	"$P: applied 2026.01/2026-03/cve-2026-0001 (pause N us) !  rc=0 " "$(cli_block "apply $P")"
+ht_eq "hp revert through the mount: reverted, exit 0" \
+	"$P: reverted 2026.01/2026-03/cve-2026-0001 (pause N us) !  rc=0 " "$(cli_block "revert $P")"
+ht_match "hp --json apply through the mount: the result with comm" \
+	'^\[\{"pid":[0-9]+,"comm":"demo-server","result":"ok","set":"2026.01/2026-03/cve-2026-0001","sets":1,"changed":false' \
+	"$(cli_block "--json apply $P")"
+for e in "apply $gone:no process $gone" "revert $gone:no process $gone" \
+	"revert $P:nothing applied to process $P:2" \
+	"apply $sleeper:nothing published for process $sleeper" \
+	"apply $P 2026-05:nothing published for process $P .* in 2026-05" \
+	"apply $misfit:.+" "apply $spin2:.+ active" "apply $P 2026-13:.*not a month" \
+	"apply all no-such-target:no target no-such-target"; do
+	c=${e%%:*} rest=${e#*:} nth=1
+	case $rest in *:2) nth=2 rest=${rest%:2} ;; esac
+	ht_match "hp $c through the mount: one line on stderr, exit 1" \
+		"^ ! hp ${c%% *}: $rest[^!]* rc=1 $" "$(cli_block "$c" "$nth")"
+done
+ht_check "the mount's log has them all (they went through the mount)" \
+	grep -q "apply pid=$spin2 set=- result=EBUSY" "$M/log"
+
 # ---- a clean stop -------------------------------------------------------------------------
 kill -TERM "$FS_PID"
 wait "$FS_PID"
@@ -233,6 +291,8 @@ ht_check "fusermount3 -u" fusermount3 -u "$M"
 wait "$FS_PID"
 ht_eq "fusermount3 -u: the daemon exits 0" 0 "$?"
 ht_check_fail "fusermount3 -u: no mount is left" fs_mounted "$M"
+direct=$(cli_cases)
+ht_eq "hp apply/revert without a mount: the same transcript as through it" "$via_mount" "$direct"
 # Without a mount, hp goes to the library directly: the state is the one the mount saw.
 ht_check "no mount: hp apply PID (library)" "$HP_BIN" apply "$P"
 ht_match "no mount: hp status sees it" "state: hotpatched" "$("$HP_BIN" status "$P")"

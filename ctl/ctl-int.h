@@ -47,6 +47,8 @@ struct ctl_bid_entry {
 	int64_t mtime_ns;
 	uint64_t checked_us; /* when the mtime was last compared */
 	char build_id[129];  /* "" when it has none (or is no ELF file) */
+	char known_in[41];   /* the snapshot (commit) that "known" was decided in */
+	bool known;          /* a baseline of that snapshot covers build_id */
 };
 
 #define CTL_BID_SLOTS 4096 /* open addressing; wiped when three quarters full */

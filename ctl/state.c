@@ -231,11 +231,18 @@ int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out)
 
 /* ---- the process list ---------------------------------------------------- */
 
-/* The build-id of a file pid maps at [lo, hi), by (dev, ino), from the cache or read once. */
-static void mapped_build_id(struct ctl *c, pid_t pid, unsigned long lo, unsigned long hi,
-			    const char *path, uint64_t dev, uint64_t ino, uint64_t fresh_since_us,
-			    char ret[129])
+/*
+ * Does a baseline cover the build-id of the file pid maps at [lo, hi)? By
+ * (dev, ino), from the cache, or the build-id read once and the answer
+ * asked of the snapshot once.
+ */
+static bool mapped_known(struct ctl *c, struct store_snap *snap, pid_t pid, unsigned long lo,
+			 unsigned long hi, const char *path, uint64_t dev, uint64_t ino,
+			 uint64_t fresh_since_us)
 {
+	const char *commit = store_snap_commit(snap);
+	struct store_target_info ti;
+	bool known = false;
 	char link[96];
 	const char *src = link;
 	struct ctl_bid_entry *e;
@@ -244,33 +251,26 @@ static void mapped_build_id(struct ctl *c, pid_t pid, unsigned long lo, unsigned
 	int64_t mtime;
 
 	pthread_mutex_lock(&c->bid_lock);
-	if (!c->bid && !(c->bid = calloc(CTL_BID_SLOTS, sizeof(*c->bid)))) {
-		ret[0] = '\0';
+	if (!c->bid && !(c->bid = calloc(CTL_BID_SLOTS, sizeof(*c->bid))))
 		goto out;
-	}
 	slot = (size_t)((dev * 0x9e3779b97f4a7c15ull) ^ (ino * 0xff51afd7ed558ccdull)) %
 	       CTL_BID_SLOTS;
 	while (c->bid[slot].ino && (c->bid[slot].dev != dev || c->bid[slot].ino != ino))
 		slot = (slot + 1) % CTL_BID_SLOTS;
 	e = &c->bid[slot];
-	if (e->ino && e->checked_us >= fresh_since_us) {
-		snprintf(ret, 129, "%s", e->build_id);
-		goto out;
-	}
+	if (e->ino && e->checked_us >= fresh_since_us)
+		goto answer;
 	/* The process's own view of the file: right across mount namespaces and for deleted files. */
 	snprintf(link, sizeof(link), "/proc/%d/map_files/%lx-%lx", (int)pid, lo, hi);
 	if (stat(link, &st) < 0) {
 		src = path;
-		if (stat(path, &st) < 0) {
-			ret[0] = '\0';
+		if (stat(path, &st) < 0)
 			goto out;
-		}
 	}
 	mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 	if (e->ino && e->mtime_ns == mtime) {
 		e->checked_us = hp_now_us();
-		snprintf(ret, 129, "%s", e->build_id);
-		goto out;
+		goto answer;
 	}
 	if (!e->ino && c->n_bid >= CTL_BID_SLOTS / 4 * 3) {
 		/* Full: start again (files of gone processes go too). */
@@ -286,11 +286,20 @@ static void mapped_build_id(struct ctl *c, pid_t pid, unsigned long lo, unsigned
 	e->ino = ino;
 	e->mtime_ns = mtime;
 	e->checked_us = hp_now_us();
+	e->known_in[0] = '\0';
 	if (apply_file_build_id(src, e->build_id) < 0)
 		e->build_id[0] = '\0';
-	snprintf(ret, 129, "%s", e->build_id);
+answer:
+	if (e->build_id[0] && strcmp(e->known_in, commit)) {
+		memset(&ti, 0, sizeof(ti));
+		e->known = store_target_info(snap, e->build_id, &ti) == 0;
+		store_target_info_release(&ti);
+		snprintf(e->known_in, sizeof(e->known_in), "%s", commit);
+	}
+	known = e->build_id[0] && e->known;
 out:
 	pthread_mutex_unlock(&c->bid_lock);
+	return known;
 }
 
 bool ctl_maps_known(struct ctl *c, struct store_snap *snap, pid_t pid, uint64_t fresh_since_us)
@@ -306,10 +315,9 @@ bool ctl_maps_known(struct ctl *c, struct store_snap *snap, pid_t pid, uint64_t 
 	if (!f)
 		return false;
 	while (!yes && getline(&line, &cap, f) > 0) {
-		struct store_target_info ti;
 		unsigned long lo, hi, ino;
 		unsigned major, minor;
-		char name[256], perms[5], bid[129];
+		char name[256], perms[5];
 		char *p = strchr(line, '/');
 		size_t n;
 		uint64_t dev;
@@ -335,14 +343,7 @@ bool ctl_maps_known(struct ctl *c, struct store_snap *snap, pid_t pid, uint64_t 
 			continue;
 		last_dev = dev;
 		last_ino = ino;
-		mapped_build_id(c, pid, lo, hi, p, dev, ino, fresh_since_us, bid);
-		if (!bid[0])
-			continue;
-		memset(&ti, 0, sizeof(ti));
-		if (store_target_info(snap, bid, &ti) == 0) {
-			yes = true;
-			store_target_info_release(&ti);
-		}
+		yes = mapped_known(c, snap, pid, lo, hi, p, dev, ino, fresh_since_us);
 	}
 	free(line);
 	fclose(f);

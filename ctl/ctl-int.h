@@ -33,6 +33,7 @@ struct ctl_outcome {
 struct ctl_scan_entry {
 	pid_t pid;
 	uint64_t start_time;
+	char comm[17];       /* an exec keeps pid and start time, and changes comm */
 	uint64_t checked_us;
 	bool relevant;
 };
@@ -95,6 +96,9 @@ bool ctl_outcome_get(struct ctl *c, pid_t pid, uint64_t start_time, struct ctl_o
  * compared at or after fresh_since_us is trusted without a stat.
  */
 bool ctl_maps_known(struct ctl *c, struct store_snap *snap, pid_t pid, uint64_t fresh_since_us);
+
+/* Start time (field 22) and comm of /proc/PID/stat; -ESRCH when gone. ret_comm may be NULL. */
+int ctl_proc_stat(pid_t pid, uint64_t *ret_start, char ret_comm[17]);
 
 /* File name of a mapped path, without " (deleted)": into buf. */
 const char *ctl_path_name(const char *path, char *buf, size_t size);

@@ -218,7 +218,7 @@ int ctl_report(struct ctl *c, bool json, struct hp_buf *out);
  * name the store knows, or any file mapped executable whose build-id a
  * baseline covers (a renamed copy). Cheap: /proc/PID/maps, names first,
  * build-ids read once per (dev, inode, mtime) and cached; the answer per
- * process is cached by (pid, start time, snapshot).
+ * process is cached by (pid, start time, comm, snapshot).
  */
 int ctl_list(struct ctl *c, pid_t **ret_pids, size_t *ret_n);
 

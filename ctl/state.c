@@ -390,13 +390,14 @@ int ctl_list(struct ctl *c, pid_t **ret_pids, size_t *ret_n)
 	}
 	while ((de = readdir(d))) {
 		struct ctl_scan_entry key, *old, *e;
+		char comm[17];
 		uint64_t st;
 		char *end;
 		long v = strtol(de->d_name, &end, 10);
 
 		if (*end || v <= 0 || (pid_t)v == self)
 			continue;
-		if (ctl_proc_start_time((pid_t)v, &st) < 0)
+		if (ctl_proc_stat((pid_t)v, &st, comm) < 0)
 			continue;
 		if (n == cap) {
 			size_t ncap = cap ? cap * 2 : 256;
@@ -413,12 +414,13 @@ int ctl_list(struct ctl *c, pid_t **ret_pids, size_t *ret_n)
 		key.pid = (pid_t)v;
 		old = bsearch(&key, c->scan, c->n_scan, sizeof(key), cmp_entry);
 		e = &fresh[n++];
-		if (old && old->start_time == st && (old->relevant ||
+		if (old && old->start_time == st && !strcmp(old->comm, comm) && (old->relevant ||
 						     now - old->checked_us < CTL_SCAN_RECHECK_US)) {
 			*e = *old;
 		} else {
 			e->pid = (pid_t)v;
 			e->start_time = st;
+			snprintf(e->comm, sizeof(e->comm), "%s", comm);
 			e->checked_us = now;
 			e->relevant = ctl_maps_known(c, snap->snap, (pid_t)v, now);
 		}

@@ -58,6 +58,19 @@ ht_match "the deleted one too" "pid=$gone comm=gone-srv state=not-up-to-date tar
 ht_match "hp --json report (the library's list) has it" "\"pid\":$ren,\"comm\":\"renamed-srv\"" \
 	"$("$HP_BIN" --json report)"
 
+# A process listed before its exec (a shell that has forked, waiting) and
+# again right after it: same pid, same start time, now a target.
+mkfifo "$T/go"
+ht_spawn bash -c 'read -r _ <"$1"; exec "$2"' bash "$T/go" "$T/renamed-srv"
+late=$HT_LAST_PID
+late_out=$HT_LAST_OUT
+ht_wait_for 10 grep -qx bash "/proc/$late/comm"
+ht_check_fail "before its exec: not listed" grep -qx "$late" <(ls "$M/processes")
+echo go >"$T/go"
+ht_wait_for 10 grep -q started "$late_out"
+ht_check "after its exec: listed at once (not a stale answer for the old program)" \
+	grep -qx "$late" <(ls "$M/processes")
+
 ht_check "hp import 2026.04/2026-05 (a newer baseline of demo-server)" "$HP_BIN" import "$T/may.tar.gz"
 ht_eq "v1, on the older baseline, patched or not: needs-restart" needs-restart "$(state "$v1")"
 ht_match "v1: the newer baseline is named" "newer-baseline=2026.04" "$(cat "$M/processes/$v1/status")"

@@ -275,7 +275,7 @@ cli_case() {
 	out=$("$HP_BIN" "$@" 2>"$T/cli.err")
 	rc=$?
 	err=$(cat "$T/cli.err")
-	printf '$ hp %s\n%s\n! %s\nrc=%s\n' "$*" "$out" "$err" "$rc" | sed -E 's/[0-9]+ us\)/N us)/; s/"pause_us":[0-9]+/"pause_us":N/'
+	printf '$ hp %s\n%s\n! %s\nrc=%s\n' "$*" "$out" "$err" "$rc" | sed -E 's/[0-9]+ us\)/N us)/; s/"pause_us":[0-9]+/"pause_us":N/; s/\([0-9]+ checks\)/(N checks)/'
 }
 cli_cases() {
 	cli_case apply "$P"

@@ -318,7 +318,7 @@ bool ctl_maps_known(struct ctl *c, struct store_snap *snap, pid_t pid, uint64_t 
 		unsigned long lo, hi, ino;
 		unsigned major, minor;
 		char name[256], perms[5];
-		char *p = strchr(line, '/');
+		char *p = strchr(line, '/'), *sp;
 		size_t n;
 		uint64_t dev;
 
@@ -334,9 +334,12 @@ bool ctl_maps_known(struct ctl *c, struct store_snap *snap, pid_t pid, uint64_t 
 			if ((yes = store_knows_target_name(snap, name)))
 				break;
 		}
-		/* Else any ELF object mapped executable: by its build-id. */
+		/* Else any ELF object mapped executable: by its build-id (perms "r-xp" follow the range). */
+		sp = strchr(line, ' ');
+		if (!sp || sp + 4 >= p || sp[3] != 'x')
+			continue;
 		if (sscanf(line, "%lx-%lx %4s %*x %x:%x %lu", &lo, &hi, perms, &major, &minor, &ino) != 6 ||
-		    perms[2] != 'x' || ino == 0)
+		    ino == 0)
 			continue;
 		dev = ((uint64_t)major << 32) | minor;
 		if (dev == last_dev && ino == last_ino)

@@ -13,8 +13,8 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -115,20 +115,21 @@ static void *listener(void *arg)
 		for (struct nlmsghdr *nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (size_t)n);
 		     nh = NLMSG_NEXT(nh, n)) {
 			struct cn_msg *cn = NLMSG_DATA(nh);
-			struct proc_event *ev;
+			struct proc_event ev;
 
 			if (nh->nlmsg_type == NLMSG_NOOP || nh->nlmsg_type == NLMSG_ERROR)
 				continue;
-			if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(*cn) + sizeof(*ev)))
+			if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(*cn) + sizeof(ev)))
 				continue;
-			ev = (struct proc_event *)cn->data;
-			if (ev->what != PROC_EVENT_EXEC)
+			/* cn->data sits at offset 36: copied out, not read in place (8-byte members). */
+			memcpy(&ev, cn->data, sizeof(ev));
+			if (ev.what != PROC_EVENT_EXEC)
 				continue;
-			if (ev->event_data.exec.process_pid != ev->event_data.exec.process_tgid ||
-			    ev->event_data.exec.process_tgid == self)
+			if (ev.event_data.exec.process_pid != ev.event_data.exec.process_tgid ||
+			    ev.event_data.exec.process_tgid == self)
 				continue;
 			if (__atomic_load_n(&hpfs.auto_on, __ATOMIC_RELAXED))
-				enqueue(ev->event_data.exec.process_tgid);
+				enqueue(ev.event_data.exec.process_tgid);
 		}
 	}
 	return NULL;

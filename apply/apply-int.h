@@ -185,6 +185,13 @@ struct ptr_world {
 	uint64_t tramp_addr;
 	size_t tramp_len;     /* > 0 while the trampoline is written */
 	struct ptr_undo undo;
+	/* bound of every wait for a stop or an injected call, ms (0: the
+	 * default budget); a thread that does not stop in time fails the stop
+	 * with -EBUSY and is kept in stuck[] (see ptr.c) */
+	unsigned stop_ms;
+	pid_t stuck[16];
+	size_t n_stuck;
+	bool lost;            /* an injected call outlived its bound: no more calls */
 	size_t n_seen;        /* threads held in the last full stop */
 	uint64_t t_all_stopped_begin;
 	uint64_t t_all_resumed;
@@ -193,7 +200,11 @@ struct ptr_world {
 void ptr_world_init(struct ptr_world *w, pid_t pid, int mem_fd, uint64_t start_time);
 /* Stop one thread (the leader when it can) for system calls. */
 int ptr_stop_sys(struct ptr_world *w);
-/* Stop every other thread, including threads born meanwhile. */
+/* Stop every other thread, including threads born meanwhile. Every wait is
+ * bounded by stop_ms: -EBUSY "thread TID did not stop within N ms (state D)"
+ * with every thread but the sys thread let go; the thread that did not stop
+ * stays seized until it stops or the calling thread exits (run a world in a
+ * thread that ends with the operation). */
 int ptr_stop_all(struct ptr_world *w);
 /* Resume every thread but the sys thread (keep_sys) or all. Fixes up
  * interrupted system calls so the program never sees EINTR. */

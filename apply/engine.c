@@ -923,8 +923,8 @@ static int check_set(const struct apply_set *set, char *set_id, size_t cap)
 	return 0;
 }
 
-int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts *opts,
-		struct apply_result *ret)
+static int patch_op(pid_t pid, const struct apply_set *set, const struct apply_opts *opts,
+		    struct apply_result *ret)
 {
 	const struct hp_manifest *m;
 	struct op op;
@@ -949,6 +949,7 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 	if (r < 0)
 		goto out;
 	op.budget_ms = opts && opts->budget_ms ? opts->budget_ms : APPLY_DEFAULT_BUDGET_MS;
+	op.w.stop_ms = op.budget_ms;
 
 	/* the patch object first: a bad one never touches the process */
 	r = load_parse(set->so, set->so_len, &img);
@@ -1216,8 +1217,8 @@ out:
 
 /* ---- revert --------------------------------------------------------------- */
 
-int apply_revert(pid_t pid, const char *build_id, const struct apply_opts *opts,
-		 struct apply_result *ret)
+static int revert_op(pid_t pid, const char *build_id, const struct apply_opts *opts,
+		     struct apply_result *ret)
 {
 	struct op op;
 	size_t n_applied = 0;
@@ -1230,6 +1231,7 @@ int apply_revert(pid_t pid, const char *build_id, const struct apply_opts *opts,
 	if (r < 0)
 		goto out;
 	op.budget_ms = opts && opts->budget_ms ? opts->budget_ms : APPLY_DEFAULT_BUDGET_MS;
+	op.w.stop_ms = op.budget_ms;
 	r = op_attach_scan(&op);
 	if (r < 0)
 		goto out;
@@ -1294,6 +1296,70 @@ out:
 	op_release(&op);
 	pid_unlock(pid);
 	return r;
+}
+
+/* ---- each operation in a thread of its own ---------------------------------- */
+
+/*
+ * A thread in uninterruptible sleep (vfork, a hung NFS read) does not stop
+ * when interrupted, and the kernel refuses to detach a tracee before its
+ * stop: it stays seized by the thread that seized it, and would stop, and
+ * stay stopped, whenever it wakes. Only the tracer's exit lets go of it
+ * (the kernel unlinks a dead thread's tracees and drops their pending
+ * interrupt). So each operation runs in a thread that ends with it: when a
+ * thread did not stop in time the process is left exactly as it was.
+ */
+struct op_call {
+	pid_t pid;
+	bool revert;
+	const struct apply_set *set;
+	const char *build_id;
+	const struct apply_opts *opts;
+	struct apply_result *ret;
+	int r;
+	char msg[HP_ERRMSG_MAX];
+};
+
+static void *op_thread(void *arg)
+{
+	struct op_call *c = arg;
+
+	hp_err_clear();
+	c->r = c->revert ? revert_op(c->pid, c->build_id, c->opts, c->ret)
+			 : patch_op(c->pid, c->set, c->opts, c->ret);
+	if (c->r < 0)
+		snprintf(c->msg, sizeof(c->msg), "%s", hp_errmsg(c->r));
+	return NULL;
+}
+
+static int op_run(struct op_call *c, const char *what)
+{
+	pthread_t th;
+	int e = pthread_create(&th, NULL, op_thread, c);
+
+	if (e)
+		return hp_err(-e, "%s %d: start a thread: %s", what, (int)c->pid, strerror(e));
+	pthread_join(th, NULL);
+	if (c->r < 0)
+		return hp_err(c->r, "%s", c->msg);
+	return c->r;
+}
+
+int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts *opts,
+		struct apply_result *ret)
+{
+	struct op_call c = { .pid = pid, .set = set, .opts = opts, .ret = ret };
+
+	return op_run(&c, "apply");
+}
+
+int apply_revert(pid_t pid, const char *build_id, const struct apply_opts *opts,
+		 struct apply_result *ret)
+{
+	struct op_call c = { .revert = true, .pid = pid, .build_id = build_id, .opts = opts,
+			     .ret = ret };
+
+	return op_run(&c, "revert");
 }
 
 /* ---- inspection ---------------------------------------------------------- */

@@ -38,6 +38,7 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "apply-int.h"
@@ -133,20 +134,46 @@ static int seize(struct ptr_world *w, pid_t tid)
 }
 
 /*
- * Wait for tid's next ptrace stop. want_event: an interrupt (event) stop;
- * otherwise a syscall stop. A signal arriving meanwhile is passed on to the
- * thread (want_event) or kept for later (*pending) and the wait goes on.
+ * waitpid for tid, bounded by deadline (hp_now_us() time; 0: no bound).
+ * waitpid itself cannot be bounded without a signal handler of ours in the
+ * caller's process, so past a first non-blocking look it polls, napping
+ * 2 us, 4 us, ... up to 1 ms between looks (the calling thread runs
+ * SCHED_FIFO during a stop: no timer slack). -ETIMEDOUT past the deadline.
  */
-static int wait_stop(pid_t tid, bool want_event, int *pending)
+static int wait_bounded(pid_t tid, int *st, uint64_t deadline)
 {
-	for (;;) {
-		int st;
-		pid_t r = waitpid(tid, &st, __WALL);
+	long nap_ns = 2000;
 
+	for (;;) {
+		pid_t r = waitpid(tid, st, __WALL | (deadline ? WNOHANG : 0));
+
+		if (r == tid)
+			return 0;
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
 			return errno == ECHILD ? -ESRCH : -errno;
+		if (hp_now_us() >= deadline)
+			return -ETIMEDOUT;
+		nanosleep(&(struct timespec){ 0, nap_ns }, NULL);
+		if (nap_ns < 1000000)
+			nap_ns *= 2;
+	}
+}
+
+/*
+ * Wait for tid's next ptrace stop, until deadline (0: no bound).
+ * want_event: an interrupt (event) stop; otherwise a syscall stop. A signal
+ * arriving meanwhile is passed on to the thread (want_event) or kept for
+ * later (*pending) and the wait goes on.
+ */
+static int wait_stop(pid_t tid, bool want_event, int *pending, uint64_t deadline)
+{
+	for (;;) {
+		int st, r = wait_bounded(tid, &st, deadline);
+
+		if (r < 0)
+			return r;
 		if (WIFEXITED(st) || WIFSIGNALED(st))
 			return -ESRCH;
 		if (!WIFSTOPPED(st))
@@ -178,6 +205,66 @@ static int wait_stop(pid_t tid, bool want_event, int *pending)
 				return -errno;
 		}
 	}
+}
+
+/* The deadline of a wait that starts now. */
+static uint64_t stop_deadline(const struct ptr_world *w)
+{
+	return hp_now_us() + (uint64_t)(w->stop_ms ? w->stop_ms : APPLY_DEFAULT_BUDGET_MS) * 1000;
+}
+
+static unsigned stop_ms(const struct ptr_world *w)
+{
+	return w->stop_ms ? w->stop_ms : APPLY_DEFAULT_BUDGET_MS;
+}
+
+/*
+ * A thread seized and interrupted that did not stop in time (a thread in
+ * uninterruptible sleep: vfork, a hung NFS read) cannot be detached: the
+ * kernel refuses PTRACE_DETACH until it is in its ptrace-stop. It is
+ * remembered; ptr_world_release detaches it if it has stopped by then, and
+ * the calling thread's exit detaches it in any case (the kernel unlinks a
+ * dead tracer's tracees and clears their pending interrupt): engine.c runs
+ * each operation in a thread of its own for that.
+ */
+static void stuck_add(struct ptr_world *w, pid_t tid)
+{
+	if (w->n_stuck < sizeof(w->stuck) / sizeof(w->stuck[0]))
+		w->stuck[w->n_stuck++] = tid;
+}
+
+/* The message for a thread that did not stop (its state says why). */
+static int stuck_err(struct ptr_world *w, pid_t tid)
+{
+	char s = '?';
+
+	task_state(w->pid, tid, &s);
+	return hp_err(-EBUSY, "thread %d did not stop within %u ms (state %c)", (int)tid,
+		      stop_ms(w), s);
+}
+
+/*
+ * Let go of a thread seized and interrupted whose stop we have not waited
+ * for: PTRACE_DETACH works only once it is in its ptrace-stop (before, it
+ * fails and the thread would stop later and stay stopped while we live).
+ * -ETIMEDOUT (and the thread kept as stuck) when it does not stop in time.
+ */
+static void restart_fixup(struct ptr_world *w, struct ptr_thread *t);
+
+static int release_unstopped(struct ptr_world *w, pid_t tid, uint64_t deadline)
+{
+	struct ptr_thread t = { .tid = tid };
+	int r = wait_stop(tid, true, NULL, deadline);
+
+	if (r == -ETIMEDOUT) {
+		stuck_add(w, tid);
+		return r;
+	}
+	/* it may show -EINTR from epoll_wait like any stopped thread */
+	if (r == 0 && arch_getregs(&t) == 0)
+		restart_fixup(w, &t);
+	ptrace(PTRACE_DETACH, tid, NULL, NULL);
+	return r;
 }
 
 /* Whether tid has a signal pending (then an EINTR is the program's own). */
@@ -289,11 +376,15 @@ int ptr_stop_sys(struct ptr_world *w)
 	size_t n = 0;
 	pid_t tid = 0;
 	struct ptr_thread *t;
+	uint64_t deadline;
 	char s;
 	int r;
 
 	if (w->sys_tid && ptr_find(w, w->sys_tid))
 		return 0;
+	/* a call left running in the trampoline: it is that thread's now */
+	if (w->lost)
+		return hp_err(-EBUSY, "process %d: a remote system call did not finish", (int)w->pid);
 	/*
 	 * It is held while the region is loaded (milliseconds on a loaded
 	 * machine): a sleeping thread loses nothing by it (its call restarts),
@@ -330,12 +421,18 @@ int ptr_stop_sys(struct ptr_world *w)
 		return hp_err(-ESRCH, "process %d exited", (int)w->pid);
 	if (r < 0)
 		return r;
+	deadline = stop_deadline(w);
 	t = thread_add(w, tid);
 	if (!t) {
-		ptrace(PTRACE_DETACH, tid, NULL, NULL);
+		release_unstopped(w, tid, deadline);
 		return -ENOMEM;
 	}
-	r = wait_stop(tid, true, NULL);
+	r = wait_stop(tid, true, NULL, deadline);
+	if (r == -ETIMEDOUT) {
+		thread_remove(w, t);
+		stuck_add(w, tid);
+		return stuck_err(w, tid);
+	}
 	if (r == 0)
 		r = arch_getregs(t);
 	if (r < 0) {
@@ -358,9 +455,13 @@ int ptr_stop_all(struct ptr_world *w)
 	pid_t *tids = NULL;
 	size_t n = 0;
 	bool first = true;
+	uint64_t deadline;
 	int r = 0;
 
 	w->t_all_stopped_begin = hp_now_us();
+	/* one deadline for the whole stop: a thread in uninterruptible sleep
+	 * (vfork, a hung NFS read) must not hold the others, or the caller */
+	deadline = stop_deadline(w);
 	for (unsigned round = 0;; round++) {
 		size_t before = w->n, added = 0;
 
@@ -386,7 +487,7 @@ int ptr_stop_all(struct ptr_world *w)
 				goto fail;
 			t = thread_add(w, tids[i]);
 			if (!t) {
-				ptrace(PTRACE_DETACH, tids[i], NULL, NULL);
+				release_unstopped(w, tids[i], deadline);
 				r = -ENOMEM;
 				goto fail;
 			}
@@ -397,7 +498,15 @@ int ptr_stop_all(struct ptr_world *w)
 		for (size_t i = before; i < w->n;) {
 			struct ptr_thread *t = &w->t[i];
 
-			r = wait_stop(t->tid, true, NULL);
+			r = wait_stop(t->tid, true, NULL, deadline);
+			if (r == -ETIMEDOUT) {
+				pid_t tid = t->tid;
+
+				thread_remove(w, t);
+				stuck_add(w, tid);
+				r = stuck_err(w, tid);
+				goto fail;
+			}
 			if (r == 0)
 				r = arch_getregs(t);
 			if (r == -ESRCH) {
@@ -433,6 +542,7 @@ static void detach(struct ptr_world *w, struct ptr_thread *t)
 
 int ptr_resume(struct ptr_world *w, bool keep_sys)
 {
+	uint64_t deadline = 0;
 	int r = 0;
 
 	for (size_t i = 0; i < w->n;) {
@@ -449,7 +559,14 @@ int ptr_resume(struct ptr_world *w, bool keep_sys)
 				r = e;
 			t = &w->t[i];
 		}
-		detach(w, t);
+		if (t->stopped) {
+			detach(w, t);
+		} else {
+			/* seized on an error path before its stop was seen */
+			if (!deadline)
+				deadline = stop_deadline(w);
+			release_unstopped(w, t->tid, deadline);
+		}
 		thread_remove(w, t);
 	}
 	w->t_all_resumed = hp_now_us();
@@ -461,6 +578,14 @@ void ptr_world_release(struct ptr_world *w)
 	if (!w)
 		return;
 	ptr_resume(w, false);
+	/* threads that had not stopped in time: let go of those that have now */
+	for (size_t i = 0; i < w->n_stuck; i++) {
+		int st;
+
+		if (waitpid(w->stuck[i], &st, __WALL | WNOHANG) == w->stuck[i] && WIFSTOPPED(st))
+			ptrace(PTRACE_DETACH, w->stuck[i], NULL, NULL);
+	}
+	w->n_stuck = 0;
 	free(w->t);
 	w->t = NULL;
 	w->n = w->cap = 0;
@@ -496,10 +621,11 @@ int ptr_set_undo(struct ptr_world *w, uint64_t base, uint64_t size, bool on)
 int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *ret)
 {
 	struct ptr_thread *t = ptr_find(w, w->sys_tid);
-	uint64_t regs[32];
+	uint64_t regs[32], deadline;
 	int r;
 
-	assert(t);
+	if (w->lost || !t)
+		return hp_err(-EBUSY, "process %d: no thread for system calls", (int)w->pid);
 	if (!w->injecting && w->tramp_addr && !w->tramp_len) {
 		r = tramp_write(w, t);
 		if (r < 0)
@@ -514,14 +640,22 @@ int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *r
 		r = -errno;
 		goto fail;
 	}
-	r = wait_stop(t->tid, false, &t->sig);
+	/*
+	 * Bounded when the call runs at the trampoline: a call that blocks
+	 * (mmap waiting for mmap_lock behind a fault on a hung file system)
+	 * is left to the thread, which on our exit finishes it, undoes it and
+	 * returns to its own code. At the vDSO's instruction it would return
+	 * into the vDSO with our registers: that wait is not bounded.
+	 */
+	deadline = w->tramp_len ? stop_deadline(w) : 0;
+	r = wait_stop(t->tid, false, &t->sig, deadline);
 	if (r < 0)
 		goto fail;
 	if (ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) < 0) {
 		r = -errno;
 		goto fail;
 	}
-	r = wait_stop(t->tid, false, &t->sig);
+	r = wait_stop(t->tid, false, &t->sig, deadline);
 	if (r < 0)
 		goto fail;
 	if (ptrace(PTRACE_GETREGS, t->tid, NULL, regs) < 0) {
@@ -531,6 +665,18 @@ int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *r
 	*ret = arch_syscall_result(regs);
 	return 0;
 fail:
+	if (r == -ETIMEDOUT) {
+		/* it runs the trampoline when we let go (the calling thread's
+		 * exit, at the latest): keep it there, make no more calls */
+		pid_t tid = t->tid;
+
+		thread_remove(w, t);
+		stuck_add(w, tid);
+		w->injecting = false;
+		w->lost = true;
+		return hp_err(-EBUSY, "process %d: remote system call %ld in thread %d did not finish within %u ms",
+			      (int)w->pid, nr, (int)tid, stop_ms(w));
+	}
 	return hp_err(r == -ESRCH ? -ESRCH : r, "process %d: remote system call %ld in thread %d: %s",
 		      (int)w->pid, nr, (int)t->tid, strerror(-r));
 }
@@ -548,7 +694,7 @@ int ptr_syscall_end(struct ptr_world *w)
 			r = -errno;
 			goto out;
 		}
-		r = wait_stop(t->tid, true, NULL);
+		r = wait_stop(t->tid, true, NULL, stop_deadline(w));
 		if (r < 0)
 			goto out;
 		r = arch_setregs(t, t->regs);

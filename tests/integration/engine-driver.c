@@ -2,7 +2,9 @@
 /*
  * engine-driver: drives libhpapply for the engine's shell tests.
  *
- *   engine-driver apply PID DIR [BUDGET_MS]   DIR holds manifest and patch.so
+ *   engine-driver apply PID DIR [BUDGET_MS [STAY]]  DIR holds manifest and patch.so;
+ *                                              STAY: live STAY seconds more after it
+ *                                              (a caller that outlives its operation)
  *   engine-driver revert PID [BUILD_ID]
  *   engine-driver inspect PID
  *   engine-driver cycle PID DIR N [SECONDS]    N x (apply, revert), at most SECONDS
@@ -287,9 +289,16 @@ int main(int argc, char **argv)
 		r = apply_patch((pid_t)atoi(argv[2]), &l.set, &opts, &res);
 		loaded_release(&l);
 		if (r < 0)
-			return fail(r);
-		print_result("applied", &res);
-		return 0;
+			r = -fail(r);
+		else
+			print_result("applied", &res);
+		if (argc > 5) {
+			fflush(stderr);
+			printf("staying\n");
+			fflush(stdout);
+			sleep((unsigned)atoi(argv[5]));
+		}
+		return r < 0 ? -r : 0;
 	}
 	fprintf(stderr, "engine-driver: bad command\n");
 	return 2;

@@ -84,6 +84,7 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "--store")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "hp: --store needs a directory\n");
+				free(rest);
 				return 2;
 			}
 			g.store = argv[++i];

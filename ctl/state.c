@@ -324,7 +324,7 @@ int ctl_list(struct ctl *c, pid_t **ret_pids, size_t *ret_n)
 			cap = ncap;
 		}
 		key.pid = (pid_t)v;
-		old = bsearch(&key, c->scan, c->n_scan, sizeof(key), cmp_entry);
+		old = c->n_scan ? bsearch(&key, c->scan, c->n_scan, sizeof(key), cmp_entry) : NULL;
 		e = &fresh[n++];
 		if (old && old->start_time == st && (old->relevant ||
 						     now - old->checked_us < CTL_SCAN_RECHECK_US)) {

@@ -845,6 +845,8 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 	case K_NONE:
 		return -ENOENT;
 	}
+	/* Only a close in incoming/ does work: spare the others a FLUSH round trip. */
+	fi->noflush = hp.kind != K_INCOMING_FILE;
 	fi->fh = (uintptr_t)h;
 	return 0;
 fail:

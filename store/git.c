@@ -47,20 +47,31 @@ void store_unlock(int fd)
 		close(fd); /* drops the flock */
 }
 
-int store_head_commit(struct store *st, git_commit **ret)
+int store_head_commit(struct store *st, git_commit **ret, git_tree **ret_tree)
 {
+	git_commit *c = NULL;
+	git_tree *t = NULL;
 	git_oid oid;
 	int r;
 
 	r = git_reference_name_to_id(&oid, st->repo, "HEAD");
 	if (r == GIT_ENOTFOUND || r == GIT_EUNBORNBRANCH) {
 		*ret = NULL;
+		if (ret_tree)
+			*ret_tree = NULL;
 		return 0;
 	}
 	if (r < 0)
 		return store_git_err(-EIO, "store HEAD");
-	if (git_commit_lookup(ret, st->repo, &oid) < 0)
+	if (git_commit_lookup(&c, st->repo, &oid) < 0)
 		return store_git_err(-EIO, "store HEAD commit");
+	if (ret_tree && git_commit_tree(&t, c) < 0) {
+		git_commit_free(c);
+		return store_git_err(-EIO, "store HEAD tree");
+	}
+	*ret = c;
+	if (ret_tree)
+		*ret_tree = t;
 	return 0;
 }
 

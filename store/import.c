@@ -2,9 +2,10 @@
 /*
  * Import: a bundle becomes one commit "import BASELINE/MONTH/NAME", or
  * nothing changes. Checks that need no store state (archive, manifest,
- * patch-sha256, window) come first; those that read the tree (trusted keys,
- * existing set, BASELINE) run under the store's lock against the HEAD the
- * commit will have as parent.
+ * patch-sha256, window) come first, then the signature against HEAD as it
+ * is (so a bundle refused for it writes no object); those that read the
+ * tree (trusted keys again, existing set, BASELINE) run under the store's
+ * lock against the HEAD the commit will have as parent.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -220,13 +221,9 @@ static int import_locked(struct import_ctx *c)
 	size_t n = 0;
 	int r;
 
-	r = store_head_commit(c->st, &head);
+	r = store_head_commit(c->st, &head, &tree);
 	if (r < 0)
 		goto out;
-	if (head && git_commit_tree(&tree, head) < 0) {
-		r = store_git_err(-EIO, "store HEAD tree");
-		goto out;
-	}
 	r = store_verify_signature(c->st, tree, c->st->allow_unsigned, &c->b.manifest,
 				   &c->b.signature, c->keyid);
 	if (r < 0)
@@ -309,6 +306,27 @@ static int import_checks(struct import_ctx *c)
 	return 0;
 }
 
+/*
+ * The signature against HEAD as it is now, before any object is written: a
+ * bundle refused for its signature (unsigned, untrusted, tampered) leaves
+ * nothing in the repository, not even unreferenced blobs. Checked again
+ * under the lock against the HEAD the commit will have.
+ */
+static int signature_precheck(struct import_ctx *c)
+{
+	git_commit *head = NULL;
+	git_tree *tree = NULL;
+	int r;
+
+	r = store_head_commit(c->st, &head, &tree);
+	if (r == 0)
+		r = store_verify_signature(c->st, tree, c->st->allow_unsigned, &c->b.manifest,
+					   &c->b.signature, c->keyid);
+	git_tree_free(tree);
+	git_commit_free(head);
+	return r;
+}
+
 int store_import_buf(struct store *st, const void *data, size_t len,
 		     const struct store_import_opts *opts, char **ret_set_id)
 {
@@ -319,6 +337,9 @@ int store_import_buf(struct store *st, const void *data, size_t len,
 	if (r < 0)
 		goto out;
 	r = import_checks(&c);
+	if (r < 0)
+		goto out;
+	r = signature_precheck(&c);
 	if (r < 0)
 		goto out;
 	/* Objects first, outside the lock: content-addressed, harmless if unused. */
@@ -333,9 +354,9 @@ int store_import_buf(struct store *st, const void *data, size_t len,
 	if (r < 0)
 		goto out;
 	r = import_locked(&c);
+out:
 	if (r < 0 && c.set_id && !strstr(hp_errmsg(r), c.set_id))
 		hp_err_prefix(r, "%s: ", c.set_id);
-out:
 	store_unlock(fd);
 	if (r >= 0 && ret_set_id) {
 		*ret_set_id = c.set_id;
@@ -395,13 +416,9 @@ int store_key_trust(struct store *st, const char *pubkey_path)
 	r = store_lock(st, &fd);
 	if (r < 0)
 		goto out;
-	r = store_head_commit(st, &head);
+	r = store_head_commit(st, &head, &tree);
 	if (r < 0)
 		goto out;
-	if (head && git_commit_tree(&tree, head) < 0) {
-		r = store_git_err(-EIO, "store HEAD tree");
-		goto out;
-	}
 	if (trusted_key(st, tree, keyid, have) == 0 && !memcmp(have, pk, 32)) {
 		r = 1; /* already trusted */
 		goto out;

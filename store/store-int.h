@@ -48,8 +48,8 @@ unsigned store_parse_months(const char *s);
 /* Take the store's write lock (flock, blocking); returns the lock fd. */
 int store_lock(struct store *st, int *ret_fd);
 void store_unlock(int fd);
-/* HEAD's commit, or *ret = NULL for an empty store. */
-int store_head_commit(struct store *st, git_commit **ret);
+/* HEAD's commit and its tree (ret_tree may be NULL), or NULLs for an empty store. */
+int store_head_commit(struct store *st, git_commit **ret, git_tree **ret_tree);
 /*
  * Apply updates to parent's tree (or to an empty tree) and commit on HEAD's
  * branch with message. Moves HEAD only if parent is still its tip.

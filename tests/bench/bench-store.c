@@ -241,7 +241,7 @@ static void build_big(struct store *st, const char *key, struct big *bg)
 		nu++;
 		hp_buf_release(&baselines[b]);
 	}
-	if (store_head_commit(st, &head) < 0 ||
+	if (store_head_commit(st, &head, NULL) < 0 ||
 	    store_commit_updates(st, head, up, (size_t)nu, "bench: bulk sets\n", NULL) < 0)
 		die("bulk commit", -EIO);
 	git_commit_free(head);

@@ -105,6 +105,9 @@ out=$("$HP_BIN" apply "$P")
 ht_eq "hp apply through the mount: exit 0" 0 "$?"
 ht_match "hp apply says what it applied and the pause" "^$P: applied 2026.01/2026-03/cve-2026-0001 \(pause [0-9]+ us\)" "$out"
 ht_match "hp apply went through the mount (its log)" "apply pid=$P set=2026.01/2026-03/cve-2026-0001 result=ok pause_us=[0-9]+ changed=1" "$(tail -n1 "$M/log")"
+ht_match "hp --json apply: the result per process" \
+	"^\\[\\{\"pid\":$P,\"comm\":\"[^\"]*\",\"result\":\"ok\",\"set\":\"2026.01/2026-03/cve-2026-0001\",\"sets\":1,\"changed\":false,\"pause_us\":0\\}\\]$" \
+	"$("$HP_BIN" --json apply "$P")"
 out=$("$HP_BIN" status "$P")
 ht_match "hp status: hotpatched" "state: hotpatched" "$out"
 ht_match "hp status: last pause" "last-pause-us: [0-9]+" "$out"

@@ -239,6 +239,21 @@ for b in 2026-01 2026.13 2026.00 26.01 2026.1; do
 	refuse "baseline '$b' is not YYYY.MM" "baseline: invalid value '$b'" "$B/badbase-$b.tar"
 done
 
+# Bundles refused for their signature write no object into the repository.
+objects() { git --git-dir="$1" count-objects -v | awk '/^(count|in-pack):/ { n += $2 } END { print n }'; }
+mk -b 2026.01 -m 2026-02 -n noobj-unsigned -o "$B/noobj-unsigned.tar"
+mk -b 2026.01 -m 2026-02 -n noobj-untrusted -k "$K2" -o "$B/noobj-untrusted.tar"
+mkdir -p "$B/noobj"
+mk -b 2026.01 -m 2026-02 -n noobj-tampered -k "$K" -o "$B/noobj-signed.tar"
+tar xf "$B/noobj-signed.tar" -C "$B/noobj"
+sed -i 's/^description .*/description edited after signing/' "$B/noobj/manifest"
+tar cf "$B/noobj-tampered.tar" -C "$B/noobj" manifest patch.so signature
+n0=$(objects "$S")
+for f in noobj-unsigned noobj-untrusted noobj-tampered; do
+	refuse "$f" "unsigned|untrusted key|bad signature" "$B/$f.tar"
+done
+ht_eq "refused for the signature: no object written" "$n0" "$(objects "$S")"
+
 mk -b 2026.01 -m 2026-02 -n unsigned -o "$B/unsigned.tar"
 mk -b 2026.01 -m 2026-02 -n untrusted -k "$K2" -o "$B/untrusted.tar"
 mk -b 2026.01 -m 2026-02 -n tampered -k "$K" --tamper -o "$B/tampered.tar"

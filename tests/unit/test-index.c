@@ -199,7 +199,7 @@ static void overwrite(struct fx *f, const char *path, const void *data, size_t l
 	git_oid oid;
 	git_tree_update up;
 
-	assert_int_equal(store_head_commit(f->st, &head), 0);
+	assert_int_equal(store_head_commit(f->st, &head, NULL), 0);
 	assert_int_equal(git_blob_create_from_buffer(&oid, f->st->repo, data, len), 0);
 	up = (git_tree_update){ GIT_TREE_UPDATE_UPSERT, oid, GIT_FILEMODE_BLOB, path };
 	assert_int_equal(store_commit_updates(f->st, head, &up, 1, "tamper\n", NULL), 0);

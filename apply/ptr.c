@@ -473,6 +473,41 @@ int ptr_stop_sys(struct ptr_world *w)
 	return r;
 }
 
+/*
+ * Before holding anyone: a thread already in uninterruptible sleep would
+ * not stop, and every thread held meanwhile would wait with it (for the
+ * whole budget). So wait, holding nobody new, until no thread is in state
+ * D; past the deadline fail as if it had not stopped, without having
+ * seized it. A thread that enters D after this is caught by the bounded
+ * waits. HP_ENGINE_TEST_SEIZE_D=1 skips this (test-engine-bad tests those).
+ */
+static int wait_no_dstate(struct ptr_world *w, uint64_t deadline)
+{
+	const char *skip = getenv("HP_ENGINE_TEST_SEIZE_D");
+
+	if (skip && strcmp(skip, "1") == 0)
+		return 0;
+	for (;;) {
+		pid_t *tids = NULL, d = 0;
+		size_t n = 0;
+		char st;
+		int r = list_tasks(w->pid, &tids, &n);
+
+		if (r < 0)
+			return r;
+		for (size_t i = 0; i < n && !d; i++)
+			if (!ptr_find(w, tids[i]) && task_state(w->pid, tids[i], &st) == 0 && st == 'D')
+				d = tids[i];
+		free(tids);
+		if (!d)
+			return 0;
+		if (hp_now_us() >= deadline)
+			return hp_err(-EBUSY, "thread %d did not stop within %u ms (state D)", (int)d,
+				      stop_ms(w));
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+}
+
 int ptr_stop_all(struct ptr_world *w)
 {
 	pid_t *tids = NULL;
@@ -481,10 +516,13 @@ int ptr_stop_all(struct ptr_world *w)
 	uint64_t deadline;
 	int r = 0;
 
-	w->t_all_stopped_begin = hp_now_us();
 	/* one deadline for the whole stop: a thread in uninterruptible sleep
 	 * (vfork, a hung NFS read) must not hold the others, or the caller */
 	deadline = stop_deadline(w);
+	r = wait_no_dstate(w, deadline);
+	if (r < 0)
+		return r;
+	w->t_all_stopped_begin = hp_now_us();
 	for (unsigned round = 0;; round++) {
 		size_t before = w->n, added = 0;
 

@@ -115,12 +115,16 @@ static int parse_result_lines(const char *text, struct ctl_results *ret)
 			unsigned long long pause = 0;
 			int changed = 0;
 			char set[160] = "";
+			const char *comm;
 
 			sscanf(buf + off, "set=%159s sets=%u changed=%d pause_us=%llu", set,
 			       &x->n_sets, &changed, &pause);
 			snprintf(x->set_id, sizeof(x->set_id), "%s", strcmp(set, "-") ? set : "");
 			x->changed = changed != 0;
 			x->pause_us = pause;
+			/* comm is the last field: the rest of the line (it may hold blanks). */
+			if ((comm = strstr(buf + off, " comm=")))
+				snprintf(x->comm, sizeof(x->comm), "%s", comm + 6);
 		} else {
 			x->err = -EIO;
 			for (int e = 1; e < 256; e++) {
@@ -150,8 +154,19 @@ static int via_mount(const char *mnt, const char *name, const char *text, struct
 	if (fd < 0)
 		return hp_err(-errno, "open %s: %s", path, strerror(errno));
 	r = write(fd, text, strlen(text)) < 0 ? -errno : 0;
+	/*
+	 * The outcome is the file's contents from offset 0; the write moved
+	 * the offset past the command.
+	 */
+	if (lseek(fd, 0, SEEK_SET) < 0) {
+		r2 = hp_err(-errno, "seek %s: %s", path, strerror(errno));
+		close(fd);
+		return r < 0 ? r : r2;
+	}
 	while ((n = read(fd, buf, sizeof(buf))) > 0)
 		hp_buf_add(&out, buf, (size_t)n);
+	if (n < 0 && r >= 0)
+		r = hp_err(-errno, "read %s: %s", path, strerror(errno));
 	close(fd);
 	r2 = parse_result_lines(out.data ? out.data : "", ret);
 	if (r2 < 0 && r >= 0)
@@ -170,7 +185,8 @@ static int via_mount(const char *mnt, const char *name, const char *text, struct
 	return r;
 }
 
-static void print_results(const struct hp_global *g, bool revert, const struct ctl_results *res)
+static void print_results(const struct hp_global *g, bool revert, int err,
+			  const struct ctl_results *res)
 {
 	if (g->json) {
 		struct hp_buf b = HP_BUF_INIT;
@@ -193,7 +209,8 @@ static void print_results(const struct hp_global *g, bool revert, const struct c
 			       revert ? "reverted" : "applied", x->set_id,
 			       (unsigned long long)x->pause_us);
 	}
-	if (res->n == 0)
+	/* Only a success says so: a failure before any process has its line on stderr. */
+	if (res->n == 0 && err >= 0)
 		printf("no process to %s\n", revert ? "revert" : "patch");
 }
 
@@ -217,6 +234,10 @@ static int run(const struct hp_global *g, const char *cmdname, bool revert, int 
 		goto fail;
 	if (find_mount(g->store, mnt, sizeof(mnt))) {
 		r = via_mount(mnt, revert ? "revert" : "apply", text.data, &res);
+		/* One process asked for: its outcome, or something went wrong on the way. */
+		if (r >= 0 && cmd.kind == CTL_CMD_PID && res.n != 1)
+			r = hp_err(-EIO, "%s/%s: no outcome read back for process %d", mnt,
+				   revert ? "revert" : "apply", (int)cmd.pid);
 	} else {
 		struct ctl_opts o = { g->store, 0, 0, 0 };
 		struct ctl_caller who = { getuid(), getgid() };
@@ -226,7 +247,7 @@ static int run(const struct hp_global *g, const char *cmdname, bool revert, int 
 			goto fail;
 		r = ctl_run(c, &who, revert, &cmd, &res);
 	}
-	print_results(g, revert, &res);
+	print_results(g, revert, r, &res);
 	if (r < 0) {
 		/* One line per process that failed, or the one reason. */
 		size_t shown = 0;

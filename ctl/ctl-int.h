@@ -33,9 +33,26 @@ struct ctl_outcome {
 struct ctl_scan_entry {
 	pid_t pid;
 	uint64_t start_time;
+	char comm[17];       /* an exec keeps pid and start time, and changes comm */
 	uint64_t checked_us;
 	bool relevant;
 };
+
+/*
+ * Build-id cache entry: a file some process maps executable, by (dev, inode)
+ * as /proc/PID/maps names it, valid while its mtime stays the same.
+ */
+struct ctl_bid_entry {
+	uint64_t dev;
+	uint64_t ino;        /* 0: an empty slot */
+	int64_t mtime_ns;
+	uint64_t checked_us; /* when the mtime was last compared */
+	char build_id[129];  /* "" when it has none (or is no ELF file) */
+	char known_in[41];   /* the snapshot (commit) that "known" was decided in */
+	bool known;          /* a baseline of that snapshot covers build_id */
+};
+
+#define CTL_BID_SLOTS 4096 /* open addressing; wiped when three quarters full */
 
 struct ctl {
 	char *store_path;
@@ -58,6 +75,10 @@ struct ctl {
 	struct ctl_scan_entry *scan;
 	size_t n_scan;
 	char scan_commit[41];
+
+	pthread_mutex_t bid_lock;
+	struct ctl_bid_entry *bid; /* CTL_BID_SLOTS, allocated on first use */
+	size_t n_bid;
 };
 
 /* Outcomes (ops.c). */
@@ -67,8 +88,17 @@ void ctl_outcome_end(struct ctl *c, pid_t pid, uint64_t start_time, int err, con
 /* Copy of the outcome for (pid, start time); false when there is none. */
 bool ctl_outcome_get(struct ctl *c, pid_t pid, uint64_t start_time, struct ctl_outcome *ret);
 
-/* Does any file pid maps have a name the store knows? (/proc/PID/maps, no ptrace) */
-bool ctl_maps_known_name(struct store_snap *snap, pid_t pid);
+/*
+ * Does pid map a target the store knows? (/proc/PID/maps, no ptrace.) A
+ * file whose name the store knows, else any file mapped executable whose
+ * build-id a baseline covers (a renamed copy of a target). Build-ids are
+ * read once per (dev, inode) and cached; a cached one whose mtime was
+ * compared at or after fresh_since_us is trusted without a stat.
+ */
+bool ctl_maps_known(struct ctl *c, struct store_snap *snap, pid_t pid, uint64_t fresh_since_us);
+
+/* Start time (field 22) and comm of /proc/PID/stat; -ESRCH when gone. ret_comm may be NULL. */
+int ctl_proc_stat(pid_t pid, uint64_t *ret_start, char ret_comm[17]);
 
 /* File name of a mapped path, without " (deleted)": into buf. */
 const char *ctl_path_name(const char *path, char *buf, size_t size);

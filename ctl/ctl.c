@@ -23,6 +23,7 @@ int ctl_new(const struct ctl_opts *opts, struct ctl **ret)
 	pthread_mutex_init(&c->snap_lock, NULL);
 	pthread_mutex_init(&c->outcome_lock, NULL);
 	pthread_mutex_init(&c->scan_lock, NULL);
+	pthread_mutex_init(&c->bid_lock, NULL);
 	c->store_path = strdup(path);
 	if (!c->store_path) {
 		r = -ENOMEM;
@@ -46,11 +47,13 @@ void ctl_free(struct ctl *c)
 	store_free(c->store);
 	free(c->outcomes);
 	free(c->scan);
+	free(c->bid);
 	free(c->store_path);
 	pthread_mutex_destroy(&c->store_lock);
 	pthread_mutex_destroy(&c->snap_lock);
 	pthread_mutex_destroy(&c->outcome_lock);
 	pthread_mutex_destroy(&c->scan_lock);
+	pthread_mutex_destroy(&c->bid_lock);
 	free(c);
 }
 

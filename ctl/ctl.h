@@ -150,7 +150,7 @@ int ctl_run(struct ctl *c, const struct ctl_caller *who, bool revert, const stru
 
 /* "4242 ok set=... pause_us=37 changed=1" or "4242 EBUSY why", one per line. */
 int ctl_results_format(const struct ctl_results *r, bool json, struct hp_buf *out);
-/* "ESRCH" for -ESRCH, "E123" for an unnamed one. */
+/* "ESRCH" for -ESRCH, "E123" for an unnamed one, "ok" for 0 and any positive value. */
 const char *ctl_errno_name(int err);
 
 /* ---- states (SPEC section 5) --------------------------------------------- */
@@ -214,9 +214,11 @@ int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out)
 int ctl_report(struct ctl *c, bool json, struct hp_buf *out);
 
 /*
- * The processes that map a target whose name the store knows, sorted.
- * Cheap: /proc/PID/maps file names filtered by store_knows_target_name,
- * cached by (pid, start time, snapshot).
+ * The processes that map a target the store knows, sorted: a file whose
+ * name the store knows, or any file mapped executable whose build-id a
+ * baseline covers (a renamed copy). Cheap: /proc/PID/maps, names first,
+ * build-ids read once per (dev, inode, mtime) and cached; the answer per
+ * process is cached by (pid, start time, comm, snapshot).
  */
 int ctl_list(struct ctl *c, pid_t **ret_pids, size_t *ret_n);
 

@@ -196,8 +196,8 @@ static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, con
 				   (int)pid);
 		goto out;
 	}
-	/* Auto-apply looks often: the cheap file-name filter first. */
-	if (pending_only && !ctl_maps_known_name(s->snap, pid)) {
+	/* Auto-apply looks often: the cheap maps filter first (names, cached build-ids). */
+	if (pending_only && !ctl_maps_known(c, s->snap, pid, hp_now_us())) {
 		r = 0;
 		goto out;
 	}
@@ -529,9 +529,10 @@ int ctl_results_format(const struct ctl_results *r, bool json, struct hp_buf *ou
 		} else if (x->err < 0) {
 			hp_buf_addf(out, "%d %s %s\n", (int)x->pid, ctl_errno_name(x->err), x->msg);
 		} else {
-			hp_buf_addf(out, "%d ok set=%s sets=%u changed=%d pause_us=%llu\n",
+			/* comm last: it may hold blanks. */
+			hp_buf_addf(out, "%d ok set=%s sets=%u changed=%d pause_us=%llu comm=%s\n",
 				    (int)x->pid, x->set_id[0] ? x->set_id : "-", x->n_sets,
-				    x->changed ? 1 : 0, (unsigned long long)x->pause_us);
+				    x->changed ? 1 : 0, (unsigned long long)x->pause_us, x->comm);
 		}
 	}
 	if (json)

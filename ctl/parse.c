@@ -280,6 +280,12 @@ const char *ctl_path_name(const char *path, char *buf, size_t size)
 
 int ctl_proc_start_time(pid_t pid, uint64_t *ret)
 {
+	return ctl_proc_stat(pid, ret, NULL);
+}
+
+int ctl_proc_stat(pid_t pid, uint64_t *ret_start, char ret_comm[17])
+{
+	const char *lp;
 	struct hp_buf text = HP_BUF_INIT;
 	char path[64];
 	const char *p;
@@ -292,7 +298,8 @@ int ctl_proc_start_time(pid_t pid, uint64_t *ret)
 		goto out;
 	}
 	p = strrchr(text.data, ')');
-	if (!p) {
+	lp = strchr(text.data, '(');
+	if (!p || !lp || lp > p) {
 		r = hp_err(-EIO, "process %d: unreadable stat", (int)pid);
 		goto out;
 	}
@@ -305,7 +312,9 @@ int ctl_proc_start_time(pid_t pid, uint64_t *ret)
 			goto out;
 		}
 	}
-	*ret = strtoull(p + 1, NULL, 10);
+	*ret_start = strtoull(p + 1, NULL, 10);
+	if (ret_comm)
+		snprintf(ret_comm, 17, "%.*s", (int)(strrchr(text.data, ')') - lp - 1), lp + 1);
 	r = 0;
 out:
 	hp_buf_release(&text);
@@ -328,10 +337,10 @@ const char *ctl_errno_name(int err)
 {
 	static __thread char buf[16];
 
-	if (err < 0)
-		err = -err;
-	if (err == 0)
+	/* Positive returns are successes too (store_import: 1 for "already there"). */
+	if (err >= 0)
 		return "ok";
+	err = -err;
 	for (size_t i = 0; i < sizeof(errno_names) / sizeof(errno_names[0]); i++)
 		if (errno_names[i].err == err)
 			return errno_names[i].name;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -230,10 +231,81 @@ int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out)
 
 /* ---- the process list ---------------------------------------------------- */
 
-/* Does any file mapped by pid have a name the store knows? */
-bool ctl_maps_known_name(struct store_snap *snap, pid_t pid)
+/*
+ * Does a baseline cover the build-id of the file pid maps at [lo, hi)? By
+ * (dev, ino), from the cache, or the build-id read once and the answer
+ * asked of the snapshot once.
+ */
+static bool mapped_known(struct ctl *c, struct store_snap *snap, pid_t pid, unsigned long lo,
+			 unsigned long hi, const char *path, uint64_t dev, uint64_t ino,
+			 uint64_t fresh_since_us)
+{
+	const char *commit = store_snap_commit(snap);
+	struct store_target_info ti;
+	bool known = false;
+	char link[96];
+	const char *src = link;
+	struct ctl_bid_entry *e;
+	struct stat st;
+	size_t slot;
+	int64_t mtime;
+
+	pthread_mutex_lock(&c->bid_lock);
+	if (!c->bid && !(c->bid = calloc(CTL_BID_SLOTS, sizeof(*c->bid))))
+		goto out;
+	slot = (size_t)((dev * 0x9e3779b97f4a7c15ull) ^ (ino * 0xff51afd7ed558ccdull)) %
+	       CTL_BID_SLOTS;
+	while (c->bid[slot].ino && (c->bid[slot].dev != dev || c->bid[slot].ino != ino))
+		slot = (slot + 1) % CTL_BID_SLOTS;
+	e = &c->bid[slot];
+	if (e->ino && e->checked_us >= fresh_since_us)
+		goto answer;
+	/* The process's own view of the file: right across mount namespaces and for deleted files. */
+	snprintf(link, sizeof(link), "/proc/%d/map_files/%lx-%lx", (int)pid, lo, hi);
+	if (stat(link, &st) < 0) {
+		src = path;
+		if (stat(path, &st) < 0)
+			goto out;
+	}
+	mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if (e->ino && e->mtime_ns == mtime) {
+		e->checked_us = hp_now_us();
+		goto answer;
+	}
+	if (!e->ino && c->n_bid >= CTL_BID_SLOTS / 4 * 3) {
+		/* Full: start again (files of gone processes go too). */
+		memset(c->bid, 0, CTL_BID_SLOTS * sizeof(*c->bid));
+		c->n_bid = 0;
+		slot = (size_t)((dev * 0x9e3779b97f4a7c15ull) ^ (ino * 0xff51afd7ed558ccdull)) %
+		       CTL_BID_SLOTS;
+		e = &c->bid[slot];
+	}
+	if (!e->ino)
+		c->n_bid++;
+	e->dev = dev;
+	e->ino = ino;
+	e->mtime_ns = mtime;
+	e->checked_us = hp_now_us();
+	e->known_in[0] = '\0';
+	if (apply_file_build_id(src, e->build_id) < 0)
+		e->build_id[0] = '\0';
+answer:
+	if (e->build_id[0] && strcmp(e->known_in, commit)) {
+		memset(&ti, 0, sizeof(ti));
+		e->known = store_target_info(snap, e->build_id, &ti) == 0;
+		store_target_info_release(&ti);
+		snprintf(e->known_in, sizeof(e->known_in), "%s", commit);
+	}
+	known = e->build_id[0] && e->known;
+out:
+	pthread_mutex_unlock(&c->bid_lock);
+	return known;
+}
+
+bool ctl_maps_known(struct ctl *c, struct store_snap *snap, pid_t pid, uint64_t fresh_since_us)
 {
 	char path[64], *line = NULL, last[256] = "";
+	uint64_t last_dev = 0, last_ino = 0;
 	size_t cap = 0;
 	bool yes = false;
 	FILE *f;
@@ -243,20 +315,38 @@ bool ctl_maps_known_name(struct store_snap *snap, pid_t pid)
 	if (!f)
 		return false;
 	while (!yes && getline(&line, &cap, f) > 0) {
-		char name[256];
-		char *p = strchr(line, '/');
+		unsigned long lo, hi, ino;
+		unsigned major, minor;
+		char name[256], perms[5];
+		char *p = strchr(line, '/'), *sp;
 		size_t n;
+		uint64_t dev;
 
 		if (!p)
 			continue;
 		n = strlen(p);
 		if (n && p[n - 1] == '\n')
 			p[n - 1] = '\0';
+		/* The cheap test first: a file name the store knows. */
 		ctl_path_name(p, name, sizeof(name));
-		if (!strcmp(name, last))
+		if (strcmp(name, last)) {
+			snprintf(last, sizeof(last), "%s", name);
+			if ((yes = store_knows_target_name(snap, name)))
+				break;
+		}
+		/* Else any ELF object mapped executable: by its build-id (perms "r-xp" follow the range). */
+		sp = strchr(line, ' ');
+		if (!sp || sp + 4 >= p || sp[3] != 'x')
 			continue;
-		snprintf(last, sizeof(last), "%s", name);
-		yes = store_knows_target_name(snap, name);
+		if (sscanf(line, "%lx-%lx %4s %*x %x:%x %lu", &lo, &hi, perms, &major, &minor, &ino) != 6 ||
+		    ino == 0)
+			continue;
+		dev = ((uint64_t)major << 32) | minor;
+		if (dev == last_dev && ino == last_ino)
+			continue;
+		last_dev = dev;
+		last_ino = ino;
+		yes = mapped_known(c, snap, pid, lo, hi, p, dev, ino, fresh_since_us);
 	}
 	free(line);
 	fclose(f);
@@ -303,13 +393,14 @@ int ctl_list(struct ctl *c, pid_t **ret_pids, size_t *ret_n)
 	}
 	while ((de = readdir(d))) {
 		struct ctl_scan_entry key, *old, *e;
+		char comm[17];
 		uint64_t st;
 		char *end;
 		long v = strtol(de->d_name, &end, 10);
 
 		if (*end || v <= 0 || (pid_t)v == self)
 			continue;
-		if (ctl_proc_start_time((pid_t)v, &st) < 0)
+		if (ctl_proc_stat((pid_t)v, &st, comm) < 0)
 			continue;
 		if (n == cap) {
 			size_t ncap = cap ? cap * 2 : 256;
@@ -326,14 +417,15 @@ int ctl_list(struct ctl *c, pid_t **ret_pids, size_t *ret_n)
 		key.pid = (pid_t)v;
 		old = c->n_scan ? bsearch(&key, c->scan, c->n_scan, sizeof(key), cmp_entry) : NULL;
 		e = &fresh[n++];
-		if (old && old->start_time == st && (old->relevant ||
+		if (old && old->start_time == st && !strcmp(old->comm, comm) && (old->relevant ||
 						     now - old->checked_us < CTL_SCAN_RECHECK_US)) {
 			*e = *old;
 		} else {
 			e->pid = (pid_t)v;
 			e->start_time = st;
+			snprintf(e->comm, sizeof(e->comm), "%s", comm);
 			e->checked_us = now;
-			e->relevant = ctl_maps_known_name(snap->snap, (pid_t)v);
+			e->relevant = ctl_maps_known(c, snap->snap, (pid_t)v, now);
 		}
 		n_rel += e->relevant;
 	}

@@ -36,14 +36,13 @@ struct hpfs_tmp {
 	struct hpfs_tmp *next;
 };
 
-/* A bundle being written into incoming/: imported when closed. */
+/* A bundle being written into incoming/: imported when closed after data (ops.c hpfs_flush). */
 struct hpfs_in {
 	char *name;
 	uid_t uid;
 	struct hp_buf data;
 	time_t mtime;
 	unsigned open;
-	bool dirty;
 	bool unlinked;
 	struct hpfs_in *next;
 };

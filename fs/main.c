@@ -44,10 +44,7 @@ static const struct fuse_opt cli_opts[] = {
 	{ "--store=%s", offsetof(struct cli, store), 0 },
 	{ "incoming_gid=%u", offsetof(struct cli, incoming_gid), 0 },
 	FUSE_OPT_KEY("incoming_gid=", KEY_INCOMING_GID),
-	/*
-	 * The safety budget of an apply (fs/README.md). Not in --help until
-	 * hotpatchfs.8 (contrib) documents it: test-contrib checks they agree.
-	 */
+	/* The safety budget of an apply (fs/README.md, hotpatchfs.8; test-contrib checks they agree). */
 	{ "budget_ms=%u", offsetof(struct cli, budget_ms), 0 },
 	FUSE_OPT_KEY("budget_ms=", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("-h", KEY_HELP),
@@ -93,6 +90,8 @@ static void usage(FILE *f)
 		"  -f                   stay in the foreground\n"
 		"  -o allow_other       let other users in (they patch only what they could ptrace)\n"
 		"  -o incoming_gid=GID  let group GID drop bundles into incoming/ (default root only)\n"
+		"  -o budget_ms=MS      how long an apply or revert waits for the switched functions\n"
+		"                       to become inactive before it fails with EBUSY (default 1000)\n"
 		"  -o entry_timeout=S,attr_timeout=S  kernel caching of names and attributes\n"
 		"                       (default 0: always fresh; S > 0 is faster to walk, and names\n"
 		"                       such as processes/PID may outlive what they name by S seconds)\n",

@@ -48,11 +48,17 @@ struct hpfs_fh {
 	struct ctl_snap *snap;   /* catalog: the snapshot it was opened in */
 	char *sub;               /* catalog directory */
 	pthread_mutex_t lock;    /* result */
-	struct hp_buf result;    /* control files: the last write's outcome */
-	size_t result_pos;       /* read position in result (the file offset moved with the write) */
+	struct hp_buf result;    /* control files: the last write's outcome, read from offset 0 */
 	struct hpfs_tmp *tmp;
 	struct hpfs_in *in;
-	bool writer;             /* incoming: opened to write (only a writer's close imports) */
+	/*
+	 * incoming/: data went through this handle since it was opened, and
+	 * whether a flush imported it already. Only the first flush after data
+	 * imports: a shell's `> file` flushes (close of the fd it dup2'd) before
+	 * any data comes, and a later flush with nothing new does nothing.
+	 */
+	bool wrote;
+	bool imported;
 };
 
 /* Set in init: may catalog files and directories keep their kernel caches? */
@@ -774,7 +780,8 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 		if (r < 0)
 			goto fail;
 		fi->direct_io = 1;
-		fi->nonseekable = 1;
+		/* apply and revert: seekable, so a writer can read the outcome from 0. */
+		fi->nonseekable = hp.kind == K_AUTO;
 		break;
 	case K_REPORT:
 	case K_STATUS:
@@ -803,10 +810,8 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 		f = in_find(hp.sub);
 		if (f) {
 			f->open++;
-			if (fi->flags & O_TRUNC) {
+			if (fi->flags & O_TRUNC)
 				buf_truncate(&f->data, 0, STORE_BUNDLE_MAX_BYTES);
-				f->dirty = true;
-			}
 		}
 		pthread_mutex_unlock(&hpfs.lock);
 		if (!f) {
@@ -814,7 +819,6 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 			goto fail;
 		}
 		h->in = f;
-		h->writer = writing(fi->flags);
 		fi->direct_io = 1;
 		break;
 	}
@@ -938,9 +942,7 @@ static int hpfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 			if (f) {
 				f->mtime = time(NULL);
 				f->open++;
-				f->dirty = true;
 				h->in = f;
-				h->writer = true;
 			}
 			r = f ? 0 : -ENOMEM;
 		}
@@ -955,18 +957,17 @@ static int hpfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	return 0;
 }
 
-/* Import a bundle written into incoming/ once it is complete (first close after a write). */
+/* Import a bundle written into incoming/ (the first flush of a handle after its writes). */
 static int import_incoming(struct hpfs_in *f)
 {
 	struct hp_buf copy = HP_BUF_INIT;
 	char *set_id = NULL;
-	char extra[NAME_MAX + 16];
+	char extra[NAME_MAX + 32];
 	int r = 0;
 
 	pthread_mutex_lock(&hpfs.lock);
-	if (f->dirty && !f->unlinked) {
+	if (!f->unlinked) {
 		r = hp_buf_add(&copy, f->data.data ? f->data.data : "", f->data.len);
-		f->dirty = false;
 		/* Consumed: the file leaves incoming/ whatever the outcome. */
 		in_drop(f);
 	} else {
@@ -977,7 +978,9 @@ static int import_incoming(struct hpfs_in *f)
 		goto out;
 	hp_err_clear();
 	r = ctl_import_buf(hpfs.ctl, copy.data, copy.len, &set_id);
-	snprintf(extra, sizeof(extra), "file=%s", f->name);
+	/* 1: the same set was there already (no commit): a success that changed nothing. */
+	snprintf(extra, sizeof(extra), "file=%s%s", f->name,
+		 r == 0 ? " changed=1" : r == 1 ? " changed=0" : "");
 	hpfs_log_event("import", 0, set_id, r, hp_errmsg(r), false, 0, extra);
 	pthread_mutex_lock(&hpfs.lock);
 	if (r < 0)
@@ -997,9 +1000,17 @@ static int hpfs_flush(const char *path, struct fuse_file_info *fi)
 {
 	struct hpfs_fh *h = fh_of(fi);
 
-	if (h && h->kind == K_INCOMING_FILE && h->in && h->writer)
-		return import_incoming(h->in);
-	return 0;
+	bool now = false;
+
+	if (!h || h->kind != K_INCOMING_FILE || !h->in)
+		return 0;
+	pthread_mutex_lock(&h->lock);
+	if (h->wrote && !h->imported) {
+		h->imported = true;
+		now = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return now ? import_incoming(h->in) : 0;
 }
 
 static int hpfs_release(const char *path, struct fuse_file_info *fi)
@@ -1047,11 +1058,9 @@ static int hpfs_read(const char *path, char *buf, size_t size, off_t off,
 	switch (h->kind) {
 	case K_APPLY:
 	case K_REVERT:
-		/* What the last write on this handle did (hp reads it back). */
+		/* What the last write on this handle did (hp seeks back to 0 and reads it). */
 		pthread_mutex_lock(&h->lock);
-		r = read_buf(&h->result, buf, size, (off_t)h->result_pos);
-		if (r > 0)
-			h->result_pos += (size_t)r;
+		r = read_buf(&h->result, buf, size, off);
 		pthread_mutex_unlock(&h->lock);
 		return r;
 	case K_TMP:
@@ -1140,7 +1149,6 @@ static int hpfs_write(const char *path, const char *buf, size_t size, off_t off,
 		pthread_mutex_lock(&h->lock);
 		hp_buf_release(&h->result);
 		h->result = result;
-		h->result_pos = 0;
 		pthread_mutex_unlock(&h->lock);
 		return r < 0 ? r : (int)size;
 	}
@@ -1153,9 +1161,13 @@ static int hpfs_write(const char *path, const char *buf, size_t size, off_t off,
 	case K_INCOMING_FILE:
 		pthread_mutex_lock(&hpfs.lock);
 		r = buf_write_at(&h->in->data, off, buf, size, STORE_BUNDLE_MAX_BYTES);
-		h->in->dirty = true;
 		h->in->mtime = time(NULL);
 		pthread_mutex_unlock(&hpfs.lock);
+		if (r > 0) {
+			pthread_mutex_lock(&h->lock);
+			h->wrote = true;
+			pthread_mutex_unlock(&h->lock);
+		}
 		return r;
 	case K_CATALOG:
 		return -EROFS;
@@ -1204,8 +1216,6 @@ static int hpfs_truncate(const char *path, off_t size, struct fuse_file_info *fi
 			struct hpfs_in *f = in_find(hp.sub);
 
 			r = f ? buf_truncate(&f->data, size, STORE_BUNDLE_MAX_BYTES) : -ENOENT;
-			if (f)
-				f->dirty = true;
 		}
 		pthread_mutex_unlock(&hpfs.lock);
 		return r;

@@ -60,6 +60,15 @@ if [ -x "$HP_FS_BIN" ]; then
 		case $fs_man in *"$opt"*) ;; *) missing="$missing $opt" ;; esac
 	done
 	ht_eq "hotpatchfs.8 names every option and -o option of hotpatchfs --help" "" "$missing"
+	# And back: every -o option of the page's OPTIONS is in --help.
+	fs_help=$("$HP_FS_BIN" --help 2>&1)
+	missing=""
+	for opt in $(sed -n '/^\.SH OPTIONS/,/^\.SH /p' "$src/man/hotpatchfs.8" |
+		sed -n '/^\.RS/,/^\.RE/p' | awk 'tp && /^\.BI? [a-z_]/ { sub(/=.*/, "", $2); print $2 }
+			{ tp = $0 == ".TP" }'); do
+		case $fs_help in *"-o $opt"*) ;; *) missing="$missing $opt" ;; esac
+	done
+	ht_eq "hotpatchfs --help names every -o option of hotpatchfs.8" "" "$missing"
 fi
 
 # --- systemd unit -------------------------------------------------------------

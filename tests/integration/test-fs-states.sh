@@ -37,6 +37,40 @@ ht_eq "v3, a build of a known target no baseline covers: needs-restart" needs-re
 ht_match "v3: its target is named, uncovered" "target: demo-server build-id=[0-9a-f]+ baseline=- " "$(cat "$M/processes/$v3/status")"
 fs_expect_errno "v3: nothing published for it: ENOENT" "No such file or directory" "$M/apply" "$v3"
 
+# A renamed copy of a target (same build-id): the store does not know its
+# file name, yet it is that target. And one whose file is deleted since.
+cp "$FS_DEMO_BIN/demo-server" "$T/renamed-srv"
+cp "$FS_DEMO_BIN/demo-server" "$T/gone-srv"
+ht_spawn "$T/renamed-srv"
+ren=$HT_LAST_PID
+ht_wait_for 10 grep -q started "$HT_LAST_OUT"
+ht_spawn "$T/gone-srv"
+gone=$HT_LAST_PID
+ht_wait_for 10 grep -q started "$HT_LAST_OUT"
+rm "$T/gone-srv"
+procs=" $(ls "$M/processes" | tr '\n' ' ')"
+ht_match "a renamed copy of a target is in processes/ (by build-id)" " $ren " "$procs"
+ht_match "a deleted renamed copy too" " $gone " "$procs"
+report=$(cat "$M/report")
+ht_match "the renamed copy is in the report, as the store's target" \
+	"pid=$ren comm=renamed-srv state=not-up-to-date target=demo-server baseline=2026.01" "$report"
+ht_match "the deleted one too" "pid=$gone comm=gone-srv state=not-up-to-date target=demo-server" "$report"
+ht_match "hp --json report (the library's list) has it" "\"pid\":$ren,\"comm\":\"renamed-srv\"" \
+	"$("$HP_BIN" --json report)"
+
+# A process listed before its exec (a shell that has forked, waiting) and
+# again right after it: same pid, same start time, now a target.
+mkfifo "$T/go"
+ht_spawn bash -c 'read -r _ <"$1"; exec "$2"' bash "$T/go" "$T/renamed-srv"
+late=$HT_LAST_PID
+late_out=$HT_LAST_OUT
+ht_wait_for 10 grep -qx bash "/proc/$late/comm"
+ht_check_fail "before its exec: not listed" grep -qx "$late" <(ls "$M/processes")
+echo go >"$T/go"
+ht_wait_for 10 grep -q started "$late_out"
+ht_check "after its exec: listed at once (not a stale answer for the old program)" \
+	grep -qx "$late" <(ls "$M/processes")
+
 ht_check "hp import 2026.04/2026-05 (a newer baseline of demo-server)" "$HP_BIN" import "$T/may.tar.gz"
 ht_eq "v1, on the older baseline, patched or not: needs-restart" needs-restart "$(state "$v1")"
 ht_match "v1: the newer baseline is named" "newer-baseline=2026.04" "$(cat "$M/processes/$v1/status")"

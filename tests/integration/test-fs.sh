@@ -150,8 +150,9 @@ sleep 0 &
 gone=$!
 wait "$gone"
 fs_expect_errno "no such process: ESRCH" "No such process" "$M/apply" "$gone"
-ht_spawn sleep 60
-fs_expect_errno "nothing published for it: ENOENT" "No such file or directory" "$M/apply" "$HT_LAST_PID"
+ht_spawn sleep 600
+sleeper=$HT_LAST_PID
+fs_expect_errno "nothing published for it: ENOENT" "No such file or directory" "$M/apply" "$sleeper"
 fs_expect_errno "nothing published in that month: ENOENT" "No such file or directory" "$M/apply" "$P 2026-05"
 fs_expect_errno "malformed: EINVAL" "Invalid argument" "$M/apply" "not-a-pid"
 fs_expect_errno "bad month: EINVAL" "Invalid argument" "$M/apply" "$P 2026-13"
@@ -223,16 +224,118 @@ ht_eq "hp revert all: exit 0" 0 "$?"
 ht_match "hp revert all: a line per process" "^$greet: reverted 2026.01/2026-02/greet-fix \(pause [0-9]+ us\)" "$(printf '%s\n' "$out" | grep "^$greet:")"
 ht_check "hp revert all: the library is back to the original" fs_wait_output "$greet_out" "VULNERABLE"
 
+# ---- incoming/: every way a shell drops a file; import once, after the data --------------
+# `cat b > incoming/x`: the shell opens x, dup2s it onto cat's output and
+# closes the original: a flush before any data, which must not import.
+ht_check "hp build: libgreet.so 2026-03" \
+	fs_build "$FS_DEMO_BIN/libgreet.so" 2026-03 greet-fix "$T/greet3.tar.gz" "$FS_DEMO_SRC/greet-fix.c"
+log_lines() { grep -c "file=$1" "$M/log"; }
+head2=$(fs_head)
+: >"$M/incoming/empty.tar.gz"
+ht_eq "incoming: an empty file (: >): exit 0" 0 "$?"
+ht_eq "incoming: ... nothing imported, nothing logged" 0 "$(log_lines empty.tar.gz)"
+ht_eq "incoming: ... and it is gone" "" "$(ls -A "$M/incoming")"
+ht_eq "incoming: ... HEAD unchanged" "$head2" "$(fs_head)"
+cat "$T/greet3.tar.gz" >"$M/incoming/cat.tar.gz"
+ht_eq "incoming: cat b > incoming/x: exit 0" 0 "$?"
+ht_check "incoming: cat >: the store moved" test "$(fs_head)" != "$head2"
+ht_check "incoming: cat >: the catalog has it" test -d "$M/catalog/2026.01/2026-03/greet-fix"
+ht_match "incoming: cat >: logged once, imported" \
+	"^[^ ]+ import set=2026.01/2026-03/greet-fix result=ok pause_us=- file=cat.tar.gz changed=1$" \
+	"$(grep "file=cat.tar.gz" "$M/log")"
+head3=$(fs_head)
+dd if="$T/greet3.tar.gz" of="$M/incoming/dd.tar.gz" bs=1k status=none
+ht_eq "incoming: dd (1 KiB writes): exit 0" 0 "$?"
+ht_match "incoming: dd: the set already there is a success, not EPERM" \
+	"^[^ ]+ import set=2026.01/2026-03/greet-fix result=ok pause_us=- file=dd.tar.gz changed=0$" \
+	"$(grep "file=dd.tar.gz" "$M/log")"
+tee "$M/incoming/tee.tar.gz" <"$T/greet3.tar.gz" >/dev/null
+ht_eq "incoming: tee: exit 0" 0 "$?"
+ht_eq "incoming: tee: logged once, ok" 1 "$(grep -c "file=tee.tar.gz changed=0" "$M/log")"
+ht_eq "incoming: the same set again left HEAD alone" "$head3" "$(fs_head)"
+ht_check "incoming: cp of the set already there: exit 0" cp "$T/greet3.tar.gz" "$M/incoming/cp.tar.gz"
+ht_match "status counts them as imports" "imports: [0-9]+ ok, 2 failed" "$(cat "$M/status")"
+err=$({ cat "$T/junk.tar" >"$M/incoming/catjunk.tar"; } 2>&1)
+ht_eq "incoming: cat junk > incoming/x fails at close" 1 "$([ -n "$err" ] && echo 1)"
+ht_match "incoming: ... with the errno's words" "cat: .*(Invalid argument|Exec format|Bad message|No such)" "$err"
+ht_match "incoming: ... and a log line" "import set=- result=E[A-Z]+ pause_us=- file=catjunk.tar reason=" \
+	"$(grep "file=catjunk.tar" "$M/log")"
+ht_check_fail "incoming: dd of junk fails" dd if="$T/junk.tar" of="$M/incoming/ddjunk.tar" status=none
+ht_eq "incoming: junk left HEAD alone" "$head3" "$(fs_head)"
+ht_eq "incoming: no empty-bundle import anywhere" 0 "$(grep -c "empty bundle" "$M/log")"
+ht_eq "incoming: nothing left behind" "" "$(ls -A "$M/incoming")"
+
+# ---- hp apply/revert through the mount: the outcome and exit status of the library --------
+# The same cases run once here and once without a mount (below); the
+# transcripts (stdout, stderr, exit status; pauses as N) must be equal.
+fs_server --spin
+spin2=$FS_SRV
+cli_case() {
+	local out err rc
+	out=$("$HP_BIN" "$@" 2>"$T/cli.err")
+	rc=$?
+	err=$(cat "$T/cli.err")
+	printf '$ hp %s\n%s\n! %s\nrc=%s\n' "$*" "$out" "$err" "$rc" | sed -E 's/[0-9]+ us\)/N us)/; s/"pause_us":[0-9]+/"pause_us":N/; s/\([0-9]+ checks\)/(N checks)/'
+}
+cli_cases() {
+	cli_case apply "$P"
+	cli_case apply "$P"
+	cli_case --json apply "$P"
+	cli_case revert "$P"
+	cli_case revert "$P"
+	cli_case --json apply "$P"
+	cli_case --json revert "$P"
+	cli_case apply "$gone"
+	cli_case revert "$gone"
+	cli_case apply "$sleeper"
+	cli_case apply "$P" 2026-05
+	cli_case apply "$misfit"
+	cli_case apply "$spin2"
+	cli_case apply "$P" 2026-13
+	cli_case apply all no-such-target
+}
+via_mount=$(cli_cases)
+# cli_block 'apply PID' [N]: that case's lines (its Nth run, default 1st), on one line.
+cli_block() {
+	printf '%s\n' "$via_mount" |
+		awk -v h="hp $1" -v n="${2:-1}" 'p && index($0, "$ hp ") == 1 { exit }
+			$0 == "$ " h && ++seen == n { p = 1; next } p' | tr '\n' ' '
+}
+ht_eq "hp apply through the mount: applied, exit 0" \
+	"$P: applied 2026.01/2026-03/cve-2026-0001 (pause N us) !  rc=0 " "$(cli_block "apply $P")"
+ht_eq "hp revert through the mount: reverted, exit 0" \
+	"$P: reverted 2026.01/2026-03/cve-2026-0001 (pause N us) !  rc=0 " "$(cli_block "revert $P")"
+ht_match "hp --json apply through the mount: the result with comm" \
+	'^\[\{"pid":[0-9]+,"comm":"demo-server","result":"ok","set":"2026.01/2026-03/cve-2026-0001","sets":1,"changed":false' \
+	"$(cli_block "--json apply $P")"
+for e in "apply $gone:no process $gone" "revert $gone:no process $gone" \
+	"revert $P:nothing applied to process $P:2" \
+	"apply $sleeper:nothing published for process $sleeper" \
+	"apply $P 2026-05:nothing published for process $P .* in 2026-05" \
+	"apply $misfit:.+" "apply $spin2:.+ active" "apply $P 2026-13:.*not a month" \
+	"apply all no-such-target:no target no-such-target"; do
+	c=${e%%:*} rest=${e#*:} nth=1
+	case $rest in *:2) nth=2 rest=${rest%:2} ;; esac
+	ht_match "hp $c through the mount: one line on stderr, exit 1" \
+		"^ ! hp ${c%% *}: $rest[^!]* rc=1 $" "$(cli_block "$c" "$nth")"
+done
+ht_check "the mount's log has them all (they went through the mount)" \
+	grep -q "apply pid=$spin2 set=- result=EBUSY" "$M/log"
+
 # ---- a clean stop -------------------------------------------------------------------------
 kill -TERM "$FS_PID"
 wait "$FS_PID"
 ht_eq "SIGTERM: the daemon exits 0" 0 "$?"
 ht_check_fail "SIGTERM: no mount is left" fs_mounted "$M"
 ht_check "mount again" fs_mount "$M"
+daemon_out=$HT_LAST_OUT
 ht_check "fusermount3 -u" fusermount3 -u "$M"
 wait "$FS_PID"
 ht_eq "fusermount3 -u: the daemon exits 0" 0 "$?"
+ht_eq "the daemon printed nothing at start or stop (no thread-limit warning)" "" "$(cat "$daemon_out")"
 ht_check_fail "fusermount3 -u: no mount is left" fs_mounted "$M"
+direct=$(cli_cases)
+ht_eq "hp apply/revert without a mount: the same transcript as through it" "$via_mount" "$direct"
 # Without a mount, hp goes to the library directly: the state is the one the mount saw.
 ht_check "no mount: hp apply PID (library)" "$HP_BIN" apply "$P"
 ht_match "no mount: hp status sees it" "state: hotpatched" "$("$HP_BIN" status "$P")"

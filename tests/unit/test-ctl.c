@@ -161,6 +161,9 @@ static void test_helpers(void **state)
 	assert_string_equal(ctl_errno_name(-ESRCH), "ESRCH");
 	assert_string_equal(ctl_errno_name(-ENOEXEC), "ENOEXEC");
 	assert_string_equal(ctl_errno_name(0), "ok");
+	/* A positive return is a success (store_import: 1, already imported), not EPERM. */
+	assert_string_equal(ctl_errno_name(1), "ok");
+	assert_string_equal(ctl_errno_name(EBUSY), "ok");
 	assert_string_equal(ctl_errno_name(-200), "E200");
 	assert_int_equal(ctl_proc_start_time(getpid(), &st), 0);
 	assert_true(st > 0);
@@ -282,7 +285,7 @@ static void test_results_format(void **state)
 	v[1].err = -EBUSY;
 	snprintf(v[1].msg, sizeof(v[1].msg), "function \"f\" active");
 	assert_int_equal(ctl_results_format(&r, false, &b), 0);
-	assert_string_equal(b.data, "42 ok set=2026.01/2026-02/fix sets=1 changed=1 pause_us=37\n"
+	assert_string_equal(b.data, "42 ok set=2026.01/2026-02/fix sets=1 changed=1 pause_us=37 comm=srv\n"
 				    "43 EBUSY function \"f\" active\n");
 	hp_buf_reset(&b);
 	assert_int_equal(ctl_results_format(&r, true, &b), 0);

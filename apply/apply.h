@@ -12,11 +12,15 @@
  *   -ENOENT  nothing applied (revert)
  *   -ENOEXEC the set does not fit: build-id not mapped, offsets or sizes
  *            disagree with the mapped object, unresolvable relocation
- *   -EBUSY   a switched function stayed active past the retry budget
+ *   -EBUSY   a switched function stayed active past the retry budget, or a
+ *            thread did not stop within it ("thread TID did not stop within
+ *            N ms (state D)": uninterruptible sleep), or another tracer
  *   -EPERM   ptrace refused
  * Functions are thread-safe; two operations on one PID serialise (the
  * second waits for the first or fails with -EBUSY if ptrace is taken by
- * another tracer).
+ * another tracer). apply_patch and apply_revert run each operation in a
+ * thread of their own (the tracer; its exit lets go of a thread that never
+ * stopped), so every wait of theirs is bounded by the budget.
  */
 #ifndef HP_APPLY_H
 #define HP_APPLY_H
@@ -39,7 +43,8 @@ struct apply_set {
 };
 
 struct apply_opts {
-	unsigned budget_ms; /* safety retry budget; 0 means APPLY_DEFAULT_BUDGET_MS */
+	unsigned budget_ms; /* safety retry budget, and the bound of every wait for a
+			     * thread to stop; 0 means APPLY_DEFAULT_BUDGET_MS */
 };
 
 struct apply_result {

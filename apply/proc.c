@@ -572,7 +572,8 @@ int proc_object_dynsym(int mem_fd, const struct proc_object *obj, const char *na
 			return -ENOENT;
 		if (proc_mem_read(mem_fd, di.hash + 8 + 4 * (uint64_t)(h % hdr[0]), &idx, 4) < 0)
 			return -ENOENT;
-		for (unsigned n = 0; idx != 0 && idx < hdr[1] && n < hdr[1]; n++) {
+		/* nchain comes from the target: a chain that loops ends here too */
+		for (unsigned n = 0; idx != 0 && idx < hdr[1] && n < hdr[1] && n < (1u << 20); n++) {
 			if (sym_match(mem_fd, obj, &di, idx, name, ret_addr, ret_type, ret_size) == 0)
 				return 0;
 			if (proc_mem_read(mem_fd, di.hash + 8 + 4 * (uint64_t)hdr[0] + 4 * (uint64_t)idx,

@@ -95,6 +95,29 @@ fail:
 	return r;
 }
 
+/*
+ * region_size comes from the target's memory and is what a later munmap
+ * unmaps: [start, start + size) must be the anonymous private mappings
+ * that follow the header without a gap (the last one may go on: the kernel
+ * merges a neighbour with the same flags), never a file, the stack or the
+ * heap.
+ */
+static bool region_extent_ok(const struct proc_maps *maps, size_t i, uint64_t size)
+{
+	uint64_t at = maps->v[i].start, end = at + size;
+
+	if (size % 4096 || end < at)
+		return false;
+	for (size_t k = i; k < maps->n && at < end; k++) {
+		const struct proc_map *m = &maps->v[k];
+
+		if (m->start != at || m->path || m->inode || m->shared)
+			return false;
+		at = m->end;
+	}
+	return at >= end;
+}
+
 int regions_read(int mem_fd, const struct proc_maps *maps, struct regions *ret)
 {
 	struct regions rs = { 0 };
@@ -118,6 +141,10 @@ int regions_read(int mem_fd, const struct proc_maps *maps, struct regions *ret)
 			goto out;
 		if (r < 0)
 			continue;
+		if (!region_extent_ok(maps, i, rg.hdr.region_size)) {
+			free(rg.funcs);
+			continue; /* not a region we made: never unmapped */
+		}
 		if (rs.n == cap) {
 			size_t ncap = cap ? cap * 2 : 4;
 			struct region *v = realloc(rs.v, ncap * sizeof(*v));

@@ -1608,6 +1608,51 @@ static bool wanted(const char *const *list, const char *name)
 	return in_list(list, name);
 }
 
+/*
+ * IPA-RA (clobber.c, docs/authoring.md): a replacement that may write a
+ * call-clobbered register its original never writes can break a caller
+ * that gcc's -fipa-ra let keep a value there across the call. Told as a
+ * note, not refused: whether a caller relies on it is not visible here,
+ * and a function marked noipa, or a BIN built without IPA-RA, is safe.
+ * Silent when BIN's DWARF says every unit was built with -fno-ipa-ra.
+ */
+static void check_ipa_ra(struct author *a, struct author_elf *bin, struct author_elf *dbg,
+			 struct author_elf *patch, const struct hp_manifest *m)
+{
+	Elf *syms = dbg->elf ? dbg->elf : bin->elf;
+
+	if (clobber_ipa_ra_off(syms))
+		return;
+	if (!clobber_available()) {
+		author_note(a, "IPA-RA check skipped: hp build was built without Capstone");
+		return;
+	}
+	for (size_t i = 0; i < m->n_funcs; i++) {
+		const struct hp_manifest_func *f = &m->funcs[i];
+		uint64_t orig, repl, addr, size;
+		char names[256];
+
+		if (clobber_writes(bin->elf, syms, f->offset, f->size, &orig) < 0 ||
+		    clobber_find(patch->elf, f->name, &addr, &size) < 0 ||
+		    clobber_writes(patch->elf, NULL, addr, size, &repl) < 0 || !(repl & ~orig))
+			continue;
+		if (repl == CLOBBER_ALL) {
+			clobber_names(orig, names, sizeof(names));
+			author_note(a, "function %s: the original writes %s%s of the call-clobbered "
+				    "registers, the replacement calls other code and may write any; "
+				    "a caller built with gcc -fipa-ra (on at -O2) may keep values in "
+				    "the others across the call (see IPA-RA in docs/authoring.md)",
+				    f->name, orig ? "only " : "none", names);
+			continue;
+		}
+		clobber_names(repl & ~orig, names, sizeof(names));
+		author_note(a, "function %s: the replacement may write %s, which the original "
+			    "never writes; a caller built with gcc -fipa-ra (on at -O2) may keep "
+			    "values there across the call (see IPA-RA in docs/authoring.md)",
+			    f->name, names);
+	}
+}
+
 /* Fill m's func and sym lines from the patch object at so_path. */
 static int analyse(struct author *a, struct author_elf *bin, struct author_elf *dbg,
 		   const char *so_path, struct hp_manifest *m)
@@ -1748,6 +1793,8 @@ static int analyse(struct author *a, struct author_elf *bin, struct author_elf *
 			goto out;
 		}
 	}
+
+	check_ipa_ra(a, bin, dbg, &patch, m);
 
 	/* No new libraries: the engine maps nothing but the patch object. */
 	if (pi.needed.n && !libs_loaded) {

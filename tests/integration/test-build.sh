@@ -257,4 +257,34 @@ ht_eq "killed build: temporary directory removed" "" "$(ls -A "$HT_TMP/tmp")"
 # No temporary directory of ours left behind.
 ht_eq "no hp-build temp dirs left in TMPDIR" "" "$(ls -A "$HT_TMP/tmp")"
 
+# IPA-RA: a replacement that may write call-clobbered registers its original
+# never writes gets one note (the bundle is still made); none when BIN's
+# DWARF says it was built with -fno-ipa-ra. Direct calls to local functions
+# are followed (mid's original writes only rax, through its helper).
+cc -O2 -g -o "$HT_TMP/ipa" "$FIX/ipa-target.c"
+cc -O2 -g -fno-ipa-ra -o "$HT_TMP/ipa-off" "$FIX/ipa-target.c"
+ipa_note() { "$HP_BIN" build --target "$1" --baseline 2026.01 --month 2026-02 --name fix-1 \
+	-o "$OUT/ipa.tar" "$FIX/ipa-patch-$2.c" 2>&1 >/dev/null; }
+tail_ipa='; a caller built with gcc -fipa-ra \(on at -O2\) may keep values (there|in the others) across the call \(see IPA-RA in docs/authoring.md\)$'
+err=$(ipa_note "$HT_TMP/ipa" calls)
+if [ "$err" = "hp build: IPA-RA check skipped: hp build was built without Capstone" ]; then
+	ht_log "ipa-ra: no Capstone (scripts/install-deps.sh installs libcapstone-dev): skipped"
+else
+ht_match "ipa-ra: a replacement that calls out: one note" \
+	"^hp build: function leaf: the original writes only rax of the call-clobbered registers, the replacement calls other code and may write any$tail_ipa" "$err"
+ht_eq "ipa-ra: one line" 1 "$(printf '%s\n' "$err" | wc -l)"
+ht_check "ipa-ra: the bundle is made" test -s "$OUT/ipa.tar"
+ht_match "ipa-ra: a wider leaf replacement names the registers" \
+	"^hp build: function leaf: the replacement may write rdx, rdi, which the original never writes$tail_ipa" \
+	"$(ipa_note "$HT_TMP/ipa" wider)"
+ht_match "ipa-ra: the call to a local helper is followed" \
+	"^hp build: function mid: the replacement may write rdi, which the original never writes$tail_ipa" \
+	"$(ipa_note "$HT_TMP/ipa" mid)"
+ht_eq "ipa-ra: a replacement that writes what the original writes: no note" "" \
+	"$(ipa_note "$HT_TMP/ipa" same)"
+for p in calls wider mid; do
+	ht_eq "ipa-ra: BIN built with -fno-ipa-ra: no note ($p)" "" "$(ipa_note "$HT_TMP/ipa-off" $p)"
+done
+fi
+
 ht_end

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -68,6 +69,13 @@ static void header_check(void **state)
 	assert_int_equal(region_hdr_check(&h, 4096), -EINVAL);
 }
 
+/* The header is read-only, as in a target: written the engine's way. */
+static void set_size(int fd, struct region_hdr *h, uint64_t size)
+{
+	assert_int_equal(proc_mem_write(fd, (uint64_t)(uintptr_t)&h->region_size, &size,
+					sizeof(size)), 0);
+}
+
 /* Two "functions" in an executable page of ours. */
 static void find_regions(void **state)
 {
@@ -114,6 +122,41 @@ static void find_regions(void **state)
 	assert_string_equal(rs.v[0].hdr.set_id, "2026.01/2026-02/fix");
 	assert_int_equal(rs.v[0].n_jumped, 1);
 	regions_release(&rs);
+
+	/* region_size (what a later munmap unmaps) beyond anonymous memory:
+	 * not a region of ours */
+	set_size(fd, h, 1ull << 40);
+	assert_int_equal(regions_read(fd, &maps, &rs), 0);
+	assert_int_equal(rs.n, 0);
+	regions_release(&rs);
+	{
+		char path[] = "/tmp/test-region-XXXXXX";
+		int tf = mkstemp(path);
+		void *fm;
+
+		assert_true(tf >= 0);
+		assert_int_equal(ftruncate(tf, page), 0);
+		fm = mmap(reg + 2 * page, (size_t)page, PROT_READ, MAP_PRIVATE | MAP_FIXED, tf, 0);
+		assert_true(fm == reg + 2 * page);
+		close(tf);
+		unlink(path);
+		proc_maps_release(&maps);
+		assert_int_equal(proc_maps_read(getpid(), &maps), 0);
+		/* up to the guard page after it: still ours; over a file: not */
+		set_size(fd, h, (uint64_t)page * 2);
+		assert_int_equal(regions_read(fd, &maps, &rs), 0);
+		assert_int_equal(rs.n, 1);
+		regions_release(&rs);
+		set_size(fd, h, (uint64_t)page * 3);
+		assert_int_equal(regions_read(fd, &maps, &rs), 0);
+		assert_int_equal(rs.n, 0);
+		regions_release(&rs);
+		set_size(fd, h, (uint64_t)page * 2 + 8);
+		assert_int_equal(regions_read(fd, &maps, &rs), 0);
+		assert_int_equal(rs.n, 0);
+		regions_release(&rs);
+		set_size(fd, h, (uint64_t)page * 2);
+	}
 
 	/* a bad magic: not a region */
 	assert_int_equal(proc_mem_write(fd, (uint64_t)(uintptr_t)reg, "XXXXXXXX", 8), 0);

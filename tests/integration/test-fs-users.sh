@@ -102,7 +102,7 @@ ht_eq "no temp file is left" "" "$(ls -A "$M" | grep tmp)"
 
 # -o incoming_gid=GID opens incoming/ to that group.
 ht_check "unmount" fusermount3 -u "$M"
-wait "$FS_PID"
+ht_wait_exit "$FS_PID" 15
 err_direct=$(as_nobody "$HP_BIN" apply "$root_pid" 2>&1)
 ht_eq "nobody: hp apply of root's process without a mount: exit 1" 1 "$?"
 ht_eq "... the same line as through the mount" "$err_mount" "$err_direct"

@@ -324,13 +324,13 @@ ht_check "the mount's log has them all (they went through the mount)" \
 
 # ---- a clean stop -------------------------------------------------------------------------
 kill -TERM "$FS_PID"
-wait "$FS_PID"
+ht_wait_exit "$FS_PID" 15
 ht_eq "SIGTERM: the daemon exits 0" 0 "$?"
 ht_check_fail "SIGTERM: no mount is left" fs_mounted "$M"
 ht_check "mount again" fs_mount "$M"
 daemon_out=$HT_LAST_OUT
 ht_check "fusermount3 -u" fusermount3 -u "$M"
-wait "$FS_PID"
+ht_wait_exit "$FS_PID" 15
 ht_eq "fusermount3 -u: the daemon exits 0" 0 "$?"
 ht_eq "the daemon printed nothing at start or stop (no thread-limit warning)" "" "$(cat "$daemon_out")"
 ht_check_fail "fusermount3 -u: no mount is left" fs_mounted "$M"
@@ -343,7 +343,7 @@ ht_match "no mount: hp apply again changes nothing" "already applied" "$("$HP_BI
 ht_check "mount again: it sees what the library did" fs_mount "$M"
 ht_match "the mount's status agrees" "state: hotpatched" "$(cat "$M/processes/$P/status")"
 ht_check "fusermount3 -u again" fusermount3 -u "$M"
-wait "$FS_PID"
+ht_wait_exit "$FS_PID" 15
 ht_check "no mount: hp revert PID (library)" "$HP_BIN" revert "$P"
 ht_match "no mount: reverted" "applied=- " "$("$HP_BIN" status "$P")"
 err=$("$HP_BIN" revert "$P" 2>&1)

@@ -81,6 +81,25 @@ ht_wait_for() {
 	done
 }
 
+# Wait for a child the test started to exit, at most $2 seconds (default
+# 10): a daemon that hangs must not hang the test. Returns the child's exit
+# status, or that of the SIGKILL it gets when the time is up.
+ht_wait_exit() {
+	local pid=$1 limit=${2:-10} i=0 state
+	while kill -0 "$pid" 2>/dev/null; do
+		state=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null || echo X)
+		[ "$state" = Z ] && break
+		i=$((i + 1))
+		if [ "$i" -ge $((limit * 20)) ]; then
+			ht_log "pid $pid still running after ${limit}s: killing it"
+			kill -KILL "$pid" 2>/dev/null
+			break
+		fi
+		sleep 0.05
+	done
+	wait "$pid"
+}
+
 ht_ok() { HT_PASS=$((HT_PASS + 1)); printf 'ok %d - %s\n' $((HT_PASS + HT_FAIL)) "$*"; }
 ht_not_ok() { HT_FAIL=$((HT_FAIL + 1)); printf 'not ok %d - %s\n' $((HT_PASS + HT_FAIL)) "$*"; }
 

@@ -93,7 +93,14 @@ void hpfs_log_release(void);
 int hpfs_auto_set(bool on);
 void hpfs_auto_stop(void);
 
-/* ops.c */
+/* ops.c: the operations, by path */
 extern const struct fuse_operations hpfs_ops;
+
+/* ll.c: the low-level front (inode table, per-entry timeouts) over hpfs_ops */
+struct fuse_lowlevel_ops;
+extern const struct fuse_lowlevel_ops hpfs_ll_ops;
+extern double hpfs_entry_timeout, hpfs_attr_timeout; /* -o entry_timeout, attr_timeout */
+/* The caller of the request this thread serves (uid, gid, pid). */
+struct fuse_context *hpfs_context(void);
 
 #endif

@@ -144,7 +144,7 @@ static int resolve(const char *path, struct hpfs_path *ret)
 
 static struct ctl_caller caller(void)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct ctl_caller who = { fc->uid, fc->gid };
 
 	return who;
@@ -152,7 +152,7 @@ static struct ctl_caller caller(void)
 
 static bool may_incoming(void)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 
 	return fc->uid == 0 || (hpfs.incoming_gid_set && fc->gid == hpfs.incoming_gid);
 }
@@ -579,7 +579,7 @@ static int hpfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off
 		pthread_mutex_unlock(&hpfs.lock);
 		break;
 	case K_PROCESSES: {
-		struct fuse_context *fc = fuse_get_context();
+		struct fuse_context *fc = hpfs_context();
 		pid_t *pids = NULL;
 		size_t n = 0;
 
@@ -670,7 +670,7 @@ static int status_text(struct hp_buf *out)
 
 static int compute(struct hpfs_fh *h, const struct hpfs_path *hp)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct ctl_status *st = NULL;
 	int r;
 
@@ -733,7 +733,7 @@ static bool writing(int flags)
 
 static int hpfs_open(const char *path, struct fuse_file_info *fi)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct hpfs_path hp;
 	struct hpfs_fh *h = NULL;
 	int r;
@@ -860,7 +860,7 @@ fail:
 
 static int hpfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct hpfs_path hp;
 	struct hpfs_fh *h = NULL;
 	int r;
@@ -1180,7 +1180,7 @@ static int hpfs_write(const char *path, const char *buf, size_t size, off_t off,
 
 static int hpfs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct hpfs_path hp;
 	int r;
 
@@ -1229,7 +1229,7 @@ static int hpfs_truncate(const char *path, off_t size, struct fuse_file_info *fi
 /* chmod, chown, utimens: accepted (and ignored) where a writer may write, for cp -p and Ansible. */
 static int meta_ok(const char *path)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct hpfs_path hp;
 	int r;
 
@@ -1288,7 +1288,7 @@ static int hpfs_utimens(const char *path, const struct timespec tv[2], struct fu
 
 static int hpfs_unlink(const char *path)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct hpfs_path hp;
 	int r;
 
@@ -1337,7 +1337,7 @@ static int hpfs_unlink(const char *path)
  */
 static int hpfs_rename(const char *from, const char *to, unsigned int flags)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct hpfs_path a, b;
 	struct hp_buf text = HP_BUF_INIT;
 	int r;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * hpfs.h: what the files of hotpatchfs share. main.c (options, start, stop),
- * ops.c (the FUSE operations), events.c (the event log), auto.c (the proc
+ * ops.c (the FUSE operations, by path), ll.c (the low-level front: inodes,
+ * per-entry timeouts), events.c (the event log), auto.c (the proc
  * connector behind auto-apply). The daemon holds no state of its own about
  * targets: ctl reads it from their memory. It keeps the event log, the
  * files being written into incoming/ and the temporary files Ansible makes

@@ -256,6 +256,18 @@ static void ll_init(void *data, struct fuse_conn_info *conn)
 static void ll_destroy(void *data)
 {
 	hpfs_ops.destroy(data);
+	pthread_mutex_lock(&nodes_lock);
+	for (size_t i = 0; i < NODE_BUCKETS; i++) {
+		while (ino_tab[i]) {
+			struct node *n = ino_tab[i];
+
+			ino_tab[i] = n->by_ino;
+			free(n->path);
+			free(n);
+		}
+		path_tab[i] = NULL;
+	}
+	pthread_mutex_unlock(&nodes_lock);
 }
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -668,9 +680,6 @@ static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	d->fh = fi->fh;
 	fi->fh = (uintptr_t)d;
-	if (catalog_depth(path) >= 0 && fi->cache_readdir) {
-		/* fi->keep_cache and cache_readdir as ops.c set them. */
-	}
 	if (fuse_reply_open(req, fi) != 0) {
 		fi->fh = d->fh;
 		hpfs_ops.releasedir(path, fi);

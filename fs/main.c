@@ -126,7 +126,7 @@ static void free_files(void)
 }
 
 /*
- * fuse_main(), except that a stop asked for by SIGTERM, SIGINT or SIGHUP is
+ * fuse_main() on a low-level session (ll.c), except that a stop asked for by SIGTERM, SIGINT or SIGHUP is
  * a clean exit (status 0), as it is for `fusermount3 -u`.
  */
 static int serve(struct fuse_args *args)

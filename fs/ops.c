@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The FUSE operations of hotpatchfs (high-level API, paths). Every control
+ * The FUSE operations of hotpatchfs, by path (the high-level API's shape;
+ * ll.c serves them through the low-level API with per-entry timeouts). Every control
  * handler has one shape: parse, check the caller, act, return the byte count
  * or -errno. Nothing here holds a lock while an apply runs: a slow apply
  * occupies one worker thread of the multi-threaded loop and nothing else.
@@ -140,6 +141,15 @@ static int resolve(const char *path, struct hpfs_path *ret)
 	ret->kind = K_TMP;
 	ret->sub = p;
 	return 0;
+}
+
+static unsigned slashes(const char *s)
+{
+	unsigned n = 0;
+
+	for (; *s; s++)
+		n += *s == '/';
+	return n;
 }
 
 static struct ctl_caller caller(void)
@@ -764,8 +774,12 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 		h->data.data = data;
 		h->data.len = len;
 		h->data.cap = len;
-		/* Immutable within a snapshot, and the mtime names the snapshot. */
-		fi->keep_cache = catalog_keep_cache;
+		/*
+		 * Immutable within a snapshot, and the mtime names the snapshot. A
+		 * set's files (BASELINE/MONTH/SET/FILE) never change at all: a set
+		 * is never replaced (import refuses it, pull only fast-forwards).
+		 */
+		fi->keep_cache = catalog_keep_cache || slashes(hp.sub) >= 3;
 		break;
 	}
 	case K_APPLY:

@@ -60,6 +60,7 @@ struct hpfs_fh {
 	 */
 	bool wrote;
 	bool imported;
+	bool loaded; /* catalog file: data holds the blob (read at the first read) */
 };
 
 /* Set in init: may catalog files and directories keep their kernel caches? */
@@ -758,8 +759,7 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 	case K_INCOMING:
 		return -EISDIR;
 	case K_CATALOG: {
-		void *data = NULL;
-		size_t len = 0;
+		struct store_node node;
 
 		if (writing(fi->flags))
 			return -EROFS;
@@ -768,18 +768,22 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 			return -ENOMEM;
 		r = ctl_snap_get(hpfs.ctl, false, &h->snap);
 		if (r >= 0)
-			r = store_snap_read(ctl_snap_store(h->snap), hp.sub, &data, &len);
+			r = store_snap_stat(ctl_snap_store(h->snap), hp.sub, &node);
+		if (r >= 0 && node.type == STORE_NODE_DIR)
+			r = -EISDIR;
+		if (r >= 0 && !(h->sub = strdup(hp.sub)))
+			r = -ENOMEM;
 		if (r < 0)
 			goto fail;
-		h->data.data = data;
-		h->data.len = len;
-		h->data.cap = len;
 		/*
 		 * Immutable within a snapshot, and the mtime names the snapshot. A
 		 * set's files (BASELINE/MONTH/SET/FILE) never change at all: a set
 		 * is never replaced (import refuses it, pull only fast-forwards).
+		 * The blob is read at the first read(): with the page cache kept,
+		 * an open of a file read before costs no git read, and no flush.
 		 */
 		fi->keep_cache = catalog_keep_cache || slashes(hp.sub) >= 3;
+		fi->noflush = 1;
 		break;
 	}
 	case K_APPLY:
@@ -1086,6 +1090,25 @@ static int hpfs_read(const char *path, char *buf, size_t size, off_t off,
 		pthread_mutex_lock(&hpfs.lock);
 		r = read_buf(&h->in->data, buf, size, off);
 		pthread_mutex_unlock(&hpfs.lock);
+		return r;
+	case K_CATALOG:
+		pthread_mutex_lock(&h->lock);
+		r = 0;
+		if (!h->loaded) {
+			void *data = NULL;
+			size_t len = 0;
+
+			r = store_snap_read(ctl_snap_store(h->snap), h->sub, &data, &len);
+			if (r >= 0) {
+				h->data.data = data;
+				h->data.len = len;
+				h->data.cap = len;
+				h->loaded = true;
+			}
+		}
+		if (r >= 0)
+			r = read_buf(&h->data, buf, size, off);
+		pthread_mutex_unlock(&h->lock);
 		return r;
 	default:
 		return read_buf(&h->data, buf, size, off);

@@ -494,9 +494,11 @@ static int hpfs_opendir(const char *path, struct fuse_file_info *fi)
 		/*
 		 * A catalog directory is immutable within a snapshot, and its mtime
 		 * names the snapshot: the kernel may cache its entries (it drops them
-		 * when the mtime changes).
+		 * when the mtime changes). A set's directory (BASELINE/MONTH/SET)
+		 * never changes: its entries are cached whatever the timeouts.
 		 */
-		if (hp.kind == K_CATALOG && h->snap && catalog_keep_cache) {
+		if (hp.kind == K_CATALOG && h->snap &&
+		    (catalog_keep_cache || slashes(hp.sub) >= 2)) {
 			fi->cache_readdir = 1;
 			fi->keep_cache = 1;
 		}

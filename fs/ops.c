@@ -1488,8 +1488,11 @@ static int hpfs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 static void *hpfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	/*
-	 * With zero timeouts the attributes readdirplus brings are stale at once:
-	 * plain readdir spares the daemon a stat per entry.
+	 * ll.c answers no READDIRPLUS: after a first walk the catalog's names
+	 * and attributes are cached (per-entry timeouts), and state files'
+	 * attributes would be stale at once. The first walk pays a LOOKUP per
+	 * name that readdirplus would spare. The fuse_config fields below are
+	 * the high-level API's; ll.c reads only the timeouts.
 	 */
 	conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	/* Unlinked open files are dropped, not renamed to .fuse_hidden*. */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * hpfs.h: what the files of hotpatchfs share. main.c (options, start, stop),
- * ops.c (the FUSE operations), events.c (the event log), auto.c (the proc
+ * ops.c (the FUSE operations, by path), ll.c (the low-level front: inodes,
+ * per-entry timeouts), events.c (the event log), auto.c (the proc
  * connector behind auto-apply). The daemon holds no state of its own about
  * targets: ctl reads it from their memory. It keeps the event log, the
  * files being written into incoming/ and the temporary files Ansible makes
@@ -93,7 +94,14 @@ void hpfs_log_release(void);
 int hpfs_auto_set(bool on);
 void hpfs_auto_stop(void);
 
-/* ops.c */
+/* ops.c: the operations, by path */
 extern const struct fuse_operations hpfs_ops;
+
+/* ll.c: the low-level front (inode table, per-entry timeouts) over hpfs_ops */
+struct fuse_lowlevel_ops;
+extern const struct fuse_lowlevel_ops hpfs_ll_ops;
+extern double hpfs_entry_timeout, hpfs_attr_timeout; /* -o entry_timeout, attr_timeout */
+/* The caller of the request this thread serves (uid, gid, pid). */
+struct fuse_context *hpfs_context(void);
 
 #endif

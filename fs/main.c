@@ -33,6 +33,7 @@ struct cli {
 	unsigned incoming_gid;
 	int incoming_gid_set;
 	unsigned budget_ms;
+	double entry_timeout, attr_timeout;
 	int help;
 	int version;
 };
@@ -47,6 +48,12 @@ static const struct fuse_opt cli_opts[] = {
 	/* The safety budget of an apply (fs/README.md, hotpatchfs.8; test-contrib checks they agree). */
 	{ "budget_ms=%u", offsetof(struct cli, budget_ms), 0 },
 	FUSE_OPT_KEY("budget_ms=", FUSE_OPT_KEY_DISCARD),
+	/* Ours, not libfuse's: the low-level session knows no timeouts (ll.c). */
+	{ "entry_timeout=%lf", offsetof(struct cli, entry_timeout), 0 },
+	FUSE_OPT_KEY("entry_timeout=", FUSE_OPT_KEY_DISCARD),
+	{ "attr_timeout=%lf", offsetof(struct cli, attr_timeout), 0 },
+	FUSE_OPT_KEY("attr_timeout=", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("negative_timeout=", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -119,15 +126,14 @@ static void free_files(void)
 }
 
 /*
- * fuse_main(), except that a stop asked for by SIGTERM, SIGINT or SIGHUP is
+ * fuse_main() on a low-level session (ll.c), except that a stop asked for by SIGTERM, SIGINT or SIGHUP is
  * a clean exit (status 0), as it is for `fusermount3 -u`.
  */
 static int serve(struct fuse_args *args)
 {
 	struct fuse_cmdline_opts o;
 	struct fuse_loop_config *lc = NULL;
-	struct fuse_session *se;
-	struct fuse *fuse = NULL;
+	struct fuse_session *se = NULL;
 	bool mounted = false, handlers = false;
 	int r, status = 1;
 
@@ -138,20 +144,19 @@ static int serve(struct fuse_args *args)
 		fprintf(stderr, "hotpatchfs: no mount point\n");
 		goto out;
 	}
-	fuse = fuse_new(args, &hpfs_ops, sizeof(hpfs_ops), &hpfs);
-	if (!fuse)
+	se = fuse_session_new(args, &hpfs_ll_ops, sizeof(hpfs_ll_ops), &hpfs);
+	if (!se)
 		goto out;
-	if (fuse_mount(fuse, o.mountpoint) != 0)
+	if (fuse_session_mount(se, o.mountpoint) != 0)
 		goto out;
 	mounted = true;
 	if (fuse_daemonize(o.foreground) != 0)
 		goto out;
-	se = fuse_get_session(fuse);
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out;
 	handlers = true;
 	if (o.singlethread) {
-		r = fuse_loop(fuse);
+		r = fuse_session_loop(se);
 	} else {
 		lc = fuse_loop_cfg_create();
 		if (!lc)
@@ -162,7 +167,7 @@ static int serve(struct fuse_args *args)
 			fuse_loop_cfg_set_idle_threads(lc, o.max_idle_threads);
 		if (o.max_threads != UINT_MAX)
 			fuse_loop_cfg_set_max_threads(lc, o.max_threads);
-		r = fuse_loop_mt(fuse, lc);
+		r = fuse_session_loop_mt(se, lc);
 	}
 	/* The loop returns the number of the signal that stopped it. */
 	status = (r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP) ? 0 : 1;
@@ -170,10 +175,11 @@ static int serve(struct fuse_args *args)
 		fprintf(stderr, "hotpatchfs: the request loop failed: %s\n", strerror(r < 0 ? -r : r));
 out:
 	if (handlers)
-		fuse_remove_signal_handlers(fuse_get_session(fuse));
+		fuse_remove_signal_handlers(se);
 	if (mounted)
-		fuse_unmount(fuse);
-	fuse_destroy(fuse);
+		fuse_session_unmount(se);
+	if (se)
+		fuse_session_destroy(se);
 	fuse_loop_cfg_destroy(lc);
 	free(o.mountpoint);
 	return status;
@@ -240,8 +246,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	/* Our defaults go first so that the user's -o can override them. */
-	if (fuse_opt_insert_arg(&args, 1, "-osubtype=hotpatchfs,fsname=hotpatchfs,"
-				"entry_timeout=0,attr_timeout=0,negative_timeout=0") < 0)
+	hpfs_entry_timeout = cli.entry_timeout;
+	hpfs_attr_timeout = cli.attr_timeout;
+	if (fuse_opt_insert_arg(&args, 1, "-osubtype=hotpatchfs,fsname=hotpatchfs") < 0)
 		goto out;
 	status = serve(&args);
 	hpfs_auto_stop();

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The FUSE operations of hotpatchfs (high-level API, paths). Every control
+ * The FUSE operations of hotpatchfs, by path (the high-level API's shape;
+ * ll.c serves them through the low-level API with per-entry timeouts). Every control
  * handler has one shape: parse, check the caller, act, return the byte count
  * or -errno. Nothing here holds a lock while an apply runs: a slow apply
  * occupies one worker thread of the multi-threaded loop and nothing else.
@@ -59,6 +60,7 @@ struct hpfs_fh {
 	 */
 	bool wrote;
 	bool imported;
+	bool loaded; /* catalog file: data holds the blob (read at the first read) */
 };
 
 /* Set in init: may catalog files and directories keep their kernel caches? */
@@ -142,9 +144,18 @@ static int resolve(const char *path, struct hpfs_path *ret)
 	return 0;
 }
 
+static unsigned slashes(const char *s)
+{
+	unsigned n = 0;
+
+	for (; *s; s++)
+		n += *s == '/';
+	return n;
+}
+
 static struct ctl_caller caller(void)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct ctl_caller who = { fc->uid, fc->gid };
 
 	return who;
@@ -152,7 +163,7 @@ static struct ctl_caller caller(void)
 
 static bool may_incoming(void)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 
 	return fc->uid == 0 || (hpfs.incoming_gid_set && fc->gid == hpfs.incoming_gid);
 }
@@ -483,9 +494,11 @@ static int hpfs_opendir(const char *path, struct fuse_file_info *fi)
 		/*
 		 * A catalog directory is immutable within a snapshot, and its mtime
 		 * names the snapshot: the kernel may cache its entries (it drops them
-		 * when the mtime changes).
+		 * when the mtime changes). A set's directory (BASELINE/MONTH/SET)
+		 * never changes: its entries are cached whatever the timeouts.
 		 */
-		if (hp.kind == K_CATALOG && h->snap && catalog_keep_cache) {
+		if (hp.kind == K_CATALOG && h->snap &&
+		    (catalog_keep_cache || slashes(hp.sub) >= 2)) {
 			fi->cache_readdir = 1;
 			fi->keep_cache = 1;
 		}
@@ -579,7 +592,7 @@ static int hpfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off
 		pthread_mutex_unlock(&hpfs.lock);
 		break;
 	case K_PROCESSES: {
-		struct fuse_context *fc = fuse_get_context();
+		struct fuse_context *fc = hpfs_context();
 		pid_t *pids = NULL;
 		size_t n = 0;
 
@@ -670,7 +683,7 @@ static int status_text(struct hp_buf *out)
 
 static int compute(struct hpfs_fh *h, const struct hpfs_path *hp)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct ctl_status *st = NULL;
 	int r;
 
@@ -733,7 +746,7 @@ static bool writing(int flags)
 
 static int hpfs_open(const char *path, struct fuse_file_info *fi)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct hpfs_path hp;
 	struct hpfs_fh *h = NULL;
 	int r;
@@ -748,8 +761,7 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 	case K_INCOMING:
 		return -EISDIR;
 	case K_CATALOG: {
-		void *data = NULL;
-		size_t len = 0;
+		struct store_node node;
 
 		if (writing(fi->flags))
 			return -EROFS;
@@ -758,14 +770,22 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 			return -ENOMEM;
 		r = ctl_snap_get(hpfs.ctl, false, &h->snap);
 		if (r >= 0)
-			r = store_snap_read(ctl_snap_store(h->snap), hp.sub, &data, &len);
+			r = store_snap_stat(ctl_snap_store(h->snap), hp.sub, &node);
+		if (r >= 0 && node.type == STORE_NODE_DIR)
+			r = -EISDIR;
+		if (r >= 0 && !(h->sub = strdup(hp.sub)))
+			r = -ENOMEM;
 		if (r < 0)
 			goto fail;
-		h->data.data = data;
-		h->data.len = len;
-		h->data.cap = len;
-		/* Immutable within a snapshot, and the mtime names the snapshot. */
-		fi->keep_cache = catalog_keep_cache;
+		/*
+		 * Immutable within a snapshot, and the mtime names the snapshot. A
+		 * set's files (BASELINE/MONTH/SET/FILE) never change at all: a set
+		 * is never replaced (import refuses it, pull only fast-forwards).
+		 * The blob is read at the first read(): with the page cache kept,
+		 * an open of a file read before costs no git read, and no flush.
+		 */
+		fi->keep_cache = catalog_keep_cache || slashes(hp.sub) >= 3;
+		fi->noflush = 1;
 		break;
 	}
 	case K_APPLY:
@@ -860,7 +880,7 @@ fail:
 
 static int hpfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct hpfs_path hp;
 	struct hpfs_fh *h = NULL;
 	int r;
@@ -1073,6 +1093,25 @@ static int hpfs_read(const char *path, char *buf, size_t size, off_t off,
 		r = read_buf(&h->in->data, buf, size, off);
 		pthread_mutex_unlock(&hpfs.lock);
 		return r;
+	case K_CATALOG:
+		pthread_mutex_lock(&h->lock);
+		r = 0;
+		if (!h->loaded) {
+			void *data = NULL;
+			size_t len = 0;
+
+			r = store_snap_read(ctl_snap_store(h->snap), h->sub, &data, &len);
+			if (r >= 0) {
+				h->data.data = data;
+				h->data.len = len;
+				h->data.cap = len;
+				h->loaded = true;
+			}
+		}
+		if (r >= 0)
+			r = read_buf(&h->data, buf, size, off);
+		pthread_mutex_unlock(&h->lock);
+		return r;
 	default:
 		return read_buf(&h->data, buf, size, off);
 	}
@@ -1180,7 +1219,7 @@ static int hpfs_write(const char *path, const char *buf, size_t size, off_t off,
 
 static int hpfs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct hpfs_path hp;
 	int r;
 
@@ -1229,7 +1268,7 @@ static int hpfs_truncate(const char *path, off_t size, struct fuse_file_info *fi
 /* chmod, chown, utimens: accepted (and ignored) where a writer may write, for cp -p and Ansible. */
 static int meta_ok(const char *path)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct hpfs_path hp;
 	int r;
 
@@ -1288,7 +1327,7 @@ static int hpfs_utimens(const char *path, const struct timespec tv[2], struct fu
 
 static int hpfs_unlink(const char *path)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct hpfs_path hp;
 	int r;
 
@@ -1337,7 +1376,7 @@ static int hpfs_unlink(const char *path)
  */
 static int hpfs_rename(const char *from, const char *to, unsigned int flags)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct fuse_context *fc = hpfs_context();
 	struct hpfs_path a, b;
 	struct hp_buf text = HP_BUF_INIT;
 	int r;
@@ -1449,8 +1488,11 @@ static int hpfs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 static void *hpfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	/*
-	 * With zero timeouts the attributes readdirplus brings are stale at once:
-	 * plain readdir spares the daemon a stat per entry.
+	 * ll.c answers no READDIRPLUS: after a first walk the catalog's names
+	 * and attributes are cached (per-entry timeouts), and state files'
+	 * attributes would be stale at once. The first walk pays a LOOKUP per
+	 * name that readdirplus would spare. The fuse_config fields below are
+	 * the high-level API's; ll.c reads only the timeouts.
 	 */
 	conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	/* Unlinked open files are dropped, not renamed to .fuse_hidden*. */

@@ -82,12 +82,21 @@ ht_match "double apply changes nothing" "apply pid=$P set=2026.01/2026-02/cve-20
 ht_eq "double apply: same state" "$s" "$(cat "$M/processes/$P/status")"
 
 # A newer month lands through incoming/ and the catalog follows HEAD.
+# The listings and files below were read (and cached by the kernel) first.
+ls -R "$M/catalog" >/dev/null
+cat "$set_dir/manifest" >/dev/null
+ino0=$(stat -c %i "$set_dir/manifest")
 head0=$(fs_head)
 ht_check "incoming: cp a good bundle" cp "$T/mar.tar.gz" "$M/incoming/"
 ht_check "incoming: the store moved" test "$(fs_head)" != "$head0"
 ht_check "incoming: the catalog shows the new month" test -d "$M/catalog/2026.01/2026-03/cve-2026-0001"
 ht_eq "incoming: the file is consumed" "" "$(ls -A "$M/incoming")"
 ht_eq "catalog/latest follows" "2026.01/2026-03" "$(readlink "$M/catalog/latest")"
+ht_eq "catalog: the baseline's listing follows (no stale cache)" "2026-02 2026-03 BASELINE" \
+	"$(ls "$M/catalog/2026.01" | tr '\n' ' ' | sed 's/ $//')"
+ht_check "catalog: a set read before the import still reads its blob" \
+	cmp "$set_dir/manifest" <(git --git-dir="$HP_STORE" show HEAD:2026.01/2026-02/cve-2026-0001/manifest)
+ht_eq "catalog: a path keeps its inode number" "$ino0" "$(stat -c %i "$set_dir/manifest")"
 ht_check "catalog: BASELINE is the new HEAD's blob (no stale cache)" \
 	cmp "$M/catalog/2026.01/BASELINE" <(git --git-dir="$HP_STORE" show HEAD:2026.01/BASELINE)
 ht_match "log: the import" "import set=2026.01/2026-03/cve-2026-0001 result=ok" "$(cat "$M/log")"

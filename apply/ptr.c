@@ -526,6 +526,11 @@ int ptr_stop_all(struct ptr_world *w)
 	if (r < 0)
 		return r;
 	w->t_all_stopped_begin = hp_now_us();
+	w->on_stop_r = 0;
+	/* the threads already held (the sys thread) are checked first */
+	for (size_t i = 0; i < w->n && w->on_stop && !w->on_stop_r; i++)
+		if (w->t[i].stopped)
+			w->on_stop_r = w->on_stop(w->on_stop_arg, &w->t[i]);
 	for (unsigned round = 0;; round++) {
 		size_t before = w->n, added = 0;
 
@@ -583,6 +588,8 @@ int ptr_stop_all(struct ptr_world *w)
 				goto fail;
 			restart_fixup(w, t);
 			t->stopped = true;
+			if (w->on_stop && !w->on_stop_r)
+				w->on_stop_r = w->on_stop(w->on_stop_arg, t);
 			i++;
 		}
 		/* a stable list with every listed thread stopped: nobody left to clone */

@@ -193,6 +193,14 @@ struct ptr_world {
 	size_t n_stuck;
 	bool lost;            /* an injected call outlived its bound: no more calls */
 	size_t n_seen;        /* threads held in the last full stop */
+	/* called by ptr_stop_all for each thread held (the sys thread and
+	 * those held before it included) as soon as its stop is confirmed,
+	 * while the rest are being stopped; its first negative result is kept
+	 * in on_stop_r and it is not called again in that stop (the stop goes
+	 * on: the caller decides) */
+	int (*on_stop)(void *arg, const struct ptr_thread *t);
+	void *on_stop_arg;
+	int on_stop_r;
 	uint64_t t_all_stopped_begin;
 	uint64_t t_all_resumed;
 };
@@ -301,5 +309,20 @@ struct safety_range {
  */
 int safety_check(pid_t pid, const pid_t *tids, size_t n_tids,
 		 const struct safety_range *ranges, size_t n_ranges);
+
+/*
+ * The same check one thread at a time (engine.c checks each thread as
+ * soon as its stop is confirmed, while the others are being stopped).
+ * ranges must outlive the session. live: threads of the process not yet
+ * stopped may run between two safety_thread calls (nothing read for one
+ * thread is then reused for the next). safety_thread: the thread is in a
+ * ptrace-stop; regs its registers (struct user_regs_struct, as read at the
+ * stop) or NULL to read them; results as safety_check's.
+ */
+struct safety_session;
+int safety_begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, bool live,
+		 struct safety_session **ret);
+int safety_thread(struct safety_session *s, pid_t tid, const uint64_t *regs);
+void safety_end(struct safety_session *s);
 
 #endif

@@ -148,6 +148,8 @@ struct op {
 	} *spans;
 	size_t n_spans;
 	struct safety_range *required;
+	struct safety_range *all; /* required, then the regions to unmap */
+	size_t n_all;
 	size_t n_required;
 	/* regions to unmap when safe: indices into regions */
 	size_t *unmap;
@@ -176,6 +178,7 @@ static void op_release(struct op *op)
 	}
 	free(op->spans);
 	free(op->required);
+	free(op->all);
 	free(op->unmap);
 	free(op->unmap_ok);
 }
@@ -608,24 +611,13 @@ static int check_safe(struct op *op, const struct safety_range *ranges, size_t n
  * range is -EBUSY (retry), busy only in an old region keeps that region
  * mapped (an orphan, unmapped by a later operation) and goes on.
  */
-static int check_unmap_and_required(struct op *op)
+static int check_unmap_and_required(struct op *op, int first)
 {
-	struct safety_range *all;
-	size_t n = op->n_required;
 	int r;
 
-	all = malloc((op->n_required + op->n_unmap + 1) * sizeof(*all));
-	if (!all)
-		return -ENOMEM;
-	if (n)
-		memcpy(all, op->required, n * sizeof(*all));
-	for (size_t i = 0; i < op->n_unmap; i++) {
-		const struct region *rg = &op->regions.v[op->unmap[i]];
-
-		all[n++] = (struct safety_range){ rg->addr, rg->addr + rg->hdr.region_size,
-						  rg->hdr.set_id };
-	}
-	r = check_safe(op, all, n);
+	/* first: the check of every thread for required + unmap ranges
+	 * together, made while the threads were being stopped (on_stop) */
+	r = first;
 	if (r == 0 || r != -EBUSY || !op->n_unmap) {
 		for (size_t i = 0; i < op->n_unmap; i++)
 			op->unmap_ok[i] = r == 0;
@@ -635,10 +627,53 @@ static int check_unmap_and_required(struct op *op)
 	if (r < 0)
 		goto out;
 	for (size_t i = 0; i < op->n_unmap; i++)
-		op->unmap_ok[i] = check_safe(op, &all[op->n_required + i], 1) == 0;
+		op->unmap_ok[i] = check_safe(op, &op->all[op->n_required + i], 1) == 0;
 	hp_err_clear();
 out:
-	free(all);
+	return r;
+}
+
+/* The ranges checked in the stop: required (switched functions), then the
+ * regions to unmap. */
+static int build_all_ranges(struct op *op)
+{
+	size_t n = op->n_required;
+
+	free(op->all);
+	op->all = malloc((op->n_required + op->n_unmap + 1) * sizeof(*op->all));
+	if (!op->all)
+		return -ENOMEM;
+	if (n)
+		memcpy(op->all, op->required, n * sizeof(*op->all));
+	for (size_t i = 0; i < op->n_unmap; i++) {
+		const struct region *rg = &op->regions.v[op->unmap[i]];
+
+		op->all[n++] = (struct safety_range){ rg->addr, rg->addr + rg->hdr.region_size,
+						      rg->hdr.set_id };
+	}
+	op->n_all = n;
+	return 0;
+}
+
+/*
+ * ptr_stop_all's on_stop: the safety check of one thread as soon as its
+ * stop is confirmed, from the registers the stop read, while the other
+ * threads are still being stopped (the thread stays held until the
+ * switch, so what is seen of it holds then). The first failure's message
+ * is kept: the stop goes on and may overwrite the error slot.
+ */
+struct stop_check {
+	struct safety_session *s;
+	char msg[256];
+};
+
+static int on_stop_check(void *arg, const struct ptr_thread *t)
+{
+	struct stop_check *sc = arg;
+	int r = safety_thread(sc->s, t->tid, t->regs);
+
+	if (r < 0)
+		snprintf(sc->msg, sizeof(sc->msg), "%s", hp_errmsg(r));
 	return r;
 }
 
@@ -722,17 +757,36 @@ static int stop_and_switch_locked(struct op *op)
 	r = ptr_syscall_end(&op->w);
 	if (r == 0)
 		r = build_spans(op);
+	if (r == 0)
+		r = build_all_ranges(op);
 	if (r < 0)
 		return r;
 	for (;;) {
+		struct stop_check sc = { NULL, "" };
+
 		r = ptr_stop_sys(&op->w);
 		if (r < 0)
 			return r;
+		if (op->n_all) {
+			r = safety_begin(op->view, op->all, op->n_all, true, &sc.s);
+			if (r < 0) {
+				ptr_resume(&op->w, true);
+				return r;
+			}
+			op->w.on_stop = on_stop_check;
+			op->w.on_stop_arg = &sc;
+		}
 		r = ptr_stop_all(&op->w);
+		op->w.on_stop = NULL;
+		op->w.on_stop_arg = NULL;
+		safety_end(sc.s);
 		if (r < 0)
 			return r;
 		op->n_tries++;
-		r = check_unmap_and_required(op);
+		r = op->w.on_stop_r;
+		if (r < 0)
+			hp_err(r, "%s", sc.msg);
+		r = check_unmap_and_required(op, r);
 		if (r == 0)
 			r = check_entries(op);
 		if (r != -EBUSY)

@@ -348,6 +348,38 @@ static int task_state(pid_t pid, pid_t tid, char *ret_state)
 	return r;
 }
 
+/*
+ * Field 20 (num_threads) of /proc/PID/stat: the threads the kernel counts
+ * in the group (a zombie leader included); -1 when unknown. Cheaper than
+ * listing /proc/PID/task (13-17 us against 35-120 us at 67 threads here).
+ */
+static long thread_count(pid_t pid)
+{
+	char path[64];
+	char buf[1024];
+	const char *p;
+	long n = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ') {
+		/* after ") ": field 3 (state) is the first; 20 is the 18th */
+		p += 2;
+		for (int i = 3; i < 20 && p; i++) {
+			p = strchr(p, ' ');
+			if (p)
+				p++;
+		}
+		if (p && *p >= '0' && *p <= '9')
+			n = strtol(p, NULL, 10);
+	}
+	fclose(f);
+	return n;
+}
+
 /* The thread ids of the process; ret_tids malloc'd. */
 static int list_tasks(pid_t pid, pid_t **ret_tids, size_t *ret_n)
 {
@@ -526,6 +558,11 @@ int ptr_stop_all(struct ptr_world *w)
 	if (r < 0)
 		return r;
 	w->t_all_stopped_begin = hp_now_us();
+	w->on_stop_r = 0;
+	/* the threads already held (the sys thread) are checked first */
+	for (size_t i = 0; i < w->n && w->on_stop && !w->on_stop_r; i++)
+		if (w->t[i].stopped)
+			w->on_stop_r = w->on_stop(w->on_stop_arg, &w->t[i]);
 	for (unsigned round = 0;; round++) {
 		size_t before = w->n, added = 0;
 
@@ -583,12 +620,24 @@ int ptr_stop_all(struct ptr_world *w)
 				goto fail;
 			restart_fixup(w, t);
 			t->stopped = true;
+			if (w->on_stop && !w->on_stop_r)
+				w->on_stop_r = w->on_stop(w->on_stop_arg, t);
 			i++;
 		}
 		/* a stable list with every listed thread stopped: nobody left to clone */
 		if (!added && !first)
 			break;
 		first = false;
+		/*
+		 * Every thread we hold is in its ptrace-stop, so alive and counted
+		 * by the kernel: as many threads in the group as we hold means
+		 * none was born that we missed (one of ours could only have left
+		 * by a SIGKILL of the group, or an exec in a thread we missed, which
+		 * leaves one thread). Any other count, a zombie leader's say, takes
+		 * the listing again.
+		 */
+		if (thread_count(w->pid) == (long)w->n)
+			break;
 	}
 	w->n_seen = w->n;
 	return 0;

@@ -940,7 +940,8 @@ static int stack_clean(struct safety_ctx *c, pid_t tid, uint64_t sp, const struc
 }
 #endif
 
-static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set *s)
+static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set *s,
+			const uint64_t *regs)
 {
 	const struct safety_range *hit;
 	unw_cursor_t cur;
@@ -951,7 +952,10 @@ static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set
 	c->tid = tid;
 	c->noinfo = false;
 #if defined(__x86_64__)
-	if (ptrace(PTRACE_GETREGS, tid, NULL, &c->regs) < 0) {
+	if (regs) {
+		/* the registers the stop already read (struct user_regs_struct) */
+		memcpy(&c->regs, regs, sizeof(c->regs));
+	} else if (ptrace(PTRACE_GETREGS, tid, NULL, &c->regs) < 0) {
 		r = errno == ESRCH ? hp_err(-ESRCH, "thread %d vanished", (int)tid)
 				   : hp_err(-errno, "thread %d: read registers: %s", (int)tid,
 					    strerror(errno));
@@ -1111,62 +1115,134 @@ static struct safety_tls *thread_state(void)
 	return t;
 }
 
-int safety_check(pid_t pid, const pid_t *tids, size_t n_tids, const struct safety_range *ranges,
-		 size_t n_ranges)
-{
-	struct safety_ctx c = { .pid = pid, .memfd = -1, .mapsfd = -1 };
+/*
+ * A check spread over a stop (engine.c checks each thread as soon as it is
+ * in its ptrace-stop, while the others are still being stopped): the ranges
+ * sorted once, the mappings descriptor and the buffers kept. Threads not
+ * yet stopped may still run meanwhile (dlopen, munmap, JIT): nothing read
+ * from memory for one thread is trusted for the next (page cache, unwind
+ * tables, parsed maps and libunwind's cache are dropped between threads of
+ * a live session).
+ */
+struct safety_session {
+	struct safety_ctx c;
+	struct safety_set set;
+	bool live;
+	bool first;
+};
 
+static void session_forget(struct safety_session *s)
+{
+	struct safety_ctx *c = &s->c;
+
+	for (unsigned i = 0; i < SAFETY_CACHE_PAGES; i++)
+		c->cache[i].addr = UINT64_MAX;
+	for (size_t i = 0; i < c->n_objs; i++)
+		free(c->objs[i].table);
+	free(c->objs);
+	c->objs = NULL;
+	c->n_objs = c->cap_objs = 0;
+	free(c->maps);
+	c->maps = NULL;
+	c->n_maps = 0;
+	/* the flush bumps the generation, which empties the register-state
+	 * cache lazily on first use */
+	unw_flush_cache(c->as, 0, 0);
+}
+
+void safety_end(struct safety_session *s)
+{
+	if (!s)
+		return;
+	if (s->c.memfd >= 0)
+		close(s->c.memfd);
+	if (s->c.mapsfd >= 0)
+		close(s->c.mapsfd);
+	free(s->c.maps);
+	for (size_t i = 0; i < s->c.n_objs; i++)
+		free(s->c.objs[i].table);
+	free(s->c.objs);
+	free(s->set.s);
+	free(s);
+}
+
+int safety_begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, bool live,
+		 struct safety_session **ret)
+{
+	struct safety_session *s;
+	struct safety_tls *t;
+	int r;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return hp_err(-ENOMEM, "out of memory");
+	s->c.pid = pid;
+	s->c.memfd = -1;
+	s->c.mapsfd = -1;
 	/* The parsed-text path is what kernels before 6.11 take; this lets
 	 * the tests and the bench run it on newer ones. */
 	if (getenv("HP_SAFETY_MAPS_TEXT"))
-		c.query = SAFETY_QUERY_NO;
-	struct safety_set set = { NULL, n_ranges, 0, UINT64_MAX, 0 };
-	struct safety_tls *t;
+		s->c.query = SAFETY_QUERY_NO;
+	s->live = live;
+	s->first = true;
+	s->set = (struct safety_set){ NULL, n_ranges, 0, UINT64_MAX, 0 };
+	s->set.s = malloc((n_ranges ? n_ranges : 1) * sizeof(*s->set.s));
+	t = thread_state();
+	if (!s->set.s || !t) {
+		r = hp_err(-ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < n_ranges; i++) {
+		s->set.s[i].r = &ranges[i];
+		if (ranges[i].end > ranges[i].start && ranges[i].end - ranges[i].start > s->set.max_len)
+			s->set.max_len = ranges[i].end - ranges[i].start;
+		if (ranges[i].start < s->set.lo)
+			s->set.lo = ranges[i].start;
+		if (ranges[i].end > s->set.hi)
+			s->set.hi = ranges[i].end;
+	}
+	qsort(s->set.s, n_ranges, sizeof(*s->set.s), range_cmp);
+	for (unsigned i = 0; i < SAFETY_CACHE_PAGES; i++) {
+		s->c.cache[i].addr = UINT64_MAX;
+		s->c.cache[i].data = t->pages + (size_t)i * SAFETY_PAGE;
+	}
+	s->c.as = t->as;
+	/* Nothing learnt about another process, or this one earlier, is
+	 * trusted. */
+	unw_flush_cache(s->c.as, 0, 0);
+	*ret = s;
+	return 0;
+fail:
+	safety_end(s);
+	return r;
+}
+
+int safety_thread(struct safety_session *s, pid_t tid, const uint64_t *regs)
+{
+	if (s->set.n == 0)
+		return 0;
+	if (s->live && !s->first)
+		session_forget(s);
+	s->first = false;
+	return check_thread(&s->c, tid, &s->set, regs);
+}
+
+int safety_check(pid_t pid, const pid_t *tids, size_t n_tids, const struct safety_range *ranges,
+		 size_t n_ranges)
+{
+	struct safety_session *s = NULL;
 	int r;
 
 	if (n_ranges == 0 || n_tids == 0)
 		return 0;
-	set.s = malloc(n_ranges * sizeof(*set.s));
-	t = thread_state();
-	if (!set.s || !t) {
-		r = hp_err(-ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n_ranges; i++) {
-		set.s[i].r = &ranges[i];
-		if (ranges[i].end > ranges[i].start && ranges[i].end - ranges[i].start > set.max_len)
-			set.max_len = ranges[i].end - ranges[i].start;
-		if (ranges[i].start < set.lo)
-			set.lo = ranges[i].start;
-		if (ranges[i].end > set.hi)
-			set.hi = ranges[i].end;
-	}
-	qsort(set.s, n_ranges, sizeof(*set.s), range_cmp);
-	for (unsigned i = 0; i < SAFETY_CACHE_PAGES; i++) {
-		c.cache[i].addr = UINT64_MAX;
-		c.cache[i].data = t->pages + (size_t)i * SAFETY_PAGE;
-	}
-	c.as = t->as;
-	/* Nothing learnt about another process, or this one earlier, is
-	 * trusted: the flush bumps the generation, which empties the
-	 * register-state cache lazily on first use. */
-	unw_flush_cache(c.as, 0, 0);
-
+	r = safety_begin(pid, ranges, n_ranges, false, &s);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < n_tids; i++) {
-		r = check_thread(&c, tids[i], &set);
+		r = safety_thread(s, tids[i], NULL);
 		if (r < 0)
-			goto out;
+			break;
 	}
-	r = 0;
-out:
-	if (c.memfd >= 0)
-		close(c.memfd);
-	if (c.mapsfd >= 0)
-		close(c.mapsfd);
-	free(c.maps);
-	for (size_t i = 0; i < c.n_objs; i++)
-		free(c.objs[i].table);
-	free(c.objs);
-	free(set.s);
+	safety_end(s);
 	return r;
 }

@@ -372,6 +372,50 @@ static void test_many_ranges(void **state)
 }
 
 /*
+ * The same check one thread at a time (what the engine does while it stops
+ * the others): each thread gives the result safety_check gives for it
+ * alone, with the registers the stop read (PTRACE_GETREGS here) or
+ * read by the check itself; a live session drops what it read between
+ * threads and still finds the unwinder's cases (return addresses).
+ */
+static void test_session_per_thread(void **state)
+{
+	struct safety_range r[3] = { sym_range("never_called"), sym_range("spin_in_a"),
+				     sym_range("sleep_in_b") };
+
+	for (int live = 0; live < 2; live++) {
+		for (int given = 0; given < 2; given++) {
+			struct safety_session *s = NULL;
+			int n_busy = 0;
+
+			assert_int_equal(safety_begin(fx.pid, r, 3, live, &s), 0);
+			for (size_t i = 0; i < fx.n_tids; i++) {
+				struct user_regs_struct regs;
+				uint64_t raw[32] = { 0 };
+				int want, got;
+
+				assert_int_equal(ptrace(PTRACE_GETREGS, fx.tids[i], NULL, &regs), 0);
+				memcpy(raw, &regs, sizeof(regs));
+				hp_err_clear();
+				want = safety_check(fx.pid, &fx.tids[i], 1, r, 3);
+				hp_err_clear();
+				got = safety_thread(s, fx.tids[i], given ? raw : NULL);
+				assert_int_equal(got, want);
+				if (fx.tids[i] == fx.tid_a)
+					assert_busy_msg(got, "spin_in_a", fx.tid_a, NULL);
+				if (fx.tids[i] == fx.tid_b)
+					assert_busy_msg(got, "sleep_in_b", fx.tid_b,
+							"return address at frame ");
+				n_busy += got == -EBUSY;
+			}
+			assert_int_equal(n_busy, 2);
+			safety_end(s);
+		}
+	}
+	safety_end(NULL);
+}
+
+/*
  * Frames above a function without unwind info are not guessed: E
  * (call_through_asm) is visible only to the stack scan; D, below the
  * assembly function, is an ordinary return address.
@@ -512,6 +556,7 @@ int main(void)
 		cmocka_unit_test(test_main_busy),
 		cmocka_unit_test(test_unrelated_safe),
 		cmocka_unit_test(test_many_ranges),
+		cmocka_unit_test(test_session_per_thread),
 		cmocka_unit_test(test_noinfo_conservative),
 		cmocka_unit_test(test_sigaltstack),
 		cmocka_unit_test(test_frame_bound),

@@ -54,18 +54,11 @@ int hp_usage(const char *u)
 
 void hp_json_str(const char *s)
 {
-	putchar('"');
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	struct hp_buf b = HP_BUF_INIT;
 
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
+	if (hp_buf_add_json_str(&b, s) == 0)
+		fputs(b.data, stdout);
+	hp_buf_release(&b);
 }
 
 int main(int argc, char **argv)

@@ -102,6 +102,23 @@ int hp_buf_addf(struct hp_buf *b, const char *fmt, ...)
 	return r;
 }
 
+int hp_buf_add_json_str(struct hp_buf *b, const char *s)
+{
+	int r = hp_buf_adds(b, "\"");
+
+	for (; r == 0 && s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			r = hp_buf_addf(b, "\\%c", c);
+		else if (c < 0x20)
+			r = hp_buf_addf(b, "\\u%04x", c);
+		else
+			r = hp_buf_add(b, s, 1);
+	}
+	return r < 0 ? r : hp_buf_adds(b, "\"");
+}
+
 char *hp_buf_detach(struct hp_buf *b, size_t *ret_len)
 {
 	char *p = b->data;

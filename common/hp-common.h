@@ -60,6 +60,8 @@ int hp_buf_adds(struct hp_buf *b, const char *s);
 int hp_buf_addf(struct hp_buf *b, const char *fmt, ...) HP_PRINTF(2, 3);
 int hp_buf_vaddf(struct hp_buf *b, const char *fmt, va_list ap);
 void hp_buf_reset(struct hp_buf *b);
+/* Append s as a JSON string literal, quotes and escapes included (NULL as ""). */
+int hp_buf_add_json_str(struct hp_buf *b, const char *s);
 /* Hand the data over to the caller (free() it); the buffer is reset. */
 char *hp_buf_detach(struct hp_buf *b, size_t *ret_len);
 

@@ -488,22 +488,6 @@ void ctl_results_release(struct ctl_results *r)
 	r->n = 0;
 }
 
-static void json_str(struct hp_buf *out, const char *s)
-{
-	hp_buf_adds(out, "\"");
-	for (; s && *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			hp_buf_addf(out, "\\%c", ch);
-		else if (ch < 0x20)
-			hp_buf_addf(out, "\\u%04x", ch);
-		else
-			hp_buf_add(out, s, 1);
-	}
-	hp_buf_adds(out, "\"");
-}
-
 int ctl_results_format(const struct ctl_results *r, bool json, struct hp_buf *out)
 {
 	if (json)
@@ -513,14 +497,14 @@ int ctl_results_format(const struct ctl_results *r, bool json, struct hp_buf *ou
 
 		if (json) {
 			hp_buf_addf(out, "%s{\"pid\":%d,\"comm\":", i ? "," : "", (int)x->pid);
-			json_str(out, x->comm);
+			hp_buf_add_json_str(out, x->comm);
 			hp_buf_addf(out, ",\"result\":\"%s\"", ctl_errno_name(x->err));
 			if (x->err < 0) {
 				hp_buf_adds(out, ",\"error\":");
-				json_str(out, x->msg);
+				hp_buf_add_json_str(out, x->msg);
 			} else {
 				hp_buf_adds(out, ",\"set\":");
-				json_str(out, x->set_id);
+				hp_buf_add_json_str(out, x->set_id);
 				hp_buf_addf(out, ",\"sets\":%u,\"changed\":%s,\"pause_us\":%llu",
 					    x->n_sets, x->changed ? "true" : "false",
 					    (unsigned long long)x->pause_us);

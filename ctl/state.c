@@ -140,26 +140,10 @@ fail:
 	return r;
 }
 
-static void json_str(struct hp_buf *out, const char *s)
-{
-	hp_buf_adds(out, "\"");
-	for (; s && *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			hp_buf_addf(out, "\\%c", ch);
-		else if (ch < 0x20)
-			hp_buf_addf(out, "\\u%04x", ch);
-		else
-			hp_buf_add(out, s, 1);
-	}
-	hp_buf_adds(out, "\"");
-}
-
 static void json_str_or_null(struct hp_buf *out, const char *s)
 {
 	if (s && *s)
-		json_str(out, s);
+		hp_buf_add_json_str(out, s);
 	else
 		hp_buf_adds(out, "null");
 }
@@ -173,7 +157,7 @@ int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out)
 {
 	if (json) {
 		hp_buf_addf(out, "{\"pid\":%d,\"comm\":", (int)s->pid);
-		json_str(out, s->comm);
+		hp_buf_add_json_str(out, s->comm);
 		hp_buf_adds(out, ",\"exe\":");
 		json_str_or_null(out, s->exe);
 		hp_buf_addf(out, ",\"state\":\"%s\",\"reason\":", ctl_state_name(s->state));
@@ -188,9 +172,9 @@ int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out)
 			const struct ctl_target *t = &s->targets[i];
 
 			hp_buf_adds(out, i ? ",{\"name\":" : "{\"name\":");
-			json_str(out, t->name);
+			hp_buf_add_json_str(out, t->name);
 			hp_buf_adds(out, ",\"path\":");
-			json_str(out, t->path);
+			hp_buf_add_json_str(out, t->path);
 			hp_buf_addf(out, ",\"build_id\":\"%s\",\"baseline\":", t->build_id);
 			json_str_or_null(out, t->baseline);
 			hp_buf_adds(out, ",\"applied\":");

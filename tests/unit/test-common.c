@@ -53,6 +53,18 @@ static void test_buf(void **state)
 	hp_buf_release(NULL);
 }
 
+static void test_json_str(void **state)
+{
+	struct hp_buf b = HP_BUF_INIT;
+
+	assert_int_equal(hp_buf_add_json_str(&b, "a\"b\\c\n"), 0);
+	assert_string_equal(b.data, "\"a\\\"b\\\\c\\u000a\"");
+	hp_buf_reset(&b);
+	assert_int_equal(hp_buf_add_json_str(&b, NULL), 0);
+	assert_string_equal(b.data, "\"\"");
+	hp_buf_release(&b);
+}
+
 static void test_validators(void **state)
 {
 	assert_true(hp_valid_baseline("2026.01"));
@@ -112,6 +124,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_err_slot),
 		cmocka_unit_test(test_buf),
+		cmocka_unit_test(test_json_str),
 		cmocka_unit_test(test_validators),
 		cmocka_unit_test(test_files),
 	};

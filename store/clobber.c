@@ -170,8 +170,12 @@ static uint64_t func_writes(struct clobber_ctx *c, uint64_t start, uint64_t size
 	return mask;
 }
 
-/* Functions of syms (a .symtab or .dynsym) with a size. */
-static int funcs_load(Elf *syms, struct clobber_ctx *c)
+/*
+ * Call cb for each defined function symbol with a size in syms (a .symtab
+ * or .dynsym); a non-zero return of cb stops the walk and is returned.
+ */
+static int func_syms_foreach(Elf *syms, int (*cb)(void *ctx, const GElf_Sym *s, const char *name),
+			     void *ctx)
 {
 	Elf_Scn *scn = NULL;
 
@@ -186,19 +190,38 @@ static int funcs_load(Elf *syms, struct clobber_ctx *c)
 		n = d->d_size / sh.sh_entsize;
 		for (size_t i = 0; i < n; i++) {
 			GElf_Sym s;
-			struct func_ent *v;
+			int r;
 
 			if (!gelf_getsym(d, (int)i, &s) || GELF_ST_TYPE(s.st_info) != STT_FUNC ||
-			    !s.st_value || !s.st_size || s.st_shndx == SHN_UNDEF)
+			    s.st_shndx == SHN_UNDEF || !s.st_size)
 				continue;
-			v = realloc(c->funcs, (c->n_funcs + 1) * sizeof(*v));
-			if (!v)
-				return -ENOMEM;
-			c->funcs = v;
-			c->funcs[c->n_funcs++] = (struct func_ent){ s.st_value, s.st_size };
+			r = cb(ctx, &s, elf_strptr(syms, sh.sh_link, s.st_name));
+			if (r)
+				return r;
 		}
 	}
 	return 0;
+}
+
+static int funcs_add(void *ctx, const GElf_Sym *s, const char *name)
+{
+	struct clobber_ctx *c = ctx;
+	struct func_ent *v;
+
+	if (!s->st_value)
+		return 0;
+	v = realloc(c->funcs, (c->n_funcs + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	c->funcs = v;
+	c->funcs[c->n_funcs++] = (struct func_ent){ s->st_value, s->st_size };
+	return 0;
+}
+
+/* Functions of syms (a .symtab or .dynsym) with a size. */
+static int funcs_load(Elf *syms, struct clobber_ctx *c)
+{
+	return func_syms_foreach(syms, funcs_add, c);
 }
 
 int clobber_writes(Elf *code, Elf *syms, uint64_t addr, uint64_t size, uint64_t *ret_mask)
@@ -274,35 +297,31 @@ void clobber_names(uint64_t mask, char *buf, size_t size)
 	}
 }
 
+struct find_ctx {
+	const char *name;
+	uint64_t addr, size;
+};
+
+static int find_one(void *ctx, const GElf_Sym *s, const char *name)
+{
+	struct find_ctx *f = ctx;
+
+	if (!name || strcmp(name, f->name) != 0)
+		return 0;
+	f->addr = s->st_value;
+	f->size = s->st_size;
+	return 1;
+}
+
 int clobber_find(Elf *syms, const char *name, uint64_t *ret_addr, uint64_t *ret_size)
 {
-	Elf_Scn *scn = NULL;
+	struct find_ctx f = { name, 0, 0 };
 
-	while ((scn = elf_nextscn(syms, scn))) {
-		GElf_Shdr sh;
-		Elf_Data *d;
-		size_t n;
-
-		if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) ||
-		    !sh.sh_entsize || !(d = elf_getdata(scn, NULL)))
-			continue;
-		n = d->d_size / sh.sh_entsize;
-		for (size_t i = 0; i < n; i++) {
-			GElf_Sym s;
-			const char *sn;
-
-			if (!gelf_getsym(d, (int)i, &s) || GELF_ST_TYPE(s.st_info) != STT_FUNC ||
-			    s.st_shndx == SHN_UNDEF || !s.st_size)
-				continue;
-			sn = elf_strptr(syms, sh.sh_link, s.st_name);
-			if (sn && strcmp(sn, name) == 0) {
-				*ret_addr = s.st_value;
-				*ret_size = s.st_size;
-				return 0;
-			}
-		}
-	}
-	return -ENOENT;
+	if (func_syms_foreach(syms, find_one, &f) != 1)
+		return -ENOENT;
+	*ret_addr = f.addr;
+	*ret_size = f.size;
+	return 0;
 }
 
 /*

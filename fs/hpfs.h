@@ -24,8 +24,13 @@
 #define HPFS_INCOMING_MAX 16     /* bundles being written at once */
 #define HPFS_LOG_MAX 10000       /* event lines kept */
 
-/* A file in the root that is not one of ours: Ansible's temp file, renamed over a control file. */
-struct hpfs_tmp {
+/*
+ * A file held in memory until it is used: in the root, a temporary file
+ * that is not one of ours (Ansible's, renamed over a control file); in
+ * incoming/, a bundle being written, imported when closed after data
+ * (ops.c hpfs_flush). gid and mode matter for the root's files only.
+ */
+struct hpfs_file {
 	char *name;
 	uid_t uid;
 	gid_t gid;
@@ -34,18 +39,7 @@ struct hpfs_tmp {
 	time_t mtime;
 	unsigned open;
 	bool unlinked;
-	struct hpfs_tmp *next;
-};
-
-/* A bundle being written into incoming/: imported when closed after data (ops.c hpfs_flush). */
-struct hpfs_in {
-	char *name;
-	uid_t uid;
-	struct hp_buf data;
-	time_t mtime;
-	unsigned open;
-	bool unlinked;
-	struct hpfs_in *next;
+	struct hpfs_file *next;
 };
 
 struct hpfs {
@@ -58,9 +52,9 @@ struct hpfs {
 	gid_t incoming_gid;
 
 	pthread_mutex_t lock; /* tmps, ins and counters */
-	struct hpfs_tmp *tmps;
+	struct hpfs_file *tmps;
 	size_t n_tmps;
-	struct hpfs_in *ins;
+	struct hpfs_file *ins;
 	size_t n_ins;
 	unsigned long n_apply_ok, n_apply_fail, n_revert_ok, n_revert_fail;
 	unsigned long n_import_ok, n_import_fail, n_auto;

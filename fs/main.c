@@ -105,24 +105,22 @@ static void usage(FILE *f)
 		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH);
 }
 
-static void free_files(void)
+static void free_list(struct hpfs_file **list)
 {
-	while (hpfs.tmps) {
-		struct hpfs_tmp *t = hpfs.tmps;
+	while (*list) {
+		struct hpfs_file *f = *list;
 
-		hpfs.tmps = t->next;
-		free(t->name);
-		hp_buf_release(&t->data);
-		free(t);
-	}
-	while (hpfs.ins) {
-		struct hpfs_in *f = hpfs.ins;
-
-		hpfs.ins = f->next;
+		*list = f->next;
 		free(f->name);
 		hp_buf_release(&f->data);
 		free(f);
 	}
+}
+
+static void free_files(void)
+{
+	free_list(&hpfs.tmps);
+	free_list(&hpfs.ins);
 }
 
 /*

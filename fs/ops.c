@@ -50,8 +50,8 @@ struct hpfs_fh {
 	char *sub;               /* catalog directory */
 	pthread_mutex_t lock;    /* result */
 	struct hp_buf result;    /* control files: the last write's outcome, read from offset 0 */
-	struct hpfs_tmp *tmp;
-	struct hpfs_in *in;
+	struct hpfs_file *tmp;
+	struct hpfs_file *in;
 	/*
 	 * incoming/: data went through this handle since it was opened, and
 	 * whether a flush imported it already. Only the first flush after data
@@ -183,45 +183,21 @@ static bool proc_exists(pid_t pid, uid_t *ret_uid)
 
 /* ---- temporary files in the root and bundles in incoming/ (under hpfs.lock) --- */
 
-static struct hpfs_tmp *tmp_find(const char *name)
+static struct hpfs_file *file_find(struct hpfs_file *list, const char *name)
 {
-	for (struct hpfs_tmp *t = hpfs.tmps; t; t = t->next)
-		if (!strcmp(t->name, name))
-			return t;
-	return NULL;
-}
-
-static void tmp_drop(struct hpfs_tmp *t)
-{
-	for (struct hpfs_tmp **pp = &hpfs.tmps; *pp; pp = &(*pp)->next) {
-		if (*pp == t) {
-			*pp = t->next;
-			hpfs.n_tmps--;
-			break;
-		}
-	}
-	t->unlinked = true;
-	if (!t->open) {
-		free(t->name);
-		hp_buf_release(&t->data);
-		free(t);
-	}
-}
-
-static struct hpfs_in *in_find(const char *name)
-{
-	for (struct hpfs_in *f = hpfs.ins; f; f = f->next)
+	for (struct hpfs_file *f = list; f; f = f->next)
 		if (!strcmp(f->name, name))
 			return f;
 	return NULL;
 }
 
-static void in_drop(struct hpfs_in *f)
+/* Take f out of its list; free it now unless a handle still has it open. */
+static void file_drop(struct hpfs_file **list, size_t *n, struct hpfs_file *f)
 {
-	for (struct hpfs_in **pp = &hpfs.ins; *pp; pp = &(*pp)->next) {
+	for (struct hpfs_file **pp = list; *pp; pp = &(*pp)->next) {
 		if (*pp == f) {
 			*pp = f->next;
-			hpfs.n_ins--;
+			(*n)--;
 			break;
 		}
 	}
@@ -231,6 +207,26 @@ static void in_drop(struct hpfs_in *f)
 		hp_buf_release(&f->data);
 		free(f);
 	}
+}
+
+static struct hpfs_file *tmp_find(const char *name)
+{
+	return file_find(hpfs.tmps, name);
+}
+
+static void tmp_drop(struct hpfs_file *t)
+{
+	file_drop(&hpfs.tmps, &hpfs.n_tmps, t);
+}
+
+static struct hpfs_file *in_find(const char *name)
+{
+	return file_find(hpfs.ins, name);
+}
+
+static void in_drop(struct hpfs_file *f)
+{
+	file_drop(&hpfs.ins, &hpfs.n_ins, f);
 }
 
 static int buf_write_at(struct hp_buf *b, off_t off, const char *data, size_t size, size_t max)
@@ -392,7 +388,7 @@ static int hpfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 			return -EACCES;
 		pthread_mutex_lock(&hpfs.lock);
 		{
-			struct hpfs_in *f = in_find(hp.sub);
+			struct hpfs_file *f = in_find(hp.sub);
 
 			if (f) {
 				fill_file(st, 0600, (off_t)f->data.len);
@@ -406,7 +402,7 @@ static int hpfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 	case K_TMP:
 		pthread_mutex_lock(&hpfs.lock);
 		{
-			struct hpfs_tmp *t = (fi && fi->fh) ? ((struct hpfs_fh *)(uintptr_t)fi->fh)->tmp
+			struct hpfs_file *t = (fi && fi->fh) ? ((struct hpfs_fh *)(uintptr_t)fi->fh)->tmp
 							    : tmp_find(hp.sub);
 
 			if (t) {
@@ -571,7 +567,7 @@ static int hpfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off
 		}
 		st.st_mode = S_IFREG;
 		pthread_mutex_lock(&hpfs.lock);
-		for (struct hpfs_tmp *t = hpfs.tmps; t; t = t->next)
+		for (struct hpfs_file *t = hpfs.tmps; t; t = t->next)
 			filler(buf, t->name, &st, 0, 0);
 		pthread_mutex_unlock(&hpfs.lock);
 		break;
@@ -587,7 +583,7 @@ static int hpfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off
 	case K_INCOMING:
 		st.st_mode = S_IFREG;
 		pthread_mutex_lock(&hpfs.lock);
-		for (struct hpfs_in *f = hpfs.ins; f; f = f->next)
+		for (struct hpfs_file *f = hpfs.ins; f; f = f->next)
 			filler(buf, f->name, &st, 0, 0);
 		pthread_mutex_unlock(&hpfs.lock);
 		break;
@@ -819,7 +815,7 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 		fi->nonseekable = 1;
 		break;
 	case K_INCOMING_FILE: {
-		struct hpfs_in *f;
+		struct hpfs_file *f;
 
 		if (!may_incoming())
 			return -EACCES;
@@ -843,7 +839,7 @@ static int hpfs_open(const char *path, struct fuse_file_info *fi)
 		break;
 	}
 	case K_TMP: {
-		struct hpfs_tmp *t;
+		struct hpfs_file *t;
 
 		h = fh_new(hp.kind);
 		if (!h)
@@ -901,7 +897,7 @@ static int hpfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		return -ENOMEM;
 	pthread_mutex_lock(&hpfs.lock);
 	if (hp.kind == K_TMP) {
-		struct hpfs_tmp *t = tmp_find(hp.sub);
+		struct hpfs_file *t = tmp_find(hp.sub);
 
 		if (t && (fi->flags & O_EXCL)) {
 			r = -EEXIST;
@@ -935,7 +931,7 @@ static int hpfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 			r = t ? 0 : -ENOMEM;
 		}
 	} else {
-		struct hpfs_in *f = in_find(hp.sub);
+		struct hpfs_file *f = in_find(hp.sub);
 
 		if (!may_incoming()) {
 			r = -EACCES;
@@ -978,7 +974,7 @@ static int hpfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 }
 
 /* Import a bundle written into incoming/ (the first flush of a handle after its writes). */
-static int import_incoming(struct hpfs_in *f)
+static int import_incoming(struct hpfs_file *f)
 {
 	struct hp_buf copy = HP_BUF_INIT;
 	char *set_id = NULL;
@@ -1236,7 +1232,7 @@ static int hpfs_truncate(const char *path, off_t size, struct fuse_file_info *fi
 	case K_TMP:
 		pthread_mutex_lock(&hpfs.lock);
 		{
-			struct hpfs_tmp *t = tmp_find(hp.sub);
+			struct hpfs_file *t = tmp_find(hp.sub);
 
 			if (!t)
 				r = -ENOENT;
@@ -1252,7 +1248,7 @@ static int hpfs_truncate(const char *path, off_t size, struct fuse_file_info *fi
 			return -EACCES;
 		pthread_mutex_lock(&hpfs.lock);
 		{
-			struct hpfs_in *f = in_find(hp.sub);
+			struct hpfs_file *f = in_find(hp.sub);
 
 			r = f ? buf_truncate(&f->data, size, STORE_BUNDLE_MAX_BYTES) : -ENOENT;
 		}
@@ -1284,7 +1280,7 @@ static int meta_ok(const char *path)
 	case K_TMP:
 		pthread_mutex_lock(&hpfs.lock);
 		{
-			struct hpfs_tmp *t = tmp_find(hp.sub);
+			struct hpfs_file *t = tmp_find(hp.sub);
 
 			r = !t ? -ENOENT : (fc->uid != 0 && fc->uid != t->uid) ? -EPERM : 0;
 		}
@@ -1306,7 +1302,7 @@ static int hpfs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 
 	if (r == 0 && resolve(path, &hp) == 0 && hp.kind == K_TMP) {
 		pthread_mutex_lock(&hpfs.lock);
-		struct hpfs_tmp *t = tmp_find(hp.sub);
+		struct hpfs_file *t = tmp_find(hp.sub);
 
 		if (t)
 			t->mode = mode & 07777;
@@ -1338,7 +1334,7 @@ static int hpfs_unlink(const char *path)
 	case K_TMP:
 		pthread_mutex_lock(&hpfs.lock);
 		{
-			struct hpfs_tmp *t = tmp_find(hp.sub);
+			struct hpfs_file *t = tmp_find(hp.sub);
 
 			if (!t)
 				r = -ENOENT;
@@ -1354,7 +1350,7 @@ static int hpfs_unlink(const char *path)
 			return -EACCES;
 		pthread_mutex_lock(&hpfs.lock);
 		{
-			struct hpfs_in *f = in_find(hp.sub);
+			struct hpfs_file *f = in_find(hp.sub);
 
 			if (f)
 				in_drop(f);
@@ -1394,7 +1390,7 @@ static int hpfs_rename(const char *from, const char *to, unsigned int flags)
 	if (a.kind == K_TMP && (b.kind == K_APPLY || b.kind == K_REVERT || b.kind == K_AUTO)) {
 		pthread_mutex_lock(&hpfs.lock);
 		{
-			struct hpfs_tmp *t = tmp_find(a.sub);
+			struct hpfs_file *t = tmp_find(a.sub);
 
 			if (!t)
 				r = -ENOENT;
@@ -1412,7 +1408,7 @@ static int hpfs_rename(const char *from, const char *to, unsigned int flags)
 		/* Done: the temp file is gone, as if it had replaced the control file. */
 		pthread_mutex_lock(&hpfs.lock);
 		{
-			struct hpfs_tmp *t = tmp_find(a.sub);
+			struct hpfs_file *t = tmp_find(a.sub);
 
 			if (t)
 				tmp_drop(t);
@@ -1424,7 +1420,7 @@ static int hpfs_rename(const char *from, const char *to, unsigned int flags)
 	if (a.kind == K_TMP && b.kind == K_TMP) {
 		pthread_mutex_lock(&hpfs.lock);
 		{
-			struct hpfs_tmp *t = tmp_find(a.sub), *old = tmp_find(b.sub);
+			struct hpfs_file *t = tmp_find(a.sub), *old = tmp_find(b.sub);
 			char *name = strdup(b.sub);
 
 			if (!t || !name)
@@ -1448,7 +1444,7 @@ static int hpfs_rename(const char *from, const char *to, unsigned int flags)
 			return -EACCES;
 		pthread_mutex_lock(&hpfs.lock);
 		{
-			struct hpfs_in *f = in_find(a.sub), *old = in_find(b.sub);
+			struct hpfs_file *f = in_find(a.sub), *old = in_find(b.sub);
 			char *name = strdup(b.sub);
 
 			if (!f || !name)

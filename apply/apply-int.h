@@ -203,6 +203,7 @@ struct ptr_world {
 	int on_stop_r;
 	uint64_t t_all_stopped_begin;
 	uint64_t t_all_resumed;
+	bool settled;         /* ptr_wait_settled saw no thread in state D */
 };
 
 void ptr_world_init(struct ptr_world *w, pid_t pid, int mem_fd, uint64_t start_time);
@@ -214,6 +215,11 @@ int ptr_stop_sys(struct ptr_world *w);
  * stays seized until it stops or the calling thread exits (run a world in a
  * thread that ends with the operation). */
 int ptr_stop_all(struct ptr_world *w);
+/* Before ptr_stop_all, which does it otherwise: wait (bounded by stop_ms,
+ * else -EBUSY) until no thread not held is in uninterruptible sleep, which
+ * would not stop and would keep every thread held meanwhile. Reads each
+ * thread's state: done apart, it can be done at the caller's priority. */
+int ptr_wait_settled(struct ptr_world *w);
 /* Resume every thread but the sys thread (keep_sys) or all. Fixes up
  * interrupted system calls so the program never sees EINTR. */
 int ptr_resume(struct ptr_world *w, bool keep_sys);
@@ -324,5 +330,21 @@ int safety_begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, 
 		 struct safety_session **ret);
 int safety_thread(struct safety_session *s, pid_t tid, const uint64_t *regs);
 void safety_end(struct safety_session *s);
+
+/*
+ * checker.c: the checks of a stop on a second thread, started before the
+ * stop. Per stop: checker_begin (ranges must outlive it), checker_add for
+ * each thread as it is held (its registers as read at the stop), then,
+ * with every thread held, checker_finish: the first failure of any check
+ * (-EBUSY etc., message set), or 0. checker_add returns that failure as
+ * soon as one is known (the stop may go on; nothing more is checked).
+ */
+struct checker;
+int checker_start(struct checker **ret);
+void checker_stop(struct checker *k);
+int checker_begin(struct checker *k, pid_t pid, const struct safety_range *ranges, size_t n);
+int checker_add(struct checker *k, pid_t tid, const uint64_t *regs);
+int checker_finish(struct checker *k);
+void checker_drop(struct checker *k); /* the stop failed: check no more */
 
 #endif

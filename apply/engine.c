@@ -662,19 +662,9 @@ static int build_all_ranges(struct op *op)
  * switch, so what is seen of it holds then). The first failure's message
  * is kept: the stop goes on and may overwrite the error slot.
  */
-struct stop_check {
-	struct safety_session *s;
-	char msg[256];
-};
-
 static int on_stop_check(void *arg, const struct ptr_thread *t)
 {
-	struct stop_check *sc = arg;
-	int r = safety_thread(sc->s, t->tid, t->regs);
-
-	if (r < 0)
-		snprintf(sc->msg, sizeof(sc->msg), "%s", hp_errmsg(r));
-	return r;
+	return checker_add(arg, t->tid, t->regs);
 }
 
 /*
@@ -702,11 +692,16 @@ static int check_entries(struct op *op)
 }
 
 /*
- * While every thread is held, the threads we resume must not preempt us
- * (each PTRACE_DETACH wakes one, and a woken thread of a busy process
- * preempts its waker): the calling thread runs SCHED_FIFO for the stop,
- * when it may (root). Without it, the pause on a loaded machine is the
- * scheduler's, not ours.
+ * While threads are being stopped and are held, nothing of the target's
+ * must run before us: the calling thread runs SCHED_FIFO from the first
+ * PTRACE_INTERRUPT to the last jump written, when it may (root). Without
+ * it, the pause on a loaded machine is the scheduler's, not ours. It runs
+ * at its own priority again before the threads are let go (and before
+ * the work that precedes the stop, reading each thread's state): a FIFO
+ * thread keeps a CPU from the target's threads, and the first ones let go
+ * would wait for it to finish with the last (measured: the stop a 64-
+ * thread target sees was 1 ms longer, the reading of states before it
+ * and the release after it included).
  */
 struct boost {
 	bool on;
@@ -718,6 +713,8 @@ static void boost_begin(struct boost *b)
 {
 	struct sched_param fifo = { .sched_priority = 1 };
 
+	if (b->on)
+		return;
 	b->on = pthread_getschedparam(pthread_self(), &b->policy, &b->param) == 0 &&
 		b->policy != SCHED_FIFO && b->policy != SCHED_RR &&
 		pthread_setschedparam(pthread_self(), SCHED_FIFO, &fifo) == 0;
@@ -734,20 +731,31 @@ static void boost_end(struct boost *b)
  * Stop every thread, check, switch, resume: retried while unsafe within
  * the budget. On return the sys thread alone is held.
  */
-static int stop_and_switch_locked(struct op *op);
+static int stop_and_switch_locked(struct op *op, struct checker *k, struct boost *b);
 
 static int stop_and_switch(struct op *op)
 {
-	struct boost b;
+	struct checker *k = NULL;
+	struct boost b = { false, 0, { 0 } };
 	int r;
 
-	boost_begin(&b);
-	r = stop_and_switch_locked(op);
+	r = checker_start(&k);
+	if (r < 0)
+		return r;
+	r = stop_and_switch_locked(op, k, &b);
 	boost_end(&b);
+	checker_stop(k);
 	return r;
 }
 
-static int stop_and_switch_locked(struct op *op)
+/* Let every thread but the sys thread go (all: the sys thread too). */
+static void let_go(struct op *op, struct boost *b, bool all)
+{
+	boost_end(b);
+	ptr_resume(&op->w, !all);
+}
+
+static int stop_and_switch_locked(struct op *op, struct checker *k, struct boost *b)
 {
 	uint64_t t0 = hp_now_us(), deadline = t0 + (uint64_t)op->budget_ms * 1000;
 	unsigned backoff = 1;
@@ -762,49 +770,48 @@ static int stop_and_switch_locked(struct op *op)
 	if (r < 0)
 		return r;
 	for (;;) {
-		struct stop_check sc = { NULL, "" };
-
 		r = ptr_stop_sys(&op->w);
-		if (r < 0)
+		if (r == 0)
+			r = ptr_wait_settled(&op->w);
+		if (r == 0 && op->n_all)
+			r = checker_begin(k, op->view, op->all, op->n_all);
+		if (r < 0) {
+			ptr_resume(&op->w, true);
 			return r;
-		if (op->n_all) {
-			r = safety_begin(op->view, op->all, op->n_all, true, &sc.s);
-			if (r < 0) {
-				ptr_resume(&op->w, true);
-				return r;
-			}
-			op->w.on_stop = on_stop_check;
-			op->w.on_stop_arg = &sc;
 		}
+		if (op->n_all) {
+			op->w.on_stop = on_stop_check;
+			op->w.on_stop_arg = k;
+		}
+		boost_begin(b);
 		r = ptr_stop_all(&op->w);
 		op->w.on_stop = NULL;
 		op->w.on_stop_arg = NULL;
-		safety_end(sc.s);
-		if (r < 0)
+		if (r < 0) {
+			boost_end(b);
+			checker_drop(k);
 			return r;
+		}
 		op->n_tries++;
-		r = op->w.on_stop_r;
-		if (r < 0)
-			hp_err(r, "%s", sc.msg);
-		r = check_unmap_and_required(op, r);
+		r = check_unmap_and_required(op, op->n_all ? checker_finish(k) : 0);
 		if (r == 0)
 			r = check_entries(op);
 		if (r != -EBUSY)
 			break;
 		if (hp_now_us() >= deadline) {
-			ptr_resume(&op->w, true);
+			let_go(op, b, false);
 			return hp_err_prefix(-EBUSY, "after %u ms (%u checks): ", op->budget_ms,
 					     op->n_tries);
 		}
 		/* let it run: every thread, the sys thread too (it may be the busy one) */
-		ptr_resume(&op->w, false);
+		let_go(op, b, true);
 		sleep_ms(backoff);
 		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
 		if (hp_now_us() + backoff * 1000ull > deadline && hp_now_us() < deadline)
 			backoff = (unsigned)((deadline - hp_now_us()) / 1000) + 1;
 	}
 	if (r < 0) {
-		ptr_resume(&op->w, true);
+		let_go(op, b, false);
 		return r;
 	}
 	test_stall("stop");
@@ -815,11 +822,9 @@ static int stop_and_switch_locked(struct op *op)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r == 0)
 		test_stall("switched");
-	if (r < 0) {
-		ptr_resume(&op->w, true);
+	let_go(op, b, false);
+	if (r < 0)
 		return r;
-	}
-	ptr_resume(&op->w, true);
 	op->pause_us = op->w.t_all_resumed - op->w.t_all_stopped_begin;
 	return 0;
 }

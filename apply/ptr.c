@@ -85,7 +85,9 @@ static void thread_remove(struct ptr_world *w, struct ptr_thread *t)
 {
 	size_t i = (size_t)(t - w->t);
 
-	w->t[i] = w->t[--w->n];
+	/* the order stays the order of the stop (see ptr_resume) */
+	memmove(&w->t[i], &w->t[i + 1], (w->n - i - 1) * sizeof(w->t[0]));
+	w->n--;
 }
 
 /* Tracer of tid per /proc, 0 if none or unknown. */
@@ -135,21 +137,140 @@ static int seize(struct ptr_world *w, pid_t tid)
 }
 
 /*
- * waitpid for tid, bounded by deadline (hp_now_us() time; 0: no bound).
- * waitpid cannot be given a timeout, and interrupting it would take a
- * signal handler of ours in the caller's process. Polling alone is slow:
- * the shortest nanosleep costs about 200 us here, and spinning under
- * SCHED_FIFO keeps a target thread on our CPU from ever stopping (both
- * measured: the pause doubled). So: WNOHANG, then sigtimedwait for
- * SIGCHLD, which the kernel sends the tracer at every ptrace-stop (it wakes
- * at once), with SIGCHLD blocked in this thread meanwhile so that it is
- * ours to take; at most 1 ms per sleep, so a SIGCHLD taken by another
- * thread only delays us. A SIGCHLD of the caller's own children taken here
- * is merged with the next one, as SIGCHLDs are. -ETIMEDOUT past deadline.
+ * Bounded waits. waitpid cannot be given a timeout, and waking it takes a
+ * signal. Two ways, fastest first:
+ *
+ * Alarm: a blocking waitpid, which the kernel wakes at once when the
+ * thread stops, with a POSIX timer of the calling thread armed at the
+ * deadline (and every millisecond after it, so that a signal taken just
+ * before waitpid was entered cannot leave it asleep) to a real-time
+ * signal of ours with a handler that does nothing and no SA_RESTART: it
+ * interrupts the waitpid, which is then -ETIMEDOUT. The signal is
+ * unblocked for the wait only, and is ours only while nothing else in the
+ * process has a handler for it (HP_WAIT_SIG below; none is taken over).
+ *
+ * SIGCHLD, when the alarm cannot be had: WNOHANG, then sigtimedwait for
+ * the SIGCHLD the kernel sends the tracer at every ptrace-stop, with it
+ * blocked in this thread meanwhile, at most 1 ms per sleep. It is slower
+ * with many threads (measured: the pause a 64-thread target sees about
+ * 1.5x longer): a SIGCHLD blocked in this thread is queued to the process
+ * and wakes another of its threads at each stop of the target.
+ *
+ * Polling alone is slow too: the shortest nanosleep costs about 200 us
+ * here, and spinning under SCHED_FIFO keeps a target thread on our CPU
+ * from ever stopping.
  */
+#define HP_WAIT_SIG (SIGRTMAX - 2)
+
+static int alarm_sig; /* HP_WAIT_SIG once our handler is installed, else 0 */
+static pthread_once_t alarm_once = PTHREAD_ONCE_INIT;
+static pthread_key_t alarm_key;
+
+struct alarm {
+	timer_t timer;
+	bool ok;
+};
+
+static __thread struct alarm *alarm_tls;
+
+static void alarm_handler(int sig)
+{
+	(void)sig; /* it is there to interrupt a waitpid */
+}
+
+static void alarm_destroy(void *arg)
+{
+	struct alarm *a = arg;
+
+	if (a->ok)
+		timer_delete(a->timer);
+	free(a);
+}
+
+static void alarm_init(void)
+{
+	struct sigaction old, sa;
+
+	if (pthread_key_create(&alarm_key, alarm_destroy) != 0)
+		return;
+	if (sigaction(HP_WAIT_SIG, NULL, &old) < 0 || (old.sa_flags & SA_SIGINFO) ||
+	    old.sa_handler != SIG_DFL)
+		return; /* somebody else's: leave it */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = alarm_handler;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(HP_WAIT_SIG, &sa, NULL) == 0)
+		alarm_sig = HP_WAIT_SIG;
+}
+
+/* The calling thread's timer, made at its first use; NULL when none. */
+static struct alarm *alarm_get(void)
+{
+	struct sigevent sev;
+	struct alarm *a;
+
+	if (alarm_tls)
+		return alarm_tls->ok ? alarm_tls : NULL;
+	pthread_once(&alarm_once, alarm_init);
+	if (!alarm_sig)
+		return NULL;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_THREAD_ID;
+	sev.sigev_signo = alarm_sig;
+	sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+	a->ok = timer_create(CLOCK_MONOTONIC, &sev, &a->timer) == 0;
+	if (pthread_setspecific(alarm_key, a) != 0) {
+		alarm_destroy(a);
+		return NULL;
+	}
+	alarm_tls = a;
+	return a->ok ? a : NULL;
+}
+
+static int wait_alarm(struct alarm *a, pid_t tid, int *st, uint64_t deadline)
+{
+	uint64_t now = hp_now_us(), left = deadline > now ? deadline - now : 1;
+	struct itimerspec its = {
+		.it_value = { (time_t)(left / 1000000), (long)(left % 1000000) * 1000 },
+		.it_interval = { 0, 1000000 },
+	};
+	struct itimerspec off = { { 0, 0 }, { 0, 0 } };
+	sigset_t sig, old;
+	int r = 0;
+
+	if (timer_settime(a->timer, 0, &its, NULL) < 0)
+		return -errno;
+	sigemptyset(&sig);
+	sigaddset(&sig, alarm_sig);
+	pthread_sigmask(SIG_UNBLOCK, &sig, &old);
+	for (;;) {
+		pid_t w = waitpid(tid, st, __WALL);
+
+		if (w == tid)
+			break;
+		if (w < 0 && errno == EINTR) {
+			if (hp_now_us() >= deadline) {
+				r = -ETIMEDOUT;
+				break;
+			}
+			continue;
+		}
+		r = w < 0 && errno == ECHILD ? -ESRCH : w < 0 ? -errno : -EIO;
+		break;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	timer_settime(a->timer, 0, &off, NULL);
+	return r;
+}
+
+/* waitpid for tid, bounded by deadline (hp_now_us() time; 0: no bound). */
 static int wait_bounded(pid_t tid, int *st, uint64_t deadline)
 {
 	sigset_t chld, old;
+	struct alarm *a;
 	int r = 0;
 
 	if (!deadline) {
@@ -160,6 +281,10 @@ static int wait_bounded(pid_t tid, int *st, uint64_t deadline)
 	/* most threads of a stop have stopped by the time they are waited for */
 	if (waitpid(tid, st, __WALL | WNOHANG) == tid)
 		return 0;
+	a = alarm_get();
+	if (a && (r = wait_alarm(a, tid, st, deadline)) != -EINVAL)
+		return r;
+	r = 0;
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	pthread_sigmask(SIG_BLOCK, &chld, &old);
@@ -543,6 +668,14 @@ static int wait_no_dstate(struct ptr_world *w, uint64_t deadline)
 	}
 }
 
+int ptr_wait_settled(struct ptr_world *w)
+{
+	int r = wait_no_dstate(w, stop_deadline(w));
+
+	w->settled = r == 0;
+	return r;
+}
+
 int ptr_stop_all(struct ptr_world *w)
 {
 	pid_t *tids = NULL;
@@ -554,9 +687,12 @@ int ptr_stop_all(struct ptr_world *w)
 	/* one deadline for the whole stop: a thread in uninterruptible sleep
 	 * (vfork, a hung NFS read) must not hold the others, or the caller */
 	deadline = stop_deadline(w);
-	r = wait_no_dstate(w, deadline);
-	if (r < 0)
-		return r;
+	if (!w->settled) {
+		r = wait_no_dstate(w, deadline);
+		if (r < 0)
+			return r;
+	}
+	w->settled = false;
 	w->t_all_stopped_begin = hp_now_us();
 	w->on_stop_r = 0;
 	/* the threads already held (the sys thread) are checked first */
@@ -653,16 +789,23 @@ static void detach(struct ptr_world *w, struct ptr_thread *t)
 	ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->sig);
 }
 
+/*
+ * In the order the threads were stopped (first held, first let go): each
+ * is then held for about the same time, the stop of those after it plus
+ * the release of those before it, where letting go in any other order
+ * holds the first ones for the whole stop and release.
+ */
 int ptr_resume(struct ptr_world *w, bool keep_sys)
 {
 	uint64_t deadline = 0;
+	size_t kept = 0;
 	int r = 0;
 
-	for (size_t i = 0; i < w->n;) {
+	for (size_t i = 0; i < w->n; i++) {
 		struct ptr_thread *t = &w->t[i];
 
 		if (t->tid == w->sys_tid && keep_sys) {
-			i++;
+			w->t[kept++] = *t;
 			continue;
 		}
 		if (t->tid == w->sys_tid && w->injecting) {
@@ -670,7 +813,6 @@ int ptr_resume(struct ptr_world *w, bool keep_sys)
 
 			if (e < 0 && !r)
 				r = e;
-			t = &w->t[i];
 		}
 		if (t->stopped) {
 			detach(w, t);
@@ -680,8 +822,8 @@ int ptr_resume(struct ptr_world *w, bool keep_sys)
 				deadline = stop_deadline(w);
 			release_unstopped(w, t->tid, deadline);
 		}
-		thread_remove(w, t);
 	}
+	w->n = kept;
 	w->t_all_resumed = hp_now_us();
 	return r;
 }

@@ -136,6 +136,13 @@ struct safety_ctx {
 	enum { SAFETY_QUERY_UNKNOWN, SAFETY_QUERY_YES, SAFETY_QUERY_NO } query;
 	struct safety_map *maps; /* parsed text, when the query is unsupported */
 	size_t n_maps;
+	/* a live session's mappings as parsed before the stop: where a
+	 * thread's stack probably ends (see read_stack) */
+	struct safety_map *hints;
+	size_t n_hints;
+	bool dirty;  /* something read may be cached (see session_forget) */
+	uint64_t *stack; /* the stack words of the thread being checked */
+	size_t stack_cap; /* bytes */
 	int err;     /* an error met inside a libunwind callback */
 	struct safety_obj *objs;
 	size_t n_objs, cap_objs;
@@ -265,9 +272,11 @@ static bool parse_dec(const char **pp, uint64_t *ret)
 	return true;
 }
 
-static int maps_load(struct safety_ctx *c)
+static int maps_parse(struct safety_ctx *c, struct safety_map **ret, size_t *ret_n)
 {
 	struct hp_buf text = HP_BUF_INIT;
+	struct safety_map *maps = NULL;
+	size_t n_maps = 0;
 	char path[64];
 	char *line, *next;
 	size_t cap = 0;
@@ -308,39 +317,43 @@ static int maps_load(struct safety_ctx *c)
 		}
 		if (!ok || m.end <= m.start)
 			continue;
-		if (c->n_maps == cap) {
+		if (n_maps == cap) {
 			size_t ncap = cap ? 2 * cap : 64;
-			struct safety_map *nm = realloc(c->maps, ncap * sizeof(*nm));
+			struct safety_map *nm = realloc(maps, ncap * sizeof(*nm));
 
 			if (!nm) {
 				r = hp_err(-ENOMEM, "out of memory");
 				goto out;
 			}
-			c->maps = nm;
+			maps = nm;
 			cap = ncap;
 		}
-		c->maps[c->n_maps++] = m;
+		maps[n_maps++] = m;
 	}
+	*ret = maps;
+	*ret_n = n_maps;
+	maps = NULL;
 	r = 0;
 out:
+	free(maps);
 	hp_buf_release(&text);
 	return r;
 }
 
-/* The mapping holding addr in the parsed text (sorted by address), or NULL. */
-static const struct safety_map *maps_find(const struct safety_ctx *c, uint64_t addr)
+/* The mapping holding addr in parsed text (sorted by address), or NULL. */
+static const struct safety_map *maps_find(const struct safety_map *maps, size_t n, uint64_t addr)
 {
-	size_t lo = 0, hi = c->n_maps;
+	size_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (addr < c->maps[mid].start)
+		if (addr < maps[mid].start)
 			hi = mid;
-		else if (addr >= c->maps[mid].end)
+		else if (addr >= maps[mid].end)
 			lo = mid + 1;
 		else
-			return &c->maps[mid];
+			return &maps[mid];
 	}
 	return NULL;
 }
@@ -414,11 +427,12 @@ static int map_at(struct safety_ctx *c, uint64_t addr, struct safety_map *ret)
 		c->query = SAFETY_QUERY_NO; /* an older kernel */
 	}
 	if (!c->maps) {
-		r = maps_load(c);
+		r = maps_parse(c, &c->maps, &c->n_maps);
 		if (r < 0)
 			return r;
+		c->dirty = true;
 	}
-	m = maps_find(c, addr);
+	m = maps_find(c->maps, c->n_maps, addr);
 	if (!m)
 		return -ENOENT;
 	*ret = *m;
@@ -790,20 +804,83 @@ static int busy(const struct safety_range *r, pid_t tid, const char *how)
 	return hp_err(-EBUSY, "function %s active in thread %d (%s)", name, (int)tid, how);
 }
 
+/* The stack buffer holds at least len bytes. */
+static int stack_room(struct safety_ctx *c, size_t len)
+{
+	uint64_t *v;
+	size_t cap;
+
+	if (len <= c->stack_cap)
+		return 0;
+	cap = c->stack_cap ? c->stack_cap : 16384;
+	while (cap < len)
+		cap *= 2;
+	v = realloc(c->stack, cap);
+	if (!v)
+		return hp_err(-ENOMEM, "out of memory");
+	c->stack = v;
+	c->stack_cap = cap;
+	return 0;
+}
+
+/*
+ * The stack read to where the mapping list of the session's start (taken
+ * before the stop) says sp's mapping ends, b, with one more word, at b,
+ * in the same system call: when [sp, b) reads whole and the word at b
+ * does not read at all, no readable memory goes on from b, so every word
+ * of sp's mapping as it is now, and more perhaps, has been read (a
+ * mapping has one protection throughout, and the pages of live frames
+ * have been written by the thread, so they read). Any other outcome (sp
+ * in no listed mapping, a short read, memory readable at b: a mapping
+ * that grew or was replaced since the list) asks the kernel instead.
+ * Returns 1 when it read the stack, 0 when not, or a negative errno.
+ */
+static int read_stack_hint(struct safety_ctx *c, uint64_t sp, size_t max, size_t *ret_len)
+{
+	const struct safety_map *m = maps_find(c->hints, c->n_hints, sp);
+	struct iovec local[2], remote[2];
+	uint64_t past;
+	size_t len;
+	ssize_t n;
+	int r;
+
+	if (!m)
+		return 0;
+	len = m->end - sp;
+	if (len > max)
+		return 0;
+	r = stack_room(c, len ? len : 1);
+	if (r < 0)
+		return r;
+	local[0] = (struct iovec){ c->stack, len };
+	local[1] = (struct iovec){ &past, sizeof(past) };
+	remote[0] = (struct iovec){ (void *)(uintptr_t)sp, len };
+	remote[1] = (struct iovec){ (void *)(uintptr_t)m->end, sizeof(past) };
+	n = process_vm_readv(c->pid, local, 2, remote, 2, 0);
+	if (n < 0 && errno == ESRCH)
+		return -ESRCH;
+	if (n != (ssize_t)len)
+		return 0;
+	*ret_len = len;
+	return 1;
+}
+
 /*
  * Read the stack of thread tid from sp (8-aligned) to the end of the
- * mapping holding it. The thread is busy (-EBUSY, message set) when sp is
- * in no mapping or the stack is deeper than SAFETY_MAX_SCAN: nothing can
- * be said of it.
+ * mapping holding it, into c->stack. The thread is busy (-EBUSY, message
+ * set) when sp is in no mapping or the stack is deeper than max: nothing
+ * can be said of it.
  */
 static int read_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, size_t max, const char *why,
-		      uint64_t **ret_words, size_t *ret_n)
+		      size_t *ret_n)
 {
 	struct safety_map m;
-	uint64_t *words = NULL;
 	size_t len;
 	int r;
 
+	r = c->n_hints ? read_stack_hint(c, sp, max, &len) : 0;
+	if (r != 0)
+		goto done;
 	r = map_at(c, sp, &m);
 	if (r == -ENOENT) {
 		r = hp_err(-EBUSY, "thread %d: stack pointer 0x%" PRIx64 " in no mapping (%s)",
@@ -818,23 +895,23 @@ static int read_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, size_t max, 
 			   len, why);
 		goto fail;
 	}
-	words = malloc(len ? len : 1);
-	if (!words) {
-		r = hp_err(-ENOMEM, "out of memory");
+	r = stack_room(c, len ? len : 1);
+	if (r < 0)
+		goto fail;
+	r = mem_read_direct(c, sp, c->stack, len);
+done:
+	if (r == -ESRCH) {
+		r = hp_err(-ESRCH, "thread %d vanished", (int)tid);
 		goto fail;
 	}
-	r = mem_read_direct(c, sp, words, len);
 	if (r < 0) {
-		r = r == -ESRCH ? hp_err(-ESRCH, "thread %d vanished", (int)tid)
-				: hp_err(-EBUSY, "thread %d: cannot read its stack: %s (%s)",
-					 (int)tid, strerror(-r), why);
+		r = hp_err(-EBUSY, "thread %d: cannot read its stack: %s (%s)", (int)tid,
+			   strerror(-r), why);
 		goto fail;
 	}
-	*ret_words = words;
 	*ret_n = len / sizeof(uint64_t);
 	return 0;
 fail:
-	free(words);
 	return r;
 }
 
@@ -856,29 +933,24 @@ static const struct safety_range *stack_word_hit(const struct safety_set *s, uin
 static int scan_stack(struct safety_ctx *c, pid_t tid, uint64_t sp, const struct safety_set *s,
 		      const char *why)
 {
-	uint64_t *words = NULL;
 	size_t n_words = 0;
 	char how[160];
 	int r;
 
 	sp &= ~(uint64_t)7;
-	r = read_stack(c, tid, sp, SAFETY_MAX_SCAN, why, &words, &n_words);
+	r = read_stack(c, tid, sp, SAFETY_MAX_SCAN, why, &n_words);
 	if (r < 0)
-		goto out;
+		return r;
 	for (size_t i = 0; i < n_words; i++) {
-		const struct safety_range *hit = stack_word_hit(s, words[i]);
+		const struct safety_range *hit = stack_word_hit(s, c->stack[i]);
 
 		if (hit) {
 			snprintf(how, sizeof(how), "address on the stack at sp+0x%zx, %s",
 				 i * sizeof(uint64_t), why);
-			r = busy(hit, tid, how);
-			goto out;
+			return busy(hit, tid, how);
 		}
 	}
-	r = 0;
-out:
-	free(words);
-	return r;
+	return 0;
 }
 
 #if defined(__x86_64__)
@@ -903,13 +975,13 @@ out:
 static int stack_clean(struct safety_ctx *c, pid_t tid, uint64_t sp, const struct safety_set *s,
 		       bool *ret_clean)
 {
-	uint64_t *words = NULL, top;
+	const uint64_t *words;
+	uint64_t top, lo = s->lo, hi = s->hi;
 	size_t n_words = 0;
-	bool clean = true;
 	int r;
 
 	sp &= ~(uint64_t)7;
-	r = read_stack(c, tid, sp, SAFETY_MAX_FAST, "fast path", &words, &n_words);
+	r = read_stack(c, tid, sp, SAFETY_MAX_FAST, "fast path", &n_words);
 	if (r == -EBUSY) {
 		/* let the unwinder try, and say why if it cannot either */
 		hp_err_clear();
@@ -918,24 +990,30 @@ static int stack_clean(struct safety_ctx *c, pid_t tid, uint64_t sp, const struc
 	}
 	if (r < 0)
 		return r;
+	words = c->stack;
 	top = sp + n_words * sizeof(uint64_t);
-	for (size_t i = 0; i < n_words && clean; i++) {
+	for (size_t i = 0; i < n_words; i++) {
 		uint64_t w = words[i];
 
-		if (stack_word_hit(s, w)) {
-			clean = false;
-		} else if ((w & 63) == 0 && w >= sp && w < top &&
-			   w - sp + SAFETY_FPX_MAGIC1_OFF + 4 <= top - sp) {
+		/* most words (numbers, data pointers) are outside every range:
+		 * one comparison each, not a search */
+		if (w > lo && w < hi && stack_word_hit(s, w)) {
+			*ret_clean = false;
+			return 0;
+		}
+		if ((w & 63) == 0 && w >= sp && w < top &&
+		    w - sp + SAFETY_FPX_MAGIC1_OFF + 4 <= top - sp) {
 			uint32_t magic;
 
 			memcpy(&magic, (const char *)words + (w - sp) + SAFETY_FPX_MAGIC1_OFF,
 			       sizeof(magic));
-			if (magic == SAFETY_FPX_MAGIC1)
-				clean = false;
+			if (magic == SAFETY_FPX_MAGIC1) {
+				*ret_clean = false;
+				return 0;
+			}
 		}
 	}
-	free(words);
-	*ret_clean = clean;
+	*ret_clean = true;
 	return 0;
 }
 #endif
@@ -980,6 +1058,8 @@ static int check_thread(struct safety_ctx *c, pid_t tid, const struct safety_set
 			goto out;
 	}
 #endif
+	/* the unwinder caches pages, tables and mappings from here on */
+	c->dirty = true;
 	c->upt = _UPT_create(tid);
 	if (!c->upt) {
 		r = hp_err(-ENOMEM, "out of memory");
@@ -1135,6 +1215,9 @@ static void session_forget(struct safety_session *s)
 {
 	struct safety_ctx *c = &s->c;
 
+	if (!c->dirty)
+		return; /* the fast path kept nothing */
+	c->dirty = false;
 	for (unsigned i = 0; i < SAFETY_CACHE_PAGES; i++)
 		c->cache[i].addr = UINT64_MAX;
 	for (size_t i = 0; i < c->n_objs; i++)
@@ -1159,6 +1242,8 @@ void safety_end(struct safety_session *s)
 	if (s->c.mapsfd >= 0)
 		close(s->c.mapsfd);
 	free(s->c.maps);
+	free(s->c.hints);
+	free(s->c.stack);
 	for (size_t i = 0; i < s->c.n_objs; i++)
 		free(s->c.objs[i].table);
 	free(s->c.objs);
@@ -1210,6 +1295,11 @@ int safety_begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, 
 	/* Nothing learnt about another process, or this one earlier, is
 	 * trusted. */
 	unw_flush_cache(s->c.as, 0, 0);
+	/* Before the stop (a live session starts then): where each thread's
+	 * stack ends, to be confirmed as each is read (read_stack_hint).
+	 * Without it every thread asks the kernel for its stack's mapping. */
+	if (live && maps_parse(&s->c, &s->c.hints, &s->c.n_hints) < 0)
+		hp_err_clear();
 	*ret = s;
 	return 0;
 fail:

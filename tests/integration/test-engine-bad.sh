@@ -107,7 +107,9 @@ done
 # HP_ENGINE_TEST_SEIZE_D=1 the engine seizes it as if it had entered D just
 # after the listing: it never stops, every other thread is let go, and the
 # thread, seized but never stopped, is let go too (it goes on when its child
-# exits, while the engine's caller still runs).
+# exits, while the engine's caller still runs). "seized-sigchld": the same
+# with a caller that has its own handler on the signal that bounds the
+# engine's waits, so that the engine falls back to waiting for SIGCHLD.
 et_start pie --vforker
 good=$HT_TMP/good-pie
 maps0=$(et_maps)
@@ -115,13 +117,16 @@ text0=$(et_driver textsum "$ET_PID")
 dstate() { grep -l ') D ' /proc/"$ET_PID"/task/*/stat 2>/dev/null | head -n1 | cut -d/ -f5; }
 has_dstate() { [ -n "$(dstate)" ]; }
 tag=900
-for how in listed seized; do
+for how in listed seized seized-sigchld; do
 	tag=$((tag + 1))
 	printf 'v 2500 %s\n' "$tag" >"$ET_FIFO"
 	ht_check "vfork $how: a thread of the target is in state D" ht_wait_for 5 has_dstate
 	dtid=$(dstate)
 	if [ "$how" = seized ]; then
 		HP_ENGINE_TEST_SEIZE_D=1 ht_spawn "$ENGINE_DRIVER" apply "$ET_PID" "$good" 300 20
+	elif [ "$how" = seized-sigchld ]; then
+		ENGINE_DRIVER_OWN_WAIT_SIG=1 HP_ENGINE_TEST_SEIZE_D=1 \
+			ht_spawn "$ENGINE_DRIVER" apply "$ET_PID" "$good" 300 20
 	else
 		ht_spawn "$ENGINE_DRIVER" apply "$ET_PID" "$good" 300 20
 	fi
@@ -140,6 +145,11 @@ for how in listed seized; do
 	kill "$caller"
 done
 ht_match "vfork: then the apply succeeds" '^applied changed=1 ' "$(et_driver apply "$ET_PID" "$good" 2>&1)"
+out=$(ENGINE_DRIVER_OWN_WAIT_SIG=1 et_driver revert "$ET_PID" 2>&1)
+ht_match "waits on SIGCHLD (the caller owns the engine's signal): revert" '^reverted ' "$out"
+out=$(ENGINE_DRIVER_OWN_WAIT_SIG=1 et_driver apply "$ET_PID" "$good" 2>&1)
+ht_eq "waits on SIGCHLD: apply, and the caller's handler never ran" \
+	"applied changed=1" "$(printf '%s\n' "$out" | cut -d' ' -f1-2)"
 ht_check "vfork: no EINTR seen, still running" et_clean
 kill "$ET_PID"
 

@@ -15,7 +15,9 @@
  *     stack is a word between its stack pointer and the end of the stack
  *     mapping. One read of that live stack; when no word there lies in a
  *     range (start < word < end) and no signal frame is there, the thread
- *     is safe without unwinding. Most threads of a process end here.
+ *     is safe without unwinding. Most threads of a process end here. In a
+ *     live session the end of the mapping comes from the maps parsed at
+ *     its start, confirmed by the read itself (read_stack_hint).
  *  3. Otherwise unwind, with libunwind's remote (ptrace) flavour: every
  *     return address ra with start <= ra <= end is busy ("function NAME
  *     active in thread TID (return address at frame N)"). A word found in

@@ -30,6 +30,7 @@
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -457,20 +458,26 @@ static int task_state(pid_t pid, pid_t tid, char *ret_state)
 {
 	char path[64];
 	char buf[512];
-	FILE *f;
 	const char *p;
-	int r = -ESRCH;
+	ssize_t n;
+	int fd;
 
+	/* open + read, not stdio: this runs for every thread before a stop */
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-	f = fopen(path, "re");
-	if (!f)
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return -ESRCH;
-	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ' && p[2]) {
-		*ret_state = p[2];
-		r = 0;
-	}
-	fclose(f);
-	return r;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -ESRCH;
+	buf[n] = '\0';
+	/* the name in parentheses may hold anything: the state follows the last ')' */
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || !p[2])
+		return -ESRCH;
+	*ret_state = p[2];
+	return 0;
 }
 
 /*

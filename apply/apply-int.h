@@ -204,6 +204,7 @@ struct ptr_world {
 	uint64_t t_all_stopped_begin;
 	uint64_t t_all_resumed;
 	bool settled;         /* ptr_wait_settled saw no thread in state D */
+	size_t n_listed;      /* the threads it listed */
 };
 
 void ptr_world_init(struct ptr_world *w, pid_t pid, int mem_fd, uint64_t start_time);
@@ -332,8 +333,9 @@ int safety_thread(struct safety_session *s, pid_t tid, const uint64_t *regs);
 void safety_end(struct safety_session *s);
 
 /*
- * checker.c: the checks of a stop on a second thread, started before the
- * stop. Per stop: checker_begin (ranges must outlive it), checker_add for
+ * checker.c: the checks of a stop on a second thread for a process of
+ * n_threads or more (see the file), on the stopping thread otherwise.
+ * Per stop: checker_begin (ranges must outlive it), checker_add for
  * each thread as it is held (its registers as read at the stop), then,
  * with every thread held, checker_finish: the first failure of any check
  * (-EBUSY etc., message set), or 0. checker_add returns that failure as
@@ -342,7 +344,8 @@ void safety_end(struct safety_session *s);
 struct checker;
 int checker_start(struct checker **ret);
 void checker_stop(struct checker *k);
-int checker_begin(struct checker *k, pid_t pid, const struct safety_range *ranges, size_t n);
+int checker_begin(struct checker *k, pid_t pid, const struct safety_range *ranges, size_t n,
+		  size_t n_threads);
 int checker_add(struct checker *k, pid_t tid, const uint64_t *regs);
 int checker_finish(struct checker *k);
 void checker_drop(struct checker *k); /* the stop failed: check no more */

@@ -774,7 +774,7 @@ static int stop_and_switch_locked(struct op *op, struct checker *k, struct boost
 		if (r == 0)
 			r = ptr_wait_settled(&op->w);
 		if (r == 0 && op->n_all)
-			r = checker_begin(k, op->view, op->all, op->n_all);
+			r = checker_begin(k, op->view, op->all, op->n_all, op->w.n_listed);
 		if (r < 0) {
 			ptr_resume(&op->w, true);
 			return r;

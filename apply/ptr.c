@@ -662,6 +662,7 @@ static int wait_no_dstate(struct ptr_world *w, uint64_t deadline)
 
 		if (r < 0)
 			return r;
+		w->n_listed = n;
 		for (size_t i = 0; i < n && !d; i++)
 			if (!ptr_find(w, tids[i]) && task_state(w->pid, tids[i], &st) == 0 && st == 'D')
 				d = tids[i];

@@ -64,5 +64,32 @@ ht_match "loop head in the first bytes: one line naming it" \
 ht_eq "loop head in the first bytes: maps untouched" "$maps0" "$(et_maps)"
 ht_eq "loop head in the first bytes: code untouched" "$text0" "$(et_driver textsum "$ET_PID")"
 ht_check "still running" et_clean
+kill "$ET_PID"
+
+# The same with many threads: each thread's safety check then runs on a
+# second thread of the engine while the others are being stopped
+# (apply/checker.c, from 32 threads on); the first busy thread's message
+# still comes back, and the process is still untouched.
+et_start pie --spin --busy 40
+ht_check "many threads: the target has more than 40" \
+	test "$(ls "/proc/$ET_PID/task" | wc -l)" -gt 40
+et_query 7 >/dev/null
+maps0=$(et_maps)
+text0=$(et_driver textsum "$ET_PID")
+err=$(et_driver apply "$ET_PID" "$strict" 300 2>&1 >/dev/null)
+ht_eq "many threads, active function: EBUSY" 16 "$?"
+ht_match "many threads, active function: one line naming function and thread" \
+	"^engine-driver: EBUSY: apply $ET_PID: after 300 ms \\([0-9]+ checks\\): function spin active in thread [0-9]+( \(.*\))?$" \
+	"$err"
+ht_eq "many threads, active function: maps untouched" "$maps0" "$(et_maps)"
+ht_eq "many threads, active function: code untouched" "$text0" "$(et_driver textsum "$ET_PID")"
+out=$(et_driver apply "$ET_PID" "$loose" 2>&1)
+ht_match "many threads, active-ok: applied at once" '^applied changed=1 .* tries=1 ' "$out"
+ht_match "many threads, active-ok: inspect shows it" '^applied .* 2026.01/2026-02/fix 2026-02 funcs=1 ' \
+	"$(et_driver inspect "$ET_PID")"
+out=$(et_driver revert "$ET_PID" 2>&1)
+ht_match "many threads, active-ok: reverted" '^reverted changed=1 ' "$out"
+ht_eq "many threads, active-ok: code as before" "$text0" "$(et_driver textsum "$ET_PID")"
+ht_check "many threads: no EINTR seen, still running" et_clean
 
 ht_end

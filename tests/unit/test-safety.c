@@ -6,10 +6,13 @@
  * thread is seized, interrupted and waited for here, and the check is run
  * with the ranges of the fixture's functions (symbol table + load bias from
  * /proc/PID/maps). The fixture is killed by PID in the teardown.
+ * A second fixture, safety-mover, grows its thread's stack mapping after a
+ * live session listed the mappings (test_stale_snapshot).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <gelf.h>
 #include <libelf.h>
 #include <limits.h>
@@ -23,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/ptrace.h>
 #include <sys/user.h>
 #include <sys/wait.h>
@@ -50,7 +55,7 @@ static struct fixture fx;
 
 static const char *fixture_name = "safety-target";
 
-static void fixture_path(char *out, size_t len)
+static void fixture_path(const char *name, char *out, size_t len)
 {
 	char self[PATH_MAX - 64];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -61,7 +66,7 @@ static void fixture_path(char *out, size_t len)
 	slash = strrchr(self, '/');
 	assert_non_null(slash);
 	*slash = '\0';
-	snprintf(out, len, "%s/fixtures/safety/%s", self, fixture_name);
+	snprintf(out, len, "%s/fixtures/safety/%s", self, name);
 }
 
 /* Start the fixture; return once it printed "ready". */
@@ -226,8 +231,8 @@ static uint64_t load_bias(const struct fixture *f, Elf *e)
 	return start - (first_vaddr & ~(uint64_t)4095);
 }
 
-/* Runtime range of function name in the fixture. */
-static struct safety_range sym_range(const char *name)
+/* Runtime range of function name in fixture f. */
+static struct safety_range sym_range_of(struct fixture *f, const char *name)
 {
 	struct safety_range r = { 0, 0, name };
 	Elf_Scn *scn = NULL;
@@ -235,12 +240,12 @@ static struct safety_range sym_range(const char *name)
 	int fd;
 
 	assert_int_not_equal(elf_version(EV_CURRENT), EV_NONE);
-	fd = open(fx.path, O_RDONLY | O_CLOEXEC);
+	fd = open(f->path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	e = elf_begin(fd, ELF_C_READ, NULL);
 	assert_non_null(e);
-	if (!fx.bias)
-		fx.bias = load_bias(&fx, e);
+	if (!f->bias)
+		f->bias = load_bias(f, e);
 	while ((scn = elf_nextscn(e, scn))) {
 		GElf_Shdr sh;
 		Elf_Data *d;
@@ -257,7 +262,7 @@ static struct safety_range sym_range(const char *name)
 			assert_non_null(gelf_getsym(d, (int)i, &s));
 			n = elf_strptr(e, sh.sh_link, s.st_name);
 			if (n && strcmp(n, name) == 0 && GELF_ST_TYPE(s.st_info) == STT_FUNC) {
-				r.start = fx.bias + s.st_value;
+				r.start = f->bias + s.st_value;
 				r.end = r.start + s.st_size;
 			}
 		}
@@ -265,9 +270,15 @@ static struct safety_range sym_range(const char *name)
 	elf_end(e);
 	close(fd);
 	if (r.start == 0)
-		fail_msg("no symbol %s in %s", name, fx.path);
+		fail_msg("no symbol %s in %s", name, f->path);
 	assert_true(r.end > r.start);
 	return r;
+}
+
+/* Runtime range of function name in the safety-target fixture. */
+static struct safety_range sym_range(const char *name)
+{
+	return sym_range_of(&fx, name);
 }
 
 static struct user_regs_struct regs_of(pid_t tid)
@@ -306,7 +317,7 @@ static int check(const struct safety_range *r, size_t n)
 static int group_setup(void **state)
 {
 	memset(&fx, 0, sizeof(fx));
-	fixture_path(fx.path, sizeof(fx.path));
+	fixture_path(fixture_name, fx.path, sizeof(fx.path));
 	fx.pid = fixture_start(fx.path);
 	list_threads(&fx);
 	wait_asleep(&fx);
@@ -548,6 +559,284 @@ static void test_vanished_process(void **state)
 	assert_true(hp_err_isset());
 }
 
+/* ---- a stale list of mappings (safety-mover) ---------------------------- */
+
+/*
+ * A live session lists the mappings at safety_begin, before the stop, and
+ * trusts where that list ends a thread's stack only when the word past
+ * that end does not read (read_stack_hint). The fixture's thread "mover"
+ * runs on a stack in [X, X + 2p) with nothing mapped at X + 2p; told to,
+ * it maps the page at X + 2p (merged into one mapping [X, X + 3p)) and
+ * moves to a stack whose top is X + 3p: the return address into range_fn
+ * then lies above X + 2p, its stack pointer below. A scan of [sp, X + 2p)
+ * alone, what the old list says, would not see range_fn.
+ */
+struct mover {
+	struct fixture f; /* path, pid, bias */
+	int in_fd;        /* its stdin: a byte makes it move */
+	int out_fd;       /* its stdout: "ready X", then "moved" */
+	uint64_t x;       /* start of its region */
+	pid_t tid;        /* the thread "mover" */
+	bool seized;
+};
+
+static struct mover mv;
+
+/* One line from fd (bounded wait), without its newline. */
+static void read_line(int fd, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		char c;
+
+		assert_int_equal(poll(&pfd, 1, 10000), 1);
+		assert_int_equal(read(fd, &c, 1), 1);
+		if (c == '\n')
+			break;
+		assert_true(n + 1 < len);
+		buf[n++] = c;
+	}
+	buf[n] = '\0';
+}
+
+static pid_t thread_named(pid_t pid, const char *name)
+{
+	char path[64], comm[64];
+	struct dirent *de;
+	pid_t found = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		pid_t tid = (pid_t)atoi(de->d_name);
+
+		if (tid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)pid, (int)tid);
+		if (read_small(path, comm, sizeof(comm)) < 0)
+			continue;
+		comm[strcspn(comm, "\n")] = '\0';
+		if (strcmp(comm, name) == 0)
+			found = tid;
+	}
+	closedir(d);
+	if (!found)
+		fail_msg("no thread %s in process %d", name, (int)pid);
+	return found;
+}
+
+/* Wait (bounded) until thread tid blocks in system call nr1 or nr2. */
+static void wait_in_syscall(pid_t pid, pid_t tid, long nr1, long nr2)
+{
+	char path[64], buf[256];
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
+	for (int i = 0; i < 5000; i++) {
+		if (read_small(path, buf, sizeof(buf)) == 0 && buf[0] >= '0' && buf[0] <= '9') {
+			long nr = strtol(buf, NULL, 10);
+
+			if ((nr == nr1 || nr == nr2) && thread_state(pid, tid) == 'S')
+				return;
+		}
+		usleep(1000);
+	}
+	fail_msg("thread %d never blocked in system call %ld", (int)tid, nr1);
+}
+
+static void mover_seize(void)
+{
+	int st;
+
+	assert_int_equal(ptrace(PTRACE_SEIZE, mv.tid, NULL, NULL), 0);
+	mv.seized = true;
+	assert_int_equal(ptrace(PTRACE_INTERRUPT, mv.tid, NULL, NULL), 0);
+	assert_int_equal(waitpid(mv.tid, &st, __WALL), mv.tid);
+	assert_true(WIFSTOPPED(st));
+}
+
+static void mover_detach(void)
+{
+	assert_int_equal(ptrace(PTRACE_DETACH, mv.tid, NULL, NULL), 0);
+	mv.seized = false;
+}
+
+/* The mapping of the fixture holding addr, from /proc/PID/maps. */
+static void mapping_at(uint64_t addr, uint64_t *ret_start, uint64_t *ret_end)
+{
+	char path[64], line[PATH_MAX + 128];
+	bool found = false;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)mv.f.pid);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	while (!found && fgets(line, sizeof(line), fp)) {
+		unsigned long long s, e;
+
+		if (sscanf(line, "%llx-%llx", &s, &e) == 2 && s <= addr && addr < e) {
+			*ret_start = s;
+			*ret_end = e;
+			found = true;
+		}
+	}
+	fclose(fp);
+	if (!found)
+		fail_msg("no mapping of process %d holds 0x%" PRIx64, (int)mv.f.pid, addr);
+}
+
+/* Whether the word at addr of the fixture reads. */
+static bool word_reads(uint64_t addr)
+{
+	uint64_t w;
+	struct iovec local = { &w, sizeof(w) };
+	struct iovec remote = { (void *)(uintptr_t)addr, sizeof(w) };
+
+	return process_vm_readv(mv.f.pid, &local, 1, &remote, 1, 0) == (ssize_t)sizeof(w);
+}
+
+static int mover_setup(void **state)
+{
+	int in[2], out[2];
+	char line[64], *end;
+
+	memset(&mv, 0, sizeof(mv));
+	mv.in_fd = mv.out_fd = -1;
+	fixture_path("safety-mover", mv.f.path, sizeof(mv.f.path));
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	mv.f.pid = fork();
+	assert_true(mv.f.pid >= 0);
+	if (mv.f.pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(in[0], STDIN_FILENO);
+		dup2(out[1], STDOUT_FILENO);
+		execl(mv.f.path, mv.f.path, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	mv.in_fd = in[1];
+	mv.out_fd = out[0];
+	read_line(mv.out_fd, line, sizeof(line));
+	assert_memory_equal(line, "ready ", 6);
+	mv.x = strtoull(line + 6, &end, 16);
+	assert_true(mv.x != 0 && *end == '\0');
+	mv.tid = thread_named(mv.f.pid, "mover");
+	return 0;
+}
+
+static int mover_teardown(void **state)
+{
+	if (mv.seized)
+		ptrace(PTRACE_DETACH, mv.tid, NULL, NULL);
+	if (mv.f.pid > 0) {
+		kill(mv.f.pid, SIGKILL);
+		waitpid(mv.f.pid, NULL, 0);
+	}
+	if (mv.in_fd >= 0)
+		close(mv.in_fd);
+	if (mv.out_fd >= 0)
+		close(mv.out_fd);
+	return 0;
+}
+
+static void test_stale_snapshot(void **state)
+{
+	struct safety_range fn = sym_range_of(&mv.f, "range_fn");
+	struct safety_range wait = sym_range_of(&mv.f, "wait_fn");
+	struct safety_session *stale = NULL, *ok_fn = NULL, *ok_wait = NULL, *fresh = NULL;
+	const uint64_t p = (uint64_t)sysconf(_SC_PAGESIZE), x = mv.x;
+	struct user_regs_struct regs;
+	uint64_t start, end, *words;
+	size_t n_words, below = 0, above = 0;
+	char line[64];
+
+	/* before: its stack in [x, x + 2p), nothing readable at x + 2p */
+	wait_in_syscall(mv.f.pid, mv.tid, SYS_read, SYS_read);
+	mapping_at(x, &start, &end);
+	assert_true(start == x && end == x + 2 * p);
+	assert_false(word_reads(x + 2 * p));
+	/* the lists of mappings taken while it runs */
+	assert_int_equal(safety_begin(mv.f.pid, &fn, 1, true, &stale), 0);
+	assert_int_equal(safety_begin(mv.f.pid, &fn, 1, true, &ok_fn), 0);
+	assert_int_equal(safety_begin(mv.f.pid, &wait, 1, true, &ok_wait), 0);
+
+	/* the list is right: it is trusted and gives the right answers */
+	mover_seize();
+	regs = regs_of(mv.tid);
+	assert_true(regs.rsp >= x && regs.rsp < x + 2 * p);
+	hp_err_clear();
+	assert_int_equal(safety_thread(ok_fn, mv.tid, NULL), 0);
+	assert_false(hp_err_isset());
+	hp_err_clear();
+	assert_busy_msg(safety_thread(ok_wait, mv.tid, NULL), "wait_fn", mv.tid,
+			"return address at frame ");
+	safety_end(ok_fn);
+	safety_end(ok_wait);
+	mover_detach();
+
+	/* the move: [x, x + 3p) now, the thread in range_fn's callee */
+	assert_int_equal(write(mv.in_fd, "m", 1), 1);
+	read_line(mv.out_fd, line, sizeof(line));
+	assert_string_equal(line, "moved");
+	wait_in_syscall(mv.f.pid, mv.tid, SYS_nanosleep, SYS_clock_nanosleep);
+	mover_seize();
+	regs = regs_of(mv.tid);
+	assert_true((long long)regs.orig_rax == SYS_nanosleep ||
+		    (long long)regs.orig_rax == SYS_clock_nanosleep);
+
+	/* the layout the case needs: one mapping [x, x + 3p), sp below x + 2p,
+	 * every word of the stack in range_fn at or above x + 2p */
+	mapping_at(x, &start, &end);
+	assert_true(start == x && end == x + 3 * p);
+	assert_true(word_reads(x + 2 * p));
+	assert_true(regs.rsp >= x && regs.rsp < x + 2 * p);
+	n_words = (x + 3 * p - (regs.rsp & ~7ULL)) / sizeof(uint64_t);
+	words = calloc(n_words, sizeof(uint64_t));
+	assert_non_null(words);
+	{
+		struct iovec local = { words, n_words * sizeof(uint64_t) };
+		struct iovec remote = { (void *)(uintptr_t)(regs.rsp & ~7ULL),
+					n_words * sizeof(uint64_t) };
+
+		assert_int_equal(process_vm_readv(mv.f.pid, &local, 1, &remote, 1, 0),
+				 (ssize_t)(n_words * sizeof(uint64_t)));
+	}
+	for (size_t i = 0; i < n_words; i++) {
+		uint64_t at = (regs.rsp & ~7ULL) + i * sizeof(uint64_t);
+
+		if (words[i] > fn.start && words[i] < fn.end)
+			*(at < x + 2 * p ? &below : &above) += 1;
+	}
+	free(words);
+	print_message("mover: sp at x+0x%llx, range_fn words below x+2p %zu, above %zu\n",
+		      (unsigned long long)(regs.rsp - x), below, above);
+	assert_int_equal(below, 0);
+	assert_true(above >= 1);
+
+	/* the list of before the move: the word at x + 2p reads, so the
+	 * kernel is asked and range_fn is seen */
+	hp_err_clear();
+	assert_busy_msg(safety_thread(stale, mv.tid, NULL), "range_fn", mv.tid,
+			"return address at frame ");
+	print_message("stale list: %s\n", hp_errmsg(-EBUSY));
+	safety_end(stale);
+	/* and what a check without a list, or with a fresh one, says */
+	hp_err_clear();
+	assert_busy_msg(safety_check(mv.f.pid, &mv.tid, 1, &fn, 1), "range_fn", mv.tid,
+			"return address at frame ");
+	assert_int_equal(safety_begin(mv.f.pid, &fn, 1, true, &fresh), 0);
+	hp_err_clear();
+	assert_busy_msg(safety_thread(fresh, mv.tid, NULL), "range_fn", mv.tid,
+			"return address at frame ");
+	safety_end(fresh);
+	mover_detach();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -567,6 +856,9 @@ int main(void)
 		cmocka_unit_test(test_vanished_process),
 	};
 
+	const struct CMUnitTest mover_tests[] = {
+		cmocka_unit_test(test_stale_snapshot),
+	};
 	int failed;
 
 	/* with PROCMAP_QUERY (Linux 6.11+), then with the parsed
@@ -581,5 +873,12 @@ int main(void)
 	fixture_name = "safety-target-nopie";
 	failed += cmocka_run_group_tests_name("safety, non-PIE", tests, group_setup,
 					      group_teardown);
+	/* the stale list, with each way of asking for the mapping again */
+	failed += cmocka_run_group_tests_name("safety, stale list, PROCMAP_QUERY", mover_tests,
+					      mover_setup, mover_teardown);
+	setenv("HP_SAFETY_MAPS_TEXT", "1", 1);
+	failed += cmocka_run_group_tests_name("safety, stale list, maps text", mover_tests,
+					      mover_setup, mover_teardown);
+	unsetenv("HP_SAFETY_MAPS_TEXT");
 	return failed;
 }

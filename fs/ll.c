@@ -924,6 +924,129 @@ static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
+/* ---- a new HEAD: names it lacks leave the kernel's cache -------------------- */
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	struct fuse_session *se;
+	bool started, stopping;
+} watch = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER };
+
+/*
+ * The catalog's baselines, months and sets (and BASELINE, latest) the kernel
+ * holds but SNAP (NULL: an empty store) lacks: their names are cached for an
+ * hour, so a HEAD moved by hand to a commit without them would leave them
+ * reachable. Their files go with them (a path walk through a dropped name
+ * looks it up again).
+ */
+static void watch_drop_gone(struct ctl_snap *snap)
+{
+	char **paths = NULL;
+	size_t n = 0, cap = 0;
+
+	pthread_mutex_lock(&nodes_lock);
+	for (size_t i = 0; i < NODE_BUCKETS; i++)
+		for (struct node *nd = ino_tab[i]; nd; nd = nd->by_ino) {
+			int d = catalog_depth(nd->path);
+			char **more;
+
+			if (!nd->hashed || d < 1 || d > 3)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 256;
+				more = realloc(paths, cap * sizeof(*paths));
+				if (!more)
+					goto collected;
+				paths = more;
+			}
+			paths[n] = strdup(nd->path);
+			if (paths[n])
+				n++;
+		}
+collected:
+	pthread_mutex_unlock(&nodes_lock);
+	for (size_t i = 0; i < n; i++) {
+		struct store_node sn;
+		char *slash = strrchr(paths[i], '/');
+		fuse_ino_t parent = 0;
+
+		if (snap && store_snap_stat(ctl_snap_store(snap), paths[i] + strlen("/catalog/"),
+					    &sn) != -ENOENT)
+			continue;
+		*slash = '\0';
+		pthread_mutex_lock(&nodes_lock);
+		for (struct node *nd = path_tab[hash_str(paths[i])]; nd; nd = nd->by_path)
+			if (!strcmp(nd->path, paths[i])) {
+				parent = nd->ino;
+				break;
+			}
+		pthread_mutex_unlock(&nodes_lock);
+		if (parent)
+			fuse_lowlevel_notify_inval_entry(watch.se, parent, slash + 1, strlen(slash + 1));
+	}
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+}
+
+/* Looks at the store's HEAD once a second (a ref read); on a change, drops what is gone. */
+static void *watch_main(void *arg)
+{
+	char last[41] = "", head[41];
+
+	ctl_head(hpfs.ctl, last);
+	pthread_mutex_lock(&watch.lock);
+	while (!watch.stopping) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		pthread_cond_timedwait(&watch.cond, &watch.lock, &until);
+		if (watch.stopping)
+			break;
+		pthread_mutex_unlock(&watch.lock);
+		if (ctl_head(hpfs.ctl, head) == 0 && strcmp(head, last)) {
+			struct ctl_snap *snap = NULL;
+			int r = head[0] ? ctl_snap_get(hpfs.ctl, true, &snap) : 0;
+
+			if (r == 0)
+				watch_drop_gone(snap);
+			ctl_snap_unref(snap);
+			if (r == 0)
+				memcpy(last, head, sizeof(last));
+		}
+		pthread_mutex_lock(&watch.lock);
+	}
+	pthread_mutex_unlock(&watch.lock);
+	return NULL;
+}
+
+int hpfs_ll_watch_start(struct fuse_session *se)
+{
+	int r;
+
+	watch.se = se;
+	watch.stopping = false;
+	r = -pthread_create(&watch.thread, NULL, watch_main, NULL);
+	if (r == 0)
+		watch.started = true;
+	return r;
+}
+
+void hpfs_ll_watch_stop(void)
+{
+	if (!watch.started)
+		return;
+	pthread_mutex_lock(&watch.lock);
+	watch.stopping = true;
+	pthread_cond_signal(&watch.cond);
+	pthread_mutex_unlock(&watch.lock);
+	pthread_join(watch.thread, NULL);
+	watch.started = false;
+}
+
 const struct fuse_lowlevel_ops hpfs_ll_ops = {
 	.init = ll_init,
 	.destroy = ll_destroy,

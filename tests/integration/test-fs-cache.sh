@@ -3,8 +3,9 @@
 # by the kernel alone (no OPENDIR, no RELEASEDIR) and their listings cached,
 # yet no listing is ever stale: processes/ after a process starts or ends,
 # the catalog after an import (through hp import or incoming/) or a HEAD
-# moved back, incoming/ after a bundle is consumed, the root's temporary
-# files, and listings that depend on who asks (processes/, incoming/).
+# moved back (also a set's names, cached for an hour), incoming/ after a
+# bundle is consumed, the root's temporary files, and listings that depend
+# on who asks (processes/, incoming/).
 # Control and state files still read fresh on every read.
 . "$HP_TEST_LIB/harness.sh"
 ht_begin "fs-cache"
@@ -48,6 +49,11 @@ ht_eq "catalog: the baseline's listing shows the new month" "2026-02 2026-03 BAS
 ht_check "catalog: a set's listing (cached for an hour) is right" \
 	test "$(names "$M/catalog/2026.01/2026-03/cve-2026-0001")" = "manifest patch.so signature"
 git --git-dir="$HP_STORE" update-ref HEAD "$old_head"
+# A set's names are cached for an hour; the daemon's HEAD watch (once a second) drops them.
+ht_check "HEAD moved back by hand: a gone set's directory, cached before, goes within seconds" \
+	ht_wait_for 5 test ! -e "$M/catalog/2026.01/2026-03/cve-2026-0001"
+ht_check_fail "... its manifest too" test -e "$M/catalog/2026.01/2026-03/cve-2026-0001/manifest"
+ht_check "the set still there is still there" test -f "$month/cve-2026-0001/manifest"
 ht_eq "HEAD moved back by hand: the baseline's listing loses the month" "2026-02 BASELINE" \
 	"$(names "$M/catalog/2026.01")"
 ht_eq "... and the catalog's latest follows" "2026.01/2026-02" "$(readlink "$M/catalog/latest")"

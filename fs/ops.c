@@ -1502,7 +1502,9 @@ static void *hpfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	/*
 	 * Catalog caches follow the snapshot through the mtime, which the kernel
 	 * sees only when it asks for attributes again: with attribute caching
-	 * (-o attr_timeout > 0) the page and readdir caches are not kept.
+	 * (-o attr_timeout > 0) the page and readdir caches are not kept. (When
+	 * the kernel opens directories itself, ll.c, it keeps every listing, and
+	 * ll.c asks it to fetch a directory's attributes at each listing.)
 	 */
 	catalog_keep_cache = cfg->attr_timeout == 0;
 	cfg->use_ino = 0;

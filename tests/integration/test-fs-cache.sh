@@ -102,8 +102,8 @@ ht_match "root's listing again has nobody's server" " $own " " $(names "$M/proce
 # ---- control and state files read fresh -----------------------------------------
 ht_match "status: no apply yet" "applies: 0 ok, 0 failed" "$(cat "$M/status")"
 ht_match "the server's state: not applied" "state: not-up-to-date" "$(cat "$M/processes/$srv/status")"
-echo "$srv" >"$M/apply"
-ht_eq "echo PID > apply: done" 0 "$?"
+fs_echo "$M/apply" "$srv"
+ht_eq "echo PID > apply: done" 0 "$FS_RC"
 ht_match "status counts it" "applies: 1 ok, 0 failed" "$(cat "$M/status")"
 ht_match "the server's state: hotpatched" "state: hotpatched" "$(cat "$M/processes/$srv/status")"
 fs_expect_errno "a malformed write still fails the writer: EINVAL" "Invalid argument" "$M/apply" "not-a-pid"

@@ -97,5 +97,13 @@ extern const struct fuse_lowlevel_ops hpfs_ll_ops;
 extern double hpfs_entry_timeout, hpfs_attr_timeout; /* -o entry_timeout, attr_timeout */
 /* The caller of the request this thread serves (uid, gid, pid). */
 struct fuse_context *hpfs_context(void);
+/*
+ * A thread that looks at the store's HEAD once a second and drops from the
+ * kernel's cache the catalog names a new HEAD lacks (start after daemonizing,
+ * stop before the session goes).
+ */
+struct fuse_session;
+int hpfs_ll_watch_start(struct fuse_session *se);
+void hpfs_ll_watch_stop(void);
 
 #endif

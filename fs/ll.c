@@ -11,12 +11,25 @@
  * asked again on each use (their mtime names the snapshot: a new HEAD drops
  * their listings and pages). Control and state files keep the mount's
  * timeouts (0 by default).
+ *
+ * Directories have no open (when the kernel allows it: opendir answers
+ * ENOSYS once, and the kernel sends no OPENDIR or RELEASEDIR again). The
+ * kernel then caches every directory's listing and keeps it while the
+ * directory's mtime stays the same, checked at each listing's start: a
+ * set's directory never changes; the catalog root, baselines and months
+ * have an mtime that names the snapshot, asked on each listing; the other
+ * directories (the root, processes/, incoming/) get the time of the asking
+ * as mtime, so their listings are never kept. READDIR comes without a
+ * handle: the listing is made at offset 0 and kept in the inode for the
+ * next offsets of the same caller.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "hpfs.h"
 #include <fuse_lowlevel.h>
@@ -24,11 +37,15 @@
 #define HPFS_CATALOG_TIMEOUT 3600.0
 #define NODE_BUCKETS 65536
 
+struct dir;
+static void dir_free(struct dir *d);
+
 struct node {
 	fuse_ino_t ino;
 	char *path;
 	uint64_t nlookup;
 	bool hashed; /* reachable by path */
+	struct dir *dir; /* a listing being read without a handle (no opendir) */
 	struct node *by_path, *by_ino;
 };
 
@@ -39,6 +56,8 @@ static struct node root_node = { .ino = FUSE_ROOT_ID, .path = (char *)"/", .nloo
 
 double hpfs_entry_timeout, hpfs_attr_timeout;
 static __thread struct fuse_context ctx;
+/* Directories are opened by the kernel alone (set in init). */
+static bool no_opendir;
 
 struct fuse_context *hpfs_context(void)
 {
@@ -151,6 +170,7 @@ static void node_forget(fuse_ino_t ino, uint64_t nlookup)
 			*pp = n->by_ino;
 			break;
 		}
+	dir_free(n->dir);
 	free(n->path);
 	free(n);
 out:
@@ -211,7 +231,33 @@ static double attr_timeout(const char *path, const struct stat *st)
 	/* catalog/B/M/SET and below; catalog/B/BASELINE and catalog/latest may change. */
 	if (d >= 3)
 		return HPFS_CATALOG_TIMEOUT;
+	/*
+	 * Without opendir the kernel keeps every listing while the directory's
+	 * mtime stays the same, and checks the mtime only once the attributes
+	 * expire: whatever -o attr_timeout says, a directory whose listing
+	 * may change is asked each time.
+	 */
+	if (no_opendir && S_ISDIR(st->st_mode))
+		return 0;
 	return hpfs_attr_timeout;
+}
+
+/*
+ * Attributes as the kernel gets them: without opendir, a directory outside
+ * the catalog (the root, processes/, incoming/, processes/PID) changes its
+ * mtime at each asking, so that the kernel lists it afresh each time (its
+ * contents change without the kernel seeing it; the listing of processes/
+ * and the right to list incoming/ depend on who asks).
+ */
+static void fix_attr(const char *path, fuse_ino_t ino, struct stat *st)
+{
+	st->st_ino = ino;
+	if (no_opendir && S_ISDIR(st->st_mode) && catalog_depth(path) < 0) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		st->st_mtim = now;
+	}
 }
 
 static void reply_entry_of(fuse_req_t req, const char *path)
@@ -235,7 +281,7 @@ static void reply_entry_of(fuse_req_t req, const char *path)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	e.attr.st_ino = e.ino;
+	fix_attr(path, e.ino, &e.attr);
 	e.generation = 1;
 	e.entry_timeout = entry_timeout(path);
 	e.attr_timeout = attr_timeout(path, &e.attr);
@@ -251,6 +297,16 @@ static void ll_init(void *data, struct fuse_conn_info *conn)
 	cfg.entry_timeout = hpfs_entry_timeout;
 	cfg.attr_timeout = hpfs_attr_timeout;
 	hpfs_ops.init(conn, &cfg);
+	/*
+	 * A kernel that opens directories itself (no OPENDIR, no RELEASEDIR: two
+	 * round trips per directory less) and checks a cached listing against
+	 * the directory's mtime (auto_inval_data) before using it.
+	 */
+	if ((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) &&
+	    (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)) {
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+		no_opendir = true;
+	}
 }
 
 static void ll_destroy(void *data)
@@ -262,11 +318,14 @@ static void ll_destroy(void *data)
 			struct node *n = ino_tab[i];
 
 			ino_tab[i] = n->by_ino;
+			dir_free(n->dir);
 			free(n->path);
 			free(n);
 		}
 		path_tab[i] = NULL;
 	}
+	dir_free(root_node.dir);
+	root_node.dir = NULL;
 	pthread_mutex_unlock(&nodes_lock);
 }
 
@@ -314,7 +373,7 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 	} else {
-		st.st_ino = ino;
+		fix_attr(path, ino, &st);
 		fuse_reply_attr(req, &st, attr_timeout(path, &st));
 	}
 	free(path);
@@ -364,7 +423,7 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 	} else {
-		st.st_ino = ino;
+		fix_attr(path, ino, &st);
 		fuse_reply_attr(req, &st, attr_timeout(path, &st));
 	}
 	free(path);
@@ -527,7 +586,7 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		goto out;
 	}
 	e.ino = n->ino;
-	e.attr.st_ino = e.ino;
+	fix_attr(path, e.ino, &e.attr);
 	e.generation = 1;
 	e.entry_timeout = entry_timeout(path);
 	e.attr_timeout = attr_timeout(path, &e.attr);
@@ -611,9 +670,15 @@ static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	fuse_reply_err(req, 0);
 }
 
-/* An open directory: ops.c's handle and the listing, read whole at the first readdir. */
+/*
+ * A listing: read whole at offset 0, served by offset (an entry's offset is
+ * its index + 1). With opendir, it belongs to the open directory (fh, ops.c's
+ * handle); without, to the inode between the READDIRs of one listing (uid:
+ * the caller it was made for).
+ */
 struct dir {
 	uint64_t fh;
+	uid_t uid;
 	char **names;
 	mode_t *modes;
 	size_t n, cap;
@@ -664,6 +729,11 @@ static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	char *path;
 	int r;
 
+	if (no_opendir) {
+		/* The kernel opens directories itself from now on (ll_init). */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	set_ctx(req);
 	path = path_of(ino);
 	d = calloc(1, sizeof(*d));
@@ -689,38 +759,56 @@ out:
 	free(path);
 }
 
-static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+/* Fill D with the listing of PATH through ops.c's handle FI (D emptied first). */
+static int dir_read(struct dir *d, const char *path, const struct fuse_file_info *fi)
 {
-	struct dir *d = (struct dir *)(uintptr_t)fi->fh;
-	char *buf = NULL, *path = NULL;
-	size_t used = 0;
-	int r = 0;
+	struct fuse_file_info inner = *fi;
 
-	set_ctx(req);
-	if (!d->filled || off == 0) {
-		struct fuse_file_info inner = *fi;
+	for (size_t i = 0; i < d->n; i++)
+		free(d->names[i]);
+	d->n = 0;
+	inner.fh = d->fh;
+	return hpfs_ops.readdir(path, d, dir_fill, 0, &inner, 0);
+}
 
-		path = path_of(ino);
-		if (!path) {
-			r = -ENOENT;
-			goto out;
-		}
-		for (size_t i = 0; i < d->n; i++)
-			free(d->names[i]);
-		d->n = 0;
-		inner.fh = d->fh;
-		r = hpfs_ops.readdir(path, d, dir_fill, 0, &inner, 0);
-		if (r < 0)
-			goto out;
-		d->filled = true;
-	}
-	buf = malloc(size);
-	if (!buf) {
-		r = -ENOMEM;
+/* A listing of PATH without a handle: ops.c's opendir, readdir and releasedir at once. */
+static int dir_list(const char *path, struct dir **ret)
+{
+	struct fuse_file_info fi;
+	struct dir *d;
+	int r;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->uid = ctx.uid;
+	memset(&fi, 0, sizeof(fi));
+	fi.flags = O_RDONLY | O_DIRECTORY;
+	r = hpfs_ops.opendir(path, &fi);
+	if (r < 0)
 		goto out;
-	}
-	for (size_t i = (size_t)off; i < d->n; i++) {
+	d->fh = fi.fh;
+	r = dir_read(d, path, &fi);
+	hpfs_ops.releasedir(path, &fi);
+	d->fh = 0;
+out:
+	if (r < 0)
+		dir_free(d);
+	else
+		*ret = d;
+	return r < 0 ? r : 0;
+}
+
+/* Entries of D from offset OFF into a reply buffer of SIZE (*ret_used bytes). */
+static int dir_reply(fuse_req_t req, const struct dir *d, size_t size, off_t off, char **ret_buf,
+		     size_t *ret_used)
+{
+	char *buf = malloc(size ? size : 1);
+	size_t used = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = off < 0 ? 0 : (size_t)off; i < d->n; i++) {
 		struct stat st;
 		size_t len;
 
@@ -734,6 +822,86 @@ static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			break;
 		used += len;
 	}
+	*ret_buf = buf;
+	*ret_used = used;
+	return 0;
+}
+
+/*
+ * READDIR without a handle. At offset 0 the listing is made afresh; the
+ * next offsets of the same caller are served from the one kept in the
+ * inode (taken out while in use: another reader makes its own), which goes
+ * at the end of the listing, or when the inode is forgotten.
+ */
+static void readdir_nofh(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off)
+{
+	struct dir *d = NULL;
+	struct node *n;
+	char *buf = NULL, *path = NULL;
+	size_t used = 0;
+	int r = 0;
+
+	if (off > 0) {
+		pthread_mutex_lock(&nodes_lock);
+		n = by_ino(ino);
+		if (n && n->dir && n->dir->uid == ctx.uid) {
+			d = n->dir;
+			n->dir = NULL;
+		}
+		pthread_mutex_unlock(&nodes_lock);
+	}
+	if (!d) {
+		path = path_of(ino);
+		r = path ? dir_list(path, &d) : -ENOENT;
+		if (r < 0)
+			goto out;
+	}
+	r = dir_reply(req, d, size, off, &buf, &used);
+	if (r < 0 || used == 0)
+		goto out;
+	pthread_mutex_lock(&nodes_lock);
+	n = by_ino(ino);
+	if (n) {
+		dir_free(n->dir);
+		n->dir = d;
+		d = NULL;
+	}
+	pthread_mutex_unlock(&nodes_lock);
+out:
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_buf(req, buf, used);
+	dir_free(d);
+	free(buf);
+	free(path);
+}
+
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct dir *d = (struct dir *)(uintptr_t)fi->fh;
+	char *buf = NULL, *path = NULL;
+	size_t used = 0;
+	int r = 0;
+
+	set_ctx(req);
+	if (!d) {
+		readdir_nofh(req, ino, size, off);
+		return;
+	}
+	if (!d->filled || off == 0) {
+		path = path_of(ino);
+		if (!path) {
+			r = -ENOENT;
+			goto out;
+		}
+		r = dir_read(d, path, fi);
+		if (r < 0)
+			goto out;
+		d->filled = true;
+	}
+	r = dir_reply(req, d, size, off, &buf, &used);
 out:
 	if (r < 0)
 		fuse_reply_err(req, -r);
@@ -748,10 +916,135 @@ static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct dir *d = (struct dir *)(uintptr_t)fi->fh;
 	struct fuse_file_info inner = *fi;
 
-	inner.fh = d->fh;
-	hpfs_ops.releasedir("", &inner);
-	dir_free(d);
+	if (d) {
+		inner.fh = d->fh;
+		hpfs_ops.releasedir("", &inner);
+		dir_free(d);
+	}
 	fuse_reply_err(req, 0);
+}
+
+/* ---- a new HEAD: names it lacks leave the kernel's cache -------------------- */
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	struct fuse_session *se;
+	bool started, stopping;
+} watch = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER };
+
+/*
+ * The catalog's baselines, months and sets (and BASELINE, latest) the kernel
+ * holds but SNAP (NULL: an empty store) lacks: their names are cached for an
+ * hour, so a HEAD moved by hand to a commit without them would leave them
+ * reachable. Their files go with them (a path walk through a dropped name
+ * looks it up again).
+ */
+static void watch_drop_gone(struct ctl_snap *snap)
+{
+	char **paths = NULL;
+	size_t n = 0, cap = 0;
+
+	pthread_mutex_lock(&nodes_lock);
+	for (size_t i = 0; i < NODE_BUCKETS; i++)
+		for (struct node *nd = ino_tab[i]; nd; nd = nd->by_ino) {
+			int d = catalog_depth(nd->path);
+			char **more;
+
+			if (!nd->hashed || d < 1 || d > 3)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 256;
+				more = realloc(paths, cap * sizeof(*paths));
+				if (!more)
+					goto collected;
+				paths = more;
+			}
+			paths[n] = strdup(nd->path);
+			if (paths[n])
+				n++;
+		}
+collected:
+	pthread_mutex_unlock(&nodes_lock);
+	for (size_t i = 0; i < n; i++) {
+		struct store_node sn;
+		char *slash = strrchr(paths[i], '/');
+		fuse_ino_t parent = 0;
+
+		if (snap && store_snap_stat(ctl_snap_store(snap), paths[i] + strlen("/catalog/"),
+					    &sn) != -ENOENT)
+			continue;
+		*slash = '\0';
+		pthread_mutex_lock(&nodes_lock);
+		for (struct node *nd = path_tab[hash_str(paths[i])]; nd; nd = nd->by_path)
+			if (!strcmp(nd->path, paths[i])) {
+				parent = nd->ino;
+				break;
+			}
+		pthread_mutex_unlock(&nodes_lock);
+		if (parent)
+			fuse_lowlevel_notify_inval_entry(watch.se, parent, slash + 1, strlen(slash + 1));
+	}
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+}
+
+/* Looks at the store's HEAD once a second (a ref read); on a change, drops what is gone. */
+static void *watch_main(void *arg)
+{
+	char last[41] = "", head[41];
+
+	ctl_head(hpfs.ctl, last);
+	pthread_mutex_lock(&watch.lock);
+	while (!watch.stopping) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		pthread_cond_timedwait(&watch.cond, &watch.lock, &until);
+		if (watch.stopping)
+			break;
+		pthread_mutex_unlock(&watch.lock);
+		if (ctl_head(hpfs.ctl, head) == 0 && strcmp(head, last)) {
+			struct ctl_snap *snap = NULL;
+			int r = head[0] ? ctl_snap_get(hpfs.ctl, true, &snap) : 0;
+
+			if (r == 0)
+				watch_drop_gone(snap);
+			ctl_snap_unref(snap);
+			if (r == 0)
+				memcpy(last, head, sizeof(last));
+		}
+		pthread_mutex_lock(&watch.lock);
+	}
+	pthread_mutex_unlock(&watch.lock);
+	return NULL;
+}
+
+int hpfs_ll_watch_start(struct fuse_session *se)
+{
+	int r;
+
+	watch.se = se;
+	watch.stopping = false;
+	r = -pthread_create(&watch.thread, NULL, watch_main, NULL);
+	if (r == 0)
+		watch.started = true;
+	return r;
+}
+
+void hpfs_ll_watch_stop(void)
+{
+	if (!watch.started)
+		return;
+	pthread_mutex_lock(&watch.lock);
+	watch.stopping = true;
+	pthread_cond_signal(&watch.cond);
+	pthread_mutex_unlock(&watch.lock);
+	pthread_join(watch.thread, NULL);
+	watch.started = false;
 }
 
 const struct fuse_lowlevel_ops hpfs_ll_ops = {

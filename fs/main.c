@@ -153,6 +153,11 @@ static int serve(struct fuse_args *args)
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out;
 	handlers = true;
+	r = hpfs_ll_watch_start(se);
+	if (r < 0) {
+		fprintf(stderr, "hotpatchfs: cannot start the HEAD watch: %s\n", strerror(-r));
+		goto out;
+	}
 	if (o.singlethread) {
 		r = fuse_session_loop(se);
 	} else {
@@ -167,11 +172,13 @@ static int serve(struct fuse_args *args)
 			fuse_loop_cfg_set_max_threads(lc, o.max_threads);
 		r = fuse_session_loop_mt(se, lc);
 	}
+	hpfs_ll_watch_stop();
 	/* The loop returns the number of the signal that stopped it. */
 	status = (r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP) ? 0 : 1;
 	if (status)
 		fprintf(stderr, "hotpatchfs: the request loop failed: %s\n", strerror(r < 0 ? -r : r));
 out:
+	hpfs_ll_watch_stop();
 	if (handlers)
 		fuse_remove_signal_handlers(se);
 	if (mounted)

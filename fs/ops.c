@@ -295,7 +295,13 @@ static int catalog_stat(const char *sub, struct stat *st)
 	long snap_nsec = 0;
 	int r;
 
-	for (int fresh = 0; fresh < 2; fresh++) {
+	/*
+	 * The catalog root, baselines and months (and their BASELINE, latest)
+	 * look at HEAD now: ll.c gives their directories no open, and the
+	 * kernel keeps a directory's listing while its mtime, which names the
+	 * snapshot, stays the same. A listing after an import shows the new set.
+	 */
+	for (int fresh = slashes(sub) < 2; fresh < 2; fresh++) {
 		r = ctl_snap_get(hpfs.ctl, fresh, &s);
 		if (r == -ENOENT && !*sub && fresh) {
 			/* An empty store: an empty catalog. */
@@ -1496,7 +1502,9 @@ static void *hpfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	/*
 	 * Catalog caches follow the snapshot through the mtime, which the kernel
 	 * sees only when it asks for attributes again: with attribute caching
-	 * (-o attr_timeout > 0) the page and readdir caches are not kept.
+	 * (-o attr_timeout > 0) the page and readdir caches are not kept. (When
+	 * the kernel opens directories itself, ll.c, it keeps every listing, and
+	 * ll.c asks it to fetch a directory's attributes at each listing.)
 	 */
 	catalog_keep_cache = cfg->attr_timeout == 0;
 	cfg->use_ino = 0;

@@ -58,6 +58,7 @@ struct checker {
 
 	/* one round (one stop): under mu */
 	unsigned round;           /* bumped by checker_begin */
+	unsigned ready;           /* the round the worker has its session for */
 	pid_t pid;
 	const struct safety_range *ranges;
 	size_t n_ranges;
@@ -108,6 +109,8 @@ static void *worker(void *arg)
 			pthread_mutex_lock(&k->mu);
 			if (r < 0 && round == k->round)
 				fail_locked(k, r, hp_errmsg(r));
+			k->ready = round;
+			pthread_cond_signal(&k->idle);
 			continue;
 		}
 		if (!s || k->next == k->n || k->r < 0) {
@@ -188,7 +191,13 @@ int checker_begin(struct checker *k, pid_t pid, const struct safety_range *range
 	k->n = k->next = 0;
 	k->r = 0;
 	k->msg[0] = '\0';
-	pthread_cond_signal(&k->work);
+	if (k->parallel) {
+		/* its session (the mapping list read) is made now, before the
+		 * stop, not while the threads are being stopped */
+		pthread_cond_signal(&k->work);
+		while (k->ready != k->round && !k->quit)
+			pthread_cond_wait(&k->idle, &k->mu);
+	}
 	pthread_mutex_unlock(&k->mu);
 	return 0;
 }

@@ -104,6 +104,11 @@ struct fuse_context *hpfs_context(void);
  */
 struct fuse_session;
 int hpfs_ll_watch_start(struct fuse_session *se);
+/* Whether a request (FUSE opcode, node) is answered at once (loop.c):
+ * names, attributes, listings, and the catalog's files. */
+bool hpfs_ll_quick(uint32_t opcode, uint64_t nodeid);
+/* loop.c: the request loop (see there). max_threads 0: the default. */
+int hpfs_loop(struct fuse_session *se, unsigned busy_poll_us, unsigned max_threads);
 void hpfs_ll_watch_stop(void);
 
 #endif

@@ -33,6 +33,7 @@
 
 #include "hpfs.h"
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 
 #define HPFS_CATALOG_TIMEOUT 3600.0
 #define NODE_BUCKETS 65536
@@ -175,6 +176,41 @@ static void node_forget(fuse_ino_t ino, uint64_t nlookup)
 	free(n);
 out:
 	pthread_mutex_unlock(&nodes_lock);
+}
+
+static int catalog_depth(const char *path);
+
+bool hpfs_ll_quick(uint32_t opcode, uint64_t nodeid)
+{
+	struct node *n;
+	bool quick = false;
+
+	switch (opcode) {
+	case FUSE_LOOKUP:
+	case FUSE_FORGET:
+	case FUSE_BATCH_FORGET:
+	case FUSE_GETATTR:
+	case FUSE_READLINK:
+	case FUSE_READDIR:
+	case FUSE_READDIRPLUS:
+	case FUSE_STATFS:
+	case FUSE_ACCESS:
+	case FUSE_INTERRUPT:
+		return true;
+	case FUSE_OPEN:
+	case FUSE_READ:
+	case FUSE_FLUSH:
+	case FUSE_RELEASE:
+		/* a catalog file's: a blob of the snapshot (state and control
+		 * files are computed, or do their work, in these) */
+		pthread_mutex_lock(&nodes_lock);
+		n = by_ino(nodeid);
+		quick = n && catalog_depth(n->path) >= 0;
+		pthread_mutex_unlock(&nodes_lock);
+		return quick;
+	default:
+		return false;
+	}
 }
 
 /* A copy of the path of INO (free it), or NULL. */

@@ -18,6 +18,7 @@
 #include <fuse_lowlevel.h>
 
 #define HPFS_DEFAULT_MOUNT "/hp"
+#define HPFS_DEFAULT_BUSY_POLL 50u
 
 struct hpfs hpfs = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -34,11 +35,13 @@ struct cli {
 	int incoming_gid_set;
 	unsigned budget_ms;
 	double entry_timeout, attr_timeout;
+	unsigned busy_poll_us;
+	int busy_poll_set;
 	int help;
 	int version;
 };
 
-enum { KEY_HELP, KEY_VERSION, KEY_INCOMING_GID };
+enum { KEY_HELP, KEY_VERSION, KEY_INCOMING_GID, KEY_BUSY_POLL };
 
 static const struct fuse_opt cli_opts[] = {
 	{ "--store %s", offsetof(struct cli, store), 0 },
@@ -54,6 +57,9 @@ static const struct fuse_opt cli_opts[] = {
 	{ "attr_timeout=%lf", offsetof(struct cli, attr_timeout), 0 },
 	FUSE_OPT_KEY("attr_timeout=", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("negative_timeout=", FUSE_OPT_KEY_DISCARD),
+	/* How long the receiving thread looks for the next request before it sleeps (loop.c). */
+	{ "busy_poll=%u", offsetof(struct cli, busy_poll_us), 0 },
+	FUSE_OPT_KEY("busy_poll=", KEY_BUSY_POLL),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -75,6 +81,9 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_INCOMING_GID:
 		c->incoming_gid_set = 1;
 		return 0; /* consumed; the value was stored by the template */
+	case KEY_BUSY_POLL:
+		c->busy_poll_set = 1;
+		return 0;
 	case FUSE_OPT_KEY_NONOPT:
 		if (!c->mountpoint) {
 			c->mountpoint = strdup(arg);
@@ -101,8 +110,10 @@ static void usage(FILE *f)
 		"                       to become inactive before it fails with EBUSY (default 1000)\n"
 		"  -o entry_timeout=S,attr_timeout=S  kernel caching of names and attributes\n"
 		"                       (default 0: always fresh; S > 0 is faster to walk, and names\n"
-		"                       such as processes/PID may outlive what they name by S seconds)\n",
-		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH);
+		"                       such as processes/PID may outlive what they name by S seconds)\n"
+		"  -o busy_poll=US      after each request, look for the next one for US microseconds\n"
+		"                       before sleeping (default %u; 0: sleep at once)\n",
+		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH, HPFS_DEFAULT_BUSY_POLL);
 }
 
 static void free_list(struct hpfs_file **list)
@@ -127,7 +138,7 @@ static void free_files(void)
  * fuse_main() on a low-level session (ll.c), except that a stop asked for by SIGTERM, SIGINT or SIGHUP is
  * a clean exit (status 0), as it is for `fusermount3 -u`.
  */
-static int serve(struct fuse_args *args)
+static int serve(struct fuse_args *args, unsigned busy_poll_us)
 {
 	struct fuse_cmdline_opts o;
 	struct fuse_loop_config *lc = NULL;
@@ -160,6 +171,10 @@ static int serve(struct fuse_args *args)
 	}
 	if (o.singlethread) {
 		r = fuse_session_loop(se);
+	} else if (!o.clone_fd) {
+		/* ours: a receiving thread that looks for the next request a
+		 * while before sleeping (loop.c) */
+		r = hpfs_loop(se, busy_poll_us, o.max_threads != UINT_MAX ? o.max_threads : 0);
 	} else {
 		lc = fuse_loop_cfg_create();
 		if (!lc)
@@ -255,7 +270,7 @@ int main(int argc, char **argv)
 	hpfs_attr_timeout = cli.attr_timeout;
 	if (fuse_opt_insert_arg(&args, 1, "-osubtype=hotpatchfs,fsname=hotpatchfs") < 0)
 		goto out;
-	status = serve(&args);
+	status = serve(&args, cli.busy_poll_set ? cli.busy_poll_us : HPFS_DEFAULT_BUSY_POLL);
 	hpfs_auto_stop();
 out:
 	ctl_free(hpfs.ctl);

@@ -14,49 +14,66 @@ ht_check "store with a trusted key" fs_store
 ht_check "hp build" fs_build "$FS_DEMO_BIN/demo-server" 2026-02 cve-2026-0001 "$T/feb.tar.gz" \
 	"$FS_DEMO_SRC/demo-fix.c"
 ht_check "hp import" "$HP_BIN" import "$T/feb.tar.gz"
-M=$T/mnt
-# A safety budget of 120 s: the apply waits for the gate, not for a clock
-# (the budget only bounds a test gone wrong).
-ht_check "mount" fs_mount "$M" -o budget_ms=120000
-fs_mounted "$M" || { ht_end; exit 1; }
+# Three request loops: hotpatchfs's own (loop.c) as it runs by default and
+# with busy_poll=0, and libfuse's (taken with -o clone_fd).
+slow_apply() {
+	local how=$1
+	shift
+	local M=$T/mnt-$how P gate=$T/gate-$how apply_job still
+	# A safety budget of 120 s: the apply waits for the gate, not for a clock
+	# (the budget only bounds a test gone wrong).
+	ht_check "$how: mount" fs_mount "$M" -o budget_ms=120000 "$@"
+	fs_mounted "$M" || return 1
 
-gate=$T/gate
-fs_server --gate "$gate" --interval 50
-P=$FS_SRV
-ht_check "the server's first request stays busy until the gate opens" \
-	ht_wait_for 30 grep -q "request 1: working" "$FS_SRV_OUT"
-ht_spawn sh -c "echo $P > '$M/apply'"
-apply_job=$HT_LAST_PID
-ht_check "the apply waits: in-progress" ht_wait_for 60 grep -q "state: in-progress" "$M/processes/$P/status"
+	fs_server --gate "$gate" --interval 50
+	P=$FS_SRV
+	ht_check "$how: the server's first request stays busy until the gate opens" \
+		ht_wait_for 30 grep -q "request 1: working" "$FS_SRV_OUT"
+	ht_spawn sh -c "echo $P > '$M/apply'"
+	apply_job=$HT_LAST_PID
+	ht_check "$how: the apply waits: in-progress" \
+		ht_wait_for 60 grep -q "state: in-progress" "$M/processes/$P/status"
 
-# Everything else answers meanwhile. Read with shell builtins (no process
-# to start), then look whether the apply is still running.
-r_root=("$M"/*)
-r_catalog=("$M"/catalog/2026.01/2026-02/cve-2026-0001/*)
-r_manifest=$(<"$M/catalog/2026.01/2026-02/cve-2026-0001/manifest")
-r_status=$(<"$M/status")
-r_log=$(<"$M/log")
-r_processes=("$M"/processes/*)
-r_own=$(<"$M/processes/$P/status")
-r_report=$(<"$M/report")
-kill -0 "$apply_job" 2>/dev/null && still=yes || still=no
-ht_eq "the reads were done while the apply was still running" yes "$still"
-ht_eq "the request is still in handle_request (no reply yet)" "" \
-	"$(grep "request 1 (" "$FS_SRV_OUT")"
-ht_eq "root lists" 9 "${#r_root[@]}"
-ht_eq "catalog lists" 3 "${#r_catalog[@]}"
-ht_match "catalog reads" "cve-2026-0001" "$r_manifest"
-ht_match "status reads" "store: $HP_STORE" "$r_status"
-ht_eq "log reads (nothing finished yet)" "" "$r_log"
-ht_match "processes lists" "/processes/$P$" "$(printf '%s\n' "${r_processes[@]}")"
-ht_match "its own status answers, in-progress" "state: in-progress" "$r_own"
-ht_match "the report answers, in-progress" "pid=$P comm=demo-server state=in-progress" "$r_report"
+	# Everything else answers meanwhile. Read with shell builtins (no process
+	# to start), then look whether the apply is still running.
+	local r_root=("$M"/*)
+	local r_catalog=("$M"/catalog/2026.01/2026-02/cve-2026-0001/*)
+	local r_manifest r_status r_log r_processes r_own r_report
+	r_manifest=$(<"$M/catalog/2026.01/2026-02/cve-2026-0001/manifest")
+	r_status=$(<"$M/status")
+	r_log=$(<"$M/log")
+	r_processes=("$M"/processes/*)
+	r_own=$(<"$M/processes/$P/status")
+	r_report=$(<"$M/report")
+	kill -0 "$apply_job" 2>/dev/null && still=yes || still=no
+	ht_eq "$how: the reads were done while the apply was still running" yes "$still"
+	ht_eq "$how: the request is still in handle_request (no reply yet)" "" \
+		"$(grep "request 1 (" "$FS_SRV_OUT")"
+	ht_eq "$how: root lists" 9 "${#r_root[@]}"
+	ht_eq "$how: catalog lists" 3 "${#r_catalog[@]}"
+	ht_match "$how: catalog reads" "cve-2026-0001" "$r_manifest"
+	ht_match "$how: status reads" "store: $HP_STORE" "$r_status"
+	ht_eq "$how: log reads (nothing finished yet)" "" "$r_log"
+	ht_match "$how: processes lists" "/processes/$P$" "$(printf '%s\n' "${r_processes[@]}")"
+	ht_match "$how: its own status answers, in-progress" "state: in-progress" "$r_own"
+	ht_match "$how: the report answers, in-progress" \
+		"pid=$P comm=demo-server state=in-progress" "$r_report"
 
-touch "$gate"
-wait "$apply_job"
-ht_eq "the slow apply succeeds once the gate opens" 0 "$?"
-ht_match "then: hotpatched" "state: hotpatched" "$(cat "$M/processes/$P/status")"
-ht_match "the log says it waited for safety" "apply pid=$P set=2026.01/2026-02/cve-2026-0001 result=ok" "$(cat "$M/log")"
-ht_check "the server is patched" fs_wait_output "$FS_SRV_OUT" "fixed"
+	touch "$gate"
+	wait "$apply_job"
+	ht_eq "$how: the slow apply succeeds once the gate opens" 0 "$?"
+	ht_match "$how: then: hotpatched" "state: hotpatched" "$(cat "$M/processes/$P/status")"
+	ht_match "$how: the log says it waited for safety" \
+		"apply pid=$P set=2026.01/2026-02/cve-2026-0001 result=ok" "$(cat "$M/log")"
+	ht_check "$how: the server is patched" fs_wait_output "$FS_SRV_OUT" "fixed"
+	kill "$P"
+	ht_check "$how: fusermount3 -u" fusermount3 -u "$M"
+	wait "$FS_PID"
+	ht_eq "$how: the daemon exits 0" 0 "$?"
+}
+
+slow_apply default
+slow_apply no-busy-poll -o busy_poll=0
+slow_apply libfuse-loop -o clone_fd
 
 ht_end

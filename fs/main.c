@@ -18,7 +18,7 @@
 #include <fuse_lowlevel.h>
 
 #define HPFS_DEFAULT_MOUNT "/hp"
-#define HPFS_DEFAULT_BUSY_POLL 50u
+#define HPFS_DEFAULT_BUSY_POLL 200u
 
 struct hpfs hpfs = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,

@@ -296,31 +296,44 @@ static void fix_attr(const char *path, fuse_ino_t ino, struct stat *st)
 	}
 }
 
-static void reply_entry_of(fuse_req_t req, const char *path)
+/*
+ * The entry for path (its attributes through fi when given, its node made
+ * or found, one lookup counted on it): 0, or a negative errno.
+ */
+static int entry_of(const char *path, struct fuse_file_info *fi, struct fuse_entry_param *ret)
 {
 	struct fuse_entry_param e;
 	struct node *n;
 	int r;
 
 	memset(&e, 0, sizeof(e));
-	r = hpfs_ops.getattr(path, &e.attr, NULL);
-	if (r < 0) {
-		fuse_reply_err(req, -r);
-		return;
-	}
+	r = hpfs_ops.getattr(path, &e.attr, fi);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&nodes_lock);
 	n = node_get(path);
 	if (n)
 		e.ino = n->ino;
 	pthread_mutex_unlock(&nodes_lock);
-	if (!n) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
+	if (!n)
+		return -ENOMEM;
 	fix_attr(path, e.ino, &e.attr);
 	e.generation = 1;
 	e.entry_timeout = entry_timeout(path);
 	e.attr_timeout = attr_timeout(path, &e.attr);
+	*ret = e;
+	return 0;
+}
+
+static void reply_entry_of(fuse_req_t req, const char *path)
+{
+	struct fuse_entry_param e;
+	int r = entry_of(path, NULL, &e);
+
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
 	if (fuse_reply_entry(req, &e) != 0)
 		node_forget(e.ino, 1);
 }
@@ -593,7 +606,6 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		      struct fuse_file_info *fi)
 {
 	struct fuse_entry_param e;
-	struct node *n = NULL;
 	char *path;
 	int r;
 
@@ -608,24 +620,12 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, -r);
 		goto out;
 	}
-	memset(&e, 0, sizeof(e));
-	r = hpfs_ops.getattr(path, &e.attr, fi);
-	if (r >= 0) {
-		pthread_mutex_lock(&nodes_lock);
-		n = node_get(path);
-		pthread_mutex_unlock(&nodes_lock);
-		r = n ? 0 : -ENOMEM;
-	}
+	r = entry_of(path, fi, &e);
 	if (r < 0) {
 		hpfs_ops.release(path, fi);
 		fuse_reply_err(req, -r);
 		goto out;
 	}
-	e.ino = n->ino;
-	fix_attr(path, e.ino, &e.attr);
-	e.generation = 1;
-	e.entry_timeout = entry_timeout(path);
-	e.attr_timeout = attr_timeout(path, &e.attr);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		hpfs_ops.release(path, fi);
 		node_forget(e.ino, 1);

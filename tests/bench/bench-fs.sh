@@ -26,23 +26,17 @@ TMP=$(mktemp -d /tmp/hp-bench-fs-XXXXXX)
 MNT=$TMP/mnt
 FS_PID=""
 
+# shellcheck source=tests/bench/bench-lib.sh
+. "$SRC/tests/bench/bench-lib.sh"
+
 cleanup() {
-	if grep -qs " $MNT fuse.hotpatchfs " /proc/mounts; then
-		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" || true
-	fi
+	bench_unmount
 	[ -n "$FS_PID" ] && { kill "$FS_PID" 2>/dev/null || true; wait "$FS_PID" 2>/dev/null || true; }
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
 
-export HP_STORE=$TMP/store.git
-"$HP" store init >/dev/null
-"$HP" key generate "$TMP/key" >/dev/null
-"$HP" key trust "$TMP/key/hotpatch.pub" >/dev/null
-"$HP" build --target "$BUILD/tests/fixtures/demo/demo-server" --baseline 2026.01 --month 2026-02 \
-	--name cve-2026-0001 --sign "$TMP/key/hotpatch.key" -o "$TMP/one.tar.gz" \
-	"$SRC/tests/fixtures/demo/demo-fix.c" >/dev/null
-"$HP" import "$TMP/one.tar.gz" >/dev/null
+bench_store
 
 # N sets in one commit on top of the store's HEAD, through git fast-import.
 python3 - "$HP_STORE" "$N" <<'EOF' | git --git-dir="$HP_STORE" fast-import --quiet

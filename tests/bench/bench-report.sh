@@ -22,24 +22,18 @@ TMP=$(mktemp -d /tmp/hp-bench-report-XXXXXX)
 MNT=$TMP/mnt
 PIDS=()
 
+# shellcheck source=tests/bench/bench-lib.sh
+. "$SRC/tests/bench/bench-lib.sh"
+
 cleanup() {
-	if grep -qs " $MNT fuse.hotpatchfs " /proc/mounts; then
-		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" || true
-	fi
+	bench_unmount
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
 
-export HP_STORE=$TMP/store.git
-"$HP" store init >/dev/null
-"$HP" key generate "$TMP/key" >/dev/null
-"$HP" key trust "$TMP/key/hotpatch.pub" >/dev/null
-"$HP" build --target "$BUILD/tests/fixtures/demo/demo-server" --baseline 2026.01 --month 2026-02 \
-	--name cve-2026-0001 --sign "$TMP/key/hotpatch.key" -o "$TMP/one.tar.gz" \
-	"$SRC/tests/fixtures/demo/demo-fix.c" >/dev/null
-"$HP" import "$TMP/one.tar.gz" >/dev/null
+bench_store
 
 for name in demo-server demo-server renamed-a renamed-b; do
 	cp "$BUILD/tests/fixtures/demo/demo-server" "$TMP/$name" 2>/dev/null || true

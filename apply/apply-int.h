@@ -70,6 +70,8 @@ struct proc_objects {
 };
 
 int proc_objects_read(int mem_fd, const struct proc_maps *maps, struct proc_objects *ret);
+/* The GNU build-id (hex) in the bytes of a PT_NOTE segment; 0, or -ENOENT. */
+int proc_notes_build_id(const uint8_t *p, size_t len, char out[129]);
 void proc_objects_release(struct proc_objects *o);
 const struct proc_object *proc_objects_find(const struct proc_objects *o, const char *build_id);
 

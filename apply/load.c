@@ -300,28 +300,10 @@ static int find_holder(struct dl_phdr_info *info, size_t size, void *data)
 	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 		const uint8_t *p = (const uint8_t *)(uintptr_t)(info->dlpi_addr + ph->p_vaddr);
-		size_t off = 0;
 
-		if (ph->p_type != PT_NOTE)
-			continue;
-		while (off + sizeof(Elf64_Nhdr) <= ph->p_filesz) {
-			Elf64_Nhdr nh;
-			size_t nsz, dsz;
-
-			memcpy(&nh, p + off, sizeof(nh));
-			off += sizeof(nh);
-			nsz = (nh.n_namesz + 3u) & ~3u;
-			dsz = (nh.n_descsz + 3u) & ~3u;
-			if (nsz + dsz > ph->p_filesz - off)
-				break;
-			if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 && nh.n_descsz <= 64 &&
-			    memcmp(p + off, "GNU", 4) == 0) {
-				for (size_t k = 0; k < nh.n_descsz; k++)
-					snprintf(f->build_id + 2 * k, 3, "%02x", p[off + nsz + k]);
-				f->bias = info->dlpi_addr;
-				return 1;
-			}
-			off += nsz + dsz;
+		if (ph->p_type == PT_NOTE && proc_notes_build_id(p, ph->p_filesz, f->build_id) == 0) {
+			f->bias = info->dlpi_addr;
+			return 1;
 		}
 	}
 	return 1;

@@ -279,8 +279,7 @@ static void hex_encode(const uint8_t *p, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-/* The GNU build-id in a note segment read from memory; 0 if found. */
-static int notes_build_id(const uint8_t *p, size_t len, char out[129])
+int proc_notes_build_id(const uint8_t *p, size_t len, char out[129])
 {
 	size_t off = 0;
 
@@ -362,7 +361,7 @@ static int object_from_memory(int mem_fd, const struct proc_map *map, struct pro
 			size_t len = ph[i].p_filesz < sizeof(notes) ? ph[i].p_filesz : sizeof(notes);
 
 			if (proc_mem_read(mem_fd, o.bias + ph[i].p_vaddr, notes, len) == 0)
-				notes_build_id(notes, len, o.build_id);
+				proc_notes_build_id(notes, len, o.build_id);
 		}
 	}
 	if (!o.build_id[0])

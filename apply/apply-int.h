@@ -42,6 +42,8 @@ const struct proc_map *proc_maps_find(const struct proc_maps *m, uint64_t addr);
 /* A live thread of pid: pid itself, or another when the leader has left
  * (pthread_exit in main; /proc/PID/{maps,mem} are then empty); 0 if none. */
 pid_t proc_live_tid(pid_t pid);
+/* The state letter of thread tid of pid (R, S, D, Z...); -ESRCH when gone. */
+int proc_task_state(pid_t pid, pid_t tid, char *ret_state);
 /* Field 3 (state) and 22 (start time) of /proc/PID/stat; -ESRCH when gone. */
 int proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time);
 

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,44 +165,52 @@ out:
 	return r;
 }
 
-static char task_state_of(const char *stat_path)
+int proc_task_state(pid_t pid, pid_t tid, char *ret_state)
 {
+	char path[64];
 	char buf[512];
 	const char *p;
-	char state = 0;
-	FILE *f = fopen(stat_path, "re");
+	ssize_t n;
+	int fd;
 
-	if (!f)
-		return 0;
-	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ')
-		state = p[2];
-	fclose(f);
-	return state;
+	/* open + read, not stdio: the engine reads every thread's before a stop */
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -ESRCH;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -ESRCH;
+	buf[n] = '\0';
+	/* the name in parentheses may hold anything: the state follows the last ')' */
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || !p[2])
+		return -ESRCH;
+	*ret_state = p[2];
+	return 0;
 }
 
 pid_t proc_live_tid(pid_t pid)
 {
-	char path[64], tpath[384];
+	char path[64];
 	DIR *d;
 	struct dirent *de;
 	pid_t tid = 0;
 	char st;
 
 	/* /proc/PID/stat shows the leader: Z also when only it has left */
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	snprintf(tpath, sizeof(tpath), "%s/%d/stat", path, (int)pid);
-	st = task_state_of(tpath);
-	if (st && st != 'Z' && st != 'X')
+	if (proc_task_state(pid, pid, &st) == 0 && st != 'Z' && st != 'X')
 		return pid;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	d = opendir(path);
 	if (!d)
 		return 0;
 	while (!tid && (de = readdir(d))) {
 		if (de->d_name[0] < '0' || de->d_name[0] > '9')
 			continue;
-		snprintf(tpath, sizeof(tpath), "%s/%s/stat", path, de->d_name);
-		st = task_state_of(tpath);
-		if (st && st != 'Z' && st != 'X')
+		if (proc_task_state(pid, (pid_t)atoi(de->d_name), &st) == 0 && st != 'Z' &&
+		    st != 'X')
 			tid = (pid_t)atoi(de->d_name);
 	}
 	closedir(d);

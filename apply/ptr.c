@@ -30,7 +30,6 @@
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -106,7 +105,6 @@ static pid_t tracer_of(pid_t pid, pid_t tid)
 	return tracer;
 }
 
-static int task_state(pid_t pid, pid_t tid, char *ret_state);
 
 static int seize(struct ptr_world *w, pid_t tid)
 {
@@ -120,7 +118,7 @@ static int seize(struct ptr_world *w, pid_t tid)
 			return -ESRCH;
 		/* a thread that is exiting (or a leader that left by pthread_exit)
 		 * cannot be attached: it is gone for us */
-		if (e == EPERM && (task_state(w->pid, tid, &st) < 0 || st == 'X' || st == 'Z'))
+		if (e == EPERM && (proc_task_state(w->pid, tid, &st) < 0 || st == 'X' || st == 'Z'))
 			return -ESRCH;
 		if (e == EPERM && (tracer = tracer_of(w->pid, tid)) != 0)
 			return hp_err(-EBUSY, "process %d: thread %d is already traced by process %d",
@@ -390,7 +388,7 @@ static int stuck_err(struct ptr_world *w, pid_t tid)
 {
 	char s = '?';
 
-	task_state(w->pid, tid, &s);
+	proc_task_state(w->pid, tid, &s);
 	return hp_err(-EBUSY, "thread %d did not stop within %u ms (state %c)", (int)tid,
 		      stop_ms(w), s);
 }
@@ -454,31 +452,6 @@ static void restart_fixup(struct ptr_world *w, struct ptr_thread *t)
 		memcpy(t->regs, regs, sizeof(regs));
 }
 
-static int task_state(pid_t pid, pid_t tid, char *ret_state)
-{
-	char path[64];
-	char buf[512];
-	const char *p;
-	ssize_t n;
-	int fd;
-
-	/* open + read, not stdio: this runs for every thread before a stop */
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -ESRCH;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -ESRCH;
-	buf[n] = '\0';
-	/* the name in parentheses may hold anything: the state follows the last ')' */
-	p = strrchr(buf, ')');
-	if (!p || p[1] != ' ' || !p[2])
-		return -ESRCH;
-	*ret_state = p[2];
-	return 0;
-}
 
 /*
  * Field 20 (num_threads) of /proc/PID/stat: the threads the kernel counts
@@ -582,7 +555,7 @@ int ptr_stop_sys(struct ptr_world *w)
 	 * sleeping thread, else the first live one (the leader may have left by
 	 * pthread_exit).
 	 */
-	if (task_state(w->pid, w->pid, &s) < 0)
+	if (proc_task_state(w->pid, w->pid, &s) < 0)
 		return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
 	if (s == 'S') {
 		tid = w->pid;
@@ -593,7 +566,7 @@ int ptr_stop_sys(struct ptr_world *w)
 		if (r < 0)
 			return r;
 		for (size_t i = 0; i < n && !tid; i++) {
-			if (task_state(w->pid, tids[i], &s) < 0 || s == 'Z' || s == 'X')
+			if (proc_task_state(w->pid, tids[i], &s) < 0 || s == 'Z' || s == 'X')
 				continue;
 			if (s == 'S')
 				tid = tids[i];
@@ -664,7 +637,7 @@ static int wait_no_dstate(struct ptr_world *w, uint64_t deadline)
 			return r;
 		w->n_listed = n;
 		for (size_t i = 0; i < n && !d; i++)
-			if (!ptr_find(w, tids[i]) && task_state(w->pid, tids[i], &st) == 0 && st == 'D')
+			if (!ptr_find(w, tids[i]) && proc_task_state(w->pid, tids[i], &st) == 0 && st == 'D')
 				d = tids[i];
 		free(tids);
 		if (!d)

@@ -53,7 +53,6 @@ struct loop {
 
 	pthread_mutex_t mu;
 	pthread_cond_t idle;    /* threads waiting to receive */
-	pthread_cond_t done;    /* the calling thread: a stop */
 	bool receiving;         /* a thread holds the receiving role */
 	bool stop;
 	int error;              /* a failed device read, negative errno */
@@ -88,12 +87,6 @@ static void stop_locked(struct loop *l, int error)
 		}
 	}
 	pthread_cond_broadcast(&l->idle);
-	pthread_cond_broadcast(&l->done);
-}
-
-static uint64_t now_us(void)
-{
-	return hp_now_us();
 }
 
 /*
@@ -118,8 +111,8 @@ static int receive(struct loop *l, struct fuse_buf *buf)
 			return r;
 		/* nothing yet: look again for a while, then sleep */
 		if (!until)
-			until = now_us() + l->busy_poll_us;
-		if (now_us() < until)
+			until = hp_now_us() + l->busy_poll_us;
+		if (hp_now_us() < until)
 			continue;
 		{
 			struct pollfd p[2] = { { l->fd, POLLIN, 0 }, { l->stop_fd, POLLIN, 0 } };
@@ -198,7 +191,6 @@ int hpfs_loop(struct fuse_session *se, unsigned busy_poll_us, unsigned max_threa
 	}
 	pthread_mutex_init(&l.mu, NULL);
 	pthread_cond_init(&l.idle, NULL);
-	pthread_cond_init(&l.done, NULL);
 
 	/* the stop signals are for this thread: the workers block them */
 	sigemptyset(&block);
@@ -236,7 +228,6 @@ int hpfs_loop(struct fuse_session *se, unsigned busy_poll_us, unsigned max_threa
 	for (unsigned i = 0; i < l.n_th; i++)
 		pthread_join(l.th[i], NULL);
 destroy:
-	pthread_cond_destroy(&l.done);
 	pthread_cond_destroy(&l.idle);
 	pthread_mutex_destroy(&l.mu);
 out:

@@ -333,6 +333,10 @@ int safety_check(pid_t pid, const pid_t *tids, size_t n_tids,
 struct safety_session;
 int safety_begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, bool live,
 		 struct safety_session **ret);
+/* A second session of model's process, for another thread, with model's
+ * mapping list (read once, not again); model is only read. */
+int safety_begin_like(const struct safety_session *model, const struct safety_range *ranges,
+		      size_t n_ranges, struct safety_session **ret);
 int safety_thread(struct safety_session *s, pid_t tid, const uint64_t *regs);
 void safety_end(struct safety_session *s);
 

@@ -59,7 +59,6 @@ struct checker {
 	/* one round (one stop): under mu */
 	unsigned round;           /* bumped by checker_begin */
 	unsigned ready;           /* the round the worker has its session for */
-	pid_t pid;
 	const struct safety_range *ranges;
 	size_t n_ranges;
 	struct checker_item *q;
@@ -94,10 +93,10 @@ static void *worker(void *arg)
 
 		if (k->quit)
 			break;
-		if (round != k->round) {
+		if (round != k->round && k->parallel) {
 			/* a new stop: a session of its own, made before its
 			 * threads arrive */
-			pid_t pid = k->pid;
+			const struct safety_session *mine = k->mine;
 			const struct safety_range *ranges = k->ranges;
 			size_t n_ranges = k->n_ranges;
 
@@ -105,7 +104,9 @@ static void *worker(void *arg)
 			pthread_mutex_unlock(&k->mu);
 			safety_end(s);
 			s = NULL;
-			r = safety_begin(pid, ranges, n_ranges, true, &s);
+			/* the stopping thread's mapping list, read once */
+			r = mine ? safety_begin_like(mine, ranges, n_ranges, &s)
+				 : hp_err(-EINVAL, "no session to check with");
 			pthread_mutex_lock(&k->mu);
 			if (r < 0 && round == k->round)
 				fail_locked(k, r, hp_errmsg(r));
@@ -177,15 +178,14 @@ int checker_begin(struct checker *k, pid_t pid, const struct safety_range *range
 	 * alone: a longer pause, the same result */
 	if (n_threads >= CHECKER_MIN_THREADS && !k->have_th)
 		k->have_th = pthread_create(&k->th, NULL, worker, k) == 0;
-	k->parallel = n_threads >= CHECKER_MIN_THREADS && k->have_th;
 	safety_end(k->mine);
 	k->mine = NULL;
 	r = safety_begin(pid, ranges, n, true, &k->mine);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&k->mu);
+	k->parallel = n_threads >= CHECKER_MIN_THREADS && k->have_th;
 	k->round++;
-	k->pid = pid;
 	k->ranges = ranges;
 	k->n_ranges = n;
 	k->n = k->next = 0;

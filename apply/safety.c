@@ -1253,8 +1253,8 @@ void safety_end(struct safety_session *s)
 	free(s);
 }
 
-int safety_begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, bool live,
-		 struct safety_session **ret)
+static int begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, bool live,
+		 const struct safety_session *model, struct safety_session **ret)
 {
 	struct safety_session *s;
 	struct safety_tls *t;
@@ -1300,13 +1300,32 @@ int safety_begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, 
 	/* Before the stop (a live session starts then): where each thread's
 	 * stack ends, to be confirmed as each is read (read_stack_hint).
 	 * Without it every thread asks the kernel for its stack's mapping. */
-	if (live && maps_parse(&s->c, &s->c.hints, &s->c.n_hints) < 0)
+	if (live && model && model->c.n_hints) {
+		s->c.hints = malloc(model->c.n_hints * sizeof(*s->c.hints));
+		if (s->c.hints) {
+			memcpy(s->c.hints, model->c.hints, model->c.n_hints * sizeof(*s->c.hints));
+			s->c.n_hints = model->c.n_hints;
+		}
+	} else if (live && maps_parse(&s->c, &s->c.hints, &s->c.n_hints) < 0) {
 		hp_err_clear();
+	}
 	*ret = s;
 	return 0;
 fail:
 	safety_end(s);
 	return r;
+}
+
+int safety_begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, bool live,
+		 struct safety_session **ret)
+{
+	return begin(pid, ranges, n_ranges, live, NULL, ret);
+}
+
+int safety_begin_like(const struct safety_session *model, const struct safety_range *ranges,
+		      size_t n_ranges, struct safety_session **ret)
+{
+	return begin(model->c.pid, ranges, n_ranges, model->live, model, ret);
 }
 
 int safety_thread(struct safety_session *s, pid_t tid, const uint64_t *regs)

@@ -46,6 +46,12 @@ pid_t proc_live_tid(pid_t pid);
 int proc_task_state(pid_t pid, pid_t tid, char *ret_state);
 /* Field 3 (state) and 22 (start time) of /proc/PID/stat; -ESRCH when gone. */
 int proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time);
+/*
+ * Field 20 (num_threads) of /proc/PID/stat: the threads the kernel counts
+ * in the group (a zombie leader included); -1 when unknown. Cheaper than
+ * listing /proc/PID/task (13-17 us against 35-120 us at 67 threads here).
+ */
+long proc_thread_count(pid_t pid);
 
 /* Read or write exactly len bytes of the process's memory through its
  * /proc/PID/mem descriptor (writes reach read-only text: FOLL_FORCE). */

@@ -131,38 +131,72 @@ const struct proc_map *proc_maps_find(const struct proc_maps *m, uint64_t addr)
 	return NULL;
 }
 
+/*
+ * /proc/PID/stat read into buf; *ret_fields points at its third field (the
+ * state): comm may hold spaces and parentheses, the fields start after the
+ * last ')'. -ESRCH when the process is gone, -EIO when the text is not as
+ * expected.
+ */
+static int stat_fields(pid_t pid, char *buf, size_t cap, const char **ret_fields)
+{
+	char path[64];
+	ssize_t n;
+	char *p;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -ESRCH;
+	n = read(fd, buf, cap - 1);
+	close(fd);
+	if (n <= 0)
+		return -ESRCH;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return -EIO;
+	*ret_fields = p + 2;
+	return 0;
+}
+
 int proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time)
 {
-	struct hp_buf b = HP_BUF_INIT;
-	char path[64];
-	char *p;
+	char buf[4096];
+	const char *f;
 	unsigned long long st = 0;
 	char state;
 	int r;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	r = hp_read_file(path, 4096, &b);
-	if (r < 0) {
-		r = hp_err(-ESRCH, "process %d: no such process", (int)pid);
-		goto out;
-	}
-	/* comm may hold spaces and parentheses: fields start after the last ')' */
-	p = strrchr(b.data, ')');
-	if (!p || sscanf(p + 1,
-			 " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d"
-			 " %*d %*d %llu",
-			 &state, &st) != 2) {
-		r = hp_err(-EIO, "parse %s: unexpected format", path);
-		goto out;
-	}
+	r = stat_fields(pid, buf, sizeof(buf), &f);
+	if (r == -ESRCH)
+		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+	if (r < 0 || sscanf(f,
+			    "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d"
+			    " %*d %*d %llu",
+			    &state, &st) != 2)
+		return hp_err(-EIO, "parse /proc/%d/stat: unexpected format", (int)pid);
 	if (ret_state)
 		*ret_state = state;
 	if (ret_start_time)
 		*ret_start_time = st;
-	r = 0;
-out:
-	hp_buf_release(&b);
-	return r;
+	return 0;
+}
+
+long proc_thread_count(pid_t pid)
+{
+	char buf[4096];
+	const char *p;
+
+	if (stat_fields(pid, buf, sizeof(buf), &p) < 0)
+		return -1;
+	/* p is field 3 (state); num_threads is field 20 */
+	for (int i = 3; i < 20 && p; i++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	return p && *p >= '0' && *p <= '9' ? strtol(p, NULL, 10) : -1;
 }
 
 int proc_task_state(pid_t pid, pid_t tid, char *ret_state)

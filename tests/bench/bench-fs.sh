@@ -7,13 +7,16 @@
 # A store with N_SETS sets (real manifest, patch.so and signature blobs from
 # one hp build, repeated under 20 baselines x 2 months) is made with git
 # fast-import in one commit; the plain tree is a git checkout of the same
-# commit. Each run is timed REPS times after one warm-up; medians and the
-# ratio mount/plain are printed for: find (walk + stat), find + cat of every
-# file (find -type f -exec cat {} +), and cat of one file per set (a
-# process per set, as scripts do). The mount is measured twice: with its
-# defaults (entry and attr timeouts 0, so every lookup asks the daemon) and
-# with -o entry_timeout=1,attr_timeout=1 (kernel caching of names and
-# attributes).
+# commit. Each of: find (walk + stat), find + cat of every file (find -type
+# f -exec cat {} +), and cat of one file per set (a process per set, as
+# scripts do) runs on the plain tree and on the mount in turn, REPS pairs
+# after one warm-up, so that both sides of a pair see the same moment of the
+# machine; printed are the median times and the median ratio mount/plain of
+# the pairs, with the range of those ratios. The mount is measured twice:
+# with its defaults and with -o entry_timeout=1,attr_timeout=1 (names under
+# catalog/ and the attributes of sets and their files are cached either way,
+# fs/ll.c: the option changes those of BASELINE, latest and what lies outside
+# the catalog).
 set -euo pipefail
 
 BUILD=$(cd "${1:-build}" && pwd)
@@ -80,21 +83,36 @@ rm -rf "$TMP/plain/.git" "$TMP/plain/trusted-keys"
 n_files=$(find "$TMP/plain" -type f | wc -l)
 
 now_ns() { date +%s%N; }
-# median_ms CMD...: run once to warm up, then REPS times; print the median in ms.
-median_ms() {
-	local t=() a b
-	"$@" >/dev/null 2>&1
+# pair LABEL FN: FN on the plain tree and on the mount in turn, REPS times
+# after one warm-up of each (so both see the same moments of a noisy
+# machine); prints the median of each (ms) and the median of the REPS ratios
+# mount/plain, with their range.
+pair() {
+	local label=$1 fn=$2 a b c t=()
+	"$fn" "$TMP/plain" >/dev/null
+	"$fn" "$MNT/catalog" >/dev/null
 	for _ in $(seq "$REPS"); do
 		a=$(now_ns)
-		"$@" >/dev/null 2>&1
+		"$fn" "$TMP/plain" >/dev/null
 		b=$(now_ns)
-		t+=($(((b - a) / 1000000)))
+		"$fn" "$MNT/catalog" >/dev/null
+		c=$(now_ns)
+		t+=("$(((b - a) / 1000)) $(((c - b) / 1000))")
 	done
-	printf '%s\n' "${t[@]}" | sort -n | sed -n "$(((REPS + 1) / 2))p"
+	printf '%s\n' "${t[@]}" | awk -v label="$label" '
+		function med(v, n,   i, j, x) {
+			for (i = 2; i <= n; i++)
+				for (j = i; j > 1 && v[j - 1] > v[j]; j--) { x = v[j]; v[j] = v[j - 1]; v[j - 1] = x }
+			return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+		}
+		{ n++; p[n] = $1; m[n] = $2; r[n] = ($1 > 0 ? $2 / $1 : 0)
+		  lo = (n == 1 || r[n] < lo) ? r[n] : lo; hi = (n == 1 || r[n] > hi) ? r[n] : hi }
+		END { printf "%-34s %9d %9d %8.2fx  %.2f-%.2fx\n", label, med(p, n) / 1000,
+		      med(m, n) / 1000, med(r, n), lo, hi }'
 }
 walk() { find "$1" >/dev/null; }
 walk_cat() { find "$1" -type f -exec cat {} + >/dev/null; }
-cat_each() { find "$1" -name manifest | head -n 1000 | while read -r f; do cat "$f"; done >/dev/null; }
+cat_each() { find "$1" -name manifest | sed -n '1,1000p' | while read -r f; do cat "$f"; done >/dev/null; }
 
 mount_fs() {
 	mkdir -p "$MNT"
@@ -113,27 +131,20 @@ umount_fs() {
 	FS_PID=""
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }'; }
-
 mount_fs
 n_mnt=$(find "$MNT/catalog" -type f | wc -l)
 [ "$n_mnt" -eq "$n_files" ] || { echo "bench-fs: mount shows $n_mnt files, plain $n_files" >&2; exit 1; }
-echo "bench-fs: $N sets, $n_files files, median of $REPS runs (ms)"
-printf '%-34s %9s %9s %9s\n' "" "plain" "mount" "ratio"
-p1=$(median_ms walk "$TMP/plain"); m1=$(median_ms walk "$MNT/catalog")
-printf '%-34s %9s %9s %9s\n' "find (walk + stat)" "$p1" "$m1" "$(ratio "$m1" "$p1")"
-p2=$(median_ms walk_cat "$TMP/plain"); m2=$(median_ms walk_cat "$MNT/catalog")
-printf '%-34s %9s %9s %9s\n' "find + cat every file" "$p2" "$m2" "$(ratio "$m2" "$p2")"
-p3=$(median_ms cat_each "$TMP/plain"); m3=$(median_ms cat_each "$MNT/catalog")
-printf '%-34s %9s %9s %9s\n' "cat 1000 manifests, one by one" "$p3" "$m3" "$(ratio "$m3" "$p3")"
+echo "bench-fs: $N sets, $n_files files; plain and mount in turn, $REPS pairs (ms, ratio of pairs)"
+printf '%-34s %9s %9s %9s  %s\n' "" "plain" "mount" "ratio" "range"
+echo "defaults:"
+pair "find (walk + stat)" walk
+pair "find + cat every file" walk_cat
+pair "cat 1000 manifests, one by one" cat_each
 umount_fs
 
 mount_fs -o entry_timeout=1,attr_timeout=1
-m1=$(median_ms walk "$MNT/catalog")
-m2=$(median_ms walk_cat "$MNT/catalog")
-m3=$(median_ms cat_each "$MNT/catalog")
 echo "with -o entry_timeout=1,attr_timeout=1:"
-printf '%-34s %9s %9s %9s\n' "find (walk + stat)" "$p1" "$m1" "$(ratio "$m1" "$p1")"
-printf '%-34s %9s %9s %9s\n' "find + cat every file" "$p2" "$m2" "$(ratio "$m2" "$p2")"
-printf '%-34s %9s %9s %9s\n' "cat 1000 manifests, one by one" "$p3" "$m3" "$(ratio "$m3" "$p3")"
+pair "find (walk + stat)" walk
+pair "find + cat every file" walk_cat
+pair "cat 1000 manifests, one by one" cat_each
 umount_fs

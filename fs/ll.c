@@ -378,16 +378,40 @@ static void ll_destroy(void *data)
 	pthread_mutex_unlock(&nodes_lock);
 }
 
-static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+/*
+ * The start of a request on an inode: the caller's context set, and the
+ * inode's path (to free), or NULL after answering ENOENT (a forgotten inode).
+ */
+static char *req_path(fuse_req_t req, fuse_ino_t ino)
+{
+	char *path;
+
+	set_ctx(req);
+	path = path_of(ino);
+	if (!path)
+		fuse_reply_err(req, ENOENT);
+	return path;
+}
+
+/* The same for NAME in the directory PARENT. */
+static char *req_path_in(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	char *path;
 
 	set_ctx(req);
 	path = path_join(parent, name);
-	if (!path) {
+	if (!path)
 		fuse_reply_err(req, ENOENT);
+	return path;
+}
+
+static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	char *path;
+
+	path = req_path_in(req, parent, name);
+	if (!path)
 		return;
-	}
 	reply_entry_of(req, path);
 	free(path);
 }
@@ -411,12 +435,9 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	char *path;
 	int r;
 
-	set_ctx(req);
-	path = path_of(ino);
-	if (!path) {
-		fuse_reply_err(req, ENOENT);
+	path = req_path(req, ino);
+	if (!path)
 		return;
-	}
 	memset(&st, 0, sizeof(st));
 	r = hpfs_ops.getattr(path, &st, fi);
 	if (r < 0) {
@@ -435,12 +456,9 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	char *path;
 	int r = 0;
 
-	set_ctx(req);
-	path = path_of(ino);
-	if (!path) {
-		fuse_reply_err(req, ENOENT);
+	path = req_path(req, ino);
+	if (!path)
 		return;
-	}
 	if (to_set & FUSE_SET_ATTR_MODE)
 		r = hpfs_ops.chmod(path, attr->st_mode, fi);
 	if (r >= 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
@@ -484,12 +502,9 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino)
 	char *path;
 	int r;
 
-	set_ctx(req);
-	path = path_of(ino);
-	if (!path) {
-		fuse_reply_err(req, ENOENT);
+	path = req_path(req, ino);
+	if (!path)
 		return;
-	}
 	r = hpfs_ops.readlink(path, buf, sizeof(buf));
 	if (r < 0)
 		fuse_reply_err(req, -r);
@@ -503,12 +518,9 @@ static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	char *path;
 	int r;
 
-	set_ctx(req);
-	path = path_join(parent, name);
-	if (!path) {
-		fuse_reply_err(req, ENOENT);
+	path = req_path_in(req, parent, name);
+	if (!path)
 		return;
-	}
 	r = hpfs_ops.mkdir(path, mode);
 	if (r < 0)
 		fuse_reply_err(req, -r);
@@ -522,12 +534,9 @@ static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char *path;
 	int r;
 
-	set_ctx(req);
-	path = path_join(parent, name);
-	if (!path) {
-		fuse_reply_err(req, ENOENT);
+	path = req_path_in(req, parent, name);
+	if (!path)
 		return;
-	}
 	r = hpfs_ops.unlink(path);
 	if (r == 0) {
 		struct node *n;
@@ -587,12 +596,9 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	char *path;
 	int r;
 
-	set_ctx(req);
-	path = path_of(ino);
-	if (!path) {
-		fuse_reply_err(req, ENOENT);
+	path = req_path(req, ino);
+	if (!path)
 		return;
-	}
 	r = hpfs_ops.open(path, fi);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -609,12 +615,9 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	char *path;
 	int r;
 
-	set_ctx(req);
-	path = path_join(parent, name);
-	if (!path) {
-		fuse_reply_err(req, ENOENT);
+	path = req_path_in(req, parent, name);
+	if (!path)
 		return;
-	}
 	r = hpfs_ops.create(path, mode, fi);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -663,12 +666,9 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	char *path;
 	int r;
 
-	set_ctx(req);
-	path = path_of(ino);
-	if (!path) {
-		fuse_reply_err(req, ENOENT);
+	path = req_path(req, ino);
+	if (!path)
 		return;
-	}
 	r = hpfs_ops.write(path, buf, size, off, fi);
 	if (r < 0)
 		fuse_reply_err(req, -r);

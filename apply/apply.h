@@ -45,6 +45,16 @@ struct apply_set {
 struct apply_opts {
 	unsigned budget_ms; /* safety retry budget, and the bound of every wait for a
 			     * thread to stop; 0 means APPLY_DEFAULT_BUDGET_MS */
+	/*
+	 * Optional: asked with the process held, once after the attach (nothing
+	 * written yet) and once with every thread stopped right before the
+	 * switch, where no exec can land in between. 0 goes on; a negative errno
+	 * (message in the error slot) lets go of the process with nothing of
+	 * the operation left in it, and the operation fails with that errno.
+	 * Called in the engine's operation thread.
+	 */
+	int (*may_patch)(void *arg, pid_t pid);
+	void *may_patch_arg;
 };
 
 struct apply_result {

@@ -127,6 +127,8 @@ struct op {
 	int mem_fd;
 	uint64_t start_time;
 	unsigned budget_ms;
+	int (*may_patch)(void *arg, pid_t pid); /* apply_opts.may_patch */
+	void *may_patch_arg;
 	struct ptr_world w;
 	bool attached;
 	struct proc_maps maps;
@@ -302,7 +304,11 @@ static int op_attach_scan(struct op *op)
 	r = regions_read(op->mem_fd, &op->maps, &op->regions);
 	if (r < 0)
 		return r;
-	return find_syscall_insn(op);
+	r = find_syscall_insn(op);
+	if (r < 0)
+		return r;
+	/* the caller's right, for the process now held (it may have exec'd since) */
+	return op->may_patch ? op->may_patch(op->may_patch_arg, op->pid) : 0;
 }
 
 static int remote(struct op *op, long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
@@ -810,6 +816,9 @@ static int stop_and_switch_locked(struct op *op, struct checker *k, struct boost
 		if (hp_now_us() + backoff * 1000ull > deadline && hp_now_us() < deadline)
 			backoff = (unsigned)((deadline - hp_now_us()) / 1000) + 1;
 	}
+	/* and again with every thread stopped: what is switched is what was allowed */
+	if (r == 0 && op->may_patch)
+		r = op->may_patch(op->may_patch_arg, op->pid);
 	if (r < 0) {
 		let_go(op, b, false);
 		return r;
@@ -1009,6 +1018,8 @@ static int patch_op(pid_t pid, const struct apply_set *set, const struct apply_o
 		goto out;
 	op.budget_ms = opts && opts->budget_ms ? opts->budget_ms : APPLY_DEFAULT_BUDGET_MS;
 	op.w.stop_ms = op.budget_ms;
+	op.may_patch = opts ? opts->may_patch : NULL;
+	op.may_patch_arg = opts ? opts->may_patch_arg : NULL;
 
 	/* the patch object first: a bad one never touches the process */
 	r = load_parse(set->so, set->so_len, &img);
@@ -1291,6 +1302,8 @@ static int revert_op(pid_t pid, const char *build_id, const struct apply_opts *o
 		goto out;
 	op.budget_ms = opts && opts->budget_ms ? opts->budget_ms : APPLY_DEFAULT_BUDGET_MS;
 	op.w.stop_ms = op.budget_ms;
+	op.may_patch = opts ? opts->may_patch : NULL;
+	op.may_patch_arg = opts ? opts->may_patch_arg : NULL;
 	r = op_attach_scan(&op);
 	if (r < 0)
 		goto out;

@@ -240,7 +240,7 @@ static int run(const struct hp_global *g, const char *cmdname, bool revert, int 
 				   revert ? "revert" : "apply", (int)cmd.pid);
 	} else {
 		struct ctl_opts o = { g->store, 0, 0, 0 };
-		struct ctl_caller who = { getuid(), getgid() };
+		struct ctl_caller who = { getuid(), getgid(), getpid() };
 
 		r = ctl_new(&o, &c);
 		if (r < 0)

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * ctl-int.h: what the files of libhpctl share. ctl.c (context, snapshots,
- * import, grammar, permissions), ops.c (apply, revert, "all"), state.c
- * (states, status, the process list and report).
+ * import), parse.c (grammar, state logic), perm.c (who may patch), ops.c
+ * (apply, revert, "all"), state.c (states, status, the process list and
+ * report).
  */
 #ifndef HP_CTL_INT_H
 #define HP_CTL_INT_H
@@ -99,6 +100,13 @@ bool ctl_maps_known(struct ctl *c, struct store_snap *snap, pid_t pid, uint64_t 
 
 /* Start time (field 22) and comm of /proc/PID/stat; -ESRCH when gone. ret_comm may be NULL. */
 int ctl_proc_stat(pid_t pid, uint64_t *ret_start, char ret_comm[17]);
+
+/*
+ * ctl_may_patch again, for the engine's hook (apply_opts.may_patch; who is
+ * a struct ctl_caller *) with the process held: its message says the
+ * process changed after the first check.
+ */
+int ctl_may_patch_held(void *who, pid_t pid);
 
 /* File name of a mapped path, without " (deleted)": into buf. */
 const char *ctl_path_name(const char *path, char *buf, size_t size);

@@ -5,7 +5,7 @@
  * snapshot (store_lookup), apply or revert through the engine, and say the
  * process state in the words of SPEC section 5. Also: the list of processes
  * that map a target the store knows, "all" in parallel, the control-file
- * grammar, and the caller permission check ("could this uid ptrace it").
+ * grammar, and the caller permission check ("could this caller ptrace it").
  *
  * ctl keeps no state of its own beyond caches: what is applied is read back
  * from the target's memory, so hp and hotpatchfs share one state. The only
@@ -93,12 +93,23 @@ int ctl_parse_bool(const char *buf, size_t len, bool *ret);
 struct ctl_caller {
 	uid_t uid;
 	gid_t gid;
+	pid_t pid; /* the calling process or thread, for its supplementary groups; 0: unknown */
 };
 
 /*
- * Could the caller ptrace pid? Root always; otherwise the target's real,
- * effective and saved uids (and gids) equal the caller's and the target is
- * neither set-id nor undumpable. -EACCES or -ESRCH.
+ * May the caller patch pid? Root always. Anyone else: what the kernel
+ * answers when a helper holding exactly the caller's uid, gid and
+ * supplementary groups (from /proc/CALLER/status, or none when pid is 0 or
+ * no longer the caller) and no capability opens /proc/PID/task/TID/mem of
+ * every thread: the kernel's ptrace attach rule (uids, gids, capabilities,
+ * dumpability, Yama, security modules), not a copy of it. -EACCES with the
+ * likely reason ("uid 1000 may not patch process 42 (it holds
+ * capabilities)"), or -ESRCH (no such process, or a thread id).
+ *
+ * ctl_apply and ctl_revert ask again from inside the engine, with the
+ * process held (after the attach, and with every thread stopped right
+ * before the switch, where no exec can land): the right must hold for the
+ * process that is switched, not only for the one that was checked.
  */
 int ctl_may_patch(const struct ctl_caller *who, pid_t pid);
 

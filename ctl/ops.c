@@ -169,12 +169,25 @@ static bool pending(struct store_snap *snap, const struct apply_proc *p, const s
 	return yes;
 }
 
+/*
+ * The check above saw the process as it was; an exec (of a set-uid
+ * program, say) may land before the engine attaches and keeps pid and
+ * start time. So the engine asks again with the process held.
+ */
+static void hold_check(const struct ctl_caller *who, struct apply_opts *o)
+{
+	if (who->uid == 0)
+		return;
+	o->may_patch = ctl_may_patch_held;
+	o->may_patch_arg = (void *)who;
+}
+
 static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, const char *month,
 		     const char *target, bool pending_only, struct ctl_result *res)
 {
 	struct apply_proc *p = NULL;
 	struct ctl_snap *s = NULL;
-	struct apply_opts aopts = { c->budget_ms };
+	struct apply_opts aopts = { c->budget_ms, NULL, NULL };
 	bool begun = false;
 	unsigned found = 0;
 	int r;
@@ -189,6 +202,7 @@ static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, con
 	r = ctl_may_patch(who, pid);
 	if (r < 0)
 		goto out;
+	hold_check(who, &aopts);
 	r = ctl_snap_get(c, true, &s);
 	if (r < 0) {
 		if (r == -ENOENT)
@@ -282,7 +296,7 @@ int ctl_apply_pending(struct ctl *c, pid_t pid, struct ctl_result *ret)
 int ctl_revert(struct ctl *c, const struct ctl_caller *who, pid_t pid, struct ctl_result *ret)
 {
 	struct apply_proc *p = NULL;
-	struct apply_opts aopts = { c->budget_ms };
+	struct apply_opts aopts = { c->budget_ms, NULL, NULL };
 	struct apply_result ar;
 	bool begun = false;
 	int r;
@@ -294,6 +308,7 @@ int ctl_revert(struct ctl *c, const struct ctl_caller *who, pid_t pid, struct ct
 	r = ctl_may_patch(who, pid);
 	if (r < 0)
 		goto out;
+	hold_check(who, &aopts);
 	r = apply_inspect(pid, &p);
 	if (r < 0)
 		goto out;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The words of ctl: the control-file grammar, the caller check, state names
+ * The words of ctl: the control-file grammar, state names
  * and their logic, errno names. Nothing here touches the store or the engine.
  */
 #include <ctype.h>
@@ -141,86 +141,6 @@ int ctl_parse_bool(const char *buf, size_t len, bool *ret)
 		return hp_err(-EINVAL, "expected 0 or 1");
 	*ret = words[0][0] == '1';
 	return 0;
-}
-
-/* ---- permissions --------------------------------------------------------- */
-
-/* "Uid:\t0\t0\t0\t0" -> the first three numbers. */
-static int status_ids(const char *text, const char *key, unsigned long ret[3])
-{
-	const char *p = strstr(text, key);
-
-	if (!p)
-		return -EIO;
-	p += strlen(key);
-	for (int i = 0; i < 3; i++) {
-		char *end;
-
-		ret[i] = strtoul(p, &end, 10);
-		if (end == p)
-			return -EIO;
-		p = end;
-	}
-	return 0;
-}
-
-int ctl_may_patch(const struct ctl_caller *who, pid_t pid)
-{
-	struct hp_buf text = HP_BUF_INIT;
-	char path[64];
-	struct stat st;
-	unsigned long uids[3], gids[3];
-	const char *p;
-	int r;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	r = hp_read_file(path, 1 << 16, &text);
-	if (r < 0) {
-		r = hp_err(-ESRCH, "no process %d", (int)pid);
-		goto out;
-	}
-	/* /proc/TID answers for a thread too: only a process id names a process. */
-	p = strstr(text.data, "\nTgid:");
-	if (p && strtol(p + 6, NULL, 10) != (long)pid) {
-		r = hp_err(-ESRCH, "%d is a thread of process %ld, not a process", (int)pid,
-			   strtol(p + 6, NULL, 10));
-		goto out;
-	}
-	if (who->uid == 0) {
-		r = 0;
-		goto out;
-	}
-	if (status_ids(text.data, "\nUid:", uids) < 0 || status_ids(text.data, "\nGid:", gids) < 0) {
-		r = hp_err(-EIO, "process %d: unreadable status", (int)pid);
-		goto out;
-	}
-	for (int i = 0; i < 3; i++) {
-		if (uids[i] != who->uid || gids[i] != who->gid) {
-			r = hp_err(-EACCES, "uid %u may not patch process %d (uid %lu, gid %lu%s)",
-				   (unsigned)who->uid, (int)pid, uids[0], gids[0],
-				   (uids[0] != uids[1] || uids[1] != uids[2] || gids[0] != gids[1] ||
-				    gids[1] != gids[2]) ? ", set-id" : "");
-			goto out;
-		}
-	}
-	/*
-	 * The kernel hands the private files of /proc/PID (not the world-readable
-	 * directory) to root when the process is not dumpable.
-	 */
-	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
-	if (stat(path, &st) < 0) {
-		r = hp_err(-ESRCH, "no process %d", (int)pid);
-		goto out;
-	}
-	if (st.st_uid != who->uid) {
-		r = hp_err(-EACCES, "uid %u may not patch process %d (not dumpable)",
-			   (unsigned)who->uid, (int)pid);
-		goto out;
-	}
-	r = 0;
-out:
-	hp_buf_release(&text);
-	return r;
 }
 
 /* ---- states -------------------------------------------------------------- */

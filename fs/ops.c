@@ -156,7 +156,7 @@ static unsigned slashes(const char *s)
 static struct ctl_caller caller(void)
 {
 	struct fuse_context *fc = hpfs_context();
-	struct ctl_caller who = { fc->uid, fc->gid };
+	struct ctl_caller who = { fc->uid, fc->gid, fc->pid };
 
 	return who;
 }

@@ -258,7 +258,7 @@ static void own_wait_sig(int sig)
 int main(int argc, char **argv)
 {
 	struct apply_result res;
-	struct apply_opts opts = { 0 };
+	struct apply_opts opts = { 0, NULL, NULL };
 	struct loaded l;
 	int r;
 

@@ -172,8 +172,9 @@ static void test_helpers(void **state)
 	assert_int_equal(ctl_proc_start_time(4194304 + 1, &st), -ESRCH);
 }
 
-/* A child that runs as uid/gid and waits; set-id or undumpable on request. */
-static pid_t child_as(uid_t uid, gid_t gid, bool setid, bool undumpable, int *ret_fd)
+/* A child that runs as uid/gid and waits; set-id, undumpable or holding capabilities on request. */
+static pid_t child_as_caps(uid_t uid, gid_t gid, bool setid, bool undumpable, bool caps,
+			   int *ret_fd)
 {
 	int fds[2];
 	pid_t pid;
@@ -184,6 +185,9 @@ static pid_t child_as(uid_t uid, gid_t gid, bool setid, bool undumpable, int *re
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		close(fds[0]);
+		/* keep the permitted capabilities across the change of uid */
+		if (caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+			_exit(1);
 		if (setid) {
 			/* real uid differs from effective: a set-uid program. */
 			if (setresgid(gid, gid, gid) < 0 || setresuid(0, uid, uid) < 0)
@@ -205,6 +209,11 @@ static pid_t child_as(uid_t uid, gid_t gid, bool setid, bool undumpable, int *re
 	return pid;
 }
 
+static pid_t child_as(uid_t uid, gid_t gid, bool setid, bool undumpable, int *ret_fd)
+{
+	return child_as_caps(uid, gid, setid, undumpable, false, ret_fd);
+}
+
 static void reap(pid_t pid, int fd)
 {
 	kill(pid, SIGKILL);
@@ -224,7 +233,9 @@ static void *tid_thread(void *arg)
 
 static void test_may_patch(void **state)
 {
-	struct ctl_caller root = { 0, 0 }, nobody = { 65534, 65534 }, other = { 65533, 65534 };
+	struct ctl_caller root = { 0, 0, 0 }, nobody = { 65534, 65534, 0 },
+			  other = { 65533, 65534, 0 };
+	char want[128];
 	pid_t pid;
 	int fd;
 
@@ -264,6 +275,16 @@ static void test_may_patch(void **state)
 	pid = child_as(65534, 65534, true, false, &fd);
 	assert_int_equal(ctl_may_patch(&nobody, pid), -EACCES);
 	assert_non_null(strstr(hp_errmsg(-EACCES), "set-id"));
+	assert_int_equal(ctl_may_patch(&root, pid), 0);
+	reap(pid, fd);
+
+	/* Same uid and gid, dumpable, but holding capabilities: ptrace says no, so do we. */
+	pid = child_as_caps(65534, 65534, false, false, true, &fd);
+	hp_err_clear();
+	assert_int_equal(ctl_may_patch(&nobody, pid), -EACCES);
+	snprintf(want, sizeof(want), "uid 65534 may not patch process %d (it holds capabilities)",
+		 (int)pid);
+	assert_string_equal(hp_errmsg(-EACCES), want);
 	assert_int_equal(ctl_may_patch(&root, pid), 0);
 	reap(pid, fd);
 }
@@ -349,7 +370,7 @@ static void test_empty_store(void **state)
 {
 	char dir[] = "/tmp/hp-test-ctl-XXXXXX", path[64], cmd[96];
 	struct ctl_opts o = { path, 0, 0, 0 };
-	struct ctl_caller root = { 0, 0 };
+	struct ctl_caller root = { 0, 0, 0 };
 	struct ctl_result res;
 	struct ctl_results all = { NULL, 0 };
 	struct ctl_cmd c;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * hpfs.h: what the files of hotpatchfs share. main.c (options, start, stop),
- * ops.c (the FUSE operations, by path), ll.c (the low-level front: inodes,
- * per-entry timeouts), events.c (the event log), auto.c (the proc
+ * ops.c (the kinds of node and their operations), ll.c (the low-level
+ * front: the node table, per-entry timeouts), events.c (the event log), auto.c (the proc
  * connector behind auto-apply). The daemon holds no state of its own about
  * targets: ctl reads it from their memory. It keeps the event log, the
  * files being written into incoming/ and the temporary files Ansible makes
@@ -12,7 +12,7 @@
 #define HP_HPFS_H
 
 #define FUSE_USE_VERSION 312
-#include <fuse.h>
+#include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <sys/types.h>
@@ -28,7 +28,7 @@
  * A file held in memory until it is used: in the root, a temporary file
  * that is not one of ours (Ansible's, renamed over a control file); in
  * incoming/, a bundle being written, imported when closed after data
- * (ops.c hpfs_flush). gid and mode matter for the root's files only.
+ * (ops.c in_flush). gid and mode matter for the root's files only.
  */
 struct hpfs_file {
 	char *name;
@@ -88,15 +88,97 @@ void hpfs_log_release(void);
 int hpfs_auto_set(bool on);
 void hpfs_auto_stop(void);
 
-/* ops.c: the operations, by path */
-extern const struct fuse_operations hpfs_ops;
+/*
+ * The nodes of the tree and what each kind of node does (ops.c), served by
+ * ll.c through libfuse's low-level API. Every node knows what it is: its
+ * kind, and for some kinds a process or a path (struct hpfs_id). Each kind
+ * is one table of operations, declared once in ops.c the way sysfs
+ * declares its attributes; an operation a kind leaves out answers the
+ * kind's `deny` errno (EROFS in the catalog, EPERM elsewhere: see
+ * fs/README.md "Errors of the filesystem itself").
+ */
 
-/* ll.c: the low-level front (inode table, per-entry timeouts) over hpfs_ops */
+/* The caller of a request (the kernel's request header). */
+struct hpfs_caller {
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+};
+
+struct hpfs_kind;
+
+struct hpfs_id {
+	const struct hpfs_kind *kind;
+	pid_t pid;       /* processes/PID and processes/PID/status */
+	char *sub;       /* catalog: the path below catalog/ ("" for catalog/ itself);
+			    a temporary file in the root or a file in incoming/: its name;
+			    NULL for the others */
+};
+
+struct hpfs_list;  /* a directory listing being made (ll.c) */
+struct hpfs_fh;    /* an open file (ops.c) */
+
+/* Add one name of TYPE (S_IFDIR, S_IFREG, S_IFLNK) to a listing: 0, or 1 when full. */
+int hpfs_list_add(struct hpfs_list *l, const char *name, mode_t type);
+
+struct hpfs_kind {
+	const char *name;
+	bool catalog;   /* under catalog/: read-only, cached by the kernel (ll.c) */
+	bool dir;       /* a directory */
+	bool quick;     /* its files are opened and read by the receiving thread (loop.c) */
+	int deny;       /* what an operation it leaves out answers: -EROFS or -EPERM */
+
+	/* every node */
+	int (*getattr)(const struct hpfs_caller *c, const struct hpfs_id *id, struct hpfs_fh *fh,
+		       struct stat *st);
+	/* chmod, chown, utimens (mode NULL but for chmod): accepted where a writer may write */
+	int (*meta)(const struct hpfs_caller *c, const struct hpfs_id *id, const mode_t *mode);
+	int (*truncate)(const struct hpfs_caller *c, const struct hpfs_id *id, off_t size);
+	int (*unlink)(const struct hpfs_caller *c, const struct hpfs_id *id);
+	/* this node renamed over TO (flags 0, neither in the catalog) */
+	int (*rename)(const struct hpfs_caller *c, const struct hpfs_id *id, const struct hpfs_id *to);
+	int (*readlink)(const struct hpfs_id *id, char *buf, size_t size);
+
+	/* directories */
+	/* what NAME in this directory is (ret->sub allocated, or NULL) */
+	int (*lookup)(const struct hpfs_id *dir, const char *name, struct hpfs_id *ret);
+	/* the listing, "." and ".." aside; fi: an OPENDIR's (cache flags), or NULL */
+	int (*list)(const struct hpfs_caller *c, const struct hpfs_id *id, struct hpfs_list *out,
+		    struct fuse_file_info *fi);
+	/* create (or open, when it is there) CHILD, a name of this directory; sets fi->fh */
+	int (*create)(const struct hpfs_caller *c, const struct hpfs_id *child, mode_t mode,
+		      struct fuse_file_info *fi);
+
+	/* files: open sets fi->fh (released by hpfs_fh_release) */
+	int (*open)(const struct hpfs_caller *c, const struct hpfs_id *id, struct fuse_file_info *fi);
+	int (*read)(struct hpfs_fh *h, char *buf, size_t size, off_t off);
+	int (*write)(const struct hpfs_caller *c, struct hpfs_fh *h, const char *buf, size_t size,
+		     off_t off);
+	int (*flush)(struct hpfs_fh *h);
+
+	/*
+	 * Attribute files (state and control files, mode `mode`): show makes
+	 * the contents at open; store runs a written command (a control file),
+	 * its outcome lines into result (NULL: not wanted).
+	 */
+	mode_t mode;
+	int (*show)(const struct hpfs_caller *c, const struct hpfs_id *id, struct hp_buf *out);
+	int (*store)(const struct hpfs_caller *c, const char *text, size_t len, struct hp_buf *result);
+};
+
+/* The root directory's kind (ll.c's root node). */
+extern const struct hpfs_kind hpfs_root_kind;
+/* An open file's kind (its handle is fi->fh of an open or create), and its release. */
+const struct hpfs_kind *hpfs_fh_kind(const struct hpfs_fh *h);
+void hpfs_fh_release(struct hpfs_fh *h);
+/* At mount (the kernel's offer; ops.c may drop wants) and at unmount. */
+void hpfs_ops_init(struct fuse_conn_info *conn, double attr_timeout);
+void hpfs_ops_destroy(void);
+
+/* ll.c: the low-level front (nodes, per-entry timeouts) over the kinds of ops.c */
 struct fuse_lowlevel_ops;
 extern const struct fuse_lowlevel_ops hpfs_ll_ops;
 extern double hpfs_entry_timeout, hpfs_attr_timeout; /* -o entry_timeout, attr_timeout */
-/* The caller of the request this thread serves (uid, gid, pid). */
-struct fuse_context *hpfs_context(void);
 /*
  * A thread that looks at the store's HEAD once a second and drops from the
  * kernel's cache the catalog names a new HEAD lacks (start after daemonizing,

@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ll.c: the low-level FUSE front of hotpatchfs. The operations themselves
- * stay path-based (ops.c); this file keeps an inode table (one inode number
- * per path, stable while the kernel holds it) and answers the kernel with
- * per-entry timeouts, which libfuse's high-level API cannot: below a catalog
- * baseline and month (the set directories and their files) nothing changes
- * within a snapshot, so those entries and attributes are cached for
- * HPFS_CATALOG_TIMEOUT; the names under catalog/ are cached as long, but the
- * attributes of the catalog root, baselines, months, BASELINE and latest are
- * asked again on each use (their mtime names the snapshot: a new HEAD drops
- * their listings and pages). Control and state files keep the mount's
- * timeouts (0 by default).
+ * ll.c: the low-level FUSE front of hotpatchfs. It keeps the node table:
+ * one node per name the kernel holds, found by inode number and by
+ * (parent, name), each knowing what it is (struct hpfs_id: its kind, and a
+ * process or a catalog path). A request goes from the node to its kind's
+ * table of operations (ops.c); a lookup asks the parent's kind what the
+ * name is. It answers the kernel with per-entry timeouts, which libfuse's
+ * high-level API cannot: below a catalog baseline and month (the set
+ * directories and their files) nothing changes within a snapshot, so those
+ * entries and attributes are cached for HPFS_CATALOG_TIMEOUT; the names
+ * under catalog/ are cached as long, but the attributes of the catalog
+ * root, baselines, months, BASELINE and latest are asked again on each use
+ * (their mtime names the snapshot: a new HEAD drops their listings and
+ * pages). Control and state files keep the mount's timeouts (0 by default).
  *
  * Directories have no open (when the kernel allows it: opendir answers
  * ENOSYS once, and the kernel sends no OPENDIR or RELEASEDIR again). The
@@ -20,11 +22,12 @@
  * have an mtime that names the snapshot, asked on each listing; the other
  * directories (the root, processes/, incoming/) get the time of the asking
  * as mtime, so their listings are never kept. READDIR comes without a
- * handle: the listing is made at offset 0 and kept in the inode for the
+ * handle: the listing is made at offset 0 and kept in the node for the
  * next offsets of the same caller.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,54 +35,38 @@
 #include <time.h>
 
 #include "hpfs.h"
-#include <fuse_lowlevel.h>
 #include <linux/fuse.h>
 
 #define HPFS_CATALOG_TIMEOUT 3600.0
 #define NODE_BUCKETS 65536
 
-struct dir;
-static void dir_free(struct dir *d);
+static void list_free(struct hpfs_list *d);
 
 struct node {
 	fuse_ino_t ino;
-	char *path;
+	fuse_ino_t parent;
+	char *name;
+	struct hpfs_id id;    /* id.sub owned */
 	uint64_t nlookup;
-	bool hashed; /* reachable by path */
-	struct dir *dir; /* a listing being read without a handle (no opendir) */
-	struct node *by_path, *by_ino;
+	bool hashed;          /* reachable by (parent, name) */
+	struct hpfs_list *dir; /* a listing being read without a handle (no opendir) */
+	struct node *by_name, *by_ino;
 };
 
 static pthread_mutex_t nodes_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct node *path_tab[NODE_BUCKETS], *ino_tab[NODE_BUCKETS];
+static struct node *name_tab[NODE_BUCKETS], *ino_tab[NODE_BUCKETS];
 static fuse_ino_t next_ino = 2;
-static struct node root_node = { .ino = FUSE_ROOT_ID, .path = (char *)"/", .nlookup = 1 };
+static struct node root_node = {
+	.ino = FUSE_ROOT_ID, .name = (char *)"", .id = { &hpfs_root_kind, 0, NULL }, .nlookup = 1
+};
 
 double hpfs_entry_timeout, hpfs_attr_timeout;
-static __thread struct fuse_context ctx;
 /* Directories are opened by the kernel alone (set in init). */
 static bool no_opendir;
 
-struct fuse_context *hpfs_context(void)
+static size_t hash_name(fuse_ino_t parent, const char *s)
 {
-	return &ctx;
-}
-
-static void set_ctx(fuse_req_t req)
-{
-	const struct fuse_ctx *c = fuse_req_ctx(req);
-
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.uid = c->uid;
-	ctx.gid = c->gid;
-	ctx.pid = c->pid;
-	ctx.umask = c->umask;
-	ctx.private_data = &hpfs;
-}
-
-static size_t hash_str(const char *s)
-{
-	size_t h = 1469598103934665603ULL;
+	size_t h = 1469598103934665603ULL ^ (size_t)parent;
 
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
@@ -97,55 +84,67 @@ static struct node *by_ino(fuse_ino_t ino)
 	return NULL;
 }
 
-static void unhash_path(struct node *n)
+/* Callers hold nodes_lock. */
+static struct node *by_name(fuse_ino_t parent, const char *name)
 {
-	struct node **pp = &path_tab[hash_str(n->path)];
+	for (struct node *n = name_tab[hash_name(parent, name)]; n; n = n->by_name)
+		if (n->parent == parent && !strcmp(n->name, name))
+			return n;
+	return NULL;
+}
+
+static void unhash_name(struct node *n)
+{
+	struct node **pp = &name_tab[hash_name(n->parent, n->name)];
 
 	if (!n->hashed)
 		return;
-	for (; *pp; pp = &(*pp)->by_path)
+	for (; *pp; pp = &(*pp)->by_name)
 		if (*pp == n) {
-			*pp = n->by_path;
+			*pp = n->by_name;
 			break;
 		}
 	n->hashed = false;
 }
 
-static void hash_path(struct node *n)
+static void node_free(struct node *n)
 {
-	size_t h = hash_str(n->path);
-
-	n->by_path = path_tab[h];
-	path_tab[h] = n;
-	n->hashed = true;
+	list_free(n->dir);
+	free(n->id.sub);
+	free(n->name);
+	free(n);
 }
 
-/* The node of PATH, made if new, with one more lookup. Callers hold nodes_lock. */
-static struct node *node_get(const char *path)
+/*
+ * The node of NAME in PARENT, made with ID (whose sub it takes) if new, with
+ * one more lookup. Callers hold nodes_lock.
+ */
+static struct node *node_get(fuse_ino_t parent, const char *name, struct hpfs_id *id)
 {
-	struct node *n;
+	struct node *n = by_name(parent, name);
 	size_t h;
 
-	if (!strcmp(path, "/")) {
-		root_node.nlookup++;
-		return &root_node;
+	if (n) {
+		n->nlookup++;
+		return n;
 	}
-	for (n = path_tab[hash_str(path)]; n; n = n->by_path)
-		if (!strcmp(n->path, path)) {
-			n->nlookup++;
-			return n;
-		}
 	n = calloc(1, sizeof(*n));
 	if (!n)
 		return NULL;
-	n->path = strdup(path);
-	if (!n->path) {
+	n->name = strdup(name);
+	if (!n->name) {
 		free(n);
 		return NULL;
 	}
+	n->parent = parent;
+	n->id = *id;
+	id->sub = NULL;
 	n->ino = next_ino++;
 	n->nlookup = 1;
-	hash_path(n);
+	h = hash_name(parent, name);
+	n->by_name = name_tab[h];
+	name_tab[h] = n;
+	n->hashed = true;
 	h = n->ino % NODE_BUCKETS;
 	n->by_ino = ino_tab[h];
 	ino_tab[h] = n;
@@ -165,20 +164,16 @@ static void node_forget(fuse_ino_t ino, uint64_t nlookup)
 	n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
 	if (n->nlookup)
 		goto out;
-	unhash_path(n);
+	unhash_name(n);
 	for (pp = &ino_tab[ino % NODE_BUCKETS]; *pp; pp = &(*pp)->by_ino)
 		if (*pp == n) {
 			*pp = n->by_ino;
 			break;
 		}
-	dir_free(n->dir);
-	free(n->path);
-	free(n);
+	node_free(n);
 out:
 	pthread_mutex_unlock(&nodes_lock);
 }
-
-static int catalog_depth(const char *path);
 
 bool hpfs_ll_quick(uint32_t opcode, uint64_t nodeid)
 {
@@ -205,7 +200,7 @@ bool hpfs_ll_quick(uint32_t opcode, uint64_t nodeid)
 		 * files are computed, or do their work, in these) */
 		pthread_mutex_lock(&nodes_lock);
 		n = by_ino(nodeid);
-		quick = n && catalog_depth(n->path) >= 0;
+		quick = n && n->id.kind->quick;
 		pthread_mutex_unlock(&nodes_lock);
 		return quick;
 	default:
@@ -213,59 +208,93 @@ bool hpfs_ll_quick(uint32_t opcode, uint64_t nodeid)
 	}
 }
 
-/* A copy of the path of INO (free it), or NULL. */
-static char *path_of(fuse_ino_t ino)
+/* A copy of INO's id (free ret->sub), or -ENOENT for a forgotten inode. */
+static int id_of(fuse_ino_t ino, struct hpfs_id *ret)
 {
 	struct node *n;
-	char *p = NULL;
+	int r = -ENOENT;
 
 	pthread_mutex_lock(&nodes_lock);
 	n = by_ino(ino);
-	if (n)
-		p = strdup(n->path);
+	if (n) {
+		*ret = n->id;
+		ret->sub = NULL;
+		r = 0;
+		if (n->id.sub && !(ret->sub = strdup(n->id.sub)))
+			r = -ENOMEM;
+	}
 	pthread_mutex_unlock(&nodes_lock);
-	return p;
+	return r;
 }
 
-static char *path_join(fuse_ino_t parent, const char *name)
+/*
+ * The start of a request on an inode: the caller, and the inode's id (free
+ * ret->sub), or an errno after answering it (a forgotten inode).
+ */
+static int req_id(fuse_req_t req, fuse_ino_t ino, struct hpfs_caller *c, struct hpfs_id *ret)
 {
-	char *dir = path_of(parent), *p = NULL;
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+	int r;
 
-	if (!dir)
-		return NULL;
-	if (strlen(name) > 255)
-		goto out;
-	if (asprintf(&p, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", name) < 0)
-		p = NULL;
-out:
-	free(dir);
-	return p;
+	c->uid = fc->uid;
+	c->gid = fc->gid;
+	c->pid = fc->pid;
+	r = id_of(ino, ret);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	return r;
 }
 
-/* How deep below catalog/ PATH is (catalog/ itself 0), or -1 outside the catalog. */
-static int catalog_depth(const char *path)
+/*
+ * The same for NAME in the directory PARENT: what the parent's kind says the
+ * name is (ENAMETOOLONG past NAME_MAX, ENOTDIR for a file).
+ */
+static int req_id_in(fuse_req_t req, fuse_ino_t parent, const char *name, struct hpfs_caller *c,
+		     struct hpfs_id *ret)
 {
-	int d = 0;
+	struct hpfs_id dir;
+	int r;
 
-	if (strncmp(path, "/catalog", 8) || (path[8] && path[8] != '/'))
-		return -1;
-	for (const char *p = path + 8; *p; p++)
-		if (*p == '/')
-			d++;
-	return d;
+	memset(ret, 0, sizeof(*ret));
+	r = req_id(req, parent, c, &dir);
+	if (r < 0)
+		return r;
+	if (strlen(name) > NAME_MAX)
+		r = -ENAMETOOLONG;
+	else if (!dir.kind->lookup)
+		r = -ENOTDIR;
+	else
+		r = dir.kind->lookup(&dir, name, ret);
+	free(dir.sub);
+	if (r < 0) {
+		free(ret->sub);
+		ret->sub = NULL;
+		fuse_reply_err(req, -r);
+	}
+	return r;
 }
 
-static double entry_timeout(const char *path)
+/* How deep below catalog/ a catalog node is (catalog/ itself 0). */
+static int catalog_depth(const struct hpfs_id *id)
 {
-	return catalog_depth(path) >= 0 ? HPFS_CATALOG_TIMEOUT : hpfs_entry_timeout;
+	unsigned d = 0;
+
+	if (!*id->sub)
+		return 0;
+	for (const char *p = id->sub; *p; p++)
+		d += *p == '/';
+	return (int)d + 1;
 }
 
-static double attr_timeout(const char *path, const struct stat *st)
+static double entry_timeout(const struct hpfs_id *id)
 {
-	int d = catalog_depth(path);
+	return id->kind->catalog ? HPFS_CATALOG_TIMEOUT : hpfs_entry_timeout;
+}
 
+static double attr_timeout(const struct hpfs_id *id, const struct stat *st)
+{
 	/* catalog/B/M/SET and below; catalog/B/BASELINE and catalog/latest may change. */
-	if (d >= 3)
+	if (id->kind->catalog && catalog_depth(id) >= 3)
 		return HPFS_CATALOG_TIMEOUT;
 	/*
 	 * Without opendir the kernel keeps every listing while the directory's
@@ -285,10 +314,10 @@ static double attr_timeout(const char *path, const struct stat *st)
  * contents change without the kernel seeing it; the listing of processes/
  * and the right to list incoming/ depend on who asks).
  */
-static void fix_attr(const char *path, fuse_ino_t ino, struct stat *st)
+static void fix_attr(const struct hpfs_kind *k, fuse_ino_t ino, struct stat *st)
 {
 	st->st_ino = ino;
-	if (no_opendir && S_ISDIR(st->st_mode) && catalog_depth(path) < 0) {
+	if (no_opendir && S_ISDIR(st->st_mode) && !k->catalog) {
 		struct timespec now;
 
 		clock_gettime(CLOCK_REALTIME, &now);
@@ -296,56 +325,46 @@ static void fix_attr(const char *path, fuse_ino_t ino, struct stat *st)
 	}
 }
 
-/*
- * The entry for path (its attributes through fi when given, its node made
- * or found, one lookup counted on it): 0, or a negative errno.
- */
-static int entry_of(const char *path, struct fuse_file_info *fi, struct fuse_entry_param *ret)
+static struct hpfs_fh *fh_of(const struct fuse_file_info *fi)
 {
+	return fi ? (struct hpfs_fh *)(uintptr_t)fi->fh : NULL;
+}
+
+/*
+ * The entry for NAME in PARENT, which is ID (its attributes through fi when
+ * given; its node made or found, taking id->sub; one lookup counted on it):
+ * 0, or a negative errno.
+ */
+static int entry_of(const struct hpfs_caller *c, fuse_ino_t parent, const char *name,
+		    struct hpfs_id *id, struct fuse_file_info *fi, struct fuse_entry_param *ret)
+{
+	const struct hpfs_kind *k = id->kind;
 	struct fuse_entry_param e;
 	struct node *n;
 	int r;
 
 	memset(&e, 0, sizeof(e));
-	r = hpfs_ops.getattr(path, &e.attr, fi);
+	r = k->getattr(c, id, fh_of(fi), &e.attr);
 	if (r < 0)
 		return r;
+	e.generation = 1;
+	e.entry_timeout = entry_timeout(id);
+	e.attr_timeout = attr_timeout(id, &e.attr);
 	pthread_mutex_lock(&nodes_lock);
-	n = node_get(path);
+	n = node_get(parent, name, id);
 	if (n)
 		e.ino = n->ino;
 	pthread_mutex_unlock(&nodes_lock);
 	if (!n)
 		return -ENOMEM;
-	fix_attr(path, e.ino, &e.attr);
-	e.generation = 1;
-	e.entry_timeout = entry_timeout(path);
-	e.attr_timeout = attr_timeout(path, &e.attr);
+	fix_attr(k, e.ino, &e.attr);
 	*ret = e;
 	return 0;
 }
 
-static void reply_entry_of(fuse_req_t req, const char *path)
-{
-	struct fuse_entry_param e;
-	int r = entry_of(path, NULL, &e);
-
-	if (r < 0) {
-		fuse_reply_err(req, -r);
-		return;
-	}
-	if (fuse_reply_entry(req, &e) != 0)
-		node_forget(e.ino, 1);
-}
-
 static void ll_init(void *data, struct fuse_conn_info *conn)
 {
-	struct fuse_config cfg;
-
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.entry_timeout = hpfs_entry_timeout;
-	cfg.attr_timeout = hpfs_attr_timeout;
-	hpfs_ops.init(conn, &cfg);
+	hpfs_ops_init(conn, hpfs_attr_timeout);
 	/*
 	 * A kernel that opens directories itself (no OPENDIR, no RELEASEDIR: two
 	 * round trips per directory less) and checks a cached listing against
@@ -360,60 +379,37 @@ static void ll_init(void *data, struct fuse_conn_info *conn)
 
 static void ll_destroy(void *data)
 {
-	hpfs_ops.destroy(data);
+	hpfs_ops_destroy();
 	pthread_mutex_lock(&nodes_lock);
 	for (size_t i = 0; i < NODE_BUCKETS; i++) {
 		while (ino_tab[i]) {
 			struct node *n = ino_tab[i];
 
 			ino_tab[i] = n->by_ino;
-			dir_free(n->dir);
-			free(n->path);
-			free(n);
+			node_free(n);
 		}
-		path_tab[i] = NULL;
+		name_tab[i] = NULL;
 	}
-	dir_free(root_node.dir);
+	list_free(root_node.dir);
 	root_node.dir = NULL;
 	pthread_mutex_unlock(&nodes_lock);
 }
 
-/*
- * The start of a request on an inode: the caller's context set, and the
- * inode's path (to free), or NULL after answering ENOENT (a forgotten inode).
- */
-static char *req_path(fuse_req_t req, fuse_ino_t ino)
-{
-	char *path;
-
-	set_ctx(req);
-	path = path_of(ino);
-	if (!path)
-		fuse_reply_err(req, ENOENT);
-	return path;
-}
-
-/* The same for NAME in the directory PARENT. */
-static char *req_path_in(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	char *path;
-
-	set_ctx(req);
-	path = path_join(parent, name);
-	if (!path)
-		fuse_reply_err(req, ENOENT);
-	return path;
-}
-
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	char *path;
+	struct fuse_entry_param e;
+	struct hpfs_caller c;
+	struct hpfs_id id;
+	int r;
 
-	path = req_path_in(req, parent, name);
-	if (!path)
+	if (req_id_in(req, parent, name, &c, &id) < 0)
 		return;
-	reply_entry_of(req, path);
-	free(path);
+	r = entry_of(&c, parent, name, &id, NULL, &e);
+	free(id.sub);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (fuse_reply_entry(req, &e) != 0)
+		node_forget(e.ino, 1);
 }
 
 static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -429,276 +425,290 @@ static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
-static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* Answer a request with ID's attributes (through FI's handle when given). */
+static void reply_attr(fuse_req_t req, const struct hpfs_caller *c, fuse_ino_t ino,
+		       const struct hpfs_id *id, struct fuse_file_info *fi)
 {
 	struct stat st;
-	char *path;
 	int r;
 
-	path = req_path(req, ino);
-	if (!path)
-		return;
 	memset(&st, 0, sizeof(st));
-	r = hpfs_ops.getattr(path, &st, fi);
+	r = id->kind->getattr(c, id, fh_of(fi), &st);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
-	} else {
-		fix_attr(path, ino, &st);
-		fuse_reply_attr(req, &st, attr_timeout(path, &st));
+		return;
 	}
-	free(path);
+	fix_attr(id->kind, ino, &st);
+	fuse_reply_attr(req, &st, attr_timeout(id, &st));
+}
+
+static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct hpfs_caller c;
+	struct hpfs_id id;
+
+	if (req_id(req, ino, &c, &id) < 0)
+		return;
+	reply_attr(req, &c, ino, &id, fi);
+	free(id.sub);
 }
 
 static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
-	struct stat st;
-	char *path;
+	struct hpfs_caller c;
+	struct hpfs_id id;
+	const struct hpfs_kind *k;
 	int r = 0;
 
-	path = req_path(req, ino);
-	if (!path)
+	if (req_id(req, ino, &c, &id) < 0)
 		return;
-	if (to_set & FUSE_SET_ATTR_MODE)
-		r = hpfs_ops.chmod(path, attr->st_mode, fi);
-	if (r >= 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
-		r = hpfs_ops.chown(path, (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1,
-				   (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1, fi);
-	if (r >= 0 && (to_set & FUSE_SET_ATTR_SIZE))
-		r = hpfs_ops.truncate(path, attr->st_size, fi);
-	if (r >= 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
-		struct timespec tv[2];
+	k = id.kind;
+	/* chmod, chown and utimens ask the same question (meta); truncate its own. */
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		mode_t mode = attr->st_mode;
 
-		tv[0].tv_sec = 0;
-		tv[1].tv_sec = 0;
-		tv[0].tv_nsec = UTIME_OMIT;
-		tv[1].tv_nsec = UTIME_OMIT;
-		if (to_set & FUSE_SET_ATTR_ATIME_NOW)
-			tv[0].tv_nsec = UTIME_NOW;
-		else if (to_set & FUSE_SET_ATTR_ATIME)
-			tv[0] = attr->st_atim;
-		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
-			tv[1].tv_nsec = UTIME_NOW;
-		else if (to_set & FUSE_SET_ATTR_MTIME)
-			tv[1] = attr->st_mtim;
-		r = hpfs_ops.utimens(path, tv, fi);
+		r = k->meta ? k->meta(&c, &id, &mode) : k->deny;
 	}
-	if (r >= 0) {
-		memset(&st, 0, sizeof(st));
-		r = hpfs_ops.getattr(path, &st, fi);
-	}
-	if (r < 0) {
+	if (r >= 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_ATIME |
+				 FUSE_SET_ATTR_MTIME)))
+		r = k->meta ? k->meta(&c, &id, NULL) : k->deny;
+	if (r >= 0 && (to_set & FUSE_SET_ATTR_SIZE))
+		r = k->truncate ? k->truncate(&c, &id, attr->st_size) : k->deny;
+	if (r < 0)
 		fuse_reply_err(req, -r);
-	} else {
-		fix_attr(path, ino, &st);
-		fuse_reply_attr(req, &st, attr_timeout(path, &st));
-	}
-	free(path);
+	else
+		reply_attr(req, &c, ino, &id, fi);
+	free(id.sub);
 }
 
 static void ll_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	char buf[4096];
-	char *path;
+	char buf[PATH_MAX];
+	struct hpfs_caller c;
+	struct hpfs_id id;
 	int r;
 
-	path = req_path(req, ino);
-	if (!path)
+	if (req_id(req, ino, &c, &id) < 0)
 		return;
-	r = hpfs_ops.readlink(path, buf, sizeof(buf));
+	r = id.kind->readlink ? id.kind->readlink(&id, buf, sizeof(buf)) : -EINVAL;
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
 		fuse_reply_readlink(req, buf);
-	free(path);
+	free(id.sub);
+}
+
+/*
+ * What makes a new name other than a file (mkdir, mknod, symlink, link) or
+ * removes a directory (rmdir): none is made or removed, the answer is the
+ * directory's `deny` (EROFS in the catalog, EPERM elsewhere) once the name
+ * is known to be well formed (ENAMETOOLONG).
+ */
+static void deny_in(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct hpfs_caller c;
+	struct hpfs_id dir;
+
+	if (req_id(req, parent, &c, &dir) < 0)
+		return;
+	fuse_reply_err(req, strlen(name) > NAME_MAX ? ENAMETOOLONG : -dir.kind->deny);
+	free(dir.sub);
 }
 
 static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	char *path;
-	int r;
+	deny_in(req, parent, name);
+}
 
-	path = req_path_in(req, parent, name);
-	if (!path)
-		return;
-	r = hpfs_ops.mkdir(path, mode);
-	if (r < 0)
-		fuse_reply_err(req, -r);
-	else
-		reply_entry_of(req, path);
-	free(path);
+static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	deny_in(req, parent, name);
+}
+
+static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	deny_in(req, parent, name);
+}
+
+static void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	deny_in(req, parent, name);
+}
+
+static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	deny_in(req, newparent, newname);
 }
 
 static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	char *path;
+	struct hpfs_caller c;
+	struct hpfs_id id;
 	int r;
 
-	path = req_path_in(req, parent, name);
-	if (!path)
+	if (req_id_in(req, parent, name, &c, &id) < 0)
 		return;
-	r = hpfs_ops.unlink(path);
+	r = id.kind->unlink ? id.kind->unlink(&c, &id) : id.kind->deny;
 	if (r == 0) {
 		struct node *n;
 
 		/* The name is gone: a file made again under it is a new inode. */
 		pthread_mutex_lock(&nodes_lock);
-		for (n = path_tab[hash_str(path)]; n; n = n->by_path)
-			if (!strcmp(n->path, path)) {
-				unhash_path(n);
-				break;
-			}
+		n = by_name(parent, name);
+		if (n)
+			unhash_name(n);
 		pthread_mutex_unlock(&nodes_lock);
 	}
 	fuse_reply_err(req, -r);
-	free(path);
+	free(id.sub);
 }
 
 static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
-	char *from, *to;
-	int r = -ENOENT;
+	struct hpfs_caller c;
+	struct hpfs_id from, to;
+	int r;
 
-	set_ctx(req);
-	from = path_join(parent, name);
-	to = path_join(newparent, newname);
-	if (from && to)
-		r = hpfs_ops.rename(from, to, flags);
+	if (req_id_in(req, parent, name, &c, &from) < 0)
+		return;
+	if (req_id_in(req, newparent, newname, &c, &to) < 0) {
+		free(from.sub);
+		return;
+	}
+	if (flags)
+		r = -EINVAL;
+	else if (from.kind->catalog || to.kind->catalog)
+		r = -EROFS;
+	else
+		r = from.kind->rename ? from.kind->rename(&c, &from, &to) : -EPERM;
 	if (r == 0) {
 		struct node *n;
 
 		/*
-		 * The source's inode now answers for the destination's path, but
-		 * unhashed: a lookup of the name finds the destination's own node.
+		 * The source's inode now answers for the destination (what the
+		 * destination's name is), but unhashed: a lookup of the name finds
+		 * the destination's own node.
 		 */
 		pthread_mutex_lock(&nodes_lock);
-		for (n = path_tab[hash_str(from)]; n; n = n->by_path)
-			if (!strcmp(n->path, from)) {
-				char *p = strdup(to);
-
-				unhash_path(n);
-				if (p) {
-					free(n->path);
-					n->path = p;
-				}
-				break;
-			}
+		n = by_name(parent, name);
+		if (n) {
+			unhash_name(n);
+			free(n->id.sub);
+			n->id = to;
+			to.sub = NULL;
+		}
 		pthread_mutex_unlock(&nodes_lock);
 	}
 	fuse_reply_err(req, -r);
-	free(from);
-	free(to);
+	free(from.sub);
+	free(to.sub);
 }
 
 static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	char *path;
+	struct hpfs_caller c;
+	struct hpfs_id id;
 	int r;
 
-	path = req_path(req, ino);
-	if (!path)
+	if (req_id(req, ino, &c, &id) < 0)
 		return;
-	r = hpfs_ops.open(path, fi);
-	if (r < 0) {
+	fi->fh = 0;
+	r = id.kind->open ? id.kind->open(&c, &id, fi) : id.kind->dir ? -EISDIR : id.kind->deny;
+	if (r < 0)
 		fuse_reply_err(req, -r);
-	} else if (fuse_reply_open(req, fi) != 0) {
-		hpfs_ops.release(path, fi);
-	}
-	free(path);
+	else if (fuse_reply_open(req, fi) != 0)
+		hpfs_fh_release(fh_of(fi));
+	free(id.sub);
 }
 
 static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
 	struct fuse_entry_param e;
-	char *path;
+	struct hpfs_caller c;
+	struct hpfs_id dir, id;
 	int r;
 
-	path = req_path_in(req, parent, name);
-	if (!path)
+	if (req_id_in(req, parent, name, &c, &id) < 0)
 		return;
-	r = hpfs_ops.create(path, mode, fi);
+	r = id_of(parent, &dir);
+	if (r == 0) {
+		fi->fh = 0;
+		r = dir.kind->create ? dir.kind->create(&c, &id, mode, fi) : dir.kind->deny;
+		free(dir.sub);
+	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		goto out;
 	}
-	r = entry_of(path, fi, &e);
+	r = entry_of(&c, parent, name, &id, fi, &e);
 	if (r < 0) {
-		hpfs_ops.release(path, fi);
+		hpfs_fh_release(fh_of(fi));
 		fuse_reply_err(req, -r);
 		goto out;
 	}
 	if (fuse_reply_create(req, &e, fi) != 0) {
-		hpfs_ops.release(path, fi);
+		hpfs_fh_release(fh_of(fi));
 		node_forget(e.ino, 1);
 	}
 out:
-	free(path);
+	free(id.sub);
+}
+
+/* A request on an open file: its kind's operation, from the handle. */
+static const struct hpfs_kind *kind_of(const struct fuse_file_info *fi)
+{
+	return hpfs_fh_kind(fh_of(fi));
 }
 
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	char *path, *buf;
+	const struct hpfs_kind *k = kind_of(fi);
+	char *buf;
 	int r;
 
-	set_ctx(req);
-	path = path_of(ino);
 	buf = malloc(size ? size : 1);
-	if (!path || !buf) {
-		fuse_reply_err(req, path ? ENOMEM : ENOENT);
-		goto out;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
 	}
-	r = hpfs_ops.read(path, buf, size, off, fi);
+	r = k->read ? k->read(fh_of(fi), buf, size, off) : -EBADF;
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
 		fuse_reply_buf(req, buf, (size_t)r);
-out:
 	free(buf);
-	free(path);
 }
 
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	char *path;
+	const struct hpfs_kind *k = kind_of(fi);
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+	struct hpfs_caller c = { fc->uid, fc->gid, fc->pid };
 	int r;
 
-	path = req_path(req, ino);
-	if (!path)
-		return;
-	r = hpfs_ops.write(path, buf, size, off, fi);
+	r = k->write ? k->write(&c, fh_of(fi), buf, size, off) : k->deny;
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
 		fuse_reply_write(req, (size_t)r);
-	free(path);
 }
 
 static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	char *path;
-	int r;
+	const struct hpfs_kind *k = kind_of(fi);
 
-	set_ctx(req);
-	path = path_of(ino);
-	r = path ? hpfs_ops.flush(path, fi) : -ENOENT;
-	fuse_reply_err(req, -r);
-	free(path);
+	fuse_reply_err(req, k->flush ? -k->flush(fh_of(fi)) : 0);
 }
 
 static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	char *path;
-
-	set_ctx(req);
-	path = path_of(ino);
-	/* ops.c's release works from the handle; the path only names it. */
-	hpfs_ops.release(path ? path : "", fi);
+	hpfs_fh_release(fh_of(fi));
 	fuse_reply_err(req, 0);
-	free(path);
 }
 
 static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -707,25 +717,21 @@ static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 }
 
 /*
- * A listing: read whole at offset 0, served by offset (an entry's offset is
- * its index + 1). With opendir, it belongs to the open directory (fh, ops.c's
- * handle); without, to the inode between the READDIRs of one listing (uid:
- * the caller it was made for).
+ * A listing: made whole (the kind's list), served by offset (an entry's
+ * offset is its index + 1). With opendir, it belongs to the open directory
+ * (fh); without, to the node between the READDIRs of one listing (uid: the
+ * caller it was made for).
  */
-struct dir {
-	uint64_t fh;
+struct hpfs_list {
 	uid_t uid;
 	char **names;
 	mode_t *modes;
 	size_t n, cap;
-	bool filled;
+	bool served; /* an opendir's listing was read: offset 0 again makes it afresh */
 };
 
-static int dir_fill(void *buf, const char *name, const struct stat *st, off_t off,
-		    enum fuse_fill_dir_flags flags)
+int hpfs_list_add(struct hpfs_list *d, const char *name, mode_t type)
 {
-	struct dir *d = buf;
-
 	if (d->n == d->cap) {
 		size_t cap = d->cap ? d->cap * 2 : 32;
 		char **names = realloc(d->names, cap * sizeof(*names));
@@ -743,12 +749,12 @@ static int dir_fill(void *buf, const char *name, const struct stat *st, off_t of
 	d->names[d->n] = strdup(name);
 	if (!d->names[d->n])
 		return 1;
-	d->modes[d->n] = st ? st->st_mode : 0;
+	d->modes[d->n] = type;
 	d->n++;
 	return 0;
 }
 
-static void dir_free(struct dir *d)
+static void list_free(struct hpfs_list *d)
 {
 	if (!d)
 		return;
@@ -759,10 +765,25 @@ static void dir_free(struct dir *d)
 	free(d);
 }
 
+/* Fill D (emptied first) with the listing of ID, "." and ".." first. */
+static int list_fill(struct hpfs_list *d, const struct hpfs_caller *c, const struct hpfs_id *id,
+		     struct fuse_file_info *fi)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->names[i]);
+	d->n = 0;
+	if (!id->kind->list)
+		return -ENOTDIR;
+	hpfs_list_add(d, ".", S_IFDIR);
+	hpfs_list_add(d, "..", S_IFDIR);
+	return id->kind->list(c, id, d, fi);
+}
+
 static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct dir *d;
-	char *path;
+	struct hpfs_caller c;
+	struct hpfs_list *d;
+	struct hpfs_id id;
 	int r;
 
 	if (no_opendir) {
@@ -770,74 +791,25 @@ static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	set_ctx(req);
-	path = path_of(ino);
+	if (req_id(req, ino, &c, &id) < 0)
+		return;
 	d = calloc(1, sizeof(*d));
-	if (!path || !d) {
-		fuse_reply_err(req, path ? ENOMEM : ENOENT);
-		free(d);
-		goto out;
-	}
-	r = hpfs_ops.opendir(path, fi);
+	r = d ? list_fill(d, &c, &id, fi) : -ENOMEM;
 	if (r < 0) {
 		fuse_reply_err(req, -r);
-		free(d);
+		list_free(d);
 		goto out;
 	}
-	d->fh = fi->fh;
 	fi->fh = (uintptr_t)d;
-	if (fuse_reply_open(req, fi) != 0) {
-		fi->fh = d->fh;
-		hpfs_ops.releasedir(path, fi);
-		dir_free(d);
-	}
+	if (fuse_reply_open(req, fi) != 0)
+		list_free(d);
 out:
-	free(path);
-}
-
-/* Fill D with the listing of PATH through ops.c's handle FI (D emptied first). */
-static int dir_read(struct dir *d, const char *path, const struct fuse_file_info *fi)
-{
-	struct fuse_file_info inner = *fi;
-
-	for (size_t i = 0; i < d->n; i++)
-		free(d->names[i]);
-	d->n = 0;
-	inner.fh = d->fh;
-	return hpfs_ops.readdir(path, d, dir_fill, 0, &inner, 0);
-}
-
-/* A listing of PATH without a handle: ops.c's opendir, readdir and releasedir at once. */
-static int dir_list(const char *path, struct dir **ret)
-{
-	struct fuse_file_info fi;
-	struct dir *d;
-	int r;
-
-	d = calloc(1, sizeof(*d));
-	if (!d)
-		return -ENOMEM;
-	d->uid = ctx.uid;
-	memset(&fi, 0, sizeof(fi));
-	fi.flags = O_RDONLY | O_DIRECTORY;
-	r = hpfs_ops.opendir(path, &fi);
-	if (r < 0)
-		goto out;
-	d->fh = fi.fh;
-	r = dir_read(d, path, &fi);
-	hpfs_ops.releasedir(path, &fi);
-	d->fh = 0;
-out:
-	if (r < 0)
-		dir_free(d);
-	else
-		*ret = d;
-	return r < 0 ? r : 0;
+	free(id.sub);
 }
 
 /* Entries of D from offset OFF into a reply buffer of SIZE (*ret_used bytes). */
-static int dir_reply(fuse_req_t req, const struct dir *d, size_t size, off_t off, char **ret_buf,
-		     size_t *ret_used)
+static int list_reply(fuse_req_t req, const struct hpfs_list *d, size_t size, off_t off,
+		      char **ret_buf, size_t *ret_used)
 {
 	char *buf = malloc(size ? size : 1);
 	size_t used = 0;
@@ -866,39 +838,48 @@ static int dir_reply(fuse_req_t req, const struct dir *d, size_t size, off_t off
 /*
  * READDIR without a handle. At offset 0 the listing is made afresh; the
  * next offsets of the same caller are served from the one kept in the
- * inode (taken out while in use: another reader makes its own), which goes
- * at the end of the listing, or when the inode is forgotten.
+ * node (taken out while in use: another reader makes its own), which goes
+ * at the end of the listing, or when the node is forgotten.
  */
 static void readdir_nofh(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off)
 {
-	struct dir *d = NULL;
+	struct hpfs_list *d = NULL;
+	struct hpfs_caller c;
+	struct hpfs_id id;
 	struct node *n;
-	char *buf = NULL, *path = NULL;
+	char *buf = NULL;
 	size_t used = 0;
 	int r = 0;
 
+	if (req_id(req, ino, &c, &id) < 0)
+		return;
 	if (off > 0) {
 		pthread_mutex_lock(&nodes_lock);
 		n = by_ino(ino);
-		if (n && n->dir && n->dir->uid == ctx.uid) {
+		if (n && n->dir && n->dir->uid == c.uid) {
 			d = n->dir;
 			n->dir = NULL;
 		}
 		pthread_mutex_unlock(&nodes_lock);
 	}
 	if (!d) {
-		path = path_of(ino);
-		r = path ? dir_list(path, &d) : -ENOENT;
+		d = calloc(1, sizeof(*d));
+		if (!d) {
+			r = -ENOMEM;
+			goto out;
+		}
+		d->uid = c.uid;
+		r = list_fill(d, &c, &id, NULL);
 		if (r < 0)
 			goto out;
 	}
-	r = dir_reply(req, d, size, off, &buf, &used);
+	r = list_reply(req, d, size, off, &buf, &used);
 	if (r < 0 || used == 0)
 		goto out;
 	pthread_mutex_lock(&nodes_lock);
 	n = by_ino(ino);
 	if (n) {
-		dir_free(n->dir);
+		list_free(n->dir);
 		n->dir = d;
 		d = NULL;
 	}
@@ -908,55 +889,47 @@ out:
 		fuse_reply_err(req, -r);
 	else
 		fuse_reply_buf(req, buf, used);
-	dir_free(d);
+	list_free(d);
 	free(buf);
-	free(path);
+	free(id.sub);
 }
 
 static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	struct dir *d = (struct dir *)(uintptr_t)fi->fh;
-	char *buf = NULL, *path = NULL;
+	struct hpfs_list *d = (struct hpfs_list *)(uintptr_t)fi->fh;
+	char *buf = NULL;
 	size_t used = 0;
 	int r = 0;
 
-	set_ctx(req);
 	if (!d) {
 		readdir_nofh(req, ino, size, off);
 		return;
 	}
-	if (!d->filled || off == 0) {
-		path = path_of(ino);
-		if (!path) {
-			r = -ENOENT;
-			goto out;
-		}
-		r = dir_read(d, path, fi);
+	if (off == 0 && d->served) {
+		struct hpfs_caller c;
+		struct hpfs_id id;
+
+		if (req_id(req, ino, &c, &id) < 0)
+			return;
+		r = list_fill(d, &c, &id, NULL);
+		free(id.sub);
 		if (r < 0)
 			goto out;
-		d->filled = true;
 	}
-	r = dir_reply(req, d, size, off, &buf, &used);
+	d->served = true;
+	r = list_reply(req, d, size, off, &buf, &used);
 out:
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
 		fuse_reply_buf(req, buf, used);
 	free(buf);
-	free(path);
 }
 
 static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct dir *d = (struct dir *)(uintptr_t)fi->fh;
-	struct fuse_file_info inner = *fi;
-
-	if (d) {
-		inner.fh = d->fh;
-		hpfs_ops.releasedir("", &inner);
-		dir_free(d);
-	}
+	list_free((struct hpfs_list *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -970,6 +943,12 @@ static struct {
 	bool started, stopping;
 } watch = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER };
 
+struct gone {
+	fuse_ino_t parent;
+	char *name;
+	char *sub;
+};
+
 /*
  * The catalog's baselines, months and sets (and BASELINE, latest) the kernel
  * holds but SNAP (NULL: an empty store) lacks: their names are cached for an
@@ -979,54 +958,51 @@ static struct {
  */
 static void watch_drop_gone(struct ctl_snap *snap)
 {
-	char **paths = NULL;
+	struct gone *v = NULL;
 	size_t n = 0, cap = 0;
 
 	pthread_mutex_lock(&nodes_lock);
 	for (size_t i = 0; i < NODE_BUCKETS; i++)
 		for (struct node *nd = ino_tab[i]; nd; nd = nd->by_ino) {
-			int d = catalog_depth(nd->path);
-			char **more;
+			int d;
 
-			if (!nd->hashed || d < 1 || d > 3)
+			if (!nd->hashed || !nd->id.kind->catalog)
+				continue;
+			d = catalog_depth(&nd->id);
+			if (d < 1 || d > 3)
 				continue;
 			if (n == cap) {
+				struct gone *more;
+
 				cap = cap ? cap * 2 : 256;
-				more = realloc(paths, cap * sizeof(*paths));
+				more = realloc(v, cap * sizeof(*v));
 				if (!more)
 					goto collected;
-				paths = more;
+				v = more;
 			}
-			paths[n] = strdup(nd->path);
-			if (paths[n])
+			v[n].parent = nd->parent;
+			v[n].name = strdup(nd->name);
+			v[n].sub = strdup(nd->id.sub);
+			if (v[n].name && v[n].sub)
 				n++;
+			else {
+				free(v[n].name);
+				free(v[n].sub);
+			}
 		}
 collected:
 	pthread_mutex_unlock(&nodes_lock);
 	for (size_t i = 0; i < n; i++) {
 		struct store_node sn;
-		char *slash = strrchr(paths[i], '/');
-		fuse_ino_t parent = 0;
 
-		if (snap && store_snap_stat(ctl_snap_store(snap), paths[i] + strlen("/catalog/"),
-					    &sn) != -ENOENT)
-			continue;
-		*slash = '\0';
-		pthread_mutex_lock(&nodes_lock);
-		for (struct node *nd = path_tab[hash_str(paths[i])]; nd; nd = nd->by_path)
-			if (!strcmp(nd->path, paths[i])) {
-				parent = nd->ino;
-				break;
-			}
-		pthread_mutex_unlock(&nodes_lock);
-		if (parent)
-			fuse_lowlevel_notify_inval_entry(watch.se, parent, slash + 1, strlen(slash + 1));
+		if (!snap || store_snap_stat(ctl_snap_store(snap), v[i].sub, &sn) == -ENOENT)
+			fuse_lowlevel_notify_inval_entry(watch.se, v[i].parent, v[i].name,
+							 strlen(v[i].name));
+		free(v[i].name);
+		free(v[i].sub);
 	}
-	for (size_t i = 0; i < n; i++)
-		free(paths[i]);
-	free(paths);
+	free(v);
 }
-
 /* Looks at the store's HEAD once a second (a ref read); on a change, drops what is gone. */
 static void *watch_main(void *arg)
 {
@@ -1093,6 +1069,10 @@ const struct fuse_lowlevel_ops hpfs_ll_ops = {
 	.setattr = ll_setattr,
 	.readlink = ll_readlink,
 	.mkdir = ll_mkdir,
+	.mknod = ll_mknod,
+	.rmdir = ll_rmdir,
+	.symlink = ll_symlink,
+	.link = ll_link,
 	.unlink = ll_unlink,
 	.rename = ll_rename,
 	.open = ll_open,

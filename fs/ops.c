@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The FUSE operations of hotpatchfs, by path (the high-level API's shape;
- * ll.c serves them through the low-level API with per-entry timeouts). Every control
- * handler has one shape: parse, check the caller, act, return the byte count
- * or -errno. Nothing here holds a lock while an apply runs: a slow apply
- * occupies one worker thread of the multi-threaded loop and nothing else.
+ * The kinds of node of hotpatchfs and what each does. A node knows its kind
+ * (and, for some kinds, a process or a path: struct hpfs_id), so a request
+ * goes straight from the node to one table of operations (ll.c); there is
+ * no path to parse. The root's fixed names are declared once (root_names),
+ * the way sysfs declares attributes: a state file is a `show` that makes
+ * its contents at open, a control file adds a `store` that runs a written
+ * command. Every control handler has one shape: parse, check the caller,
+ * act, return the byte count or -errno. Nothing here holds a lock while an
+ * apply runs: a slow apply occupies one worker thread of the loop and
+ * nothing else.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,37 +23,13 @@
 
 #include "hpfs.h"
 
-enum hpfs_kind {
-	K_NONE,
-	K_ROOT,
-	K_CATALOG,
-	K_APPLY,
-	K_REVERT,
-	K_AUTO,
-	K_INCOMING,
-	K_INCOMING_FILE,
-	K_PROCESSES,
-	K_PROC_DIR,
-	K_PROC_STATUS,
-	K_REPORT,
-	K_STATUS,
-	K_LOG,
-	K_TMP,
-};
-
-struct hpfs_path {
-	enum hpfs_kind kind;
-	const char *sub; /* catalog path ("" its root), or a file name */
-	pid_t pid;
-};
-
-/* What an open file or directory carries. */
+/* What an open file carries. */
 struct hpfs_fh {
-	enum hpfs_kind kind;
-	struct hp_buf data;      /* contents computed at open */
+	const struct hpfs_kind *kind;
+	struct hp_buf data;      /* contents made at open (show), or a catalog file's blob */
 	struct ctl_snap *snap;   /* catalog: the snapshot it was opened in */
-	char *sub;               /* catalog directory */
-	pthread_mutex_t lock;    /* result */
+	char *sub;               /* catalog file */
+	pthread_mutex_t lock;    /* result, wrote, imported, loaded */
 	struct hp_buf result;    /* control files: the last write's outcome, read from offset 0 */
 	struct hpfs_file *tmp;
 	struct hpfs_file *in;
@@ -63,22 +44,28 @@ struct hpfs_fh {
 	bool loaded; /* catalog file: data holds the blob (read at the first read) */
 };
 
-/* Set in init: may catalog files and directories keep their kernel caches? */
+/* Set at mount: may catalog files and directories keep their kernel caches? */
 static bool catalog_keep_cache;
 
+static const struct hpfs_kind k_catalog, k_apply, k_revert, k_auto, k_incoming, k_incoming_file,
+	k_processes, k_proc_dir, k_proc_status, k_report, k_status, k_log, k_tmp;
+
+/* The root's names, in the order it lists them. */
 static const struct {
 	const char *name;
-	enum hpfs_kind kind;
+	const struct hpfs_kind *kind;
 } root_names[] = {
-	{ "catalog", K_CATALOG }, { "apply", K_APPLY },         { "revert", K_REVERT },
-	{ "auto", K_AUTO },       { "incoming", K_INCOMING },   { "processes", K_PROCESSES },
-	{ "report", K_REPORT },   { "status", K_STATUS },       { "log", K_LOG },
+	{ "catalog", &k_catalog }, { "apply", &k_apply },         { "revert", &k_revert },
+	{ "auto", &k_auto },       { "incoming", &k_incoming },   { "processes", &k_processes },
+	{ "report", &k_report },   { "status", &k_status },       { "log", &k_log },
 };
 
-static bool parse_pid(const char *s, size_t n, pid_t *ret)
+static bool parse_pid(const char *s, pid_t *ret)
 {
+	size_t n = strlen(s);
 	long v = 0;
 
+	/* PID_MAX_LIMIT is 2^22 (4194304): seven digits at most. */
 	if (n == 0 || n > 7 || s[0] == '0')
 		return false;
 	for (size_t i = 0; i < n; i++) {
@@ -90,60 +77,6 @@ static bool parse_pid(const char *s, size_t n, pid_t *ret)
 	return true;
 }
 
-static int resolve(const char *path, struct hpfs_path *ret)
-{
-	const char *p = path + 1, *slash;
-	size_t n;
-
-	memset(ret, 0, sizeof(*ret));
-	if (!strcmp(path, "/")) {
-		ret->kind = K_ROOT;
-		return 0;
-	}
-	slash = strchr(p, '/');
-	n = slash ? (size_t)(slash - p) : strlen(p);
-	for (size_t i = 0; i < sizeof(root_names) / sizeof(root_names[0]); i++) {
-		if (strlen(root_names[i].name) != n || strncmp(root_names[i].name, p, n))
-			continue;
-		ret->kind = root_names[i].kind;
-		if (!slash) {
-			ret->sub = "";
-			return 0;
-		}
-		p = slash + 1;
-		switch (ret->kind) {
-		case K_CATALOG:
-			ret->sub = p;
-			return 0;
-		case K_INCOMING:
-			if (!*p || strchr(p, '/'))
-				return -ENOENT;
-			ret->kind = K_INCOMING_FILE;
-			ret->sub = p;
-			return 0;
-		case K_PROCESSES:
-			slash = strchr(p, '/');
-			if (!parse_pid(p, slash ? (size_t)(slash - p) : strlen(p), &ret->pid))
-				return -ENOENT;
-			if (!slash) {
-				ret->kind = K_PROC_DIR;
-				return 0;
-			}
-			if (strcmp(slash, "/status"))
-				return -ENOENT;
-			ret->kind = K_PROC_STATUS;
-			return 0;
-		default:
-			return -ENOTDIR;
-		}
-	}
-	if (slash)
-		return -ENOENT;
-	ret->kind = K_TMP;
-	ret->sub = p;
-	return 0;
-}
-
 static unsigned slashes(const char *s)
 {
 	unsigned n = 0;
@@ -153,19 +86,9 @@ static unsigned slashes(const char *s)
 	return n;
 }
 
-static struct ctl_caller caller(void)
+static bool may_incoming(const struct hpfs_caller *c)
 {
-	struct fuse_context *fc = hpfs_context();
-	struct ctl_caller who = { fc->uid, fc->gid, fc->pid };
-
-	return who;
-}
-
-static bool may_incoming(void)
-{
-	struct fuse_context *fc = hpfs_context();
-
-	return fc->uid == 0 || (hpfs.incoming_gid_set && fc->gid == hpfs.incoming_gid);
+	return c->uid == 0 || (hpfs.incoming_gid_set && c->gid == hpfs.incoming_gid);
 }
 
 static bool proc_exists(pid_t pid, uid_t *ret_uid)
@@ -179,6 +102,11 @@ static bool proc_exists(pid_t pid, uid_t *ret_uid)
 	if (ret_uid)
 		*ret_uid = st.st_uid;
 	return true;
+}
+
+static bool writing(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
 /* ---- temporary files in the root and bundles in incoming/ (under hpfs.lock) --- */
@@ -345,310 +273,7 @@ static int catalog_stat(const char *sub, struct stat *st)
 	return 0;
 }
 
-static int hpfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
-{
-	struct hpfs_path hp;
-	int r;
-
-	memset(st, 0, sizeof(*st));
-	r = resolve(path, &hp);
-	if (r < 0)
-		return r;
-	switch (hp.kind) {
-	case K_ROOT:
-		fill_dir(st, 0755);
-		return 0;
-	case K_CATALOG:
-		return catalog_stat(hp.sub, st);
-	case K_APPLY:
-	case K_REVERT:
-		/* Anyone may ask; whether they may patch a process is decided per process. */
-		fill_file(st, 0666, 0);
-		return 0;
-	case K_AUTO:
-		fill_file(st, 0644, 0);
-		return 0;
-	case K_REPORT:
-	case K_STATUS:
-	case K_LOG:
-	case K_PROC_STATUS:
-		if (hp.kind == K_PROC_STATUS && !proc_exists(hp.pid, NULL))
-			return -ENOENT;
-		fill_file(st, 0444, 0);
-		return 0;
-	case K_PROCESSES:
-		fill_dir(st, 0555);
-		return 0;
-	case K_PROC_DIR:
-		if (!proc_exists(hp.pid, &st->st_uid))
-			return -ENOENT;
-		fill_dir(st, 0555);
-		return 0;
-	case K_INCOMING:
-		fill_dir(st, hpfs.incoming_gid_set ? 0770 : 0700);
-		if (hpfs.incoming_gid_set)
-			st->st_gid = hpfs.incoming_gid;
-		return 0;
-	case K_INCOMING_FILE:
-		if (!may_incoming())
-			return -EACCES;
-		pthread_mutex_lock(&hpfs.lock);
-		{
-			struct hpfs_file *f = in_find(hp.sub);
-
-			if (f) {
-				fill_file(st, 0600, (off_t)f->data.len);
-				st->st_uid = f->uid;
-				st->st_mtime = f->mtime;
-			}
-			r = f ? 0 : -ENOENT;
-		}
-		pthread_mutex_unlock(&hpfs.lock);
-		return r;
-	case K_TMP:
-		pthread_mutex_lock(&hpfs.lock);
-		{
-			struct hpfs_file *t = (fi && fi->fh) ? ((struct hpfs_fh *)(uintptr_t)fi->fh)->tmp
-							    : tmp_find(hp.sub);
-
-			if (t) {
-				fill_file(st, t->mode & 07777, (off_t)t->data.len);
-				st->st_uid = t->uid;
-				st->st_gid = t->gid;
-				st->st_mtime = t->mtime;
-			}
-			r = t ? 0 : -ENOENT;
-		}
-		pthread_mutex_unlock(&hpfs.lock);
-		return r;
-	case K_NONE:
-		break;
-	}
-	return -ENOENT;
-}
-
-/* ---- directories --------------------------------------------------------- */
-
-static struct hpfs_fh *fh_new(enum hpfs_kind kind)
-{
-	struct hpfs_fh *h = calloc(1, sizeof(*h));
-
-	if (!h)
-		return NULL;
-	h->kind = kind;
-	pthread_mutex_init(&h->lock, NULL);
-	return h;
-}
-
-static void fh_free(struct hpfs_fh *h)
-{
-	if (!h)
-		return;
-	hp_buf_release(&h->data);
-	hp_buf_release(&h->result);
-	ctl_snap_unref(h->snap);
-	free(h->sub);
-	pthread_mutex_destroy(&h->lock);
-	free(h);
-}
-
-static struct hpfs_fh *fh_of(const struct fuse_file_info *fi)
-{
-	return (struct hpfs_fh *)(uintptr_t)fi->fh;
-}
-
-static int hpfs_opendir(const char *path, struct fuse_file_info *fi)
-{
-	struct hpfs_path hp;
-	struct hpfs_fh *h = NULL;
-	struct store_node node;
-	int r;
-
-	r = resolve(path, &hp);
-	if (r < 0)
-		return r;
-	switch (hp.kind) {
-	case K_ROOT:
-	case K_CATALOG:
-		h = fh_new(hp.kind);
-		if (!h)
-			return -ENOMEM;
-		/* Opening the root or the catalog looks at the store's HEAD now. */
-		r = ctl_snap_get(hpfs.ctl, hp.kind == K_ROOT || !*hp.sub, &h->snap);
-		if (r == -ENOENT && (hp.kind == K_ROOT || !*hp.sub))
-			r = 0; /* an empty store */
-		if (r < 0)
-			goto fail;
-		if (hp.kind == K_CATALOG && *hp.sub) {
-			r = store_snap_stat(ctl_snap_store(h->snap), hp.sub, &node);
-			if (r < 0)
-				goto fail;
-			if (node.type != STORE_NODE_DIR) {
-				r = -ENOTDIR;
-				goto fail;
-			}
-		}
-		h->sub = strdup(hp.sub ? hp.sub : "");
-		if (!h->sub) {
-			r = -ENOMEM;
-			goto fail;
-		}
-		/*
-		 * A catalog directory is immutable within a snapshot, and its mtime
-		 * names the snapshot: the kernel may cache its entries (it drops them
-		 * when the mtime changes). A set's directory (BASELINE/MONTH/SET)
-		 * never changes: its entries are cached whatever the timeouts.
-		 */
-		if (hp.kind == K_CATALOG && h->snap &&
-		    (catalog_keep_cache || slashes(hp.sub) >= 2)) {
-			fi->cache_readdir = 1;
-			fi->keep_cache = 1;
-		}
-		break;
-	case K_INCOMING:
-		if (!may_incoming())
-			return -EACCES;
-		/* fall through */
-	case K_PROCESSES:
-		h = fh_new(hp.kind);
-		break;
-	case K_PROC_DIR:
-		if (!proc_exists(hp.pid, NULL))
-			return -ENOENT;
-		h = fh_new(hp.kind);
-		break;
-	default:
-		return -ENOTDIR;
-	}
-	if (!h)
-		return -ENOMEM;
-	fi->fh = (uintptr_t)h;
-	return 0;
-fail:
-	fh_free(h);
-	return r;
-}
-
-static int hpfs_releasedir(const char *path, struct fuse_file_info *fi)
-{
-	fh_free(fh_of(fi));
-	return 0;
-}
-
-struct fill_ctx {
-	void *buf;
-	fuse_fill_dir_t filler;
-};
-
-static int fill_catalog(void *ctx, const char *name, const struct store_node *node)
-{
-	struct fill_ctx *fc = ctx;
-	struct stat st;
-
-	memset(&st, 0, sizeof(st));
-	st.st_mode = node->type == STORE_NODE_DIR ? S_IFDIR : node->type == STORE_NODE_LINK
-								  ? S_IFLNK
-								  : S_IFREG;
-	return fc->filler(fc->buf, name, &st, 0, 0) ? 1 : 0;
-}
-
-static int hpfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
-			struct fuse_file_info *fi, enum fuse_readdir_flags flags)
-{
-	struct hpfs_fh *h = fh_of(fi);
-	struct stat st;
-	int r = 0;
-
-	memset(&st, 0, sizeof(st));
-	st.st_mode = S_IFDIR;
-	filler(buf, ".", &st, 0, 0);
-	filler(buf, "..", &st, 0, 0);
-	switch (h->kind) {
-	case K_ROOT:
-		for (size_t i = 0; i < sizeof(root_names) / sizeof(root_names[0]); i++) {
-			st.st_mode = (root_names[i].kind == K_CATALOG ||
-				      root_names[i].kind == K_INCOMING ||
-				      root_names[i].kind == K_PROCESSES) ? S_IFDIR : S_IFREG;
-			filler(buf, root_names[i].name, &st, 0, 0);
-		}
-		st.st_mode = S_IFREG;
-		pthread_mutex_lock(&hpfs.lock);
-		for (struct hpfs_file *t = hpfs.tmps; t; t = t->next)
-			filler(buf, t->name, &st, 0, 0);
-		pthread_mutex_unlock(&hpfs.lock);
-		break;
-	case K_CATALOG:
-		if (h->snap) {
-			struct fill_ctx fc = { buf, filler };
-
-			r = store_snap_readdir(ctl_snap_store(h->snap), h->sub, fill_catalog, &fc);
-			if (r > 0)
-				r = 0; /* the reply buffer is full */
-		}
-		break;
-	case K_INCOMING:
-		st.st_mode = S_IFREG;
-		pthread_mutex_lock(&hpfs.lock);
-		for (struct hpfs_file *f = hpfs.ins; f; f = f->next)
-			filler(buf, f->name, &st, 0, 0);
-		pthread_mutex_unlock(&hpfs.lock);
-		break;
-	case K_PROCESSES: {
-		struct fuse_context *fc = hpfs_context();
-		pid_t *pids = NULL;
-		size_t n = 0;
-
-		r = ctl_list(hpfs.ctl, &pids, &n);
-		if (r < 0)
-			break;
-		for (size_t i = 0; i < n; i++) {
-			char name[16];
-			uid_t uid;
-
-			/* Other users see their own processes only, as they would patch them. */
-			if (fc->uid != 0 && (!proc_exists(pids[i], &uid) || uid != fc->uid))
-				continue;
-			snprintf(name, sizeof(name), "%d", (int)pids[i]);
-			if (filler(buf, name, &st, 0, 0))
-				break;
-		}
-		free(pids);
-		break;
-	}
-	case K_PROC_DIR:
-		st.st_mode = S_IFREG;
-		filler(buf, "status", &st, 0, 0);
-		break;
-	default:
-		r = -ENOTDIR;
-	}
-	return r;
-}
-
-static int hpfs_readlink(const char *path, char *buf, size_t size)
-{
-	struct hpfs_path hp;
-	struct ctl_snap *s = NULL;
-	int r;
-
-	r = resolve(path, &hp);
-	if (r < 0)
-		return r;
-	if (hp.kind != K_CATALOG || size == 0)
-		return -EINVAL;
-	r = ctl_snap_get(hpfs.ctl, false, &s);
-	if (r < 0)
-		return r;
-	memset(buf, 0, size);
-	r = store_snap_readlink(ctl_snap_store(s), hp.sub, buf, size);
-	ctl_snap_unref(s);
-	if (r < 0)
-		return r;
-	buf[size - 1] = '\0';
-	return 0;
-}
-
-/* ---- state files --------------------------------------------------------- */
+/* ---- the daemon's status, an import ---------------------------------------- */
 
 static int status_text(struct hp_buf *out)
 {
@@ -680,302 +305,6 @@ static int status_text(struct hp_buf *out)
 		    hpfs.n_apply_fail, hpfs.n_revert_ok, hpfs.n_revert_fail, hpfs.n_import_ok,
 		    hpfs.n_import_fail, hpfs.n_auto);
 	pthread_mutex_unlock(&hpfs.lock);
-	return 0;
-}
-
-static int compute(struct hpfs_fh *h, const struct hpfs_path *hp)
-{
-	struct fuse_context *fc = hpfs_context();
-	struct ctl_status *st = NULL;
-	int r;
-
-	switch (hp->kind) {
-	case K_STATUS:
-		return status_text(&h->data);
-	case K_LOG:
-		return hpfs_log_text(&h->data);
-	case K_REPORT:
-		if (fc->uid == 0)
-			return ctl_report(hpfs.ctl, false, &h->data);
-		{
-			/* Other users: the lines of their own processes. */
-			struct hp_buf all = HP_BUF_INIT;
-
-			r = ctl_report(hpfs.ctl, false, &all);
-			for (char *line = all.data, *nl; r >= 0 && line && *line; line = nl + 1) {
-				pid_t pid = (pid_t)atoi(line + 4);
-				uid_t uid;
-
-				nl = strchr(line, '\n');
-				if (!nl)
-					break;
-				if (proc_exists(pid, &uid) && uid == fc->uid)
-					hp_buf_add(&h->data, line, (size_t)(nl - line + 1));
-			}
-			hp_buf_release(&all);
-			return r;
-		}
-	case K_PROC_STATUS:
-		if (fc->uid != 0) {
-			struct ctl_caller who = caller();
-
-			r = ctl_may_patch(&who, hp->pid);
-			if (r < 0)
-				return r;
-		}
-		r = ctl_status(hpfs.ctl, hp->pid, &st);
-		if (r == -ESRCH)
-			r = -ENOENT;
-		if (r < 0)
-			return r;
-		r = ctl_status_format(st, false, &h->data);
-		ctl_status_free(st);
-		return r;
-	case K_AUTO:
-		return hp_buf_adds(&h->data,
-				   __atomic_load_n(&hpfs.auto_on, __ATOMIC_RELAXED) ? "1\n" : "0\n");
-	default:
-		return 0;
-	}
-}
-
-/* ---- open / create / release --------------------------------------------- */
-
-static bool writing(int flags)
-{
-	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-}
-
-static int hpfs_open(const char *path, struct fuse_file_info *fi)
-{
-	struct fuse_context *fc = hpfs_context();
-	struct hpfs_path hp;
-	struct hpfs_fh *h = NULL;
-	int r;
-
-	r = resolve(path, &hp);
-	if (r < 0)
-		return r;
-	switch (hp.kind) {
-	case K_ROOT:
-	case K_PROCESSES:
-	case K_PROC_DIR:
-	case K_INCOMING:
-		return -EISDIR;
-	case K_CATALOG: {
-		struct store_node node;
-
-		if (writing(fi->flags))
-			return -EROFS;
-		h = fh_new(hp.kind);
-		if (!h)
-			return -ENOMEM;
-		r = ctl_snap_get(hpfs.ctl, false, &h->snap);
-		if (r >= 0)
-			r = store_snap_stat(ctl_snap_store(h->snap), hp.sub, &node);
-		if (r >= 0 && node.type == STORE_NODE_DIR)
-			r = -EISDIR;
-		if (r >= 0 && !(h->sub = strdup(hp.sub)))
-			r = -ENOMEM;
-		if (r < 0)
-			goto fail;
-		/*
-		 * Immutable within a snapshot, and the mtime names the snapshot. A
-		 * set's files (BASELINE/MONTH/SET/FILE) never change at all: a set
-		 * is never replaced (import refuses it, pull only fast-forwards).
-		 * The blob is read at the first read(): with the page cache kept,
-		 * an open of a file read before costs no git read, and no flush.
-		 */
-		fi->keep_cache = catalog_keep_cache || slashes(hp.sub) >= 3;
-		fi->noflush = 1;
-		break;
-	}
-	case K_APPLY:
-	case K_REVERT:
-	case K_AUTO:
-		if (hp.kind == K_AUTO && writing(fi->flags) && fc->uid != 0)
-			return -EACCES;
-		h = fh_new(hp.kind);
-		if (!h)
-			return -ENOMEM;
-		r = compute(h, &hp);
-		if (r < 0)
-			goto fail;
-		fi->direct_io = 1;
-		/* apply and revert: seekable, so a writer can read the outcome from 0. */
-		fi->nonseekable = hp.kind == K_AUTO;
-		break;
-	case K_REPORT:
-	case K_STATUS:
-	case K_LOG:
-	case K_PROC_STATUS:
-		if (writing(fi->flags))
-			return -EACCES;
-		h = fh_new(hp.kind);
-		if (!h)
-			return -ENOMEM;
-		r = compute(h, &hp);
-		if (r < 0)
-			goto fail;
-		fi->direct_io = 1;
-		fi->nonseekable = 1;
-		break;
-	case K_INCOMING_FILE: {
-		struct hpfs_file *f;
-
-		if (!may_incoming())
-			return -EACCES;
-		h = fh_new(hp.kind);
-		if (!h)
-			return -ENOMEM;
-		pthread_mutex_lock(&hpfs.lock);
-		f = in_find(hp.sub);
-		if (f) {
-			f->open++;
-			if (fi->flags & O_TRUNC)
-				buf_truncate(&f->data, 0, STORE_BUNDLE_MAX_BYTES);
-		}
-		pthread_mutex_unlock(&hpfs.lock);
-		if (!f) {
-			r = -ENOENT;
-			goto fail;
-		}
-		h->in = f;
-		fi->direct_io = 1;
-		break;
-	}
-	case K_TMP: {
-		struct hpfs_file *t;
-
-		h = fh_new(hp.kind);
-		if (!h)
-			return -ENOMEM;
-		pthread_mutex_lock(&hpfs.lock);
-		t = tmp_find(hp.sub);
-		if (t && fc->uid != 0 && fc->uid != t->uid)
-			r = -EACCES;
-		else if (!t)
-			r = -ENOENT;
-		else {
-			t->open++;
-			if (fi->flags & O_TRUNC)
-				buf_truncate(&t->data, 0, HPFS_TMP_MAX_BYTES);
-		}
-		pthread_mutex_unlock(&hpfs.lock);
-		if (r < 0)
-			goto fail;
-		h->tmp = t;
-		fi->direct_io = 1;
-		break;
-	}
-	case K_NONE:
-		return -ENOENT;
-	}
-	/* Only a close in incoming/ does work: spare the others a FLUSH round trip. */
-	fi->noflush = hp.kind != K_INCOMING_FILE;
-	fi->fh = (uintptr_t)h;
-	return 0;
-fail:
-	fh_free(h);
-	return r;
-}
-
-static int hpfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
-{
-	struct fuse_context *fc = hpfs_context();
-	struct hpfs_path hp;
-	struct hpfs_fh *h = NULL;
-	int r;
-
-	r = resolve(path, &hp);
-	if (r < 0)
-		return r;
-	if (hp.kind != K_TMP && hp.kind != K_INCOMING_FILE) {
-		/* Existing files: a shell's O_CREAT on a control file lands in open(). */
-		if (hp.kind == K_CATALOG)
-			return -EROFS;
-		return hpfs_open(path, fi);
-	}
-	if (strlen(hp.sub) > NAME_MAX)
-		return -ENAMETOOLONG;
-	h = fh_new(hp.kind);
-	if (!h)
-		return -ENOMEM;
-	pthread_mutex_lock(&hpfs.lock);
-	if (hp.kind == K_TMP) {
-		struct hpfs_file *t = tmp_find(hp.sub);
-
-		if (t && (fi->flags & O_EXCL)) {
-			r = -EEXIST;
-		} else if (t && fc->uid != 0 && fc->uid != t->uid) {
-			r = -EACCES;
-		} else if (!t && hpfs.n_tmps >= HPFS_TMP_MAX) {
-			r = -ENOSPC;
-		} else {
-			if (!t) {
-				t = calloc(1, sizeof(*t));
-				if (t && !(t->name = strdup(hp.sub))) {
-					free(t);
-					t = NULL;
-				}
-				if (t) {
-					t->uid = fc->uid;
-					t->gid = fc->gid;
-					t->mode = mode & 07777;
-					t->next = hpfs.tmps;
-					hpfs.tmps = t;
-					hpfs.n_tmps++;
-				}
-			} else {
-				buf_truncate(&t->data, 0, HPFS_TMP_MAX_BYTES);
-			}
-			if (t) {
-				t->mtime = time(NULL);
-				t->open++;
-				h->tmp = t;
-			}
-			r = t ? 0 : -ENOMEM;
-		}
-	} else {
-		struct hpfs_file *f = in_find(hp.sub);
-
-		if (!may_incoming()) {
-			r = -EACCES;
-		} else if (f && (fi->flags & O_EXCL)) {
-			r = -EEXIST;
-		} else if (!f && hpfs.n_ins >= HPFS_INCOMING_MAX) {
-			r = -ENOSPC;
-		} else {
-			if (!f) {
-				f = calloc(1, sizeof(*f));
-				if (f && !(f->name = strdup(hp.sub))) {
-					free(f);
-					f = NULL;
-				}
-				if (f) {
-					f->uid = fc->uid;
-					f->next = hpfs.ins;
-					hpfs.ins = f;
-					hpfs.n_ins++;
-				}
-			} else {
-				buf_truncate(&f->data, 0, STORE_BUNDLE_MAX_BYTES);
-			}
-			if (f) {
-				f->mtime = time(NULL);
-				f->open++;
-				h->in = f;
-			}
-			r = f ? 0 : -ENOMEM;
-		}
-	}
-	pthread_mutex_unlock(&hpfs.lock);
-	if (r < 0) {
-		fh_free(h);
-		return r;
-	}
-	fi->direct_io = 1;
-	fi->fh = (uintptr_t)h;
 	return 0;
 }
 
@@ -1018,29 +347,40 @@ out:
 	return r < 0 ? r : 0;
 }
 
-static int hpfs_flush(const char *path, struct fuse_file_info *fi)
+/* ---- open files ------------------------------------------------------------ */
+
+static struct hpfs_fh *fh_new(const struct hpfs_kind *kind)
 {
-	struct hpfs_fh *h = fh_of(fi);
-
-	bool now = false;
-
-	if (!h || h->kind != K_INCOMING_FILE || !h->in)
-		return 0;
-	pthread_mutex_lock(&h->lock);
-	if (h->wrote && !h->imported) {
-		h->imported = true;
-		now = true;
-	}
-	pthread_mutex_unlock(&h->lock);
-	return now ? import_incoming(h->in) : 0;
-}
-
-static int hpfs_release(const char *path, struct fuse_file_info *fi)
-{
-	struct hpfs_fh *h = fh_of(fi);
+	struct hpfs_fh *h = calloc(1, sizeof(*h));
 
 	if (!h)
-		return 0;
+		return NULL;
+	h->kind = kind;
+	pthread_mutex_init(&h->lock, NULL);
+	return h;
+}
+
+static void fh_free(struct hpfs_fh *h)
+{
+	if (!h)
+		return;
+	hp_buf_release(&h->data);
+	hp_buf_release(&h->result);
+	ctl_snap_unref(h->snap);
+	free(h->sub);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+const struct hpfs_kind *hpfs_fh_kind(const struct hpfs_fh *h)
+{
+	return h->kind;
+}
+
+void hpfs_fh_release(struct hpfs_fh *h)
+{
+	if (!h)
+		return;
 	pthread_mutex_lock(&hpfs.lock);
 	if (h->tmp) {
 		h->tmp->open--;
@@ -1054,10 +394,7 @@ static int hpfs_release(const char *path, struct fuse_file_info *fi)
 	}
 	pthread_mutex_unlock(&hpfs.lock);
 	fh_free(h);
-	return 0;
 }
-
-/* ---- read / write -------------------------------------------------------- */
 
 static int read_buf(const struct hp_buf *b, char *buf, size_t size, off_t off)
 {
@@ -1071,91 +408,334 @@ static int read_buf(const struct hp_buf *b, char *buf, size_t size, off_t off)
 	return (int)size;
 }
 
-static int hpfs_read(const char *path, char *buf, size_t size, off_t off,
-		     struct fuse_file_info *fi)
+/* ---- the root ------------------------------------------------------------------- */
+
+static int root_getattr(const struct hpfs_caller *c, const struct hpfs_id *id, struct hpfs_fh *fh,
+			struct stat *st)
 {
-	struct hpfs_fh *h = fh_of(fi);
-	int r;
-
-	switch (h->kind) {
-	case K_APPLY:
-	case K_REVERT:
-		/* What the last write on this handle did (hp seeks back to 0 and reads it). */
-		pthread_mutex_lock(&h->lock);
-		r = read_buf(&h->result, buf, size, off);
-		pthread_mutex_unlock(&h->lock);
-		return r;
-	case K_TMP:
-		pthread_mutex_lock(&hpfs.lock);
-		r = read_buf(&h->tmp->data, buf, size, off);
-		pthread_mutex_unlock(&hpfs.lock);
-		return r;
-	case K_INCOMING_FILE:
-		pthread_mutex_lock(&hpfs.lock);
-		r = read_buf(&h->in->data, buf, size, off);
-		pthread_mutex_unlock(&hpfs.lock);
-		return r;
-	case K_CATALOG:
-		pthread_mutex_lock(&h->lock);
-		r = 0;
-		if (!h->loaded) {
-			void *data = NULL;
-			size_t len = 0;
-
-			r = store_snap_read(ctl_snap_store(h->snap), h->sub, &data, &len);
-			if (r >= 0) {
-				h->data.data = data;
-				h->data.len = len;
-				h->data.cap = len;
-				h->loaded = true;
-			}
-		}
-		if (r >= 0)
-			r = read_buf(&h->data, buf, size, off);
-		pthread_mutex_unlock(&h->lock);
-		return r;
-	default:
-		return read_buf(&h->data, buf, size, off);
-	}
+	fill_dir(st, 0755);
+	return 0;
 }
 
-/* Run one control command: what a write to apply/revert/auto (or a rename over them) does. */
-static int control(enum hpfs_kind kind, const char *text, size_t len, struct hp_buf *result)
+static int root_lookup(const struct hpfs_id *dir, const char *name, struct hpfs_id *ret)
 {
-	struct ctl_caller who = caller();
+	for (size_t i = 0; i < sizeof(root_names) / sizeof(root_names[0]); i++)
+		if (!strcmp(root_names[i].name, name)) {
+			ret->kind = root_names[i].kind;
+			ret->sub = root_names[i].kind == &k_catalog ? strdup("") : NULL;
+			return ret->kind == &k_catalog && !ret->sub ? -ENOMEM : 0;
+		}
+	/* Any other name is a temporary file (there or not). */
+	ret->kind = &k_tmp;
+	ret->sub = strdup(name);
+	return ret->sub ? 0 : -ENOMEM;
+}
+
+static int root_list(const struct hpfs_caller *c, const struct hpfs_id *id, struct hpfs_list *out,
+		     struct fuse_file_info *fi)
+{
+	struct ctl_snap *snap = NULL;
+
+	/* Listing the root looks at the store's HEAD now. */
+	if (ctl_snap_get(hpfs.ctl, true, &snap) == 0)
+		ctl_snap_unref(snap);
+	for (size_t i = 0; i < sizeof(root_names) / sizeof(root_names[0]); i++)
+		hpfs_list_add(out, root_names[i].name, root_names[i].kind->dir ? S_IFDIR : S_IFREG);
+	pthread_mutex_lock(&hpfs.lock);
+	for (struct hpfs_file *t = hpfs.tmps; t; t = t->next)
+		hpfs_list_add(out, t->name, S_IFREG);
+	pthread_mutex_unlock(&hpfs.lock);
+	return 0;
+}
+
+static int tmp_create(const struct hpfs_caller *c, const struct hpfs_id *id, mode_t mode,
+		      struct fuse_file_info *fi);
+
+static int root_create(const struct hpfs_caller *c, const struct hpfs_id *child, mode_t mode,
+		       struct fuse_file_info *fi)
+{
+	if (child->kind == &k_tmp)
+		return tmp_create(c, child, mode, fi);
+	if (child->kind->catalog)
+		return -EROFS;
+	/* Existing files: a shell's O_CREAT on a control file lands in their open. */
+	return child->kind->open ? child->kind->open(c, child, fi) : -EISDIR;
+}
+
+const struct hpfs_kind hpfs_root_kind = {
+	.name = "root",
+	.dir = true,
+	.deny = -EPERM,
+	.getattr = root_getattr,
+	.lookup = root_lookup,
+	.list = root_list,
+	.create = root_create,
+};
+
+/* ---- catalog/ -------------------------------------------------------------------- */
+
+static int catalog_getattr(const struct hpfs_caller *c, const struct hpfs_id *id,
+			   struct hpfs_fh *fh, struct stat *st)
+{
+	return catalog_stat(id->sub, st);
+}
+
+static int catalog_lookup(const struct hpfs_id *dir, const char *name, struct hpfs_id *ret)
+{
+	ret->kind = &k_catalog;
+	if (!*dir->sub)
+		ret->sub = strdup(name);
+	else if (asprintf(&ret->sub, "%s/%s", dir->sub, name) < 0)
+		ret->sub = NULL;
+	return ret->sub ? 0 : -ENOMEM;
+}
+
+static int fill_catalog(void *ctx, const char *name, const struct store_node *node)
+{
+	return hpfs_list_add(ctx, name, node->type == STORE_NODE_DIR ? S_IFDIR
+				       : node->type == STORE_NODE_LINK ? S_IFLNK
+								      : S_IFREG);
+}
+
+static int catalog_list(const struct hpfs_caller *c, const struct hpfs_id *id,
+			struct hpfs_list *out, struct fuse_file_info *fi)
+{
+	struct ctl_snap *snap = NULL;
+	struct store_node node;
+	int r;
+
+	/* Listing the catalog root looks at the store's HEAD now. */
+	r = ctl_snap_get(hpfs.ctl, !*id->sub, &snap);
+	if (r == -ENOENT && !*id->sub)
+		return 0; /* an empty store */
+	if (r < 0)
+		return r;
+	if (*id->sub) {
+		r = store_snap_stat(ctl_snap_store(snap), id->sub, &node);
+		if (r >= 0 && node.type != STORE_NODE_DIR)
+			r = -ENOTDIR;
+		if (r < 0)
+			goto out;
+	}
+	/*
+	 * A catalog directory is immutable within a snapshot, and its mtime
+	 * names the snapshot: the kernel may cache its entries (it drops them
+	 * when the mtime changes). A set's directory (BASELINE/MONTH/SET)
+	 * never changes: its entries are cached whatever the timeouts.
+	 */
+	if (fi && (catalog_keep_cache || slashes(id->sub) >= 2)) {
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
+	}
+	r = store_snap_readdir(ctl_snap_store(snap), id->sub, fill_catalog, out);
+	if (r > 0)
+		r = 0; /* the listing is full */
+out:
+	ctl_snap_unref(snap);
+	return r;
+}
+
+static int catalog_open(const struct hpfs_caller *c, const struct hpfs_id *id,
+			struct fuse_file_info *fi)
+{
+	struct store_node node;
+	struct hpfs_fh *h;
+	int r;
+
+	if (writing(fi->flags))
+		return -EROFS;
+	h = fh_new(&k_catalog);
+	if (!h)
+		return -ENOMEM;
+	r = ctl_snap_get(hpfs.ctl, false, &h->snap);
+	if (r >= 0)
+		r = store_snap_stat(ctl_snap_store(h->snap), id->sub, &node);
+	if (r >= 0 && node.type == STORE_NODE_DIR)
+		r = -EISDIR;
+	if (r >= 0 && !(h->sub = strdup(id->sub)))
+		r = -ENOMEM;
+	if (r < 0) {
+		fh_free(h);
+		return r;
+	}
+	/*
+	 * Immutable within a snapshot, and the mtime names the snapshot. A
+	 * set's files (BASELINE/MONTH/SET/FILE) never change at all: a set
+	 * is never replaced (import refuses it, pull only fast-forwards).
+	 * The blob is read at the first read(): with the page cache kept,
+	 * an open of a file read before costs no git read, and no flush.
+	 */
+	fi->keep_cache = catalog_keep_cache || slashes(id->sub) >= 3;
+	fi->noflush = 1;
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+static int catalog_read(struct hpfs_fh *h, char *buf, size_t size, off_t off)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&h->lock);
+	if (!h->loaded) {
+		void *data = NULL;
+		size_t len = 0;
+
+		r = store_snap_read(ctl_snap_store(h->snap), h->sub, &data, &len);
+		if (r >= 0) {
+			h->data.data = data;
+			h->data.len = len;
+			h->data.cap = len;
+			h->loaded = true;
+		}
+	}
+	if (r >= 0)
+		r = read_buf(&h->data, buf, size, off);
+	pthread_mutex_unlock(&h->lock);
+	return r;
+}
+
+static int catalog_readlink(const struct hpfs_id *id, char *buf, size_t size)
+{
+	struct ctl_snap *s = NULL;
+	int r;
+
+	if (size == 0)
+		return -EINVAL;
+	r = ctl_snap_get(hpfs.ctl, false, &s);
+	if (r < 0)
+		return r;
+	memset(buf, 0, size);
+	r = store_snap_readlink(ctl_snap_store(s), id->sub, buf, size);
+	ctl_snap_unref(s);
+	if (r < 0)
+		return r;
+	buf[size - 1] = '\0';
+	return 0;
+}
+
+/* Files, directories and links alike (the store says which): read-only. */
+static const struct hpfs_kind k_catalog = {
+	.name = "catalog",
+	.catalog = true,
+	.dir = true,
+	.quick = true,
+	.deny = -EROFS,
+	.getattr = catalog_getattr,
+	.lookup = catalog_lookup,
+	.list = catalog_list,
+	.open = catalog_open,
+	.read = catalog_read,
+	.readlink = catalog_readlink,
+};
+
+/* ---- state and control files ------------------------------------------------- */
+
+static int attr_getattr(const struct hpfs_caller *c, const struct hpfs_id *id, struct hpfs_fh *fh,
+			struct stat *st)
+{
+	/* A status opened while its process lived answers for its handle (fstat after exit). */
+	if (id->kind == &k_proc_status && !fh && !proc_exists(id->pid, NULL))
+		return -ENOENT;
+	fill_file(st, id->kind->mode, 0);
+	return 0;
+}
+
+static int attr_open(const struct hpfs_caller *c, const struct hpfs_id *id,
+		     struct fuse_file_info *fi)
+{
+	const struct hpfs_kind *k = id->kind;
+	struct hpfs_fh *h;
+	int r = 0;
+
+	if (writing(fi->flags) && (!k->store || (k == &k_auto && c->uid != 0)))
+		return -EACCES;
+	h = fh_new(k);
+	if (!h)
+		return -ENOMEM;
+	if (k->show)
+		r = k->show(c, id, &h->data);
+	if (r < 0) {
+		fh_free(h);
+		return r;
+	}
+	fi->direct_io = 1;
+	/* apply and revert: seekable, so a writer can read the outcome from 0. */
+	fi->nonseekable = k->show != NULL;
+	fi->noflush = 1;
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+static int attr_read(struct hpfs_fh *h, char *buf, size_t size, off_t off)
+{
+	int r;
+
+	if (h->kind->show)
+		return read_buf(&h->data, buf, size, off);
+	/* What the last write on this handle did (hp seeks back to 0 and reads it). */
+	pthread_mutex_lock(&h->lock);
+	r = read_buf(&h->result, buf, size, off);
+	pthread_mutex_unlock(&h->lock);
+	return r;
+}
+
+static int attr_write(const struct hpfs_caller *c, struct hpfs_fh *h, const char *buf, size_t size,
+		      off_t off)
+{
+	struct hp_buf result = HP_BUF_INIT;
+	int r;
+
+	if (!h->kind->store)
+		return -EACCES;
+	r = h->kind->store(c, buf, size, &result);
+	pthread_mutex_lock(&h->lock);
+	hp_buf_release(&h->result);
+	h->result = result;
+	pthread_mutex_unlock(&h->lock);
+	return r < 0 ? r : (int)size;
+}
+
+static int attr_truncate(const struct hpfs_caller *c, const struct hpfs_id *id, off_t size)
+{
+	/* O_TRUNC of `echo PID > apply`: nothing to cut, the write does the work. */
+	if (!id->kind->store)
+		return -EACCES;
+	return id->kind == &k_auto && c->uid != 0 ? -EACCES : 0;
+}
+
+/* chmod, chown, utimens: accepted (and ignored) where a writer may write, for cp -p and Ansible. */
+static int attr_meta(const struct hpfs_caller *c, const struct hpfs_id *id, const mode_t *mode)
+{
+	if (!id->kind->store)
+		return -EPERM;
+	return id->kind == &k_auto && c->uid != 0 ? -EPERM : 0;
+}
+
+/* Run one control command: what a write to apply or revert (or a rename over them) does. */
+static int control(const struct hpfs_caller *c, bool revert, const char *text, size_t len,
+		   struct hp_buf *result)
+{
+	const char *op = revert ? "revert" : "apply";
+	struct ctl_caller who = { c->uid, c->gid, c->pid };
 	struct ctl_results res = { NULL, 0 };
 	struct ctl_cmd cmd;
-	bool on;
 	int r;
 
 	hp_err_clear();
-	if (kind == K_AUTO) {
-		if (who.uid != 0)
-			return -EACCES;
-		r = ctl_parse_bool(text, len, &on);
-		if (r < 0)
-			return r;
-		r = hpfs_auto_set(on);
-		hpfs_log_event(on ? "auto-on" : "auto-off", 0, NULL, r, hp_errmsg(r), false, 0,
-			       NULL);
-		return r;
-	}
-	r = kind == K_APPLY ? ctl_parse_apply(text, len, &cmd) : ctl_parse_revert(text, len, &cmd);
+	r = revert ? ctl_parse_revert(text, len, &cmd) : ctl_parse_apply(text, len, &cmd);
 	if (r < 0) {
-		hpfs_log_event(kind == K_APPLY ? "apply" : "revert", 0, NULL, r, hp_errmsg(r), false,
-			       0, NULL);
+		hpfs_log_event(op, 0, NULL, r, hp_errmsg(r), false, 0, NULL);
 		return r;
 	}
-	r = ctl_run(hpfs.ctl, &who, kind == K_REVERT, &cmd, &res);
+	r = ctl_run(hpfs.ctl, &who, revert, &cmd, &res);
 	if (res.n == 0 && r < 0)
-		hpfs_log_event(kind == K_APPLY ? "apply" : "revert", cmd.pid, NULL, r,
-			       hp_errmsg(r), false, 0, NULL);
-	hpfs_log_results(kind == K_APPLY ? "apply" : "revert", &res);
+		hpfs_log_event(op, cmd.pid, NULL, r, hp_errmsg(r), false, 0, NULL);
+	hpfs_log_results(op, &res);
 	pthread_mutex_lock(&hpfs.lock);
 	for (size_t i = 0; i < res.n; i++) {
-		if (kind == K_APPLY && res.v[i].err < 0)
+		if (!revert && res.v[i].err < 0)
 			hpfs.n_apply_fail++;
-		else if (kind == K_APPLY)
+		else if (!revert)
 			hpfs.n_apply_ok++;
 		else if (res.v[i].err < 0)
 			hpfs.n_revert_fail++;
@@ -1174,331 +754,712 @@ static int control(enum hpfs_kind kind, const char *text, size_t len, struct hp_
 	return r;
 }
 
-static int hpfs_write(const char *path, const char *buf, size_t size, off_t off,
-		      struct fuse_file_info *fi)
+static int apply_store(const struct hpfs_caller *c, const char *text, size_t len,
+		       struct hp_buf *result)
 {
-	struct hpfs_fh *h = fh_of(fi);
-	int r;
-
-	switch (h->kind) {
-	case K_APPLY:
-	case K_REVERT:
-	case K_AUTO: {
-		struct hp_buf result = HP_BUF_INIT;
-
-		r = control(h->kind, buf, size, &result);
-		pthread_mutex_lock(&h->lock);
-		hp_buf_release(&h->result);
-		h->result = result;
-		pthread_mutex_unlock(&h->lock);
-		return r < 0 ? r : (int)size;
-	}
-	case K_TMP:
-		pthread_mutex_lock(&hpfs.lock);
-		r = buf_write_at(&h->tmp->data, off, buf, size, HPFS_TMP_MAX_BYTES);
-		h->tmp->mtime = time(NULL);
-		pthread_mutex_unlock(&hpfs.lock);
-		return r;
-	case K_INCOMING_FILE:
-		pthread_mutex_lock(&hpfs.lock);
-		r = buf_write_at(&h->in->data, off, buf, size, STORE_BUNDLE_MAX_BYTES);
-		h->in->mtime = time(NULL);
-		pthread_mutex_unlock(&hpfs.lock);
-		if (r > 0) {
-			pthread_mutex_lock(&h->lock);
-			h->wrote = true;
-			pthread_mutex_unlock(&h->lock);
-		}
-		return r;
-	case K_CATALOG:
-		return -EROFS;
-	default:
-		return -EACCES;
-	}
+	return control(c, false, text, len, result);
 }
 
-/* ---- metadata changes ---------------------------------------------------- */
-
-static int hpfs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+static int revert_store(const struct hpfs_caller *c, const char *text, size_t len,
+			struct hp_buf *result)
 {
-	struct fuse_context *fc = hpfs_context();
-	struct hpfs_path hp;
+	return control(c, true, text, len, result);
+}
+
+static int auto_show(const struct hpfs_caller *c, const struct hpfs_id *id, struct hp_buf *out)
+{
+	return hp_buf_adds(out, __atomic_load_n(&hpfs.auto_on, __ATOMIC_RELAXED) ? "1\n" : "0\n");
+}
+
+static int auto_store(const struct hpfs_caller *c, const char *text, size_t len,
+		      struct hp_buf *result)
+{
+	bool on;
 	int r;
 
-	r = resolve(path, &hp);
+	hp_err_clear();
+	if (c->uid != 0)
+		return -EACCES;
+	r = ctl_parse_bool(text, len, &on);
 	if (r < 0)
 		return r;
-	switch (hp.kind) {
-	case K_APPLY:
-	case K_REVERT:
-		/* O_TRUNC of `echo PID > apply`: nothing to cut, the write does the work. */
-		return 0;
-	case K_AUTO:
-		return fc->uid == 0 ? 0 : -EACCES;
-	case K_TMP:
-		pthread_mutex_lock(&hpfs.lock);
-		{
-			struct hpfs_file *t = tmp_find(hp.sub);
-
-			if (!t)
-				r = -ENOENT;
-			else if (fc->uid != 0 && fc->uid != t->uid)
-				r = -EACCES;
-			else
-				r = buf_truncate(&t->data, size, HPFS_TMP_MAX_BYTES);
-		}
-		pthread_mutex_unlock(&hpfs.lock);
-		return r;
-	case K_INCOMING_FILE:
-		if (!may_incoming())
-			return -EACCES;
-		pthread_mutex_lock(&hpfs.lock);
-		{
-			struct hpfs_file *f = in_find(hp.sub);
-
-			r = f ? buf_truncate(&f->data, size, STORE_BUNDLE_MAX_BYTES) : -ENOENT;
-		}
-		pthread_mutex_unlock(&hpfs.lock);
-		return r;
-	case K_CATALOG:
-		return -EROFS;
-	default:
-		return -EACCES;
-	}
-}
-
-/* chmod, chown, utimens: accepted (and ignored) where a writer may write, for cp -p and Ansible. */
-static int meta_ok(const char *path)
-{
-	struct fuse_context *fc = hpfs_context();
-	struct hpfs_path hp;
-	int r;
-
-	r = resolve(path, &hp);
-	if (r < 0)
-		return r;
-	switch (hp.kind) {
-	case K_APPLY:
-	case K_REVERT:
-		return 0;
-	case K_AUTO:
-		return fc->uid == 0 ? 0 : -EPERM;
-	case K_TMP:
-		pthread_mutex_lock(&hpfs.lock);
-		{
-			struct hpfs_file *t = tmp_find(hp.sub);
-
-			r = !t ? -ENOENT : (fc->uid != 0 && fc->uid != t->uid) ? -EPERM : 0;
-		}
-		pthread_mutex_unlock(&hpfs.lock);
-		return r;
-	case K_INCOMING_FILE:
-		return may_incoming() ? 0 : -EACCES;
-	case K_CATALOG:
-		return -EROFS;
-	default:
-		return -EPERM;
-	}
-}
-
-static int hpfs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
-{
-	int r = meta_ok(path);
-	struct hpfs_path hp;
-
-	if (r == 0 && resolve(path, &hp) == 0 && hp.kind == K_TMP) {
-		pthread_mutex_lock(&hpfs.lock);
-		struct hpfs_file *t = tmp_find(hp.sub);
-
-		if (t)
-			t->mode = mode & 07777;
-		pthread_mutex_unlock(&hpfs.lock);
-	}
+	r = hpfs_auto_set(on);
+	hpfs_log_event(on ? "auto-on" : "auto-off", 0, NULL, r, hp_errmsg(r), false, 0, NULL);
 	return r;
 }
 
-static int hpfs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+static int status_show(const struct hpfs_caller *c, const struct hpfs_id *id, struct hp_buf *out)
 {
-	return meta_ok(path);
+	return status_text(out);
 }
 
-static int hpfs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+static int log_show(const struct hpfs_caller *c, const struct hpfs_id *id, struct hp_buf *out)
 {
-	return meta_ok(path);
+	return hpfs_log_text(out);
 }
 
-static int hpfs_unlink(const char *path)
+static int report_show(const struct hpfs_caller *c, const struct hpfs_id *id, struct hp_buf *out)
 {
-	struct fuse_context *fc = hpfs_context();
-	struct hpfs_path hp;
+	struct hp_buf all = HP_BUF_INIT;
 	int r;
 
-	r = resolve(path, &hp);
+	if (c->uid == 0)
+		return ctl_report(hpfs.ctl, false, out);
+	/* Other users: the lines of their own processes. */
+	r = ctl_report(hpfs.ctl, false, &all);
+	for (char *line = all.data, *nl; r >= 0 && line && *line; line = nl + 1) {
+		pid_t pid = (pid_t)atoi(line + 4);
+		uid_t uid;
+
+		nl = strchr(line, '\n');
+		if (!nl)
+			break;
+		if (proc_exists(pid, &uid) && uid == c->uid)
+			hp_buf_add(out, line, (size_t)(nl - line + 1));
+	}
+	hp_buf_release(&all);
+	return r;
+}
+
+static int proc_status_show(const struct hpfs_caller *c, const struct hpfs_id *id,
+			    struct hp_buf *out)
+{
+	struct ctl_status *st = NULL;
+	int r;
+
+	if (c->uid != 0) {
+		struct ctl_caller who = { c->uid, c->gid, c->pid };
+
+		r = ctl_may_patch(&who, id->pid);
+		if (r < 0)
+			return r;
+	}
+	r = ctl_status(hpfs.ctl, id->pid, &st);
+	if (r == -ESRCH)
+		r = -ENOENT;
 	if (r < 0)
 		return r;
-	switch (hp.kind) {
-	case K_TMP:
-		pthread_mutex_lock(&hpfs.lock);
-		{
-			struct hpfs_file *t = tmp_find(hp.sub);
+	r = ctl_status_format(st, false, out);
+	ctl_status_free(st);
+	return r;
+}
 
-			if (!t)
-				r = -ENOENT;
-			else if (fc->uid != 0 && fc->uid != t->uid)
-				r = -EACCES;
-			else
-				tmp_drop(t);
-		}
-		pthread_mutex_unlock(&hpfs.lock);
-		return r;
-	case K_INCOMING_FILE:
-		if (!may_incoming())
-			return -EACCES;
-		pthread_mutex_lock(&hpfs.lock);
-		{
-			struct hpfs_file *f = in_find(hp.sub);
-
-			if (f)
-				in_drop(f);
-			r = f ? 0 : -ENOENT;
-		}
-		pthread_mutex_unlock(&hpfs.lock);
-		return r;
-	case K_CATALOG:
-		return -EROFS;
-	default:
-		return -EPERM;
+/* An attribute file: SHOW made at open, STORE run by a write (either may be NULL). */
+#define HPFS_ATTR(nm, md, sh, st)                                                     \
+	{                                                                              \
+		.name = nm, .deny = -EPERM, .mode = md, .show = sh, .store = st,       \
+		.getattr = attr_getattr, .open = attr_open, .read = attr_read,         \
+		.write = attr_write, .truncate = attr_truncate, .meta = attr_meta,     \
 	}
+
+/* Anyone may write apply and revert; whether they may patch a process is decided per process. */
+static const struct hpfs_kind k_apply = HPFS_ATTR("apply", 0666, NULL, apply_store);
+static const struct hpfs_kind k_revert = HPFS_ATTR("revert", 0666, NULL, revert_store);
+static const struct hpfs_kind k_auto = HPFS_ATTR("auto", 0644, auto_show, auto_store);
+static const struct hpfs_kind k_report = HPFS_ATTR("report", 0444, report_show, NULL);
+static const struct hpfs_kind k_status = HPFS_ATTR("status", 0444, status_show, NULL);
+static const struct hpfs_kind k_log = HPFS_ATTR("log", 0444, log_show, NULL);
+static const struct hpfs_kind k_proc_status = HPFS_ATTR("processes/PID/status", 0444,
+							 proc_status_show, NULL);
+
+/* ---- processes/ ------------------------------------------------------------------- */
+
+static int processes_getattr(const struct hpfs_caller *c, const struct hpfs_id *id,
+			     struct hpfs_fh *fh, struct stat *st)
+{
+	fill_dir(st, 0555);
+	return 0;
+}
+
+static int processes_lookup(const struct hpfs_id *dir, const char *name, struct hpfs_id *ret)
+{
+	if (!parse_pid(name, &ret->pid))
+		return -ENOENT;
+	ret->kind = &k_proc_dir;
+	return 0;
+}
+
+static int processes_list(const struct hpfs_caller *c, const struct hpfs_id *id,
+			  struct hpfs_list *out, struct fuse_file_info *fi)
+{
+	pid_t *pids = NULL;
+	size_t n = 0;
+	int r;
+
+	r = ctl_list(hpfs.ctl, &pids, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		char name[16];
+		uid_t uid;
+
+		/* Other users see their own processes only, as they would patch them. */
+		if (c->uid != 0 && (!proc_exists(pids[i], &uid) || uid != c->uid))
+			continue;
+		snprintf(name, sizeof(name), "%d", (int)pids[i]);
+		if (hpfs_list_add(out, name, S_IFDIR))
+			break;
+	}
+	free(pids);
+	return 0;
+}
+
+static const struct hpfs_kind k_processes = {
+	.name = "processes",
+	.dir = true,
+	.deny = -EPERM,
+	.getattr = processes_getattr,
+	.lookup = processes_lookup,
+	.list = processes_list,
+};
+
+static int proc_dir_getattr(const struct hpfs_caller *c, const struct hpfs_id *id,
+			    struct hpfs_fh *fh, struct stat *st)
+{
+	if (!proc_exists(id->pid, &st->st_uid))
+		return -ENOENT;
+	fill_dir(st, 0555);
+	return 0;
+}
+
+static int proc_dir_lookup(const struct hpfs_id *dir, const char *name, struct hpfs_id *ret)
+{
+	if (strcmp(name, "status"))
+		return -ENOENT;
+	ret->kind = &k_proc_status;
+	ret->pid = dir->pid;
+	return 0;
+}
+
+static int proc_dir_list(const struct hpfs_caller *c, const struct hpfs_id *id,
+			 struct hpfs_list *out, struct fuse_file_info *fi)
+{
+	if (!proc_exists(id->pid, NULL))
+		return -ENOENT;
+	hpfs_list_add(out, "status", S_IFREG);
+	return 0;
+}
+
+static const struct hpfs_kind k_proc_dir = {
+	.name = "processes/PID",
+	.dir = true,
+	.deny = -EPERM,
+	.getattr = proc_dir_getattr,
+	.lookup = proc_dir_lookup,
+	.list = proc_dir_list,
+};
+
+/* ---- temporary files in the root (Ansible's copy: write, then rename over) ------- */
+
+static int tmp_getattr(const struct hpfs_caller *c, const struct hpfs_id *id, struct hpfs_fh *fh,
+		       struct stat *st)
+{
+	struct hpfs_file *t;
+	int r;
+
+	pthread_mutex_lock(&hpfs.lock);
+	t = fh ? fh->tmp : tmp_find(id->sub);
+	if (t) {
+		fill_file(st, t->mode & 07777, (off_t)t->data.len);
+		st->st_uid = t->uid;
+		st->st_gid = t->gid;
+		st->st_mtime = t->mtime;
+	}
+	r = t ? 0 : -ENOENT;
+	pthread_mutex_unlock(&hpfs.lock);
+	return r;
+}
+
+/* Under hpfs.lock: the temporary file NAME that the caller may use, or an errno. */
+static int tmp_mine(const struct hpfs_caller *c, const char *name, int deny,
+		    struct hpfs_file **ret)
+{
+	struct hpfs_file *t = tmp_find(name);
+
+	if (!t)
+		return -ENOENT;
+	if (c->uid != 0 && c->uid != t->uid)
+		return deny;
+	*ret = t;
+	return 0;
+}
+
+static int tmp_open(const struct hpfs_caller *c, const struct hpfs_id *id,
+		    struct fuse_file_info *fi)
+{
+	struct hpfs_file *t = NULL;
+	struct hpfs_fh *h;
+	int r;
+
+	h = fh_new(&k_tmp);
+	if (!h)
+		return -ENOMEM;
+	pthread_mutex_lock(&hpfs.lock);
+	r = tmp_mine(c, id->sub, -EACCES, &t);
+	if (r == 0) {
+		t->open++;
+		if (fi->flags & O_TRUNC)
+			buf_truncate(&t->data, 0, HPFS_TMP_MAX_BYTES);
+	}
+	pthread_mutex_unlock(&hpfs.lock);
+	if (r < 0) {
+		fh_free(h);
+		return r;
+	}
+	h->tmp = t;
+	fi->direct_io = 1;
+	fi->noflush = 1;
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+static int tmp_create(const struct hpfs_caller *c, const struct hpfs_id *id, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct hpfs_file *t;
+	struct hpfs_fh *h;
+	int r = 0;
+
+	h = fh_new(&k_tmp);
+	if (!h)
+		return -ENOMEM;
+	pthread_mutex_lock(&hpfs.lock);
+	t = tmp_find(id->sub);
+	if (t && (fi->flags & O_EXCL)) {
+		r = -EEXIST;
+	} else if (t && c->uid != 0 && c->uid != t->uid) {
+		r = -EACCES;
+	} else if (!t && hpfs.n_tmps >= HPFS_TMP_MAX) {
+		r = -ENOSPC;
+	} else if (!t) {
+		t = calloc(1, sizeof(*t));
+		if (t && !(t->name = strdup(id->sub))) {
+			free(t);
+			t = NULL;
+		}
+		if (t) {
+			t->uid = c->uid;
+			t->gid = c->gid;
+			t->mode = mode & 07777;
+			t->next = hpfs.tmps;
+			hpfs.tmps = t;
+			hpfs.n_tmps++;
+		}
+		r = t ? 0 : -ENOMEM;
+	} else {
+		buf_truncate(&t->data, 0, HPFS_TMP_MAX_BYTES);
+	}
+	if (r == 0) {
+		t->mtime = time(NULL);
+		t->open++;
+		h->tmp = t;
+	}
+	pthread_mutex_unlock(&hpfs.lock);
+	if (r < 0) {
+		fh_free(h);
+		return r;
+	}
+	fi->direct_io = 1;
+	fi->noflush = 1;
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+static int tmp_read(struct hpfs_fh *h, char *buf, size_t size, off_t off)
+{
+	int r;
+
+	pthread_mutex_lock(&hpfs.lock);
+	r = read_buf(&h->tmp->data, buf, size, off);
+	pthread_mutex_unlock(&hpfs.lock);
+	return r;
+}
+
+static int tmp_write(const struct hpfs_caller *c, struct hpfs_fh *h, const char *buf, size_t size,
+		     off_t off)
+{
+	int r;
+
+	pthread_mutex_lock(&hpfs.lock);
+	r = buf_write_at(&h->tmp->data, off, buf, size, HPFS_TMP_MAX_BYTES);
+	h->tmp->mtime = time(NULL);
+	pthread_mutex_unlock(&hpfs.lock);
+	return r;
+}
+
+static int tmp_truncate(const struct hpfs_caller *c, const struct hpfs_id *id, off_t size)
+{
+	struct hpfs_file *t = NULL;
+	int r;
+
+	pthread_mutex_lock(&hpfs.lock);
+	r = tmp_mine(c, id->sub, -EACCES, &t);
+	if (r == 0)
+		r = buf_truncate(&t->data, size, HPFS_TMP_MAX_BYTES);
+	pthread_mutex_unlock(&hpfs.lock);
+	return r;
+}
+
+static int tmp_meta(const struct hpfs_caller *c, const struct hpfs_id *id, const mode_t *mode)
+{
+	struct hpfs_file *t = NULL;
+	int r;
+
+	pthread_mutex_lock(&hpfs.lock);
+	r = tmp_mine(c, id->sub, -EPERM, &t);
+	if (r == 0 && mode)
+		t->mode = *mode & 07777;
+	pthread_mutex_unlock(&hpfs.lock);
+	return r;
+}
+
+static int tmp_unlink(const struct hpfs_caller *c, const struct hpfs_id *id)
+{
+	struct hpfs_file *t = NULL;
+	int r;
+
+	pthread_mutex_lock(&hpfs.lock);
+	r = tmp_mine(c, id->sub, -EACCES, &t);
+	if (r == 0)
+		tmp_drop(t);
+	pthread_mutex_unlock(&hpfs.lock);
+	return r;
 }
 
 /*
  * Ansible's copy module writes a temp file next to the destination and
  * renames it over it: renaming a temp file over apply, revert or auto runs
- * its contents as the command, and the rename carries the command's errno.
+ * its contents as the command, and the rename carries the command's errno
+ * (the temp file stays then).
  */
-static int hpfs_rename(const char *from, const char *to, unsigned int flags)
+static int tmp_rename(const struct hpfs_caller *c, const struct hpfs_id *id, const struct hpfs_id *to)
 {
-	struct fuse_context *fc = hpfs_context();
-	struct hpfs_path a, b;
 	struct hp_buf text = HP_BUF_INIT;
+	struct hpfs_file *t = NULL, *old;
+	char *name;
 	int r;
 
-	r = resolve(from, &a);
-	if (r < 0)
-		return r;
-	r = resolve(to, &b);
-	if (r < 0)
-		return r;
-	if (flags)
-		return -EINVAL;
-	if (a.kind == K_CATALOG || b.kind == K_CATALOG)
-		return -EROFS;
-	if (a.kind == K_TMP && (b.kind == K_APPLY || b.kind == K_REVERT || b.kind == K_AUTO)) {
+	if (to->kind->store) {
 		pthread_mutex_lock(&hpfs.lock);
-		{
-			struct hpfs_file *t = tmp_find(a.sub);
-
-			if (!t)
-				r = -ENOENT;
-			else if (fc->uid != 0 && fc->uid != t->uid)
-				r = -EACCES;
-			else
-				r = hp_buf_add(&text, t->data.data ? t->data.data : "", t->data.len);
-		}
+		r = tmp_mine(c, id->sub, -EACCES, &t);
+		if (r == 0)
+			r = hp_buf_add(&text, t->data.data ? t->data.data : "", t->data.len);
 		pthread_mutex_unlock(&hpfs.lock);
-		if (r < 0)
-			goto out;
-		r = control(b.kind, text.data, text.len, NULL);
-		if (r < 0)
-			goto out;
-		/* Done: the temp file is gone, as if it had replaced the control file. */
-		pthread_mutex_lock(&hpfs.lock);
-		{
-			struct hpfs_file *t = tmp_find(a.sub);
-
+		if (r == 0)
+			r = to->kind->store(c, text.data, text.len, NULL);
+		if (r >= 0) {
+			/* Done: the temp file is gone, as if it had replaced the control file. */
+			pthread_mutex_lock(&hpfs.lock);
+			t = tmp_find(id->sub);
 			if (t)
 				tmp_drop(t);
+			pthread_mutex_unlock(&hpfs.lock);
+			r = 0;
 		}
-		pthread_mutex_unlock(&hpfs.lock);
+		hp_buf_release(&text);
+		return r;
+	}
+	if (to->kind != &k_tmp)
+		return -EPERM;
+	name = strdup(to->sub);
+	if (!name)
+		return -ENOMEM;
+	pthread_mutex_lock(&hpfs.lock);
+	t = tmp_find(id->sub);
+	old = tmp_find(to->sub);
+	if (!t) {
+		r = -ENOENT;
+	} else if (c->uid != 0 && (c->uid != t->uid || (old && c->uid != old->uid))) {
+		r = -EACCES;
+	} else {
+		if (old && old != t)
+			tmp_drop(old);
+		free(t->name);
+		t->name = name;
+		name = NULL;
 		r = 0;
-		goto out;
 	}
-	if (a.kind == K_TMP && b.kind == K_TMP) {
-		pthread_mutex_lock(&hpfs.lock);
-		{
-			struct hpfs_file *t = tmp_find(a.sub), *old = tmp_find(b.sub);
-			char *name = strdup(b.sub);
-
-			if (!t || !name)
-				r = t ? -ENOMEM : -ENOENT;
-			else if (fc->uid != 0 && (fc->uid != t->uid || (old && fc->uid != old->uid)))
-				r = -EACCES;
-			else {
-				if (old && old != t)
-					tmp_drop(old);
-				free(t->name);
-				t->name = name;
-				name = NULL;
-			}
-			free(name);
-		}
-		pthread_mutex_unlock(&hpfs.lock);
-		goto out;
-	}
-	if (a.kind == K_INCOMING_FILE && b.kind == K_INCOMING_FILE) {
-		if (!may_incoming())
-			return -EACCES;
-		pthread_mutex_lock(&hpfs.lock);
-		{
-			struct hpfs_file *f = in_find(a.sub), *old = in_find(b.sub);
-			char *name = strdup(b.sub);
-
-			if (!f || !name)
-				r = f ? -ENOMEM : -ENOENT;
-			else {
-				if (old && old != f)
-					in_drop(old);
-				free(f->name);
-				f->name = name;
-				name = NULL;
-			}
-			free(name);
-		}
-		pthread_mutex_unlock(&hpfs.lock);
-		goto out;
-	}
-	r = -EPERM;
-out:
-	hp_buf_release(&text);
+	pthread_mutex_unlock(&hpfs.lock);
+	free(name);
 	return r;
 }
 
-static int hpfs_mkdir(const char *path, mode_t mode)
-{
-	struct hpfs_path hp;
+static const struct hpfs_kind k_tmp = {
+	.name = "temporary file",
+	.deny = -EPERM,
+	.getattr = tmp_getattr,
+	.open = tmp_open,
+	.read = tmp_read,
+	.write = tmp_write,
+	.truncate = tmp_truncate,
+	.meta = tmp_meta,
+	.unlink = tmp_unlink,
+	.rename = tmp_rename,
+};
 
-	if (resolve(path, &hp) == 0 && hp.kind == K_CATALOG)
-		return -EROFS;
-	return -EPERM;
-}
+/* ---- incoming/ ------------------------------------------------------------------------ */
 
-static int hpfs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+static int incoming_getattr(const struct hpfs_caller *c, const struct hpfs_id *id,
+			    struct hpfs_fh *fh, struct stat *st)
 {
+	fill_dir(st, hpfs.incoming_gid_set ? 0770 : 0700);
+	if (hpfs.incoming_gid_set)
+		st->st_gid = hpfs.incoming_gid;
 	return 0;
 }
 
-static void *hpfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+static int incoming_lookup(const struct hpfs_id *dir, const char *name, struct hpfs_id *ret)
+{
+	ret->kind = &k_incoming_file;
+	ret->sub = strdup(name);
+	return ret->sub ? 0 : -ENOMEM;
+}
+
+static int incoming_list(const struct hpfs_caller *c, const struct hpfs_id *id,
+			 struct hpfs_list *out, struct fuse_file_info *fi)
+{
+	if (!may_incoming(c))
+		return -EACCES;
+	pthread_mutex_lock(&hpfs.lock);
+	for (struct hpfs_file *f = hpfs.ins; f; f = f->next)
+		hpfs_list_add(out, f->name, S_IFREG);
+	pthread_mutex_unlock(&hpfs.lock);
+	return 0;
+}
+
+static int incoming_create(const struct hpfs_caller *c, const struct hpfs_id *id, mode_t mode,
+			   struct fuse_file_info *fi)
+{
+	struct hpfs_file *f;
+	struct hpfs_fh *h;
+	int r = 0;
+
+	if (!may_incoming(c))
+		return -EACCES;
+	h = fh_new(&k_incoming_file);
+	if (!h)
+		return -ENOMEM;
+	pthread_mutex_lock(&hpfs.lock);
+	f = in_find(id->sub);
+	if (f && (fi->flags & O_EXCL)) {
+		r = -EEXIST;
+	} else if (!f && hpfs.n_ins >= HPFS_INCOMING_MAX) {
+		r = -ENOSPC;
+	} else if (!f) {
+		f = calloc(1, sizeof(*f));
+		if (f && !(f->name = strdup(id->sub))) {
+			free(f);
+			f = NULL;
+		}
+		if (f) {
+			f->uid = c->uid;
+			f->next = hpfs.ins;
+			hpfs.ins = f;
+			hpfs.n_ins++;
+		}
+		r = f ? 0 : -ENOMEM;
+	} else {
+		buf_truncate(&f->data, 0, STORE_BUNDLE_MAX_BYTES);
+	}
+	if (r == 0) {
+		f->mtime = time(NULL);
+		f->open++;
+		h->in = f;
+	}
+	pthread_mutex_unlock(&hpfs.lock);
+	if (r < 0) {
+		fh_free(h);
+		return r;
+	}
+	fi->direct_io = 1;
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+static const struct hpfs_kind k_incoming = {
+	.name = "incoming",
+	.dir = true,
+	.deny = -EPERM,
+	.getattr = incoming_getattr,
+	.lookup = incoming_lookup,
+	.list = incoming_list,
+	.create = incoming_create,
+};
+
+static int in_getattr(const struct hpfs_caller *c, const struct hpfs_id *id, struct hpfs_fh *fh,
+		      struct stat *st)
+{
+	struct hpfs_file *f;
+
+	if (!may_incoming(c))
+		return -EACCES;
+	pthread_mutex_lock(&hpfs.lock);
+	f = in_find(id->sub);
+	if (f) {
+		fill_file(st, 0600, (off_t)f->data.len);
+		st->st_uid = f->uid;
+		st->st_mtime = f->mtime;
+	}
+	pthread_mutex_unlock(&hpfs.lock);
+	return f ? 0 : -ENOENT;
+}
+
+static int in_open(const struct hpfs_caller *c, const struct hpfs_id *id, struct fuse_file_info *fi)
+{
+	struct hpfs_file *f;
+	struct hpfs_fh *h;
+
+	if (!may_incoming(c))
+		return -EACCES;
+	h = fh_new(&k_incoming_file);
+	if (!h)
+		return -ENOMEM;
+	pthread_mutex_lock(&hpfs.lock);
+	f = in_find(id->sub);
+	if (f) {
+		f->open++;
+		if (fi->flags & O_TRUNC)
+			buf_truncate(&f->data, 0, STORE_BUNDLE_MAX_BYTES);
+	}
+	pthread_mutex_unlock(&hpfs.lock);
+	if (!f) {
+		fh_free(h);
+		return -ENOENT;
+	}
+	h->in = f;
+	fi->direct_io = 1;
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+static int in_read(struct hpfs_fh *h, char *buf, size_t size, off_t off)
+{
+	int r;
+
+	pthread_mutex_lock(&hpfs.lock);
+	r = read_buf(&h->in->data, buf, size, off);
+	pthread_mutex_unlock(&hpfs.lock);
+	return r;
+}
+
+static int in_write(const struct hpfs_caller *c, struct hpfs_fh *h, const char *buf, size_t size,
+		    off_t off)
+{
+	int r;
+
+	pthread_mutex_lock(&hpfs.lock);
+	r = buf_write_at(&h->in->data, off, buf, size, STORE_BUNDLE_MAX_BYTES);
+	h->in->mtime = time(NULL);
+	pthread_mutex_unlock(&hpfs.lock);
+	if (r > 0) {
+		pthread_mutex_lock(&h->lock);
+		h->wrote = true;
+		pthread_mutex_unlock(&h->lock);
+	}
+	return r;
+}
+
+static int in_flush(struct hpfs_fh *h)
+{
+	bool now = false;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->wrote && !h->imported) {
+		h->imported = true;
+		now = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return now ? import_incoming(h->in) : 0;
+}
+
+static int in_truncate(const struct hpfs_caller *c, const struct hpfs_id *id, off_t size)
+{
+	struct hpfs_file *f;
+	int r;
+
+	if (!may_incoming(c))
+		return -EACCES;
+	pthread_mutex_lock(&hpfs.lock);
+	f = in_find(id->sub);
+	r = f ? buf_truncate(&f->data, size, STORE_BUNDLE_MAX_BYTES) : -ENOENT;
+	pthread_mutex_unlock(&hpfs.lock);
+	return r;
+}
+
+static int in_meta(const struct hpfs_caller *c, const struct hpfs_id *id, const mode_t *mode)
+{
+	return may_incoming(c) ? 0 : -EACCES;
+}
+
+static int in_unlink(const struct hpfs_caller *c, const struct hpfs_id *id)
+{
+	struct hpfs_file *f;
+
+	if (!may_incoming(c))
+		return -EACCES;
+	pthread_mutex_lock(&hpfs.lock);
+	f = in_find(id->sub);
+	if (f)
+		in_drop(f);
+	pthread_mutex_unlock(&hpfs.lock);
+	return f ? 0 : -ENOENT;
+}
+
+static int in_rename(const struct hpfs_caller *c, const struct hpfs_id *id, const struct hpfs_id *to)
+{
+	struct hpfs_file *f, *old;
+	char *name;
+	int r;
+
+	if (to->kind != &k_incoming_file)
+		return -EPERM;
+	if (!may_incoming(c))
+		return -EACCES;
+	name = strdup(to->sub);
+	if (!name)
+		return -ENOMEM;
+	pthread_mutex_lock(&hpfs.lock);
+	f = in_find(id->sub);
+	old = in_find(to->sub);
+	r = f ? 0 : -ENOENT;
+	if (f) {
+		if (old && old != f)
+			in_drop(old);
+		free(f->name);
+		f->name = name;
+		name = NULL;
+	}
+	pthread_mutex_unlock(&hpfs.lock);
+	free(name);
+	return r;
+}
+
+/* A bundle being written: imported by the first flush of a handle after data. */
+static const struct hpfs_kind k_incoming_file = {
+	.name = "incoming file",
+	.deny = -EPERM,
+	.getattr = in_getattr,
+	.open = in_open,
+	.read = in_read,
+	.write = in_write,
+	.flush = in_flush,
+	.truncate = in_truncate,
+	.meta = in_meta,
+	.unlink = in_unlink,
+	.rename = in_rename,
+};
+
+/* ---- mount and unmount ------------------------------------------------------------ */
+
+void hpfs_ops_init(struct fuse_conn_info *conn, double attr_timeout)
 {
 	/*
-	 * ll.c answers no READDIRPLUS: after a first walk the catalog's names
-	 * and attributes are cached (per-entry timeouts), and state files'
+	 * No READDIRPLUS: after a first walk the catalog's names and
+	 * attributes are cached (per-entry timeouts), and state files'
 	 * attributes would be stale at once. The first walk pays a LOOKUP per
-	 * name that readdirplus would spare. The fuse_config fields below are
-	 * the high-level API's; ll.c reads only the timeouts.
+	 * name that readdirplus would spare.
 	 */
 	conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
-	/* Unlinked open files are dropped, not renamed to .fuse_hidden*. */
-	cfg->hard_remove = 1;
 	/*
 	 * Catalog caches follow the snapshot through the mtime, which the kernel
 	 * sees only when it asks for attributes again: with attribute caching
@@ -1506,37 +1467,10 @@ static void *hpfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	 * the kernel opens directories itself, ll.c, it keeps every listing, and
 	 * ll.c asks it to fetch a directory's attributes at each listing.)
 	 */
-	catalog_keep_cache = cfg->attr_timeout == 0;
-	cfg->use_ino = 0;
-	cfg->nullpath_ok = 0;
-	return &hpfs;
+	catalog_keep_cache = attr_timeout == 0;
 }
 
-static void hpfs_destroy(void *data)
+void hpfs_ops_destroy(void)
 {
 	hpfs_auto_stop();
 }
-
-const struct fuse_operations hpfs_ops = {
-	.init = hpfs_init,
-	.destroy = hpfs_destroy,
-	.getattr = hpfs_getattr,
-	.readlink = hpfs_readlink,
-	.opendir = hpfs_opendir,
-	.readdir = hpfs_readdir,
-	.releasedir = hpfs_releasedir,
-	.open = hpfs_open,
-	.create = hpfs_create,
-	.read = hpfs_read,
-	.write = hpfs_write,
-	.flush = hpfs_flush,
-	.release = hpfs_release,
-	.fsync = hpfs_fsync,
-	.truncate = hpfs_truncate,
-	.chmod = hpfs_chmod,
-	.chown = hpfs_chown,
-	.utimens = hpfs_utimens,
-	.unlink = hpfs_unlink,
-	.rename = hpfs_rename,
-	.mkdir = hpfs_mkdir,
-};

@@ -128,9 +128,10 @@ struct hpfs_kind {
 	bool quick;     /* its files are opened and read by the receiving thread (loop.c) */
 	int deny;       /* what an operation it leaves out answers: -EROFS or -EPERM */
 
-	/* every node */
+	/* every node; fh: the handle when the kernel names one; held: a GETATTR
+	 * of a node the kernel holds (false: a lookup of the name) */
 	int (*getattr)(const struct hpfs_caller *c, const struct hpfs_id *id, struct hpfs_fh *fh,
-		       struct stat *st);
+		       bool held, struct stat *st);
 	/* chmod, chown, utimens (mode NULL but for chmod): accepted where a writer may write */
 	int (*meta)(const struct hpfs_caller *c, const struct hpfs_id *id, const mode_t *mode);
 	int (*truncate)(const struct hpfs_caller *c, const struct hpfs_id *id, off_t size);

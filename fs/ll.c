@@ -344,7 +344,7 @@ static int entry_of(const struct hpfs_caller *c, fuse_ino_t parent, const char *
 	int r;
 
 	memset(&e, 0, sizeof(e));
-	r = k->getattr(c, id, fh_of(fi), &e.attr);
+	r = k->getattr(c, id, fh_of(fi), false, &e.attr);
 	if (r < 0)
 		return r;
 	e.generation = 1;
@@ -433,7 +433,7 @@ static void reply_attr(fuse_req_t req, const struct hpfs_caller *c, fuse_ino_t i
 	int r;
 
 	memset(&st, 0, sizeof(st));
-	r = id->kind->getattr(c, id, fh_of(fi), &st);
+	r = id->kind->getattr(c, id, fh_of(fi), true, &st);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;

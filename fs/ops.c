@@ -411,7 +411,7 @@ static int read_buf(const struct hp_buf *b, char *buf, size_t size, off_t off)
 /* ---- the root ------------------------------------------------------------------- */
 
 static int root_getattr(const struct hpfs_caller *c, const struct hpfs_id *id, struct hpfs_fh *fh,
-			struct stat *st)
+			bool held, struct stat *st)
 {
 	fill_dir(st, 0755);
 	return 0;
@@ -475,7 +475,7 @@ const struct hpfs_kind hpfs_root_kind = {
 /* ---- catalog/ -------------------------------------------------------------------- */
 
 static int catalog_getattr(const struct hpfs_caller *c, const struct hpfs_id *id,
-			   struct hpfs_fh *fh, struct stat *st)
+			   struct hpfs_fh *fh, bool held, struct stat *st)
 {
 	return catalog_stat(id->sub, st);
 }
@@ -631,10 +631,15 @@ static const struct hpfs_kind k_catalog = {
 /* ---- state and control files ------------------------------------------------- */
 
 static int attr_getattr(const struct hpfs_caller *c, const struct hpfs_id *id, struct hpfs_fh *fh,
-			struct stat *st)
+			bool held, struct stat *st)
 {
-	/* A status opened while its process lived answers for its handle (fstat after exit). */
-	if (id->kind == &k_proc_status && !fh && !proc_exists(id->pid, NULL))
+	/*
+	 * A lookup asks whether the process is there; a node the kernel holds
+	 * keeps its attributes: a status opened while its process lived
+	 * answers fstat after the exit (the kernel sends that GETATTR without
+	 * the handle).
+	 */
+	if (id->kind == &k_proc_status && !held && !proc_exists(id->pid, NULL))
 		return -ENOENT;
 	fill_file(st, id->kind->mode, 0);
 	return 0;
@@ -865,7 +870,7 @@ static const struct hpfs_kind k_proc_status = HPFS_ATTR("processes/PID/status", 
 /* ---- processes/ ------------------------------------------------------------------- */
 
 static int processes_getattr(const struct hpfs_caller *c, const struct hpfs_id *id,
-			     struct hpfs_fh *fh, struct stat *st)
+			     struct hpfs_fh *fh, bool held, struct stat *st)
 {
 	fill_dir(st, 0555);
 	return 0;
@@ -914,7 +919,7 @@ static const struct hpfs_kind k_processes = {
 };
 
 static int proc_dir_getattr(const struct hpfs_caller *c, const struct hpfs_id *id,
-			    struct hpfs_fh *fh, struct stat *st)
+			    struct hpfs_fh *fh, bool held, struct stat *st)
 {
 	if (!proc_exists(id->pid, &st->st_uid))
 		return -ENOENT;
@@ -952,7 +957,7 @@ static const struct hpfs_kind k_proc_dir = {
 /* ---- temporary files in the root (Ansible's copy: write, then rename over) ------- */
 
 static int tmp_getattr(const struct hpfs_caller *c, const struct hpfs_id *id, struct hpfs_fh *fh,
-		       struct stat *st)
+		       bool held, struct stat *st)
 {
 	struct hpfs_file *t;
 	int r;
@@ -1200,7 +1205,7 @@ static const struct hpfs_kind k_tmp = {
 /* ---- incoming/ ------------------------------------------------------------------------ */
 
 static int incoming_getattr(const struct hpfs_caller *c, const struct hpfs_id *id,
-			    struct hpfs_fh *fh, struct stat *st)
+			    struct hpfs_fh *fh, bool held, struct stat *st)
 {
 	fill_dir(st, hpfs.incoming_gid_set ? 0770 : 0700);
 	if (hpfs.incoming_gid_set)
@@ -1287,7 +1292,7 @@ static const struct hpfs_kind k_incoming = {
 };
 
 static int in_getattr(const struct hpfs_caller *c, const struct hpfs_id *id, struct hpfs_fh *fh,
-		      struct stat *st)
+		      bool held, struct stat *st)
 {
 	struct hpfs_file *f;
 

@@ -53,6 +53,36 @@ err=$({ echo x >"$M/catalog/2026.01/BASELINE"; } 2>&1)
 ht_match "catalog is read-only (write): EROFS" "Read-only file system" "$err"
 ht_check_fail "catalog: no such set" cat "$M/catalog/2026.01/2026-02/nope/manifest"
 
+# ---- the filesystem's own answers: nothing is made or removed --------------------
+ht_eq "rmdir in the catalog: EROFS" "EROFS Read-only file system" "$(fs_errno rmdir "$M/catalog/2026.01")"
+ht_eq "rmdir of processes/: EPERM" "EPERM Operation not permitted" "$(fs_errno rmdir "$M/processes")"
+ht_eq "rmdir of incoming/: EPERM" "EPERM Operation not permitted" "$(fs_errno rmdir "$M/incoming")"
+ht_eq "mkdir in the root: EPERM" "EPERM Operation not permitted" "$(fs_errno mkdir "$M/newdir")"
+ht_eq "mkdir in the catalog: EROFS" "EROFS Read-only file system" "$(fs_errno mkdir "$M/catalog/2099.01")"
+ht_eq "symlink in the root: EPERM" "EPERM Operation not permitted" "$(fs_errno symlink "$M/lnk" apply)"
+ht_eq "symlink in the catalog: EROFS" "EROFS Read-only file system" "$(fs_errno symlink "$M/catalog/lnk" latest)"
+ht_eq "mkfifo in the root: EPERM" "EPERM Operation not permitted" "$(fs_errno mkfifo "$M/fifo")"
+ht_eq "mkfifo in incoming/: EPERM" "EPERM Operation not permitted" "$(fs_errno mkfifo "$M/incoming/fifo")"
+ht_eq "mkfifo in the catalog: EROFS" "EROFS Read-only file system" "$(fs_errno mkfifo "$M/catalog/fifo")"
+ht_eq "mknod (a device) in the root: EPERM" "EPERM Operation not permitted" "$(fs_errno mknod "$M/null")"
+ht_eq "hard link of apply: EPERM" "EPERM Operation not permitted" "$(fs_errno link "$M/apply" "$M/apply2")"
+long=$(printf 'n%.0s' $(seq 256))
+ht_eq "a 256-byte name: ENAMETOOLONG (stat)" "ENAMETOOLONG File name too long" "$(fs_errno stat "$M/$long")"
+ht_eq "a 256-byte name: ENAMETOOLONG (create)" "ENAMETOOLONG File name too long" "$(fs_errno create "$M/$long")"
+ht_eq "a 256-byte name in the catalog: ENAMETOOLONG" "ENAMETOOLONG File name too long" \
+	"$(fs_errno stat "$M/catalog/2026.01/$long")"
+ht_eq "a 255-byte name: ENOENT (the limit is 255)" "ENOENT No such file or directory" \
+	"$(fs_errno stat "$M/${long:1}")"
+ht_eq "nothing was made: the root lists the same" "apply auto catalog incoming log processes report revert status" \
+	"$(ls "$M" | tr '\n' ' ' | sed 's/ $//')"
+ht_eq "nothing was made in incoming/" "" "$(ls "$M/incoming")"
+sleep 300 &
+gone=$!
+ht_eq "processes/PID/status opened before its process exited: fstat and read work" "ok" \
+	"$(fs_errno fstat-after-exit "$M/processes/$gone/status" "$gone")"
+ht_eq "after exit a new lookup of processes/PID/status is ENOENT" "ENOENT No such file or directory" \
+	"$(fs_errno stat "$M/processes/$gone/status")"
+
 # ---- status ---------------------------------------------------------------------
 st=$(cat "$M/status")
 ht_match "status names the store" "store: $HP_STORE" "$st"

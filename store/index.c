@@ -12,6 +12,7 @@
  * than one set for the same build.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -461,13 +462,73 @@ static int read_member(struct store_snap *snap, const struct snap_dir *d, const 
 	return snap_read_oid(snap, &e->oid, max, ret_data, ret_len);
 }
 
-static int verify_sig(struct store_snap *snap, const char *set_id, const void *man, size_t man_len,
-		      const void *sig, size_t sig_len, char **ret_signer)
+/*
+ * Process-wide: the sets whose signature and patch digest have been
+ * verified, by the git object ids of their manifest, patch.so and signature
+ * and of the trusted key that verified them. An object id fixes its bytes
+ * (libgit2 checks each object it reads against its id), and the outcome of
+ * both checks is a function of those bytes alone: a set found here again
+ * with the same four ids would verify again. A key no longer trusted is no
+ * longer in the snapshot, so a lookup through it fails as before.
+ */
+#define VERIFIED_MAX 4096
+struct verified_key {
+	git_oid man, so, sig, pub;
+};
+static pthread_mutex_t verified_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct verified_key *verified;
+static size_t n_verified;
+
+static bool verified_has(const struct verified_key *k)
 {
+	bool hit = false;
+
+	pthread_mutex_lock(&verified_mu);
+	for (size_t i = 0; i < n_verified && !hit; i++)
+		hit = memcmp(&verified[i], k, sizeof(*k)) == 0;
+	pthread_mutex_unlock(&verified_mu);
+	return hit;
+}
+
+static void verified_put(const struct verified_key *k)
+{
+	pthread_mutex_lock(&verified_mu);
+	if (!verified)
+		verified = calloc(VERIFIED_MAX, sizeof(*verified));
+	if (verified) {
+		if (n_verified == VERIFIED_MAX)
+			n_verified = 0; /* bounded: start over */
+		verified[n_verified++] = *k;
+	}
+	pthread_mutex_unlock(&verified_mu);
+}
+
+/* The object id of a set member, or false when the directory has none. */
+static bool member_oid(const struct snap_dir *d, const char *name, git_oid *ret)
+{
+	const struct snap_ent *e = snap_dir_find(d, name);
+
+	if (!e || e->type != STORE_NODE_FILE)
+		return false;
+	*ret = e->oid;
+	return true;
+}
+
+/*
+ * The signature of the manifest by a trusted key, and patch.so against the
+ * manifest's digest; a set verified before with the same objects is not
+ * verified again (above).
+ */
+static int verify_set(struct store_snap *snap, const char *set_id, const struct snap_dir *d,
+		      const void *man, size_t man_len, const void *sig, size_t sig_len,
+		      const struct store_patchset *ps, char **ret_signer)
+{
+	struct verified_key k;
 	unsigned char pk[32];
-	char keyid[17], kid2[17], path[64];
+	char keyid[17], kid2[17], path[64], sha[65];
 	void *pub = NULL;
 	size_t pub_len;
+	bool cacheable;
 	int r;
 
 	if (!sig) {
@@ -475,7 +536,7 @@ static int verify_sig(struct store_snap *snap, const char *set_id, const void *m
 			return hp_err(-EKEYREJECTED, "%s: unsigned (the store accepts signed sets only)",
 				      set_id);
 		*ret_signer = NULL;
-		return 0;
+		goto digest;
 	}
 	if (sign_keyid(sig, sig_len, keyid) < 0)
 		return hp_err(-EKEYREJECTED, "%s: malformed signature", set_id);
@@ -485,6 +546,15 @@ static int verify_sig(struct store_snap *snap, const char *set_id, const void *m
 		return hp_err(-EKEYREJECTED, "%s: signed by untrusted key %s", set_id, keyid);
 	if (r < 0)
 		return r;
+	memset(&k, 0, sizeof(k));
+	cacheable = member_oid(d, BUNDLE_MANIFEST, &k.man) && member_oid(d, BUNDLE_PATCH, &k.so) &&
+		    member_oid(d, BUNDLE_SIGNATURE, &k.sig) &&
+		    git_odb_hash(&k.pub, pub, pub_len, GIT_OBJECT_BLOB) == 0;
+	if (cacheable && verified_has(&k)) {
+		free(pub);
+		*ret_signer = strdup(keyid);
+		return *ret_signer ? 0 : -ENOMEM;
+	}
 	r = sign_parse_pubkey(pub, pub_len, pk, kid2);
 	free(pub);
 	if (r < 0)
@@ -493,7 +563,15 @@ static int verify_sig(struct store_snap *snap, const char *set_id, const void *m
 	if (r < 0)
 		return hp_err_prefix(r, "%s: ", set_id);
 	*ret_signer = strdup(keyid);
-	return *ret_signer ? 0 : -ENOMEM;
+	if (!*ret_signer)
+		return -ENOMEM;
+digest:
+	sign_sha256_hex(ps->so, ps->so_len, sha);
+	if (strcmp(sha, ps->manifest->patch_sha256) != 0)
+		return hp_err(-EKEYREJECTED, "%s: patch.so does not match the signed manifest", set_id);
+	if (sig && cacheable)
+		verified_put(&k);
+	return 0;
 }
 
 static bool split_set_id(const char *id, char b[8], char m[8], char n[65])
@@ -516,7 +594,7 @@ int store_get_set(struct store_snap *snap, const char *set_id, struct store_patc
 	const struct snap_dir *d;
 	void *man = NULL, *sig = NULL;
 	size_t man_len = 0, sig_len = 0;
-	char b[8], m[8], n[65], sha[65];
+	char b[8], m[8], n[65];
 	int r;
 
 	if (!split_set_id(set_id, b, m, n))
@@ -556,15 +634,10 @@ int store_get_set(struct store_snap *snap, const char *set_id, struct store_patc
 		r = hp_err(-EINVAL, "%s: manifest names another set", set_id);
 		goto fail;
 	}
-	r = verify_sig(snap, set_id, man, man_len, sig, sig_len, &ps->signer);
+	r = verify_set(snap, set_id, d, man, man_len, sig, sig_len, ps, &ps->signer);
 	if (r < 0)
 		goto fail;
 	ps->signed_ok = ps->signer != NULL;
-	sign_sha256_hex(ps->so, ps->so_len, sha);
-	if (strcmp(sha, ps->manifest->patch_sha256) != 0) {
-		r = hp_err(-EKEYREJECTED, "%s: patch.so does not match the signed manifest", set_id);
-		goto fail;
-	}
 	free(man);
 	free(sig);
 	*ret = ps;

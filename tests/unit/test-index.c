@@ -244,6 +244,57 @@ static void test_verify_again(void **state)
 	hp_buf_release(&sig);
 }
 
+/* Remove one file of the tree, as a revocation does. */
+static void remove_file(struct fx *f, const char *path)
+{
+	git_commit *head = NULL;
+	git_tree_update up;
+
+	assert_int_equal(store_head_commit(f->st, &head, NULL), 0);
+	up = (git_tree_update){ GIT_TREE_UPDATE_REMOVE, { { 0 } }, GIT_FILEMODE_BLOB, path };
+	assert_int_equal(store_commit_updates(f->st, head, &up, 1, "revoke\n", NULL), 0);
+	git_commit_free(head);
+}
+
+/*
+ * A set verified once is not verified again while its objects and its key
+ * stay the same; anything else is verified as the first time: new bytes in
+ * a verified set fail, and so does a verified set once its key is gone.
+ */
+static void test_verified_before(void **state)
+{
+	struct fx *f = *state;
+	struct store_snap *snap;
+	struct store_patchset *ps;
+	static const char evil[] = "\177ELF evil";
+	char path[128];
+
+	populate(f);
+	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	for (int i = 0; i < 2; i++) {
+		/* verified, then found verified: the same answer */
+		assert_int_equal(store_lookup(snap, "aa01", NULL, &ps), 0);
+		assert_true(ps->signed_ok);
+		store_patchset_free(ps);
+	}
+	assert_int_equal(store_lookup(snap, "bb01", NULL, &ps), 0);
+	snprintf(path, sizeof(path), "%s/%s.pub", STORE_KEYS_DIR, ps->signer);
+	store_patchset_free(ps);
+	store_snap_free(snap);
+
+	overwrite(f, "2026.01/2026-03/srv/patch.so", evil, sizeof(evil));
+	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	assert_int_equal(store_lookup(snap, "aa01", NULL, &ps), -EKEYREJECTED);
+	assert_non_null(strstr(hp_errmsg(-EKEYREJECTED), "does not match"));
+	store_snap_free(snap);
+
+	remove_file(f, path);
+	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	assert_int_equal(store_lookup(snap, "bb01", NULL, &ps), -EKEYREJECTED);
+	assert_non_null(strstr(hp_errmsg(-EKEYREJECTED), "untrusted key"));
+	store_snap_free(snap);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -252,6 +303,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_version_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_again, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verified_before, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,7 @@
 #include <gelf.h>
 #include <libelf.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -111,6 +112,31 @@ static struct stats stats_of(uint64_t *v, size_t n)
 	s.p99 = v[(i99 ? i99 - 1 : 0) < n ? i99 - 1 : n - 1];
 	s.max = v[n - 1];
 	return s;
+}
+
+/* ---- figures: "NAME VALUE UNIT [vs BASELINE]" lines for tests/bench/run ---- */
+
+static const char *prefix = ""; /* -N: every figure's name begins with it */
+
+static void figure(const char *name, double v, const char *unit, const char *base)
+{
+	printf("%s%s %.*f %s", prefix, name, v < 10 ? 2 : v < 100 ? 1 : 0, v, unit);
+	if (base)
+		printf(" vs %s%s", prefix, base);
+	printf("\n");
+}
+
+static void figure_fmt(double v, const char *unit, const char *base, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void figure_fmt(double v, const char *unit, const char *base, const char *fmt, ...)
+{
+	char name[128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof(name), fmt, ap);
+	va_end(ap);
+	figure(name, v, unit, base);
 }
 
 /* ---- the target binary ------------------------------------------------- */
@@ -366,7 +392,11 @@ static void target_start(struct target *t, int threads)
 	close(fd);
 	if (t->shm == MAP_FAILED)
 		die("mmap: %s", strerror(errno));
-	snprintf(arg, sizeof(arg), "%d", threads);
+	/* 0: the lean target (main and heartbeat, 2 threads) */
+	if (threads)
+		snprintf(arg, sizeof(arg), "%d", threads);
+	else
+		snprintf(arg, sizeof(arg), "lean");
 	t->pid = fork();
 	if (t->pid < 0)
 		die("fork: %s", strerror(errno));
@@ -539,20 +569,204 @@ static void find_paths(void)
 		snprintf(hp_path, sizeof(hp_path), "%s/../../cli/hp", self);
 }
 
+/* ---- through a mounted hotpatchfs ---------------------------------------- */
+
+static const char *mnt; /* -m */
+
+/* `echo PID > MNT/file` as a shell does it: open with O_TRUNC, write, close. Wall us. */
+static uint64_t mount_write(const char *file, pid_t pid)
+{
+	char path[PATH_MAX], text[32];
+	uint64_t t0, t1;
+	int fd, len, e = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", mnt, file);
+	len = snprintf(text, sizeof(text), "%d\n", (int)pid);
+	t0 = now_ns();
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0 || write(fd, text, (size_t)len) != len)
+		e = errno;
+	if (fd >= 0 && close(fd) < 0 && !e)
+		e = errno;
+	t1 = now_ns();
+	if (e)
+		die("echo %d > %s: %s", (int)pid, path, strerror(e));
+	return (t1 - t0) / 1000;
+}
+
+/* ---- a fleet: the bare stop of each of many processes -------------------- */
+
+struct fleet {
+	pid_t *pids;
+	size_t n;
+	size_t next; /* atomic */
+	int failed;  /* atomic */
+};
+
+/* Seize, interrupt and wait every thread of pid, detach them all. */
+static int stop_one_process(pid_t pid)
+{
+	struct target t;
+
+	memset(&t, 0, sizeof(t));
+	t.pid = pid;
+	target_threads(&t);
+	if (stop_all(&t) < 0)
+		return -1;
+	resume_all(&t);
+	return 0;
+}
+
+static void *fleet_worker(void *arg)
+{
+	struct fleet *f = arg;
+	size_t i;
+
+	while ((i = __atomic_fetch_add(&f->next, 1, __ATOMIC_RELAXED)) < f->n)
+		if (stop_one_process(f->pids[i]) < 0)
+			__atomic_add_fetch(&f->failed, 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+/*
+ * -P FILE: the floor of `echo all > apply` over the processes listed in
+ * FILE (one PID a line): each one's threads seized, interrupted, waited
+ * for and detached, 4 processes at a time (as hotpatchfs's "all"), reps
+ * times; prints the median wall time.
+ */
+static int fleet_floor(const char *file, int reps, const char *name)
+{
+	struct fleet f = { NULL, 0, 0, 0 };
+	uint64_t *ms = calloc((size_t)reps, sizeof(uint64_t));
+	FILE *fp = fopen(file, "r");
+	int pid;
+
+	if (!fp || !ms)
+		die("%s: %s", file, strerror(errno));
+	while (fscanf(fp, "%d", &pid) == 1) {
+		pid_t *v = realloc(f.pids, (f.n + 1) * sizeof(*v));
+
+		if (!v)
+			die("out of memory");
+		f.pids = v;
+		f.pids[f.n++] = pid;
+	}
+	fclose(fp);
+	for (int r = 0; r < reps; r++) {
+		pthread_t th[4];
+		uint64_t t0 = now_ns();
+
+		f.next = 0;
+		f.failed = 0;
+		for (int i = 0; i < 4; i++)
+			if (pthread_create(&th[i], NULL, fleet_worker, &f) != 0)
+				die("pthread_create");
+		for (int i = 0; i < 4; i++)
+			pthread_join(th[i], NULL);
+		ms[r] = (now_ns() - t0) / 1000;
+		if (f.failed)
+			die("floor: %d of %zu processes could not be stopped", f.failed, f.n);
+	}
+	figure(name, stats_of(ms, (size_t)reps).p50 / 1000.0, "ms", NULL);
+	free(ms);
+	free(f.pids);
+	return 0;
+}
+
+/* ---- exec (or dlopen) to patched, under auto --------------------------- */
+
+/*
+ * -x REPS: start `bench-target probe T0` (or `dlprobe LIB T0` with -d),
+ * where T0 is the clock before the fork, REPS times; the target reports
+ * when its main ran (or its dlopen began) and when it first ran the patched
+ * code. Needs a mount with auto on and a set for the target in its store.
+ */
+static int probes(int reps, const char *lib)
+{
+	uint64_t *first = calloc((size_t)reps, sizeof(uint64_t));
+	uint64_t *patched = calloc((size_t)reps, sizeof(uint64_t));
+	const char *what = lib ? "dlopen" : "exec";
+	size_t n_ok = 0;
+
+	if (!first || !patched)
+		die("out of memory");
+	for (int r = 0; r < reps; r++) {
+		char t0s[32], line[128];
+		unsigned long long a = 0;
+		long long b = -1;
+		int fds[2], st;
+		pid_t pid;
+		FILE *fp;
+
+		if (pipe(fds) < 0)
+			die("pipe: %s", strerror(errno));
+		snprintf(t0s, sizeof(t0s), "%llu", (unsigned long long)now_ns());
+		pid = fork();
+		if (pid == 0) {
+			dup2(fds[1], STDOUT_FILENO);
+			close(fds[0]);
+			if (lib)
+				execl(target_path, target_path, "dlprobe", lib, t0s, (char *)NULL);
+			else
+				execl(target_path, target_path, "probe", t0s, (char *)NULL);
+			_exit(127);
+		}
+		close(fds[1]);
+		fp = fdopen(fds[0], "r");
+		if (pid < 0 || !fp || !fgets(line, sizeof(line), fp) ||
+		    sscanf(line, "%llu %lld", &a, &b) != 2)
+			die("%s probe: no answer", what);
+		fclose(fp);
+		waitpid(pid, &st, 0);
+		first[r] = a / 1000;
+		if (b >= 0)
+			patched[n_ok++] = ((uint64_t)b - a) / 1000;
+		sleep_ms(20);
+	}
+	figure_fmt(stats_of(first, (size_t)reps).p50, "us", NULL, "%s.start.p50",
+		   lib ? "dlopen" : "exec");
+	if (n_ok)
+		figure_fmt(stats_of(patched, n_ok).p50 / 1000.0, "ms", NULL, "%s.to_patched.p50", what);
+	figure_fmt((double)(reps - (int)n_ok), "count", NULL, "%s.not_patched_in_3s", what);
+	free(first);
+	free(patched);
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: bench-apply [-r REPS] [-t 0,1,16,64,256] [-f 1,10,100] [-N PREFIX] [-S]\n"
+		"       bench-apply -m MNT [-r REPS] [-t ...] [-N PREFIX]\n"
+		"       bench-apply -P PIDFILE -N NAME [-r REPS]\n"
+		"       bench-apply -m MNT -x REPS [-d LIB] [-N PREFIX]\n");
+	exit(2);
+}
+
+/* The label of a thread count in figure names: -t 0 is the lean 2-thread target. */
+static const char *cell_label(int threads, char *buf, size_t size)
+{
+	if (threads)
+		snprintf(buf, size, "t%d", threads);
+	else
+		snprintf(buf, size, "lean2");
+	return buf;
+}
+
 int main(int argc, char **argv)
 {
 	int threads[MAX_COUNTS] = { 1, 16, 64, 256 }, n_threads = 4;
 	int funcs[MAX_COUNTS] = { 1, 10, 100 }, n_funcs = 3;
 	struct patchset sets[MAX_COUNTS];
-	int reps = 100, opt;
+	int reps = 100, opt, probe_reps = 0;
 	time_t now = time(NULL);
 	char date[64];
 	uint64_t t_begin = now_ns();
-	const char *made_by = NULL;
+	const char *made_by = NULL, *pidfile = NULL, *lib = NULL;
 	double load[3];
-	bool made_by_self = false;
+	bool made_by_self = false, no_safety = false, call_done = false;
 
-	while ((opt = getopt(argc, argv, "r:t:f:h")) != -1) {
+	while ((opt = getopt(argc, argv, "r:t:f:m:N:P:x:d:Sh")) != -1) {
 		switch (opt) {
 		case 'r':
 			reps = atoi(optarg);
@@ -568,53 +782,86 @@ int main(int argc, char **argv)
 				if (funcs[i] != 1 && funcs[i] != 10 && funcs[i] != 100)
 					die("-f: patch sets exist for 1, 10 and 100 functions");
 			break;
+		case 'm':
+			mnt = optarg;
+			break;
+		case 'N':
+			prefix = optarg;
+			break;
+		case 'P':
+			pidfile = optarg;
+			break;
+		case 'x':
+			probe_reps = atoi(optarg);
+			if (probe_reps < 1 || probe_reps > 10000)
+				die("bad -x %s", optarg);
+			break;
+		case 'd':
+			lib = optarg;
+			break;
+		case 'S':
+			no_safety = true;
+			break;
 		default:
-			fprintf(stderr, "usage: bench-apply [-r REPS] [-t 1,16,64,256] [-f 1,10,100]\n");
-			return 2;
+			usage();
 		}
 	}
+	if (optind != argc || (lib && !probe_reps))
+		usage();
+	find_paths();
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (pidfile)
+		return fleet_floor(pidfile, reps, *prefix ? "" : "fleet.floor");
+	if (probe_reps)
+		return probes(probe_reps, lib);
 	if (sodium_init() < 0)
 		die("libsodium");
-	find_paths();
 	load_symbols();
-	for (int i = 0; i < n_funcs; i++) {
-		if (patchset_hp_build(&sets[i], funcs[i]) == 0) {
-			made_by = "hp build";
-		} else {
-			patchset_make(&sets[i], funcs[i]);
-			made_by_self = true;
+	if (mnt) {
+		/* the set is the store's: one column, whatever -f says */
+		n_funcs = 1;
+		made_by = "the store of the mount";
+	} else {
+		for (int i = 0; i < n_funcs; i++) {
+			if (patchset_hp_build(&sets[i], funcs[i]) == 0) {
+				made_by = "hp build";
+			} else {
+				patchset_make(&sets[i], funcs[i]);
+				made_by_self = true;
+			}
 		}
 	}
 
 	strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
 	if (getloadavg(load, 3) != 3)
 		load[0] = load[1] = load[2] = -1;
-	printf("bench-apply, %s, %ld cpus, load average %.1f %.1f %.1f, %d reps per cell%s\n", date,
-	       sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], reps,
+	printf("# bench-apply%s%s, %s, %ld cpus, load average %.1f %.1f %.1f, %d reps per cell%s\n",
+	       mnt ? " through " : "", mnt ? mnt : "", date, sysconf(_SC_NPROCESSORS_ONLN), load[0],
+	       load[1], load[2], reps,
 	       reps < 100 ? " (p99 of fewer than 100 reps is near the max)" : "");
-	printf("times in us; 'seen' = the target's longest heartbeat gap around the operation in which it was stopped\n");
-	printf("patch sets made by %s\n", made_by_self ? (made_by ? "hp build and, where it failed, this bench"
-						      : "this bench (hp build not available)")
-					      : "hp build");
+	printf("# times in us; 'seen' = the target's longest heartbeat gap around the operation in which it was stopped\n");
+	printf("# patch sets made by %s\n", made_by_self ? (made_by ? "hp build and, where it failed, this bench"
+							: "this bench (hp build not available)")
+						: made_by);
 #ifndef HAVE_ENGINE
-	printf("engine not built in this tree: apply/revert columns are skipped\n");
+	if (!mnt)
+		printf("# engine not built in this tree: apply/revert columns are skipped\n");
 #endif
-	printf("\n%7s %5s | %-15s | %-15s %6s | %-15s | %-15s %6s | %-15s | %s\n", "threads", "funcs",
-	       "floor p50/p99", "apply p50/p99", "ratio", "seen floor", "seen apply", "ratio",
-	       "revert p50/p99", "tries p50/max");
 
 	for (int ti = 0; ti < n_threads; ti++) {
 		struct target t;
 		struct safety_range ranges[BENCH_NFUNCS];
-		char names[BENCH_NFUNCS][8];
+		char names[BENCH_NFUNCS][8], lab[16];
 		unsigned char orig[5];
 		char mem[64];
 		int memfd, busy = 0;
 		uint64_t f99, *sc = calloc(reps, sizeof(uint64_t)), *sct = calloc(reps, sizeof(uint64_t));
 		struct stats ssc, ssct;
+		bool do_safety = !no_safety && !mnt;
 
 		if (!sc || !sct)
 			die("out of memory");
+		cell_label(threads[ti], lab, sizeof(lab));
 		target_start(&t, threads[ti]);
 		snprintf(mem, sizeof(mem), "/proc/%d/mem", (int)t.pid);
 		memfd = open(mem, O_RDWR | O_CLOEXEC);
@@ -635,20 +882,43 @@ int main(int argc, char **argv)
 		for (int fi = 0; fi < n_funcs; fi++) {
 			uint64_t *fl = calloc(reps, sizeof(uint64_t)), *flg = calloc(reps, sizeof(uint64_t));
 			uint64_t *ap = calloc(reps, sizeof(uint64_t)), *apg = calloc(reps, sizeof(uint64_t));
-			uint64_t *rv = calloc(reps, sizeof(uint64_t)), *tries = calloc(reps, sizeof(uint64_t));
-			struct stats sfl, sflg, sap = { 0 }, sapg = { 0 }, srv = { 0 }, str = { 0 };
+			uint64_t *rv = calloc(reps, sizeof(uint64_t)), *rvg = calloc(reps, sizeof(uint64_t));
+			uint64_t *tries = calloc(reps, sizeof(uint64_t));
+			struct stats sfl, sflg, sap = { 0 }, sapg = { 0 }, srv = { 0 }, srvg = { 0 },
+					       str = { 0 };
+			char cell[48], base[80], base_seen[80];
 			int done = 0;
 
-			if (!fl || !flg || !ap || !apg || !rv || !tries)
+			if (!fl || !flg || !ap || !apg || !rv || !rvg || !tries)
 				die("out of memory");
+			if (mnt)
+				snprintf(cell, sizeof(cell), "mount.%s", lab);
+			else
+				snprintf(cell, sizeof(cell), "stop.%s.f%d", lab, funcs[fi]);
 			for (int r = 0; r < reps; r++) {
 				fl[r] = floor_once(&t, memfd, f99, orig, &flg[r]);
-				if (fi == 0) {
+				if (fi == 0 && do_safety) {
 					sc[r] = safety_once(&t, ranges, BENCH_NFUNCS, &busy);
 					/* the path of kernels before 6.11 */
 					setenv("HP_SAFETY_MAPS_TEXT", "1", 1);
 					sct[r] = safety_once(&t, ranges, BENCH_NFUNCS, &busy);
 					unsetenv("HP_SAFETY_MAPS_TEXT");
+				}
+				if (mnt) {
+					uint64_t t0 = now_ns(), t1;
+
+					ap[done] = mount_write("apply", t.pid);
+					t1 = now_ns();
+					settle();
+					apg[done] = target_gap(&t, t0, t1) / 1000;
+					t0 = now_ns();
+					rv[done] = mount_write("revert", t.pid);
+					t1 = now_ns();
+					settle();
+					rvg[done] = target_gap(&t, t0, t1) / 1000;
+					tries[done] = 0;
+					done++;
+					continue;
 				}
 #ifdef HAVE_ENGINE
 				{
@@ -666,63 +936,71 @@ int main(int argc, char **argv)
 					tries[done] = res.n_tries;
 					settle();
 					apg[done] = target_gap(&t, t0, t1) / 1000;
+					t0 = now_ns();
 					rc = apply_revert(t.pid, build_id, NULL, &res);
+					t1 = now_ns();
 					if (rc < 0)
 						die("revert %d: %s", (int)t.pid, hp_errmsg(rc));
 					rv[done] = res.pause_us;
-					done++;
 					settle();
+					rvg[done] = target_gap(&t, t0, t1) / 1000;
+					done++;
 				}
 #endif
 			}
 			sfl = stats_of(fl, reps);
 			sflg = stats_of(flg, reps);
+			snprintf(base, sizeof(base), "%s.floor.p50", cell);
+			snprintf(base_seen, sizeof(base_seen), "%s.seen.floor.p50", cell);
+			figure_fmt(sfl.p50, "us", NULL, "%s.floor.p50", cell);
+			figure_fmt(sfl.p99, "us", NULL, "%s.floor.p99", cell);
+			figure_fmt(sflg.p50 / 1000.0, "us", NULL, "%s.seen.floor.p50", cell);
+			figure_fmt(sflg.p99 / 1000.0, "us", NULL, "%s.seen.floor.p99", cell);
 			if (done) {
 				sap = stats_of(ap, done);
 				sapg = stats_of(apg, done);
 				srv = stats_of(rv, done);
+				srvg = stats_of(rvg, done);
 				str = stats_of(tries, done);
-				printf("%7d %5d | %6llu / %6llu | %6llu / %6llu %5.2fx | %6llu / %6llu | %6llu / %6llu %5.2fx | %6llu / %6llu | %llu / %llu\n",
-				       threads[ti], funcs[fi], (unsigned long long)sfl.p50,
-				       (unsigned long long)sfl.p99, (unsigned long long)sap.p50,
-				       (unsigned long long)sap.p99, sfl.p50 ? (double)sap.p50 / sfl.p50 : 0,
-				       (unsigned long long)sflg.p50 / 1000, (unsigned long long)sflg.p99 / 1000,
-				       (unsigned long long)sapg.p50, (unsigned long long)sapg.p99,
-				       sflg.p50 ? (double)sapg.p50 * 1000 / sflg.p50 : 0,
-				       (unsigned long long)srv.p50, (unsigned long long)srv.p99,
-				       (unsigned long long)str.p50, (unsigned long long)str.max);
-			} else {
-				printf("%7d %5d | %6llu / %6llu | %15s %6s | %6llu / %6llu | %15s %6s | %15s |\n",
-				       threads[ti], funcs[fi], (unsigned long long)sfl.p50,
-				       (unsigned long long)sfl.p99, "-", "-",
-				       (unsigned long long)sflg.p50 / 1000, (unsigned long long)sflg.p99 / 1000,
-				       "-", "-", "-");
+				/* through the mount: the write's wall time; else the engine's pause_us */
+				figure_fmt(sap.p50, "us", base, "%s.apply.%s.p50", cell, mnt ? "wall" : "pause");
+				figure_fmt(sap.p99, "us", NULL, "%s.apply.%s.p99", cell, mnt ? "wall" : "pause");
+				figure_fmt(srv.p50, "us", base, "%s.revert.%s.p50", cell, mnt ? "wall" : "pause");
+				figure_fmt(srv.p99, "us", NULL, "%s.revert.%s.p99", cell, mnt ? "wall" : "pause");
+				figure_fmt(sapg.p50, "us", base_seen, "%s.seen.apply.p50", cell);
+				figure_fmt(sapg.p99, "us", NULL, "%s.seen.apply.p99", cell);
+				figure_fmt(srvg.p50, "us", base_seen, "%s.seen.revert.p50", cell);
+				figure_fmt(srvg.p99, "us", NULL, "%s.seen.revert.p99", cell);
+				if (!mnt)
+					figure_fmt((double)str.max, "tries", NULL, "%s.tries.max", cell);
 			}
-			fflush(stdout);
 			free(fl);
 			free(flg);
 			free(ap);
 			free(apg);
 			free(rv);
+			free(rvg);
 			free(tries);
 		}
 		close(memfd);
-		ssc = stats_of(sc, reps);
-		ssct = stats_of(sct, reps);
-		printf("%7d  safety_check of 100 ranges over %zu threads, all held: p50 %llu us, p99 %llu us; with /proc/PID/maps text (kernels < 6.11): p50 %llu us, p99 %llu us (%d of %d busy)\n",
-		       threads[ti], t.n_tids, (unsigned long long)ssc.p50, (unsigned long long)ssc.p99,
-		       (unsigned long long)ssct.p50, (unsigned long long)ssct.p99, busy, 2 * reps);
+		if (do_safety) {
+			ssc = stats_of(sc, reps);
+			ssct = stats_of(sct, reps);
+			figure_fmt(ssc.p50, "us", NULL, "safety.%s.n%zu.p50", lab, t.n_tids);
+			figure_fmt(ssct.p50, "us", NULL, "safety.%s.n%zu.mapstext.p50", lab, t.n_tids);
+			figure_fmt(busy, "count", NULL, "safety.%s.busy", lab);
+		}
 		free(sc);
 		free(sct);
 
-		if (ti == 0) {
+		if (!call_done && threads[ti] && !mnt) {
 			/* rounds x (unpatched, patched, reverted): median of the
 			 * per-round medians, and the fastest run seen */
 			enum { ROUNDS = 5 };
 			uint64_t med[3][ROUNDS], fast[3] = { UINT64_MAX, UINT64_MAX, UINT64_MAX };
 			int value[3] = { 0, 0, 0 }, n_states = 1;
-			static const char *const state_names[3] = { "unpatched", "patched  ", "reverted " };
 
+			call_done = true;
 			for (int round = 0; round < ROUNDS; round++) {
 				uint64_t m;
 
@@ -746,27 +1024,24 @@ int main(int argc, char **argv)
 				}
 #endif
 			}
-			printf("\ncall cost of f0 in the target (median of %d rounds of the median of 15 runs of %u calls; fastest run):\n",
-			       ROUNDS, t.shm->call_calls);
-			for (int k = 0; k < n_states; k++) {
+			for (int k = 0; k < 3; k++)
 				qsort(med[k], ROUNDS, sizeof(uint64_t), cmp_u64);
-				printf("  %s %6.2f ns/call (fastest %.2f), f0(1) = %d", state_names[k],
-				       med[k][ROUNDS / 2] / 1000.0, fast[k] / 1000.0, value[k]);
-				if (k == 1)
-					printf("%s, ratio %.2fx (fastest %.2fx)",
-					       value[1] == value[0] + 1 ? " (the patched code ran)" : " (NOT the patched code)",
-					       med[0][ROUNDS / 2] ? (double)med[1][ROUNDS / 2] / med[0][ROUNDS / 2] : 0,
-					       fast[0] ? (double)fast[1] / fast[0] : 0);
-				printf("\n");
+			figure("call.unpatched", med[0][ROUNDS / 2] / 1000.0, "ns", NULL);
+			figure("call.unpatched.fastest", fast[0] / 1000.0, "ns", NULL);
+			if (n_states == 3) {
+				if (value[1] != value[0] + 1)
+					die("call cost: the patched f0 did not run (f0(1) = %d, was %d)",
+					    value[1], value[0]);
+				figure("call.patched", med[1][ROUNDS / 2] / 1000.0, "ns", "call.unpatched");
+				figure("call.patched.fastest", fast[1] / 1000.0, "ns",
+				       "call.unpatched.fastest");
+				figure("call.reverted", med[2][ROUNDS / 2] / 1000.0, "ns", "call.unpatched");
 			}
-			if (n_states == 1)
-				printf("  patched   - (engine not built)\n");
-			printf("\n");
 		}
 		target_stop(&t);
 	}
-	for (int i = 0; i < n_funcs; i++)
+	for (int i = 0; !mnt && i < n_funcs; i++)
 		patchset_release(&sets[i]);
-	printf("\ntotal %.1f s\n", (now_ns() - t_begin) / 1e9);
+	printf("# total %.1f s\n", (now_ns() - t_begin) / 1e9);
 	return 0;
 }

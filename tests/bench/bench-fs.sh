@@ -2,7 +2,12 @@
 # bench-fs: browsing the catalog through hotpatchfs next to the same tree as
 # plain files, measured in the same run (the machine is shared and noisy).
 #
-#   tests/bench/bench-fs.sh [BUILD-DIR [N_SETS [REPS]]]   (default build, 10000, 5)
+#   tests/bench/bench-fs.sh [BUILD-DIR [N_SETS [REPS [defaults]]]]   (default build, 10000, 5)
+#
+# Human lines begin with '#'; the others are figures ("NAME VALUE UNIT [vs
+# BASELINE]", tests/bench/run). With "defaults" the second mount (the
+# timeouts) is left out. The daemon's resident memory is printed just after
+# the mount and after the walks (its caches of N_SETS sets).
 #
 # A store with N_SETS sets (real manifest, patch.so and signature blobs from
 # one hp build, repeated under 20 baselines x 2 months) is made with git
@@ -22,6 +27,7 @@ set -euo pipefail
 BUILD=$(cd "${1:-build}" && pwd)
 N=${2:-10000}
 REPS=${3:-5}
+ONLY_DEFAULTS=${4:-}
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 HP=$BUILD/cli/hp
 FS=$BUILD/fs/hotpatchfs
@@ -99,7 +105,7 @@ pair() {
 		c=$(now_ns)
 		t+=("$(((b - a) / 1000)) $(((c - b) / 1000))")
 	done
-	printf '%s\n' "${t[@]}" | awk -v label="$label" '
+	printf '%s\n' "${t[@]}" | awk -v label="$label" -v key="$3" '
 		function med(v, n,   i, j, x) {
 			for (i = 2; i <= n; i++)
 				for (j = i; j > 1 && v[j - 1] > v[j]; j--) { x = v[j]; v[j] = v[j - 1]; v[j - 1] = x }
@@ -107,9 +113,16 @@ pair() {
 		}
 		{ n++; p[n] = $1; m[n] = $2; r[n] = ($1 > 0 ? $2 / $1 : 0)
 		  lo = (n == 1 || r[n] < lo) ? r[n] : lo; hi = (n == 1 || r[n] > hi) ? r[n] : hi }
-		END { printf "%-34s %9d %9d %8.2fx  %.2f-%.2fx\n", label, med(p, n) / 1000,
-		      med(m, n) / 1000, med(r, n), lo, hi }'
+		END { printf "# %-34s %9d %9d %8.2fx  %.2f-%.2fx\n", label, med(p, n) / 1000,
+		      med(m, n) / 1000, med(r, n), lo, hi
+		      if (key != "") {
+			printf "fs.%s.plain %d ms\nfs.%s.mount %d ms vs fs.%s.plain\n", key,
+			       med(p, n) / 1000, key, med(m, n) / 1000, key
+			printf "fs.%s.pair_ratio %.2f x\n", key, med(r, n)
+		      } }'
 }
+# rss KEY: the daemon's resident memory now (kB).
+rss() { echo "fs.daemon.$1 $(awk '/^VmRSS:/ { print $2 }' "/proc/$FS_PID/status") kB${2:+ vs fs.daemon.$2}"; }
 walk() { find "$1" >/dev/null; }
 walk_cat() { find "$1" -type f -exec cat {} + >/dev/null; }
 cat_each() { find "$1" -name manifest | sed -n '1,1000p' | while read -r f; do cat "$f"; done >/dev/null; }
@@ -132,18 +145,21 @@ umount_fs() {
 }
 
 mount_fs
+rss rss_mounted
 n_mnt=$(find "$MNT/catalog" -type f | wc -l)
 [ "$n_mnt" -eq "$n_files" ] || { echo "bench-fs: mount shows $n_mnt files, plain $n_files" >&2; exit 1; }
-echo "bench-fs: $N sets, $n_files files; plain and mount in turn, $REPS pairs (ms, ratio of pairs)"
-printf '%-34s %9s %9s %9s  %s\n' "" "plain" "mount" "ratio" "range"
-echo "defaults:"
-pair "find (walk + stat)" walk
-pair "find + cat every file" walk_cat
-pair "cat 1000 manifests, one by one" cat_each
+echo "# bench-fs: $N sets, $n_files files; plain and mount in turn, $REPS pairs (ms, ratio of pairs)"
+printf '# %-34s %9s %9s %9s  %s\n' "" "plain" "mount" "ratio" "range"
+echo "# defaults:"
+pair "find (walk + stat)" walk find
+pair "find + cat every file" walk_cat find_cat
+pair "cat 1000 manifests, one by one" cat_each cat_1000
+rss rss_after_walks rss_mounted
 umount_fs
+[ "$ONLY_DEFAULTS" = defaults ] && exit 0
 
 mount_fs -o entry_timeout=1,attr_timeout=1
-echo "with -o entry_timeout=1,attr_timeout=1:"
+echo "# with -o entry_timeout=1,attr_timeout=1:"
 pair "find (walk + stat)" walk
 pair "find + cat every file" walk_cat
 pair "cat 1000 manifests, one by one" cat_each

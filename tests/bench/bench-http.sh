@@ -37,7 +37,10 @@ cleanup() {
 trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "bench-http: wrk not installed (scripts/install-deps.sh)" >&2; exit 1; }
-bench_store
+export HP_STORE=$TMP/store.git
+"$HP" store init >/dev/null
+"$HP" key generate "$TMP/key" >/dev/null
+"$HP" key trust "$TMP/key/hotpatch.pub" >/dev/null
 "$HP" build --target "$ZD_BIN" --baseline 2026.01 --month 2026-02 --name http-body \
 	--sign "$TMP/key/hotpatch.key" -o "$TMP/http.tar.gz" "$SRC/tests/fixtures/http/http-fix.c" >/dev/null
 "$HP" import "$TMP/http.tar.gz" >/dev/null

@@ -63,7 +63,9 @@ cold=$(ms)
 lines=$(wc -l <"$TMP/report")
 warm=$(for _ in $(seq "$REPS"); do ms; done | median)
 recheck=$(for _ in $(seq "$REPS"); do sleep 1.1; ms; done | median)
-printf 'processes %s, report lines %s (4 of them ours: 2 demo-servers, 2 renamed copies; an older build lists only the first 2)\n' \
+printf '# processes %s, report lines %s (4 of them ours: 2 demo-servers, 2 renamed copies; an older build lists only the first 2)\n' \
 	"$(ls /proc | grep -c '^[0-9]')" "$lines"
-printf 'cat report, ms: cold %.1f  warm median %s  recheck median %s  (%s reps, %s)\n' \
+printf '# cat report, ms: cold %.1f  warm median %s  recheck median %s  (%s reps, %s)\n' \
 	"$(echo "$cold" | awk '{ print $1 / 1000 }')" "$warm" "$recheck" "$REPS" "$FS"
+printf 'report.cold %.1f ms\nreport.warm %s ms\nreport.recheck %s ms\n' \
+	"$(echo "$cold" | awk '{ print $1 / 1000 }')" "$warm" "$recheck"

@@ -47,6 +47,13 @@ static void die(const char *what, int r)
 	exit(1);
 }
 
+/* A figure for tests/bench/run: "NAME VALUE UNIT [vs BASELINE]". */
+static void figure(const char *name, double v, const char *unit, const char *base)
+{
+	printf("store.%s %.*f %s%s%s\n", name, v < 10 ? 2 : v < 100 ? 1 : 0, v, unit,
+	       base ? " vs store." : "", base ? base : "");
+}
+
 static void write_plain(const char *dir, const struct bundle *b)
 {
 	static const char *const names[] = { "manifest", "patch.so", "signature" };
@@ -153,14 +160,17 @@ static void bench_import(const char *key, const char *pub, int n)
 		free(first);
 		free(last);
 	}
-	printf("import: %d bundles (tar.gz, signed), one commit each: %.2f s, %.0f bundles/s\n", n,
+	printf("# import: %d bundles (tar.gz, signed), one commit each: %.2f s, %.0f bundles/s\n", n,
 	       (double)total_imp / 1e6, n / ((double)total_imp / 1e6));
-	printf("import: per bundle median %llu us, p99 %llu us; first 100 median %llu us, last 100 median %llu us\n",
+	printf("# import: per bundle median %llu us, p99 %llu us; first 100 median %llu us, last 100 median %llu us\n",
 	       (unsigned long long)pct(t_imp, (size_t)n, 0.5), (unsigned long long)pct(t_imp, (size_t)n, 0.99),
 	       (unsigned long long)first_med, (unsigned long long)last_med);
-	printf("baseline: the same 3 files per set as plain files: median %llu us, total %.2f s; import/plain %.1fx\n",
+	printf("# baseline: the same 3 files per set as plain files: median %llu us, total %.2f s; import/plain %.1fx\n",
 	       (unsigned long long)pct(t_plain, (size_t)n, 0.5), (double)total_plain / 1e6,
 	       (double)total_imp / (double)(total_plain ? total_plain : 1));
+	figure("import.rate", n / ((double)total_imp / 1e6), "bundles/s", NULL);
+	figure("import.plain.p50", (double)pct(t_plain, (size_t)n, 0.5), "us", NULL);
+	figure("import.p50", (double)pct(t_imp, (size_t)n, 0.5), "us", "import.plain.p50");
 	for (int i = 0; i < n; i++) {
 		hp_buf_release(&files[i]);
 		bundle_release(&bs[i]);
@@ -290,7 +300,7 @@ static void bench_lookup(const char *key, const char *pub, int n)
 	t0 = hp_now_us();
 	build_big(st, key, &bg);
 	t_build = hp_now_us() - t0;
-	printf("lookup: store with %d sets built in one commit in %.1f s\n", n, (double)t_build / 1e6);
+	printf("# lookup: store with %d sets built in one commit in %.1f s\n", n, (double)t_build / 1e6);
 
 	if ((r = store_snap_open(st, &snap)) < 0)
 		die("snap", r);
@@ -363,22 +373,28 @@ static void bench_lookup(const char *key, const char *pub, int n)
 			hp_buf_release(&sg);
 		}
 	}
-	printf("lookup: index built on first lookup in %.1f ms\n", (double)t_index / 1e3);
+	printf("# lookup: index built on first lookup in %.1f ms\n", (double)t_index / 1e3);
+	figure("index.first_lookup", (double)t_index / 1e3, "ms", NULL);
 	{
 		uint64_t lm = pct(t_look, Q, 0.5), lp = pct(t_look, Q, 0.99);
 		uint64_t bm = pct(t_blob, Q, 0.5), bp = pct(t_blob, Q, 0.99);
 		uint64_t pm = pct(t_plain, Q, 0.5), pp = pct(t_plain, Q, 0.99);
 
-		printf("lookup: store_lookup (index + read + verify ed25519 + sha256): median %llu us, p99 %llu us\n",
+		printf("# lookup: store_lookup (index + read + verify ed25519 + sha256): median %llu us, p99 %llu us\n",
 		       (unsigned long long)lm, (unsigned long long)lp);
-		printf("baseline: git_blob_lookup of the same 3 blobs: median %llu us, p99 %llu us; lookup/blob %.1fx\n",
+		printf("# baseline: git_blob_lookup of the same 3 blobs: median %llu us, p99 %llu us; lookup/blob %.1fx\n",
 		       (unsigned long long)bm, (unsigned long long)bp, (double)lm / (double)(bm ? bm : 1));
 		uint64_t cm = pct(t_crypto, Q, 0.5), cp = pct(t_crypto, Q, 0.99);
 
-		printf("baseline: reading the same 3 files from disk: median %llu us, p99 %llu us; lookup/plain %.1fx\n",
+		printf("# baseline: reading the same 3 files from disk: median %llu us, p99 %llu us; lookup/plain %.1fx\n",
 		       (unsigned long long)pm, (unsigned long long)pp, (double)lm / (double)(pm ? pm : 1));
-		printf("baseline: same files + ed25519 verify + sha256 (the floor of a verified read): median %llu us, p99 %llu us; lookup/floor %.1fx\n",
+		printf("# baseline: same files + ed25519 verify + sha256 (the floor of a verified read): median %llu us, p99 %llu us; lookup/floor %.1fx\n",
 		       (unsigned long long)cm, (unsigned long long)cp, (double)lm / (double)(cm ? cm : 1));
+		figure("lookup.plain.p50", (double)pm, "us", NULL);
+		figure("lookup.blob.p50", (double)bm, "us", NULL);
+		figure("lookup.floor.p50", (double)cm, "us", NULL);
+		figure("lookup.p50", (double)lm, "us", "lookup.floor.p50");
+		figure("lookup.p99", (double)lp, "us", NULL);
 	}
 	store_snap_free(snap);
 
@@ -404,9 +420,11 @@ static void bench_lookup(const char *key, const char *pub, int n)
 			read_plain(path);
 		}
 		t_disk = hp_now_us() - t0;
-		printf("snapshot: stat+read of all %d files: %.1f ms cold; plain files %.1f ms; snap/plain %.1fx\n",
+		printf("# snapshot: stat+read of all %d files: %.1f ms cold; plain files %.1f ms; snap/plain %.1fx\n",
 		       3 * n, (double)t_snap / 1e3, (double)t_disk / 1e3,
 		       (double)t_snap / (double)(t_disk ? t_disk : 1));
+		figure("snapshot.plain", (double)t_disk / 1e3, "ms", NULL);
+		figure("snapshot.walk", (double)t_snap / 1e3, "ms", "snapshot.plain");
 		t0 = hp_now_us();
 		for (int i = 0; i < n; i++)
 			for (int k = 0; k < 3; k++) {
@@ -415,7 +433,7 @@ static void bench_lookup(const char *key, const char *pub, int n)
 					die("snap stat", -EIO);
 			}
 		t_snap = hp_now_us() - t0;
-		printf("snapshot: stat of all %d files again (directories cached): %.1f ms, %.2f us each\n",
+		printf("# snapshot: stat of all %d files again (directories cached): %.1f ms, %.2f us each\n",
 		       3 * n, (double)t_snap / 1e3, (double)t_snap / (3.0 * n));
 		store_snap_free(snap);
 
@@ -423,11 +441,11 @@ static void bench_lookup(const char *key, const char *pub, int n)
 		t0 = hp_now_us();
 		if ((r = store_pack(st)) < 0)
 			die("pack", r);
-		printf("pack: %d loose objects packed in %.1f ms\n", r, (double)(hp_now_us() - t0) / 1e3);
+		printf("# pack: %d loose objects packed in %.1f ms\n", r, (double)(hp_now_us() - t0) / 1e3);
 		if ((r = store_snap_open(st, &snap)) < 0)
 			die("snap", r);
 		t_snap = snap_walk(snap, &bg);
-		printf("snapshot: stat+read of all %d files, packed store: %.1f ms cold; snap/plain %.1fx\n",
+		printf("# snapshot: stat+read of all %d files, packed store: %.1f ms cold; snap/plain %.1fx\n",
 		       3 * n, (double)t_snap / 1e3, (double)t_snap / (double)(t_disk ? t_disk : 1));
 		store_snap_free(snap);
 		if ((r = store_snap_open(st, &snap)) < 0)
@@ -436,7 +454,7 @@ static void bench_lookup(const char *key, const char *pub, int n)
 		if ((r = store_lookup(snap, bg.bids[1], NULL, &ps)) < 0)
 			die("lookup", r);
 		store_patchset_free(ps);
-		printf("lookup: index built on first lookup, packed store, set infos memoised: %.1f ms\n",
+		printf("# lookup: index built on first lookup, packed store, set infos memoised: %.1f ms\n",
 		       (double)(hp_now_us() - t0) / 1e3);
 		store_snap_free(snap);
 	}
@@ -456,14 +474,14 @@ static void bench_lookup(const char *key, const char *pub, int n)
 		t0 = hp_now_us();
 		if ((r = store_import_buf(st, file.data, file.len, NULL, NULL)) != 0)
 			die("import one more", r);
-		printf("lookup: one more import into the %d-set store: %.1f ms\n", n,
+		printf("# lookup: one more import into the %d-set store: %.1f ms\n", n,
 		       (double)(hp_now_us() - t0) / 1e3);
 		if ((r = store_snap_open(st, &snap)) < 0)
 			die("snap", r);
 		t0 = hp_now_us();
 		if ((r = store_lookup(snap, "99999999", NULL, &ps)) < 0)
 			die("lookup", r);
-		printf("lookup: index of the next commit (new snapshot, set infos memoised by tree id): %.1f ms\n",
+		printf("# lookup: index of the next commit (new snapshot, set infos memoised by tree id): %.1f ms\n",
 		       (double)(hp_now_us() - t0) / 1e3);
 		store_patchset_free(ps);
 		store_snap_free(snap);

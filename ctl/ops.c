@@ -182,10 +182,15 @@ static void hold_check(const struct ctl_caller *who, struct apply_opts *o)
 	o->may_patch_arg = (void *)who;
 }
 
+/*
+ * pre: the process as inspected by the caller ("all" inspects each process
+ * once, to choose it), taken over; NULL: inspected here.
+ */
 static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, const char *month,
-		     const char *target, bool pending_only, struct ctl_result *res)
+		     const char *target, bool pending_only, struct apply_proc *pre,
+		     struct ctl_result *res)
 {
-	struct apply_proc *p = NULL;
+	struct apply_proc *p = pre;
 	struct ctl_snap *s = NULL;
 	struct apply_opts aopts = { c->budget_ms, NULL, NULL };
 	bool begun = false;
@@ -211,13 +216,15 @@ static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, con
 		goto out;
 	}
 	/* Auto-apply looks often: the cheap maps filter first (names, cached build-ids). */
-	if (pending_only && !ctl_maps_known(c, s->snap, pid, hp_now_us())) {
+	if (!p && pending_only && !ctl_maps_known(c, s->snap, pid, hp_now_us())) {
 		r = 0;
 		goto out;
 	}
-	r = apply_inspect(pid, &p);
-	if (r < 0)
-		goto out;
+	if (!p) {
+		r = apply_inspect(pid, &p);
+		if (r < 0)
+			goto out;
+	}
 	snprintf(res->comm, sizeof(res->comm), "%s", p->comm);
 	ctl_outcome_begin(c, pid, p->start_time);
 	begun = true;
@@ -283,19 +290,21 @@ out:
 int ctl_apply(struct ctl *c, const struct ctl_caller *who, pid_t pid, const char *month,
 	      struct ctl_result *ret)
 {
-	return apply_one(c, who, pid, month, NULL, false, ret);
+	return apply_one(c, who, pid, month, NULL, false, NULL, ret);
 }
 
 int ctl_apply_pending(struct ctl *c, pid_t pid, struct ctl_result *ret)
 {
 	static const struct ctl_caller root = { 0, 0 };
 
-	return apply_one(c, &root, pid, NULL, NULL, true, ret);
+	return apply_one(c, &root, pid, NULL, NULL, true, NULL, ret);
 }
 
-int ctl_revert(struct ctl *c, const struct ctl_caller *who, pid_t pid, struct ctl_result *ret)
+/* pre: as for apply_one. */
+static int revert_one(struct ctl *c, const struct ctl_caller *who, pid_t pid,
+		      struct apply_proc *pre, struct ctl_result *ret)
 {
-	struct apply_proc *p = NULL;
+	struct apply_proc *p = pre;
 	struct apply_opts aopts = { c->budget_ms, NULL, NULL };
 	struct apply_result ar;
 	bool begun = false;
@@ -309,9 +318,11 @@ int ctl_revert(struct ctl *c, const struct ctl_caller *who, pid_t pid, struct ct
 	if (r < 0)
 		goto out;
 	hold_check(who, &aopts);
-	r = apply_inspect(pid, &p);
-	if (r < 0)
-		goto out;
+	if (!p) {
+		r = apply_inspect(pid, &p);
+		if (r < 0)
+			goto out;
+	}
 	snprintf(ret->comm, sizeof(ret->comm), "%s", p->comm);
 	if (p->n_applied == 0) {
 		r = hp_err(-ENOENT, "nothing applied to process %d (%s)", (int)pid, p->comm);
@@ -336,20 +347,21 @@ out:
 	return r;
 }
 
+int ctl_revert(struct ctl *c, const struct ctl_caller *who, pid_t pid, struct ctl_result *ret)
+{
+	return revert_one(c, who, pid, NULL, ret);
+}
+
 /* ---- all ----------------------------------------------------------------- */
 
-/* Does pid map a target with a published set (named target, if given)? Or, for revert, hold one? */
-static bool candidate(struct store_snap *snap, pid_t pid, bool revert, const char *target)
+/* Does p map a target with a published set (named target, if given)? Or, for revert, hold one? */
+static bool candidate(struct store_snap *snap, const struct apply_proc *p, bool revert,
+		      const char *target)
 {
-	struct apply_proc *p = NULL;
 	bool yes = false;
 
-	if (apply_inspect(pid, &p) < 0)
-		return false;
-	if (revert) {
-		yes = p->n_applied > 0;
-		goto out;
-	}
+	if (revert)
+		return p->n_applied > 0;
 	for (size_t i = 0; i < p->n_objects && !yes; i++) {
 		struct store_target_info ti;
 		char name[256];
@@ -365,13 +377,12 @@ static bool candidate(struct store_snap *snap, pid_t pid, bool revert, const cha
 					   target));
 		store_target_info_release(&ti);
 	}
-out:
-	apply_proc_free(p);
 	return yes;
 }
 
 struct all_job {
 	struct ctl *c;
+	struct store_snap *snap;
 	const struct ctl_caller *who;
 	const struct ctl_cmd *cmd;
 	bool revert;
@@ -387,11 +398,18 @@ static void *all_worker(void *arg)
 
 	while ((i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->n) {
 		pid_t pid = j->res[i].pid;
+		struct apply_proc *p = NULL;
 
+		/* inspected once: to choose it, then to patch it */
+		if (apply_inspect(pid, &p) < 0 || !candidate(j->snap, p, j->revert, j->cmd->target)) {
+			apply_proc_free(p);
+			j->res[i].pid = 0; /* not ours: no result */
+			continue;
+		}
 		if (j->revert)
-			ctl_revert(j->c, j->who, pid, &j->res[i]);
+			revert_one(j->c, j->who, pid, p, &j->res[i]);
 		else
-			apply_one(j->c, j->who, pid, NULL, j->cmd->target, false, &j->res[i]);
+			apply_one(j->c, j->who, pid, NULL, j->cmd->target, false, p, &j->res[i]);
 	}
 	return NULL;
 }
@@ -429,15 +447,15 @@ static int run_all(struct ctl *c, const struct ctl_caller *who, bool revert,
 		r = -ENOMEM;
 		goto out;
 	}
+	/* which of them are candidates, the workers find out (in parallel) */
 	for (size_t i = 0; i < n; i++) {
 		if (ctl_may_patch(who, pids[i]) < 0)
-			continue;
-		if (!candidate(s->snap, pids[i], revert, cmd->target))
 			continue;
 		job.res[m++].pid = pids[i];
 	}
 	hp_err_clear();
 	job.c = c;
+	job.snap = s->snap;
 	job.who = who;
 	job.cmd = cmd;
 	job.revert = revert;
@@ -452,6 +470,11 @@ static int run_all(struct ctl *c, const struct ctl_caller *who, bool revert,
 	all_worker(&job);
 	for (size_t i = 0; i < n_threads; i++)
 		pthread_join(th[i], NULL);
+	n = 0;
+	for (size_t i = 0; i < m; i++)
+		if (job.res[i].pid)
+			job.res[n++] = job.res[i];
+	m = n;
 	r = 0;
 	for (size_t i = 0; i < m; i++) {
 		if (job.res[i].err < 0) {

@@ -251,6 +251,7 @@ static const struct {
 	{ EKEYREJECTED, "EKEYREJECTED" }, { ETIMEDOUT, "ETIMEDOUT" },
 	{ EEXIST, "EEXIST" }, { ENOSPC, "ENOSPC" }, { EFBIG, "EFBIG" },
 	{ ENOSYS, "ENOSYS" }, { EAGAIN, "EAGAIN" }, { ENOTDIR, "ENOTDIR" },
+	{ EISDIR, "EISDIR" }, { EROFS, "EROFS" },   { ENAMETOOLONG, "ENAMETOOLONG" },
 };
 
 const char *ctl_errno_name(int err)

@@ -1,16 +1,33 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Auto-apply: the kernel's proc connector (netlink, root only) reports each
- * exec; a worker patches the new process within milliseconds. Its libraries
- * are mapped by ld.so after the exec event, so the worker looks again on a
- * short schedule (about half a second in all) before it lets a process go.
+ * Auto-apply: a process that maps a target with a published set is patched
+ * within milliseconds of the mapping, at exec or at any later dlopen, with
+ * no polling of processes. Two kernel event sources, read by one listener
+ * thread (both root only):
+ *
+ * - the proc connector (netlink) reports each exec: the new program's own
+ *   binary, and the libraries ld.so maps right after;
+ * - fanotify reports each open of a file on the filesystems mounted here
+ *   (FAN_MARK_FILESYSTEM, FAN_OPEN, with the opened file's name:
+ *   FAN_REPORT_DFID_NAME, so no descriptor is made per event). A process
+ *   maps a library by opening it first, so an open of a file named as a
+ *   target with a published set (the store's names, kept per snapshot) is
+ *   the sign that a mapping follows: dlopen, or an exec's libraries.
+ *
+ * Either way the opener or the new process is looked at on a short
+ * schedule (0, 1, 2, 4 ... 256 ms after the event) until what it maps is
+ * patched or the schedule ends: the mapping follows the open within
+ * microseconds. A queue overflow (FAN_Q_OVERFLOW: events were lost) looks
+ * once at every process that maps a known target.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/cn_proc.h>
 #include <linux/connector.h>
 #include <linux/netlink.h>
 #include <poll.h>
+#include <sys/fanotify.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +45,19 @@ static const unsigned auto_schedule_ms[] = { 0, 1, 2, 4, 8, 16, 32, 64, 128, 256
 
 struct hpfs_auto_item {
 	pid_t pid;
-	uint64_t exec_us;
+	uint64_t exec_us;  /* the event's time: the exec, or the open */
+	bool opened;       /* an open of a target file (else an exec) */
 	unsigned tries;
 	struct hpfs_auto_item *next;
 };
 
 static size_t queue_len;
+
+/* fanotify: the descriptor, and the target names with a published set (per snapshot). */
+static int fan_fd = -1;
+static char **fan_names;
+static size_t fan_n_names;
+static char fan_commit[41];
 
 static int listen_socket(void)
 {
@@ -74,14 +98,30 @@ static int listen_socket(void)
 	return fd;
 }
 
-static void enqueue(pid_t pid)
+/*
+ * Look at PID on the schedule from now. A pid already queued starts its
+ * schedule again, unless that is an exec's and this an open (an exec opens
+ * its program and ld.so its libraries: the exec's schedule covers them).
+ */
+static void enqueue(pid_t pid, bool opened)
 {
 	struct hpfs_auto_item *it;
 
 	pthread_mutex_lock(&hpfs.auto_lock);
-	if (queue_len < AUTO_QUEUE_MAX && (it = calloc(1, sizeof(*it)))) {
+	for (it = hpfs.auto_queue; it; it = it->next)
+		if (it->pid == pid)
+			break;
+	if (it && (!opened || it->opened)) {
+		it->exec_us = hp_now_us();
+		it->opened = opened;
+		it->tries = 0;
+		pthread_cond_signal(&hpfs.auto_cond);
+	} else if (it) {
+		/* an exec's schedule is running: it covers the opens of ld.so (and of the exec) */
+	} else if (queue_len < AUTO_QUEUE_MAX && (it = calloc(1, sizeof(*it)))) {
 		it->pid = pid;
 		it->exec_us = hp_now_us();
+		it->opened = opened;
 		it->next = hpfs.auto_queue;
 		hpfs.auto_queue = it;
 		queue_len++;
@@ -90,23 +130,209 @@ static void enqueue(pid_t pid)
 	pthread_mutex_unlock(&hpfs.auto_lock);
 }
 
+/* ---- fanotify: opens of target files ------------------------------------------ */
+
+/* Filesystems that hold no programs or libraries (or are ours): not marked. */
+static bool fan_skip_type(const char *type)
+{
+	static const char *const skip[] = {
+		"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "debugfs", "tracefs",
+		"securityfs", "fusectl", "bpf", "pstore", "configfs", "hugetlbfs", "autofs",
+		"binfmt_misc", "efivarfs", "rpc_pipefs", "nsfs", "fuse.hotpatchfs",
+	};
+
+	for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
+		if (!strcmp(type, skip[i]))
+			return true;
+	return false;
+}
+
+/* A mountinfo field with its octal escapes (\040 for a blank) undone, in place. */
+static char *unescape(char *s)
+{
+	char *w = s;
+
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+	return s;
+}
+
+/*
+ * Mark every filesystem mounted here for FAN_OPEN (on) or drop the marks
+ * (off). A filesystem that cannot report file names (no file handles) is
+ * left out: its libraries are seen at exec only. Returns how many were marked.
+ */
+static int fan_mark_all(bool on)
+{
+	char line[8192];
+	FILE *f;
+	int n = 0;
+
+	if (fan_fd < 0)
+		return 0;
+	if (!on) {
+		fanotify_mark(fan_fd, FAN_MARK_FLUSH | FAN_MARK_FILESYSTEM, 0, AT_FDCWD, NULL);
+		return 0;
+	}
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	/* "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw" */
+	while (fgets(line, sizeof(line), f)) {
+		char *field[5], *sep, *type, *save = NULL, *p = line;
+
+		for (int i = 0; i < 5; i++, p = NULL)
+			field[i] = strtok_r(p, " ", &save);
+		sep = field[4] ? strstr(field[4] + strlen(field[4]) + 1, " - ") : NULL;
+		if (!field[4] || !sep)
+			continue;
+		type = strtok_r(sep + 3, " ", &save);
+		if (!type || fan_skip_type(type))
+			continue;
+		if (fanotify_mark(fan_fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN, AT_FDCWD,
+				  unescape(field[4])) == 0)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+static int add_name(void *ctx, const struct store_set_info *si)
+{
+	char ***v = ctx;
+
+	for (size_t i = 0; i < fan_n_names; i++)
+		if (!strcmp((*v)[i], si->target))
+			return 0;
+	{
+		char **more = realloc(*v, (fan_n_names + 1) * sizeof(**v));
+
+		if (!more)
+			return 0;
+		*v = more;
+		more[fan_n_names] = strdup(si->target);
+		if (more[fan_n_names])
+			fan_n_names++;
+	}
+	return 0;
+}
+
+/* The target names with a published set, again when the store's HEAD moved (listener only). */
+static void fan_names_refresh(void)
+{
+	struct ctl_snap *snap = NULL;
+
+	if (ctl_snap_get(hpfs.ctl, false, &snap) < 0)
+		return;
+	if (strcmp(fan_commit, ctl_snap_commit(snap))) {
+		for (size_t i = 0; i < fan_n_names; i++)
+			free(fan_names[i]);
+		fan_n_names = 0;
+		store_list_sets(ctl_snap_store(snap), NULL, NULL, add_name, &fan_names);
+		snprintf(fan_commit, sizeof(fan_commit), "%s", ctl_snap_commit(snap));
+	}
+	ctl_snap_unref(snap);
+}
+
+static bool fan_is_target(const char *name)
+{
+	for (size_t i = 0; i < fan_n_names; i++)
+		if (!strcmp(fan_names[i], name))
+			return true;
+	return false;
+}
+
+/* Every process that maps a known target: once, after the kernel lost events. */
+static void fan_overflow(void)
+{
+	pid_t *pids = NULL;
+	size_t n = 0;
+
+	if (ctl_list(hpfs.ctl, &pids, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		enqueue(pids[i], true);
+	free(pids);
+}
+
+static void fan_read(pid_t self)
+{
+	char buf[16384] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
+	bool refreshed = false;
+	ssize_t n;
+
+	while ((n = read(fan_fd, buf, sizeof(buf))) > 0) {
+		struct fanotify_event_metadata *m = (struct fanotify_event_metadata *)buf;
+
+		for (; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
+			const char *end = (const char *)m + m->event_len;
+			const char *p = (const char *)m + m->metadata_len;
+
+			if (m->vers != FANOTIFY_METADATA_VERSION)
+				return;
+			if (m->mask & FAN_Q_OVERFLOW) {
+				fan_overflow();
+				continue;
+			}
+			if (m->pid <= 0 || m->pid == self ||
+			    !__atomic_load_n(&hpfs.auto_on, __ATOMIC_RELAXED))
+				continue;
+			/* the info records: the one with the parent's handle and the name */
+			while (p + sizeof(struct fanotify_event_info_header) <= end) {
+				const struct fanotify_event_info_fid *fid = (const void *)p;
+				const struct file_handle *fh;
+				const char *name;
+
+				if (fid->hdr.len < sizeof(*fid) + sizeof(*fh) || p + fid->hdr.len > end)
+					break;
+				if (fid->hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+					fh = (const struct file_handle *)fid->handle;
+					name = (const char *)fh->f_handle + fh->handle_bytes;
+					if (name < p + fid->hdr.len && memchr(name, '\0', (size_t)(p + fid->hdr.len - name))) {
+						if (!refreshed) {
+							fan_names_refresh();
+							refreshed = true;
+						}
+						if (fan_is_target(name))
+							enqueue(m->pid, true);
+					}
+				}
+				p += fid->hdr.len;
+			}
+		}
+	}
+}
+
 static void *listener(void *arg)
 {
 	char buf[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
 	pid_t self = getpid();
 
 	for (;;) {
-		struct pollfd pfd[2] = { { hpfs.auto_sock, POLLIN, 0 }, { hpfs.auto_stop[0], POLLIN, 0 } };
+		struct pollfd pfd[3] = { { hpfs.auto_sock, POLLIN, 0 }, { hpfs.auto_stop[0], POLLIN, 0 },
+					 { fan_fd, POLLIN, 0 } };
 		ssize_t n;
 
-		if (poll(pfd, 2, -1) < 0) {
+		if (poll(pfd, fan_fd >= 0 ? 3 : 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		if (pfd[1].revents)
 			break;
-		n = recv(hpfs.auto_sock, buf, sizeof(buf), 0);
+		if (fan_fd >= 0 && pfd[2].revents)
+			fan_read(self);
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		n = recv(hpfs.auto_sock, buf, sizeof(buf), MSG_DONTWAIT);
 		if (n <= 0) {
 			if (n < 0 && (errno == EINTR || errno == ENOBUFS || errno == EAGAIN))
 				continue;
@@ -129,7 +355,7 @@ static void *listener(void *arg)
 			    ev.event_data.exec.process_tgid == self)
 				continue;
 			if (__atomic_load_n(&hpfs.auto_on, __ATOMIC_RELAXED))
-				enqueue(ev.event_data.exec.process_tgid);
+				enqueue(ev.event_data.exec.process_tgid, false);
 		}
 	}
 	return NULL;
@@ -139,19 +365,22 @@ static void *listener(void *arg)
 static bool look(struct hpfs_auto_item *it)
 {
 	struct ctl_result res;
-	char extra[64];
+	char extra[64], why[PATH_MAX + 32];
 	int r;
 
 	/* Turned off meanwhile: let it go (and do not undo a revert made since). */
 	if (!__atomic_load_n(&hpfs.auto_on, __ATOMIC_RELAXED))
 		return true;
+	/* Processes the configuration opts out (exclude-exe, -name, -unit): never touched. */
+	if (hpfs_config_excluded(it->pid, why, sizeof(why)))
+		return true;
 	r = ctl_apply_pending(hpfs.ctl, it->pid, &res);
 	if (r == -ESRCH)
 		return true;
 	if (r == 0 && res.n_sets > 0 && res.changed) {
-		snprintf(extra, sizeof(extra), "after_exec_us=%llu",
+		snprintf(extra, sizeof(extra), "%s=%llu", it->opened ? "after_open_us" : "after_exec_us",
 			 (unsigned long long)(hp_now_us() - it->exec_us));
-		hpfs_log_event("auto-apply", it->pid, res.set_id, 0, NULL, true, res.pause_us, extra);
+		hpfs_log_event("auto-apply", 0, it->pid, res.set_id, 0, NULL, true, res.pause_us, extra);
 		pthread_mutex_lock(&hpfs.lock);
 		hpfs.n_auto++;
 		pthread_mutex_unlock(&hpfs.lock);
@@ -160,7 +389,7 @@ static bool look(struct hpfs_auto_item *it)
 	if (it->tries >= AUTO_TRIES) {
 		/* A failure that lasted the whole schedule is worth a line. */
 		if (r < 0)
-			hpfs_log_event("auto-apply", it->pid, NULL, r, res.msg, false, 0, NULL);
+			hpfs_log_event("auto-apply", 0, it->pid, NULL, r, res.msg, false, 0, NULL);
 		return true;
 	}
 	return false;
@@ -238,6 +467,16 @@ int hpfs_auto_set(bool on)
 			close(hpfs.auto_sock);
 			goto out;
 		}
+		/*
+		 * Opens of target files (dlopen): without fanotify (an old kernel,
+		 * no CAP_SYS_ADMIN) auto-apply still sees execs, and says so.
+		 */
+		fan_fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK |
+					       FAN_REPORT_DFID_NAME,
+				       O_RDONLY | O_CLOEXEC);
+		if (fan_fd < 0)
+			hp_log(HP_LOG_WARN, "auto: fanotify: %s (libraries loaded after the exec are missed)",
+			       strerror(errno));
 		hpfs.auto_stopping = false;
 		if (pthread_create(&hpfs.auto_listener, NULL, listener, NULL) != 0) {
 			r = hp_err(-EAGAIN, "auto: cannot start a thread");
@@ -255,6 +494,9 @@ int hpfs_auto_set(bool on)
 		}
 		hpfs.auto_started = true;
 	}
+	if (on != __atomic_load_n(&hpfs.auto_on, __ATOMIC_RELAXED) && fan_mark_all(on) == 0 && on &&
+	    fan_fd >= 0)
+		hp_log(HP_LOG_WARN, "auto: fanotify: no filesystem could be marked");
 	__atomic_store_n(&hpfs.auto_on, on, __ATOMIC_RELAXED);
 	r = 0;
 	goto out;
@@ -262,6 +504,9 @@ fail_pipe:
 	close(hpfs.auto_stop[0]);
 	close(hpfs.auto_stop[1]);
 	close(hpfs.auto_sock);
+	if (fan_fd >= 0)
+		close(fan_fd);
+	fan_fd = -1;
 out:
 	pthread_mutex_unlock(&hpfs.auto_lock);
 	return r;
@@ -286,6 +531,15 @@ void hpfs_auto_stop(void)
 	close(hpfs.auto_stop[0]);
 	close(hpfs.auto_stop[1]);
 	close(hpfs.auto_sock);
+	if (fan_fd >= 0)
+		close(fan_fd);
+	fan_fd = -1;
+	for (size_t i = 0; i < fan_n_names; i++)
+		free(fan_names[i]);
+	free(fan_names);
+	fan_names = NULL;
+	fan_n_names = 0;
+	fan_commit[0] = '\0';
 	pthread_mutex_lock(&hpfs.auto_lock);
 	hpfs.auto_started = false;
 	while (hpfs.auto_queue) {

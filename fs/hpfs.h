@@ -19,9 +19,17 @@
 
 #include "ctl.h"
 
-#define HPFS_TMP_MAX 64          /* temporary files in the root */
+/*
+ * Files held in memory. Root's own count apart from other users' (with -o
+ * allow_other): what other users hold never takes root's slots.
+ */
+#define HPFS_TMP_MAX 64          /* temporary files in the root: root's */
+#define HPFS_TMP_USER_MAX 8      /* ... each other user's */
+#define HPFS_TMP_OTHERS_MAX 64   /* ... all other users' together */
 #define HPFS_TMP_MAX_BYTES 4096  /* each: a control command */
-#define HPFS_INCOMING_MAX 16     /* bundles being written at once */
+#define HPFS_INCOMING_MAX 16     /* bundles being written at once: root's */
+#define HPFS_INCOMING_USER_MAX 4 /* ... each user's of -o incoming_gid */
+#define HPFS_INCOMING_OTHERS_MAX 16 /* ... theirs together */
 #define HPFS_LOG_MAX 10000       /* event lines kept */
 
 /*
@@ -42,10 +50,20 @@ struct hpfs_file {
 	struct hpfs_file *next;
 };
 
+/* The configuration file (config.c). */
+struct hpfs_config {
+	int auto_default;  /* -1: not set */
+	unsigned retries;
+	char **exclude_exe, **exclude_name, **exclude_unit;
+	size_t n_exclude_exe, n_exclude_name, n_exclude_unit;
+};
+
 struct hpfs {
 	struct ctl *ctl;
 	char *store_path;
 	char *mountpoint;
+	char *state_dir;   /* --state-dir, else the directory of the store */
+	char *config_path; /* --config, else HPFS_DEFAULT_CONFIG */
 	time_t started;
 	uint64_t started_us;
 	bool incoming_gid_set;
@@ -58,10 +76,6 @@ struct hpfs {
 	size_t n_ins;
 	unsigned long n_apply_ok, n_apply_fail, n_revert_ok, n_revert_fail;
 	unsigned long n_import_ok, n_import_fail, n_auto;
-
-	pthread_mutex_t log_lock;
-	char **log;
-	size_t log_first, log_n;
 
 	/* auto.c */
 	bool auto_on;
@@ -78,11 +92,27 @@ struct hpfs {
 extern struct hpfs hpfs;
 
 /* events.c */
-void hpfs_log_event(const char *op, pid_t pid, const char *set, int err, const char *msg,
-		    bool have_pause, uint64_t pause_us, const char *extra);
-void hpfs_log_results(const char *op, const struct ctl_results *r);
+/* Read back STATE_DIR/events.log and append to it from now on. */
+int hpfs_log_open(const char *state_dir);
+/* One event caused by UID (0 for root's and the daemon's own). */
+void hpfs_log_event(const char *op, uid_t uid, pid_t pid, const char *set, int err,
+		    const char *msg, bool have_pause, uint64_t pause_us, const char *extra);
+void hpfs_log_results(const char *op, uid_t uid, const struct ctl_results *r);
 int hpfs_log_text(struct hp_buf *out);
 void hpfs_log_release(void);
+
+/* config.c: the configuration file and the state directory */
+#define HPFS_DEFAULT_CONFIG "/etc/hotpatch/hotpatchfs.conf"
+/* Read PATH (a missing file: the defaults) and use it; a bad file changes nothing. */
+int hpfs_config_load(const char *path);
+void hpfs_config_free(void);
+unsigned hpfs_config_retries(void);
+int hpfs_config_auto_default(void); /* -1: not set */
+/* Whether auto-apply leaves PID alone, and which line says so (into ret_why). */
+bool hpfs_config_excluded(pid_t pid, char *ret_why, size_t size);
+/* The value last written to auto (-ENOENT: none) and keeping a new one. */
+int hpfs_state_auto(bool *ret);
+int hpfs_state_auto_save(bool on);
 
 /* auto.c */
 int hpfs_auto_set(bool on);

@@ -18,7 +18,7 @@
  * receives again. Any other one (control and state files, incoming/: an
  * apply may wait for safety for a second) is first handed the receiving
  * role on: an idle thread is woken, or a new one started (up to
- * max_threads), so that it never holds up other requests (SPEC section 5);
+ * max_threads), so that it never holds up other requests;
  * the thread that finishes a request receives again if nobody does.
  *
  * A stop: fusermount3 -u (the device read fails with ENODEV) or a signal

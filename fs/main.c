@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * hotpatchfs [--store DIR] [-f] [-o OPTS] [MOUNTPOINT]: the catalog and the
- * control files as a FUSE filesystem (SPEC section 5). Multi-threaded; a
+ * control files as a FUSE filesystem (fs/README.md). Multi-threaded; a
  * clean stop on SIGTERM, SIGINT and `fusermount3 -u`.
  */
 #include <errno.h>
@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "hpfs.h"
@@ -22,7 +24,6 @@
 
 struct hpfs hpfs = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.log_lock = PTHREAD_MUTEX_INITIALIZER,
 	.auto_lock = PTHREAD_MUTEX_INITIALIZER,
 	.auto_cond = PTHREAD_COND_INITIALIZER,
 	.auto_sock = -1,
@@ -30,6 +31,8 @@ struct hpfs hpfs = {
 
 struct cli {
 	char *store;
+	char *config;
+	char *state_dir;
 	char *mountpoint;
 	unsigned incoming_gid;
 	int incoming_gid_set;
@@ -46,6 +49,10 @@ enum { KEY_HELP, KEY_VERSION, KEY_INCOMING_GID, KEY_BUSY_POLL };
 static const struct fuse_opt cli_opts[] = {
 	{ "--store %s", offsetof(struct cli, store), 0 },
 	{ "--store=%s", offsetof(struct cli, store), 0 },
+	{ "--config %s", offsetof(struct cli, config), 0 },
+	{ "--config=%s", offsetof(struct cli, config), 0 },
+	{ "--state-dir %s", offsetof(struct cli, state_dir), 0 },
+	{ "--state-dir=%s", offsetof(struct cli, state_dir), 0 },
 	{ "incoming_gid=%u", offsetof(struct cli, incoming_gid), 0 },
 	FUSE_OPT_KEY("incoming_gid=", KEY_INCOMING_GID),
 	/* The safety budget of an apply (fs/README.md, hotpatchfs.8; test-contrib checks they agree). */
@@ -99,10 +106,15 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hotpatchfs [--store DIR] [-f] [-d] [-s] [-o OPTS] [MOUNTPOINT]\n"
+		"usage: hotpatchfs [--store DIR] [--config FILE] [--state-dir DIR] [-f] [-d] [-s]\n"
+		"                  [-o OPTS] [MOUNTPOINT]\n"
 		"\n"
 		"Serves the hotpatch catalog and control files (default mount point %s).\n"
 		"  --store DIR          the store (else $HP_STORE, else %s)\n"
+		"  --config FILE        the configuration, read at start and on SIGHUP\n"
+		"                       (default %s; a missing file: the defaults)\n"
+		"  --state-dir DIR      what a restart keeps: the value written to auto, the event\n"
+		"                       log (default: the directory holding the store)\n"
 		"  -f                   stay in the foreground\n"
 		"  -o allow_other       let other users in (they patch only what they could ptrace)\n"
 		"  -o incoming_gid=GID  let group GID drop bundles into incoming/ (default root only)\n"
@@ -113,7 +125,7 @@ static void usage(FILE *f)
 		"                       such as processes/PID may outlive what they name by S seconds)\n"
 		"  -o busy_poll=US      after each request, look for the next one for US microseconds\n"
 		"                       before sleeping (default %u; 0: sleep at once)\n",
-		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH, HPFS_DEFAULT_BUSY_POLL);
+		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH, HPFS_DEFAULT_CONFIG, HPFS_DEFAULT_BUSY_POLL);
 }
 
 static void free_list(struct hpfs_file **list)
@@ -132,6 +144,113 @@ static void free_files(void)
 {
 	free_list(&hpfs.tmps);
 	free_list(&hpfs.ins);
+}
+
+/* ---- policy: auto at start, the configuration again on SIGHUP ----------------- */
+
+/*
+ * Auto-apply as the state directory remembers it (a value written to auto
+ * since), else as the configuration says, else off. WHY goes to the event.
+ */
+static void auto_policy(const char *why)
+{
+	bool on = false, kept = false;
+	int d = hpfs_config_auto_default();
+	int r;
+
+	r = hpfs_state_auto(&on);
+	if (r == 0)
+		kept = true;
+	else if (r != -ENOENT)
+		hp_log(HP_LOG_WARN, "%s", hp_errmsg(r));
+	if (!kept)
+		on = d == 1;
+	if (on == __atomic_load_n(&hpfs.auto_on, __ATOMIC_RELAXED))
+		return;
+	hp_err_clear();
+	r = hpfs_auto_set(on);
+	hpfs_log_event(on ? "auto-on" : "auto-off", 0, 0, NULL, r, hp_errmsg(r), false, 0,
+		       kept ? "from=state" : why);
+}
+
+static struct {
+	int fd;          /* eventfd: 1 per SIGHUP, RELOAD_STOP to end */
+	pthread_t thread;
+	bool started;
+} reload = { -1 };
+
+#define RELOAD_STOP (1ull << 32)
+
+static void on_sighup(int sig)
+{
+	uint64_t one = 1;
+	int e = errno;
+
+	if (write(reload.fd, &one, sizeof(one)) < 0) {
+		/* the counter is full: a reload is pending anyway */
+	}
+	errno = e;
+}
+
+static void *reload_main(void *arg)
+{
+	for (;;) {
+		uint64_t v;
+		int r;
+
+		if (read(reload.fd, &v, sizeof(v)) != sizeof(v)) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			break;
+		}
+		if (v >= RELOAD_STOP)
+			break;
+		hp_err_clear();
+		r = hpfs_config_load(hpfs.config_path);
+		hpfs_log_event("config", 0, 0, NULL, r, hp_errmsg(r), false, 0, NULL);
+		if (r < 0)
+			hp_log(HP_LOG_WARN, "%s (the configuration in use stays)", hp_errmsg(r));
+		else
+			auto_policy("from=config");
+	}
+	return NULL;
+}
+
+/* After daemonizing (threads do not survive the fork): SIGHUP reloads the configuration. */
+static int reload_start(void)
+{
+	struct sigaction sa;
+
+	reload.fd = eventfd(0, EFD_CLOEXEC);
+	if (reload.fd < 0)
+		return -errno;
+	if (pthread_create(&reload.thread, NULL, reload_main, NULL) != 0) {
+		close(reload.fd);
+		reload.fd = -1;
+		return -EAGAIN;
+	}
+	reload.started = true;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sighup;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	return sigaction(SIGHUP, &sa, NULL) < 0 ? -errno : 0;
+}
+
+static void reload_stop(void)
+{
+	uint64_t stop = RELOAD_STOP;
+
+	if (!reload.started)
+		return;
+	signal(SIGHUP, SIG_IGN);
+	if (write(reload.fd, &stop, sizeof(stop)) < 0) {
+		/* cannot fail: the counter is below RELOAD_STOP */
+	}
+	pthread_join(reload.thread, NULL);
+	close(reload.fd);
+	reload.fd = -1;
+	reload.started = false;
 }
 
 /*
@@ -169,6 +288,13 @@ static int serve(struct fuse_args *args, unsigned busy_poll_us)
 		fprintf(stderr, "hotpatchfs: cannot start the HEAD watch: %s\n", strerror(-r));
 		goto out;
 	}
+	/* SIGHUP reloads the configuration (libfuse's handler would stop the daemon). */
+	r = reload_start();
+	if (r < 0) {
+		fprintf(stderr, "hotpatchfs: cannot watch for SIGHUP: %s\n", strerror(-r));
+		goto out;
+	}
+	auto_policy("from=config");
 	if (o.singlethread) {
 		r = fuse_session_loop(se);
 	} else if (!o.clone_fd) {
@@ -189,10 +315,11 @@ static int serve(struct fuse_args *args, unsigned busy_poll_us)
 	}
 	hpfs_ll_watch_stop();
 	/* The loop returns the number of the signal that stopped it. */
-	status = (r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP) ? 0 : 1;
+	status = (r == 0 || r == SIGTERM || r == SIGINT) ? 0 : 1;
 	if (status)
 		fprintf(stderr, "hotpatchfs: the request loop failed: %s\n", strerror(r < 0 ? -r : r));
 out:
+	reload_stop();
 	hpfs_ll_watch_stop();
 	if (handlers)
 		fuse_remove_signal_handlers(se);
@@ -256,6 +383,39 @@ int main(int argc, char **argv)
 	if (!hpfs.store_path || !hpfs.mountpoint)
 		goto out;
 
+	/* The configuration and the state directory: a bad one is a clear error before mounting. */
+	hpfs.config_path = strdup(cli.config ? cli.config : HPFS_DEFAULT_CONFIG);
+	if (!hpfs.config_path)
+		goto out;
+	r = hpfs_config_load(hpfs.config_path);
+	if (r < 0) {
+		fprintf(stderr, "hotpatchfs: %s\n", hp_errmsg(r));
+		goto out;
+	}
+	if (cli.state_dir) {
+		hpfs.state_dir = realpath(cli.state_dir, real) ? strdup(real) : strdup(cli.state_dir);
+	} else {
+		char *slash;
+
+		hpfs.state_dir = strdup(hpfs.store_path);
+		slash = hpfs.state_dir ? strrchr(hpfs.state_dir, '/') : NULL;
+		if (slash)
+			*(slash == hpfs.state_dir ? slash + 1 : slash) = '\0';
+	}
+	if (!hpfs.state_dir)
+		goto out;
+	if (mkdir(hpfs.state_dir, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "hotpatchfs: state directory %s: %s\n", hpfs.state_dir,
+			strerror(errno));
+		goto out;
+	}
+	openlog("hotpatchfs", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	r = hpfs_log_open(hpfs.state_dir);
+	if (r < 0) {
+		fprintf(stderr, "hotpatchfs: %s\n", hp_errmsg(r));
+		goto out;
+	}
+
 	/* Open the store before mounting: a wrong --store is a clear error, not an empty mount. */
 	memset(&copts, 0, sizeof(copts));
 	copts.store_path = hpfs.store_path;
@@ -277,9 +437,14 @@ out:
 	hpfs.ctl = NULL;
 	free_files();
 	hpfs_log_release();
+	hpfs_config_free();
+	free(hpfs.config_path);
+	free(hpfs.state_dir);
 	free(hpfs.store_path);
 	free(hpfs.mountpoint);
 	free(cli.store);
+	free(cli.config);
+	free(cli.state_dir);
 	free(cli.mountpoint);
 	fuse_opt_free_args(&args);
 	return status;

@@ -48,7 +48,7 @@ struct hpfs_fh {
 static bool catalog_keep_cache;
 
 static const struct hpfs_kind k_catalog, k_apply, k_revert, k_auto, k_incoming, k_incoming_file,
-	k_processes, k_proc_dir, k_proc_status, k_report, k_status, k_log, k_tmp;
+	k_processes, k_proc_dir, k_proc_status, k_report, k_status, k_events, k_tmp;
 
 /* The root's names, in the order it lists them. */
 static const struct {
@@ -57,7 +57,18 @@ static const struct {
 } root_names[] = {
 	{ "catalog", &k_catalog }, { "apply", &k_apply },         { "revert", &k_revert },
 	{ "auto", &k_auto },       { "incoming", &k_incoming },   { "processes", &k_processes },
-	{ "report", &k_report },   { "status", &k_status },       { "log", &k_log },
+	{ "report", &k_report },   { "status", &k_status },       { "events", &k_events },
+};
+/*
+ * Names that still open what they named before, though no longer listed:
+ * `log` was the event log's name until it became `events` (`hp log` is the
+ * store's history).
+ */
+static const struct {
+	const char *name;
+	const struct hpfs_kind *kind;
+} root_aliases[] = {
+	{ "log", &k_events },
 };
 
 static bool parse_pid(const char *s, pid_t *ret)
@@ -187,6 +198,24 @@ static int buf_truncate(struct hp_buf *b, off_t size, size_t max)
 	if (b->data)
 		b->data[b->len] = '\0';
 	return 0;
+}
+
+/*
+ * Under hpfs.lock: room in LIST for one more file of UID? Root has ROOT_MAX
+ * slots of its own; any other uid PER_USER, and all of them OTHERS together.
+ */
+static bool room_for(const struct hpfs_file *list, uid_t uid, size_t root_max, size_t per_user,
+		     size_t others)
+{
+	size_t mine = 0, theirs = 0;
+
+	for (const struct hpfs_file *f = list; f; f = f->next) {
+		mine += f->uid == uid;
+		theirs += f->uid != 0;
+	}
+	if (uid == 0)
+		return mine < root_max;
+	return mine < per_user && theirs < others;
 }
 
 /* ---- attributes ---------------------------------------------------------- */
@@ -332,7 +361,7 @@ static int import_incoming(struct hpfs_file *f)
 	/* 1: the same set was there already (no commit): a success that changed nothing. */
 	snprintf(extra, sizeof(extra), "file=%s%s", f->name,
 		 r == 0 ? " changed=1" : r == 1 ? " changed=0" : "");
-	hpfs_log_event("import", 0, set_id, r, hp_errmsg(r), false, 0, extra);
+	hpfs_log_event("import", f->uid, 0, set_id, r, hp_errmsg(r), false, 0, extra);
 	pthread_mutex_lock(&hpfs.lock);
 	if (r < 0)
 		hpfs.n_import_fail++;
@@ -424,6 +453,11 @@ static int root_lookup(const struct hpfs_id *dir, const char *name, struct hpfs_
 			ret->kind = root_names[i].kind;
 			ret->sub = root_names[i].kind == &k_catalog ? strdup("") : NULL;
 			return ret->kind == &k_catalog && !ret->sub ? -ENOMEM : 0;
+		}
+	for (size_t i = 0; i < sizeof(root_aliases) / sizeof(root_aliases[0]); i++)
+		if (!strcmp(root_aliases[i].name, name)) {
+			ret->kind = root_aliases[i].kind;
+			return 0;
 		}
 	/* Any other name is a temporary file (there or not). */
 	ret->kind = &k_tmp;
@@ -716,6 +750,39 @@ static int attr_meta(const struct hpfs_caller *c, const struct hpfs_id *id, cons
 	return id->kind == &k_auto && c->uid != 0 ? -EPERM : 0;
 }
 
+/*
+ * The configuration's retry budget (`retries`): an apply that failed with
+ * EBUSY (a replaced function stayed active past the safety budget) is tried
+ * again, up to that many more times, HPFS_RETRY_PAUSE_MS apart; each failed
+ * try is an event of its own. Returns the command's errno anew: 0 when
+ * every process succeeded, else the first failure's.
+ */
+#define HPFS_RETRY_PAUSE_MS 100
+
+static int retry_busy(const struct hpfs_caller *c, const struct ctl_caller *who,
+		      const struct ctl_cmd *cmd, struct ctl_results *res)
+{
+	unsigned retries = hpfs_config_retries();
+	int r = 0;
+
+	for (size_t i = 0; i < res->n; i++) {
+		struct ctl_result *x = &res->v[i];
+
+		for (unsigned t = 0; t < retries && x->err == -EBUSY; t++) {
+			char extra[32];
+
+			snprintf(extra, sizeof(extra), "try=%u", t + 1);
+			hpfs_log_event("apply", c->uid, x->pid, x->set_id, x->err, x->msg, false, 0,
+				       extra);
+			usleep(HPFS_RETRY_PAUSE_MS * 1000);
+			ctl_apply(hpfs.ctl, who, x->pid, cmd->month, x);
+		}
+		if (x->err < 0 && r == 0)
+			r = x->err;
+	}
+	return r;
+}
+
 /* Run one control command: what a write to apply or revert (or a rename over them) does. */
 static int control(const struct hpfs_caller *c, bool revert, const char *text, size_t len,
 		   struct hp_buf *result)
@@ -729,13 +796,15 @@ static int control(const struct hpfs_caller *c, bool revert, const char *text, s
 	hp_err_clear();
 	r = revert ? ctl_parse_revert(text, len, &cmd) : ctl_parse_apply(text, len, &cmd);
 	if (r < 0) {
-		hpfs_log_event(op, 0, NULL, r, hp_errmsg(r), false, 0, NULL);
+		hpfs_log_event(op, c->uid, 0, NULL, r, hp_errmsg(r), false, 0, NULL);
 		return r;
 	}
 	r = ctl_run(hpfs.ctl, &who, revert, &cmd, &res);
+	if (!revert && res.n > 0)
+		r = retry_busy(c, &who, &cmd, &res);
 	if (res.n == 0 && r < 0)
-		hpfs_log_event(op, cmd.pid, NULL, r, hp_errmsg(r), false, 0, NULL);
-	hpfs_log_results(op, &res);
+		hpfs_log_event(op, c->uid, cmd.pid, NULL, r, hp_errmsg(r), false, 0, NULL);
+	hpfs_log_results(op, c->uid, &res);
 	pthread_mutex_lock(&hpfs.lock);
 	for (size_t i = 0; i < res.n; i++) {
 		if (!revert && res.v[i].err < 0)
@@ -779,7 +848,7 @@ static int auto_show(const struct hpfs_caller *c, const struct hpfs_id *id, stru
 static int auto_store(const struct hpfs_caller *c, const char *text, size_t len,
 		      struct hp_buf *result)
 {
-	bool on;
+	bool on, was;
 	int r;
 
 	hp_err_clear();
@@ -788,8 +857,15 @@ static int auto_store(const struct hpfs_caller *c, const char *text, size_t len,
 	r = ctl_parse_bool(text, len, &on);
 	if (r < 0)
 		return r;
-	r = hpfs_auto_set(on);
-	hpfs_log_event(on ? "auto-on" : "auto-off", 0, NULL, r, hp_errmsg(r), false, 0, NULL);
+	/* Kept in the state directory first: a value that would not last is refused. */
+	was = __atomic_load_n(&hpfs.auto_on, __ATOMIC_RELAXED);
+	r = hpfs_state_auto_save(on);
+	if (r >= 0) {
+		r = hpfs_auto_set(on);
+		if (r < 0)
+			hpfs_state_auto_save(was);
+	}
+	hpfs_log_event(on ? "auto-on" : "auto-off", c->uid, 0, NULL, r, hp_errmsg(r), false, 0, NULL);
 	return r;
 }
 
@@ -863,7 +939,7 @@ static const struct hpfs_kind k_revert = HPFS_ATTR("revert", 0666, NULL, revert_
 static const struct hpfs_kind k_auto = HPFS_ATTR("auto", 0644, auto_show, auto_store);
 static const struct hpfs_kind k_report = HPFS_ATTR("report", 0444, report_show, NULL);
 static const struct hpfs_kind k_status = HPFS_ATTR("status", 0444, status_show, NULL);
-static const struct hpfs_kind k_log = HPFS_ATTR("log", 0444, log_show, NULL);
+static const struct hpfs_kind k_events = HPFS_ATTR("events", 0444, log_show, NULL);
 static const struct hpfs_kind k_proc_status = HPFS_ATTR("processes/PID/status", 0444,
 							 proc_status_show, NULL);
 
@@ -1034,7 +1110,8 @@ static int tmp_create(const struct hpfs_caller *c, const struct hpfs_id *id, mod
 		r = -EEXIST;
 	} else if (t && c->uid != 0 && c->uid != t->uid) {
 		r = -EACCES;
-	} else if (!t && hpfs.n_tmps >= HPFS_TMP_MAX) {
+	} else if (!t && !room_for(hpfs.tmps, c->uid, HPFS_TMP_MAX, HPFS_TMP_USER_MAX,
+				   HPFS_TMP_OTHERS_MAX)) {
 		r = -ENOSPC;
 	} else if (!t) {
 		t = calloc(1, sizeof(*t));
@@ -1248,7 +1325,8 @@ static int incoming_create(const struct hpfs_caller *c, const struct hpfs_id *id
 	f = in_find(id->sub);
 	if (f && (fi->flags & O_EXCL)) {
 		r = -EEXIST;
-	} else if (!f && hpfs.n_ins >= HPFS_INCOMING_MAX) {
+	} else if (!f && !room_for(hpfs.ins, c->uid, HPFS_INCOMING_MAX, HPFS_INCOMING_USER_MAX,
+				   HPFS_INCOMING_OTHERS_MAX)) {
 		r = -ENOSPC;
 	} else if (!f) {
 		f = calloc(1, sizeof(*f));

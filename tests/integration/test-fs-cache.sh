@@ -66,7 +66,7 @@ echo "not a bundle" >&3
 exec 3>&-
 ht_eq "incoming/: consumed at close (a bad bundle), the listing is empty again" "" \
 	"$(names "$M/incoming")"
-ht_match "the log has the failed import" "import .*file=junk.tar.gz" "$(cat "$M/log")"
+ht_match "the log has the failed import" "import .*file=junk.tar.gz" "$(cat "$M/events")"
 ht_check "a bundle copied into incoming/" cp "$T/greet.tar.gz" "$M/incoming/"
 ht_eq "incoming/: consumed, the listing is empty" "" "$(names "$M/incoming")"
 ht_eq "catalog: the imported set is listed" "cve-2026-0001 greet-fix misfit-fix" "$(names "$month")"
@@ -78,7 +78,7 @@ ht_match "root lists a temporary file" " ansible-tmp " " $(names "$M") "
 ht_check "the temporary file reads back" test "$(cat "$M/ansible-tmp")" = hello
 rm "$M/ansible-tmp"
 ht_check "root: it is gone from the listing" test "$(names "$M")" = \
-	"apply auto catalog incoming log processes report revert status"
+	"apply auto catalog events incoming processes report revert status"
 
 # ---- processes/: a process appears and goes; each caller sees their own ---------
 before=" $(names "$M/processes") "
@@ -107,7 +107,7 @@ ht_eq "echo PID > apply: done" 0 "$FS_RC"
 ht_match "status counts it" "applies: 1 ok, 0 failed" "$(cat "$M/status")"
 ht_match "the server's state: hotpatched" "state: hotpatched" "$(cat "$M/processes/$srv/status")"
 fs_expect_errno "a malformed write still fails the writer: EINVAL" "Invalid argument" "$M/apply" "not-a-pid"
-ht_match "the log has the apply" "apply pid=$srv set=2026.01/2026-02/cve-2026-0001 result=ok" "$(cat "$M/log")"
+ht_match "the log has the apply" "apply pid=$srv set=2026.01/2026-02/cve-2026-0001 result=ok" "$(cat "$M/events")"
 kill "$srv"
 ht_wait_exit "$srv" 10 >/dev/null 2>&1
 ht_check "processes/: the server is gone from the listing" \

@@ -22,7 +22,8 @@ slow_apply() {
 	local M=$T/mnt-$how P gate=$T/gate-$how apply_job still
 	# A safety budget of 120 s: the apply waits for the gate, not for a clock
 	# (the budget only bounds a test gone wrong).
-	ht_check "$how: mount" fs_mount "$M" -o budget_ms=120000 "$@"
+	# a state directory per mount: the event log of the one before would be read back
+	ht_check "$how: mount" fs_mount "$M" --state-dir "$T/state-$how" -o budget_ms=120000 "$@"
 	fs_mounted "$M" || return 1
 
 	fs_server --gate "$gate" --interval 50
@@ -41,7 +42,7 @@ slow_apply() {
 	local r_manifest r_status r_log r_processes r_own r_report
 	r_manifest=$(<"$M/catalog/2026.01/2026-02/cve-2026-0001/manifest")
 	r_status=$(<"$M/status")
-	r_log=$(<"$M/log")
+	r_log=$(<"$M/events")
 	r_processes=("$M"/processes/*)
 	r_own=$(<"$M/processes/$P/status")
 	r_report=$(<"$M/report")
@@ -64,7 +65,7 @@ slow_apply() {
 	ht_eq "$how: the slow apply succeeds once the gate opens" 0 "$?"
 	ht_match "$how: then: hotpatched" "state: hotpatched" "$(cat "$M/processes/$P/status")"
 	ht_match "$how: the log says it waited for safety" \
-		"apply pid=$P set=2026.01/2026-02/cve-2026-0001 result=ok" "$(cat "$M/log")"
+		"apply pid=$P set=2026.01/2026-02/cve-2026-0001 result=ok" "$(cat "$M/events")"
 	ht_check "$how: the server is patched" fs_wait_output "$FS_SRV_OUT" "fixed"
 	kill "$P"
 	ht_check "$how: fusermount3 -u" fusermount3 -u "$M"

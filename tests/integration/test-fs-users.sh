@@ -48,12 +48,12 @@ as_nobody_echo "$M/apply" "$root_pid"
 ht_eq "nobody patching a root process fails" 1 "$([ "$FS_RC" -ne 0 ] && echo 1 || echo 0)"
 ht_match "... with EACCES" "Permission denied" "$FS_ERR"
 ht_match "root's server stays unpatched" "state: not-up-to-date" "$(cat "$M/processes/$root_pid/status")"
-ht_match "log: the refusal" "apply pid=$root_pid set=- result=EACCES" "$(cat "$M/log")"
+ht_match "log: the refusal" "apply pid=$root_pid set=- result=EACCES" "$(cat "$M/events")"
 err_mount=$(as_nobody "$HP_BIN" apply "$root_pid" 2>&1)
 ht_eq "nobody: hp apply of root's process through the mount: exit 1" 1 "$?"
 ht_match "... one line, the library's words" "^hp apply: uid [0-9]+ may not patch process $root_pid \\(uid 0, gid 0\\)$" "$err_mount"
 ht_match "... and it went through the mount" "apply pid=$root_pid set=- result=EACCES.*apply pid=$root_pid set=- result=EACCES" \
-	"$(tr '\n' ' ' <"$M/log")"
+	"$(tr '\n' ' ' <"$M/events")"
 
 as_nobody_echo "$M/apply" "$own_pid"
 ht_eq "nobody patches its own process" 0 "$FS_RC"

@@ -8,7 +8,7 @@
  * - the proc connector (netlink) reports each exec: the new program's own
  *   binary, and the libraries ld.so maps right after;
  * - fanotify reports each open of a file on the filesystems mounted here
- *   (FAN_MARK_FILESYSTEM, FAN_OPEN, with the opened file's name:
+ *   (FAN_MARK_FILESYSTEM, FAN_OPEN and FAN_OPEN_EXEC, with the opened file's name:
  *   FAN_REPORT_DFID_NAME, so no descriptor is made per event). A process
  *   maps a library by opening it first, so an open of a file named as a
  *   target with a published set (the store's names, kept per snapshot) is
@@ -197,8 +197,8 @@ static int fan_mark_all(bool on)
 		type = strtok_r(sep + 3, " ", &save);
 		if (!type || fan_skip_type(type))
 			continue;
-		if (fanotify_mark(fan_fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN, AT_FDCWD,
-				  unescape(field[4])) == 0)
+		if (fanotify_mark(fan_fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
+				  FAN_OPEN | FAN_OPEN_EXEC, AT_FDCWD, unescape(field[4])) == 0)
 			n++;
 	}
 	fclose(f);
@@ -301,8 +301,9 @@ static void fan_read(pid_t self)
 							fan_names_refresh();
 							refreshed = true;
 						}
+						/* an exec's own open (FAN_OPEN_EXEC): an exec */
 						if (fan_is_target(name))
-							enqueue(m->pid, true);
+							enqueue(m->pid, !(m->mask & FAN_OPEN_EXEC));
 					}
 				}
 				p += fid->hdr.len;

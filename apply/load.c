@@ -47,6 +47,16 @@ static bool in_file(size_t len, uint64_t off, uint64_t size)
 	return off <= len && size <= len - off;
 }
 
+/*
+ * ELF64 tables (headers, dynamic entries, symbols, relocations) are 8-byte
+ * aligned in every object a linker makes; a hostile one may place them
+ * anywhere, and reading them in place would be a misaligned access.
+ */
+static bool aligned8(uint64_t v)
+{
+	return (v & 7) == 0;
+}
+
 static int check_ehdr(const void *so, size_t len, const Elf64_Ehdr **ret)
 {
 	const Elf64_Ehdr *eh = so;
@@ -59,9 +69,11 @@ static int check_ehdr(const void *so, size_t len, const Elf64_Ehdr **ret)
 	if (eh->e_type != ET_DYN)
 		return hp_err(-ENOEXEC, "patch object: not a shared object (type %u)", eh->e_type);
 	if (eh->e_phentsize != sizeof(Elf64_Phdr) || eh->e_phnum == 0 || eh->e_phnum > 64 ||
+	    !aligned8(eh->e_phoff) ||
 	    !in_file(len, eh->e_phoff, (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr)))
 		return hp_err(-ENOEXEC, "patch object: bad program headers");
 	if (eh->e_shnum && (eh->e_shentsize != sizeof(Elf64_Shdr) || eh->e_shnum > 65000 ||
+			    !aligned8(eh->e_shoff) ||
 			    !in_file(len, eh->e_shoff, (uint64_t)eh->e_shnum * sizeof(Elf64_Shdr))))
 		return hp_err(-ENOEXEC, "patch object: bad section headers");
 	*ret = eh;
@@ -162,7 +174,8 @@ int load_func(const void *so, size_t len, const char *name, uint64_t *ret_vaddr,
 
 			if (sh->sh_type != (pass == 0 ? SHT_SYMTAB : SHT_DYNSYM))
 				continue;
-			if (sh->sh_link >= eh->e_shnum || !in_file(len, sh->sh_offset, sh->sh_size))
+			if (sh->sh_link >= eh->e_shnum || !aligned8(sh->sh_offset) ||
+			    !in_file(len, sh->sh_offset, sh->sh_size))
 				return hp_err(-ENOEXEC, "patch object: bad symbol table");
 			strs = shdr(so, sh->sh_link);
 			if (!in_file(len, strs->sh_offset, strs->sh_size))
@@ -216,6 +229,8 @@ static int read_dynamic(const void *so, size_t len, const struct load_image *img
 
 	for (unsigned i = 0; i < eh->e_phnum; i++)
 		if (ph[i].p_type == PT_DYNAMIC) {
+			if (!aligned8(ph[i].p_vaddr))
+				return hp_err(-ENOEXEC, "patch object: misaligned dynamic section");
 			d = img_ptr(img, ph[i].p_vaddr, ph[i].p_filesz);
 			nd = ph[i].p_filesz / sizeof(*d);
 		}
@@ -260,7 +275,8 @@ static int read_dynamic(const void *so, size_t len, const struct load_image *img
 	}
 	if (!dy.n_syms && strtab > symtab)
 		dy.n_syms = (strtab - symtab) / sizeof(Elf64_Sym);
-	dy.syms = img_ptr(img, symtab, dy.n_syms * sizeof(Elf64_Sym));
+	dy.syms = aligned8(symtab) && dy.n_syms <= img->size / sizeof(Elf64_Sym) ?
+			  img_ptr(img, symtab, dy.n_syms * sizeof(Elf64_Sym)) : NULL;
 	if (!dy.syms)
 		return hp_err(-ENOEXEC, "patch object: bad dynamic symbol table");
 	(void)len;
@@ -412,9 +428,9 @@ static int apply_relas(struct load_image *img, const struct dyn *dy, uint64_t at
 
 	if (!size)
 		return 0;
-	rel = img_ptr(img, at, size);
+	rel = aligned8(at) ? img_ptr(img, at, size) : NULL;
 	if (!rel)
-		return hp_err(-ENOEXEC, "patch object: relocation table outside the image");
+		return hp_err(-ENOEXEC, "patch object: relocation table outside the image or misaligned");
 	for (size_t i = 0; i < n; i++) {
 		uint32_t type = ELF64_R_TYPE(rel[i].r_info);
 		uint64_t S = 0, A = (uint64_t)rel[i].r_addend, P = base + rel[i].r_offset, v;
@@ -475,15 +491,15 @@ static int apply_relr(struct load_image *img, const struct dyn *dy, uint64_t bas
 
 	if (!dy->relrsz)
 		return 0;
-	e = img_ptr(img, dy->relr, dy->relrsz);
+	e = aligned8(dy->relr) ? img_ptr(img, dy->relr, dy->relrsz) : NULL;
 	if (!e)
-		return hp_err(-ENOEXEC, "patch object: RELR table outside the image");
+		return hp_err(-ENOEXEC, "patch object: RELR table outside the image or misaligned");
 	for (size_t i = 0; i < n; i++) {
 		if (!(e[i] & 1)) {
-			uint64_t *p = img_ptr(img, e[i], 8);
+			uint64_t *p = aligned8(e[i]) ? img_ptr(img, e[i], 8) : NULL;
 
 			if (!p)
-				return hp_err(-ENOEXEC, "patch object: RELR entry outside the image");
+				return hp_err(-ENOEXEC, "patch object: RELR entry outside the image or misaligned");
 			*p += base;
 			where = e[i] + 8;
 		} else {

@@ -310,7 +310,7 @@ static int maps_parse(struct safety_ctx *c, struct safety_map **ret, size_t *ret
 		}
 		ok = ok && parse_hex(&p, &m.offset, ' ');
 		if (ok) {
-			uint64_t major, minor;
+			uint64_t major = 0, minor = 0;
 
 			ok = parse_hex(&p, &major, ':') && parse_hex(&p, &minor, ' ') &&
 			     parse_dec(&p, &m.inode);

@@ -58,7 +58,7 @@ int hp_buf_grow(struct hp_buf *b, size_t extra);
 int hp_buf_add(struct hp_buf *b, const void *data, size_t len);
 int hp_buf_adds(struct hp_buf *b, const char *s);
 int hp_buf_addf(struct hp_buf *b, const char *fmt, ...) HP_PRINTF(2, 3);
-int hp_buf_vaddf(struct hp_buf *b, const char *fmt, va_list ap);
+int hp_buf_vaddf(struct hp_buf *b, const char *fmt, va_list ap) HP_PRINTF(2, 0);
 void hp_buf_reset(struct hp_buf *b);
 /* Append s as a JSON string literal, quotes and escapes included (NULL as ""). */
 int hp_buf_add_json_str(struct hp_buf *b, const char *s);

@@ -96,6 +96,46 @@ static void parse_bad(void **state)
 	memcpy(copy, so.data, so.len);
 	eh->e_phnum = 0;
 	assert_int_equal(load_parse(copy, so.len, &img), -ENOEXEC);
+	/* program headers at an odd offset: refused, not read misaligned */
+	memcpy(copy, so.data, so.len);
+	eh->e_phoff += 4;
+	assert_int_equal(load_parse(copy, so.len, &img), -ENOEXEC);
+	assert_string_equal(hp_errmsg(-ENOEXEC), "patch object: bad program headers");
+	free(copy);
+}
+
+/*
+ * A dynamic section 4 bytes off its alignment (the fuzzer's first finding:
+ * read_dynamic read Elf64_Dyn at a misaligned address, UBSan).
+ */
+static void misaligned_dynamic(void **state)
+{
+	uint8_t *copy = malloc(so.len);
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)copy;
+	struct load_image img = { 0 };
+	struct hp_manifest *m = hp_manifest_new();
+	struct proc_object target = { .bias = 0x555500000000ull };
+	struct proc_objects objs = { &target, 1 };
+	struct load_ctx ctx = { -1, &objs, &target, m };
+	bool moved = false;
+
+	(void)state;
+	assert_non_null(copy);
+	memcpy(copy, so.data, so.len);
+	for (unsigned i = 0; i < eh->e_phnum; i++) {
+		Elf64_Phdr *ph = (Elf64_Phdr *)(copy + eh->e_phoff) + i;
+
+		if (ph->p_type == PT_DYNAMIC) {
+			ph->p_vaddr -= 4;
+			moved = true;
+		}
+	}
+	assert_true(moved);
+	assert_int_equal(load_parse(copy, so.len, &img), 0);
+	assert_int_equal(load_relocate(&img, copy, so.len, 0x7f0000000000ull, &ctx), -ENOEXEC);
+	assert_string_equal(hp_errmsg(-ENOEXEC), "patch object: misaligned dynamic section");
+	load_image_release(&img);
+	hp_manifest_free(m);
 	free(copy);
 }
 
@@ -179,6 +219,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(parse_good),
 		cmocka_unit_test(parse_bad),
+		cmocka_unit_test(misaligned_dynamic),
 		cmocka_unit_test(relocate),
 	};
 

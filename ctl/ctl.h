@@ -104,7 +104,9 @@ struct ctl_caller {
  * every thread: the kernel's ptrace attach rule (uids, gids, capabilities,
  * dumpability, Yama, security modules), not a copy of it. -EACCES with the
  * likely reason ("uid 1000 may not patch process 42 (it holds
- * capabilities)"), or -ESRCH (no such process, or a thread id).
+ * capabilities)"), -ESRCH (no such process, or a thread id), -ENOENT (a
+ * kernel thread: nothing can be published for it), -EINVAL (pid is the
+ * calling process itself).
  *
  * ctl_apply and ctl_revert ask again from inside the engine, with the
  * process held (after the attach, and with every thread stopped right

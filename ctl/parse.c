@@ -54,7 +54,8 @@ static int parse_pid(const char *s, pid_t *ret)
 {
 	long v = 0;
 
-	if (!*s || strlen(s) > 7)
+	/* "042" names no process: processes/042 does not exist either */
+	if (!*s || strlen(s) > 7 || (s[0] == '0' && s[1]))
 		return hp_err(-EINVAL, "'%.32s' is not a process id", s);
 	for (const char *p = s; *p; p++) {
 		if (*p < '0' || *p > '9')

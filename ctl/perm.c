@@ -342,6 +342,16 @@ static int may_patch(const struct ctl_caller *who, pid_t pid, bool held)
 			   strtol(p + 6, NULL, 10));
 		goto out;
 	}
+	/* no user memory, nothing mapped: the engine could only fail on it */
+	if (strstr(text.data, "\nKthread:\t1")) {
+		r = hp_err(-ENOENT, "nothing published for process %d: a kernel thread", (int)pid);
+		goto out;
+	}
+	/* a process cannot hold itself still to patch itself */
+	if (pid == getpid()) {
+		r = hp_err(-EINVAL, "process %d is the patching process itself", (int)pid);
+		goto out;
+	}
 	if (who->uid == 0) {
 		r = 0;
 		goto out;

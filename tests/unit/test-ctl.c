@@ -50,7 +50,7 @@ static void test_parse_apply_bad(void **state)
 	static const char *const bad[] = {
 		"", "\n", "   \n", "abc", "-1", "0", "+5", "4194305", "99999999", "12abc",
 		"42 2026-13", "42 2026-2", "42 2026-02 x", "42\n43\n", "42\n2026-02",
-		"all ../etc", "all a/b", "all .", "all x y", "ALL", "0x10", "42 all",
+		"all ../etc", "all a/b", "all .", "all x y", "ALL", "0x10", "42 all", "042", "00",
 	};
 	struct ctl_cmd c;
 
@@ -241,8 +241,17 @@ static void test_may_patch(void **state)
 
 	if (getuid() != 0)
 		skip();
-	assert_int_equal(ctl_may_patch(&root, getpid()), 0);
+	/* not even root patches the patching process itself (it cannot stop itself) */
+	assert_int_equal(ctl_may_patch(&root, getpid()), -EINVAL);
+	snprintf(want, sizeof(want), "process %d is the patching process itself", (int)getpid());
+	assert_string_equal(hp_errmsg(-EINVAL), want);
 	assert_int_equal(ctl_may_patch(&root, 4194304 + 1), -ESRCH);
+	/* a kernel thread (kthreadd is 2 where the PID namespace is the host's) */
+	if (access("/proc/2/status", F_OK) == 0 && ctl_may_patch(&root, 2) != 0) {
+		assert_int_equal(ctl_may_patch(&root, 2), -ENOENT);
+		assert_string_equal(hp_errmsg(-ENOENT),
+				    "nothing published for process 2: a kernel thread");
+	}
 	{
 		/* A thread id is not a process id. */
 		pthread_t th;
@@ -257,9 +266,12 @@ static void test_may_patch(void **state)
 		pthread_join(th, NULL);
 	}
 	/* nobody may not patch a root process. */
+	pid = child_as(0, 0, false, false, &fd);
 	hp_err_clear();
-	assert_int_equal(ctl_may_patch(&nobody, getpid()), -EACCES);
-	assert_non_null(strstr(hp_errmsg(-EACCES), "may not patch"));
+	assert_int_equal(ctl_may_patch(&nobody, pid), -EACCES);
+	snprintf(want, sizeof(want), "uid 65534 may not patch process %d (uid 0, gid 0)", (int)pid);
+	assert_string_equal(hp_errmsg(-EACCES), want);
+	reap(pid, fd);
 
 	pid = child_as(65534, 65534, false, false, &fd);
 	assert_int_equal(ctl_may_patch(&nobody, pid), 0);
@@ -372,6 +384,8 @@ static void test_empty_store(void **state)
 	struct ctl_opts o = { path, 0, 0, 0 };
 	struct ctl_caller root = { 0, 0, 0 };
 	struct ctl_result res;
+	pid_t kid;
+	int kid_fd;
 	struct ctl_results all = { NULL, 0 };
 	struct ctl_cmd c;
 	struct ctl_status *st = NULL;
@@ -391,13 +405,17 @@ static void test_empty_store(void **state)
 	assert_int_equal(ctl_list(ctl, &pids, &n), 0);
 	assert_int_equal(n, 0);
 	free(pids);
-	assert_int_equal(ctl_apply(ctl, &root, getpid(), NULL, &res), -ENOENT);
+	/* a child: the test itself is the patching process, which nothing patches */
+	kid = child_as(0, 0, false, false, &kid_fd);
+	assert_int_equal(ctl_apply(ctl, &root, kid, NULL, &res), -ENOENT);
 	assert_int_equal(res.err, -ENOENT);
-	assert_int_equal(res.pid, getpid());
+	assert_int_equal(res.pid, kid);
 	assert_non_null(strstr(res.msg, "nothing published"));
-	assert_int_equal(ctl_apply(ctl, &root, getpid(), "2026-13", &res), -EINVAL);
-	assert_int_equal(ctl_revert(ctl, &root, getpid(), &res), -ENOENT);
+	assert_int_equal(ctl_apply(ctl, &root, kid, "2026-13", &res), -EINVAL);
+	assert_int_equal(ctl_revert(ctl, &root, kid, &res), -ENOENT);
 	assert_non_null(strstr(res.msg, "nothing applied"));
+	reap(kid, kid_fd);
+	assert_int_equal(ctl_apply(ctl, &root, getpid(), NULL, &res), -EINVAL);
 	assert_int_equal(ctl_apply(ctl, &root, 4194304 + 1, NULL, &res), -ESRCH);
 	assert_int_equal(ctl_status(ctl, getpid(), &st), 0);
 	assert_int_equal(st->state, CTL_STATE_UP_TO_DATE);

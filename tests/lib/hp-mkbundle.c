@@ -2,7 +2,7 @@
 /*
  * hp-mkbundle: make a test bundle (tests only; hp build makes real ones).
  *   hp-mkbundle -b BASELINE -m MONTH -n NAME [-t TARGET] [-i BUILD-ID]
- *               [-k KEY] [-p PATCHFILE] [-c CVE] [--tamper] -o OUT
+ *               [-k KEY] [-p PATCHFILE] [-c CVE] [-f "FUNC OFF SIZE"] [--tamper] -o OUT
  * With -N COUNT, makes COUNT bundles OUT/NAME-<i>.tar (NAME-0 ... ), for
  * bulk tests. With -H KIND, writes a hostile archive around a valid set:
  * traversal, absolute, symlink, hardlink, device, fifo, dir, duplicate,
@@ -151,7 +151,7 @@ int main(int argc, char **argv)
 	long count = 0;
 	int c, r = 0;
 
-	while ((c = getopt_long(argc, argv, "b:m:n:t:i:k:p:c:o:N:H:", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "b:m:n:t:i:k:p:c:o:N:H:f:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'b': o.baseline = optarg; break;
 		case 'm': o.month = optarg; break;
@@ -160,6 +160,7 @@ int main(int argc, char **argv)
 		case 'i': o.build_id = optarg; break;
 		case 'k': o.key = optarg; break;
 		case 'c': o.cve = optarg; break;
+		case 'f': o.func = optarg; break;
 		case 'o': out = optarg; break;
 		case 'N': count = strtol(optarg, NULL, 10); break;
 		case 'T': o.tamper = true; break;
@@ -179,7 +180,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!o.baseline || !o.month || !o.name || !out) {
-		fprintf(stderr, "usage: hp-mkbundle -b B -m M -n NAME [-t T] [-i ID] [-k KEY] [-p FILE] [-c CVE] [--tamper] [-N COUNT] -o OUT\n");
+		fprintf(stderr, "usage: hp-mkbundle -b B -m M -n NAME [-t T] [-i ID] [-k KEY] [-p FILE] [-c CVE] [-f \"FUNC OFF SIZE\"] [--tamper] [-N COUNT] -o OUT\n");
 		return 2;
 	}
 	if (kind) {

@@ -9,12 +9,17 @@ int mkb_make(const struct mkb_opts *o, struct bundle *b)
 {
 	struct hp_manifest *m = hp_manifest_new();
 	struct hp_buf fake = HP_BUF_INIT;
-	char sha[65];
+	char sha[65], fname[256] = "parse_header";
+	unsigned long long foff = 0x1139, fsize = 0x5a;
 	int r;
 
 	memset(b, 0, sizeof(*b));
 	if (!m)
 		return -ENOMEM;
+	if (o->func && sscanf(o->func, "%255s %llx %llx", fname, &foff, &fsize) != 3) {
+		r = hp_err(-EINVAL, "'%s' is not NAME OFFSET SIZE", o->func);
+		goto out;
+	}
 	if (o->patch) {
 		r = hp_buf_add(&b->patch, o->patch, o->patch_len);
 	} else {
@@ -33,7 +38,7 @@ int mkb_make(const struct mkb_opts *o, struct bundle *b)
 	    (r = hp_manifest_set_str(&m->build_id, o->build_id ? o->build_id : "3f2a9c0e")) < 0 ||
 	    (r = hp_manifest_set_str(&m->patch_sha256, sha)) < 0 ||
 	    (r = hp_manifest_set_str(&m->description, "test set")) < 0 ||
-	    (r = hp_manifest_add_func(m, "parse_header", NULL, 0x1139, 0x5a, 0)) < 0)
+	    (r = hp_manifest_add_func(m, fname, NULL, foff, fsize, 0)) < 0)
 		goto out;
 	if (o->cve && (r = hp_manifest_add_cve(m, o->cve)) < 0)
 		goto out;

@@ -24,6 +24,7 @@ struct mkb_opts {
 	size_t patch_len;
 	const char *cve;       /* or NULL */
 	bool tamper;           /* flip a byte of patch.so after signing */
+	const char *func;      /* "NAME OFFSET SIZE" (hex), default "parse_header 0x1139 0x5a" */
 };
 
 /* The three members in b (bundle_release it). */

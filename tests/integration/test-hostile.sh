@@ -12,6 +12,8 @@
 #   auto     TEXT   (written to auto)
 #   lookup   NAME   (stat processes/NAME) errno
 #   incoming FILE   (copied into incoming/; FILE made by setup below)
+#   fs       OP PATH [PATH2]          fs_errno (fs-setup.sh) on the mount: the
+#                                     errno; the message is the errno's text
 # TEXT and ARGS are printf %b strings with tokens: @S the target server's
 # PID, @Z a zombie's, @D the daemon's, @W the writer's own, @X a server
 # that exits while its apply waits for safety, @JUNK1M 1 MiB of random
@@ -53,6 +55,7 @@ if $PY -c 'open("/proc/1/mem", "rb")' 2>/dev/null; then
 else
 	PID1_ERRNO=EPERM PID1_MSG='inspect 1: process 1: open /proc/1/mem: Permission denied'
 fi
+LONG=$(printf 'n%.0s' $(seq 256))
 KTHREAD=$(grep -l '^Kthread:[[:space:]]*1' /proc/[0-9]*/status 2>/dev/null | head -n 1 | cut -d/ -f3)
 
 # ---- the runner ----
@@ -67,6 +70,7 @@ expand() {
 	s=${s//@Z/$ZOMBIE}
 	s=${s//@D/$DAEMON}
 	s=${s//@K/$KTHREAD}
+	s=${s//@LONG/$LONG}
 	printf '%b' "$s" >"$T/in"
 }
 
@@ -147,6 +151,21 @@ except OSError as e:
 	incoming)
 		got=$(copy_in "$T/$input")
 		reason=$(last_reason)
+		;;
+	fs)
+		local op path arg2=""
+		read -r op path arg2 <<<"$input"
+		path=${path//@M/$M}
+		path=${path//@LONG/$LONG}
+		arg2=${arg2//@M/$M}
+		if [ "$arg2" = @GONE ]; then
+			sleep 300 &
+			arg2=$!
+			path=${path//@GONE/$arg2}
+		fi
+		reason=$(fs_errno "$op" "$path" ${arg2:+"$arg2"})
+		got=${reason%% *}
+		reason=${reason#* }
 		;;
 	*)
 		got="unknown kind $kind"
@@ -280,6 +299,16 @@ incoming | tampered.tar               | EBADMSG | 2026.01/2026-03/tampered: patc
 incoming | late.tar                   | ERANGE  | 2026.01/2026-04/late: month 2026-04 is outside baseline 2026.01's window \(2026-02..2026-03\); use --force
 incoming | traversal.tar              | EINVAL  | member '../patch.so': path traversal
 incoming | garbage.tar                | EINVAL  | not a bundle archive: Unrecognized archive format
+# -- the filesystem's own answers: nothing is made or removed --
+fs       | rmdir @M/catalog/2026.01    | EROFS   | Read-only file system
+fs       | rmdir @M/processes          | EPERM   | Operation not permitted
+fs       | symlink @M/lnk apply        | EPERM   | Operation not permitted
+fs       | symlink @M/catalog/lnk latest | EROFS | Read-only file system
+fs       | mkfifo @M/incoming/fifo     | EPERM   | Operation not permitted
+fs       | mkdir @M/catalog/2099.01    | EROFS   | Read-only file system
+fs       | stat @M/@LONG               | ENAMETOOLONG | File name too long
+fs       | create @M/@LONG             | ENAMETOOLONG | File name too long
+fs       | fstat-after-exit @M/processes/@GONE/status @GONE | ok | ok
 # -- the store: a set that does not fit, a patch object altered in a commit --
 apply    | @S 2026-05                 | ENOEXEC | apply [0-9]+: function handle_request at offset 0x7fff0000 size 0x[0-9a-f]+ is outside the code of .*/demo-server
 apply    | @S 2026-06                 | ENOEXEC | apply [0-9]+: patch object: not an ELF file

@@ -272,7 +272,7 @@ lookup   | 0@S                        | ENOENT  | -
 apply    | ４２                        | EINVAL  | '４２' is not a process id
 apply    | @S\0                       | EINVAL  | input contains a NUL byte
 apply    | @JUNK1M                    | EINVAL  | input too long \([0-9]+ bytes, at most 512\)
-apply    | @LINES10K                  | EINVAL  | input too long \(60000 bytes, at most 512\)
+apply    | @LINES10K                  | EINVAL  | input too long \([0-9]+0000 bytes, at most 512\)
 apply    | @S\n@S\n                   | EINVAL  | one command per write, on one line
 # a write of no bytes is no command: nothing to refuse, nothing done
 apply    |                            | ok      | -

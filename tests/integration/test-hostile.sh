@@ -195,9 +195,10 @@ exiting_row() {
 	n_rows=$((n_rows + 1))
 	ht_match "apply of a process that exits mid-apply: ESRCH" "No such process" "$got"
 	ht_log "exiting: $got: $(last_reason)"
-	# killed during the safety retries, or before the engine got to it
+	# killed before the engine got to it, while it held it, or between two retries
 	ht_match "... one line: the reason" \
-		"^(apply $xpid: )?(process $xpid: no such process|no process $xpid)\$" "$(last_reason)"
+		"^(apply $xpid: )?(process $xpid: )?(no such process|no process $xpid|thread [0-9]+ vanished)\$" \
+		"$(last_reason)"
 	ht_eq "... nothing changed" unchanged "$(unchanged)"
 }
 

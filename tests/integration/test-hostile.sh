@@ -109,7 +109,7 @@ except OSError as e:
 EOF
 }
 
-last_reason() { tail -n 1 "$M/log" | sed -n 's/.* reason="\(.*\)"$/\1/p'; }
+last_reason() { tail -n 1 "$M/events" | sed -n 's/.* reason="\(.*\)"$/\1/p'; }
 
 # nothing changed: the store, the server, the daemon
 unchanged() {
@@ -270,7 +270,8 @@ apply    | +@S                        | EINVAL  | '\+[0-9]+' is not a process id
 apply    | 0x10                       | EINVAL  | '0x10' is not a process id
 apply    | 0@S                        | EINVAL  | '0[0-9]+' is not a process id
 lookup   | 0@S                        | ENOENT  | -
-apply    | ４２                        | EINVAL  | '４２' is not a process id
+# the log escapes what the writer controls: bytes past ASCII are \xHH
+apply    | ４２                        | EINVAL  | '\\xef\\xbc\\x94\\xef\\xbc\\x92' is not a process id
 apply    | @S\0                       | EINVAL  | input contains a NUL byte
 apply    | @JUNK1M                    | EINVAL  | input too long \([0-9]+ bytes, at most 512\)
 apply    | @LINES10K                  | EINVAL  | input too long \([0-9]+0000 bytes, at most 512\)

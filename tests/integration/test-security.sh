@@ -126,7 +126,7 @@ as_user_echo "$M/revert" "$cap_pid"
 ht_match "revert of the capable process by the user: EACCES" "Permission denied" "$FS_ERR"
 ht_check "... and it stays patched" patched "$cap_pid"
 ht_match "log: both refusals" "apply pid=$cap_pid set=- result=EACCES.*revert pid=$cap_pid .*result=EACCES" \
-	"$(tr '\n' ' ' <"$M/log")"
+	"$(tr '\n' ' ' <"$M/events")"
 start_as_user "$T/bin/own"
 own_pid=$SRV
 as_user_echo "$M/apply" "$own_pid"
@@ -177,7 +177,7 @@ while read -r -u "${RACE[0]}" pid rest; do
 	[ -n "${RACE[1]:-}" ] && echo go >&"${RACE[1]}"
 done
 wait "$race_pid" 2>/dev/null
-held=$(grep -c "changed after the check" "$M/log")
+held=$(grep -c "changed after the check" "$M/events")
 ht_log "race: $held refusals came from the check with the process held"
 for k in "${!race_seen[@]}"; do ht_log "race: ${race_seen[$k]} writes ended: $k"; done
 ht_eq "race: no set-uid-root process patched in $ROUNDS rounds" 0 "$race_patched"

@@ -5,7 +5,8 @@
 # signals rain on it (SIGWINCH, ignored by the program but reported to a
 # tracer; SIGCONT) and two shell loops keep the CPUs busy. The daemon's RSS
 # and open fds are printed at the start and the end; the fds must not grow
-# and the RSS may not grow by more than 16 MiB. The target must end
+# and the RSS may not grow by more than 16 MiB (under ASan, whose quarantine
+# keeps freed memory, LeakSanitizer judges at the daemon's exit instead). The target must end
 # unpatched, computing the original values, having printed no BAD value.
 # EINTRs the target saw are counted and printed, not failed on: a signal the
 # program ignores is still queued to a traced thread (the kernel does not drop
@@ -71,7 +72,13 @@ kill "$signaller" 2>/dev/null
 ht_eq "no apply or revert failed (EBUSY aside)" 0 "$fail"
 ht_check "most cycles applied (EBUSY in at most a tenth)" test "$busy" -le $((CYCLES / 10))
 ht_eq "daemon fds: as many at the end as at the start" "$fds0" "$fds1"
-ht_check "daemon RSS grew by less than 16 MiB" test $((rss1 - rss0)) -lt 16384
+if grep -q libasan "/proc/$FS_PID/maps"; then
+	# ASan keeps freed memory in quarantine (256 MiB): RSS grows by design;
+	# leaks are LeakSanitizer's to report when the daemon exits (below)
+	ht_log "ASan build: RSS not bounded (quarantine), leaks checked at exit"
+else
+	ht_check "daemon RSS grew by less than 16 MiB" test $((rss1 - rss0)) -lt 16384
+fi
 ht_eq "the target computes the original values" "$before" "$(et_query 7)"
 ht_match "... and runs no set" "state: (up-to-date|not-up-to-date)" "$(cat "$M/processes/$ET_PID/status")"
 ht_log "the target saw $(grep -c '^EINTR' "$ET_OUT") EINTRs: $(grep '^EINTR' "$ET_OUT" | sort | uniq -c | tr -s ' \n' ' ')"

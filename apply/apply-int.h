@@ -239,6 +239,15 @@ void ptr_world_release(struct ptr_world *w);
 int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *ret);
 /* Give the sys thread its own registers back (after ptr_syscall). */
 int ptr_syscall_end(struct ptr_world *w);
+/*
+ * Call func(a0, a1) in the sys thread, on the stack below stack_top (memory
+ * of the engine's own, in a patch region), returning to a call trampoline
+ * that stores done_val at done_addr (see arch_call_tramp_build). Bounded by
+ * stop_ms: -EBUSY past it, the thread left to finish the call and resume
+ * itself (no more calls or system calls in this world). Needs tramp_addr.
+ */
+int ptr_call(struct ptr_world *w, uint64_t func, uint64_t a0, uint64_t a1, uint64_t stack_top,
+	     uint64_t done_addr, uint64_t done_val);
 /* Set what a dying engine's trampoline undoes (rewrites a live one). */
 int ptr_set_undo(struct ptr_world *w, uint64_t base, uint64_t size, bool on);
 struct ptr_thread *ptr_find(struct ptr_world *w, pid_t tid);
@@ -267,6 +276,31 @@ bool arch_tramp_is(const uint8_t *p, size_t len);
  */
 int arch_branch_into(const uint8_t *code, size_t len, uint64_t addr, uint64_t lo, uint64_t hi,
 		     uint64_t *ret_from);
+/*
+ * A call trampoline (ptr_call): an 8-byte tag, then, where the called
+ * function returns (*ret_return): store done_val at done_addr, a getpid
+ * system call whose entry stop (*ret_stop_pc) tells the engine the call
+ * returned, then the thread's own flags, caller-saved registers and stack
+ * pointer, and a jump back where it was: if the engine dies during the
+ * call, the thread completes it and carries on as if never stopped.
+ */
+size_t arch_call_tramp_build(const uint64_t *saved, bool syscall_before_pc, uint64_t tramp,
+			     uint64_t done_addr, uint64_t done_val, uint8_t out[ARCH_TRAMP_MAX],
+			     uint64_t *ret_return, uint64_t *ret_stop_pc);
+/* Registers that enter func(a0, a1) with the stack pointer sp. */
+void arch_call_regs(const uint64_t *saved, uint64_t *out, uint64_t func, uint64_t a0, uint64_t a1,
+		    uint64_t sp);
+int64_t arch_syscall_nr(const uint64_t *regs);
+/* A thread's vector and x87 state, saved around a call. */
+#define ARCH_XSTATE_MAX (16u << 10)
+struct arch_fpstate {
+	void *buf;
+	size_t len;
+	bool xstate;
+};
+int arch_fpstate_save(pid_t tid, struct arch_fpstate *ret);
+int arch_fpstate_restore(pid_t tid, const struct arch_fpstate *s);
+void arch_fpstate_release(struct arch_fpstate *s);
 /* Length of the instruction at code, 0 if not understood. */
 size_t arch_insn_len(const uint8_t *code, size_t len);
 int64_t arch_syscall_result(const uint64_t *regs);
@@ -363,5 +397,57 @@ int checker_begin(struct checker *k, pid_t pid, const struct safety_range *range
 int checker_add(struct checker *k, pid_t tid, const uint64_t *regs);
 int checker_finish(struct checker *k);
 void checker_drop(struct checker *k); /* the stop failed: check no more */
+
+/* ---- unwind.c: the target's unwinder and the patch's unwind tables ----- */
+
+/*
+ * The unwind area of a patch region: UNWIND_AREA_SIZE bytes at the end of
+ * the image (region header's text_end), read-write, present when the
+ * region was registered with the target's unwinder (or was to be). The
+ * first page holds this, the rest is the stack of the remote calls.
+ */
+#define UNWIND_MAGIC "HPUNWD01"
+#define UNWIND_AREA_SIZE (5u * 4096u)
+
+struct unwind_area {
+	char magic[8];
+	uint64_t registered;    /* 1: __register_frame_info returned; 0: not, or
+				 * __deregister_frame_info returned (written by
+				 * the target's thread, see unwind.c) */
+	uint64_t eh_frame;      /* what was registered */
+	uint64_t unwinder;      /* load bias of the libgcc_s it was registered with */
+	uint64_t reserved[4];
+	uint8_t object[192];    /* libgcc's struct object (48-64 bytes) */
+};
+
+/* The target's unwinder: libgcc_s, or none (lib NULL: a plain C process). */
+struct unwinder {
+	const struct proc_object *lib;  /* points into the objects it was found in */
+	uint64_t reg, dereg;            /* __register_frame_info, __deregister_frame_info */
+	/* where the thread making the calls must not be: libgcc_s's code and
+	 * the allocators' entry points */
+	struct safety_range *ranges;
+	size_t n_ranges;
+};
+
+/* Find it; -ENOEXEC when the process unwinds with something else. */
+int unwinder_find(int mem_fd, pid_t pid, const struct proc_maps *maps,
+		  const struct proc_objects *objs, struct unwinder *ret);
+void unwinder_release(struct unwinder *u);
+/* The vaddr of the patch object's .eh_frame; -ENOENT when it has none,
+ * -ENOEXEC when libgcc could not walk it (no end marker). */
+int unwind_eh_frame(const void *so, size_t len, const struct load_image *img,
+		    uint64_t *ret_vaddr);
+/* The unwind area of a region read from the process; -ENOENT if none. */
+int unwind_area_read(int mem_fd, const struct region *rg, struct unwind_area *ret,
+		     uint64_t *ret_addr);
+/* __register_frame_info(eh_frame, area's object) in the sys thread. */
+int unwind_register(struct ptr_world *w, const struct unwinder *u, pid_t view,
+		    unsigned budget_ms, uint64_t area, uint64_t eh_frame);
+/* __deregister_frame_info for a region that is registered (0 if not). */
+int unwind_deregister(struct ptr_world *w, const struct unwinder *u, pid_t view,
+		      unsigned budget_ms, const struct region *rg);
+/* Rewrite our lines of the process's perf map from the regions applied. */
+int unwind_perfmap_update(pid_t pid, int mem_fd, const struct regions *regions);
 
 #endif

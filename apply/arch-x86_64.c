@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <elf.h>
+#include <stdlib.h>
+#include <sys/uio.h>
 #include <sys/user.h>
 
 #include "apply-int.h"
@@ -104,9 +107,13 @@ void arch_syscall_regs(const uint64_t *saved, uint64_t *out, uint64_t insn, long
 /* syscall; mov $base, %rdi (the undo's first instruction) */
 static const uint8_t tramp_start[] = { 0x0f, 0x05, 0x48, 0xbf };
 
+/* The first bytes of a call trampoline (arch_call_tramp_build): a tag, never executed. */
+static const uint8_t call_tag[8] = { 'H', 'P', 'C', 'A', 'L', 'L', '0', '1' };
+
 bool arch_tramp_is(const uint8_t *p, size_t len)
 {
-	return len >= sizeof(tramp_start) && memcmp(p, tramp_start, sizeof(tramp_start)) == 0;
+	return (len >= sizeof(tramp_start) && memcmp(p, tramp_start, sizeof(tramp_start)) == 0) ||
+	       (len >= sizeof(call_tag) && memcmp(p, call_tag, sizeof(call_tag)) == 0);
 }
 
 static uint8_t *mov_imm64(uint8_t *p, uint8_t rex, uint8_t op, uint64_t v)
@@ -117,14 +124,17 @@ static uint8_t *mov_imm64(uint8_t *p, uint8_t rex, uint8_t op, uint64_t v)
 	return p + 8;
 }
 
-size_t arch_tramp_build(const uint64_t *saved, bool syscall_before_pc,
-			const struct ptr_undo *undo, uint8_t out[ARCH_TRAMP_MAX])
+/*
+ * Give the thread of saved its registers back and jump where it resumes,
+ * doing the kernel's restart logic by hand (FIELD-NOTES table): the
+ * caller-saved registers a system call or a function call may clobber,
+ * then a jump through the word that follows.
+ */
+static uint8_t *emit_resume(uint8_t *p, const struct user_regs_struct *r, bool syscall_before_pc,
+			    bool with_rsp)
 {
-	const struct user_regs_struct *r = CR(saved);
 	uint64_t rax = r->rax, rip = r->rip;
-	uint8_t *p = out;
 
-	/* the kernel's restart logic, done by hand (FIELD-NOTES table) */
 	if ((int64_t)r->orig_rax >= 0) {
 		switch ((int64_t)r->rax) {
 		case -512: /* ERESTARTSYS */
@@ -147,6 +157,33 @@ size_t arch_tramp_build(const uint64_t *saved, bool syscall_before_pc,
 			break;
 		}
 	}
+	/* mov $imm64, %reg (flags untouched) */
+	p = mov_imm64(p, 0x48, 0xbf, r->rdi);
+	p = mov_imm64(p, 0x48, 0xbe, r->rsi);
+	p = mov_imm64(p, 0x48, 0xba, r->rdx);
+	p = mov_imm64(p, 0x49, 0xba, r->r10);
+	p = mov_imm64(p, 0x49, 0xb8, r->r8);
+	p = mov_imm64(p, 0x49, 0xb9, r->r9);
+	p = mov_imm64(p, 0x48, 0xb9, r->rcx);
+	p = mov_imm64(p, 0x49, 0xbb, r->r11);
+	p = mov_imm64(p, 0x48, 0xb8, rax);
+	if (with_rsp)
+		p = mov_imm64(p, 0x48, 0xbc, r->rsp);
+	/* jmp *0(%rip); .quad rip */
+	*p++ = 0xff;
+	*p++ = 0x25;
+	memset(p, 0, 4);
+	p += 4;
+	memcpy(p, &rip, 8);
+	p += 8;
+	return p;
+}
+
+size_t arch_tramp_build(const uint64_t *saved, bool syscall_before_pc,
+			const struct ptr_undo *undo, uint8_t out[ARCH_TRAMP_MAX])
+{
+	uint8_t *p = out;
+
 	memcpy(p, arch_syscall_insn, 2);
 	p += 2;
 	/*
@@ -167,29 +204,114 @@ size_t arch_tramp_build(const uint64_t *saved, bool syscall_before_pc,
 	*p++ = 0xb8; *p++ = SYS_munmap; *p++ = 0; *p++ = 0; *p++ = 0;
 	memcpy(p, arch_syscall_insn, 2);
 	p += 2;
-	/* mov $imm64, %reg (flags untouched: the syscall restored them from r11) */
-	p = mov_imm64(p, 0x48, 0xbf, r->rdi);
-	p = mov_imm64(p, 0x48, 0xbe, r->rsi);
-	p = mov_imm64(p, 0x48, 0xba, r->rdx);
-	p = mov_imm64(p, 0x49, 0xba, r->r10);
-	p = mov_imm64(p, 0x49, 0xb8, r->r8);
-	p = mov_imm64(p, 0x49, 0xb9, r->r9);
-	p = mov_imm64(p, 0x48, 0xb9, r->rcx);
-	p = mov_imm64(p, 0x49, 0xbb, r->r11);
-	p = mov_imm64(p, 0x48, 0xb8, rax);
-	/* jmp *0(%rip); .quad rip */
-	*p++ = 0xff;
-	*p++ = 0x25;
-	memset(p, 0, 4);
-	p += 4;
-	memcpy(p, &rip, 8);
-	p += 8;
+	/* the syscall restored the flags from r11 */
+	p = emit_resume(p, CR(saved), syscall_before_pc, false);
 	return (size_t)(p - out);
+}
+
+size_t arch_call_tramp_build(const uint64_t *saved, bool syscall_before_pc, uint64_t tramp,
+			     uint64_t done_addr, uint64_t done_val, uint8_t out[ARCH_TRAMP_MAX],
+			     uint64_t *ret_return, uint64_t *ret_stop_pc)
+{
+	const struct user_regs_struct *r = CR(saved);
+	uint32_t flags = (uint32_t)r->eflags;
+	uint8_t *p = out;
+
+	memcpy(p, call_tag, sizeof(call_tag));
+	p += sizeof(call_tag);
+	*ret_return = tramp + (uint64_t)(p - out);
+	/* movabs $done_addr, %rdi; movq $done_val, (%rdi) */
+	p = mov_imm64(p, 0x48, 0xbf, done_addr);
+	*p++ = 0x48; *p++ = 0xc7; *p++ = 0x07;
+	memcpy(p, &(uint32_t){ (uint32_t)done_val }, 4);
+	p += 4;
+	/* mov $SYS_getpid, %eax; syscall: the stop the engine waits for */
+	*p++ = 0xb8;
+	memcpy(p, &(uint32_t){ SYS_getpid }, 4);
+	p += 4;
+	memcpy(p, arch_syscall_insn, 2);
+	p += 2;
+	*ret_stop_pc = tramp + (uint64_t)(p - out);
+	/* push $flags; popfq (still on the call's own stack), then the rest */
+	*p++ = 0x68;
+	memcpy(p, &flags, 4);
+	p += 4;
+	*p++ = 0x9d;
+	p = emit_resume(p, r, syscall_before_pc, true);
+	return (size_t)(p - out);
+}
+
+void arch_call_regs(const uint64_t *saved, uint64_t *out, uint64_t func, uint64_t a0, uint64_t a1,
+		    uint64_t sp)
+{
+	struct user_regs_struct *r = R(out);
+
+	memcpy(out, saved, sizeof(struct user_regs_struct));
+	r->orig_rax = (uint64_t)-1; /* no restart logic on our call */
+	r->rip = func;
+	r->rdi = a0;
+	r->rsi = a1;
+	r->rax = 0;
+	r->rsp = sp;
+	/* the ABI's state at a call: direction flag clear; no single-step */
+	r->eflags &= ~(uint64_t)(0x400 | 0x100);
+}
+
+/*
+ * The extended state (x87, SSE, AVX...) of a thread, around a call: the
+ * called code may use vector registers the thread had live.
+ */
+int arch_fpstate_save(pid_t tid, struct arch_fpstate *ret)
+{
+	struct iovec iov;
+
+	ret->len = 0;
+	ret->buf = malloc(ARCH_XSTATE_MAX);
+	if (!ret->buf)
+		return -ENOMEM;
+	iov = (struct iovec){ ret->buf, ARCH_XSTATE_MAX };
+	if (ptrace(PTRACE_GETREGSET, tid, (void *)NT_X86_XSTATE, &iov) == 0) {
+		ret->len = iov.iov_len;
+		ret->xstate = true;
+		return 0;
+	}
+	/* no XSAVE: the FXSAVE area (x87, SSE) */
+	if (ptrace(PTRACE_GETFPREGS, tid, NULL, ret->buf) == 0) {
+		ret->len = sizeof(struct user_fpregs_struct);
+		ret->xstate = false;
+		return 0;
+	}
+	free(ret->buf);
+	ret->buf = NULL;
+	return -errno;
+}
+
+int arch_fpstate_restore(pid_t tid, const struct arch_fpstate *s)
+{
+	struct iovec iov = { s->buf, s->len };
+
+	if (!s->buf)
+		return 0;
+	if (s->xstate ? ptrace(PTRACE_SETREGSET, tid, (void *)NT_X86_XSTATE, &iov)
+		      : ptrace(PTRACE_SETFPREGS, tid, NULL, s->buf))
+		return -errno;
+	return 0;
+}
+
+void arch_fpstate_release(struct arch_fpstate *s)
+{
+	free(s->buf);
+	s->buf = NULL;
 }
 
 uint64_t arch_syscall_pc(const uint64_t *regs)
 {
 	return CR(regs)->rip;
+}
+
+int64_t arch_syscall_nr(const uint64_t *regs)
+{
+	return (int64_t)CR(regs)->orig_rax;
 }
 
 int64_t arch_syscall_result(const uint64_t *regs)

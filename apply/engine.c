@@ -160,6 +160,9 @@ struct op {
 
 	unsigned n_tries;
 	uint64_t pause_us;
+
+	/* the target's unwinder (unwind.c): regions are registered with it */
+	struct unwinder unw;
 };
 
 static void op_release(struct op *op)
@@ -183,6 +186,7 @@ static void op_release(struct op *op)
 	free(op->all);
 	free(op->unmap);
 	free(op->unmap_ok);
+	unwinder_release(&op->unw);
 }
 
 static int op_open(struct op *op, pid_t pid, bool rw)
@@ -476,7 +480,7 @@ static int protect_region(struct op *op, const struct load_image *img, uint64_t 
 	if (!prot)
 		return -ENOMEM;
 	for (size_t p = 0; p < n; p++)
-		prot[p] = PROT_READ;
+		prot[p] = p < (img_off + img->size) / PAGE ? PROT_READ : PROT_READ | PROT_WRITE;
 	for (size_t i = 0; i < img->n_segs; i++) {
 		uint64_t s = (img_off + img->segs[i].vaddr) / PAGE;
 		uint64_t e = (img_off + img->segs[i].vaddr + img->segs[i].memsz + PAGE - 1) / PAGE;
@@ -843,9 +847,27 @@ static void unmap_old(struct op *op)
 	for (size_t i = 0; i < op->n_unmap; i++) {
 		const struct region *rg = &op->regions.v[op->unmap[i]];
 
-		if (op->unmap_ok[i])
+		/* a region still registered with the unwinder stays (an orphan) */
+		if (op->unmap_ok[i] &&
+		    unwind_deregister(&op->w, &op->unw, op->view, op->budget_ms, rg) == 0)
 			remote_munmap(op, rg->addr, rg->hdr.region_size);
 	}
+	hp_err_clear();
+}
+
+/*
+ * perf's map of the process (unwind.c) from the regions applied now: best
+ * effort, an error there does not undo the operation.
+ */
+static void perfmap_refresh(struct op *op)
+{
+	struct proc_maps maps = { 0 };
+	struct regions rgs = { 0 };
+
+	if (proc_maps_read(op->pid, &maps) == 0 && regions_read(op->mem_fd, &maps, &rgs) == 0)
+		unwind_perfmap_update(op->pid, op->mem_fd, &rgs);
+	regions_release(&rgs);
+	proc_maps_release(&maps);
 	hp_err_clear();
 }
 
@@ -1004,8 +1026,9 @@ static int patch_op(pid_t pid, const struct apply_set *set, const struct apply_o
 	struct region_func *rf;
 	char set_id[160];
 	uint64_t lo = UINT64_MAX, hi = 0, hdr_bytes, img_off, *new_vaddr = NULL, *new_size = NULL;
-	bool locked = false;
-	int r;
+	uint64_t eh_vaddr = 0, area = 0;
+	bool locked = false, registered = false;
+	int r, eh_r;
 
 	r = check_set(set, set_id, sizeof(set_id));
 	if (r < 0)
@@ -1042,7 +1065,19 @@ static int patch_op(pid_t pid, const struct apply_set *set, const struct apply_o
 		}
 	}
 
+	/* the unwind tables the target's unwinder will be given (unwind.c) */
+	eh_r = unwind_eh_frame(set->so, set->so_len, &img, &eh_vaddr);
+	if (eh_r == -ENOENT)
+		eh_r = hp_err(-ENOEXEC, "patch object: no unwind tables (.eh_frame): C++ "
+			      "exceptions and backtraces through it would fail in this process, "
+			      "which has libgcc's unwinder");
+
 	r = op_attach_scan(&op);
+	if (r < 0)
+		goto out;
+	r = unwinder_find(op.mem_fd, pid, &op.maps, &op.objs, &op.unw);
+	if (r == 0 && op.unw.lib && eh_r < 0)
+		r = eh_r;
 	if (r < 0)
 		goto out;
 	target = proc_objects_find(&op.objs, m->build_id);
@@ -1139,7 +1174,8 @@ static int patch_op(pid_t pid, const struct apply_set *set, const struct apply_o
 	hdr_bytes = region_hdr_bytes(m->n_funcs);
 	img_off = (hdr_bytes + PAGE - 1) & ~(PAGE - 1);
 	img_off = (img_off + img.max_align - 1) & ~((uint64_t)img.max_align - 1);
-	r = map_region(&op, img_off + img.size, img.max_align, lo, hi);
+	r = map_region(&op, img_off + img.size + (op.unw.lib ? UNWIND_AREA_SIZE : 0), img.max_align,
+		       lo, hi);
 	if (r < 0)
 		goto out;
 	test_stall("map");
@@ -1246,10 +1282,33 @@ static int patch_op(pid_t pid, const struct apply_set *set, const struct apply_o
 		r = proc_mem_write(op.mem_fd, op.new_base + img_off, img.bytes, img.size);
 	if (r == 0)
 		test_stall("image");
+	if (r == 0 && op.unw.lib) {
+		struct unwind_area a = { .magic = UNWIND_MAGIC };
+
+		area = op.new_base + img_off + img.size;
+		a.eh_frame = op.new_base + img_off + eh_vaddr;
+		a.unwinder = op.unw.lib->bias;
+		r = proc_mem_write(op.mem_fd, area, &a, sizeof(a));
+	}
 	if (r == 0)
 		r = protect_region(&op, &img, img_off);
 	if (r < 0)
 		goto out;
+	/*
+	 * Step "register" (undo: deregister): the patch's unwind tables go to
+	 * the target's unwinder before any jump reaches them. From here a
+	 * killed engine's trampoline must not unmap the region: a later
+	 * operation deregisters it first.
+	 */
+	if (op.unw.lib) {
+		registered = true; /* or maybe, if it failed: the undo reads the area */
+		r = unwind_register(&op.w, &op.unw, op.view, op.budget_ms, area,
+				    op.new_base + img_off + eh_vaddr);
+		if (r == 0)
+			r = ptr_set_undo(&op.w, 0, 0, false);
+		if (r < 0)
+			goto out;
+	}
 
 	r = stop_and_switch(&op);
 	if (r < 0)
@@ -1263,14 +1322,21 @@ static int patch_op(pid_t pid, const struct apply_set *set, const struct apply_o
 	proc_mem_write(op.mem_fd, op.new_base + offsetof(struct region_hdr, pause_us), &op.pause_us,
 		       sizeof(op.pause_us));
 	fill_result(&op, ret, true, set_id);
+	perfmap_refresh(&op);
 	r = 0;
 out:
 	if (r < 0 && op.new_mapped) {
-		/* undo the map step; the reason we failed is what the caller sees */
+		/* undo the register and map steps; the reason we failed is what
+		 * the caller sees */
 		char why[HP_ERRMSG_MAX];
+		struct region nr = { .addr = op.new_base };
 
 		snprintf(why, sizeof(why), "%s", hp_errmsg(r));
-		remote_munmap(&op, op.new_base, op.new_size);
+		if (hdr)
+			nr.hdr = *hdr;
+		if (!registered ||
+		    (hdr && unwind_deregister(&op.w, &op.unw, op.view, op.budget_ms, &nr) == 0))
+			remote_munmap(&op, op.new_base, op.new_size);
 		hp_err(r, "%s", why);
 	}
 	if (r < 0)
@@ -1307,6 +1373,9 @@ static int revert_op(pid_t pid, const char *build_id, const struct apply_opts *o
 	r = op_attach_scan(&op);
 	if (r < 0)
 		goto out;
+	/* to deregister what was registered; an unknown unwinder had none */
+	if (unwinder_find(op.mem_fd, pid, &op.maps, &op.objs, &op.unw) < 0)
+		hp_err_clear();
 	for (size_t i = 0; i < op.regions.n; i++) {
 		const struct region *rg = &op.regions.v[i];
 
@@ -1361,6 +1430,7 @@ static int revert_op(pid_t pid, const char *build_id, const struct apply_opts *o
 		goto out;
 	unmap_old(&op);
 	fill_result(&op, ret, true, "");
+	perfmap_refresh(&op);
 	r = 0;
 out:
 	if (r < 0)

@@ -926,3 +926,96 @@ out:
 			      strerror(-r));
 	return 0;
 }
+
+/*
+ * A function call in the sys thread (unwind.c registers the patch's unwind
+ * tables with the target's own unwinder this way). From the thread's own
+ * registers: its vector state saved, a call trampoline written where the
+ * syscall trampoline goes (zero padding), the return address pushed on
+ * the given stack, the registers pointed at func. Then PTRACE_SYSCALL until
+ * the trampoline's getpid entry stop (a system call the function makes on
+ * the way is let through; a signal meanwhile is kept for later), and the
+ * thread given back its registers as after an injected system call.
+ */
+int ptr_call(struct ptr_world *w, uint64_t func, uint64_t a0, uint64_t a1, uint64_t stack_top,
+	     uint64_t done_addr, uint64_t done_val)
+{
+	struct ptr_thread *t = ptr_find(w, w->sys_tid);
+	struct arch_fpstate fp = { 0 };
+	uint8_t code[ARCH_TRAMP_MAX], prev[2] = { 0 };
+	uint64_t regs[32], ret_addr, stop_pc, sp, deadline;
+	size_t len;
+	int r;
+
+	if (w->lost || !t)
+		return hp_err(-EBUSY, "process %d: no thread for remote calls", (int)w->pid);
+	if (!w->tramp_addr)
+		return hp_err(-ENOEXEC, "process %d: no zero padding after a code segment for a "
+			      "call trampoline", (int)w->pid);
+	r = ptr_syscall_end(w);
+	if (r < 0)
+		return r;
+	r = arch_fpstate_save(t->tid, &fp);
+	if (r < 0)
+		return hp_err(r, "process %d: read the vector state of thread %d: %s", (int)w->pid,
+			      (int)t->tid, strerror(-r));
+	proc_mem_read(w->mem_fd, arch_syscall_pc(t->regs) - 2, prev, 2);
+	len = arch_call_tramp_build(t->regs, memcmp(prev, arch_syscall_insn, 2) == 0,
+				    w->tramp_addr, done_addr, done_val, code, &ret_addr, &stop_pc);
+	sp = (stack_top & ~(uint64_t)15) - 8; /* as after a call: rsp + 8 aligned */
+	r = proc_mem_write(w->mem_fd, sp, &ret_addr, sizeof(ret_addr));
+	if (r == 0)
+		r = proc_mem_write(w->mem_fd, w->tramp_addr, code, len);
+	if (r < 0)
+		goto fail;
+	w->tramp_len = len;
+	arch_call_regs(t->regs, regs, func, a0, a1, sp);
+	r = arch_setregs(t, regs);
+	if (r < 0)
+		goto fail;
+	w->injecting = true;
+	deadline = stop_deadline(w);
+	for (;;) {
+		if (ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) < 0) {
+			r = -errno;
+			goto fail;
+		}
+		r = wait_stop(t->tid, false, &t->sig, deadline);
+		if (r < 0)
+			goto fail;
+		if (ptrace(PTRACE_GETREGS, t->tid, NULL, regs) < 0) {
+			r = -errno;
+			goto fail;
+		}
+		if (arch_syscall_pc(regs) == stop_pc && arch_syscall_nr(regs) == SYS_getpid)
+			break;
+	}
+	r = ptr_syscall_end(w);
+	if (r == 0) {
+		r = arch_fpstate_restore(t->tid, &fp);
+		if (r < 0)
+			r = hp_err(r, "process %d: restore the vector state of thread %d: %s",
+				   (int)w->pid, (int)t->tid, strerror(-r));
+	}
+	arch_fpstate_release(&fp);
+	return r;
+fail:
+	arch_fpstate_release(&fp);
+	if (r == -ETIMEDOUT) {
+		/* the thread finishes the call and resumes itself when let go */
+		pid_t tid = t->tid;
+
+		thread_remove(w, t);
+		stuck_add(w, tid);
+		w->injecting = false;
+		w->lost = true;
+		return hp_err(-EBUSY, "process %d: remote call in thread %d did not return within %u ms",
+			      (int)w->pid, (int)tid, stop_ms(w));
+	}
+	if (w->injecting) {
+		/* the call did not start: the thread's own registers back */
+		ptr_syscall_end(w);
+	}
+	return hp_err(r == -ESRCH ? -ESRCH : r, "process %d: remote call in thread %d: %s",
+		      (int)w->pid, (int)t->tid, strerror(-r));
+}

@@ -1442,13 +1442,31 @@ static const char *first_error_line(char *text)
 	return line;
 }
 
+/*
+ * The zero word that ends .eh_frame, which crtend.o provides to a normal
+ * link and -nostartfiles leaves out: libgcc's unwinder walks a registered
+ * .eh_frame up to it (the engine registers the patch's tables with the
+ * target's unwinder, for C++ exceptions and backtrace() through patched
+ * frames). An assembly file, given after the sources so the linker puts
+ * it last.
+ */
+static int eh_frame_end(struct author *a, char *path, size_t cap)
+{
+	static const char text[] =
+		"\t.section .eh_frame,\"a\",@progbits\n\t.long 0\n"
+		"\t.section .note.GNU-stack,\"\",@progbits\n";
+
+	snprintf(path, cap, "%s/eh-frame-end.s", a->tmpdir);
+	return hp_write_file_atomic(path, text, sizeof(text) - 1, 0600);
+}
+
 static int compile(struct author *a, const char *so_path)
 {
 	const struct store_build_opts *o = a->opts;
 	const char *cc = o->cc;
 	struct strv args = { NULL, 0 };
 	struct hp_buf out = HP_BUF_INIT;
-	char out_path[PATH_MAX + 16];
+	char out_path[PATH_MAX + 16], end_path[PATH_MAX + 32];
 	char *words = NULL, *save = NULL;
 	int r = 0, st = -1;
 
@@ -1472,6 +1490,11 @@ static int compile(struct author *a, const char *so_path)
 		r = strv_add(&args, so_path);
 	for (const char *const *p = o->sources; p && *p && r >= 0; p++)
 		r = strv_add(&args, *p);
+	/* last: the end marker of .eh_frame (see eh_frame_end) */
+	if (r >= 0)
+		r = eh_frame_end(a, end_path, sizeof(end_path));
+	if (r >= 0)
+		r = strv_add(&args, end_path);
 	if (r >= 0) {
 		char **v = realloc(args.v, (args.n + 1) * sizeof(*v));
 

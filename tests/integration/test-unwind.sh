@@ -1,0 +1,156 @@
+#!/bin/bash
+# C++ exceptions and backtrace() through patched code (a C++ target, with
+# libgcc_s's unwinder): a patched function that throws (caught by its
+# caller), and an exception from a callee passing through a patched frame,
+# are caught before apply, after apply, after a replace (month N over N-1)
+# and after revert; backtrace() inside a patched function sees its callers;
+# perf's map names the patched functions and keeps the lines of others. A
+# process whose unwinder is not libgcc_s's is refused, as is a patch whose
+# .eh_frame libgcc could not walk; hp build ends .eh_frame.
+. "$HP_TEST_LIB/harness.sh"
+. "$(dirname "$0")/test-engine-lib.sh"
+ht_begin "unwind"
+
+FIX=$HP_BUILD_ROOT/tests/fixtures/unwind
+TARGET=$FIX/unwind-target
+
+# un_start PROGRAM: start it on a FIFO (ET_PID, ET_FIFO, ET_OUT as et_start)
+un_start() {
+	ET_FIFO=$HT_TMP/fifo.${#HT_PIDS[@]}
+	mkfifo "$ET_FIFO"
+	ht_spawn "$1" "$ET_FIFO"
+	ET_PID=$HT_LAST_PID
+	ET_OUT=$HT_LAST_OUT
+	ht_wait_for 10 grep -q '^ready' "$ET_OUT"
+}
+
+# un_set MONTH DIR PATCH.so|SRC.c: hp build a set for the target into DIR
+un_set() {
+	"$HP_BIN" build --target "${UN_BIN:-$TARGET}" --baseline 2026.01 --month "$1" \
+		--name fix -o "$2.tar" "$3" >/dev/null || return 1
+	mkdir -p "$2" && tar -xf "$2.tar" -C "$2"
+}
+
+# un_round WHAT PARSE_VALUE RELAY_VALUE PARSE_THROWER: the target's answers
+# to the four calls, and that it is still alive
+un_round() {
+	ht_eq "$1: parse(3)" "value $2" "$(et_ask 'p 3')"
+	ht_eq "$1: parse(-1) throws inside the function, its caller catches" \
+		"caught negative ($4)" "$(et_ask 'p -1')"
+	ht_eq "$1: relay(2)" "value $3" "$(et_ask 'r 2')"
+	ht_eq "$1: relay(-1) lets thrower's exception through, its caller catches" \
+		"caught thrower" "$(et_ask 'r -1')"
+	ht_check "$1: the target runs on" kill -0 "$ET_PID"
+}
+
+a=$HT_TMP/a
+b=$HT_TMP/b
+ht_check "build month N-1 from the C++ patch object" un_set 2026-02 "$a" "$FIX/unwind-patch-a.so"
+ht_check "build month N (replaces trace too)" un_set 2026-03 "$b" "$FIX/unwind-patch-b.so"
+
+un_start "$TARGET"
+perfmap=/tmp/perf-$ET_PID.map
+# a JIT's own line in the perf map, which must survive our rewrites
+printf '1000 10 jitted_code\n' >"$perfmap"
+maps0=$(et_maps)
+un_round "before apply" 4 5 original
+bt0=$(et_ask t)
+ht_match "before apply: backtrace() names trace and its callers" \
+	'^frames [0-9]+ trace inner middle outer main ' "$bt0"
+n0=$(printf '%s' "$bt0" | cut -d' ' -f2)
+
+ht_match "apply month N-1" '^applied changed=1 ' "$(et_driver apply "$ET_PID" "$a" 2>&1)"
+un_round "after apply" 103 204 "patch a"
+ht_match "after apply: perf map names parse in the patch" \
+	"^[0-9a-f]+ [0-9a-f]+ parse \\[hotpatch 2026.01/2026-02/fix\\]$" "$(grep ' parse ' "$perfmap")"
+ht_eq "after apply: perf map keeps the other lines" "1000 10 jitted_code" "$(head -1 "$perfmap")"
+
+ht_match "replace by month N" '^applied changed=1 .*set=2026.01/2026-03/fix$' \
+	"$(et_driver apply "$ET_PID" "$b" 2>&1)"
+un_round "after replace" 1003 2004 "patch b"
+bt=$(et_ask t)
+# the patched trace has no name for backtrace_symbols (no object maps it)
+ht_eq "after replace: backtrace() in a patched function sees every caller" \
+	"frames $n0 ? inner middle outer main" "$(printf '%s' "$bt" | cut -d' ' -f1-7)"
+ht_eq "after replace: perf map has month N's three functions only" \
+	"parse relay trace" \
+	"$(grep -o '[a-z]* \[hotpatch 2026.01/2026-03/fix\]$' "$perfmap" | cut -d' ' -f1 | sort | xargs)"
+ht_eq "after replace: no line of month N-1" 0 "$(grep -c '2026-02' "$perfmap")"
+
+ht_match "revert" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
+un_round "after revert" 4 5 original
+ht_eq "after revert: backtrace() as before" "$bt0" "$(et_ask t)"
+ht_eq "after revert: the regions are deregistered and unmapped" "$maps0" "$(et_maps)"
+ht_eq "after revert: perf map holds the other lines only" "1000 10 jitted_code" "$(cat "$perfmap")"
+
+ht_match "apply again after revert" '^applied changed=1 ' "$(et_driver apply "$ET_PID" "$b" 2>&1)"
+un_round "applied again" 1003 2004 "patch b"
+ht_match "revert again" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
+ht_eq "revert again: maps as before" "$maps0" "$(et_maps)"
+rm -f "$perfmap"
+ht_match "without a perf map: apply" '^applied changed=1 ' "$(et_driver apply "$ET_PID" "$a" 2>&1)"
+ht_eq "without a perf map: made with our two lines" 2 "$(grep -c '\[hotpatch ' "$perfmap")"
+ht_match "without a perf map: revert" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
+ht_check "without a perf map: removed when nothing else is in it" test ! -e "$perfmap"
+
+# a patch object whose .eh_frame has no end marker (-nostartfiles, no hp
+# build): libgcc would walk into what follows it
+if command -v g++ >/dev/null; then
+	cat >"$HT_TMP/nomarker.cc" <<'SRC'
+#include <stdexcept>
+extern "C" int parse(int x)
+{
+	try {
+		if (x < 0)
+			throw std::invalid_argument("negative (no marker)");
+	} catch (const std::logic_error &) {
+		throw;
+	}
+	return x + 7;
+}
+SRC
+	g++ -fPIC -shared -O2 -nostartfiles -o "$HT_TMP/nomarker.so" "$HT_TMP/nomarker.cc"
+	ht_check "build the set without the marker" un_set 2026-02 "$HT_TMP/nm" "$HT_TMP/nomarker.so"
+	err=$(et_driver apply "$ET_PID" "$HT_TMP/nm" 2>&1 >/dev/null)
+	ht_eq "no .eh_frame end marker: ENOEXEC" 8 "$?"
+	ht_eq "no .eh_frame end marker: the message" \
+		"engine-driver: ENOEXEC: apply $ET_PID: patch object: its .eh_frame has no end marker (a zero word, which crtend.o or hp build adds)" \
+		"$err"
+	ht_eq "no .eh_frame end marker: maps untouched" "$maps0" "$(et_maps)"
+fi
+
+# hp build's own patch objects end .eh_frame
+cat >"$HT_TMP/thrower.c" <<'SRC'
+int thrower(int x)
+{
+	return x * 3;
+}
+SRC
+ht_check "hp build a C patch" un_set 2026-02 "$HT_TMP/c" "$HT_TMP/thrower.c"
+ht_match "hp build: its .eh_frame ends with the zero word" 'ZERO terminator' \
+	"$(readelf --debug-dump=frames "$HT_TMP/c/patch.so" 2>/dev/null | tail -3)"
+ht_match "a C patch in the C++ process: applied" '^applied changed=1 ' \
+	"$(et_driver apply "$ET_PID" "$HT_TMP/c" 2>&1)"
+ht_eq "a C patch: relay(2) through it" "value 7" "$(et_ask 'r 2')"
+ht_match "a C patch: reverted" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
+ht_check "no uncaught exception: still running" kill -0 "$ET_PID"
+ht_eq "the target printed nothing but answers" "" "$(grep -Ev '^(ready|[0-9]+: )' "$ET_OUT")"
+rm -f "$perfmap"
+kill "$ET_PID"
+
+# a process whose unwinder is not libgcc_s's: refused, untouched
+UN_BIN=$FIX/unwind-other
+un_start "$UN_BIN"
+ht_check "build a set for it" un_set 2026-02 "$HT_TMP/o" "$HP_SOURCE_ROOT/tests/fixtures/unwind/patch-other.c"
+maps0=$(et_maps)
+err=$(et_driver apply "$ET_PID" "$HT_TMP/o" 2>&1 >/dev/null)
+ht_eq "another unwinder: ENOEXEC" 8 "$?"
+ht_eq "another unwinder: the message" \
+	"engine-driver: ENOEXEC: apply $ET_PID: process $ET_PID: no libgcc_s unwinder, but $FIX/libotherunwind.so throws or unwinds C++ exceptions with another one: an exception through a patched function would abort the program" \
+	"$err"
+ht_eq "another unwinder: maps untouched" "$maps0" "$(et_maps)"
+ht_eq "another unwinder: the original runs" "value 3" "$(et_ask 'v 2')"
+ht_check "another unwinder: no perf map written" test ! -e "/tmp/perf-$ET_PID.map"
+kill "$ET_PID"
+
+ht_end

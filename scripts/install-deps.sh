@@ -7,7 +7,8 @@ set -eu
 PKGS="gcc libc6-dev pkg-config meson ninja-build git
 libfuse3-dev fuse3 libarchive-dev libgit2-dev libelf-dev libcmocka-dev
 libsodium-dev libunwind-dev ansible tar xz-utils zip
-shellcheck man-db groff-base procps libcapstone-dev wrk"
+shellcheck man-db groff-base procps libcapstone-dev wrk
+g++ gdb binutils"
 
 missing=""
 for p in $PKGS; do

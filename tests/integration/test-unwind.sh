@@ -77,6 +77,29 @@ ht_eq "after replace: perf map has month N's three functions only" \
 	"$(grep -o '[a-z]* \[hotpatch 2026.01/2026-03/fix\]$' "$perfmap" | cut -d' ' -f1 | sort | xargs)"
 ht_eq "after replace: no line of month N-1" 0 "$(grep -c '2026-02' "$perfmap")"
 
+# gdb, given the patch objects by contrib/gdb/hotpatch.py, names the patched
+# relay and unwinds through it from a breakpoint in thrower
+if command -v gdb >/dev/null; then
+	store=$HT_TMP/store.git
+	HP_STORE=$store "$HP_BIN" store init --allow-unsigned >/dev/null
+	HP_STORE=$store "$HP_BIN" import "$b.tar" >/dev/null
+	gdbout=$HT_TMP/gdb.out
+	ht_spawn timeout 120 gdb -nx -batch -p "$ET_PID" \
+		-x "$HP_SOURCE_ROOT/contrib/gdb/hotpatch.py" -ex "hotpatch-symbols $store" \
+		-ex 'break thrower' -ex 'continue' -ex 'bt' -ex 'detach'
+	gdbpid=$HT_LAST_PID
+	gdbout=$HT_LAST_OUT
+	ht_wait_for 100 grep -q '^Breakpoint 1 at' "$gdbout"
+	ht_eq "gdb: relay(5) stopped in thrower and went on" "value 2010" "$(et_ask 'r 5')"
+	ht_wait_exit "$gdbpid" 30
+	ht_match "gdb: hotpatch-symbols loaded month N's object" \
+		'^hotpatch-symbols: 2026.01/2026-03/fix at 0x[0-9a-f]+ \(region 0x[0-9a-f]+\)$' \
+		"$(grep '^hotpatch-symbols' "$gdbout")"
+	ht_match "gdb: bt names the patched relay, then its caller" \
+		'^#1 +0x[0-9a-f]+ in relay \(.*patch-b.cc:[0-9]+ #2 +0x[0-9a-f]+ in command ' \
+		"$(grep '^#[12] ' "$gdbout" | xargs -d '\n')"
+fi
+
 ht_match "revert" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
 un_round "after revert" 4 5 original
 ht_eq "after revert: backtrace() as before" "$bt0" "$(et_ask t)"

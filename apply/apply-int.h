@@ -213,6 +213,10 @@ struct ptr_world {
 	int on_stop_r;
 	uint64_t t_all_stopped_begin;
 	uint64_t t_all_resumed;
+	/* threads ptr_stop_sys picks only when no other will do (unwind.c:
+	 * found holding what its call would wait for) */
+	pid_t avoid[8];
+	size_t n_avoid;
 	bool settled;         /* ptr_wait_settled saw no thread in state D */
 	size_t n_listed;      /* the threads it listed */
 };

@@ -864,6 +864,8 @@ static void perfmap_refresh(struct op *op)
 	struct proc_maps maps = { 0 };
 	struct regions rgs = { 0 };
 
+	/* nothing more is done in the sys thread: let it go first */
+	ptr_resume(&op->w, false);
 	if (proc_maps_read(op->pid, &maps) == 0 && regions_read(op->mem_fd, &maps, &rgs) == 0)
 		unwind_perfmap_update(op->pid, op->mem_fd, &rgs);
 	regions_release(&rgs);

@@ -502,6 +502,14 @@ static int check_same_process(struct ptr_world *w)
 	return 0;
 }
 
+static bool avoided(const struct ptr_world *w, pid_t tid)
+{
+	for (size_t i = 0; i < w->n_avoid; i++)
+		if (w->avoid[i] == tid)
+			return true;
+	return false;
+}
+
 int ptr_stop_sys(struct ptr_world *w)
 {
 	pid_t *tids = NULL;
@@ -526,10 +534,11 @@ int ptr_stop_sys(struct ptr_world *w)
 	 */
 	if (proc_task_state(w->pid, w->pid, &s) < 0)
 		return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
-	if (s == 'S') {
+	if (s == 'S' && !avoided(w, w->pid)) {
 		tid = w->pid;
 	} else {
-		pid_t live = s != 'Z' && s != 'X' ? w->pid : 0;
+		pid_t live = s != 'Z' && s != 'X' && !avoided(w, w->pid) ? w->pid : 0;
+		pid_t last = s != 'Z' && s != 'X' ? w->pid : 0;
 
 		r = list_tasks(w->pid, &tids, &n);
 		if (r < 0)
@@ -537,11 +546,15 @@ int ptr_stop_sys(struct ptr_world *w)
 		for (size_t i = 0; i < n && !tid; i++) {
 			if (proc_task_state(w->pid, tids[i], &s) < 0 || s == 'Z' || s == 'X')
 				continue;
-			if (s == 'S')
+			if (avoided(w, tids[i]))
+				last = last ? last : tids[i];
+			else if (s == 'S')
 				tid = tids[i];
 			else if (!live)
 				live = tids[i];
 		}
+		if (!live)
+			live = last;
 		free(tids);
 		if (!tid)
 			tid = live;

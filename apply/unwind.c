@@ -263,10 +263,18 @@ static void nap_ms(unsigned ms)
 		;
 }
 
+static bool avoid_has(const struct ptr_world *w, pid_t tid)
+{
+	for (size_t i = 0; i < w->n_avoid; i++)
+		if (w->avoid[i] == tid)
+			return true;
+	return false;
+}
+
 /*
  * Hold a sys thread that is inside neither the unwinder nor an allocator
- * (see the top of the file): the one held, or, when it is, another stop
- * after a pause, within budget_ms.
+ * (see the top of the file): the one held, or, when it is, another one
+ * (that thread is avoided from then on) after a pause, within budget_ms.
  */
 static int sys_thread_clear(struct ptr_world *w, const struct unwinder *u, pid_t view,
 			    unsigned budget_ms)
@@ -297,6 +305,9 @@ static int sys_thread_clear(struct ptr_world *w, const struct unwinder *u, pid_t
 		if (hp_now_us() >= deadline)
 			return hp_err_prefix(-EBUSY, "unwinder registration, after %u ms (%u checks): ",
 					     budget_ms, tries);
+		/* another thread may be free of them: the next stop prefers it */
+		if (w->n_avoid < sizeof(w->avoid) / sizeof(w->avoid[0]) && !avoid_has(w, t->tid))
+			w->avoid[w->n_avoid++] = t->tid;
 		ptr_resume(w, false);
 		nap_ms(backoff);
 		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;

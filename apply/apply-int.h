@@ -452,6 +452,6 @@ int unwind_register(struct ptr_world *w, const struct unwinder *u, pid_t view,
 int unwind_deregister(struct ptr_world *w, const struct unwinder *u, pid_t view,
 		      unsigned budget_ms, const struct region *rg);
 /* Rewrite our lines of the process's perf map from the regions applied. */
-int unwind_perfmap_update(pid_t pid, int mem_fd, const struct regions *regions);
+int unwind_perfmap_update(pid_t pid, const struct regions *regions);
 
 #endif

@@ -867,7 +867,7 @@ static void perfmap_refresh(struct op *op)
 	/* nothing more is done in the sys thread: let it go first */
 	ptr_resume(&op->w, false);
 	if (proc_maps_read(op->pid, &maps) == 0 && regions_read(op->mem_fd, &maps, &rgs) == 0)
-		unwind_perfmap_update(op->pid, op->mem_fd, &rgs);
+		unwind_perfmap_update(op->pid, &rgs);
 	regions_release(&rgs);
 	proc_maps_release(&maps);
 	hp_err_clear();

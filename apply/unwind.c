@@ -199,8 +199,10 @@ int unwind_eh_frame(const void *so, size_t len, const struct load_image *img,
 		if (sh[i].sh_name >= strs->sh_size)
 			continue;
 		name = (const char *)so + strs->sh_offset + sh[i].sh_name;
+		/* PROGBITS, or the x86-64 ABI's own type for it */
 		if (strnlen(name, strs->sh_size - sh[i].sh_name) != 9 ||
-		    strcmp(name, ".eh_frame") != 0 || sh[i].sh_type != SHT_PROGBITS ||
+		    strcmp(name, ".eh_frame") != 0 ||
+		    (sh[i].sh_type != SHT_PROGBITS && sh[i].sh_type != SHT_X86_64_UNWIND) ||
 		    !(sh[i].sh_flags & SHF_ALLOC))
 			continue;
 		if (sh[i].sh_size < 4 || sh[i].sh_addr > img->size ||
@@ -393,7 +395,7 @@ static pid_t ns_pid(pid_t pid)
 #define PERFMAP_TAG " [hotpatch "
 #define PERFMAP_MAX (64u << 20)
 
-int unwind_perfmap_update(pid_t pid, int mem_fd, const struct regions *regions)
+int unwind_perfmap_update(pid_t pid, const struct regions *regions)
 {
 	struct hp_buf old = HP_BUF_INIT, out = HP_BUF_INIT;
 	char path[128], tmp[160];
@@ -459,7 +461,6 @@ int unwind_perfmap_update(pid_t pid, int mem_fd, const struct regions *regions)
 			n_funcs++;
 		}
 	}
-	(void)mem_fd;
 	if (r < 0 || (!n_ours && !n_funcs))
 		goto out;
 	if (!out.len) {

@@ -56,6 +56,8 @@ int store_verify_signature(struct store *st, git_tree *tree, bool allow_unsigned
 	if (r < 0)
 		return hp_err(-EKEYREJECTED, "%s", "malformed signature");
 	r = trusted_key(st, tree, keyid, pk);
+	if (r == -ENOENT && store_tree_key_revoked(tree, keyid))
+		return hp_err(-EKEYREVOKED, "signed by revoked key %s (see hp log)", keyid);
 	if (r == -ENOENT)
 		return hp_err(-EKEYREJECTED, "signed by untrusted key %s (see hp key trust)", keyid);
 	if (r < 0)
@@ -146,6 +148,74 @@ static int existing_set(struct import_ctx *c, git_tree *tree)
 	return 1;
 }
 
+/* The "target" line of a manifest blob at path in tree, into buf. */
+static int manifest_target(struct store *st, git_tree *tree, const char *path, char *buf,
+			   size_t size)
+{
+	struct hp_buf text = HP_BUF_INIT;
+	const char *p;
+	int r;
+
+	r = store_tree_read(st->repo, tree, path, HP_MANIFEST_MAX_BYTES, &text);
+	if (r < 0)
+		return r;
+	p = text.data;
+	r = -ENOENT;
+	while (p && *p) {
+		if (!strncmp(p, "target ", 7)) {
+			snprintf(buf, size, "%.*s", (int)strcspn(p + 7, "\n"), p + 7);
+			r = 0;
+			break;
+		}
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	hp_buf_release(&text);
+	return r;
+}
+
+/*
+ * A month holds one cumulative set per target: the name of another set of
+ * the same baseline and month for the same target into rival ("" when
+ * there is none). Within a baseline a target name is one build.
+ */
+static int month_rival(struct import_ctx *c, git_tree *tree, char *rival, size_t size)
+{
+	git_tree_entry *me = NULL;
+	git_tree *mt = NULL;
+	char path[256], target[256];
+	int r = 0;
+
+	rival[0] = '\0';
+	if (!tree)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s", c->m->baseline, c->m->month);
+	if (git_tree_entry_bypath(&me, tree, path) < 0)
+		return 0;
+	if (git_tree_entry_type(me) != GIT_OBJECT_TREE ||
+	    git_tree_lookup(&mt, c->st->repo, git_tree_entry_id(me)) < 0)
+		goto out;
+	for (size_t i = 0; i < git_tree_entrycount(mt); i++) {
+		const git_tree_entry *e = git_tree_entry_byindex(mt, i);
+		const char *name = git_tree_entry_name(e);
+
+		if (git_tree_entry_type(e) != GIT_OBJECT_TREE || !strcmp(name, c->m->name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/%s/%s", c->m->baseline, c->m->month, name,
+			 BUNDLE_MANIFEST);
+		if (manifest_target(c->st, tree, path, target, sizeof(target)) == 0 &&
+		    !strcmp(target, c->m->target)) {
+			snprintf(rival, size, "%s/%s/%s", c->m->baseline, c->m->month, name);
+			break;
+		}
+	}
+out:
+	git_tree_free(mt);
+	git_tree_entry_free(me);
+	return r;
+}
+
 /* BASELINE after this import, in *out; *changed false when it stays as it is. */
 static int update_baseline(struct import_ctx *c, git_tree *tree, struct hp_buf *out, bool *changed)
 {
@@ -197,10 +267,10 @@ out:
 	return r;
 }
 
-static int commit_message(struct import_ctx *c, struct hp_buf *msg)
+static int commit_message(struct import_ctx *c, const char *replaced, struct hp_buf *msg)
 {
-	int r = hp_buf_addf(msg, "import %s\n\ntarget %s\nbuild-id %s\n", c->set_id, c->m->target,
-			    c->m->build_id);
+	int r = hp_buf_addf(msg, "import %s%s%s\n\ntarget %s\nbuild-id %s\n", c->set_id,
+			    replaced[0] ? " replacing " : "", replaced, c->m->target, c->m->build_id);
 
 	for (size_t i = 0; r == 0 && i < c->m->n_cves; i++)
 		r = hp_buf_addf(msg, "cve %s\n", c->m->cves[i]);
@@ -214,8 +284,9 @@ static int import_locked(struct import_ctx *c)
 	git_commit *head = NULL;
 	git_tree *tree = NULL;
 	struct hp_buf baseline = HP_BUF_INIT, msg = HP_BUF_INIT;
+	struct wd_moves mv = { 0 };
 	git_tree_update up[4];
-	char paths[4][256];
+	char paths[4][256], rival[256], why[320];
 	git_oid bl_oid;
 	bool bl_changed = false;
 	size_t n = 0;
@@ -231,6 +302,27 @@ static int import_locked(struct import_ctx *c)
 	r = existing_set(c, tree);
 	if (r != 0)
 		goto out; /* 1: already there, identical */
+	if (store_tree_has_withdrawn(tree, c->set_id)) {
+		r = hp_err(-EEXIST, "%s was withdrawn (see hp log): publish the fix under another name",
+			   c->set_id);
+		goto out;
+	}
+	r = month_rival(c, tree, rival, sizeof(rival));
+	if (r < 0)
+		goto out;
+	if (rival[0] && !(c->opts && c->opts->replace)) {
+		r = hp_err(-EEXIST, "%s: target %s already has %s for %s, and a month holds one "
+			   "cumulative set per target: build one set with every fix of the month, "
+			   "or replace that one with hp import --replace",
+			   c->set_id, c->m->target, rival, c->m->month);
+		goto out;
+	}
+	if (rival[0]) {
+		snprintf(why, sizeof(why), "replaced by %s", c->set_id);
+		r = store_withdraw_moves(c->st, tree, rival, why, &mv);
+		if (r < 0)
+			goto out;
+	}
 	r = update_baseline(c, tree, &baseline, &bl_changed);
 	if (r < 0)
 		goto out;
@@ -257,10 +349,14 @@ static int import_locked(struct import_ctx *c)
 		up[n] = (git_tree_update){ GIT_TREE_UPDATE_UPSERT, bl_oid, GIT_FILEMODE_BLOB, paths[n] };
 		n++;
 	}
-	r = commit_message(c, &msg);
+	r = commit_message(c, rival, &msg);
 	if (r < 0)
 		goto out;
-	r = store_commit_updates(c->st, head, up, n, msg.data, NULL);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = wd_moves_add(&mv, up[i].action, &up[i].id, up[i].path);
+	if (r < 0)
+		goto out;
+	r = store_commit_updates(c->st, head, wd_moves_updates(&mv), mv.n, msg.data, NULL);
 	/*
 	 * Housekeeping, as git gc --auto: once some 6700 loose objects piled
 	 * up, pack them (reads from a pack cost a third of loose ones). The
@@ -269,6 +365,7 @@ static int import_locked(struct import_ctx *c)
 	if (r == 0 && store_pack_due(c->st))
 		(void)store_pack_locked(c->st);
 out:
+	wd_moves_release(&mv);
 	hp_buf_release(&baseline);
 	hp_buf_release(&msg);
 	git_tree_free(tree);
@@ -421,6 +518,10 @@ int store_key_trust(struct store *st, const char *pubkey_path)
 		goto out;
 	if (trusted_key(st, tree, keyid, have) == 0 && !memcmp(have, pk, 32)) {
 		r = 1; /* already trusted */
+		goto out;
+	}
+	if (store_tree_key_revoked(tree, keyid)) {
+		r = hp_err(-EKEYREVOKED, "key %s was revoked (see hp log): generate a new key", keyid);
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/%s.pub", STORE_KEYS_DIR, keyid);

@@ -695,6 +695,7 @@ void store_target_info_release(struct store_target_info *ti)
 	free(ti->name);
 	free(ti->baseline);
 	free(ti->newest_month);
+	free(ti->newest_set);
 	free(ti->newer_baseline);
 	memset(ti, 0, sizeof(*ti));
 }
@@ -721,7 +722,8 @@ int store_target_info(struct store_snap *snap, const char *build_id, struct stor
 	if (!ti.name || !ti.baseline)
 		goto nomem;
 	EQUAL_RANGE(ix->by_bid, ix->n_sets, ix->sets[i].build_id, build_id, &first, &end);
-	if (first < end && !(ti.newest_month = strdup(ix->sets[ix->by_bid[end - 1]].month)))
+	if (first < end && (!(ti.newest_month = strdup(ix->sets[ix->by_bid[end - 1]].month)) ||
+			    !(ti.newest_set = strdup(ix->sets[ix->by_bid[end - 1]].set_id))))
 		goto nomem;
 	EQUAL_RANGE(ix->t_by_name, ix->n_targets, ix->targets[i].name, t->name, &first, &end);
 	if (first < end) {

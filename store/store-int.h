@@ -151,6 +151,33 @@ int store_verify_signature(struct store *st, git_tree *tree, bool allow_unsigned
 			   const struct hp_buf *manifest, const struct hp_buf *sig,
 			   char ret_keyid[17]);
 
+/* ---- withdrawn sets and revoked keys (withdraw.c) ------------------------ */
+
+/* Tree folders, hidden from the catalog as trusted-keys/ is. */
+#define STORE_WITHDRAWN_DIR "withdrawn"  /* withdrawn/<set id>/{members..., reason} */
+#define STORE_WITHDRAWN_REASON "reason"
+#define STORE_REVOKED_DIR "revoked-keys" /* <keyid>.pub moved out of trusted-keys/ */
+#define STORE_WD_PATH_MAX 320
+
+/* Tree updates collected for one commit (paths owned here). */
+struct wd_moves {
+	git_tree_update *up;
+	char (*paths)[STORE_WD_PATH_MAX];
+	size_t n, cap;
+};
+void wd_moves_release(struct wd_moves *mv);
+/* One blob update (oid NULL for a removal); the path is copied. */
+int wd_moves_add(struct wd_moves *mv, git_tree_update_t action, const git_oid *oid,
+		 const char *path);
+/* The updates with their paths set, ready for store_commit_updates(). */
+const git_tree_update *wd_moves_updates(struct wd_moves *mv);
+/* Add the updates that move set_id of tree to withdrawn/ with reason. -ENOENT: no such set. */
+int store_withdraw_moves(struct store *st, git_tree *tree, const char *set_id, const char *reason,
+			 struct wd_moves *mv);
+/* Whether tree holds withdrawn/<set_id>, or revoked-keys/<keyid>.pub. */
+bool store_tree_has_withdrawn(git_tree *tree, const char *set_id);
+bool store_tree_key_revoked(git_tree *tree, const char *keyid);
+
 /* ---- snapshots (snap.c) and their index (index.c) ----------------------- */
 
 struct snap_ent {

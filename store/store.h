@@ -48,7 +48,8 @@ const char *store_path(const struct store *st);
 /* ---- import ------------------------------------------------------------ */
 
 struct store_import_opts {
-	bool force; /* accept a month outside its baseline's window */
+	bool force;   /* accept a month outside its baseline's window */
+	bool replace; /* withdraw the set the target already has in that month */
 };
 
 /*
@@ -56,7 +57,11 @@ struct store_import_opts {
  * All or nothing: on any failure HEAD does not move. Serialised across
  * processes by a lock in the repository. ret_set_id may be NULL.
  * Returns 0 after a new commit, 1 when the byte-identical set was already
- * there (no commit), -EEXIST when the set id is there with other contents.
+ * there (no commit), -EEXIST when the set id is there with other contents,
+ * or when the target already has another set in that month (a month holds
+ * one cumulative set per target) unless opts->replace: that set is then
+ * withdrawn in the same commit ("replaced by ..."). A set id that was
+ * withdrawn is never reused (-EEXIST).
  */
 int store_import(struct store *st, const char *bundle_path,
 		 const struct store_import_opts *opts, char **ret_set_id);
@@ -69,6 +74,30 @@ int store_import_buf(struct store *st, const void *data, size_t len,
 int store_key_generate(const char *dir);
 /* Add a public key file to the store's trusted keys (one commit); 1: already trusted. */
 int store_key_trust(struct store *st, const char *pubkey_path);
+
+/*
+ * Revoke a trusted key (KEYID or a public key file): one commit moving it
+ * to revoked-keys/ and withdrawing every set it signed (their count in
+ * *ret_n_sets, may be NULL). 1: already revoked; -ENOENT: not trusted.
+ * Import and trust refuse a revoked key afterwards (-EKEYREVOKED).
+ */
+int store_key_revoke(struct store *st, const char *key, const char *reason, size_t *ret_n_sets);
+
+/* ---- withdrawing -------------------------------------------------------- */
+
+/*
+ * Withdraw a set (one commit "withdraw ID" with the reason): it leaves the
+ * catalog and the lookup, and stays in the tree under withdrawn/ with its
+ * reason. 1: already withdrawn; -ENOENT: no such set.
+ */
+int store_withdraw(struct store *st, const char *set_id, const char *reason);
+/*
+ * The manifest of a set, published or withdrawn, unverified: for what a
+ * status shows (functions, CVEs), never for an apply. -ENOENT: no such set.
+ */
+int store_set_manifest(struct store_snap *snap, const char *set_id, struct hp_manifest **ret);
+/* 0 (and the reason) when the snapshot holds set_id as withdrawn; -ENOENT else. */
+int store_withdrawn(struct store_snap *snap, const char *set_id, char *ret_reason, size_t size);
 
 /* ---- history and remotes ------------------------------------------------ */
 
@@ -229,6 +258,7 @@ struct store_target_info {
 	char *name;            /* target name (file name of BIN) */
 	char *baseline;        /* baseline that covers this build */
 	char *newest_month;    /* newest month with a set for it, or NULL */
+	char *newest_set;      /* the set store_lookup() picks for it, or NULL */
 	char *newer_baseline;  /* a later baseline covering the same target name, or NULL */
 };
 /* -ENOENT for a build-id no baseline covers. */

@@ -60,6 +60,8 @@ struct ctl {
 	unsigned budget_ms;
 	unsigned n_workers;
 	unsigned head_check_ms;
+	unsigned retries;
+	size_t all_done, all_total; /* atomic: "all" operations running now */
 
 	pthread_mutex_t store_lock; /* struct store is single-threaded */
 	struct store *store;

@@ -18,6 +18,7 @@ int ctl_new(const struct ctl_opts *opts, struct ctl **ret)
 		return -ENOMEM;
 	c->budget_ms = opts ? opts->budget_ms : 0;
 	c->n_workers = (opts && opts->n_workers) ? opts->n_workers : 4;
+	c->retries = opts ? opts->retries : 0;
 	c->head_check_ms = (opts && opts->head_check_ms) ? opts->head_check_ms : 100;
 	pthread_mutex_init(&c->store_lock, NULL);
 	pthread_mutex_init(&c->snap_lock, NULL);

@@ -37,6 +37,7 @@ struct ctl_opts {
 	unsigned budget_ms;      /* safety budget per apply; 0: the engine's default */
 	unsigned n_workers;      /* threads for "all"; 0: 4 */
 	unsigned head_check_ms;  /* least interval between HEAD checks; 0: 100 */
+	unsigned retries;        /* an apply that failed with EBUSY is tried again this often */
 };
 
 int ctl_new(const struct ctl_opts *opts, struct ctl **ret);
@@ -135,8 +136,10 @@ struct ctl_results {
 void ctl_results_release(struct ctl_results *r);
 
 /*
- * Apply the newest set (or month's) of every target pid maps. Returns
- * ret->err too; ret is always filled (pid, err, msg).
+ * Apply the newest set (or month's) of every target pid maps; a target
+ * whose applied set was withdrawn moves to the newest valid set, or is
+ * reverted when none is left. An EBUSY is tried again up to the context's
+ * retries. Returns ret->err too; ret is always filled (pid, err, msg).
  */
 int ctl_apply(struct ctl *c, const struct ctl_caller *who, pid_t pid, const char *month,
 	      struct ctl_result *ret);
@@ -161,6 +164,28 @@ int ctl_revert(struct ctl *c, const struct ctl_caller *who, pid_t pid, struct ct
 int ctl_run(struct ctl *c, const struct ctl_caller *who, bool revert, const struct ctl_cmd *cmd,
 	    struct ctl_results *ret);
 
+/*
+ * The same, calling progress (when not NULL) from the worker threads as each
+ * process finishes, with the count looked at and the total: "all" streams
+ * its results. res is NULL for a process "all" looked at and left alone (no
+ * candidate). progress may run on several threads at once (done is exact).
+ */
+typedef void (*ctl_progress_fn)(void *ctx, const struct ctl_result *res, size_t done,
+				size_t total);
+int ctl_run_progress(struct ctl *c, const struct ctl_caller *who, bool revert,
+		     const struct ctl_cmd *cmd, ctl_progress_fn progress, void *ctx,
+		     struct ctl_results *ret);
+
+/*
+ * The processes "all" (or "all TARGET") would act on for this caller, sorted
+ * (revert: those with something applied). -ENOENT for an unknown target.
+ */
+int ctl_all_pids(struct ctl *c, const struct ctl_caller *who, bool revert, const char *target,
+		 pid_t **ret, size_t *ret_n);
+
+/* Processes of "all" operations running in this context: done and total, summed. */
+void ctl_all_counts(struct ctl *c, size_t *ret_done, size_t *ret_total);
+
 /* "4242 ok set=... pause_us=37 changed=1" or "4242 EBUSY why", one per line. */
 int ctl_results_format(const struct ctl_results *r, bool json, struct hp_buf *out);
 /* "ESRCH" for -ESRCH, "E123" for an unnamed one, "ok" for 0 and any positive value. */
@@ -173,6 +198,7 @@ enum ctl_state {
 	CTL_STATE_HOTPATCHED,
 	CTL_STATE_NOT_UP_TO_DATE,
 	CTL_STATE_NEEDS_RESTART,
+	CTL_STATE_WITHDRAWN, /* runs a set the store withdrew: apply moves it on or reverts it */
 	CTL_STATE_FAILED,
 	CTL_STATE_IN_PROGRESS,
 };
@@ -184,6 +210,10 @@ struct ctl_state_in {
 	const char *newest_month;   /* newest month published for it, or NULL */
 	const char *newer_baseline; /* a later baseline for the same name, or NULL */
 	const char *applied_month;  /* month applied in the process, or NULL */
+	/* Optional (NULL: not compared): the set applied and the set the store would apply. */
+	const char *applied_set;
+	const char *newest_set;
+	bool applied_withdrawn;     /* the set applied was withdrawn from the store */
 };
 enum ctl_state ctl_target_state(const struct ctl_state_in *in);
 /* The state of a process from two of its parts: the one that needs most attention. */
@@ -202,6 +232,12 @@ struct ctl_target {
 	uint64_t pause_us;
 	int64_t applied_at;
 	enum ctl_state state;
+	char *newest_set;      /* the set an apply would install, or NULL */
+	char *withdrawn;       /* the reason, when the set applied was withdrawn; or NULL */
+	char **funcs;          /* functions the applied set replaces (from its manifest) */
+	size_t n_funcs;
+	char **cves;           /* CVE ids the applied set fixes */
+	size_t n_cves;
 };
 
 struct ctl_status {
@@ -223,8 +259,37 @@ int ctl_status(struct ctl *c, pid_t pid, struct ctl_status **ret);
 void ctl_status_free(struct ctl_status *s);
 /* "key: value" lines (or one JSON object). */
 int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out);
-/* One "pid=... comm=... state=..." line per process (or a JSON array). */
+/*
+ * The compliance report: a "# hotpatch report ..." header, one
+ * "pid=... comm=... state=... target=... baseline=... applied=... latest=...
+ * pause_us=... applied_at=... cves=..." line per process that maps a known
+ * target, and a "# summary: N processes: ..." line with the count per
+ * state. JSON: {"host","time","commit","processes":[status...],"summary":{}}.
+ */
 int ctl_report(struct ctl *c, bool json, struct hp_buf *out);
+
+#define CTL_N_STATES (CTL_STATE_IN_PROGRESS + 1)
+
+struct ctl_report_filter {
+	unsigned states;     /* bit (1 << state): only these; 0: all */
+	const char *target;  /* only processes mapping this target name, or NULL */
+	const char *comm;    /* only processes with this command name, or NULL */
+	bool by_uid;         /* only processes of uid */
+	uid_t uid;
+	/* Called on each status before it is counted (hp merges the daemon's view); may be NULL. */
+	void (*adjust)(void *ctx, struct ctl_status *s);
+	void *adjust_ctx;
+	bool only_attention; /* list only processes neither hotpatched nor up-to-date */
+};
+/* The count of processes per state (the summary line), for a check's exit status. */
+struct ctl_report_counts {
+	size_t n;
+	size_t per_state[CTL_N_STATES];
+};
+int ctl_report_filtered(struct ctl *c, bool json, const struct ctl_report_filter *f,
+			struct hp_buf *out, struct ctl_report_counts *ret_counts);
+/* CTL_STATE_* for a name ("hotpatched"), -EINVAL (with a message) else. */
+int ctl_state_parse(const char *name);
 
 /*
  * The processes that map a target the store knows, sorted: a file whose

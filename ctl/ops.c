@@ -154,7 +154,15 @@ static bool target_matches(struct store_snap *snap, const struct apply_object *o
 	return !strcmp(ctl_path_name(o->path, name, sizeof(name)), target);
 }
 
-/* Has o a newest set that p does not run yet? */
+/* Does p run a set for o that the store withdrew? */
+static bool runs_withdrawn(struct store_snap *snap, const struct apply_proc *p, const char *bid)
+{
+	const struct apply_applied *a = apply_proc_find(p, bid);
+
+	return a && store_withdrawn(snap, a->set_id, NULL, 0) == 0;
+}
+
+/* Has o a newest set that p does not run yet (or runs a withdrawn one)? */
 static bool pending(struct store_snap *snap, const struct apply_proc *p, const struct apply_object *o)
 {
 	const struct apply_applied *a = apply_proc_find(p, o->build_id);
@@ -164,7 +172,8 @@ static bool pending(struct store_snap *snap, const struct apply_proc *p, const s
 	memset(&ti, 0, sizeof(ti));
 	if (store_target_info(snap, o->build_id, &ti) < 0)
 		return false;
-	yes = ti.newest_month && (!a || strcmp(a->month, ti.newest_month) != 0);
+	yes = ti.newest_set ? (!a || strcmp(a->set_id, ti.newest_set) != 0)
+			    : runs_withdrawn(snap, p, o->build_id);
 	store_target_info_release(&ti);
 	return yes;
 }
@@ -180,6 +189,22 @@ static void hold_check(const struct ctl_caller *who, struct apply_opts *o)
 		return;
 	o->may_patch = ctl_may_patch_held;
 	o->may_patch_arg = (void *)who;
+}
+
+/* apply_patch, tried again on EBUSY up to c->retries times. */
+static int patch_retrying(struct ctl *c, pid_t pid, const struct apply_set *set,
+			  const struct apply_opts *aopts, struct apply_result *ar)
+{
+	int r = apply_patch(pid, set, aopts, ar);
+
+	for (unsigned k = 0; r == -EBUSY && k < c->retries; k++) {
+		hp_err_clear();
+		memset(ar, 0, sizeof(*ar));
+		r = apply_patch(pid, set, aopts, ar);
+	}
+	if (r == -EBUSY && c->retries)
+		hp_err_prefix(r, "after %u retries: ", c->retries);
+	return r;
 }
 
 /*
@@ -241,6 +266,20 @@ static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, con
 		if (pending_only && !pending(s->snap, p, o))
 			continue;
 		r = store_lookup(s->snap, o->build_id, (month && *month) ? month : NULL, &ps);
+		if (r == -ENOENT && !(month && *month) && runs_withdrawn(s->snap, p, o->build_id)) {
+			/* Its set was withdrawn and no valid one is left: back to the original. */
+			memset(&ar, 0, sizeof(ar));
+			hp_err_clear();
+			r = apply_revert(pid, o->build_id, &aopts, &ar);
+			if (r < 0)
+				goto out;
+			found++;
+			res->n_sets++;
+			res->changed = true;
+			if (ar.pause_us > res->pause_us)
+				res->pause_us = ar.pause_us;
+			continue;
+		}
 		if (r == -ENOENT)
 			continue;
 		if (r < 0)
@@ -251,7 +290,7 @@ static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, con
 		set.so = ps->so;
 		set.so_len = ps->so_len;
 		memset(&ar, 0, sizeof(ar));
-		r = apply_patch(pid, &set, &aopts, &ar);
+		r = patch_retrying(c, pid, &set, &aopts, &ar);
 		if (r >= 0) {
 			res->n_sets++;
 			res->changed |= ar.changed;
@@ -371,13 +410,60 @@ static bool candidate(struct store_snap *snap, const struct apply_proc *p, bool 
 		memset(&ti, 0, sizeof(ti));
 		if (store_target_info(snap, p->objects[i].build_id, &ti) < 0)
 			continue;
-		yes = ti.newest_month != NULL &&
+		yes = (ti.newest_month != NULL || runs_withdrawn(snap, p, p->objects[i].build_id)) &&
 		      (!*target || !strcmp(ti.name ? ti.name :
 					   ctl_path_name(p->objects[i].path, name, sizeof(name)),
 					   target));
 		store_target_info_release(&ti);
 	}
 	return yes;
+}
+
+/* The processes "all" acts on, sorted (inspected one after the other: for hp's own "all"). */
+static int all_candidates(struct ctl *c, struct ctl_snap *s, const struct ctl_caller *who,
+			  bool revert, const char *target, pid_t **ret, size_t *ret_n)
+{
+	pid_t *pids = NULL;
+	size_t n = 0, m = 0;
+	int r;
+
+	if (target[0] && !store_knows_target_name(s->snap, target))
+		return hp_err(-ENOENT, "no target %s in the store", target);
+	r = ctl_list(c, &pids, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		struct apply_proc *p = NULL;
+		bool yes;
+
+		if (ctl_may_patch(who, pids[i]) < 0 || apply_inspect(pids[i], &p) < 0)
+			continue;
+		yes = candidate(s->snap, p, revert, target);
+		apply_proc_free(p);
+		if (yes)
+			pids[m++] = pids[i];
+	}
+	*ret = pids;
+	*ret_n = m;
+	return 0;
+}
+
+int ctl_all_pids(struct ctl *c, const struct ctl_caller *who, bool revert, const char *target,
+		 pid_t **ret, size_t *ret_n)
+{
+	struct ctl_snap *s = NULL;
+	int r;
+
+	*ret = NULL;
+	*ret_n = 0;
+	r = ctl_snap_get(c, true, &s);
+	if (r == -ENOENT && !(target && *target))
+		return 0;
+	if (r < 0)
+		return r;
+	r = all_candidates(c, s, who, revert, target ? target : "", ret, ret_n);
+	ctl_snap_unref(s);
+	return r;
 }
 
 struct all_job {
@@ -389,7 +475,20 @@ struct all_job {
 	struct ctl_result *res;
 	size_t n;
 	size_t next; /* atomic */
+	size_t done; /* atomic: processes looked at, patched or left alone */
+	ctl_progress_fn progress;
+	void *progress_ctx;
 };
+
+/* One more process looked at; res NULL when it was no candidate. */
+static void all_progress(struct all_job *j, const struct ctl_result *res)
+{
+	size_t done = __atomic_add_fetch(&j->done, 1, __ATOMIC_RELAXED);
+
+	__atomic_add_fetch(&j->c->all_done, 1, __ATOMIC_RELAXED);
+	if (j->progress)
+		j->progress(j->progress_ctx, res, done, j->n);
+}
 
 static void *all_worker(void *arg)
 {
@@ -404,18 +503,21 @@ static void *all_worker(void *arg)
 		if (apply_inspect(pid, &p) < 0 || !candidate(j->snap, p, j->revert, j->cmd->target)) {
 			apply_proc_free(p);
 			j->res[i].pid = 0; /* not ours: no result */
+			all_progress(j, NULL);
 			continue;
 		}
 		if (j->revert)
 			revert_one(j->c, j->who, pid, p, &j->res[i]);
 		else
 			apply_one(j->c, j->who, pid, NULL, j->cmd->target, false, p, &j->res[i]);
+		all_progress(j, &j->res[i]);
 	}
 	return NULL;
 }
 
 static int run_all(struct ctl *c, const struct ctl_caller *who, bool revert,
-		   const struct ctl_cmd *cmd, struct ctl_results *ret)
+		   const struct ctl_cmd *cmd, ctl_progress_fn progress, void *progress_ctx,
+		   struct ctl_results *ret)
 {
 	struct ctl_snap *s = NULL;
 	struct all_job job;
@@ -460,6 +562,9 @@ static int run_all(struct ctl *c, const struct ctl_caller *who, bool revert,
 	job.cmd = cmd;
 	job.revert = revert;
 	job.n = m;
+	job.progress = progress;
+	job.progress_ctx = progress_ctx;
+	__atomic_add_fetch(&c->all_total, m, __ATOMIC_RELAXED);
 	n_threads = c->n_workers < m ? c->n_workers : m;
 	if (n_threads > sizeof(th) / sizeof(th[0]))
 		n_threads = sizeof(th) / sizeof(th[0]);
@@ -470,6 +575,8 @@ static int run_all(struct ctl *c, const struct ctl_caller *who, bool revert,
 	all_worker(&job);
 	for (size_t i = 0; i < n_threads; i++)
 		pthread_join(th[i], NULL);
+	__atomic_sub_fetch(&c->all_total, m, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&c->all_done, m, __ATOMIC_RELAXED);
 	n = 0;
 	for (size_t i = 0; i < m; i++)
 		if (job.res[i].pid)
@@ -493,8 +600,21 @@ out:
 	return r;
 }
 
+void ctl_all_counts(struct ctl *c, size_t *ret_done, size_t *ret_total)
+{
+	*ret_done = __atomic_load_n(&c->all_done, __ATOMIC_RELAXED);
+	*ret_total = __atomic_load_n(&c->all_total, __ATOMIC_RELAXED);
+}
+
 int ctl_run(struct ctl *c, const struct ctl_caller *who, bool revert, const struct ctl_cmd *cmd,
 	    struct ctl_results *ret)
+{
+	return ctl_run_progress(c, who, revert, cmd, NULL, NULL, ret);
+}
+
+int ctl_run_progress(struct ctl *c, const struct ctl_caller *who, bool revert,
+		     const struct ctl_cmd *cmd, ctl_progress_fn progress, void *ctx,
+		     struct ctl_results *ret)
 {
 	struct ctl_result *one;
 	int r;
@@ -502,7 +622,7 @@ int ctl_run(struct ctl *c, const struct ctl_caller *who, bool revert, const stru
 	ret->v = NULL;
 	ret->n = 0;
 	if (cmd->kind == CTL_CMD_ALL)
-		return run_all(c, who, revert, cmd, ret);
+		return run_all(c, who, revert, cmd, progress, ctx, ret);
 	one = calloc(1, sizeof(*one));
 	if (!one)
 		return -ENOMEM;
@@ -512,6 +632,8 @@ int ctl_run(struct ctl *c, const struct ctl_caller *who, bool revert, const stru
 		r = ctl_apply(c, who, cmd->pid, cmd->month, one);
 	ret->v = one;
 	ret->n = 1;
+	if (progress)
+		progress(ctx, one, 1, 1);
 	if (r < 0)
 		hp_err(r, "%s", one->msg);
 	return r;

@@ -151,6 +151,7 @@ static const char *const state_names[] = {
 	[CTL_STATE_HOTPATCHED] = "hotpatched",
 	[CTL_STATE_NOT_UP_TO_DATE] = "not-up-to-date",
 	[CTL_STATE_NEEDS_RESTART] = "needs-restart",
+	[CTL_STATE_WITHDRAWN] = "withdrawn",
 	[CTL_STATE_FAILED] = "failed",
 	[CTL_STATE_IN_PROGRESS] = "in-progress",
 };
@@ -162,11 +163,31 @@ const char *ctl_state_name(enum ctl_state s)
 	return state_names[s];
 }
 
+int ctl_state_parse(const char *name)
+{
+	for (size_t i = 0; i < sizeof(state_names) / sizeof(state_names[0]); i++)
+		if (state_names[i] && !strcmp(state_names[i], name))
+			return (int)i;
+	return hp_err(-EINVAL, "'%s' is not a state (up-to-date, hotpatched, not-up-to-date, "
+		      "needs-restart, withdrawn, failed, in-progress)", name);
+}
+
 enum ctl_state ctl_target_state(const struct ctl_state_in *in)
 {
 	/* An unknown build of a known target, or an older baseline: only a restart helps. */
 	if (!in->covered || in->newer_baseline)
 		return CTL_STATE_NEEDS_RESTART;
+	/* A set found bad: never "hotpatched", whatever is published next to it. */
+	if (in->applied_month && in->applied_withdrawn)
+		return CTL_STATE_WITHDRAWN;
+	/*
+	 * The month alone does not say the fix is in: another set of that month
+	 * (a replacement, or a second one in a store older than the one-set
+	 * rule) is what an apply would install.
+	 */
+	if (in->applied_set && in->newest_set && in->newest_month && in->applied_month &&
+	    !strcmp(in->applied_month, in->newest_month) && strcmp(in->applied_set, in->newest_set))
+		return CTL_STATE_NOT_UP_TO_DATE;
 	if (!in->newest_month)
 		return in->applied_month ? CTL_STATE_HOTPATCHED : CTL_STATE_UP_TO_DATE;
 	/* Months compare as strings (YYYY-MM). */
@@ -249,7 +270,7 @@ static const struct {
 	{ ESRCH, "ESRCH" },   { ENOENT, "ENOENT" }, { EBUSY, "EBUSY" },
 	{ EACCES, "EACCES" }, { EINVAL, "EINVAL" }, { ENOEXEC, "ENOEXEC" },
 	{ EPERM, "EPERM" },   { EIO, "EIO" },       { ENOMEM, "ENOMEM" },
-	{ EKEYREJECTED, "EKEYREJECTED" }, { ETIMEDOUT, "ETIMEDOUT" },
+	{ EKEYREJECTED, "EKEYREJECTED" }, { EKEYREVOKED, "EKEYREVOKED" }, { ETIMEDOUT, "ETIMEDOUT" },
 	{ EEXIST, "EEXIST" }, { ENOSPC, "ENOSPC" }, { EFBIG, "EFBIG" },
 	{ ENOSYS, "ENOSYS" }, { EAGAIN, "EAGAIN" }, { ENOTDIR, "ENOTDIR" },
 	{ EISDIR, "EISDIR" }, { EROFS, "EROFS" },   { ENAMETOOLONG, "ENAMETOOLONG" },

@@ -26,6 +26,14 @@ void ctl_status_free(struct ctl_status *s)
 		free(s->targets[i].baseline);
 		free(s->targets[i].newest_month);
 		free(s->targets[i].newer_baseline);
+		free(s->targets[i].newest_set);
+		free(s->targets[i].withdrawn);
+		for (size_t k = 0; k < s->targets[i].n_funcs; k++)
+			free(s->targets[i].funcs[k]);
+		free(s->targets[i].funcs);
+		for (size_t k = 0; k < s->targets[i].n_cves; k++)
+			free(s->targets[i].cves[k]);
+		free(s->targets[i].cves);
 	}
 	free(s->targets);
 	free(s->exe);
@@ -35,6 +43,41 @@ void ctl_status_free(struct ctl_status *s)
 static char *dup_or_null(const char *s)
 {
 	return s ? strdup(s) : NULL;
+}
+
+/* What the applied set replaces and fixes, from its manifest (published or withdrawn). */
+static int applied_details(struct store_snap *snap, struct ctl_target *t)
+{
+	struct hp_manifest *m = NULL;
+	char reason[HP_ERRMSG_MAX];
+
+	if (store_withdrawn(snap, t->applied_set, reason, sizeof(reason)) == 0 &&
+	    !(t->withdrawn = strdup(reason[0] ? reason : "withdrawn")))
+		return -ENOMEM;
+	if (store_set_manifest(snap, t->applied_set, &m) < 0)
+		return 0; /* unknown to this store: nothing more to say */
+	t->funcs = calloc(m->n_funcs ? m->n_funcs : 1, sizeof(*t->funcs));
+	t->cves = calloc(m->n_cves ? m->n_cves : 1, sizeof(*t->cves));
+	if (!t->funcs || !t->cves)
+		goto nomem;
+	for (size_t i = 0; i < m->n_funcs; i++) {
+		const struct hp_manifest_func *f = &m->funcs[i];
+
+		if (f->file ? asprintf(&t->funcs[i], "%s@%s", f->name, f->file) < 0
+			    : !(t->funcs[i] = strdup(f->name)))
+			goto nomem;
+		t->n_funcs++;
+	}
+	for (size_t i = 0; i < m->n_cves; i++) {
+		if (!(t->cves[i] = strdup(m->cves[i])))
+			goto nomem;
+		t->n_cves++;
+	}
+	hp_manifest_free(m);
+	return 0;
+nomem:
+	hp_manifest_free(m);
+	return -ENOMEM;
 }
 
 int ctl_status(struct ctl *c, pid_t pid, struct ctl_status **ret)
@@ -93,6 +136,7 @@ int ctl_status(struct ctl *c, pid_t pid, struct ctl_status **ret)
 		t->baseline = dup_or_null(ti.baseline);
 		t->newest_month = dup_or_null(ti.newest_month);
 		t->newer_baseline = dup_or_null(ti.newer_baseline);
+		t->newest_set = dup_or_null(ti.newest_set);
 		store_target_info_release(&ti);
 		a = apply_proc_find(p, o->build_id);
 		if (a) {
@@ -106,9 +150,16 @@ int ctl_status(struct ctl *c, pid_t pid, struct ctl_status **ret)
 				s->last_pause_us = a->pause_us;
 			}
 		}
+		if (a && applied_details(snap->snap, t) < 0) {
+			r = -ENOMEM;
+			goto fail;
+		}
 		in.newest_month = t->newest_month;
 		in.newer_baseline = t->newer_baseline;
 		in.applied_month = a ? t->applied_month : NULL;
+		in.applied_set = a ? t->applied_set : NULL;
+		in.newest_set = t->newest_set;
+		in.applied_withdrawn = t->withdrawn != NULL;
 		t->state = ctl_target_state(&in);
 		s->state = ctl_state_combine(s->state, t->state);
 		if (!t->path || !t->name) {
@@ -185,7 +236,23 @@ int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out)
 			json_str_or_null(out, t->newest_month);
 			hp_buf_adds(out, ",\"newer_baseline\":");
 			json_str_or_null(out, t->newer_baseline);
-			hp_buf_addf(out, ",\"state\":\"%s\"}", ctl_state_name(t->state));
+			hp_buf_adds(out, ",\"withdrawn\":");
+			json_str_or_null(out, t->withdrawn);
+			if (t->applied_set[0])
+				hp_buf_addf(out, ",\"applied_at\":%lld", (long long)t->applied_at);
+			else
+				hp_buf_adds(out, ",\"applied_at\":null");
+			hp_buf_adds(out, ",\"functions\":[");
+			for (size_t k = 0; k < t->n_funcs; k++) {
+				hp_buf_adds(out, k ? "," : "");
+				hp_buf_add_json_str(out, t->funcs[k]);
+			}
+			hp_buf_adds(out, "],\"cves\":[");
+			for (size_t k = 0; k < t->n_cves; k++) {
+				hp_buf_adds(out, k ? "," : "");
+				hp_buf_add_json_str(out, t->cves[k]);
+			}
+			hp_buf_addf(out, "],\"state\":\"%s\"}", ctl_state_name(t->state));
 		}
 		hp_buf_adds(out, "]}\n");
 		return 0;
@@ -207,6 +274,20 @@ int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out)
 			    or_dash(t->applied_month), or_dash(t->newest_month),
 			    ctl_state_name(t->state), t->newer_baseline ? " newer-baseline=" : "",
 			    t->newer_baseline ? t->newer_baseline : "");
+		if (t->withdrawn)
+			hp_buf_addf(out, "withdrawn: %s %s\n", t->applied_set, t->withdrawn);
+		if (t->n_funcs) {
+			hp_buf_addf(out, "functions: %s", t->name);
+			for (size_t k = 0; k < t->n_funcs; k++)
+				hp_buf_addf(out, " %s", t->funcs[k]);
+			hp_buf_adds(out, "\n");
+		}
+		if (t->n_cves) {
+			hp_buf_addf(out, "cves: %s", t->name);
+			for (size_t k = 0; k < t->n_cves; k++)
+				hp_buf_addf(out, " %s", t->cves[k]);
+			hp_buf_adds(out, "\n");
+		}
 	}
 	if (s->n_targets == 0)
 		hp_buf_adds(out, "target: none known to the store\n");
@@ -441,17 +522,98 @@ out:
 	return r;
 }
 
-int ctl_report(struct ctl *c, bool json, struct hp_buf *out)
+static void iso_time(int64_t t, char buf[32])
 {
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static bool report_match(const struct ctl_report_filter *f, const struct ctl_status *s)
+{
+	bool t_ok;
+
+	if (!f)
+		return true;
+	if (f->states && !(f->states & (1u << s->state)))
+		return false;
+	if (f->comm && strcmp(f->comm, s->comm))
+		return false;
+	if (f->by_uid && f->uid != s->uid)
+		return false;
+	t_ok = !f->target;
+	for (size_t i = 0; !t_ok && i < s->n_targets; i++)
+		t_ok = !strcmp(s->targets[i].name, f->target);
+	return t_ok;
+}
+
+/* One line per process: the first target's facts, then what all its targets fix. */
+static void report_line(const struct ctl_status *s, struct hp_buf *out)
+{
+	const struct ctl_target *t = &s->targets[0];
+	int64_t at = 0;
+	size_t n_cves = 0;
+	char when[32];
+
+	hp_buf_addf(out, "pid=%d comm=%s state=%s target=%s baseline=%s applied=%s latest=%s",
+		    (int)s->pid, s->comm, ctl_state_name(s->state), t->name, or_dash(t->baseline),
+		    or_dash(t->applied_month), or_dash(t->newest_month));
+	if (s->n_targets > 1)
+		hp_buf_addf(out, " targets=%zu", s->n_targets);
+	if (s->have_pause)
+		hp_buf_addf(out, " pause_us=%llu", (unsigned long long)s->last_pause_us);
+	else
+		hp_buf_adds(out, " pause_us=-");
+	for (size_t i = 0; i < s->n_targets; i++)
+		if (s->targets[i].applied_set[0] && s->targets[i].applied_at > at)
+			at = s->targets[i].applied_at;
+	if (at > 0) {
+		iso_time(at, when);
+		hp_buf_addf(out, " applied_at=%s", when);
+	} else {
+		hp_buf_adds(out, " applied_at=-");
+	}
+	hp_buf_adds(out, " cves=");
+	for (size_t i = 0; i < s->n_targets; i++)
+		for (size_t k = 0; k < s->targets[i].n_cves; k++)
+			hp_buf_addf(out, "%s%s", n_cves++ ? "," : "", s->targets[i].cves[k]);
+	if (!n_cves)
+		hp_buf_adds(out, "-");
+	for (size_t i = 0; i < s->n_targets; i++)
+		if (s->targets[i].withdrawn)
+			hp_buf_addf(out, " withdrawn=%s", s->targets[i].applied_set);
+	hp_buf_adds(out, "\n");
+}
+
+int ctl_report_filtered(struct ctl *c, bool json, const struct ctl_report_filter *f,
+			struct hp_buf *out, struct ctl_report_counts *ret_counts)
+{
+	struct ctl_report_counts cnt;
+	char host[256] = "-", now[32], head[41] = "";
 	pid_t *pids = NULL;
 	size_t n = 0, shown = 0;
+	bool first;
 	int r;
 
+	memset(&cnt, 0, sizeof(cnt));
 	r = ctl_list(c, &pids, &n);
 	if (r < 0)
 		return r;
-	if (json)
-		hp_buf_adds(out, "[");
+	gethostname(host, sizeof(host) - 1);
+	iso_time(time(NULL), now);
+	(void)ctl_head(c, head);
+	if (json) {
+		hp_buf_adds(out, "{\"host\":");
+		hp_buf_add_json_str(out, host);
+		hp_buf_addf(out, ",\"time\":\"%s\",\"commit\":", now);
+		json_str_or_null(out, head);
+		hp_buf_adds(out, ",\"processes\":[");
+	} else {
+		hp_buf_addf(out, "# hotpatch report: host %s, %s, store commit %.12s\n", host, now,
+			    head[0] ? head : "-");
+	}
 	for (size_t i = 0; i < n; i++) {
 		struct ctl_status *s = NULL;
 
@@ -459,6 +621,19 @@ int ctl_report(struct ctl *c, bool json, struct hp_buf *out)
 			continue; /* gone in between, or not ours to read */
 		if (s->n_targets == 0) {
 			ctl_status_free(s);
+			continue;
+		}
+		if (f && f->adjust)
+			f->adjust(f->adjust_ctx, s);
+		if (!report_match(f, s)) {
+			ctl_status_free(s);
+			continue;
+		}
+		cnt.n++;
+		cnt.per_state[s->state]++;
+		if (f && f->only_attention &&
+		    (s->state == CTL_STATE_HOTPATCHED || s->state == CTL_STATE_UP_TO_DATE)) {
+			ctl_status_free(s); /* counted, not listed */
 			continue;
 		}
 		if (json) {
@@ -469,27 +644,36 @@ int ctl_report(struct ctl *c, bool json, struct hp_buf *out)
 			if (out->len && out->data[out->len - 1] == '\n')
 				out->data[--out->len] = '\0';
 		} else {
-			const struct ctl_target *t = &s->targets[0];
-
-			hp_buf_addf(out, "pid=%d comm=%s state=%s target=%s baseline=%s applied=%s "
-				    "latest=%s",
-				    (int)s->pid, s->comm, ctl_state_name(s->state), t->name,
-				    or_dash(t->baseline), or_dash(t->applied_month),
-				    or_dash(t->newest_month));
-			if (s->n_targets > 1)
-				hp_buf_addf(out, " targets=%zu", s->n_targets);
-			if (s->have_pause)
-				hp_buf_addf(out, " pause_us=%llu",
-					    (unsigned long long)s->last_pause_us);
-			else
-				hp_buf_adds(out, " pause_us=-");
-			hp_buf_adds(out, "\n");
+			report_line(s, out);
 		}
 		shown++;
 		ctl_status_free(s);
 	}
-	if (json)
-		hp_buf_adds(out, "]\n");
+	if (json) {
+		hp_buf_addf(out, "],\"summary\":{\"processes\":%zu", cnt.n);
+		for (int k = 0; k < CTL_N_STATES; k++)
+			hp_buf_addf(out, ",\"%s\":%zu", ctl_state_name((enum ctl_state)k),
+				    cnt.per_state[k]);
+		hp_buf_adds(out, "}}\n");
+	} else {
+		hp_buf_addf(out, "# summary: %zu process%s", cnt.n, cnt.n == 1 ? "" : "es");
+		first = true;
+		for (int k = 0; k < CTL_N_STATES; k++) {
+			if (!cnt.per_state[k])
+				continue;
+			hp_buf_addf(out, "%s %zu %s", first ? ":" : ",", cnt.per_state[k],
+				    ctl_state_name((enum ctl_state)k));
+			first = false;
+		}
+		hp_buf_adds(out, "\n");
+	}
+	if (ret_counts)
+		*ret_counts = cnt;
 	free(pids);
 	return 0;
+}
+
+int ctl_report(struct ctl *c, bool json, struct hp_buf *out)
+{
+	return ctl_report_filtered(c, json, NULL, out, NULL);
 }

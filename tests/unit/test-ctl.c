@@ -124,6 +124,34 @@ static void test_target_state(void **state)
 	assert_int_equal(ts(true, NULL, NULL, "2026-02"), CTL_STATE_HOTPATCHED);
 }
 
+static enum ctl_state ts_set(const char *newest_set, const char *applied_set, bool withdrawn)
+{
+	struct ctl_state_in in = { true, newest_set ? "2026-03" : NULL, NULL, "2026-03",
+				   applied_set, newest_set, withdrawn };
+
+	return ctl_target_state(&in);
+}
+
+static void test_target_state_sets(void **state)
+{
+	/* The set an apply would install is the one applied. */
+	assert_int_equal(ts_set("2026.01/2026-03/fix", "2026.01/2026-03/fix", false),
+			 CTL_STATE_HOTPATCHED);
+	/* The same month, another set (a replacement): the fix is not in. */
+	assert_int_equal(ts_set("2026.01/2026-03/fix-2", "2026.01/2026-03/fix", false),
+			 CTL_STATE_NOT_UP_TO_DATE);
+	/* A withdrawn set is never hotpatched, whatever else is published. */
+	assert_int_equal(ts_set("2026.01/2026-03/fix", "2026.01/2026-03/fix", true),
+			 CTL_STATE_WITHDRAWN);
+	assert_int_equal(ts_set(NULL, "2026.01/2026-03/fix", true), CTL_STATE_WITHDRAWN);
+	assert_int_equal(ctl_state_parse("withdrawn"), CTL_STATE_WITHDRAWN);
+	assert_int_equal(ctl_state_parse("hotpatched"), CTL_STATE_HOTPATCHED);
+	assert_int_equal(ctl_state_parse("happy"), -EINVAL);
+	assert_string_equal(hp_errmsg(-EINVAL),
+			    "'happy' is not a state (up-to-date, hotpatched, not-up-to-date, "
+			    "needs-restart, withdrawn, failed, in-progress)");
+}
+
 static void test_state_combine_and_names(void **state)
 {
 	static const struct {
@@ -133,6 +161,8 @@ static void test_state_combine_and_names(void **state)
 		{ CTL_STATE_HOTPATCHED, CTL_STATE_NOT_UP_TO_DATE, CTL_STATE_NOT_UP_TO_DATE },
 		{ CTL_STATE_NEEDS_RESTART, CTL_STATE_NOT_UP_TO_DATE, CTL_STATE_NEEDS_RESTART },
 		{ CTL_STATE_NEEDS_RESTART, CTL_STATE_FAILED, CTL_STATE_FAILED },
+		{ CTL_STATE_NEEDS_RESTART, CTL_STATE_WITHDRAWN, CTL_STATE_WITHDRAWN },
+		{ CTL_STATE_HOTPATCHED, CTL_STATE_WITHDRAWN, CTL_STATE_WITHDRAWN },
 		{ CTL_STATE_FAILED, CTL_STATE_IN_PROGRESS, CTL_STATE_IN_PROGRESS },
 		{ CTL_STATE_UP_TO_DATE, CTL_STATE_UP_TO_DATE, CTL_STATE_UP_TO_DATE },
 	};
@@ -147,6 +177,7 @@ static void test_state_combine_and_names(void **state)
 	assert_string_equal(ctl_state_name(CTL_STATE_IN_PROGRESS), "in-progress");
 	assert_string_equal(ctl_state_name(CTL_STATE_NEEDS_RESTART), "needs-restart");
 	assert_string_equal(ctl_state_name(CTL_STATE_FAILED), "failed");
+	assert_string_equal(ctl_state_name(CTL_STATE_WITHDRAWN), "withdrawn");
 }
 
 static void test_helpers(void **state)
@@ -346,6 +377,15 @@ static void test_status_format(void **state)
 	snprintf(t.applied_set, sizeof(t.applied_set), "2026.01/2026-02/fix");
 	snprintf(t.applied_month, sizeof(t.applied_month), "2026-02");
 	t.state = CTL_STATE_NOT_UP_TO_DATE;
+	t.applied_at = 1767225600; /* 2026-01-01T00:00:00Z */
+	{
+		static char *funcs[] = { "handle", "parse@p.c" }, *cves[] = { "CVE-2026-0001" };
+
+		t.funcs = funcs;
+		t.n_funcs = 2;
+		t.cves = cves;
+		t.n_cves = 1;
+	}
 	s.pid = 42;
 	snprintf(s.comm, sizeof(s.comm), "srv");
 	s.exe = "/usr/bin/srv";
@@ -360,13 +400,16 @@ static void test_status_format(void **state)
 			    "pid: 42\ncomm: srv\nexe: /usr/bin/srv\nstate: failed\n"
 			    "reason: EBUSY: function f active\nlast-pause-us: 120\n"
 			    "target: srv build-id=abcd baseline=2026.01 applied=2026.01/2026-02/fix "
-			    "month=2026-02 latest=2026-03 state=not-up-to-date\n");
+			    "month=2026-02 latest=2026-03 state=not-up-to-date\n"
+			    "functions: srv handle parse@p.c\ncves: srv CVE-2026-0001\n");
 	hp_buf_reset(&b);
 	assert_int_equal(ctl_status_format(&s, true, &b), 0);
 	assert_non_null(strstr(b.data, "\"state\":\"failed\",\"reason\":\"EBUSY: function f active\","
 				       "\"last_pause_us\":120"));
 	assert_non_null(strstr(b.data, "\"latest\":\"2026-03\",\"newer_baseline\":null,"
-				       "\"state\":\"not-up-to-date\"}]}"));
+				       "\"withdrawn\":null,\"applied_at\":1767225600,"
+				       "\"functions\":[\"handle\",\"parse@p.c\"],"
+				       "\"cves\":[\"CVE-2026-0001\"],\"state\":\"not-up-to-date\"}]}"));
 	hp_buf_reset(&b);
 	s.n_targets = 0;
 	s.have_pause = false;
@@ -450,6 +493,7 @@ int main(void)
 		cmocka_unit_test(test_parse_revert),
 		cmocka_unit_test(test_parse_bool),
 		cmocka_unit_test(test_target_state),
+		cmocka_unit_test(test_target_state_sets),
 		cmocka_unit_test(test_state_combine_and_names),
 		cmocka_unit_test(test_helpers),
 		cmocka_unit_test(test_may_patch),

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <pthread.h>
 
 #include "ctl.h"
 #include "hp.h"
@@ -185,33 +187,171 @@ static int via_mount(const char *mnt, const char *name, const char *text, struct
 	return r;
 }
 
-static void print_results(const struct hp_global *g, bool revert, int err,
-			  const struct ctl_results *res)
+static void print_results(const struct ctl_results *res)
 {
-	if (g->json) {
-		struct hp_buf b = HP_BUF_INIT;
+	struct hp_buf b = HP_BUF_INIT;
 
-		ctl_results_format(res, true, &b);
-		fputs(b.data ? b.data : "[]\n", stdout);
-		hp_buf_release(&b);
+	ctl_results_format(res, true, &b);
+	fputs(b.data ? b.data : "[]\n", stdout);
+	hp_buf_release(&b);
+}
+
+/*
+ * No live hotpatchfs serves the store: say so when one was expected at the
+ * mount point ($HP_MOUNT, else /hp) because that directory exists, dead
+ * (ENOTCONN: the daemon died) or empty, so that nobody takes the daemon's
+ * absence for its silence.
+ */
+static void note_daemon_down(const char *cmdname)
+{
+	const char *mp = getenv("HP_MOUNT");
+	struct stat st;
+
+	if (!mp || !*mp)
+		mp = "/hp";
+	if (stat(mp, &st) < 0 && errno == ENOTCONN)
+		fprintf(stderr, "hp %s: hotpatchfs at %s is not connected (the daemon died): "
+			"acting on the store directly; restart it (fusermount3 -u %s first)\n",
+			cmdname, mp, mp);
+	else if (stat(mp, &st) == 0 && S_ISDIR(st.st_mode))
+		fprintf(stderr, "hp %s: hotpatchfs is not running (nothing serves this store at "
+			"%s): acting on the store directly\n", cmdname, mp);
+}
+
+static bool mounted(const struct hp_global *g, const char *cmdname, char *mnt, size_t size)
+{
+	if (find_mount(g->store, mnt, size))
+		return true;
+	note_daemon_down(cmdname);
+	return false;
+}
+
+/* Streaming output of an apply or revert: a line per process as it finishes, a bar on a tty. */
+struct progress {
+	const struct hp_global *g;
+	bool revert;
+	bool bar;
+	pthread_mutex_t mu;
+	size_t shown;
+};
+
+static void result_line(const struct progress *pg, const struct ctl_result *x)
+{
+	if (x->err < 0)
+		fprintf(stderr, "hp %s: %s\n", pg->revert ? "revert" : "apply", x->msg);
+	else if (!x->changed)
+		printf("%d: %s %s (nothing changed)\n", (int)x->pid,
+		       pg->revert ? "nothing to revert" : "already applied",
+		       x->set_id[0] ? x->set_id : "-");
+	else if (!x->set_id[0])
+		printf("%d: reverted (its set was withdrawn, none valid is left) (pause %llu us)\n",
+		       (int)x->pid, (unsigned long long)x->pause_us);
+	else
+		printf("%d: %s %s (pause %llu us)\n", (int)x->pid,
+		       pg->revert ? "reverted" : "applied", x->set_id,
+		       (unsigned long long)x->pause_us);
+}
+
+static void on_progress(void *ctx, const struct ctl_result *x, size_t done, size_t total)
+{
+	struct progress *pg = ctx;
+
+	if (pg->g->json)
 		return;
-	}
-	for (size_t i = 0; i < res->n; i++) {
-		const struct ctl_result *x = &res->v[i];
+	pthread_mutex_lock(&pg->mu);
+	if (pg->bar)
+		fputs("\r\033[K", stderr);
+	result_line(pg, x);
+	fflush(stdout);
+	pg->shown++;
+	if (pg->bar && total > 1) {
+		char bar[41];
+		size_t w = total ? done * 40 / total : 40;
 
-		if (x->err < 0)
-			continue;
-		if (!x->changed)
-			printf("%d: %s %s (nothing changed)\n", (int)x->pid,
-			       revert ? "nothing to revert" : "already applied", x->set_id);
-		else
-			printf("%d: %s %s (pause %llu us)\n", (int)x->pid,
-			       revert ? "reverted" : "applied", x->set_id,
-			       (unsigned long long)x->pause_us);
+		memset(bar, '#', w);
+		memset(bar + w, '.', 40 - w);
+		bar[40] = '\0';
+		fprintf(stderr, "[%s] %zu/%zu", bar, done, total);
+		if (done == total)
+			fputs("\r\033[K", stderr);
 	}
-	/* Only a success says so: a failure before any process has its line on stderr. */
-	if (res->n == 0 && err >= 0)
-		printf("no process to %s\n", revert ? "revert" : "patch");
+	fflush(stderr);
+	pthread_mutex_unlock(&pg->mu);
+}
+
+/* "all" through the mount: the daemon applies one process per write, so lines stream. */
+struct mount_job {
+	const char *mnt;
+	bool revert;
+	struct ctl_results *res;
+	size_t next, done; /* atomic */
+	struct progress *pg;
+};
+
+static void *mount_worker(void *arg)
+{
+	struct mount_job *j = arg;
+	size_t i;
+
+	while ((i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->res->n) {
+		struct ctl_result *x = &j->res->v[i];
+		struct ctl_results one = { NULL, 0 };
+		char text[32];
+		int r;
+
+		snprintf(text, sizeof(text), "%d\n", (int)x->pid);
+		hp_err_clear();
+		r = via_mount(j->mnt, j->revert ? "revert" : "apply", text, &one);
+		if (one.n == 1) {
+			*x = one.v[0];
+		} else {
+			x->err = r < 0 ? r : -EIO;
+			snprintf(x->msg, sizeof(x->msg), "%s", r < 0 ? hp_errmsg(r) : "no outcome");
+		}
+		ctl_results_release(&one);
+		on_progress(j->pg, x, __atomic_add_fetch(&j->done, 1, __ATOMIC_RELAXED), j->res->n);
+	}
+	return NULL;
+}
+
+static int all_via_mount(const struct hp_global *g, const char *mnt, bool revert,
+			 const struct ctl_cmd *cmd, struct progress *pg, struct ctl_results *res)
+{
+	struct ctl_opts o = { g->store, 0, 0, 0, 0 };
+	struct ctl_caller who = { getuid(), getgid(), getpid() };
+	struct mount_job job = { mnt, revert, res, 0, 0, pg };
+	struct ctl *c = NULL;
+	pid_t *pids = NULL;
+	pthread_t th[4];
+	size_t n = 0, n_threads = 0;
+	int r;
+
+	r = ctl_new(&o, &c);
+	if (r == 0)
+		r = ctl_all_pids(c, &who, revert, cmd->target, &pids, &n);
+	ctl_free(c);
+	if (r < 0)
+		return r;
+	res->v = calloc(n ? n : 1, sizeof(*res->v));
+	if (!res->v) {
+		free(pids);
+		return -ENOMEM;
+	}
+	res->n = n;
+	for (size_t i = 0; i < n; i++)
+		res->v[i].pid = pids[i];
+	free(pids);
+	for (; n_threads < sizeof(th) / sizeof(th[0]) && n_threads + 1 < n; n_threads++)
+		if (pthread_create(&th[n_threads], NULL, mount_worker, &job) != 0)
+			break;
+	mount_worker(&job);
+	for (size_t i = 0; i < n_threads; i++)
+		pthread_join(th[i], NULL);
+	for (size_t i = 0; i < n; i++)
+		if (res->v[i].err < 0)
+			return hp_err(res->v[i].err, "process %d: %s", (int)res->v[i].pid,
+				      res->v[i].msg);
+	return 0;
 }
 
 static int run(const struct hp_global *g, const char *cmdname, bool revert, int argc, char **argv)
@@ -220,46 +360,93 @@ static int run(const struct hp_global *g, const char *cmdname, bool revert, int 
 	struct ctl *c = NULL;
 	struct ctl_cmd cmd;
 	struct hp_buf text = HP_BUF_INIT;
-	char mnt[PATH_MAX];
-	int r, status = 1;
+	struct progress pg = { g, revert, false, PTHREAD_MUTEX_INITIALIZER, 0 };
+	const char *usage = revert ? "revert PID | all" : "apply [--retries N] PID [MONTH] | all [TARGET]";
+	char mnt[PATH_MAX], *args[3];
+	unsigned retries = 0;
+	int n = 0, r, status = 1;
 
-	if (argc < 2 || argc > (revert ? 2 : 3))
-		return hp_usage(revert ? "revert PID | all" : "apply PID [MONTH] | all [TARGET]");
-	for (int i = 1; i < argc; i++)
-		hp_buf_addf(&text, "%s%s", i > 1 ? " " : "", argv[i]);
+	for (int i = 1; i < argc; i++) {
+		const char *v = NULL;
+		char *end;
+
+		if (!revert && !strcmp(argv[i], "--retries") && i + 1 < argc)
+			v = argv[++i];
+		else if (!revert && !strncmp(argv[i], "--retries=", 10))
+			v = argv[i] + 10;
+		else if (argv[i][0] == '-' || n == (revert ? 1 : 2))
+			return hp_usage(usage);
+		else
+			args[n++] = argv[i];
+		if (v) {
+			unsigned long x = strtoul(v, &end, 10);
+
+			if (!*v || *end || x > 100) {
+				fprintf(stderr, "hp %s: --retries takes a count from 0 to 100, not '%s'\n",
+					cmdname, v);
+				return 2;
+			}
+			retries = (unsigned)x;
+		}
+	}
+	if (n == 0)
+		return hp_usage(usage);
+	for (int i = 0; i < n; i++)
+		hp_buf_addf(&text, "%s%s", i ? " " : "", args[i]);
 	hp_buf_adds(&text, "\n");
 	r = revert ? ctl_parse_revert(text.data, text.len, &cmd)
 		   : ctl_parse_apply(text.data, text.len, &cmd);
 	if (r < 0)
 		goto fail;
-	if (find_mount(g->store, mnt, sizeof(mnt))) {
-		r = via_mount(mnt, revert ? "revert" : "apply", text.data, &res);
-		/* One process asked for: its outcome, or something went wrong on the way. */
-		if (r >= 0 && cmd.kind == CTL_CMD_PID && res.n != 1)
-			r = hp_err(-EIO, "%s/%s: no outcome read back for process %d", mnt,
-				   revert ? "revert" : "apply", (int)cmd.pid);
+	pg.bar = cmd.kind == CTL_CMD_ALL && !g->json && isatty(STDERR_FILENO);
+	if (mounted(g, cmdname, mnt, sizeof(mnt))) {
+		if (cmd.kind == CTL_CMD_ALL) {
+			r = all_via_mount(g, mnt, revert, &cmd, &pg, &res);
+		} else {
+			r = via_mount(mnt, revert ? "revert" : "apply", text.data, &res);
+			/* One process asked for: its outcome, or something went wrong on the way. */
+			if (r >= 0 && res.n != 1)
+				r = hp_err(-EIO, "%s/%s: no outcome read back for process %d", mnt,
+					   revert ? "revert" : "apply", (int)cmd.pid);
+			/* The daemon has its own retry budget; --retries adds ours. */
+			for (unsigned k = 0; r == -EBUSY && k < retries; k++) {
+				ctl_results_release(&res);
+				hp_err_clear();
+				r = via_mount(mnt, "apply", text.data, &res);
+			}
+			if (res.n == 1)
+				on_progress(&pg, &res.v[0], 1, 1);
+		}
 	} else {
-		struct ctl_opts o = { g->store, 0, 0, 0 };
+		struct ctl_opts o = { g->store, 0, 0, 0, retries };
 		struct ctl_caller who = { getuid(), getgid(), getpid() };
 
 		r = ctl_new(&o, &c);
 		if (r < 0)
 			goto fail;
-		r = ctl_run(c, &who, revert, &cmd, &res);
+		r = ctl_run_progress(c, &who, revert, &cmd, on_progress, &pg, &res);
 	}
-	print_results(g, revert, r, &res);
-	if (r < 0) {
-		/* One line per process that failed, or the one reason. */
-		size_t shown = 0;
-
-		for (size_t i = 0; i < res.n; i++) {
-			if (res.v[i].err < 0) {
-				fprintf(stderr, "hp %s: %s\n", cmdname, res.v[i].msg);
-				shown++;
-			}
-		}
-		if (!shown)
+	if (g->json) {
+		if (r < 0 && res.n == 0) {
 			hp_fail(cmdname, r);
+			goto out;
+		}
+		print_results(&res);
+	} else if (res.n == 0 && r >= 0) {
+		printf("no process to %s\n", revert ? "revert" : "patch");
+	}
+	if (r < 0) {
+		/* Each process that failed has had its line; else the one reason. */
+		size_t failed = 0;
+
+		for (size_t i = 0; i < res.n; i++)
+			failed += res.v[i].err < 0;
+		if (!failed && !g->json)
+			hp_fail(cmdname, r);
+		if (g->json)
+			for (size_t i = 0; i < res.n; i++)
+				if (res.v[i].err < 0)
+					fprintf(stderr, "hp %s: %s\n", cmdname, res.v[i].msg);
 		goto out;
 	}
 	status = 0;
@@ -313,7 +500,7 @@ static void merge_mount_view(const char *mnt, struct ctl_status *s)
 
 int cmd_status(const struct hp_global *g, int argc, char **argv)
 {
-	struct ctl_opts o = { g->store, 0, 0, 0 };
+	struct ctl_opts o = { g->store, 0, 0, 0, 0 };
 	struct ctl_status *s = NULL;
 	struct hp_buf b = HP_BUF_INIT;
 	struct ctl *c = NULL;
@@ -334,7 +521,7 @@ int cmd_status(const struct hp_global *g, int argc, char **argv)
 	r = ctl_status(c, cmd.pid, &s);
 	if (r < 0)
 		goto fail;
-	if (find_mount(g->store, mnt, sizeof(mnt)))
+	if (mounted(g, "status", mnt, sizeof(mnt)))
 		merge_mount_view(mnt, s);
 	ctl_status_format(s, g->json, &b);
 	fputs(b.data, stdout);
@@ -349,30 +536,75 @@ out:
 	return status;
 }
 
+static void adjust_from_mount(void *ctx, struct ctl_status *s)
+{
+	merge_mount_view(ctx, s);
+}
+
 int cmd_report(const struct hp_global *g, int argc, char **argv)
 {
-	struct ctl_opts o = { g->store, 0, 0, 0 };
+	static const char usage[] = "report [--check] [--state STATE]... [--target NAME] [--name COMM]";
+	struct ctl_opts o = { g->store, 0, 0, 0, 0 };
+	struct ctl_report_filter f;
+	struct ctl_report_counts cnt;
 	struct hp_buf b = HP_BUF_INIT;
 	struct ctl *c = NULL;
-	char mnt[PATH_MAX], path[PATH_MAX + 16];
+	char mnt[PATH_MAX];
+	bool check = false;
 	int r, status = 1;
 
-	if (argc != 1)
-		return hp_usage("report");
-	if (!g->json && find_mount(g->store, mnt, sizeof(mnt))) {
-		snprintf(path, sizeof(path), "%s/report", mnt);
-		r = hp_read_file(path, 64u << 20, &b);
-	} else {
-		r = ctl_new(&o, &c);
-		if (r >= 0)
-			r = ctl_report(c, g->json, &b);
+	memset(&f, 0, sizeof(f));
+	for (int i = 1; i < argc; i++) {
+		const char *opt = argv[i], *v = NULL;
+
+		if (!strcmp(opt, "--check")) {
+			check = true;
+			continue;
+		}
+		if ((!strcmp(opt, "--state") || !strcmp(opt, "--target") || !strcmp(opt, "--name")) &&
+		    i + 1 < argc)
+			v = argv[++i];
+		else
+			return hp_usage(usage);
+		if (!strcmp(opt, "--state")) {
+			int st = ctl_state_parse(v);
+
+			if (st < 0) {
+				fprintf(stderr, "hp report: %s\n", hp_errmsg(st));
+				if (g->json)
+					hp_json_error("report", st, hp_errmsg(st));
+				return 2;
+			}
+			f.states |= 1u << st;
+		} else if (!strcmp(opt, "--target")) {
+			f.target = v;
+		} else {
+			f.comm = v;
+		}
 	}
+	f.only_attention = check;
+	if (mounted(g, "report", mnt, sizeof(mnt))) {
+		/* The daemon knows what it alone saw: a failure's reason, an apply running. */
+		f.adjust = adjust_from_mount;
+		f.adjust_ctx = mnt;
+	}
+	r = ctl_new(&o, &c);
+	if (r >= 0)
+		r = ctl_report_filtered(c, g->json, &f, &b, &cnt);
 	if (r < 0) {
 		hp_fail("report", r);
 		goto out;
 	}
-	fputs(b.data ? b.data : (g->json ? "[]\n" : ""), stdout);
+	fputs(b.data ? b.data : "", stdout);
 	status = 0;
+	if (check) {
+		size_t ok = cnt.per_state[CTL_STATE_HOTPATCHED] + cnt.per_state[CTL_STATE_UP_TO_DATE];
+
+		status = ok == cnt.n ? 0 : 1;
+		if (status)
+			fprintf(stderr, "hp report: %zu of %zu processes neither hotpatched nor up-to-date\n",
+				cnt.n - ok, cnt.n);
+	}
 out:
 	hp_buf_release(&b);
 	ctl_free(c);

@@ -33,14 +33,16 @@ static void iso_time(int64_t t, char buf[32])
 
 int cmd_import(const struct hp_global *g, int argc, char **argv)
 {
-	static const char usage[] = "import [--force] BUNDLE...";
-	struct store_import_opts opts = { false };
+	static const char usage[] = "import [--force] [--replace] BUNDLE...";
+	struct store_import_opts opts = { false, false };
 	struct store *st;
 	int failed = 0, n = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--force"))
 			opts.force = true;
+		else if (!strcmp(argv[i], "--replace"))
+			opts.replace = true;
 		else if (argv[i][0] == '-' && argv[i][1])
 			return hp_usage(usage);
 		else
@@ -50,11 +52,14 @@ int cmd_import(const struct hp_global *g, int argc, char **argv)
 		return hp_usage(usage);
 	if (open_store(g, "import", &st))
 		return 1;
+	if (g->json)
+		printf("[");
+	n = 0;
 	for (int i = 1; i < argc; i++) {
 		char *id = NULL;
 		int r;
 
-		if (!strcmp(argv[i], "--force"))
+		if (!strcmp(argv[i], "--force") || !strcmp(argv[i], "--replace"))
 			continue;
 		hp_err_clear();
 		r = store_import(st, argv[i], &opts, &id);
@@ -62,13 +67,65 @@ int cmd_import(const struct hp_global *g, int argc, char **argv)
 			/* One line per bundle; the message names the bundle. */
 			fprintf(stderr, "hp import: %s\n", hp_errmsg(r));
 			failed++;
-		} else {
+		} else if (!g->json) {
 			printf("%s %s\n", r == 1 ? "already imported" : "imported", id);
+		}
+		if (g->json) {
+			printf("%s\n  {\"bundle\":", n++ ? "," : "");
+			hp_json_str(argv[i]);
+			if (r < 0) {
+				printf(",\"result\":\"%s\",\"error\":", strerrorname_np(-r));
+				hp_json_str(hp_errmsg(r));
+			} else {
+				printf(",\"result\":\"%s\",\"set\":",
+				       r == 1 ? "already imported" : "imported");
+				hp_json_str(id);
+			}
+			printf("}");
 		}
 		free(id);
 	}
+	if (g->json)
+		printf("\n]\n");
 	store_free(st);
 	return failed ? 1 : 0;
+}
+
+/* ---- hp withdraw -------------------------------------------------------- */
+
+int cmd_withdraw(const struct hp_global *g, int argc, char **argv)
+{
+	static const char usage[] = "withdraw [--reason TEXT] BASELINE/MONTH/SET";
+	const char *reason = NULL, *id = NULL;
+	struct store *st;
+	int r;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--reason") && i + 1 < argc)
+			reason = argv[++i];
+		else if (!strncmp(argv[i], "--reason=", 9))
+			reason = argv[i] + 9;
+		else if (argv[i][0] == '-' || id)
+			return hp_usage(usage);
+		else
+			id = argv[i];
+	}
+	if (!id)
+		return hp_usage(usage);
+	if (open_store(g, "withdraw", &st))
+		return 1;
+	r = store_withdraw(st, id, reason);
+	store_free(st);
+	if (r < 0)
+		return hp_fail("withdraw", r);
+	if (g->json) {
+		printf("{\"set\":");
+		hp_json_str(id);
+		printf(",\"result\":\"%s\"}\n", r == 1 ? "already withdrawn" : "withdrawn");
+	} else {
+		printf("%s %s\n", r == 1 ? "already withdrawn" : "withdrawn", id);
+	}
+	return 0;
 }
 
 /* ---- hp list ------------------------------------------------------------ */
@@ -337,8 +394,15 @@ int cmd_store(const struct hp_global *g, int argc, char **argv)
 		r = store_init(g->store, &opts);
 		if (r < 0)
 			return hp_fail("store init", r);
-		printf("initialised store %s%s\n", g->store,
-		       opts.allow_unsigned ? " (unsigned sets allowed)" : "");
+		if (g->json) {
+			printf("{\"store\":");
+			hp_json_str(g->store);
+			printf(",\"result\":\"initialised\",\"allow_unsigned\":%s}\n",
+			       opts.allow_unsigned ? "true" : "false");
+		} else {
+			printf("initialised store %s%s\n", g->store,
+			       opts.allow_unsigned ? " (unsigned sets allowed)" : "");
+		}
 		return 0;
 	}
 	if (argc == 3 && (!strcmp(argv[1], "pull") || !strcmp(argv[1], "push"))) {
@@ -348,7 +412,12 @@ int cmd_store(const struct hp_global *g, int argc, char **argv)
 		if (open_store(g, pull ? "store pull" : "store push", &st))
 			return 1;
 		r = pull ? store_pull(st, argv[2]) : store_push(st, argv[2]);
-		if (r >= 0 && store_head(st, head) == 0) {
+		if (r >= 0 && store_head(st, head) == 0 && g->json) {
+			printf("{\"%s\":", argv[1]);
+			hp_json_str(argv[2]);
+			printf(",\"result\":\"%s\",\"head\":\"%s\"}\n",
+			       r == 1 ? "up to date" : "moved", head);
+		} else if (r >= 0 && store_head(st, head) == 0) {
 			if (r == 1)
 				printf("%s: already up to date with %s\n", argv[1], argv[2]);
 			else
@@ -362,19 +431,65 @@ int cmd_store(const struct hp_global *g, int argc, char **argv)
 
 /* ---- hp key ------------------------------------------------------------- */
 
+static void key_json(const char *what, const char *arg, const char *result)
+{
+	printf("{\"%s\":", what);
+	hp_json_str(arg);
+	printf(",\"result\":\"%s\"}\n", result);
+}
+
 int cmd_key(const struct hp_global *g, int argc, char **argv)
 {
-	static const char usage[] = "key generate DIR | trust PUBKEY";
+	static const char usage[] =
+		"key generate DIR | trust PUBKEY | revoke [--reason TEXT] KEYID|PUBKEY";
 	struct store *st;
 	int r;
 
+	if (argc >= 3 && !strcmp(argv[1], "revoke")) {
+		const char *reason = NULL, *key = NULL;
+		size_t n_sets = 0;
+
+		for (int i = 2; i < argc; i++) {
+			if (!strcmp(argv[i], "--reason") && i + 1 < argc)
+				reason = argv[++i];
+			else if (!strncmp(argv[i], "--reason=", 9))
+				reason = argv[i] + 9;
+			else if (argv[i][0] == '-' || key)
+				return hp_usage(usage);
+			else
+				key = argv[i];
+		}
+		if (!key)
+			return hp_usage(usage);
+		if (open_store(g, "key revoke", &st))
+			return 1;
+		r = store_key_revoke(st, key, reason, &n_sets);
+		store_free(st);
+		if (r < 0)
+			return hp_fail("key revoke", r);
+		if (g->json) {
+			printf("{\"key\":");
+			hp_json_str(key);
+			printf(",\"result\":\"%s\",\"sets_withdrawn\":%zu}\n",
+			       r == 1 ? "already revoked" : "revoked", n_sets);
+		} else if (r == 1) {
+			printf("already revoked %s\n", key);
+		} else {
+			printf("revoked %s; withdrew %zu set%s it signed\n", key, n_sets,
+			       n_sets == 1 ? "" : "s");
+		}
+		return 0;
+	}
 	if (argc != 3)
 		return hp_usage(usage);
 	if (!strcmp(argv[1], "generate")) {
 		r = store_key_generate(argv[2]);
 		if (r < 0)
 			return hp_fail("key generate", r);
-		printf("wrote %s/hotpatch.key and %s/hotpatch.pub\n", argv[2], argv[2]);
+		if (g->json)
+			key_json("dir", argv[2], "generated");
+		else
+			printf("wrote %s/hotpatch.key and %s/hotpatch.pub\n", argv[2], argv[2]);
 		return 0;
 	}
 	if (!strcmp(argv[1], "trust")) {
@@ -384,7 +499,10 @@ int cmd_key(const struct hp_global *g, int argc, char **argv)
 		store_free(st);
 		if (r < 0)
 			return hp_fail("key trust", r);
-		printf("%s %s\n", r == 1 ? "already trusted" : "trusted", argv[2]);
+		if (g->json)
+			key_json("key", argv[2], r == 1 ? "already trusted" : "trusted");
+		else
+			printf("%s %s\n", r == 1 ? "already trusted" : "trusted", argv[2]);
 		return 0;
 	}
 	return hp_usage(usage);

@@ -13,21 +13,53 @@
  */
 static const struct hp_cmd commands[] = {
 #ifdef HP_HAVE_BUILD_CMD
-	{ "build", cmd_build, "build --target BIN --baseline B --month YYYY-MM --name NAME [--sign KEY] -o OUT SRC.c..." },
+	{ "build", cmd_build, "build --target BIN --baseline B --month YYYY-MM --name NAME [--sign KEY] -o OUT SRC.c...", NULL },
 #endif
 #ifdef HP_HAVE_STORE_CMDS
-	{ "import", cmd_import, "import [--force] BUNDLE..." },
-	{ "list", cmd_list, "list [BASELINE[/MONTH]]" },
-	{ "show", cmd_show, "show BASELINE/MONTH/SET" },
-	{ "log", cmd_log, "log" },
-	{ "store", cmd_store, "store init [--allow-unsigned] [--baseline-months M,M,...] | pull REMOTE | push REMOTE" },
-	{ "key", cmd_key, "key generate DIR | trust PUBKEY" },
+	{ "import", cmd_import, "import [--force] [--replace] BUNDLE...",
+	  "Import bundles into the store, one commit each (or no change at all).\n"
+	  "  --force     accept a month outside its baseline's window\n"
+	  "  --replace   the target already has a set in that month: withdraw it in the\n"
+	  "              same commit (a month holds one cumulative set per target)\n" },
+	{ "list", cmd_list, "list [BASELINE[/MONTH]]",
+	  "List the published patch sets: id, target, build-id (withdrawn ones are not listed).\n" },
+	{ "show", cmd_show, "show BASELINE/MONTH/SET",
+	  "Show one patch set: manifest, functions, CVEs, signer.\n" },
+	{ "log", cmd_log, "log",
+	  "The store's history, newest first: imports, withdrawals, trusted and revoked keys.\n"
+	  "(The daemon's events are MOUNT/events.)\n" },
+	{ "withdraw", cmd_withdraw, "withdraw [--reason TEXT] BASELINE/MONTH/SET",
+	  "Withdraw a set found bad (one commit): it leaves the catalog; processes that run it\n"
+	  "are reported withdrawn, and apply moves them to the newest valid set or reverts them.\n"
+	  "  --reason TEXT   why (kept in the commit and shown by status)\n" },
+	{ "store", cmd_store, "store init [--allow-unsigned] [--baseline-months M,M,...] | pull REMOTE | push REMOTE",
+	  "  init    create the store (--allow-unsigned: accept unsigned sets;\n"
+	  "          --baseline-months: the months baselines are cut in, default 1,4,7,10)\n"
+	  "  pull    fetch REMOTE and fast-forward the store to it\n"
+	  "  push    push the store to REMOTE (fast-forward only)\n" },
+	{ "key", cmd_key, "key generate DIR | trust PUBKEY | revoke [--reason TEXT] KEYID|PUBKEY",
+	  "  generate  write DIR/hotpatch.key and DIR/hotpatch.pub\n"
+	  "  trust     add a public key to the store's trusted keys (one commit)\n"
+	  "  revoke    revoke a trusted key and withdraw every set it signed (one commit)\n" },
 #endif
 #ifdef HP_HAVE_APPLY_CMDS
-	{ "apply", cmd_apply, "apply PID [MONTH]" },
-	{ "revert", cmd_revert, "revert PID" },
-	{ "status", cmd_status, "status PID" },
-	{ "report", cmd_report, "report" },
+	{ "apply", cmd_apply, "apply [--retries N] PID [MONTH] | all [TARGET]",
+	  "Hot-swap the newest published set (or MONTH's) of every target PID maps;\n"
+	  "all: every process that maps a patched target (or TARGET), in parallel.\n"
+	  "  --retries N   try again up to N times a process that failed with EBUSY\n"
+	  "                (a replaced function stayed active)\n" },
+	{ "revert", cmd_revert, "revert PID | all",
+	  "Restore the original code of every set applied in PID (all: in every process).\n" },
+	{ "status", cmd_status, "status PID",
+	  "The state of PID, its targets, the sets and functions applied, the last pause.\n" },
+	{ "report", cmd_report, "report [--check] [--state STATE]... [--target NAME] [--name COMM]",
+	  "Compliance report: one line per process that maps a known target, and the count\n"
+	  "per state.\n"
+	  "  --check          exit 0 when every process listed is hotpatched or up-to-date,\n"
+	  "                   else 1 (and name the others)\n"
+	  "  --state STATE    only processes in STATE (repeatable)\n"
+	  "  --target NAME    only processes that map target NAME\n"
+	  "  --name COMM      only processes whose command name is COMM\n" },
 #endif
 };
 
@@ -36,20 +68,51 @@ static void usage(FILE *f)
 	fprintf(f, "usage: hp [--store DIR] [--json] COMMAND [ARGS...]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  hp %s\n", commands[i].usage);
-	fprintf(f, "  hp version\n\nThe store is --store DIR, else $HP_STORE, else %s.\n",
+	fprintf(f, "  hp version\n\nThe store is --store DIR, else $HP_STORE, else %s.\n"
+		"hp COMMAND --help (or hp help COMMAND) says more about one command.\n",
 		"/var/lib/hotpatch/store.git");
+}
+
+bool hp_json_mode;
+
+void hp_json_error(const char *cmd, int err, const char *msg)
+{
+	const char *name = err < 0 ? strerrorname_np(-err) : NULL;
+
+	printf("{\"command\":");
+	hp_json_str(cmd);
+	printf(",\"result\":\"%s\",\"error\":", name ? name : "error");
+	hp_json_str(msg);
+	printf("}\n");
 }
 
 int hp_fail(const char *cmd, int err)
 {
-	fprintf(stderr, "hp %s: %s\n", cmd, hp_errmsg(err));
+	const char *msg = hp_errmsg(err);
+
+	fprintf(stderr, "hp %s: %s\n", cmd, msg);
+	if (hp_json_mode)
+		hp_json_error(cmd, err, msg);
 	return 1;
 }
 
 int hp_usage(const char *u)
 {
 	fprintf(stderr, "hp: usage: hp %s\n", u);
+	if (hp_json_mode) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "usage: hp %s", u);
+		printf("{\"command\":null,\"result\":\"usage\",\"error\":");
+		hp_json_str(msg);
+		printf("}\n");
+	}
 	return 2;
+}
+
+static bool is_help(const char *a)
+{
+	return !strcmp(a, "--help") || !strcmp(a, "-h");
 }
 
 void hp_json_str(const char *s)
@@ -94,7 +157,13 @@ int main(int argc, char **argv)
 	}
 	if (!g.store)
 		g.store = (env && *env) ? env : "/var/lib/hotpatch/store.git";
+	hp_json_mode = g.json;
 
+	if (n == 2 && !strcmp(rest[0], "help")) {
+		/* hp help COMMAND: as hp COMMAND --help. */
+		rest[0] = rest[1];
+		rest[1] = (char *)"--help";
+	}
 	if (n == 0 || !strcmp(rest[0], "help") || !strcmp(rest[0], "--help") ||
 	    !strcmp(rest[0], "-h")) {
 		usage(n == 0 ? stderr : stdout);
@@ -102,19 +171,38 @@ int main(int argc, char **argv)
 		return n == 0 ? 2 : 0;
 	}
 	if (!strcmp(rest[0], "version") || !strcmp(rest[0], "--version")) {
-		printf("hp %s\n", HP_VERSION);
+		if (g.json)
+			printf("{\"version\":\"%s\"}\n", HP_VERSION);
+		else
+			printf("hp %s\n", HP_VERSION);
 		free(rest);
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (!strcmp(rest[0], commands[i].name)) {
-			int st = commands[i].fn(&g, n, rest);
+			int st;
+
+			/* hp CMD --help (anywhere among its arguments): usage on stdout, exit 0. */
+			for (int k = 1; commands[i].help && k < n; k++) {
+				if (is_help(rest[k])) {
+					printf("usage: hp %s\n\n%s\nGlobal options: --store DIR, --json "
+					       "(see hp(1)).\n", commands[i].usage, commands[i].help);
+					free(rest);
+					return 0;
+				}
+			}
+			st = commands[i].fn(&g, n, rest);
 
 			free(rest);
 			return st;
 		}
 	}
 	fprintf(stderr, "hp: unknown command '%s' (see hp help)\n", rest[0]);
+	if (g.json) {
+		printf("{\"command\":");
+		hp_json_str(rest[0]);
+		printf(",\"result\":\"usage\",\"error\":\"unknown command (see hp help)\"}\n");
+	}
 	free(rest);
 	return 2;
 }

@@ -24,7 +24,13 @@ struct hp_cmd {
 	const char *name;
 	hp_cmd_fn fn;
 	const char *usage;
+	const char *help; /* what --help adds to the usage; NULL: the command prints its own */
 };
+
+/* --json was given: errors go to stdout as JSON objects too. */
+extern bool hp_json_mode;
+/* {"command":CMD,"result":"EEXIST","error":MSG} on stdout. */
+void hp_json_error(const char *cmd, int err, const char *msg);
 
 /* Print "hp CMD: MESSAGE" for a failed library call and return exit status 1. */
 int hp_fail(const char *cmd, int err);
@@ -41,6 +47,7 @@ int cmd_show(const struct hp_global *g, int argc, char **argv);
 int cmd_log(const struct hp_global *g, int argc, char **argv);
 int cmd_store(const struct hp_global *g, int argc, char **argv);
 int cmd_key(const struct hp_global *g, int argc, char **argv);
+int cmd_withdraw(const struct hp_global *g, int argc, char **argv);
 int cmd_apply(const struct hp_global *g, int argc, char **argv);
 int cmd_revert(const struct hp_global *g, int argc, char **argv);
 int cmd_status(const struct hp_global *g, int argc, char **argv);

@@ -3,8 +3,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Bash completion for hp(1): commands and subcommands, the global options
 # --store and --json, files for build and import, PIDs (and "all") for
-# apply, revert and status, baselines, months, patch sets and target names
-# (from `hp list`) for list, show, apply and build. Self-contained: it does not need the bash-completion
+# apply and status (for revert: only the processes that have a set applied,
+# from `hp report`), baselines, months, patch sets and target names (from
+# `hp list`) for list, show, withdraw, apply and build. Self-contained: it does not need the bash-completion
 # package, but is installed where that package looks for it.
 
 # The store the command line names: --store DIR / --store=DIR, else
@@ -55,6 +56,16 @@ _hp_pids() {
 	for d in /proc/[0-9]*; do
 		printf '%s\n' "${d#/proc/}"
 	done
+}
+
+# The processes with a set applied (applied_at is "-" for the others), from
+# `hp report`: what `hp revert` can act on.
+_hp_patched_pids() {
+	local store
+	store=$(_hp_store)
+	[ -d "$store" ] || return 0
+	"${_hp_cmd:-hp}" report --store "$store" 2>/dev/null |
+		sed -n 's/^pid=\([0-9]*\) .* applied_at=\([^ -][^ ]*\) .*/\1/p'
 }
 
 _hp_files() {
@@ -120,7 +131,7 @@ _hp() {
 		if [[ $cur == -* ]]; then
 			COMPREPLY=($(compgen -W "$globals --help --version" -- "$cur"))
 		else
-			COMPREPLY=($(compgen -W "build import list show apply revert status report log store key help version" -- "$cur"))
+			COMPREPLY=($(compgen -W "build import withdraw list show apply revert status report log store key help version" -- "$cur"))
 		fi
 		return 0
 	fi
@@ -158,7 +169,7 @@ _hp() {
 		;;
 	import)
 		if [[ $cur == -* ]]; then
-			COMPREPLY=($(compgen -W "--force $globals" -- "$cur"))
+			COMPREPLY=($(compgen -W "--force --replace --help $globals" -- "$cur"))
 		else
 			_hp_files '*.@(tar|tar.gz|tgz|tar.xz|txz|zip)' "$cur"
 		fi
@@ -170,16 +181,34 @@ _hp() {
 			COMPREPLY=($(compgen -W "$(_hp_catalog baselines) $(_hp_catalog months)" -- "$cur"))
 		fi
 		;;
+	withdraw)
+		[ "$prev" = --reason ] && return 0
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "--reason --help $globals" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "$(_hp_catalog sets)" -- "$cur"))
+		fi
+		;;
 	show)
 		if [[ $cur == -* ]]; then
-			COMPREPLY=($(compgen -W "$globals" -- "$cur"))
+			COMPREPLY=($(compgen -W "--help $globals" -- "$cur"))
 		elif [ "${#args[@]}" -eq 0 ]; then
 			COMPREPLY=($(compgen -W "$(_hp_catalog sets)" -- "$cur"))
 		fi
 		;;
 	apply | revert | status)
+		[ "$prev" = --retries ] && return 0
+		# --retries N is no argument of its own.
+		if [ "${args[0]:-}" = --retries ]; then
+			args=("${args[@]:2}")
+			sub=${args[0]:-}
+		fi
 		if [[ $cur == -* ]]; then
-			COMPREPLY=($(compgen -W "$globals" -- "$cur"))
+			local opts="--help $globals"
+			[ "$cmd" = apply ] && opts="--retries $opts"
+			COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+		elif [ "${#args[@]}" -eq 0 ] && [ "$cmd" = revert ]; then
+			COMPREPLY=($(compgen -W "all $(_hp_patched_pids)" -- "$cur"))
 		elif [ "${#args[@]}" -eq 0 ]; then
 			local all=all
 			[ "$cmd" = status ] && all=""
@@ -190,8 +219,22 @@ _hp() {
 			COMPREPLY=($(compgen -W "$(_hp_catalog monthnames)" -- "$cur"))
 		fi
 		;;
-	report | log)
-		COMPREPLY=($(compgen -W "$globals" -- "$cur"))
+	report)
+		case $prev in
+		--state)
+			COMPREPLY=($(compgen -W "up-to-date hotpatched not-up-to-date needs-restart withdrawn failed in-progress" -- "$cur"))
+			return 0
+			;;
+		--target)
+			COMPREPLY=($(compgen -W "$(_hp_target_names)" -- "$cur"))
+			return 0
+			;;
+		--name) return 0 ;;
+		esac
+		COMPREPLY=($(compgen -W "--check --state --target --name --help $globals" -- "$cur"))
+		;;
+	log)
+		COMPREPLY=($(compgen -W "--help $globals" -- "$cur"))
 		;;
 	store)
 		if [ -z "$sub" ]; then
@@ -207,12 +250,18 @@ _hp() {
 		;;
 	key)
 		if [ -z "$sub" ]; then
-			COMPREPLY=($(compgen -W "generate trust" -- "$cur"))
+			COMPREPLY=($(compgen -W "generate trust revoke" -- "$cur"))
 		elif [ "${#args[@]}" -eq 1 ] && [ "$sub" = generate ]; then
 			COMPREPLY=($(compgen -d -- "$cur"))
 			compopt -o filenames 2>/dev/null
 		elif [ "${#args[@]}" -eq 1 ] && [ "$sub" = trust ]; then
 			_hp_files '*.pub' "$cur"
+		elif [ "$sub" = revoke ] && [ "$prev" != --reason ]; then
+			if [[ $cur == -* ]]; then
+				COMPREPLY=($(compgen -W "--reason" -- "$cur"))
+			else
+				_hp_files '*.pub' "$cur"
+			fi
 		fi
 		;;
 	esac

@@ -22,15 +22,19 @@ comp_at() {
 }
 
 ht_eq "registered for hp" "complete -F _hp hp" "$(complete -p hp)"
-ht_eq "commands" "apply build help import key list log report revert show status store version" \
+ht_eq "commands" "apply build help import key list log report revert show status store version withdraw" \
 	"$(comp "$HP_BIN" "")"
 ht_eq "command prefix" "show status store" "$(comp "$HP_BIN" s)"
 ht_eq "global options" "--help --json --store --version" "$(comp "$HP_BIN" --)"
 ht_eq "command after a global option" "apply" "$(comp "$HP_BIN" --json ap)"
 ht_eq "store subcommands" "init pull push" "$(comp "$HP_BIN" store "")"
 ht_eq "store init option" "--allow-unsigned" "$(comp "$HP_BIN" store init --a)"
-ht_eq "key subcommands" "generate trust" "$(comp "$HP_BIN" key "")"
+ht_eq "key subcommands" "generate revoke trust" "$(comp "$HP_BIN" key "")"
 ht_eq "import option" "--force" "$(comp "$HP_BIN" import --f)"
+ht_eq "import options" "--force --help --json --replace --store" "$(comp "$HP_BIN" import --)"
+ht_eq "apply options" "--help --json --retries --store" "$(comp "$HP_BIN" apply --)"
+ht_eq "report options" "--check --help --json --name --state --store --target" "$(comp "$HP_BIN" report --)"
+ht_eq "report --state: the states" "needs-restart not-up-to-date" "$(comp "$HP_BIN" report --state n)"
 ht_eq "build options" "--active-ok --author --baseline --cc --cflag --cve --debug --description --help --json --month --name --output --pick --sign --store --target" \
 	"$(comp "$HP_BIN" build --)"
 ht_eq "build option prefix" "--cc --cflag --cve" "$(comp "$HP_BIN" build --c)"
@@ -47,9 +51,11 @@ ht_eq "--store= offers directories" "--store=sub" "$(comp "$HP_BIN" --store=s)"
 # PIDs: a process the test started is offered for apply, revert and status.
 ht_spawn sleep 60
 pid=$HT_LAST_PID
-for c in apply revert status; do
+for c in apply status; do
 	ht_match "$c offers PIDs" "(^| )$pid( |$)" "$(comp "$HP_BIN" "$c" "${pid:0:1}")"
 done
+ht_check_fail "revert does not offer a process with nothing applied" \
+	grep -Eq "(^| )$pid( |$)" <<<"$(comp "$HP_BIN" revert "${pid:0:1}")"
 ht_eq "status takes one PID" "" "$(comp "$HP_BIN" status "$pid" "")"
 ht_eq "apply and revert offer all" "all all" "$(comp "$HP_BIN" apply a) $(comp "$HP_BIN" revert a)"
 ht_eq "status does not offer all" "" "$(comp "$HP_BIN" status a)"
@@ -70,6 +76,8 @@ ht_eq "list: months of a baseline (--store after)" "2026.01/2026-02 2026.01/2026
 	"$(comp_at 2 "$HP_BIN" list 2026.01/ --store "$S")"
 ht_eq "show: sets" "2026.01/2026-02/fix-a 2026.01/2026-03/fix-a" \
 	"$(comp "$HP_BIN" --store="$S" show 2026.01/)"
+ht_eq "withdraw: sets" "2026.01/2026-02/fix-a 2026.01/2026-03/fix-a" \
+	"$(comp "$HP_BIN" --store="$S" withdraw 2026.01/)"
 ht_eq "apply PID MONTH: months" "2026-02 2026-03 2026-05" "$(HP_STORE=$S comp "$HP_BIN" apply "$pid" "")"
 ht_eq "apply all TARGET: target names" "sample-server" "$(HP_STORE=$S comp "$HP_BIN" apply all "")"
 ht_eq "build --baseline: baselines" "2026.01 2026.04" \

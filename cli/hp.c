@@ -43,13 +43,15 @@ static const struct hp_cmd commands[] = {
 	  "  revoke    revoke a trusted key and withdraw every set it signed (one commit)\n" },
 #endif
 #ifdef HP_HAVE_APPLY_CMDS
-	{ "apply", cmd_apply, "apply [--retries N] PID [MONTH] | all [TARGET]",
-	  "Hot-swap the newest published set (or MONTH's) of every target PID maps;\n"
-	  "all: every process that maps a patched target (or TARGET), in parallel.\n"
+	{ "apply", cmd_apply, "apply [--retries N] PID [MONTH]",
+	  "Hot-swap the newest published set (or MONTH's) of every target PID maps.\n"
+	  "hp apply all [TARGET]: every process that maps a patched target (or TARGET), in\n"
+	  "parallel, a line per process as it finishes.\n"
 	  "  --retries N   try again up to N times a process that failed with EBUSY\n"
 	  "                (a replaced function stayed active)\n" },
-	{ "revert", cmd_revert, "revert PID | all",
-	  "Restore the original code of every set applied in PID (all: in every process).\n" },
+	{ "revert", cmd_revert, "revert PID",
+	  "Restore the original code of every set applied in PID (hp revert all: in every\n"
+	  "process that has one).\n" },
 	{ "status", cmd_status, "status PID",
 	  "The state of PID, its targets, the sets and functions applied, the last pause.\n" },
 	{ "report", cmd_report, "report [--check] [--state STATE]... [--target NAME] [--name COMM]",
@@ -69,7 +71,7 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  hp %s\n", commands[i].usage);
 	fprintf(f, "  hp version\n\nThe store is --store DIR, else $HP_STORE, else %s.\n"
-		"hp COMMAND --help (or hp help COMMAND) says more about one command.\n",
+		"A command's --help (or hp help COMMAND) says more about it.\n",
 		"/var/lib/hotpatch/store.git");
 }
 

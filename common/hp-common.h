@@ -70,6 +70,14 @@ int hp_read_file(const char *path, size_t max, struct hp_buf *ret);
 /* Write a file atomically (temp file in the same directory + rename). */
 int hp_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 
+/*
+ * Set (on) or clear the immutable flag of a directory (chattr +i): a mount
+ * point so sealed refuses new files (EPERM) while nothing is mounted on it.
+ * 0 when it already was so; -EPERM without CAP_LINUX_IMMUTABLE, -ENOTTY or
+ * -EOPNOTSUPP on a filesystem without the flag.
+ */
+int hp_dir_seal(const char *dir, bool on);
+
 /* ---- logging (programs only; libraries use the error slot) ------------- */
 
 enum hp_log_level { HP_LOG_ERR, HP_LOG_WARN, HP_LOG_INFO, HP_LOG_DEBUG };

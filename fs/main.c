@@ -42,6 +42,7 @@ struct cli {
 	int busy_poll_set;
 	int help;
 	int version;
+	int seal, noseal;
 };
 
 enum { KEY_HELP, KEY_VERSION, KEY_INCOMING_GID, KEY_BUSY_POLL };
@@ -67,6 +68,9 @@ static const struct fuse_opt cli_opts[] = {
 	/* How long the receiving thread looks for the next request before it sleeps (loop.c). */
 	{ "busy_poll=%u", offsetof(struct cli, busy_poll_us), 0 },
 	FUSE_OPT_KEY("busy_poll=", KEY_BUSY_POLL),
+	/* The mount point's immutable flag (common/seal.c): on for /hp unless noseal. */
+	{ "seal", offsetof(struct cli, seal), 1 },
+	{ "noseal", offsetof(struct cli, noseal), 1 },
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -124,7 +128,10 @@ static void usage(FILE *f)
 		"                       (default 0: always fresh; S > 0 is faster to walk, and names\n"
 		"                       such as processes/PID may outlive what they name by S seconds)\n"
 		"  -o busy_poll=US      after each request, look for the next one for US microseconds\n"
-		"                       before sleeping (default %u; 0: sleep at once)\n",
+		"                       before sleeping (default %u; 0: sleep at once)\n"
+		"  -o seal, -o noseal   make the mount point immutable (chattr +i) so that a write\n"
+		"                       under it fails (EPERM) while the daemon is down (default:\n"
+		"                       seal at /hp only)\n",
 		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH, HPFS_DEFAULT_CONFIG, HPFS_DEFAULT_BUSY_POLL);
 }
 
@@ -430,6 +437,17 @@ int main(int argc, char **argv)
 	hpfs_attr_timeout = cli.attr_timeout;
 	if (fuse_opt_insert_arg(&args, 1, "-osubtype=hotpatchfs,fsname=hotpatchfs") < 0)
 		goto out;
+	/*
+	 * Sealed before the mount (the flag is the underlying directory's): a
+	 * script writing to apply while we are down or dead gets EPERM (or
+	 * ENOTCONN), never a regular file and a false success.
+	 */
+	if (cli.seal || (!cli.noseal && !strcmp(hpfs.mountpoint, HPFS_DEFAULT_MOUNT))) {
+		r = hp_dir_seal(hpfs.mountpoint, true);
+		if (r < 0)
+			fprintf(stderr, "hotpatchfs: warning: mount point not sealed: %s (while the "
+				"daemon is down, a write under it would create a file)\n", hp_errmsg(r));
+	}
 	status = serve(&args, cli.busy_poll_set ? cli.busy_poll_us : HPFS_DEFAULT_BUSY_POLL);
 	hpfs_auto_stop();
 out:

@@ -307,6 +307,10 @@ static int import_locked(struct import_ctx *c)
 			   c->set_id);
 		goto out;
 	}
+	/* A rebuilt target (another build-id) is the baseline's refusal, said first. */
+	r = update_baseline(c, tree, &baseline, &bl_changed);
+	if (r < 0)
+		goto out;
 	r = month_rival(c, tree, rival, sizeof(rival));
 	if (r < 0)
 		goto out;
@@ -323,9 +327,6 @@ static int import_locked(struct import_ctx *c)
 		if (r < 0)
 			goto out;
 	}
-	r = update_baseline(c, tree, &baseline, &bl_changed);
-	if (r < 0)
-		goto out;
 
 	memset(up, 0, sizeof(up));
 	snprintf(paths[n], sizeof(paths[n]), "%s/%s", c->set_id, BUNDLE_MANIFEST);

@@ -50,6 +50,13 @@ for opt in $("$HP_BIN" build --help | grep -oE -- '--?[a-z][a-z-]*' | sort -u); 
 	case $hp_man in *"$opt"*) ;; *) missing="$missing $opt" ;; esac
 done
 ht_eq "hp.1 names every option of hp build --help" "" "$missing"
+missing=""
+for cmd in $("$HP_BIN" help | sed -n 's/^ *hp \([a-z]*\).*/\1/p' | sort -u); do
+	for opt in $("$HP_BIN" "$cmd" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u); do
+		case $hp_man in *"$opt"*) ;; *) missing="$missing $cmd:$opt" ;; esac
+	done
+done
+ht_eq "hp.1 names every option of every hp COMMAND --help" "" "$missing"
 
 if [ -x "$HP_FS_BIN" ]; then
 	fs_man=$(man_text "$src/man/hotpatchfs.8")
@@ -83,8 +90,10 @@ if [ ! -x "$daemon" ]; then
 	daemon=$(command -v true)
 fi
 sed "s|^ExecStart=[^ ]*hotpatchfs |ExecStart=$daemon |" "$unit" >"$HT_TMP/unit/hotpatchfs.service"
-ht_match "unit runs hotpatchfs -f on the default store and /hp" \
-	'^ExecStart=/[^ ]*/hotpatchfs -f --store /var/lib/hotpatch/store.git /hp$' "$(grep '^ExecStart=' "$unit")"
+ht_match "unit runs hotpatchfs -f -o seal on the default store and /hp" \
+	'^ExecStart=/[^ ]*/hotpatchfs -f -o seal --store /var/lib/hotpatch/store.git /hp$' "$(grep '^ExecStart=' "$unit")"
+ht_match "unit may seal /hp (CAP_LINUX_IMMUTABLE)" '^CapabilityBoundingSet=.* CAP_LINUX_IMMUTABLE' \
+	"$(grep '^CapabilityBoundingSet=' "$unit")"
 ht_match "unit cleans the mount when stopped" '^ExecStopPost=-fusermount3 -u' "$(grep '^ExecStopPost=' "$unit")"
 # systemd-analyze comes with systemd, which containers often lack.
 if command -v systemd-analyze >/dev/null; then

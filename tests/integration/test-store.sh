@@ -160,8 +160,9 @@ ht_eq "list shows 4 sets" 4 "$(hp list | wc -l)"
 ht_eq "list BASELINE" 3 "$(hp list 2026.01 | wc -l)"
 ht_match "list BASELINE/MONTH" '^2026.01/2026-03/fix-xz +sample-server +aa01$' "$(hp list 2026.01/2026-03)"
 ht_check_fail "list of an unknown baseline fails" hp list 2030.01
-ht_eq "list --json of an unknown baseline: nothing on stdout, one line on stderr" \
-	"|hp list: no baseline 2030.01 in the store" "$(hp list --json 2030.01 2>"$HT_TMP/l.err")|$(cat "$HT_TMP/l.err")"
+ht_eq "list --json of an unknown baseline: a JSON error on stdout, one line on stderr" \
+	'{"command":"list","result":"ENOENT","error":"no baseline 2030.01 in the store"}|hp list: no baseline 2030.01 in the store' \
+	"$(hp list --json 2030.01 2>"$HT_TMP/l.err")|$(cat "$HT_TMP/l.err")"
 ht_match "list --json" '"set": "2026.04/2026-05/fix-zip".*"build_id": "aa02"' "$(hp list --json)"
 show=$(hp show 2026.01/2026-02/fix-tar)
 ht_match "show: target" 'target +sample-server' "$show"
@@ -273,7 +274,7 @@ refuse "same set id, other contents" "already in the store with different conten
 ht_check "--force takes a month outside the window" hp import --force "$B/late.tar"
 
 # Several bundles at once: one line each, non-zero if any failed.
-mk -b 2026.01 -m 2026-03 -n multi -k "$K" -o "$B/multi.tar"
+mk -b 2026.01 -m 2026-03 -n multi -t multi-t -i dd01 -k "$K" -o "$B/multi.tar"
 n0=$(ncommits "$S")
 out=$(hp import "$B/multi.tar" "$B/unsigned.tar" 2>&1)
 ht_eq "mixed import exits 1" 1 "$?"
@@ -318,7 +319,7 @@ hp store init --store "$C" >/dev/null
 hp key trust --store "$C" "$HT_TMP/k/hotpatch.pub" >/dev/null
 for p in 0 1 2 3; do
 	mkdir -p "$B/p$p"
-	mk -b 2026.01 -m 2026-02 -n "p$p" -k "$K" -N 25 -o "$B/p$p"
+	mk -b 2026.01 -m 2026-02 -n "p$p" -t "t$p" -i "c$p" -k "$K" -N 25 -o "$B/p$p"
 done
 pids=()
 for p in 0 1 2 3; do
@@ -344,7 +345,7 @@ hp store init --store "$O" >/dev/null
 ht_check "pull into an empty store" hp store pull --store "$O" "$R"
 ht_eq "pulled store has the same HEAD" "$(head_of "$S")" "$(head_of "$O")"
 ht_eq "pulled store lists the same sets" "$(hp list)" "$(hp list --store "$O")"
-mk -b 2026.01 -m 2026-03 -n after-push -k "$K" -o "$B/after.tar"
+mk -b 2026.01 -m 2026-03 -n after-push -t after-t -i dd02 -k "$K" -o "$B/after.tar"
 hp import "$B/after.tar" >/dev/null
 ht_check "push a fast-forward" hp store push "$R"
 ht_check "pull a fast-forward" hp store pull --store "$O" "$R"
@@ -352,7 +353,7 @@ ht_eq "fast-forwarded" "$(head_of "$S")" "$(head_of "$O")"
 ht_match "pull again: up to date" 'already up to date' "$(hp store pull --store "$O" "$R")"
 # Diverge: a commit only in O, another only in the remote.
 hp key trust --store "$O" "$HT_TMP/k2/hotpatch.pub" >/dev/null
-mk -b 2026.01 -m 2026-03 -n diverge -k "$K" -o "$B/diverge.tar"
+mk -b 2026.01 -m 2026-03 -n diverge -t diverge-t -i dd03 -k "$K" -o "$B/diverge.tar"
 hp import "$B/diverge.tar" >/dev/null
 hp store push "$R" >/dev/null
 before=$(head_of "$O")
@@ -366,7 +367,7 @@ ht_check_fail "pull from a non-repository fails" hp store pull "$HT_TMP/nothing"
 P=$HT_TMP/third.git
 hp store init --store "$P" >/dev/null
 ht_check "third store pulls the remote" hp store pull --store "$P" "$R"
-mk -b 2026.01 -m 2026-03 -n from-third -k "$K" -o "$B/third.tar"
+mk -b 2026.01 -m 2026-03 -n from-third -t third-t -i dd04 -k "$K" -o "$B/third.tar"
 ht_check "third store imports (it trusts what it pulled)" hp import --store "$P" "$B/third.tar"
 ht_check "third store pushes" hp store push --store "$P" "$R"
 ht_check "first store pulls the third's import" hp store pull "$R"

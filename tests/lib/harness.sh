@@ -41,6 +41,10 @@ ht_cleanup() {
 	for pid in "${HT_PIDS[@]}"; do
 		wait "$pid" 2>/dev/null || true
 	done
+	# A mount point hotpatchfs sealed (chattr +i) cannot be removed before.
+	for m in "${HT_MOUNTS[@]}"; do
+		[ -d "$m" ] && chattr -i "$m" 2>/dev/null
+	done
 	if [ -n "$HT_TMP" ] && [ -d "$HT_TMP" ]; then
 		rm -rf "$HT_TMP"
 	fi

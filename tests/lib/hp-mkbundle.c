@@ -4,7 +4,8 @@
  *   hp-mkbundle -b BASELINE -m MONTH -n NAME [-t TARGET] [-i BUILD-ID]
  *               [-k KEY] [-p PATCHFILE] [-c CVE] [-f "FUNC OFF SIZE"] [--tamper] -o OUT
  * With -N COUNT, makes COUNT bundles OUT/NAME-<i>.tar (NAME-0 ... ), for
- * bulk tests. With -H KIND, writes a hostile archive around a valid set:
+ * bulk tests, each for a target of its own (TARGET-<i>, build-id ID<i as
+ * 4 hex>): a month holds one set per target. With -H KIND, writes a hostile archive around a valid set:
  * traversal, absolute, symlink, hardlink, device, fifo, dir, duplicate,
  * unknown, bomb (.tar.gz: a member past the limit; .zip: the same, streamed
  * and without central directory, so no size anywhere), garbage.
@@ -189,13 +190,19 @@ int main(int argc, char **argv)
 		r = mkb_write(&o, out);
 	} else {
 		const char *base = o.name;
+		const char *base_t = o.target ? o.target : "sample-server";
+		const char *base_id = o.build_id ? o.build_id : "3f2a9c0e";
 
 		for (long i = 0; i < count && r == 0; i++) {
-			char name[80], path[4096];
+			char name[80], path[4096], target[160], bid[160];
 
 			snprintf(name, sizeof(name), "%s-%ld", base, i);
 			snprintf(path, sizeof(path), "%s/%s.tar", out, name);
+			snprintf(target, sizeof(target), "%s-%ld", base_t, i);
+			snprintf(bid, sizeof(bid), "%s%04lx", base_id, i & 0xffff);
 			o.name = name;
+			o.target = target;
+			o.build_id = bid;
 			r = mkb_write(&o, path);
 		}
 	}

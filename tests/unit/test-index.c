@@ -55,21 +55,29 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void import(struct fx *f, const char *b, const char *m, const char *n, const char *target,
-		   const char *bid)
+static int import_opts(struct fx *f, const char *b, const char *m, const char *n,
+		       const char *target, const char *bid, const struct store_import_opts *io)
 {
 	struct mkb_opts o = { b, m, n, target, bid, f->key, NULL, 0, NULL, false };
 	struct bundle bb;
 	struct hp_buf file = HP_BUF_INIT;
 	char path[256];
+	int r;
 
 	snprintf(path, sizeof(path), "%s/x.tar.xz", f->dir);
 	assert_int_equal(mkb_make(&o, &bb), 0);
 	assert_int_equal(bundle_write(path, &bb), 0);
 	assert_int_equal(hp_read_file(path, STORE_BUNDLE_MAX_BYTES, &file), 0);
-	assert_int_equal(store_import_buf(f->st, file.data, file.len, NULL, NULL), 0);
+	r = store_import_buf(f->st, file.data, file.len, io, NULL);
 	hp_buf_release(&file);
 	bundle_release(&bb);
+	return r;
+}
+
+static void import(struct fx *f, const char *b, const char *m, const char *n, const char *target,
+		   const char *bid)
+{
+	assert_int_equal(import_opts(f, b, m, n, target, bid, NULL), 0);
 }
 
 static void populate(struct fx *f)
@@ -147,13 +155,37 @@ static void test_version_order(void **state)
 	struct store_snap *snap;
 	struct store_patchset *ps;
 
+	struct store_import_opts replace = { false, true };
+	struct store_target_info ti = { 0 };
+	char before[41], after[41], reason[128];
+
+	/* One cumulative set per target and month: a second one is refused... */
 	import(f, "2026.01", "2026-02", "fix-9", "server", "aa01");
-	import(f, "2026.01", "2026-02", "fix-10", "server", "aa01");
+	assert_int_equal(store_head(f->st, before), 0);
+	assert_int_equal(import_opts(f, "2026.01", "2026-02", "fix-10", "server", "aa01", NULL),
+			 -EEXIST);
+	assert_non_null(strstr(hp_errmsg(-EEXIST), "target server already has "
+				"2026.01/2026-02/fix-9 for 2026-02, and a month holds one cumulative "
+				"set per target"));
+	assert_int_equal(store_head(f->st, after), 0);
+	assert_string_equal(before, after);
+	/* ...unless it replaces the first, which is withdrawn in the same commit. */
+	assert_int_equal(import_opts(f, "2026.01", "2026-02", "fix-10", "server", "aa01", &replace),
+			 0);
 	assert_int_equal(store_snap_open(f->st, &snap), 0);
 	assert_int_equal(store_lookup(snap, "aa01", NULL, &ps), 0);
 	assert_string_equal(ps->set_id, "2026.01/2026-02/fix-10");
 	store_patchset_free(ps);
+	assert_int_equal(store_target_info(snap, "aa01", &ti), 0);
+	assert_string_equal(ti.newest_set, "2026.01/2026-02/fix-10");
+	store_target_info_release(&ti);
+	assert_int_equal(store_withdrawn(snap, "2026.01/2026-02/fix-9", reason, sizeof(reason)), 0);
+	assert_string_equal(reason, "replaced by 2026.01/2026-02/fix-10");
+	assert_int_equal(store_withdrawn(snap, "2026.01/2026-02/fix-10", NULL, 0), -ENOENT);
+	assert_int_equal(store_get_set(snap, "2026.01/2026-02/fix-9", &ps), -ENOENT);
 	store_snap_free(snap);
+	/* Another target in the same month is no rival. */
+	import(f, "2026.01", "2026-02", "lib", "libfoo.so.1", "bb01");
 }
 
 struct listed {

@@ -311,11 +311,14 @@ static void test_concurrent_processes(void **state)
 
 	for (int p = 0; p < PROCS; p++)
 		for (int i = 0; i < EACH; i++) {
-			char name[32];
-			struct mkb_opts o = { "2026.01", "2026-02", name, NULL, "aabbcc", f->key, NULL, 0,
+			char name[32], target[32], bid[16];
+			/* One set per target and month: a target each. */
+			struct mkb_opts o = { "2026.01", "2026-02", name, target, bid, f->key, NULL, 0,
 					      NULL, false };
 
 			snprintf(name, sizeof(name), "p%d-%d", p, i);
+			snprintf(target, sizeof(target), "t-%d-%d", p, i);
+			snprintf(bid, sizeof(bid), "aa%02x%02x", p, i);
 			snprintf(paths[p][i], sizeof(paths[p][i]), "%s/%s.tar", f->dir, name);
 			assert_int_equal(mkb_write(&o, paths[p][i]), 0);
 		}
@@ -379,6 +382,8 @@ static void test_pull_push(void **state)
 
 	/* A fast-forward. */
 	o.name = "fix-2";
+	o.target = "t2";
+	o.build_id = "bb01";
 	assert_int_equal(import(f, &o, false), 0);
 	assert_int_equal(store_push(f->st, remote), 0);
 	assert_int_equal(store_pull(b, remote), 0);
@@ -388,6 +393,8 @@ static void test_pull_push(void **state)
 
 	/* Diverged: a commit on each side. */
 	o.name = "fix-a";
+	o.target = "t3";
+	o.build_id = "bb02";
 	assert_int_equal(import(f, &o, false), 0);
 	assert_int_equal(store_push(f->st, remote), 0);
 	assert_int_equal(store_key_trust(b, f->pub2), 0);
@@ -433,6 +440,8 @@ static void test_pack(void **state)
 
 	assert_int_equal(import(f, &o, false), 0);
 	o.name = "fix-2";
+	o.target = "t2";
+	o.build_id = "bb01";
 	assert_int_equal(import(f, &o, false), 0);
 	head(f, h0);
 	assert_int_equal(store_snap_open(f->st, &before), 0);
@@ -454,6 +463,8 @@ static void test_pack(void **state)
 	store_snap_free(after);
 	/* Imports go on on top of the pack; git agrees the repository is sound. */
 	o.name = "fix-3";
+	o.target = "t3";
+	o.build_id = "bb02";
 	assert_int_equal(import(f, &o, false), 0);
 	loose = count_loose(f->store);
 	assert_true(loose > 0);

@@ -236,6 +236,8 @@ int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out)
 			json_str_or_null(out, t->newest_month);
 			hp_buf_adds(out, ",\"newer_baseline\":");
 			json_str_or_null(out, t->newer_baseline);
+			hp_buf_adds(out, ",\"next\":");
+			json_str_or_null(out, t->newest_set);
 			hp_buf_adds(out, ",\"withdrawn\":");
 			json_str_or_null(out, t->withdrawn);
 			if (t->applied_set[0])

@@ -15,6 +15,11 @@
 #        synced with the git module instead of hp; the role
 #        clears the mount and starts a new daemon; the store and the patches
 #        are there already; the play succeeds.
+# Check mode on that fresh host first: nothing is created, the play says
+# what it would do. After run 2: check mode on the set-up host names the
+# new process it would patch and whether now is safe; runs 3 and 4 (hp
+# method, identical) patch it and then change nothing; rings: a failing
+# canary stops the run before the other ring.
 # Then the shell examples run on the same mount.
 . "$HP_TEST_LIB/harness.sh"
 ht_begin "ansible"
@@ -81,10 +86,12 @@ mkdir -p "$HOME"
 : >"$ANSIBLE_CONFIG"
 cd "$T" || exit 1
 
-# play VARS-JSON: run the playbook, output in $T/play.out, exit status in $play_rc.
+# play VARS-JSON [ansible-playbook options]: run the playbook, output in
+# $T/play.out, exit status in $play_rc.
 play() {
-	local t0=$SECONDS
-	ansible-playbook -i localhost, -c local "$PLAYBOOK" -e "$1" >"$T/play.out" 2>&1
+	local t0=$SECONDS vars=$1
+	shift
+	ansible-playbook -i localhost, -c local "$PLAYBOOK" -e "$vars" "$@" >"$T/play.out" 2>&1
 	play_rc=$?
 	ht_log "ansible-playbook: $((SECONDS - t0)) s"
 }
@@ -92,6 +99,17 @@ common='"hotpatch_become": false, "hotpatch_service_manager": "direct",
 	"hotpatch_mountpoint": "'$MNT'", "hotpatch_store": "'$STORE'",
 	"hotpatch_runtime_dir": "'$RUN'", "hotpatch_remote": "'$CENTRAL'",
 	"hotpatch_hp": "'$HP_BIN'", "hotpatchfs_bin": "'$FS_BIN'"'
+
+# --- check mode on a fresh host ------------------------------------------------------
+play '{'"$common"', "hotpatch_process_name": "'$NAME'"}' --check
+out=$(cat "$T/play.out")
+ht_eq "--check on a fresh host: the play succeeds" 0 "$play_rc"
+ht_match "--check: says the store would be created and pulled" \
+	"no store at $STORE: it would be created and pulled from $CENTRAL" "$out"
+ht_check_fail "--check: no store created" test -e "$STORE"
+ht_check_fail "--check: nothing mounted" grep -qs " $MNT fuse" /proc/mounts
+ht_match "--check: nothing patched" "state: not-up-to-date|state: needs-restart|target: none" \
+	"$(hp status "${targets[0]}" --store "$CENTRAL" 2>&1)"
 
 # --- run 1 -------------------------------------------------------------------------
 play '{'"$common"', "hotpatch_process_name": "'$NAME'", "hotpatch_pids": ['$gone'],
@@ -152,6 +170,57 @@ ht_match "run 2: report fact printed, both targets hotpatched" \
 	"pid=${targets[0]} comm=$NAME state=hotpatched .*pid=${targets[1]} comm=$NAME state=hotpatched " "$flat"
 use_target 1
 ht_eq "target 2 still runs the patched code" "80 205" "$(et_query 5)"
+
+# --- check mode, then hp twice: changed only when a process was patched ----------
+new_target() { # FIFO: start one more target; its PID in $new_pid
+	mkfifo "$1"
+	ht_spawn "$T/$NAME" "$1"
+	new_pid=$HT_LAST_PID
+	ht_wait_for 10 grep -q '^ready' "$HT_LAST_OUT"
+}
+new_target "$T/fifo.x"
+X=$new_pid
+play '{'"$common"', "hotpatch_pids": ['"$X"']}' --check
+out=$(cat "$T/play.out")
+ht_eq "--check on the set-up host: the play succeeds" 0 "$play_rc"
+ht_match "--check: names what it would apply to the new process, and that now is safe" \
+	"$X: not-up-to-date: would apply 2026.01/2026-02/fix; safe now: yes" "$out"
+ht_match "--check: the new process is not patched" "state: not-up-to-date" \
+	"$(hp status "$X" --store "$STORE" 2>&1)"
+play '{'"$common"', "hotpatch_pids": ['"$X"'], "hotpatch_apply_method": "hp"}'
+out=$(cat "$T/play.out")
+ht_eq "run 3 (hp): the play succeeds" 0 "$play_rc"
+ht_match "run 3: the new process patched, changed" "\"$X: ok \(changed\)\"" "$out"
+ht_match "run 3: the apply task says changed" 'TASK \[hotpatch : Apply \(hp, through the mount\)\] \*+ changed:' \
+	"$(tr '\n' ' ' <"$T/play.out")"
+ht_match "run 3: hotpatched" "state: hotpatched" "$(hp status "$X" --store "$STORE" 2>&1)"
+play '{'"$common"', "hotpatch_pids": ['"$X"'], "hotpatch_apply_method": "hp"}'
+out=$(cat "$T/play.out")
+ht_eq "run 4 (the same again): the play succeeds" 0 "$play_rc"
+ht_match "run 4: changed=0 (nothing was patched)" 'localhost +: ok=[0-9]+ +changed=0 ' "$out"
+ht_match "run 4: result line" "\"$X: ok\"" "$out"
+
+# --- rings: the canary fails, the other ring never starts -----------------------------
+new_target "$T/fifo.y"
+Y=$new_pid
+cat >"$T/rings.ini" <<INV
+[hotpatch_canary]
+canary ansible_connection=local hotpatch_pids='[$gone]'
+[ring1]
+ring1 ansible_connection=local hotpatch_pids='[$Y]'
+INV
+t0=$SECONDS
+ansible-playbook -i "$T/rings.ini" "$PLAYBOOK" -e '{'"$common"', "hotpatch_apply_method": "hp"}' \
+	>"$T/play.out" 2>&1
+play_rc=$?
+ht_log "ansible-playbook (rings): $((SECONDS - t0)) s"
+out=$(cat "$T/play.out")
+ht_eq "rings: the play fails" 2 "$play_rc"
+ht_match "rings: the canary ring ran and failed" "hotpatch failed for $gone" "$out"
+ht_check_fail "rings: the other ring never started" grep -q 'PLAY \[Hotpatch rollout, the other rings\]' "$T/play.out"
+ht_match "rings: its process is not patched" "state: not-up-to-date" "$(hp status "$Y" --store "$STORE" 2>&1)"
+kill -KILL "$X" "$Y"
+wait "$X" "$Y" 2>/dev/null
 
 # --- the shell examples, on the same mount -------------------------------------
 EX=$HP_SOURCE_ROOT/contrib/examples

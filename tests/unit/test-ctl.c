@@ -407,7 +407,7 @@ static void test_status_format(void **state)
 	assert_non_null(strstr(b.data, "\"state\":\"failed\",\"reason\":\"EBUSY: function f active\","
 				       "\"last_pause_us\":120"));
 	assert_non_null(strstr(b.data, "\"latest\":\"2026-03\",\"newer_baseline\":null,"
-				       "\"withdrawn\":null,\"applied_at\":1767225600,"
+				       "\"next\":null,\"withdrawn\":null,\"applied_at\":1767225600,"
 				       "\"functions\":[\"handle\",\"parse@p.c\"],"
 				       "\"cves\":[\"CVE-2026-0001\"],\"state\":\"not-up-to-date\"}]}"));
 	hp_buf_reset(&b);

@@ -114,6 +114,14 @@ bool hpfs_config_excluded(pid_t pid, char *ret_why, size_t size);
 int hpfs_state_auto(bool *ret);
 int hpfs_state_auto_save(bool on);
 
+struct hpfs_caller;
+/*
+ * lasterr.c: the reason of a caller's last failed write (file last-error):
+ * "TIME FILE ERRNO message", kept per session of the writer and per uid.
+ */
+void hpfs_lasterr_set(const struct hpfs_caller *c, const char *file, int err, const char *msg);
+int hpfs_lasterr_text(const struct hpfs_caller *c, struct hp_buf *out);
+
 /* auto.c */
 int hpfs_auto_set(bool on);
 void hpfs_auto_stop(void);

@@ -41,6 +41,7 @@ struct hpfs_fh {
 	 */
 	bool wrote;
 	bool imported;
+	struct hpfs_caller writer; /* incoming/: who wrote (the import's failure is theirs) */
 	bool loaded; /* catalog file: data holds the blob (read at the first read) */
 };
 
@@ -48,7 +49,7 @@ struct hpfs_fh {
 static bool catalog_keep_cache;
 
 static const struct hpfs_kind k_catalog, k_apply, k_revert, k_auto, k_incoming, k_incoming_file,
-	k_processes, k_proc_dir, k_proc_status, k_report, k_status, k_events, k_tmp;
+	k_processes, k_proc_dir, k_proc_status, k_report, k_status, k_events, k_tmp, k_lasterr;
 
 /* The root's names, in the order it lists them. */
 static const struct {
@@ -58,6 +59,7 @@ static const struct {
 	{ "catalog", &k_catalog }, { "apply", &k_apply },         { "revert", &k_revert },
 	{ "auto", &k_auto },       { "incoming", &k_incoming },   { "processes", &k_processes },
 	{ "report", &k_report },   { "status", &k_status },       { "events", &k_events },
+	{ "last-error", &k_lasterr },
 };
 /*
  * Names that still open what they named before, though no longer listed:
@@ -308,7 +310,9 @@ static int status_text(struct hp_buf *out)
 {
 	char head[41] = "", served[41] = "-";
 	struct ctl_snap *s = NULL;
+	size_t all_done, all_total;
 
+	ctl_all_counts(hpfs.ctl, &all_done, &all_total);
 	ctl_head(hpfs.ctl, head);
 	if (ctl_snap_get(hpfs.ctl, false, &s) == 0) {
 		snprintf(served, sizeof(served), "%s", ctl_snap_commit(s));
@@ -326,13 +330,14 @@ static int status_text(struct hp_buf *out)
 		    "applies: %lu ok, %lu failed\n"
 		    "reverts: %lu ok, %lu failed\n"
 		    "imports: %lu ok, %lu failed\n"
-		    "auto-applies: %lu\n",
+		    "auto-applies: %lu\n"
+		    "running: %zu of %zu processes of \"all\" done\n",
 		    HP_VERSION, (int)getpid(), hpfs.mountpoint, hpfs.store_path,
 		    head[0] ? head : "-", served,
 		    (unsigned long long)((hp_now_us() - hpfs.started_us) / 1000000),
 		    __atomic_load_n(&hpfs.auto_on, __ATOMIC_RELAXED) ? 1 : 0, hpfs.n_apply_ok,
 		    hpfs.n_apply_fail, hpfs.n_revert_ok, hpfs.n_revert_fail, hpfs.n_import_ok,
-		    hpfs.n_import_fail, hpfs.n_auto);
+		    hpfs.n_import_fail, hpfs.n_auto, all_done, all_total);
 	pthread_mutex_unlock(&hpfs.lock);
 	return 0;
 }
@@ -727,6 +732,8 @@ static int attr_write(const struct hpfs_caller *c, struct hpfs_fh *h, const char
 	if (!h->kind->store)
 		return -EACCES;
 	r = h->kind->store(c, buf, size, &result);
+	if (r < 0)
+		hpfs_lasterr_set(c, h->kind->name, r, hp_errmsg(r));
 	pthread_mutex_lock(&h->lock);
 	hp_buf_release(&h->result);
 	h->result = result;
@@ -783,6 +790,33 @@ static int retry_busy(const struct hpfs_caller *c, const struct ctl_caller *who,
 	return r;
 }
 
+static void count_result(const struct ctl_result *x, bool revert)
+{
+	pthread_mutex_lock(&hpfs.lock);
+	if (!revert && x->err < 0)
+		hpfs.n_apply_fail++;
+	else if (!revert)
+		hpfs.n_apply_ok++;
+	else if (x->err < 0)
+		hpfs.n_revert_fail++;
+	else
+		hpfs.n_revert_ok++;
+	pthread_mutex_unlock(&hpfs.lock);
+}
+
+/* x NULL: a process "all" looked at and left alone. */
+static void count_apply(void *ctx, const struct ctl_result *x, size_t done, size_t total)
+{
+	if (x)
+		count_result(x, false);
+}
+
+static void count_revert(void *ctx, const struct ctl_result *x, size_t done, size_t total)
+{
+	if (x)
+		count_result(x, true);
+}
+
 /* Run one control command: what a write to apply or revert (or a rename over them) does. */
 static int control(const struct hpfs_caller *c, bool revert, const char *text, size_t len,
 		   struct hp_buf *result)
@@ -799,24 +833,26 @@ static int control(const struct hpfs_caller *c, bool revert, const char *text, s
 		hpfs_log_event(op, c->uid, 0, NULL, r, hp_errmsg(r), false, 0, NULL);
 		return r;
 	}
-	r = ctl_run(hpfs.ctl, &who, revert, &cmd, &res);
-	if (!revert && res.n > 0)
+	/* The counters of status move as each process finishes ("all" takes a while). */
+	r = ctl_run_progress(hpfs.ctl, &who, revert, &cmd, revert ? count_revert : count_apply, NULL,
+			     &res);
+	if (!revert && res.n > 0) {
+		size_t busy = 0, busy_after = 0;
+
+		for (size_t i = 0; i < res.n; i++)
+			busy += res.v[i].err == -EBUSY;
 		r = retry_busy(c, &who, &cmd, &res);
+		for (size_t i = 0; i < res.n; i++)
+			busy_after += res.v[i].err == -EBUSY;
+		/* A retry that went through: counted as a failure above, an ok now. */
+		pthread_mutex_lock(&hpfs.lock);
+		hpfs.n_apply_fail -= busy - busy_after;
+		hpfs.n_apply_ok += busy - busy_after;
+		pthread_mutex_unlock(&hpfs.lock);
+	}
 	if (res.n == 0 && r < 0)
 		hpfs_log_event(op, c->uid, cmd.pid, NULL, r, hp_errmsg(r), false, 0, NULL);
 	hpfs_log_results(op, c->uid, &res);
-	pthread_mutex_lock(&hpfs.lock);
-	for (size_t i = 0; i < res.n; i++) {
-		if (!revert && res.v[i].err < 0)
-			hpfs.n_apply_fail++;
-		else if (!revert)
-			hpfs.n_apply_ok++;
-		else if (res.v[i].err < 0)
-			hpfs.n_revert_fail++;
-		else
-			hpfs.n_revert_ok++;
-	}
-	pthread_mutex_unlock(&hpfs.lock);
 	if (result) {
 		hp_buf_reset(result);
 		if (res.n == 0 && r < 0)
@@ -881,25 +917,15 @@ static int log_show(const struct hpfs_caller *c, const struct hpfs_id *id, struc
 
 static int report_show(const struct hpfs_caller *c, const struct hpfs_id *id, struct hp_buf *out)
 {
-	struct hp_buf all = HP_BUF_INIT;
-	int r;
+	/* Other users: their own processes, and the summary counts only those. */
+	struct ctl_report_filter f = { .by_uid = c->uid != 0, .uid = c->uid };
 
-	if (c->uid == 0)
-		return ctl_report(hpfs.ctl, false, out);
-	/* Other users: the lines of their own processes. */
-	r = ctl_report(hpfs.ctl, false, &all);
-	for (char *line = all.data, *nl; r >= 0 && line && *line; line = nl + 1) {
-		pid_t pid = (pid_t)atoi(line + 4);
-		uid_t uid;
+	return ctl_report_filtered(hpfs.ctl, false, &f, out, NULL);
+}
 
-		nl = strchr(line, '\n');
-		if (!nl)
-			break;
-		if (proc_exists(pid, &uid) && uid == c->uid)
-			hp_buf_add(out, line, (size_t)(nl - line + 1));
-	}
-	hp_buf_release(&all);
-	return r;
+static int lasterr_show(const struct hpfs_caller *c, const struct hpfs_id *id, struct hp_buf *out)
+{
+	return hpfs_lasterr_text(c, out);
 }
 
 static int proc_status_show(const struct hpfs_caller *c, const struct hpfs_id *id,
@@ -939,6 +965,7 @@ static const struct hpfs_kind k_revert = HPFS_ATTR("revert", 0666, NULL, revert_
 static const struct hpfs_kind k_auto = HPFS_ATTR("auto", 0644, auto_show, auto_store);
 static const struct hpfs_kind k_report = HPFS_ATTR("report", 0444, report_show, NULL);
 static const struct hpfs_kind k_status = HPFS_ATTR("status", 0444, status_show, NULL);
+static const struct hpfs_kind k_lasterr = HPFS_ATTR("last-error", 0444, lasterr_show, NULL);
 static const struct hpfs_kind k_events = HPFS_ATTR("events", 0444, log_show, NULL);
 static const struct hpfs_kind k_proc_status = HPFS_ATTR("processes/PID/status", 0444,
 							 proc_status_show, NULL);
@@ -1227,8 +1254,11 @@ static int tmp_rename(const struct hpfs_caller *c, const struct hpfs_id *id, con
 		if (r == 0)
 			r = hp_buf_add(&text, t->data.data ? t->data.data : "", t->data.len);
 		pthread_mutex_unlock(&hpfs.lock);
-		if (r == 0)
+		if (r == 0) {
 			r = to->kind->store(c, text.data, text.len, NULL);
+			if (r < 0)
+				hpfs_lasterr_set(c, to->kind->name, r, hp_errmsg(r));
+		}
 		if (r >= 0) {
 			/* Done: the temp file is gone, as if it had replaced the control file. */
 			pthread_mutex_lock(&hpfs.lock);
@@ -1437,6 +1467,7 @@ static int in_write(const struct hpfs_caller *c, struct hpfs_fh *h, const char *
 	if (r > 0) {
 		pthread_mutex_lock(&h->lock);
 		h->wrote = true;
+		h->writer = *c;
 		pthread_mutex_unlock(&h->lock);
 	}
 	return r;
@@ -1444,15 +1475,23 @@ static int in_write(const struct hpfs_caller *c, struct hpfs_fh *h, const char *
 
 static int in_flush(struct hpfs_fh *h)
 {
+	struct hpfs_caller who;
 	bool now = false;
+	int r;
 
 	pthread_mutex_lock(&h->lock);
 	if (h->wrote && !h->imported) {
 		h->imported = true;
 		now = true;
 	}
+	who = h->writer;
 	pthread_mutex_unlock(&h->lock);
-	return now ? import_incoming(h->in) : 0;
+	if (!now)
+		return 0;
+	r = import_incoming(h->in);
+	if (r < 0)
+		hpfs_lasterr_set(&who, "incoming", r, hp_errmsg(r));
+	return r;
 }
 
 static int in_truncate(const struct hpfs_caller *c, const struct hpfs_id *id, off_t size)

@@ -165,6 +165,18 @@ err=$("$HP_BIN" apply --retries many "$P" 2>&1)
 ht_eq "--retries takes a count: exit 2, one line" "2 hp apply: --retries takes a count from 0 to 100, not 'many'" \
 	"$("$HP_BIN" apply --retries many "$P" >/dev/null 2>&1; echo $?) $err"
 ht_match "--retries 3 (nothing to retry)" "already applied" "$("$HP_BIN" apply --retries 3 "$P")"
+# A server whose replaced function stays active until a gate opens: EBUSY,
+# tried again as asked, then the gate opens and a plain apply goes through.
+ht_spawn "$T/$SRV" --gate "$T/gate" --interval 50
+G=$HT_LAST_PID
+ht_wait_for 30 grep -q "request 1: working" "$HT_LAST_OUT"
+err=$("$HP_BIN" apply --retries 1 "$G" 2>&1)
+ht_eq "--retries 1 on a function that stays active: exit 1" 1 "$("$HP_BIN" apply --retries 0 "$G" >/dev/null 2>&1; echo $?)"
+ht_match "... EBUSY, after the retry" "^hp apply: after 1 retries: .*active" "$err"
+touch "$T/gate"
+ht_check "the gate open: the apply goes through" "$HP_BIN" apply --retries 2 "$G"
+kill -KILL "$G"
+wait "$G" 2>/dev/null
 
 # ---- --help of every command, --json of every command -------------------------------
 for cmd in import list show log withdraw store key apply revert status report build; do

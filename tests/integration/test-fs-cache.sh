@@ -78,7 +78,7 @@ ht_match "root lists a temporary file" " ansible-tmp " " $(names "$M") "
 ht_check "the temporary file reads back" test "$(cat "$M/ansible-tmp")" = hello
 rm "$M/ansible-tmp"
 ht_check "root: it is gone from the listing" test "$(names "$M")" = \
-	"apply auto catalog events incoming processes report revert status"
+	"apply auto catalog events incoming last-error processes report revert status"
 
 # ---- processes/: a process appears and goes; each caller sees their own ---------
 before=" $(names "$M/processes") "

@@ -50,7 +50,7 @@ slow_apply() {
 	ht_eq "$how: the reads were done while the apply was still running" yes "$still"
 	ht_eq "$how: the request is still in handle_request (no reply yet)" "" \
 		"$(grep "request 1 (" "$FS_SRV_OUT")"
-	ht_eq "$how: root lists" 9 "${#r_root[@]}"
+	ht_eq "$how: root lists" 10 "${#r_root[@]}"
 	ht_eq "$how: catalog lists" 3 "${#r_catalog[@]}"
 	ht_match "$how: catalog reads" "cve-2026-0001" "$r_manifest"
 	ht_match "$how: status reads" "store: $HP_STORE" "$r_status"
@@ -76,5 +76,37 @@ slow_apply() {
 slow_apply default
 slow_apply no-busy-poll -o busy_poll=0
 slow_apply libfuse-loop -o clone_fd
+
+# "echo all > apply" with a quick process and one held at the gate: status
+# counts the quick one while the write still waits for the other (ordering:
+# the gate opens only after the counts were read).
+live_counts() {
+	local M=$T/mnt-all gate=$T/gate-all P Q job st still
+	ht_check "all: mount" fs_mount "$M" -o budget_ms=120000
+	fs_mounted "$M" || return 1
+	fs_server
+	Q=$FS_SRV
+	fs_server --gate "$gate" --interval 50
+	P=$FS_SRV
+	ht_check "all: the second server's request stays busy" \
+		ht_wait_for 30 grep -q "request 1: working" "$FS_SRV_OUT"
+	ht_spawn sh -c "echo all > '$M/apply'"
+	job=$HT_LAST_PID
+	ht_check "all: status counts the quick process while the other is held" \
+		ht_wait_for 60 grep -q "applies: 1 ok, 0 failed" "$M/status"
+	st=$(<"$M/status")
+	kill -0 "$job" 2>/dev/null && still=yes || still=no
+	ht_eq "all: ... while the write is still running" yes "$still"
+	ht_match "all: ... and says how far it is" 'running: 1 of 2 processes of "all" done' "$st"
+	touch "$gate"
+	wait "$job"
+	ht_eq "all: the write succeeds once the gate opens" 0 "$?"
+	ht_match "all: both counted" "applies: 2 ok, 0 failed" "$(cat "$M/status")"
+	ht_match "all: nothing running" 'running: 0 of 0 processes' "$(cat "$M/status")"
+	kill "$P" "$Q"
+	ht_check "all: fusermount3 -u" fusermount3 -u "$M"
+	wait "$FS_PID"
+}
+live_counts
 
 ht_end

@@ -24,13 +24,13 @@ ht_check "hotpatchfs mounts" fs_mount "$M"
 fs_mounted "$M" || { ht_end; exit 1; }
 
 # ---- layout -----------------------------------------------------------------
-ht_eq "root lists the SPEC's layout" "apply auto catalog events incoming processes report revert status" \
+ht_eq "root lists the SPEC's layout" "apply auto catalog events incoming last-error processes report revert status" \
 	"$(ls "$M" | tr '\n' ' ' | sed 's/ $//')"
 modes=""
-for f in apply revert auto report status events catalog incoming processes; do
+for f in apply revert auto report status events last-error catalog incoming processes; do
 	modes="$modes $f=$(stat -c %A "$M/$f")"
 done
-ht_eq "modes" " apply=-rw-rw-rw- revert=-rw-rw-rw- auto=-rw-r--r-- report=-r--r--r-- status=-r--r--r-- events=-r--r--r-- catalog=dr-xr-xr-x incoming=drwx------ processes=dr-xr-xr-x" "$modes"
+ht_eq "modes" " apply=-rw-rw-rw- revert=-rw-rw-rw- auto=-rw-r--r-- report=-r--r--r-- status=-r--r--r-- events=-r--r--r-- last-error=-r--r--r-- catalog=dr-xr-xr-x incoming=drwx------ processes=dr-xr-xr-x" "$modes"
 ht_eq "mountinfo type is fuse.hotpatchfs" "fuse.hotpatchfs" \
 	"$(awk -v m="$M" '$2 == m { print $3 }' /proc/mounts)"
 
@@ -73,7 +73,7 @@ ht_eq "a 256-byte name in the catalog: ENAMETOOLONG" "ENAMETOOLONG File name too
 	"$(fs_errno stat "$M/catalog/2026.01/$long")"
 ht_eq "a 255-byte name: ENOENT (the limit is 255)" "ENOENT No such file or directory" \
 	"$(fs_errno stat "$M/${long:1}")"
-ht_eq "nothing was made: the root lists the same" "apply auto catalog events incoming processes report revert status" \
+ht_eq "nothing was made: the root lists the same" "apply auto catalog events incoming last-error processes report revert status" \
 	"$(ls "$M" | tr '\n' ' ' | sed 's/ $//')"
 ht_eq "nothing was made in incoming/" "" "$(ls "$M/incoming")"
 sleep 300 &
@@ -189,6 +189,7 @@ sleep 0 &
 gone=$!
 wait "$gone"
 fs_expect_errno "no such process: ESRCH" "No such process" "$M/apply" "$gone"
+ht_match "last-error: why the write failed" "^20[0-9-]+T[0-9:]+Z apply ESRCH .*$gone" "$(cat "$M/last-error")"
 ht_spawn sleep 600
 sleeper=$HT_LAST_PID
 fs_expect_errno "nothing published for it: ENOENT" "No such file or directory" "$M/apply" "$sleeper"
@@ -237,6 +238,9 @@ ht_eq "incoming: junk left HEAD alone" "$head1" "$(fs_head)"
 "$HP_BIN" build --target "$FS_DEMO_BIN/demo-server" --baseline 2026.01 --month 2026-03 --name unsigned \
 	-o "$T/unsigned.tar.gz" "$FS_DEMO_SRC/demo-fix.c" >/dev/null 2>&1
 ht_check_fail "incoming: an unsigned bundle fails at close" cp "$T/unsigned.tar.gz" "$M/incoming/"
+ht_match "last-error: the reason of that failed cp, for this session" \
+	"^20[0-9-]+T[0-9:]+Z incoming EKEYREJECTED .*unsigned \(the store accepts signed sets only\)$" \
+	"$(cat "$M/last-error")"
 ht_eq "incoming: unsigned left HEAD alone" "$head1" "$(fs_head)"
 ht_eq "incoming: nothing left behind" "" "$(ls -A "$M/incoming")"
 ht_match "log: failed imports" "import set=- result=E[A-Z]+ .*file=junk.tar" "$(cat "$M/events")"

@@ -261,9 +261,12 @@ static void on_progress(void *ctx, const struct ctl_result *x, size_t done, size
 	pthread_mutex_lock(&pg->mu);
 	if (pg->bar)
 		fputs("\r\033[K", stderr);
-	result_line(pg, x);
-	fflush(stdout);
-	pg->shown++;
+	/* x NULL: a process looked at and left alone; only the bar moves. */
+	if (x) {
+		result_line(pg, x);
+		fflush(stdout);
+		pg->shown++;
+	}
 	if (pg->bar && total > 1) {
 		char bar[41];
 		size_t w = total ? done * 40 / total : 40;

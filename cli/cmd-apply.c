@@ -377,7 +377,7 @@ static int run(const struct hp_global *g, const char *cmdname, bool revert, int 
 			v = argv[++i];
 		else if (!revert && !strncmp(argv[i], "--retries=", 10))
 			v = argv[i] + 10;
-		else if (argv[i][0] == '-' || n == (revert ? 1 : 2))
+		else if ((argv[i][0] == '-' && argv[i][1] == '-') || n == (revert ? 1 : 2))
 			return hp_usage(usage);
 		else
 			args[n++] = argv[i];

@@ -310,7 +310,9 @@ size_t arch_insn_len(const uint8_t *code, size_t len);
 int64_t arch_syscall_result(const uint64_t *regs);
 uint64_t arch_syscall_pc(const uint64_t *regs);
 /* A thread interrupted in a call the kernel will not restart (epoll_wait
- * returns -EINTR): rewind it so it re-issues the call. True if changed. */
+ * returns -EINTR): make its result -ERESTARTNOHAND, so that the kernel
+ * re-issues the call unless a signal handler runs (then EINTR, the
+ * program's own). True if changed. */
 bool arch_restart_fixup(int mem_fd, uint64_t *regs);
 
 /* ---- load.c: the patch object ------------------------------------------ */

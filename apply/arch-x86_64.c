@@ -27,6 +27,8 @@ const uint8_t arch_syscall_insn[2] = { 0x0f, 0x05 };
 
 #define JMP_REL32 0xe9
 #define EINTR_RAX ((uint64_t)-EINTR)
+/* The kernel's restart code "re-issue unless a handler runs" (not in uapi). */
+#define ERESTARTNOHAND_CODE 514
 
 uint64_t arch_jump_reach(void)
 {
@@ -139,7 +141,7 @@ static uint8_t *emit_resume(uint8_t *p, const struct user_regs_struct *r, bool s
 		switch ((int64_t)r->rax) {
 		case -512: /* ERESTARTSYS */
 		case -513: /* ERESTARTNOINTR */
-		case -514: /* ERESTARTNOHAND */
+		case -ERESTARTNOHAND_CODE:
 			rax = r->orig_rax;
 			rip -= 2;
 			break;
@@ -325,16 +327,27 @@ bool arch_restart_fixup(int mem_fd, uint64_t *regs)
 	uint8_t prev[2];
 
 	/*
-	 * epoll_wait and friends return -EINTR to a ptrace interrupt instead
-	 * of a restart code (FIELD-NOTES): when the thread sits right after a
-	 * syscall instruction with that result, make it re-issue the call.
+	 * epoll_wait, semop, sigtimedwait, io_getevents, a recv with
+	 * SO_RCVTIMEO and the other calls the kernel never restarts return
+	 * -EINTR to a ptrace interrupt (FIELD-NOTES). The thread is in its
+	 * interrupt stop, inside get_signal() on its way out of the call; the
+	 * kernel applies its restart logic to these registers after the stop,
+	 * once it knows whether a signal is delivered. -ERESTARTNOHAND is the
+	 * code that says what the program would have seen without us: the call
+	 * is re-issued unless a handler runs, and then it is EINTR. So the
+	 * kernel itself decides, with the mask the call runs with (epoll_pwait,
+	 * ppoll, pselect6 keep their own mask until then), whether a pending
+	 * signal is one the program takes here: one that is blocked, ignored,
+	 * or taken by another thread leaves the call re-issued; one delivered
+	 * to this thread, at the stop or later while it is held, gives EINTR
+	 * as it would have. Only when rip follows a syscall instruction (the
+	 * kernel rewinds rip by its length).
 	 */
 	if (r->rax != EINTR_RAX || (int64_t)r->orig_rax < 0 || r->rip < 2)
 		return false;
 	if (proc_mem_read(mem_fd, r->rip - 2, prev, 2) < 0 || memcmp(prev, arch_syscall_insn, 2))
 		return false;
-	r->rax = r->orig_rax;
-	r->rip -= 2;
+	r->rax = (uint64_t)-ERESTARTNOHAND_CODE;
 	return true;
 }
 

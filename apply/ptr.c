@@ -24,8 +24,9 @@
  * restore every register, orig_rax and rax included.
  *
  * EINTR: a thread parked in epoll_wait shows -EINTR at its stop (the kernel
- * does not restart it); it is rewound at once (rax = orig_rax, rip -= 2),
- * not at detach, so a tracer that dies leaves it re-issuing the call.
+ * does not restart it); its result becomes -ERESTARTNOHAND at once, not at
+ * detach, so a tracer that dies leaves it re-issuing the call, unless a
+ * signal handler runs there (arch_restart_fixup).
  */
 #include <assert.h>
 #include <dirent.h>
@@ -417,38 +418,20 @@ static int release_unstopped(struct ptr_world *w, pid_t tid, uint64_t deadline)
 	return r;
 }
 
-/* Whether tid has a signal pending (then an EINTR is the program's own). */
-static bool signal_pending(pid_t pid, pid_t tid)
-{
-	struct hp_buf b = HP_BUF_INIT;
-	char path[64];
-	bool pending = false;
-	const char *p;
-
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-	if (hp_read_file(path, 1 << 16, &b) == 0) {
-		if ((p = strstr(b.data, "SigPnd:")) && strtoull(p + 7, NULL, 16))
-			pending = true;
-		if ((p = strstr(b.data, "ShdPnd:")) && strtoull(p + 7, NULL, 16))
-			pending = true;
-	}
-	hp_buf_release(&b);
-	return pending;
-}
-
 /*
  * A thread that shows -EINTR from a call the kernel does not restart
- * (epoll_wait): rewind it now, at its stop, not at detach, so that even
- * if we die while it is held (the kernel then detaches it) it re-issues
- * the call instead of returning EINTR to the program.
+ * (epoll_wait): fix it now, at its stop, not at detach, so that even if
+ * we die while it is held (the kernel then detaches it) the call is
+ * re-issued instead of returning EINTR to the program. Whether a pending
+ * signal is the program's reason for an EINTR is the kernel's to decide
+ * after the stop (arch_restart_fixup): nothing is read here.
  */
 static void restart_fixup(struct ptr_world *w, struct ptr_thread *t)
 {
 	uint64_t regs[32];
 
 	memcpy(regs, t->regs, sizeof(regs));
-	if (arch_restart_fixup(w->mem_fd, regs) && !signal_pending(w->pid, t->tid) &&
-	    arch_setregs(t, regs) == 0)
+	if (arch_restart_fixup(w->mem_fd, regs) && arch_setregs(t, regs) == 0)
 		memcpy(t->regs, regs, sizeof(regs));
 }
 

@@ -11,6 +11,8 @@
  *   engine-driver textsum PID                  sha256 of the executable mappings
  *   engine-driver hold PID SECONDS             be another tracer (PTRACE_SEIZE) a while
  *   engine-driver race PID DIR                 two threads apply DIR at once
+ *   engine-driver signal PID SIG US            kill(PID, SIG) every US microseconds
+ *                                              until killed, or until PID is gone
  *
  * On error: one line "engine-driver: ENAME: message" on stderr and the errno
  * as exit status (ESRCH 3, ENOENT 2, ENOEXEC 8, EBUSY 16, EPERM 1).
@@ -27,6 +29,7 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "apply.h"
@@ -284,6 +287,14 @@ int main(int argc, char **argv)
 		printf("held\n");
 		fflush(stdout);
 		sleep((unsigned)atoi(argv[3]));
+		return 0;
+	}
+	if (strcmp(argv[1], "signal") == 0 && argc >= 5) {
+		struct timespec ts = { 0, atol(argv[4]) * 1000L };
+
+		/* from another process, as a signal to a daemon comes */
+		while (kill((pid_t)atoi(argv[2]), atoi(argv[3])) == 0)
+			nanosleep(&ts, NULL);
 		return 0;
 	}
 	if (strcmp(argv[1], "race") == 0 && argc >= 4)

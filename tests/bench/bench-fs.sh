@@ -6,7 +6,8 @@
 #
 # Human lines begin with '#'; the others are figures ("NAME VALUE UNIT [vs
 # BASELINE]", tests/bench/run). With "defaults" the second mount (the
-# timeouts) is left out. The daemon's resident memory is printed just after
+# timeouts) is left out. BENCH_FS_CAT: how many manifests the one-by-one
+# cat reads (default 1000). The daemon's resident memory is printed just after
 # the mount and after the walks (its caches of N_SETS sets).
 #
 # A store with N_SETS sets (real manifest, patch.so and signature blobs from
@@ -125,7 +126,8 @@ pair() {
 rss() { echo "fs.daemon.$1 $(awk '/^VmRSS:/ { print $2 }' "/proc/$FS_PID/status") kB${2:+ vs fs.daemon.$2}"; }
 walk() { find "$1" >/dev/null; }
 walk_cat() { find "$1" -type f -exec cat {} + >/dev/null; }
-cat_each() { find "$1" -name manifest | sed -n '1,1000p' | while read -r f; do cat "$f"; done >/dev/null; }
+N_CAT=${BENCH_FS_CAT:-1000}
+cat_each() { find "$1" -name manifest | sed -n "1,${N_CAT}p" | while read -r f; do cat "$f"; done >/dev/null; }
 
 mount_fs() {
 	mkdir -p "$MNT"
@@ -153,7 +155,7 @@ printf '# %-34s %9s %9s %9s  %s\n' "" "plain" "mount" "ratio" "range"
 echo "# defaults:"
 pair "find (walk + stat)" walk find
 pair "find + cat every file" walk_cat find_cat
-pair "cat 1000 manifests, one by one" cat_each cat_1000
+pair "cat $N_CAT manifests, one by one" cat_each "cat_$N_CAT"
 rss rss_after_walks rss_mounted
 umount_fs
 [ "$ONLY_DEFAULTS" = defaults ] && exit 0

@@ -6,16 +6,10 @@
 #include <string.h>
 
 #include "hp.h"
+#include "store.h"
 
-/*
- * Commands join this table as their issues land; HP_CMD_* macros defined
- * by meson say which command files are built.
- */
 static const struct hp_cmd commands[] = {
-#ifdef HP_HAVE_BUILD_CMD
 	{ "build", cmd_build, "build --target BIN --baseline B --month YYYY-MM --name NAME [--sign KEY] -o OUT SRC.c...", NULL },
-#endif
-#ifdef HP_HAVE_STORE_CMDS
 	{ "import", cmd_import, "import [--force] [--replace] BUNDLE...",
 	  "Import bundles into the store, one commit each (or no change at all).\n"
 	  "  --force     accept a month outside its baseline's window\n"
@@ -41,8 +35,6 @@ static const struct hp_cmd commands[] = {
 	  "  generate  write DIR/hotpatch.key and DIR/hotpatch.pub\n"
 	  "  trust     add a public key to the store's trusted keys (one commit)\n"
 	  "  revoke    revoke a trusted key and withdraw every set it signed (one commit)\n" },
-#endif
-#ifdef HP_HAVE_APPLY_CMDS
 	{ "apply", cmd_apply, "apply [--retries N] PID [MONTH]",
 	  "Hot-swap the newest published set (or MONTH's) of every target PID maps.\n"
 	  "hp apply all [TARGET]: every process that maps a patched target (or TARGET), in\n"
@@ -62,7 +54,6 @@ static const struct hp_cmd commands[] = {
 	  "  --state STATE    only processes in STATE (repeatable)\n"
 	  "  --target NAME    only processes that map target NAME\n"
 	  "  --name COMM      only processes whose command name is COMM\n" },
-#endif
 };
 
 static void usage(FILE *f)
@@ -72,7 +63,7 @@ static void usage(FILE *f)
 		fprintf(f, "  hp %s\n", commands[i].usage);
 	fprintf(f, "  hp version\n\nThe store is --store DIR, else $HP_STORE, else %s.\n"
 		"A command's --help (or hp help COMMAND) says more about it.\n",
-		"/var/lib/hotpatch/store.git");
+		STORE_DEFAULT_PATH);
 }
 
 bool hp_json_mode;
@@ -129,7 +120,6 @@ void hp_json_str(const char *s)
 int main(int argc, char **argv)
 {
 	struct hp_global g = { NULL, false };
-	const char *env = getenv("HP_STORE");
 	char **rest;
 	int n = 0;
 
@@ -158,7 +148,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!g.store)
-		g.store = (env && *env) ? env : "/var/lib/hotpatch/store.git";
+		g.store = store_default_path();
 	hp_json_mode = g.json;
 
 	if (n == 2 && !strcmp(rest[0], "help")) {

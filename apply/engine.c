@@ -55,10 +55,12 @@
 #endif
 
 /*
- * Fault injection for test-engine-crash.sh: HP_ENGINE_TEST_STALL=STEP makes
- * the engine sleep at STEP (map, image, stop, switched) so the test can kill
- * it there; it announces the stall by creating $HP_ENGINE_TEST_STALL_FILE.
+ * Fault injection for test-engine-crash.sh, compiled only into test builds
+ * (-Dtest_hooks=true): HP_ENGINE_TEST_STALL=STEP makes the engine sleep at
+ * STEP (map, image, stop, switched) so the test can kill it there; it
+ * announces the stall by creating $HP_ENGINE_TEST_STALL_FILE.
  */
+#ifdef HP_TEST_HOOKS
 static void test_stall(const char *step)
 {
 	const char *want = getenv("HP_ENGINE_TEST_STALL");
@@ -74,6 +76,11 @@ static void test_stall(const char *step)
 	}
 	sleep(10);
 }
+#else
+static inline void test_stall(const char *step)
+{
+}
+#endif
 
 /* ---- one operation on one PID at a time, in this process ------------------ */
 

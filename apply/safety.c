@@ -1266,10 +1266,12 @@ static int begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, 
 	s->c.pid = pid;
 	s->c.memfd = -1;
 	s->c.mapsfd = -1;
-	/* The parsed-text path is what kernels before 6.11 take; this lets
-	 * the tests and the bench run it on newer ones. */
+#ifdef HP_TEST_HOOKS
+	/* The parsed-text path is what kernels before 6.11 take; in test
+	 * builds this lets the tests and the bench run it on newer ones. */
 	if (getenv("HP_SAFETY_MAPS_TEXT"))
 		s->c.query = SAFETY_QUERY_NO;
+#endif
 	s->live = live;
 	s->first = true;
 	s->set = (struct safety_set){ NULL, n_ranges, 0, UINT64_MAX, 0 };

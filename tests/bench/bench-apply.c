@@ -846,10 +846,6 @@ int main(int argc, char **argv)
 	printf("# patch sets made by %s\n", made_by_self ? (made_by ? "hp build and, where it failed, this bench"
 							: "this bench (hp build not available)")
 						: made_by);
-#ifndef HAVE_ENGINE
-	if (!mnt)
-		printf("# engine not built in this tree: apply/revert columns are skipped\n");
-#endif
 
 	for (int ti = 0; ti < n_threads; ti++) {
 		struct target t;
@@ -903,9 +899,12 @@ int main(int argc, char **argv)
 				if (fi == 0 && do_safety) {
 					sc[r] = safety_once(&t, ranges, BENCH_NFUNCS, &busy);
 					/* the path of kernels before 6.11 */
+#ifdef HP_TEST_HOOKS
+					/* a test hook: only in builds with -Dtest_hooks=true */
 					setenv("HP_SAFETY_MAPS_TEXT", "1", 1);
 					sct[r] = safety_once(&t, ranges, BENCH_NFUNCS, &busy);
 					unsetenv("HP_SAFETY_MAPS_TEXT");
+#endif
 				}
 				if (mnt) {
 					uint64_t t0 = now_ns(), t1;
@@ -923,7 +922,6 @@ int main(int argc, char **argv)
 					done++;
 					continue;
 				}
-#ifdef HAVE_ENGINE
 				{
 					struct apply_result res;
 					uint64_t t0, t1;
@@ -949,7 +947,6 @@ int main(int argc, char **argv)
 					rvg[done] = target_gap(&t, t0, t1) / 1000;
 					done++;
 				}
-#endif
 			}
 			sfl = stats_of(fl, reps);
 			sflg = stats_of(flg, reps);
@@ -1009,7 +1006,6 @@ int main(int argc, char **argv)
 
 				call_cost(&t, &med[0][round], &m, &value[0]);
 				fast[0] = m < fast[0] ? m : fast[0];
-#ifdef HAVE_ENGINE
 				{
 					struct apply_result res;
 					int rc = apply_patch(t.pid, &sets[0].set, NULL, &res);
@@ -1025,7 +1021,6 @@ int main(int argc, char **argv)
 					fast[2] = m < fast[2] ? m : fast[2];
 					n_states = 3;
 				}
-#endif
 			}
 			for (int k = 0; k < 3; k++)
 				qsort(med[k], ROUNDS, sizeof(uint64_t), cmp_u64);

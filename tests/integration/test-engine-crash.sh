@@ -10,6 +10,7 @@
 . "$HP_TEST_LIB/harness.sh"
 . "$(dirname "$0")/test-engine-lib.sh"
 ht_begin "engine-crash"
+ht_need_test_hooks
 
 et_start pie --busy 2
 set_a=$HT_TMP/a

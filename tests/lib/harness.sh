@@ -27,6 +27,17 @@ HP_FS_BIN=${HP_FS_BIN:-$HP_BUILD_ROOT/fs/hotpatchfs}
 
 ht_log() { printf '# %s\n' "$*" >&2; }
 
+# The build's test hooks (meson option test_hooks: HP_ENGINE_TEST_*,
+# HP_SAFETY_MAPS_TEXT, failure points) are compiled only into test builds.
+# ht_have_test_hooks: true when they are; ht_need_test_hooks: skip the whole
+# test (meson's exit status 77) with the reason when they are not.
+ht_have_test_hooks() { [ "${HP_TEST_HOOKS:-false}" = true ]; }
+ht_need_test_hooks() {
+	ht_have_test_hooks && return 0
+	printf '# skipped: %s needs a build with -Dtest_hooks=true\n' "${HT_NAME:-this test}" >&2
+	exit 77
+}
+
 ht_cleanup() {
 	local status=$?
 	local pid m

@@ -16,42 +16,12 @@
 #include <stdbool.h>
 
 #include "apply.h"
+#include "elf-facts.h"
+#include "hp-procfs.h"
 
 /* ---- proc.c: the process seen through /proc (no ptrace needed) -------- */
 
-struct proc_map {
-	uint64_t start;
-	uint64_t end;
-	uint64_t offset;
-	uint64_t inode;
-	unsigned prot;   /* PROT_READ | PROT_WRITE | PROT_EXEC */
-	bool shared;
-	char *path;      /* NULL for an anonymous mapping; "[vdso]", "/usr/lib/..." */
-};
-
-struct proc_maps {
-	struct proc_map *v;
-	size_t n;
-};
-
-int proc_maps_read(pid_t pid, struct proc_maps *ret);
-void proc_maps_release(struct proc_maps *m);
-/* The mapping holding addr, or NULL. */
-const struct proc_map *proc_maps_find(const struct proc_maps *m, uint64_t addr);
-
-/* A live thread of pid: pid itself, or another when the leader has left
- * (pthread_exit in main; /proc/PID/{maps,mem} are then empty); 0 if none. */
-pid_t proc_live_tid(pid_t pid);
-/* The state letter of thread tid of pid (R, S, D, Z...); -ESRCH when gone. */
-int proc_task_state(pid_t pid, pid_t tid, char *ret_state);
-/* Field 3 (state) and 22 (start time) of /proc/PID/stat; -ESRCH when gone. */
-int proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time);
-/*
- * Field 20 (num_threads) of /proc/PID/stat: the threads the kernel counts
- * in the group (a zombie leader included); -1 when unknown. Cheaper than
- * listing /proc/PID/task (13-17 us against 35-120 us at 67 threads here).
- */
-long proc_thread_count(pid_t pid);
+/* The mappings, stat fields and thread states: common/hp-procfs.h. */
 
 /* Read or write exactly len bytes of the process's memory through its
  * /proc/PID/mem descriptor (writes reach read-only text: FOLL_FORCE). */
@@ -78,8 +48,6 @@ struct proc_objects {
 };
 
 int proc_objects_read(int mem_fd, const struct proc_maps *maps, struct proc_objects *ret);
-/* The GNU build-id (hex) in the bytes of a PT_NOTE segment; 0, or -ENOENT. */
-int proc_notes_build_id(const uint8_t *p, size_t len, char out[129]);
 void proc_objects_release(struct proc_objects *o);
 const struct proc_object *proc_objects_find(const struct proc_objects *o, const char *build_id);
 

@@ -7,8 +7,9 @@
 #include <unistd.h>
 
 #include "apply.h"
+#include "elf-facts.h"
 
-int apply_file_build_id(const char *path, char ret_hex[129])
+int apply_file_build_id(const char *path, char ret_hex[HP_BUILD_ID_HEX_SIZE])
 {
 	Elf *elf = NULL;
 	Elf_Scn *scn = NULL;
@@ -27,29 +28,12 @@ int apply_file_build_id(const char *path, char ret_hex[129])
 	while ((scn = elf_nextscn(elf, scn))) {
 		GElf_Shdr sh;
 		Elf_Data *d;
-		GElf_Nhdr nh;
-		size_t off = 0, noff, doff;
 
 		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE)
 			continue;
+		/* libelf hands the notes over in this machine's byte order */
 		d = elf_getdata(scn, NULL);
-		if (!d)
-			continue;
-		while ((off = gelf_getnote(d, off, &nh, &noff, &doff)) > 0) {
-			const unsigned char *p = (const unsigned char *)d->d_buf + doff;
-
-			if (nh.n_type != NT_GNU_BUILD_ID || nh.n_namesz != 4 ||
-			    memcmp((const char *)d->d_buf + noff, "GNU", 4) != 0)
-				continue;
-			if (nh.n_descsz == 0 || nh.n_descsz > 64)
-				continue;
-			for (size_t i = 0; i < nh.n_descsz; i++) {
-				static const char hex[] = "0123456789abcdef";
-
-				ret_hex[2 * i] = hex[p[i] >> 4];
-				ret_hex[2 * i + 1] = hex[p[i] & 15];
-			}
-			ret_hex[2 * nh.n_descsz] = '\0';
+		if (d && d->d_buf && hp_elf_notes_build_id(d->d_buf, d->d_size, ret_hex) == 0) {
 			r = 0;
 			goto out;
 		}

@@ -42,7 +42,7 @@
 
 #include "apply-int.h"
 
-#define PAGE 4096ull
+#define PAGE ((uint64_t)HP_PAGE_SIZE)
 #define USER_TOP 0x7ffffffff000ull
 #define MMAP_MIN 0x10000ull
 #define BRK_ROOM (64ull << 20)

@@ -27,7 +27,7 @@
 #include "apply-int.h"
 
 #define IMAGE_MAX (256u << 20)
-#define PAGE 4096u
+#define PAGE HP_PAGE_SIZE
 
 #ifndef DT_RELR
 #define DT_RELRSZ 35
@@ -317,7 +317,7 @@ static int find_holder(struct dl_phdr_info *info, size_t size, void *data)
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 		const uint8_t *p = (const uint8_t *)(uintptr_t)(info->dlpi_addr + ph->p_vaddr);
 
-		if (ph->p_type == PT_NOTE && proc_notes_build_id(p, ph->p_filesz, f->build_id) == 0) {
+		if (ph->p_type == PT_NOTE && hp_elf_notes_build_id(p, ph->p_filesz, f->build_id) == 0) {
 			f->bias = info->dlpi_addr;
 			return 1;
 		}

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The process as /proc shows it: mappings, stat fields, memory, and the
- * ELF objects mapped in it with their build-ids and load biases. The ELF
+ * The process's memory, and the ELF objects mapped in it with their
+ * build-ids and load biases (its mappings and stat fields as /proc states
+ * them are common/procfs.c's). The ELF
  * headers, notes and dynamic tables are read from the process's own memory,
  * never from the file system, so mount namespaces, chroots and deleted
  * files make no difference.
@@ -15,243 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "apply-int.h"
 
-#define MAPS_MAX_BYTES (64u << 20)
+/* Bytes of a PT_NOTE segment looked through for the build-id: ld puts it
+ * first, after at most a .note.gnu.property and an ABI tag. */
 #define NOTE_MAX_BYTES 4096
-#define PHDR_MAX 64
-
-void proc_maps_release(struct proc_maps *m)
-{
-	if (!m)
-		return;
-	for (size_t i = 0; i < m->n; i++)
-		free(m->v[i].path);
-	free(m->v);
-	m->v = NULL;
-	m->n = 0;
-}
-
-static int parse_map_line(char *line, struct proc_map *ret)
-{
-	unsigned long long start, end, off, inode;
-	char perms[8];
-	int n = 0;
-	struct proc_map m = { 0 };
-
-	if (sscanf(line, "%llx-%llx %7s %llx %*x:%*x %llu %n", &start, &end, perms, &off, &inode,
-		   &n) < 5)
-		return -EINVAL;
-	m.start = start;
-	m.end = end;
-	m.offset = off;
-	m.inode = inode;
-	m.prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
-		 (perms[2] == 'x' ? PROT_EXEC : 0);
-	m.shared = perms[3] == 's';
-	if (n > 0 && line[n]) {
-		m.path = strdup(line + n);
-		if (!m.path)
-			return -ENOMEM;
-	}
-	*ret = m;
-	return 0;
-}
-
-int proc_maps_read(pid_t pid, struct proc_maps *ret)
-{
-	struct hp_buf b = HP_BUF_INIT;
-	struct proc_maps m = { 0 };
-	char path[64];
-	char *line, *save = NULL;
-	size_t cap = 0;
-	int r;
-
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	r = hp_read_file(path, MAPS_MAX_BYTES, &b);
-	if (r == 0 && b.len == 0) {
-		/* the leader has left: its view is empty, a live thread's is not */
-		pid_t tid = proc_live_tid(pid);
-
-		if (tid && tid != pid) {
-			snprintf(path, sizeof(path), "/proc/%d/task/%d/maps", (int)pid, (int)tid);
-			hp_buf_reset(&b);
-			r = hp_read_file(path, MAPS_MAX_BYTES, &b);
-		}
-	}
-	if (r < 0) {
-		r = r == -ENOENT ? -ESRCH : r;
-		r = hp_err(r, "read %s: %s", path, strerror(-r));
-		goto out;
-	}
-	for (line = strtok_r(b.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (m.n == cap) {
-			size_t ncap = cap ? cap * 2 : 64;
-			struct proc_map *v = realloc(m.v, ncap * sizeof(*v));
-
-			if (!v) {
-				r = -ENOMEM;
-				goto out;
-			}
-			m.v = v;
-			cap = ncap;
-		}
-		r = parse_map_line(line, &m.v[m.n]);
-		if (r < 0) {
-			r = hp_err(r, "parse %s: bad line '%.80s'", path, line);
-			goto out;
-		}
-		m.n++;
-	}
-	*ret = m;
-	m = (struct proc_maps){ 0 };
-	r = 0;
-out:
-	proc_maps_release(&m);
-	hp_buf_release(&b);
-	return r;
-}
-
-const struct proc_map *proc_maps_find(const struct proc_maps *m, uint64_t addr)
-{
-	size_t lo = 0, hi = m->n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (addr < m->v[mid].start)
-			hi = mid;
-		else if (addr >= m->v[mid].end)
-			lo = mid + 1;
-		else
-			return &m->v[mid];
-	}
-	return NULL;
-}
-
-/*
- * /proc/PID/stat read into buf; *ret_fields points at its third field (the
- * state): comm may hold spaces and parentheses, the fields start after the
- * last ')'. -ESRCH when the process is gone, -EIO when the text is not as
- * expected.
- */
-static int stat_fields(pid_t pid, char *buf, size_t cap, const char **ret_fields)
-{
-	char path[64];
-	ssize_t n;
-	char *p;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -ESRCH;
-	n = read(fd, buf, cap - 1);
-	close(fd);
-	if (n <= 0)
-		return -ESRCH;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	if (!p || p[1] != ' ')
-		return -EIO;
-	*ret_fields = p + 2;
-	return 0;
-}
-
-int proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time)
-{
-	char buf[4096];
-	const char *f;
-	unsigned long long st = 0;
-	char state;
-	int r;
-
-	r = stat_fields(pid, buf, sizeof(buf), &f);
-	if (r == -ESRCH)
-		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
-	if (r < 0 || sscanf(f,
-			    "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d"
-			    " %*d %*d %llu",
-			    &state, &st) != 2)
-		return hp_err(-EIO, "parse /proc/%d/stat: unexpected format", (int)pid);
-	if (ret_state)
-		*ret_state = state;
-	if (ret_start_time)
-		*ret_start_time = st;
-	return 0;
-}
-
-long proc_thread_count(pid_t pid)
-{
-	char path[64];
-	struct stat st;
-
-	/*
-	 * The kernel gives /proc/PID/task a link count of 2 plus the group's
-	 * thread count (proc_task_getattr, the num_threads of /proc/PID/stat):
-	 * one stat, where /proc/PID/stat is opened, formatted (some fifty
-	 * fields), read and parsed. The stop asks this while every thread is held.
-	 */
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	if (stat(path, &st) < 0 || st.st_nlink < 2)
-		return -1;
-	return (long)st.st_nlink - 2;
-}
-
-int proc_task_state(pid_t pid, pid_t tid, char *ret_state)
-{
-	char path[64];
-	char buf[512];
-	const char *p;
-	ssize_t n;
-	int fd;
-
-	/* open + read, not stdio: the engine reads every thread's before a stop */
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -ESRCH;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -ESRCH;
-	buf[n] = '\0';
-	/* the name in parentheses may hold anything: the state follows the last ')' */
-	p = strrchr(buf, ')');
-	if (!p || p[1] != ' ' || !p[2])
-		return -ESRCH;
-	*ret_state = p[2];
-	return 0;
-}
-
-pid_t proc_live_tid(pid_t pid)
-{
-	char path[64];
-	DIR *d;
-	struct dirent *de;
-	pid_t tid = 0;
-	char st;
-
-	/* /proc/PID/stat shows the leader: Z also when only it has left */
-	if (proc_task_state(pid, pid, &st) == 0 && st != 'Z' && st != 'X')
-		return pid;
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (!d)
-		return 0;
-	while (!tid && (de = readdir(d))) {
-		if (de->d_name[0] < '0' || de->d_name[0] > '9')
-			continue;
-		if (proc_task_state(pid, (pid_t)atoi(de->d_name), &st) == 0 && st != 'Z' &&
-		    st != 'X')
-			tid = (pid_t)atoi(de->d_name);
-	}
-	closedir(d);
-	return tid;
-}
 
 int proc_mem_read(int mem_fd, uint64_t addr, void *buf, size_t len)
 {
@@ -313,39 +84,10 @@ const struct proc_object *proc_objects_find(const struct proc_objects *o, const 
 	return NULL;
 }
 
-static void hex_encode(const uint8_t *p, size_t n, char *out)
+/* The memory reader hp_elf_headers_read() takes: ctx is the mem fd. */
+static int mem_fd_read(void *ctx, uint64_t addr, void *buf, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hex[p[i] >> 4];
-		out[2 * i + 1] = hex[p[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-int proc_notes_build_id(const uint8_t *p, size_t len, char out[129])
-{
-	size_t off = 0;
-
-	while (off + sizeof(Elf64_Nhdr) <= len) {
-		Elf64_Nhdr nh;
-		size_t name_sz, desc_sz;
-
-		memcpy(&nh, p + off, sizeof(nh));
-		off += sizeof(nh);
-		name_sz = (nh.n_namesz + 3u) & ~3u;
-		desc_sz = (nh.n_descsz + 3u) & ~3u;
-		if (name_sz > len - off || desc_sz > len - off - name_sz)
-			return -ENOENT;
-		if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-		    memcmp(p + off, "GNU", 4) == 0 && nh.n_descsz > 0 && nh.n_descsz <= 64) {
-			hex_encode(p + off + name_sz, nh.n_descsz, out);
-			return 0;
-		}
-		off += name_sz + desc_sz;
-	}
-	return -ENOENT;
+	return proc_mem_read(*(const int *)ctx, addr, buf, len);
 }
 
 /*
@@ -356,29 +98,23 @@ int proc_notes_build_id(const uint8_t *p, size_t len, char out[129])
 static int object_from_memory(int mem_fd, const struct proc_map *map, struct proc_object *ret)
 {
 	Elf64_Ehdr eh;
-	Elf64_Phdr ph[PHDR_MAX];
+	Elf64_Phdr ph[HP_ELF_PHDR_MAX];
 	uint8_t notes[NOTE_MAX_BYTES];
 	struct proc_object o = { 0 };
 	bool have_bias = false;
 	size_t nph;
+	int r;
 
-	if (proc_mem_read(mem_fd, map->start, &eh, sizeof(eh)) < 0)
+	r = hp_elf_headers_read(mem_fd_read, &mem_fd, map->start, map->end - map->start, &eh, ph);
+	if (r < 0)
 		return -ENOENT;
-	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-	    (eh.e_type != ET_DYN && eh.e_type != ET_EXEC) || eh.e_phentsize != sizeof(Elf64_Phdr))
-		return -ENOENT;
-	nph = eh.e_phnum;
-	if (nph == 0 || nph > PHDR_MAX || eh.e_phoff > map->end - map->start ||
-	    nph * sizeof(Elf64_Phdr) > map->end - map->start - eh.e_phoff)
-		return -ENOENT;
-	if (proc_mem_read(mem_fd, map->start + eh.e_phoff, ph, nph * sizeof(Elf64_Phdr)) < 0)
-		return -ENOENT;
+	nph = (size_t)r;
 	for (size_t i = 0; i < nph; i++) {
 		if (ph[i].p_type == PT_LOAD && !have_bias) {
 			/* the first PT_LOAD holds file offset 0: its page starts the mapping */
-			uint64_t page = ph[i].p_vaddr & ~(uint64_t)(getpagesize() - 1);
+			uint64_t page = ph[i].p_vaddr & ~(uint64_t)(HP_PAGE_SIZE - 1);
 
-			if (ph[i].p_offset >= (uint64_t)getpagesize())
+			if (ph[i].p_offset >= HP_PAGE_SIZE)
 				return -ENOENT;
 			o.bias = map->start - page;
 			have_bias = true;
@@ -388,9 +124,8 @@ static int object_from_memory(int mem_fd, const struct proc_map *map, struct pro
 		return -ENOENT;
 	for (size_t i = 0; i < nph; i++) {
 		if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X)) {
-			uint64_t page = (uint64_t)getpagesize();
 			uint64_t end = o.bias + ph[i].p_vaddr + ph[i].p_memsz;
-			uint64_t room = (page - end % page) % page;
+			uint64_t room = (HP_PAGE_SIZE - end % HP_PAGE_SIZE) % HP_PAGE_SIZE;
 
 			/* the rest of the code segment's last page: mapped, executable, unused */
 			if (room > o.slack_len) {
@@ -406,7 +141,7 @@ static int object_from_memory(int mem_fd, const struct proc_map *map, struct pro
 			size_t len = ph[i].p_filesz < sizeof(notes) ? ph[i].p_filesz : sizeof(notes);
 
 			if (proc_mem_read(mem_fd, o.bias + ph[i].p_vaddr, notes, len) == 0)
-				proc_notes_build_id(notes, len, o.build_id);
+				hp_elf_notes_build_id(notes, len, o.build_id);
 		}
 	}
 	if (!o.build_id[0])

@@ -106,7 +106,7 @@ static bool region_extent_ok(const struct proc_maps *maps, size_t i, uint64_t si
 {
 	uint64_t at = maps->v[i].start, end = at + size;
 
-	if (size % 4096 || end < at)
+	if (size % HP_PAGE_SIZE || end < at)
 		return false;
 	for (size_t k = i; k < maps->n && at < end; k++) {
 		const struct proc_map *m = &maps->v[k];

@@ -75,6 +75,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/user.h>
@@ -93,11 +94,9 @@
  * mapping, a coroutine stack in the heap) goes to the unwinder. */
 #define SAFETY_MAX_FAST (1u << 20)
 /* Page cache for the unwinder's memory reads, emptied at each check. */
-#define SAFETY_PAGE 4096u
+#define SAFETY_PAGE HP_PAGE_SIZE
 #define SAFETY_CACHE_PAGES 64u
 /* Bounds on what is read from the target. */
-#define SAFETY_MAX_MAPS_BYTES (64u << 20)
-#define SAFETY_MAX_PHNUM 128u
 #define SAFETY_MAX_TABLE (1u << 21) /* FDEs per object: 16 MiB of table */
 
 /* The libunwind helper our find_proc_info hands each object's table to. */
@@ -228,51 +227,13 @@ static int mem_read(struct safety_ctx *c, uint64_t addr, void *dst, size_t len)
 	return 0;
 }
 
+/* The memory reader hp_elf_headers_read() takes. */
+static int ctx_mem_read(void *ctx, uint64_t addr, void *buf, size_t len)
+{
+	return mem_read(ctx, addr, buf, len);
+}
+
 /* ---- mappings ---------------------------------------------------------- */
-
-static bool parse_hex(const char **pp, uint64_t *ret, char sep)
-{
-	const char *p = *pp;
-	uint64_t v = 0;
-	int n = 0;
-
-	for (;; p++, n++) {
-		unsigned d;
-
-		if (*p >= '0' && *p <= '9')
-			d = (unsigned)(*p - '0');
-		else if (*p >= 'a' && *p <= 'f')
-			d = (unsigned)(*p - 'a' + 10);
-		else
-			break;
-		if (n >= 16)
-			return false;
-		v = v << 4 | d;
-	}
-	if (n == 0 || *p != sep)
-		return false;
-	*pp = p + 1;
-	*ret = v;
-	return true;
-}
-
-static bool parse_dec(const char **pp, uint64_t *ret)
-{
-	const char *p = *pp;
-	uint64_t v = 0;
-	int n = 0;
-
-	for (; *p >= '0' && *p <= '9'; p++, n++) {
-		if (n >= 19)
-			return false;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	if (n == 0)
-		return false;
-	*pp = p;
-	*ret = v;
-	return true;
-}
 
 static int maps_parse(struct safety_ctx *c, struct safety_map **ret, size_t *ret_n)
 {
@@ -285,40 +246,23 @@ static int maps_parse(struct safety_ctx *c, struct safety_map **ret, size_t *ret
 	int r;
 
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)c->pid);
-	r = hp_read_file(path, SAFETY_MAX_MAPS_BYTES, &text);
+	r = hp_read_file(path, PROC_MAPS_MAX_BYTES, &text);
 	if (r < 0) {
 		r = r == -ENOENT ? hp_err(-ESRCH, "process %d vanished", (int)c->pid)
 				 : hp_err(r, "read %s: %s", path, strerror(-r));
 		goto out;
 	}
 	for (line = text.data; line && *line; line = next) {
-		struct safety_map m = { 0 };
-		const char *p = line;
-		bool ok;
+		struct proc_map pm;
+		struct safety_map m;
 
 		next = strchr(line, '\n');
 		if (next)
 			*next++ = '\0';
-		/* start-end perms offset major:minor inode [path] (proc(5));
-		 * parsed by hand: sscanf costs as much as the kernel's text */
-		ok = parse_hex(&p, &m.start, '-') && parse_hex(&p, &m.end, ' ');
-		if (ok && strlen(p) >= 5) {
-			m.exec = p[2] == 'x';
-			p += 5;
-		} else {
-			ok = false;
-		}
-		ok = ok && parse_hex(&p, &m.offset, ' ');
-		if (ok) {
-			uint64_t major = 0, minor = 0;
-
-			ok = parse_hex(&p, &major, ':') && parse_hex(&p, &minor, ' ') &&
-			     parse_dec(&p, &m.inode);
-			m.dev_major = (unsigned)major;
-			m.dev_minor = (unsigned)minor;
-		}
-		if (!ok || m.end <= m.start)
+		if (proc_map_parse_line(line, &pm) < 0 || pm.end <= pm.start)
 			continue;
+		m = (struct safety_map){ pm.start, pm.end, pm.offset, pm.inode,
+					 pm.dev_major, pm.dev_minor, (pm.prot & PROT_EXEC) != 0 };
 		if (n_maps == cap) {
 			size_t ncap = cap ? 2 * cap : 64;
 			struct safety_map *nm = realloc(maps, ncap * sizeof(*nm));
@@ -479,8 +423,9 @@ static int obj_describe(struct safety_ctx *c, const struct safety_map *m, uint64
 {
 	struct safety_map first;
 	Elf64_Ehdr eh;
-	Elf64_Phdr ph[SAFETY_MAX_PHNUM];
+	Elf64_Phdr ph[HP_ELF_PHDR_MAX];
 	uint64_t base, bias = 0, hdr = 0, fde_count, end = 0;
+	unsigned nph;
 	unsigned char h[4];
 	bool have_load = false;
 	size_t ptr_size;
@@ -505,13 +450,12 @@ static int obj_describe(struct safety_ctx *c, const struct safety_map *m, uint64
 		base = m->start;
 	}
 
-	if (mem_read(c, base, &eh, sizeof(eh)) < 0 || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
-	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr) ||
-	    eh.e_phnum == 0 || eh.e_phnum > SAFETY_MAX_PHNUM || eh.e_phoff > SAFETY_PAGE * 16)
+	r = hp_elf_headers_read(ctx_mem_read, c, base, (m->inode ? first.end : m->end) - base, &eh,
+				ph);
+	if (r < 0)
 		return 0;
-	if (mem_read(c, base + eh.e_phoff, ph, eh.e_phnum * sizeof(Elf64_Phdr)) < 0)
-		return 0;
-	for (unsigned i = 0; i < eh.e_phnum; i++) {
+	nph = (unsigned)r;
+	for (unsigned i = 0; i < nph; i++) {
 		if (ph[i].p_type != PT_LOAD)
 			continue;
 		if (!have_load) {
@@ -531,7 +475,7 @@ static int obj_describe(struct safety_ctx *c, const struct safety_map *m, uint64
 		return 0;
 	o->start = base;
 	o->end = end;
-	for (unsigned i = 0; i < eh.e_phnum; i++)
+	for (unsigned i = 0; i < nph; i++)
 		if (ph[i].p_type == PT_GNU_EH_FRAME)
 			hdr = bias + ph[i].p_vaddr;
 	if (!hdr || hdr < o->start || hdr >= o->end)

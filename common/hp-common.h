@@ -86,6 +86,19 @@ enum hp_log_level { HP_LOG_ERR, HP_LOG_WARN, HP_LOG_INFO, HP_LOG_DEBUG };
 void hp_log_init(const char *progname);
 void hp_log(enum hp_log_level lvl, const char *fmt, ...) HP_PRINTF(2, 3);
 
+/* ---- sizes of the identifiers every part passes around ----------------- */
+
+/* A GNU build-id as lowercase hex: at most 64 bytes, 128 digits, and the NUL. */
+#define HP_BUILD_ID_HEX_SIZE 129
+/* "BASELINE/MONTH/NAME": 7 + 1 + 7 + 1 + a 64-character name + NUL is 81;
+ * twice that leaves room for the formats of later manifest versions. */
+#define HP_SET_ID_SIZE 160
+/* A git commit id as hex (SHA-1, 40 digits) and the NUL. */
+#define HP_OID_HEX_SIZE 41
+/* A process's name as /proc shows it: the kernel's TASK_COMM_LEN (16), and
+ * one more so that a 16-byte name from elsewhere is not cut. */
+#define HP_COMM_SIZE 17
+
 /* ---- small validators shared by store and engine ----------------------- */
 
 /* "2026.01": year and month of a baseline. */

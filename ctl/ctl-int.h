@@ -11,6 +11,7 @@
 #include <pthread.h>
 
 #include "ctl.h"
+#include "hp-procfs.h"
 
 struct ctl_snap {
 	unsigned refs; /* atomic */
@@ -99,9 +100,6 @@ bool ctl_outcome_get(struct ctl *c, pid_t pid, uint64_t start_time, struct ctl_o
  * compared at or after fresh_since_us is trusted without a stat.
  */
 bool ctl_maps_known(struct ctl *c, struct store_snap *snap, pid_t pid, uint64_t fresh_since_us);
-
-/* Start time (field 22) and comm of /proc/PID/stat; -ESRCH when gone. ret_comm may be NULL. */
-int ctl_proc_stat(pid_t pid, uint64_t *ret_start, char ret_comm[17]);
 
 /*
  * ctl_may_patch again, for the engine's hook (apply_opts.may_patch; who is

@@ -222,45 +222,7 @@ const char *ctl_path_name(const char *path, char *buf, size_t size)
 
 int ctl_proc_start_time(pid_t pid, uint64_t *ret)
 {
-	return ctl_proc_stat(pid, ret, NULL);
-}
-
-int ctl_proc_stat(pid_t pid, uint64_t *ret_start, char ret_comm[17])
-{
-	const char *lp;
-	struct hp_buf text = HP_BUF_INIT;
-	char path[64];
-	const char *p;
-	int r;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	r = hp_read_file(path, 4096, &text);
-	if (r < 0) {
-		r = hp_err(-ESRCH, "no process %d", (int)pid);
-		goto out;
-	}
-	p = strrchr(text.data, ')');
-	lp = strchr(text.data, '(');
-	if (!p || !lp || lp > p) {
-		r = hp_err(-EIO, "process %d: unreadable stat", (int)pid);
-		goto out;
-	}
-	p++;
-	/* Field 22 is the 20th after the closing parenthesis of comm. */
-	for (int i = 0; i < 19; i++) {
-		p = strchr(p + 1, ' ');
-		if (!p) {
-			r = hp_err(-EIO, "process %d: unreadable stat", (int)pid);
-			goto out;
-		}
-	}
-	*ret_start = strtoull(p + 1, NULL, 10);
-	if (ret_comm)
-		snprintf(ret_comm, 17, "%.*s", (int)(strrchr(text.data, ')') - lp - 1), lp + 1);
-	r = 0;
-out:
-	hp_buf_release(&text);
-	return r;
+	return proc_stat(pid, NULL, ret);
 }
 
 static const struct {

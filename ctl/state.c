@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -382,38 +383,34 @@ bool ctl_maps_known(struct ctl *c, struct store_snap *snap, pid_t pid, uint64_t 
 	if (!f)
 		return false;
 	while (!yes && getline(&line, &cap, f) > 0) {
-		unsigned long lo, hi, ino;
-		unsigned major, minor;
-		char name[256], perms[5];
-		char *p = strchr(line, '/'), *sp;
-		size_t n;
+		struct proc_map m;
+		char name[256];
+		size_t n = strlen(line);
 		uint64_t dev;
 
-		if (!p)
+		/* only file mappings: the cheap test before any parsing */
+		if (!strchr(line, '/'))
 			continue;
-		n = strlen(p);
-		if (n && p[n - 1] == '\n')
-			p[n - 1] = '\0';
+		if (n && line[n - 1] == '\n')
+			line[n - 1] = '\0';
+		if (proc_map_parse_line(line, &m) < 0 || !m.path || m.path[0] != '/')
+			continue;
 		/* The cheap test first: a file name the store knows. */
-		ctl_path_name(p, name, sizeof(name));
+		ctl_path_name(m.path, name, sizeof(name));
 		if (strcmp(name, last)) {
 			snprintf(last, sizeof(last), "%s", name);
 			if ((yes = store_knows_target_name(snap, name)))
 				break;
 		}
-		/* Else any ELF object mapped executable: by its build-id (perms "r-xp" follow the range). */
-		sp = strchr(line, ' ');
-		if (!sp || sp + 4 >= p || sp[3] != 'x')
+		/* Else any ELF object mapped executable: by its build-id. */
+		if (!(m.prot & PROT_EXEC) || m.inode == 0)
 			continue;
-		if (sscanf(line, "%lx-%lx %4s %*x %x:%x %lu", &lo, &hi, perms, &major, &minor, &ino) != 6 ||
-		    ino == 0)
-			continue;
-		dev = ((uint64_t)major << 32) | minor;
-		if (dev == last_dev && ino == last_ino)
+		dev = ((uint64_t)m.dev_major << 32) | m.dev_minor;
+		if (dev == last_dev && m.inode == last_ino)
 			continue;
 		last_dev = dev;
-		last_ino = ino;
-		yes = mapped_known(c, snap, pid, lo, hi, p, dev, ino, fresh_since_us);
+		last_ino = m.inode;
+		yes = mapped_known(c, snap, pid, m.start, m.end, m.path, dev, m.inode, fresh_since_us);
 	}
 	free(line);
 	fclose(f);
@@ -460,14 +457,13 @@ int ctl_list(struct ctl *c, pid_t **ret_pids, size_t *ret_n)
 	}
 	while ((de = readdir(d))) {
 		struct ctl_scan_entry key, *old, *e;
-		char comm[17];
-		uint64_t st;
+		struct proc_stat_fields ps;
 		char *end;
 		long v = strtol(de->d_name, &end, 10);
 
 		if (*end || v <= 0 || (pid_t)v == self)
 			continue;
-		if (ctl_proc_stat((pid_t)v, &st, comm) < 0)
+		if (proc_stat_read((pid_t)v, &ps) < 0)
 			continue;
 		if (n == cap) {
 			size_t ncap = cap ? cap * 2 : 256;
@@ -484,13 +480,13 @@ int ctl_list(struct ctl *c, pid_t **ret_pids, size_t *ret_n)
 		key.pid = (pid_t)v;
 		old = c->n_scan ? bsearch(&key, c->scan, c->n_scan, sizeof(key), cmp_entry) : NULL;
 		e = &fresh[n++];
-		if (old && old->start_time == st && !strcmp(old->comm, comm) && (old->relevant ||
-						     now - old->checked_us < CTL_SCAN_RECHECK_US)) {
+		if (old && old->start_time == ps.start_time && !strcmp(old->comm, ps.comm) &&
+		    (old->relevant || now - old->checked_us < CTL_SCAN_RECHECK_US)) {
 			*e = *old;
 		} else {
 			e->pid = (pid_t)v;
-			e->start_time = st;
-			snprintf(e->comm, sizeof(e->comm), "%s", comm);
+			e->start_time = ps.start_time;
+			snprintf(e->comm, sizeof(e->comm), "%s", ps.comm);
 			e->checked_us = now;
 			e->relevant = ctl_maps_known(c, snap->snap, (pid_t)v, now);
 		}

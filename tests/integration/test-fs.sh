@@ -48,10 +48,10 @@ ht_eq "catalog: stat size is the blob size" "$(git --git-dir="$HP_STORE" cat-fil
 	"$(stat -c %s "$set_dir/patch.so")"
 ht_eq "catalog/latest points at the newest month" "2026.01/2026-02" "$(readlink "$M/catalog/latest")"
 ht_check "catalog/latest resolves" test -f "$M/catalog/latest/cve-2026-0001/manifest"
-ht_check_fail "catalog is read-only (create)" touch "$M/catalog/x"
+ht_expect_fail "catalog is read-only (create)" EROFS "touch: cannot touch .*catalog/x" touch "$M/catalog/x"
 err=$({ echo x >"$M/catalog/2026.01/BASELINE"; } 2>&1)
 ht_match "catalog is read-only (write): EROFS" "Read-only file system" "$err"
-ht_check_fail "catalog: no such set" cat "$M/catalog/2026.01/2026-02/nope/manifest"
+ht_expect_fail "catalog: no such set" ENOENT "cat: .*nope/manifest" cat "$M/catalog/2026.01/2026-02/nope/manifest"
 
 # ---- the filesystem's own answers: nothing is made or removed --------------------
 ht_eq "rmdir in the catalog: EROFS" "EROFS Read-only file system" "$(fs_errno rmdir "$M/catalog/2026.01")"
@@ -233,11 +233,11 @@ ht_match "revert all: reverted" "applied=- " "$(cat "$M/processes/$P2/status")"
 # ---- incoming/ bad bundles: close() fails, the store does not move ---------------------
 head1=$(fs_head)
 head -c 4096 /dev/urandom >"$T/junk.tar"
-ht_check_fail "incoming: cp of junk fails at close" cp "$T/junk.tar" "$M/incoming/junk.tar"
+ht_expect_fail "incoming: cp of junk fails at close" EINVAL "cp: .*junk.tar" cp "$T/junk.tar" "$M/incoming/junk.tar"
 ht_eq "incoming: junk left HEAD alone" "$head1" "$(fs_head)"
 "$HP_BIN" build --target "$FS_DEMO_BIN/demo-server" --baseline 2026.01 --month 2026-03 --name unsigned \
 	-o "$T/unsigned.tar.gz" "$FS_DEMO_SRC/demo-fix.c" >/dev/null 2>&1
-ht_check_fail "incoming: an unsigned bundle fails at close" cp "$T/unsigned.tar.gz" "$M/incoming/"
+ht_expect_fail "incoming: an unsigned bundle fails at close" EKEYREJECTED "cp: .*unsigned.tar.gz" cp "$T/unsigned.tar.gz" "$M/incoming/"
 ht_match "last-error: the reason of that failed cp, for this session" \
 	"^20[0-9-]+T[0-9:]+Z incoming EKEYREJECTED .*unsigned \(the store accepts signed sets only\)$" \
 	"$(cat "$M/last-error")"
@@ -331,7 +331,7 @@ ht_eq "incoming: cat junk > incoming/x fails at close" 1 "$([ -n "$err" ] && ech
 ht_match "incoming: ... with the errno's words" "cat: .*(Invalid argument|Exec format|Bad message|No such)" "$err"
 ht_match "incoming: ... and a log line" "import set=- result=E[A-Z]+ pause_us=- file=catjunk.tar uid=0 reason=" \
 	"$(grep "file=catjunk.tar" "$M/events")"
-ht_check_fail "incoming: dd of junk fails" dd if="$T/junk.tar" of="$M/incoming/ddjunk.tar" status=none
+ht_expect_fail "incoming: dd of junk fails" EINVAL "dd: .*ddjunk.tar" dd if="$T/junk.tar" of="$M/incoming/ddjunk.tar" status=none
 ht_eq "incoming: junk left HEAD alone" "$head3" "$(fs_head)"
 ht_eq "incoming: no empty-bundle import anywhere" 0 "$(grep -c "empty bundle" "$M/events")"
 ht_eq "incoming: nothing left behind" "" "$(ls -A "$M/incoming")"
@@ -397,14 +397,14 @@ ht_check "the mount's log has them all (they went through the mount)" \
 kill -TERM "$FS_PID"
 ht_wait_exit "$FS_PID" 15
 ht_eq "SIGTERM: the daemon exits 0" 0 "$?"
-ht_check_fail "SIGTERM: no mount is left" fs_mounted "$M"
+ht_expect_fail "SIGTERM: no mount is left" 1 '' fs_mounted "$M"
 ht_check "mount again" fs_mount "$M"
 daemon_out=$HT_LAST_OUT
 ht_check "fusermount3 -u" fusermount3 -u "$M"
 ht_wait_exit "$FS_PID" 15
 ht_eq "fusermount3 -u: the daemon exits 0" 0 "$?"
 ht_eq "the daemon printed nothing at start or stop (no thread-limit warning)" "" "$(cat "$daemon_out")"
-ht_check_fail "fusermount3 -u: no mount is left" fs_mounted "$M"
+ht_expect_fail "fusermount3 -u: no mount is left" 1 '' fs_mounted "$M"
 direct=$(cli_cases)
 ht_eq "hp apply/revert without a mount: the same transcript as through it" "$via_mount" "$direct"
 # Without a mount, hp goes to the library directly: the state is the one the mount saw.
@@ -419,7 +419,6 @@ ht_check "no mount: hp revert PID (library)" "$HP_BIN" revert "$P"
 ht_match "no mount: reverted" "applied=- " "$("$HP_BIN" status "$P")"
 err=$("$HP_BIN" revert "$P" 2>&1)
 ht_match "no mount: revert of nothing: one line, ENOENT's words" "^hp revert: nothing applied to process $P" "$err"
-ht_check_fail "a missing store is a clear error" "$HP_FS_BIN" --store "$T/nope.git" -f "$M"
-ht_match "the error names the store" "nope.git" "$("$HP_FS_BIN" --store "$T/nope.git" -f "$M" 2>&1)"
+ht_expect_fail "a missing store is a clear error that names it" 1 "^hotpatchfs: .*nope.git" "$HP_FS_BIN" --store "$T/nope.git" -f "$M"
 
 ht_end

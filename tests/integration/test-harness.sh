@@ -17,9 +17,9 @@ bash -c '
 rc=$?
 read -r p1 p2 tmp <"$out"
 ht_eq "inner test exit status kept" 3 "$rc"
-ht_check_fail "first spawned PID killed" kill -0 "$p1"
-ht_check_fail "second spawned PID killed" kill -0 "$p2"
-ht_check_fail "inner temp dir removed" test -d "$tmp"
+ht_expect_fail "first spawned PID killed" ESRCH "kill: .*$p1" kill -0 "$p1"
+ht_expect_fail "second spawned PID killed" ESRCH "kill: .*$p2" kill -0 "$p2"
+ht_expect_fail "inner temp dir removed" ENOENT "stat: .*$tmp" stat "$tmp"
 
 # A process the inner test did not start survives its teardown.
 sleep 300 &

@@ -8,7 +8,7 @@
 #   ht_begin "store import"          # makes $HT_TMP
 #   ht_spawn ./target --flag; pid=$HT_LAST_PID   # recorded background process
 #   ht_mount_fs "$HT_TMP/mnt" ...     # hotpatchfs mount, recorded
-#   ht_expect_fail ENOENT cmd...      # command must fail
+#   ht_expect_fail "no such set" ENOENT 'hp show: .*nope' cmd...   # must fail so
 #   ht_end                            # prints the summary, exit status
 
 set -u
@@ -129,14 +129,48 @@ ht_check() {
 	fi
 }
 
-# ht_check_fail DESCRIPTION CMD...: the command must fail.
-ht_check_fail() {
-	local desc=$1; shift
-	if "$@" >"$HT_TMP/last.out" 2>&1; then
-		ht_not_ok "$desc (unexpectedly succeeded)"
-		sed 's/^/#   /' "$HT_TMP/last.out" >&2
+# ht_expect_fail DESCRIPTION ERRNO|STATUS MESSAGE CMD...: the command must
+# fail, and fail for the reason expected, so that a crash elsewhere cannot
+# pass for the refusal under test (a dead mount answers every request with
+# ENOTCONN):
+#  - ERRNO (ENOENT, EACCES...): it exits non-zero and its output holds that
+#    errno's text ("No such file or directory"), as the tools print it;
+#  - STATUS (a number): it exits with exactly that status;
+#  - MESSAGE: an extended regular expression its output (stdout and stderr)
+#    must match; '' when it must print nothing (a predicate: test, grep -q).
+# Output showing ENOTCONN fails the check unless ENOTCONN is what is expected.
+ht_expect_fail() {
+	local desc=$1 want=$2 msg=$3 rc=0 text why=""
+	shift 3
+	"$@" >"$HT_TMP/last.out" 2>&1 || rc=$?
+	text=$(cat "$HT_TMP/last.out")
+	if [ "$rc" -eq 0 ]; then
+		why="unexpectedly succeeded"
+	elif [[ $want =~ ^[0-9]+$ ]]; then
+		[ "$rc" -eq "$want" ] || why="exit status $rc, not $want"
+	elif [[ $want =~ ^E[A-Z0-9]+$ ]]; then
+		local errtext
+		errtext=$(python3 -c 'import errno, os, sys; print(os.strerror(getattr(errno, sys.argv[1])))' "$want") ||
+			errtext="(unknown errno $want)"
+		[[ $text == *"$errtext"* ]] || why="no '$errtext' ($want) in its output"
 	else
+		why="ht_expect_fail: '$want' is neither an errno name nor an exit status"
+	fi
+	if [ -z "$why" ] && [ "$want" != ENOTCONN ] && [[ $text == *"Transport endpoint is not connected"* ]]; then
+		why="the mount is dead (ENOTCONN)"
+	fi
+	if [ -z "$why" ]; then
+		if [ -z "$msg" ]; then
+			[ -z "$text" ] || why="printed something, expected nothing"
+		elif ! printf '%s\n' "$text" | grep -Eq -- "$msg"; then
+			why="output does not match '$msg'"
+		fi
+	fi
+	if [ -z "$why" ]; then
 		ht_ok "$desc"
+	else
+		ht_not_ok "$desc ($why)"
+		sed 's/^/#   /' "$HT_TMP/last.out" >&2
 	fi
 }
 

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * apply-int.h: what the files of libhpapply share. The engine's modules:
- * proc.c (maps, build-ids from the process, start time), ptr.c (stop the
- * world, resume), arch-x86_64.c (jump encoding, syscall injection,
- * registers), load.c (map + relocate the patch object), safety.c (is any
- * thread in or due to return into a switched function), engine.c (the
- * apply / replace / revert state machine), region.c (patch-region header).
+ * proc.c (the process's memory; its ELF objects, build-ids and dynamic
+ * symbols read from it), ptr.c (stop the world, resume), arch-x86_64.c
+ * (jump encoding, syscall injection, registers), load.c (map + relocate
+ * the patch object), safety.c (is any thread in or due to return into a
+ * switched function), checker.c (those checks on a second thread),
+ * engine.c (the apply / replace / revert state machine, inspection),
+ * region.c (patch-region header), elfid.c (a file's build-id, libelf).
+ * Mappings, stat fields and thread states come from common/hp-procfs.h,
+ * build-id notes and ELF headers from common/elf-facts.h.
  */
 #ifndef HP_APPLY_INT_H
 #define HP_APPLY_INT_H
@@ -19,7 +23,7 @@
 #include "elf-facts.h"
 #include "hp-procfs.h"
 
-/* ---- proc.c: the process seen through /proc (no ptrace needed) -------- */
+/* ---- proc.c: the process's memory and objects (no ptrace needed) ------- */
 
 /* The mappings, stat fields and thread states: common/hp-procfs.h. */
 
@@ -31,7 +35,7 @@ int proc_mem_write(int mem_fd, uint64_t addr, const void *buf, size_t len);
 /* An ELF object mapped in the process, found from its own memory. */
 struct proc_object {
 	char *path;
-	char build_id[129];
+	char build_id[HP_BUILD_ID_HEX_SIZE];
 	uint64_t bias;     /* runtime address = bias + st_value */
 	uint64_t dynamic;  /* runtime address of PT_DYNAMIC, 0 if none */
 	uint64_t dyn_size;
@@ -74,6 +78,8 @@ struct region_hdr {
 	int64_t applied_at;     /* unix seconds */
 	uint32_t n_funcs;
 	uint32_t jump_len;      /* bytes overwritten at each entry */
+	/* sizes fixed by the layout (REGION_VERSION), not by HP_*_SIZE: a
+	 * build-id's 129 bytes rounded up to 8, and HP_SET_ID_SIZE as it was */
 	char build_id[136];
 	char set_id[160];
 	char month[8];

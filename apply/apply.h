@@ -62,7 +62,7 @@ struct apply_result {
 	uint64_t pause_us;  /* all threads held: first stopped to last resumed */
 	unsigned n_threads;
 	unsigned n_tries;   /* safety checks made (1 when safe at once) */
-	char set_id[160];   /* what is applied now ("" after revert) */
+	char set_id[HP_SET_ID_SIZE]; /* what is applied now ("" after revert) */
 };
 
 /*
@@ -85,14 +85,14 @@ int apply_revert(pid_t pid, const char *build_id, const struct apply_opts *opts,
 /* An ELF object mapped in the process, with a build-id. */
 struct apply_object {
 	char *path;          /* as in /proc/PID/maps (may end in " (deleted)") */
-	char build_id[129];  /* lowercase hex */
+	char build_id[HP_BUILD_ID_HEX_SIZE];  /* lowercase hex */
 	uint64_t bias;       /* load bias: runtime address = bias + st_value */
 };
 
 /* A patch region found in the process (from its header). */
 struct apply_applied {
-	char build_id[129];
-	char set_id[160];
+	char build_id[HP_BUILD_ID_HEX_SIZE];
+	char set_id[HP_SET_ID_SIZE];
 	char month[8];
 	uint64_t region;     /* address of the region */
 	uint64_t pause_us;   /* pause of the stop that installed it */
@@ -104,7 +104,7 @@ struct apply_proc {
 	pid_t pid;
 	uid_t uid;
 	uint64_t start_time; /* /proc/PID/stat field 22, for PID-reuse checks */
-	char comm[17];
+	char comm[HP_COMM_SIZE];
 	char *exe;           /* /proc/PID/exe link text */
 	struct apply_object *objects;
 	size_t n_objects;
@@ -122,6 +122,6 @@ const struct apply_applied *apply_proc_find(const struct apply_proc *p, const ch
  * Read an ELF file's GNU build-id (lowercase hex). For hp build and tests;
  * the engine itself reads build-ids from the process.
  */
-int apply_file_build_id(const char *path, char ret_hex[129]);
+int apply_file_build_id(const char *path, char ret_hex[HP_BUILD_ID_HEX_SIZE]);
 
 #endif

@@ -30,9 +30,16 @@ const uint8_t arch_syscall_insn[2] = { 0x0f, 0x05 };
 /* The kernel's restart code "re-issue unless a handler runs" (not in uapi). */
 #define ERESTARTNOHAND_CODE 514
 
+/*
+ * How far a 5-byte `jmp rel32` may land from its entry: rel32 is a signed
+ * 32-bit displacement from the next instruction, so at most 2 GiB - 1
+ * (0x7fffffff) either way; the engine stays 64 KiB short of that, a margin.
+ */
+#define JMP_REL32_REACH 0x7fff0000ull
+
 uint64_t arch_jump_reach(void)
 {
-	return 0x7fff0000ull;
+	return JMP_REL32_REACH;
 }
 
 int arch_jump_encode(uint64_t from, uint64_t to, uint8_t out[ARCH_JUMP_LEN])

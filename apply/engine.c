@@ -43,8 +43,12 @@
 #include "apply-int.h"
 
 #define PAGE ((uint64_t)HP_PAGE_SIZE)
+/* The top of x86_64 user space with 4-level page tables: 47 bits, less the
+ * guard page the kernel keeps below 1 << 47 (TASK_SIZE_MAX). */
 #define USER_TOP 0x7ffffffff000ull
+/* Lowest address a region is put at: Debian's vm.mmap_min_addr (65536). */
 #define MMAP_MIN 0x10000ull
+/* Room left above the heap's end so that the program's brk can still grow. */
 #define BRK_ROOM (64ull << 20)
 #define BACKOFF_MAX_MS 50
 /* Largest active-ok function whose branches are checked (bytes). */
@@ -209,9 +213,10 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	op->pid = pid;
 	if (pid <= 0)
 		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+	/* -ESRCH when gone; an unreadable stat stays -EIO, its own error */
 	r = proc_stat(pid, &state, &st);
 	if (r < 0)
-		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+		return r;
 	view = proc_live_tid(pid);
 	if (!view)
 		return hp_err(-ESRCH, "process %d has exited (zombie)", (int)pid);
@@ -231,7 +236,10 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 			      (int)pid, path, strerror(e));
 	}
 	/* the descriptor is tied to that process's memory: check it is the one */
-	if (proc_stat(pid, &state, &st2) < 0 || st2 != st)
+	r = proc_stat(pid, &state, &st2);
+	if (r < 0)
+		return r;
+	if (st2 != st)
 		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
 	op->start_time = st;
 	ptr_world_init(&op->w, pid, op->mem_fd, st);
@@ -1033,7 +1041,7 @@ static int patch_op(pid_t pid, const struct apply_set *set, const struct apply_o
 	const struct region *old = NULL;
 	struct region_hdr *hdr = NULL;
 	struct region_func *rf;
-	char set_id[160];
+	char set_id[HP_SET_ID_SIZE];
 	uint64_t lo = UINT64_MAX, hi = 0, hdr_bytes, img_off, *new_vaddr = NULL, *new_size = NULL;
 	uint64_t eh_vaddr = 0, area = 0;
 	bool locked = false, registered = false;
@@ -1544,8 +1552,10 @@ static int read_ids(pid_t pid, struct apply_proc *p)
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	r = hp_read_file(path, 1 << 16, &b);
-	if (r < 0)
+	if (r == -ENOENT || r == -ESRCH)
 		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+	if (r < 0)
+		return hp_err(r, "process %d: read %s: %s", (int)pid, path, strerror(-r));
 	s = strstr(b.data, "\nUid:");
 	p->uid = s ? (uid_t)strtoul(s + 5, NULL, 10) : (uid_t)-1;
 	hp_buf_reset(&b);
@@ -1566,6 +1576,7 @@ int apply_inspect(pid_t pid, struct apply_proc **ret)
 	ssize_t n;
 	int r;
 
+	hp_err_clear(); /* an entry point: the messages from here on are this call's */
 	r = op_open(&op, pid, false);
 	if (r < 0)
 		goto out;

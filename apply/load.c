@@ -294,7 +294,7 @@ static const char *sym_name(const struct dyn *dy, const Elf64_Sym *s)
 
 struct ifunc_find {
 	uint64_t addr;       /* in this process */
-	char build_id[129];  /* of the object holding it */
+	char build_id[HP_BUILD_ID_HEX_SIZE];  /* of the object holding it */
 	uint64_t bias;
 };
 

@@ -466,6 +466,8 @@ static int obj_describe(struct safety_ctx *c, const struct safety_map *m, uint64
 			bias = base - (ph[i].p_vaddr & ~(uint64_t)(SAFETY_PAGE - 1));
 			have_load = true;
 		}
+		/* bounds of a sane object: no segment over 1 TiB, none past half
+		 * of the 47-bit user space (anything else is not guessed) */
 		if (ph[i].p_memsz > (1ull << 40) || ph[i].p_vaddr > (1ull << 46))
 			return 0;
 		if (bias + ph[i].p_vaddr + ph[i].p_memsz > end)

@@ -116,7 +116,7 @@ static int parse_result_lines(const char *text, struct ctl_results *ret)
 		if (!strcmp(word, "ok")) {
 			unsigned long long pause = 0;
 			int changed = 0;
-			char set[160] = "";
+			char set[HP_SET_ID_SIZE] = "";
 			const char *comm;
 
 			sscanf(buf + off, "set=%159s sets=%u changed=%d pause_us=%llu", set,

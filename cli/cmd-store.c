@@ -407,7 +407,7 @@ int cmd_store(const struct hp_global *g, int argc, char **argv)
 	}
 	if (argc == 3 && (!strcmp(argv[1], "pull") || !strcmp(argv[1], "push"))) {
 		bool pull = !strcmp(argv[1], "pull");
-		char head[41];
+		char head[HP_OID_HEX_SIZE];
 
 		if (open_store(g, pull ? "store pull" : "store push", &st))
 			return 1;

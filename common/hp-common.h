@@ -32,14 +32,21 @@
 /*
  * Record a message for the calling thread and return err (a negative
  * errno) so that error paths read `return hp_err(-ENOENT, "no set %s", s);`.
+ * The message is tied to err: hp_errmsg() gives it for that errno only.
  */
 int hp_err(int err, const char *fmt, ...) HP_PRINTF(2, 3);
-/* Prefix the current message with more context: "apply 42: " + old. */
+/* Prefix the message of err with more context: "apply 42: " + old (or
+ * + strerror when the slot explains another error). */
 int hp_err_prefix(int err, const char *fmt, ...) HP_PRINTF(2, 3);
-/* The last message of this thread; strerror(-err) when none was set. */
+/* The same for a lower error `cause` reported as err (an unreadable trusted
+ * key is a rejected signature): the message of cause, prefixed, now explains err. */
+int hp_err_prefix_as(int err, int cause, const char *fmt, ...) HP_PRINTF(3, 4);
+/* The message set for err during this operation; strerror(-err) when the
+ * slot is empty or explains another errno. Never a stale message. */
 const char *hp_errmsg(int err);
-/* Whether a message is set (not cleared since). */
+/* Whether a message is set (not cleared since); for tests, not for control flow. */
 bool hp_err_isset(void);
+/* Empty the slot: public entry points do it first (see common/error.c). */
 void hp_err_clear(void);
 
 /* ---- buffer ------------------------------------------------------------ */

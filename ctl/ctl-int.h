@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ctl-int.h: what the files of libhpctl share. ctl.c (context, snapshots,
- * import), parse.c (grammar, state logic), perm.c (who may patch), ops.c
- * (apply, revert, "all"), state.c (states, status, the process list and
- * report).
+ * ctl-int.h: what the files of libhpctl share. ctl.c (the context, the
+ * store's snapshots, imports), parse.c (the control grammar, state names,
+ * errno names), perm.c (who may patch what), run.c (apply, revert, "all",
+ * and the outcomes remembered), state.c (status, the process list, the
+ * report). The process facts from /proc come from common/hp-procfs.h.
  */
 #ifndef HP_CTL_INT_H
 #define HP_CTL_INT_H
@@ -16,7 +17,7 @@
 struct ctl_snap {
 	unsigned refs; /* atomic */
 	struct store_snap *snap;
-	char commit[41];
+	char commit[HP_OID_HEX_SIZE];
 };
 
 /* What this context last did to one process (pid + start time). */
@@ -35,7 +36,7 @@ struct ctl_outcome {
 struct ctl_scan_entry {
 	pid_t pid;
 	uint64_t start_time;
-	char comm[17];       /* an exec keeps pid and start time, and changes comm */
+	char comm[HP_COMM_SIZE];      /* an exec keeps pid and start time, and changes comm */
 	uint64_t checked_us;
 	bool relevant;
 };
@@ -49,8 +50,8 @@ struct ctl_bid_entry {
 	uint64_t ino;        /* 0: an empty slot */
 	int64_t mtime_ns;
 	uint64_t checked_us; /* when the mtime was last compared */
-	char build_id[129];  /* "" when it has none (or is no ELF file) */
-	char known_in[41];   /* the snapshot (commit) that "known" was decided in */
+	char build_id[HP_BUILD_ID_HEX_SIZE];  /* "" when it has none (or is no ELF file) */
+	char known_in[HP_OID_HEX_SIZE];   /* the snapshot (commit) that "known" was decided in */
 	bool known;          /* a baseline of that snapshot covers build_id */
 };
 
@@ -78,14 +79,14 @@ struct ctl {
 	pthread_mutex_t scan_lock;
 	struct ctl_scan_entry *scan;
 	size_t n_scan;
-	char scan_commit[41];
+	char scan_commit[HP_OID_HEX_SIZE];
 
 	pthread_mutex_t bid_lock;
 	struct ctl_bid_entry *bid; /* CTL_BID_SLOTS, allocated on first use */
 	size_t n_bid;
 };
 
-/* Outcomes (ops.c). */
+/* Outcomes (run.c). */
 void ctl_outcome_begin(struct ctl *c, pid_t pid, uint64_t start_time);
 void ctl_outcome_end(struct ctl *c, pid_t pid, uint64_t start_time, int err, const char *msg,
 		     bool have_pause, uint64_t pause_us);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The ctl context: the store, its snapshots, imports, the control grammar, who may patch. */
+/* The ctl context: the store, its snapshots, imports. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +90,7 @@ const char *ctl_snap_commit(const struct ctl_snap *s)
 	return s->commit;
 }
 
-int ctl_head(struct ctl *c, char ret_oid[41])
+int ctl_head(struct ctl *c, char ret_oid[HP_OID_HEX_SIZE])
 {
 	int r;
 
@@ -103,7 +103,7 @@ int ctl_head(struct ctl *c, char ret_oid[41])
 int ctl_snap_get(struct ctl *c, bool check_now, struct ctl_snap **ret)
 {
 	struct ctl_snap *s = NULL, *old = NULL;
-	char head[41];
+	char head[HP_OID_HEX_SIZE];
 	uint64_t now = hp_now_us();
 	int r = 0;
 

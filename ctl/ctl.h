@@ -64,7 +64,7 @@ struct store_snap *ctl_snap_store(const struct ctl_snap *s);
 /* The commit id of the snapshot (40 hex). */
 const char *ctl_snap_commit(const struct ctl_snap *s);
 /* The current HEAD commit id ("" for an empty store). */
-int ctl_head(struct ctl *c, char ret_oid[41]);
+int ctl_head(struct ctl *c, char ret_oid[HP_OID_HEX_SIZE]);
 
 /* Import a bundle held in memory (hotpatchfs incoming/): one commit or nothing. */
 int ctl_import_buf(struct ctl *c, const void *data, size_t len, char **ret_set_id);
@@ -125,8 +125,8 @@ struct ctl_result {
 	bool changed;             /* false: it was applied (or nothing to revert) */
 	unsigned n_sets;          /* sets applied or reverted */
 	uint64_t pause_us;        /* longest pause of this operation */
-	char set_id[160];         /* the (last) set applied, or reverted */
-	char comm[17];
+	char set_id[HP_SET_ID_SIZE]; /* the (last) set applied, or reverted */
+	char comm[HP_COMM_SIZE];
 };
 
 struct ctl_results {
@@ -222,12 +222,12 @@ enum ctl_state ctl_state_combine(enum ctl_state a, enum ctl_state b);
 struct ctl_target {
 	char *path;            /* as mapped */
 	char *name;            /* store's target name, else the file name */
-	char build_id[129];
+	char build_id[HP_BUILD_ID_HEX_SIZE];
 	bool covered;
 	char *baseline;        /* or NULL */
 	char *newest_month;    /* or NULL */
 	char *newer_baseline;  /* or NULL */
-	char applied_set[160]; /* "" when nothing is applied */
+	char applied_set[HP_SET_ID_SIZE]; /* "" when nothing is applied */
 	char applied_month[8];
 	uint64_t pause_us;
 	int64_t applied_at;
@@ -244,7 +244,7 @@ struct ctl_status {
 	pid_t pid;
 	uid_t uid;
 	uint64_t start_time;
-	char comm[17];
+	char comm[HP_COMM_SIZE];
 	char *exe;
 	struct ctl_target *targets; /* mapped targets whose name the store knows */
 	size_t n_targets;

@@ -331,8 +331,13 @@ static int may_patch(const struct ctl_caller *who, pid_t pid, bool held)
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	r = hp_read_file(path, 1 << 16, &text);
-	if (r < 0) {
+	if (r == -ENOENT || r == -ESRCH) {
 		r = hp_err(-ESRCH, "no process %d", (int)pid);
+		goto out;
+	}
+	if (r < 0) {
+		/* not masked: a failed read is its own error, not a missing process */
+		r = hp_err(r, "process %d: read %s: %s", (int)pid, path, strerror(-r));
 		goto out;
 	}
 	/* /proc/TID answers for a thread too: only a process id names a process. */

@@ -21,7 +21,7 @@
 static int trusted_key(struct store *st, git_tree *tree, const char *keyid, unsigned char pk[32])
 {
 	struct hp_buf text = HP_BUF_INIT;
-	char path[64], id[17];
+	char path[64], id[SIGN_KEYID_SIZE];
 	int r;
 
 	if (!tree)
@@ -40,10 +40,10 @@ out:
 
 int store_verify_signature(struct store *st, git_tree *tree, bool allow_unsigned,
 			   const struct hp_buf *manifest, const struct hp_buf *sig,
-			   char ret_keyid[17])
+			   char ret_keyid[SIGN_KEYID_SIZE])
 {
 	unsigned char pk[32];
-	char keyid[17];
+	char keyid[SIGN_KEYID_SIZE];
 	int r;
 
 	if (sig->len == 0) {
@@ -110,7 +110,7 @@ struct import_ctx {
 	struct hp_manifest *m;
 	char *set_id;
 	git_oid man_oid, patch_oid, sig_oid;
-	char keyid[17];
+	char keyid[SIGN_KEYID_SIZE];
 };
 
 /* Same set id already in the tree: identical (1) or conflicting (-EEXIST). */
@@ -376,7 +376,7 @@ out:
 
 static int import_checks(struct import_ctx *c)
 {
-	char sha[65], win[40];
+	char sha[SIGN_SHA256_HEX_SIZE], win[40];
 	int r;
 
 	r = hp_manifest_parse(c->b.manifest.data, c->b.manifest.len, &c->m);
@@ -490,7 +490,7 @@ int store_key_trust(struct store *st, const char *pubkey_path)
 	git_tree *tree = NULL;
 	git_tree_update up;
 	unsigned char pk[32], have[32];
-	char keyid[17], path[64], hex[65];
+	char keyid[SIGN_KEYID_SIZE], path[64], hex[SIGN_SHA256_HEX_SIZE];
 	git_oid oid;
 	int fd = -1, r;
 

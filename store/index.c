@@ -525,7 +525,7 @@ static int verify_set(struct store_snap *snap, const char *set_id, const struct 
 {
 	struct verified_key k;
 	unsigned char pk[32];
-	char keyid[17], kid2[17], path[64], sha[65];
+	char keyid[SIGN_KEYID_SIZE], kid2[SIGN_KEYID_SIZE], path[64], sha[SIGN_SHA256_HEX_SIZE];
 	void *pub = NULL;
 	size_t pub_len;
 	bool cacheable;
@@ -558,7 +558,7 @@ static int verify_set(struct store_snap *snap, const char *set_id, const struct 
 	r = sign_parse_pubkey(pub, pub_len, pk, kid2);
 	free(pub);
 	if (r < 0)
-		return hp_err_prefix(-EKEYREJECTED, "%s: trusted key %s: ", set_id, keyid);
+		return hp_err_prefix_as(-EKEYREJECTED, r, "%s: trusted key %s: ", set_id, keyid);
 	r = sign_verify(sig, sig_len, man, man_len, pk);
 	if (r < 0)
 		return hp_err_prefix(r, "%s: ", set_id);

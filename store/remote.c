@@ -18,7 +18,7 @@ int store_log(struct store *st, int (*cb)(void *ctx, const struct store_log_entr
 {
 	git_revwalk *walk = NULL;
 	git_oid oid;
-	char head[41];
+	char head[HP_OID_HEX_SIZE];
 	int r = 0, g;
 
 	r = store_head(st, head);

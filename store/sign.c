@@ -28,7 +28,7 @@ static int sodium_ready(void)
 	return 0;
 }
 
-void sign_sha256_hex(const void *data, size_t len, char ret_hex[65])
+void sign_sha256_hex(const void *data, size_t len, char ret_hex[SIGN_SHA256_HEX_SIZE])
 {
 	unsigned char h[crypto_hash_sha256_BYTES];
 
@@ -36,7 +36,7 @@ void sign_sha256_hex(const void *data, size_t len, char ret_hex[65])
 	sodium_bin2hex(ret_hex, 65, h, sizeof(h));
 }
 
-static void keyid_of(const unsigned char pk[32], char ret_keyid[17])
+static void keyid_of(const unsigned char pk[32], char ret_keyid[SIGN_KEYID_SIZE])
 {
 	unsigned char h[crypto_hash_sha256_BYTES];
 
@@ -82,7 +82,7 @@ static int strip_line(const char *text, size_t len, const char *magic, const cha
 	return 0;
 }
 
-int sign_parse_pubkey(const char *text, size_t len, unsigned char ret_pk[32], char ret_keyid[17])
+int sign_parse_pubkey(const char *text, size_t len, unsigned char ret_pk[32], char ret_keyid[SIGN_KEYID_SIZE])
 {
 	unsigned char pk[32];
 	const char *hex;
@@ -152,7 +152,7 @@ out:
 int sign_generate(const char *dir)
 {
 	unsigned char pk[32], sk[64];
-	char skhex[129], pkhex[65];
+	char skhex[HP_BUILD_ID_HEX_SIZE], pkhex[SIGN_SHA256_HEX_SIZE];
 	char keypath[PATH_MAX], pubpath[PATH_MAX];
 	struct hp_buf text = HP_BUF_INIT;
 	struct stat sb;
@@ -201,7 +201,7 @@ int sign_manifest(const char *keyfile, const void *manifest, size_t len, struct 
 {
 	struct hp_buf key = HP_BUF_INIT, out = HP_BUF_INIT;
 	unsigned char sk[64], pk[32], sig[crypto_sign_BYTES];
-	char keyid[17], sighex[2 * crypto_sign_BYTES + 1];
+	char keyid[SIGN_KEYID_SIZE], sighex[2 * crypto_sign_BYTES + 1];
 	int r;
 
 	r = sodium_ready();
@@ -234,7 +234,7 @@ out:
 }
 
 /* "<keyid> <sighex>" of a signature text. */
-static int parse_sig(const char *text, size_t len, char ret_keyid[17],
+static int parse_sig(const char *text, size_t len, char ret_keyid[SIGN_KEYID_SIZE],
 		     unsigned char ret_sig[crypto_sign_BYTES])
 {
 	const char *rest;
@@ -253,7 +253,7 @@ static int parse_sig(const char *text, size_t len, char ret_keyid[17],
 	return 0;
 }
 
-int sign_keyid(const char *sig, size_t sig_len, char ret_keyid[17])
+int sign_keyid(const char *sig, size_t sig_len, char ret_keyid[SIGN_KEYID_SIZE])
 {
 	unsigned char raw[crypto_sign_BYTES];
 
@@ -264,7 +264,7 @@ int sign_verify(const char *sig, size_t sig_len, const void *manifest, size_t le
 		const unsigned char pk[32])
 {
 	unsigned char raw[crypto_sign_BYTES];
-	char keyid[17], pkid[17];
+	char keyid[SIGN_KEYID_SIZE], pkid[SIGN_KEYID_SIZE];
 	int r;
 
 	r = sodium_ready();

@@ -128,17 +128,21 @@ int bundle_write(const char *path, const struct bundle *b);
  * the exact manifest bytes; the manifest binds patch.so by patch-sha256.
  */
 #define SIGN_KEYID_HEX 16
+/* A key id as text and its NUL. */
+#define SIGN_KEYID_SIZE (SIGN_KEYID_HEX + 1)
+/* A SHA-256 as hex (32 bytes, 64 digits) and its NUL. */
+#define SIGN_SHA256_HEX_SIZE 65
 int sign_generate(const char *dir);
 int sign_manifest(const char *keyfile, const void *manifest, size_t len, struct hp_buf *ret_sig);
 /* Parse a public key file's text; ret_keyid gets 16 hex + NUL. */
-int sign_parse_pubkey(const char *text, size_t len, unsigned char ret_pk[32], char ret_keyid[17]);
+int sign_parse_pubkey(const char *text, size_t len, unsigned char ret_pk[32], char ret_keyid[SIGN_KEYID_SIZE]);
 /* Verify a signature text over manifest with one raw public key. -EKEYREJECTED if bad. */
 int sign_verify(const char *sig, size_t sig_len, const void *manifest, size_t len,
 		const unsigned char pk[32]);
 /* The keyid named in a signature text. */
-int sign_keyid(const char *sig, size_t sig_len, char ret_keyid[17]);
+int sign_keyid(const char *sig, size_t sig_len, char ret_keyid[SIGN_KEYID_SIZE]);
 /* SHA-256 hex of data (65 bytes incl. NUL). */
-void sign_sha256_hex(const void *data, size_t len, char ret_hex[65]);
+void sign_sha256_hex(const void *data, size_t len, char ret_hex[SIGN_SHA256_HEX_SIZE]);
 
 /* ---- signature check against the trusted keys of a tree (import.c) ----- */
 
@@ -149,7 +153,7 @@ void sign_sha256_hex(const void *data, size_t len, char ret_hex[65]);
  */
 int store_verify_signature(struct store *st, git_tree *tree, bool allow_unsigned,
 			   const struct hp_buf *manifest, const struct hp_buf *sig,
-			   char ret_keyid[17]);
+			   char ret_keyid[SIGN_KEYID_SIZE]);
 
 /* ---- withdrawn sets and revoked keys (withdraw.c) ------------------------ */
 
@@ -212,7 +216,7 @@ struct snap_index;
 struct store_snap {
 	git_repository *repo;    /* its own handle: readers never touch the store's */
 	git_odb *odb;
-	char commit[41];         /* "" for an empty store */
+	char commit[HP_OID_HEX_SIZE];         /* "" for an empty store */
 	git_oid root_oid;
 	bool has_root;
 	int64_t mtime;

@@ -128,7 +128,7 @@ const char *store_path(const struct store *st)
 	return st->path;
 }
 
-int store_head(struct store *st, char ret_oid[41])
+int store_head(struct store *st, char ret_oid[HP_OID_HEX_SIZE])
 {
 	git_oid oid;
 	int r;

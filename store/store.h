@@ -102,7 +102,7 @@ int store_withdrawn(struct store_snap *snap, const char *set_id, char *ret_reaso
 /* ---- history and remotes ------------------------------------------------ */
 
 struct store_log_entry {
-	char id[41];
+	char id[HP_OID_HEX_SIZE];
 	int64_t time;        /* commit time, seconds since the epoch */
 	const char *summary; /* first line of the message */
 	const char *message; /* whole message */
@@ -179,7 +179,7 @@ int store_build_manifest(const struct store_build_opts *opts, struct hp_manifest
 /* ---- queries ----------------------------------------------------------- */
 
 /* The commit id of HEAD (40 hex + NUL); cheap; "" for an empty store. */
-int store_head(struct store *st, char ret_oid[41]);
+int store_head(struct store *st, char ret_oid[HP_OID_HEX_SIZE]);
 
 /* Open an immutable view of the store at HEAD. */
 int store_snap_open(struct store *st, struct store_snap **ret);

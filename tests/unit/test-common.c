@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests: error slot, buffer, validators, file helpers. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +28,51 @@ static void test_err_slot(void **state)
 	hp_err_clear();
 	hp_err_prefix(-EBUSY, "apply 1: ");
 	assert_string_equal(hp_errmsg(-EBUSY), "apply 1: Device or resource busy");
+	hp_err_clear();
+}
+
+/* A message explains the errno it was written for, and no other. */
+static void test_err_tied(void **state)
+{
+	hp_err_clear();
+	/* left behind by an error that was handled (a fallback taken) */
+	hp_err(-ENOENT, "no set x");
+	/* a later bare -EIO reads as strerror, never as "no set x" */
+	assert_string_equal(hp_errmsg(-EIO), strerror(EIO));
+	/* and prefixing it does not pick up the stale message */
+	assert_int_equal(hp_err_prefix(-EIO, "read %s: ", "f"), -EIO);
+	assert_string_equal(hp_errmsg(-EIO), "read f: Input/output error");
+	assert_string_equal(hp_errmsg(-ENOENT), strerror(ENOENT));
+	/* a lower error reported as another keeps its words */
+	hp_err(-EINVAL, "not a key");
+	assert_int_equal(hp_err_prefix_as(-EKEYREJECTED, -EINVAL, "set s: key k: "), -EKEYREJECTED);
+	assert_string_equal(hp_errmsg(-EKEYREJECTED), "set s: key k: not a key");
+	assert_string_equal(hp_errmsg(-EINVAL), strerror(EINVAL));
+	/* ... and when the cause left no message, its strerror */
+	hp_err_clear();
+	hp_err_prefix_as(-EKEYREJECTED, -EINVAL, "k: ");
+	assert_string_equal(hp_errmsg(-EKEYREJECTED), "k: Invalid argument");
+	/* cleared: nothing of the operation before */
+	hp_err(-EBUSY, "function f active");
+	hp_err_clear();
+	assert_string_equal(hp_errmsg(-EBUSY), strerror(EBUSY));
+}
+
+static void *other_thread(void *arg)
+{
+	hp_err(-EACCES, "other thread");
+	return NULL;
+}
+
+static void test_err_thread(void **state)
+{
+	pthread_t t;
+
+	hp_err_clear();
+	hp_err(-EACCES, "this thread");
+	assert_int_equal(pthread_create(&t, NULL, other_thread, NULL), 0);
+	pthread_join(t, NULL);
+	assert_string_equal(hp_errmsg(-EACCES), "this thread");
 	hp_err_clear();
 }
 
@@ -123,6 +169,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_err_slot),
+		cmocka_unit_test(test_err_tied),
+		cmocka_unit_test(test_err_thread),
 		cmocka_unit_test(test_buf),
 		cmocka_unit_test(test_json_str),
 		cmocka_unit_test(test_validators),

@@ -89,7 +89,7 @@ static void objects(void **state)
 {
 	struct proc_maps m = { 0 };
 	struct proc_objects o = { 0 };
-	char bid[129];
+	char bid[HP_BUILD_ID_HEX_SIZE];
 	const struct proc_object *self = NULL, *libc = NULL;
 	uint64_t bias = 0, addr = 0, size = 0;
 	unsigned char type = 0;

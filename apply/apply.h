@@ -4,7 +4,8 @@
  * a running process, all or nothing, in one short stop; replaces one month
  * by the next; reverts; and reads back what is applied from the process's
  * own memory. Knows nothing of git or FUSE: callers hand it a manifest and
- * the patch object bytes. Shared SPEC section 6.
+ * the patch object bytes. What it guarantees: docs/contract.md; how:
+ * docs/engine.md.
  *
  * Errors: 0 or a negative errno, with a message in the calling thread's
  * error slot (hp_errmsg()):

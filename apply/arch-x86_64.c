@@ -135,7 +135,7 @@ static uint8_t *mov_imm64(uint8_t *p, uint8_t rex, uint8_t op, uint64_t v)
 
 /*
  * Give the thread of saved its registers back and jump where it resumes,
- * doing the kernel's restart logic by hand (FIELD-NOTES table): the
+ * doing the kernel's restart logic by hand (docs/engine.md, the restart table): the
  * caller-saved registers a system call or a function call may clobber,
  * then a jump through the word that follows.
  */
@@ -336,7 +336,7 @@ bool arch_restart_fixup(int mem_fd, uint64_t *regs)
 	/*
 	 * epoll_wait, semop, sigtimedwait, io_getevents, a recv with
 	 * SO_RCVTIMEO and the other calls the kernel never restarts return
-	 * -EINTR to a ptrace interrupt (FIELD-NOTES). The thread is in its
+	 * -EINTR to a ptrace interrupt (docs/engine.md). The thread is in its
 	 * interrupt stop, inside get_signal() on its way out of the call; the
 	 * kernel applies its restart logic to these registers after the stop,
 	 * once it knows whether a signal is delivered. -ERESTARTNOHAND is the

@@ -9,7 +9,7 @@
  * region before the jumps exist). Only the safety check and the jump writes
  * need every thread held.
  *
- * Remote system call (FIELD-NOTES): from an interrupt stop, set orig_rax =
+ * Remote system call (docs/engine.md): from an interrupt stop, set orig_rax =
  * -1 (the kernel must not apply its restart logic to our call), point rip at
  * the trampoline (arch_tramp_build: a syscall instruction, then what makes
  * the thread whole again should we die; written into zero padding after a

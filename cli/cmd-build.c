@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* hp build: make a patch-set bundle from C sources (shared SPEC section 3; docs/authoring.md). */
+/* hp build: make a patch-set bundle from C sources (docs/authoring.md). */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>

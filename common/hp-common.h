@@ -5,7 +5,7 @@
  * and CLI logging, and the patch-set manifest (the contract between the
  * store, which writes and verifies it, and the engine, which reads it).
  *
- * Conventions (see shared STYLE.md):
+ * Conventions (docs/contract.md, HACKING.md):
  *  - functions return 0 (or a count) on success and a negative errno on
  *    failure; the errno travels unchanged to the FUSE reply or exit status;
  *  - where the errno is too coarse, library code leaves a one-line human

@@ -3,7 +3,7 @@
  * ctl.h: the orchestration shared by hotpatchfs and hp. For a process: find
  * the targets it maps (apply_inspect), look their patch sets up in a store
  * snapshot (store_lookup), apply or revert through the engine, and say the
- * process state in the words of SPEC section 5. Also: the list of processes
+ * process state in the words of docs/contract.md. Also: the list of processes
  * that map a target the store knows, "all" in parallel, the control-file
  * grammar, and the caller permission check ("could this caller ptrace it").
  *
@@ -191,7 +191,7 @@ int ctl_results_format(const struct ctl_results *r, bool json, struct hp_buf *ou
 /* "ESRCH" for -ESRCH, "E123" for an unnamed one, "ok" for 0 and any positive value. */
 const char *ctl_errno_name(int err);
 
-/* ---- states (SPEC section 5) --------------------------------------------- */
+/* ---- states (docs/contract.md) -------------------------------------------- */
 
 enum ctl_state {
 	CTL_STATE_UP_TO_DATE,

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Process status in the SPEC's words, the process list and the report. */
+/* Process status in the words of docs/contract.md, the process list and the report. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * author.c: hp build (shared SPEC section 3). Compiles the author's C into a
+ * author.c: hp build (docs/authoring.md). Compiles the author's C into a
  * position-independent patch object (or takes a prebuilt one), reads BIN and
  * its debug file through libelf, checks every function the patch replaces and
  * every symbol it uses against BIN and the libraries BIN loads, then writes

@@ -4,7 +4,7 @@
  * <baseline>/BASELINE and <baseline>/<month>/<set>/{manifest,patch.so,signature};
  * bundles (libarchive) in and out; ed25519 signatures (libsodium); patch-set
  * authoring (hp build); the lookup the engine needs; a read-only snapshot
- * view of the tree for hotpatchfs. Shared SPEC sections 2-4 and 7.
+ * view of the tree for hotpatchfs. docs/store.md, docs/contract.md.
  *
  * Errors: 0 or a negative errno, with a message in the error slot
  * (hp_errmsg()). Thread safety: a struct store may be used by one thread at

@@ -7,7 +7,7 @@
 # Known limit, counted and printed, not failed: a kill while every thread
 # is held (or while one is being interrupted) lets the kernel detach a
 # thread parked in epoll_wait before we could rewind it, and it returns
-# EINTR (FIELD-NOTES: the kernel does not restart epoll_wait). The target
+# EINTR (docs/engine.md: the kernel does not restart epoll_wait). The target
 # runs with --eintr-ok so that it reports and goes on.
 . "$HP_TEST_LIB/harness.sh"
 . "$(dirname "$0")/test-engine-lib.sh"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The process states of SPEC section 5, each from a real process: up-to-date,
+# The process states of docs/contract.md, each from a real process: up-to-date,
 # not-up-to-date, hotpatched, needs-restart (an older baseline; a build no
 # baseline covers), in processes/PID/status, report and hp status --json.
 . "$HP_TEST_LIB/harness.sh"

@@ -24,7 +24,7 @@ ht_check "hotpatchfs mounts" fs_mount "$M"
 fs_mounted "$M" || { ht_end; exit 1; }
 
 # ---- layout -----------------------------------------------------------------
-ht_eq "root lists the SPEC's layout" "apply auto catalog events incoming last-error processes report revert status" \
+ht_eq "root lists the layout of fs/README.md" "apply auto catalog events incoming last-error processes report revert status" \
 	"$(ls "$M" | tr '\n' ' ' | sed 's/ $//')"
 modes=""
 for f in apply revert auto report status events last-error catalog incoming processes; do

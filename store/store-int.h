@@ -2,8 +2,10 @@
 /*
  * store-int.h: what the files of libhpstore share and nothing outside it
  * sees. Owners: store.c/git.c/import.c/index.c (repository, import, lookup),
- * bundle.c (archives in and out), sign.c (keys and signatures), author.c
- * (hp build), snap.c (the read-only catalog view).
+ * baseline.c (BASELINE files and the baseline months), bundle.c (archives in
+ * and out), sign.c (keys and signatures), remote.c (log, pull, push),
+ * snap.c (the read-only catalog view), path.c (the default store path),
+ * author.c and clobber.c (hp build).
  */
 #ifndef HP_STORE_INT_H
 #define HP_STORE_INT_H

@@ -28,4 +28,26 @@ ht_track_pid "$bystander"
 bash -c '. "$HP_TEST_LIB/harness.sh"; ht_begin inner2; ht_spawn sleep 300; exit 0'
 ht_check "a process the test did not start is left alone" kill -0 "$bystander"
 
+# ht_expect_fail takes only the failure it is told: the errno's words or the
+# exact status, and the message. Each case runs in an inner test; its "ok" or
+# "not ok" line is the verdict.
+verdict() {
+	bash -c '. "$HP_TEST_LIB/harness.sh"; ht_begin inner; '"$1"'; ht_end' 2>/dev/null |
+		sed -n 's/^\(ok\|not ok\) 1 - .*/\1/p'
+}
+ht_eq "expect_fail: the errno and message expected" ok \
+	"$(verdict "ht_expect_fail d ENOENT 'cat: .*nope' cat \$HT_TMP/nope")"
+ht_eq "expect_fail: another errno is not taken" "not ok" \
+	"$(verdict "ht_expect_fail d EACCES 'cat: .*nope' cat \$HT_TMP/nope")"
+ht_eq "expect_fail: the right errno, another message, is not taken" "not ok" \
+	"$(verdict "ht_expect_fail d ENOENT 'other' cat \$HT_TMP/nope")"
+ht_eq "expect_fail: a dead mount (ENOTCONN) is not taken for a refusal" "not ok" \
+	"$(verdict "ht_expect_fail d 1 'x' sh -c 'echo x: Transport endpoint is not connected >&2; exit 1'")"
+ht_eq "expect_fail: the exact exit status" ok "$(verdict "ht_expect_fail d 3 '' sh -c 'exit 3'")"
+ht_eq "expect_fail: another exit status is not taken" "not ok" \
+	"$(verdict "ht_expect_fail d 1 '' sh -c 'exit 2'")"
+ht_eq "expect_fail: '' means no output" "not ok" \
+	"$(verdict "ht_expect_fail d 1 '' sh -c 'echo noise; exit 1'")"
+ht_eq "expect_fail: success is not taken" "not ok" "$(verdict "ht_expect_fail d 1 '' true")"
+
 ht_end

@@ -69,7 +69,7 @@ ht_match "root's event is still in the log after 1,500 of the user's" \
 	"apply set=- result=EINVAL pause_us=- uid=0 reason=\"'notapid-by-root' is not a process id\"" "$log"
 ht_eq "the user keeps its newest 1,000 lines" 1000 "$(grep -c " uid=$(id -u "$U") " <<<"$log")"
 ht_match "... the newest of them" "junk-1499" "$(grep " uid=$(id -u "$U") " <<<"$log" | tail -n1)"
-ht_check_fail "... not the oldest" grep -q "junk-499'" <<<"$log"
+ht_expect_fail "... not the oldest" 1 '' grep -q "junk-499'" <<<"$log"
 ht_match "root's auto write from before is there too" "auto-off set=- result=ok pause_us=- uid=0" "$log"
 
 ht_end

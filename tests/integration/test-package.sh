@@ -82,6 +82,6 @@ apt-get -o DPkg::Lock::Timeout=300 remove -y -qq --purge hotpatch >"$T/pkg/remov
 rc=$?
 [ "$rc" -eq 0 ] && installed=false
 ht_eq "apt-get remove --purge hotpatch" 0 "$rc"
-ht_check_fail "hp is gone" test -e /usr/bin/hp
-ht_check_fail "the unit is gone" test -e /usr/lib/systemd/system/hotpatchfs.service
+ht_expect_fail "hp is gone" 1 '' test -e /usr/bin/hp
+ht_expect_fail "the unit is gone" 1 '' test -e /usr/lib/systemd/system/hotpatchfs.service
 ht_end

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "hp.h"
-#include "store.h"
+#include "author.h"
 
 #define BUILD_USAGE \
 	"build --target BIN [--debug DEBUGFILE] --baseline YYYY.MM --month YYYY-MM --name NAME\n" \
@@ -18,7 +18,7 @@
 	"         -o OUT.{tar,tar.gz,tgz,tar.xz,zip} SRC.c... | PATCH.so"
 
 /*
- * SIGINT, SIGTERM, SIGHUP during a build cancel it: store_build stops its
+ * SIGINT, SIGTERM, SIGHUP during a build cancel it: author_build stops its
  * compiler, removes its temporary directory and writes nothing; then hp dies
  * of the signal as it would have.
  */
@@ -117,7 +117,7 @@ int cmd_build(const struct hp_global *g, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct store_build_opts o;
+	struct author_opts o;
 	struct hp_manifest *m = NULL;
 	/* Each list holds at most argc entries plus the terminating NULL. */
 	const char **cves = calloc((size_t)argc + 1, sizeof(char *));
@@ -201,7 +201,7 @@ int cmd_build(const struct hp_global *g, int argc, char **argv)
 		sigemptyset(&sa.sa_mask);
 		for (size_t i = 0; i < 3; i++)
 			sigaction(build_signals[i], &sa, &old_sa[i]);
-		r = store_build_manifest(&o, &m);
+		r = author_build(&o, &m);
 		for (size_t i = 0; i < 3; i++)
 			sigaction(build_signals[i], &old_sa[i], NULL);
 		if (build_signal) {

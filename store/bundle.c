@@ -337,3 +337,13 @@ out:
 	}
 	return r;
 }
+
+int store_bundle_write(const char *path, const struct hp_buf *manifest, const struct hp_buf *patch,
+		       const struct hp_buf *signature)
+{
+	struct bundle b = { *manifest, *patch, HP_BUF_INIT };
+
+	if (signature)
+		b.signature = *signature;
+	return bundle_write(path, &b);
+}

@@ -285,3 +285,14 @@ int store_key_generate(const char *dir)
 {
 	return sign_generate(dir);
 }
+
+int store_sign_manifest(const char *keyfile, const void *manifest, size_t len,
+			struct hp_buf *ret_sig)
+{
+	return sign_manifest(keyfile, manifest, len, ret_sig);
+}
+
+void store_sha256_hex(const void *data, size_t len, char ret_hex[65])
+{
+	sign_sha256_hex(data, len, ret_hex);
+}

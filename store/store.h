@@ -2,9 +2,9 @@
 /*
  * store.h: the patch catalog. A bare git repository (libgit2) holding
  * <baseline>/BASELINE and <baseline>/<month>/<set>/{manifest,patch.so,signature};
- * bundles (libarchive) in and out; ed25519 signatures (libsodium); patch-set
- * authoring (hp build); the lookup the engine needs; a read-only snapshot
- * view of the tree for hotpatchfs. docs/store.md, docs/contract.md.
+ * bundles (libarchive) in and out; ed25519 signatures (libsodium); the
+ * lookup the engine needs; a read-only snapshot view of the tree for
+ * hotpatchfs. docs/store.md, docs/contract.md.
  *
  * Errors: 0 or a negative errno, with a message in the error slot
  * (hp_errmsg()). Thread safety: a struct store may be used by one thread at
@@ -125,56 +125,20 @@ int store_push(struct store *st, const char *remote);
  */
 int store_pack(struct store *st);
 
-/* ---- authoring (hp build) ----------------------------------------------- */
-
-struct store_build_opts {
-	const char *target;      /* BIN: unstripped, or stripped + debug_file */
-	const char *debug_file;  /* or NULL */
-	const char *baseline;
-	const char *month;
-	const char *name;
-	const char *sign_key;    /* path to hotpatch.key, or NULL: unsigned */
-	const char *description; /* optional */
-	const char *author;      /* optional */
-	const char *const *cves; /* optional, NULL-terminated */
-	const char *const *active_ok; /* function names flagged active-ok, NULL-terminated */
-	const char *const *sources;   /* .c files, or one prebuilt .so; NULL-terminated */
-	const char *output;      /* bundle path; format from extension (.tar, .tar.gz, .tar.xz, .zip) */
-	const char *cc;          /* compiler, NULL: $CC or "cc" */
-	const char *const *cflags; /* extra compiler flags, NULL-terminated, may be NULL */
-	/* "NAME@FILE": which of several local NAMEs of BIN is meant; NULL-terminated, may be NULL. */
-	const char *const *picks;
-	/*
-	 * Told what the author should know but is no error: compiler warnings
-	 * (and the compiler's output when it fails), weak symbols left
-	 * unresolved, a patch variable that shadows one of BIN. May be NULL.
-	 */
-	void (*note)(void *ctx, const char *msg);
-	void *note_ctx;
-	/*
-	 * Set non-zero (from a signal handler) to stop: the compiler is
-	 * terminated, the build fails with -ECANCELED, nothing is written.
-	 * May be NULL.
-	 */
-	const volatile sig_atomic_t *cancel;
-};
+/* ---- what the authoring tool (libhpauthor, author.h) writes with -------- */
 
 /*
- * Compile (or take the prebuilt .so), check it against BIN, write the
- * manifest, sign it when asked, write the bundle at opts->output (nothing is
- * left there on failure). Errors, each with a one-line message:
- *   -EINVAL   bad option (baseline, month, name, CVE, pick, output format),
- *             or the sources do not compile
- *   -ENOENT   a function or symbol the patch needs is not in BIN (or its libraries)
- *   -ENOEXEC  BIN has no build-id, a debug file of another build, a function
- *             too small for the jump, a patch object that does not fit BIN
- *   -ENOTUNIQ a local name is ambiguous in BIN (--pick NAME@FILE)
- *   -ENOTSUP  thread-local storage in the patch
- *   -ECANCELED opts->cancel was set
+ * Write a bundle at path, its format from the extension (.tar, .tar.gz,
+ * .tgz, .tar.xz, .zip); signature may be NULL or empty (unsigned). Nothing
+ * is left at path on failure.
  */
-int store_build(const struct store_build_opts *opts);
-/* The same, handing back the manifest written (ret_manifest may be NULL). */
-int store_build_manifest(const struct store_build_opts *opts, struct hp_manifest **ret_manifest);
+int store_bundle_write(const char *path, const struct hp_buf *manifest, const struct hp_buf *patch,
+		       const struct hp_buf *signature);
+/* Sign manifest's exact bytes with a hotpatch.key file (hp key generate). */
+int store_sign_manifest(const char *keyfile, const void *manifest, size_t len,
+			struct hp_buf *ret_sig);
+/* SHA-256 of data as 64 hex digits and a NUL (a manifest's patch-sha256). */
+void store_sha256_hex(const void *data, size_t len, char ret_hex[65]);
 
 /* ---- queries ----------------------------------------------------------- */
 

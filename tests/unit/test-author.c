@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Unit tests: authoring (store/author.c, store_build). Real compiles of the
+ * Unit tests: authoring (author/author.c, author_build). Real compiles of the
  * patch sources in tests/fixtures/author/ against the fixture targets built
  * by meson (PIE, non-PIE, no build-id); offsets checked against BIN's symbol
  * table read here independently with libelf; every refusal checked for its
@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "author.h"
 #include "store-int.h"
 
 #define SRC AUTHOR_FIXTURE_SRC
@@ -74,7 +75,7 @@ static void collect_note(void *ctx, const char *msg)
 	snprintf(f->notes + n, sizeof(f->notes) - n, "%s\n", msg);
 }
 
-static void opts_init(struct fx *f, struct store_build_opts *o, const char *target,
+static void opts_init(struct fx *f, struct author_opts *o, const char *target,
 		      const char *const *sources)
 {
 	memset(o, 0, sizeof(*o));
@@ -156,12 +157,12 @@ static bool exists(const char *path)
 }
 
 /* A refusal: errno, exact message, no bundle, no temporary left beside it. */
-static void expect_refusal(struct fx *f, const struct store_build_opts *o, int err,
+static void expect_refusal(struct fx *f, const struct author_opts *o, int err,
 			   const char *msg)
 {
 	struct hp_manifest *m = NULL;
 	char cmd[320];
-	int r = store_build_manifest(o, &m);
+	int r = author_build(o, &m);
 
 	assert_int_equal(r, err);
 	assert_null(m);
@@ -208,7 +209,7 @@ static void test_good(void **state)
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-good.c", NULL };
 	const char *cves[] = { "CVE-2026-0001", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	struct hp_manifest *m = NULL, *back = NULL;
 	struct hp_buf raw = HP_BUF_INIT;
 	struct bundle b = { HP_BUF_INIT, HP_BUF_INIT, HP_BUF_INIT };
@@ -220,7 +221,7 @@ static void test_good(void **state)
 	o.description = "fix compute";
 	o.author = "Security Team <sec@example.com>";
 	o.cves = cves;
-	assert_int_equal(store_build_manifest(&o, &m), 0);
+	assert_int_equal(author_build(&o, &m), 0);
 	assert_int_equal(m->n_funcs, 2);
 	check_func(m, TARGET, "compute", NULL);
 	check_func(m, TARGET, "greet", NULL);
@@ -279,13 +280,13 @@ static void test_patch_object(void **state)
 {
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-static.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	struct hp_buf raw = HP_BUF_INIT;
 	struct bundle b = { HP_BUF_INIT, HP_BUF_INIT, HP_BUF_INIT };
 	char so[128], cmd[512];
 
 	opts_init(f, &o, TARGET, src);
-	assert_int_equal(store_build(&o), 0);
+	assert_int_equal(author_build(&o, NULL), 0);
 	assert_int_equal(hp_read_file(f->out, STORE_BUNDLE_MAX_BYTES, &raw), 0);
 	assert_int_equal(bundle_read(raw.data, raw.len, &b), 0);
 	snprintf(so, sizeof(so), "%s/patch.so", f->dir);
@@ -314,11 +315,11 @@ static void test_static_helper_and_variable(void **state)
 	const char *targets[] = { TARGET, TARGET_NOPIE };
 
 	for (size_t t = 0; t < 2; t++) {
-		struct store_build_opts o;
+		struct author_opts o;
 		struct hp_manifest *m = NULL;
 
 		opts_init(f, &o, targets[t], src);
-		assert_int_equal(store_build_manifest(&o, &m), 0);
+		assert_int_equal(author_build(&o, &m), 0);
 		assert_int_equal(m->n_funcs, 1);
 		check_func(m, targets[t], "compute", NULL);
 		assert_int_equal(m->n_syms, 2);
@@ -338,12 +339,12 @@ static void test_pick(void **state)
 	const char *use[] = { SRC "/patch-ambig-use.c", NULL };
 	const char *pick_b[] = { "helper@target-b.c", NULL };
 	const char *pick_a[] = { "helper@target-a.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	struct hp_manifest *m = NULL;
 
 	opts_init(f, &o, TARGET, src);
 	o.picks = pick_b;
-	assert_int_equal(store_build_manifest(&o, &m), 0);
+	assert_int_equal(author_build(&o, &m), 0);
 	check_func(m, TARGET, "helper", "target-b.c");
 	/* helper is 5 bytes: exactly the jump, accepted. */
 	assert_int_equal(m->funcs[0].size, 5);
@@ -353,7 +354,7 @@ static void test_pick(void **state)
 
 	opts_init(f, &o, TARGET, use);
 	o.picks = pick_a;
-	assert_int_equal(store_build_manifest(&o, &m), 0);
+	assert_int_equal(author_build(&o, &m), 0);
 	check_sym(m, TARGET, "helper", "target-a.c");
 	assert_string_equal(find_sym(m, "helper")->file, "target-a.c");
 	hp_manifest_free(m);
@@ -366,12 +367,12 @@ static void test_global_over_local(void **state)
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-level.c", NULL };
 	const char *pick[] = { "level@target-a.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	struct hp_manifest *m = NULL;
 	uint64_t value = 0, size = 0;
 
 	opts_init(f, &o, TARGET, src);
-	assert_int_equal(store_build_manifest(&o, &m), 0);
+	assert_int_equal(author_build(&o, &m), 0);
 	elf_lookup(TARGET, "level", "", &value, &size);
 	assert_int_equal(find_sym(m, "level")->offset, value);
 	assert_null(find_sym(m, "level")->file);
@@ -383,7 +384,7 @@ static void test_global_over_local(void **state)
 
 	opts_init(f, &o, TARGET, src);
 	o.picks = pick;
-	assert_int_equal(store_build_manifest(&o, &m), 0);
+	assert_int_equal(author_build(&o, &m), 0);
 	check_sym(m, TARGET, "level", "target-a.c");
 	hp_manifest_free(m);
 	unlink(f->out);
@@ -394,7 +395,7 @@ static void test_no_function(void **state)
 	struct fx *f = *state;
 	char path[160];
 	const char *src[] = { path, NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 
 	write_src(f, "static-only.c", "static int unused(int x) { return x; }\n"
 		  "int (*keep)(int) = unused;\n", path, sizeof(path));
@@ -407,12 +408,12 @@ static void test_private_library(void **state)
 {
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-lib.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	struct hp_manifest *m = NULL;
 	char alone[160], cmd[400];
 
 	opts_init(f, &o, BLD "/author-target-lib", src);
-	assert_int_equal(store_build_manifest(&o, &m), 0);
+	assert_int_equal(author_build(&o, &m), 0);
 	check_func(m, BLD "/author-target-lib", "compute", NULL);
 	assert_int_equal(m->n_syms, 0);
 	assert_string_equal(f->notes, "");
@@ -436,7 +437,7 @@ static void test_local_namesake(void **state)
 	struct fx *f = *state;
 	char a[160], b[160];
 	const char *src[] = { a, b, NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 
 	write_src(f, "a.c", "static int compute(int x) { return x; }\n"
 		  "int (*keep)(int) = compute;\n", a, sizeof(a));
@@ -452,12 +453,12 @@ static void test_active_ok(void **state)
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-good.c", NULL };
 	const char *act[] = { "greet", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	struct hp_manifest *m = NULL;
 
 	opts_init(f, &o, TARGET, src);
 	o.active_ok = act;
-	assert_int_equal(store_build_manifest(&o, &m), 0);
+	assert_int_equal(author_build(&o, &m), 0);
 	assert_int_equal(hp_manifest_find_func(m, "greet")->flags, HP_FUNC_ACTIVE_OK);
 	assert_int_equal(hp_manifest_find_func(m, "compute")->flags, 0);
 	hp_manifest_free(m);
@@ -468,11 +469,11 @@ static void test_weak_left(void **state)
 {
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-weak.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	struct hp_manifest *m = NULL;
 
 	opts_init(f, &o, TARGET, src);
-	assert_int_equal(store_build_manifest(&o, &m), 0);
+	assert_int_equal(author_build(&o, &m), 0);
 	assert_int_equal(m->n_syms, 0);
 	assert_non_null(strstr(f->notes, "weak symbol optional_hook: neither BIN nor its "
 				"libraries provide it; it stays null"));
@@ -484,7 +485,7 @@ static void test_signed(void **state)
 {
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-good.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	struct hp_buf raw = HP_BUF_INIT, pub = HP_BUF_INIT;
 	struct bundle b = { HP_BUF_INIT, HP_BUF_INIT, HP_BUF_INIT };
 	char keydir[96], key[128], pubpath[128], keyid[17];
@@ -496,7 +497,7 @@ static void test_signed(void **state)
 	assert_int_equal(sign_generate(keydir), 0);
 	opts_init(f, &o, TARGET, src);
 	o.sign_key = key;
-	assert_int_equal(store_build(&o), 0);
+	assert_int_equal(author_build(&o, NULL), 0);
 	assert_int_equal(hp_read_file(f->out, STORE_BUNDLE_MAX_BYTES, &raw), 0);
 	assert_int_equal(bundle_read(raw.data, raw.len, &b), 0);
 	assert_true(b.signature.len > 0);
@@ -519,7 +520,7 @@ static void test_prebuilt(void **state)
 	char so[128], cmd[512];
 	const char *src[] = { so, NULL };
 	const char *two[] = { so, SRC "/patch-good.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	struct hp_manifest *m = NULL;
 
 	snprintf(so, sizeof(so), "%s/prebuilt.so", f->dir);
@@ -527,7 +528,7 @@ static void test_prebuilt(void **state)
 		 SRC "/patch-static.c");
 	assert_int_equal(system(cmd), 0);
 	opts_init(f, &o, TARGET, src);
-	assert_int_equal(store_build_manifest(&o, &m), 0);
+	assert_int_equal(author_build(&o, &m), 0);
 	check_func(m, TARGET, "compute", NULL);
 	check_sym(m, TARGET, "counter", NULL);
 	hp_manifest_free(m);
@@ -540,7 +541,7 @@ static void test_prebuilt(void **state)
 	assert_int_equal(system(cmd), 0);
 	{
 		struct hp_manifest *none = NULL;
-		int r = store_build_manifest(&o, &none);
+		int r = author_build(&o, &none);
 
 		assert_int_equal(r, -EINVAL);
 		assert_string_equal(hp_errmsg(r), "a prebuilt patch object must be given alone");
@@ -554,7 +555,7 @@ static void test_debug_file(void **state)
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-static.c", NULL };
 	char stripped[128], dbg[128], dbg_other[128], cmd[1024];
-	struct store_build_opts o;
+	struct author_opts o;
 	struct hp_manifest *m = NULL;
 
 	snprintf(stripped, sizeof(stripped), "%s/author-target", f->dir);
@@ -568,7 +569,7 @@ static void test_debug_file(void **state)
 
 	opts_init(f, &o, stripped, src);
 	o.debug_file = dbg;
-	assert_int_equal(store_build_manifest(&o, &m), 0);
+	assert_int_equal(author_build(&o, &m), 0);
 	check_func(m, TARGET, "compute", NULL);
 	check_sym(m, TARGET, "bump", NULL);
 	check_sym(m, TARGET, "counter", NULL);
@@ -584,7 +585,7 @@ static void test_debug_file(void **state)
 	m = NULL;
 	unlink(f->out);
 	opts_init(f, &o, stripped, src);
-	assert_int_equal(store_build_manifest(&o, &m), 0);
+	assert_int_equal(author_build(&o, &m), 0);
 	unsetenv("HP_DEBUG_DIR");
 	check_sym(m, TARGET, "counter", NULL);
 	assert_non_null(strstr(f->notes, "BIN is stripped: using its debug file "));
@@ -594,7 +595,7 @@ static void test_debug_file(void **state)
 
 	/* Stripped, no debug file: the statics are gone, and the message says what to do. */
 	opts_init(f, &o, stripped, src);
-	assert_int_equal(store_build_manifest(&o, &m), -ENOENT);
+	assert_int_equal(author_build(&o, &m), -ENOENT);
 	assert_string_equal(hp_errmsg(-ENOENT), "function compute: not in BIN (BIN is stripped: "
 			    "give its debug file with --debug)");
 	assert_false(exists(f->out));
@@ -602,7 +603,7 @@ static void test_debug_file(void **state)
 	/* A debug file of another build. */
 	opts_init(f, &o, stripped, src);
 	o.debug_file = dbg_other;
-	assert_int_equal(store_build_manifest(&o, &m), -ENOEXEC);
+	assert_int_equal(author_build(&o, &m), -ENOEXEC);
 	assert_non_null(strstr(hp_errmsg(-ENOEXEC), "is of another build"));
 	assert_false(exists(f->out));
 	unlink(stripped);
@@ -625,12 +626,12 @@ static void test_source_date_epoch(void **state)
 {
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-good.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	struct hp_manifest *m = NULL;
 
 	opts_init(f, &o, TARGET, src);
 	setenv("SOURCE_DATE_EPOCH", "1770724800", 1);
-	assert_int_equal(store_build_manifest(&o, &m), 0);
+	assert_int_equal(author_build(&o, &m), 0);
 	assert_string_equal(m->created, "2026-02-10T12:00:00Z");
 	hp_manifest_free(m);
 	unlink(f->out);
@@ -645,7 +646,7 @@ static void test_missing_function(void **state)
 {
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-missing.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 
 	opts_init(f, &o, TARGET, src);
 	expect_refusal(f, &o, -ENOENT, "function no_such_function: not in BIN");
@@ -655,7 +656,7 @@ static void test_too_small(void **state)
 {
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-tiny.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 
 	opts_init(f, &o, TARGET, src);
 	expect_refusal(f, &o, -ENOEXEC, "function nothing: 1 byte, too small for the 5-byte jump");
@@ -667,7 +668,7 @@ static void test_ambiguous(void **state)
 	const char *src[] = { SRC "/patch-ambig.c", NULL };
 	const char *use[] = { SRC "/patch-ambig-use.c", NULL };
 	const char *bad_pick[] = { "helper@target-main.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 
 	opts_init(f, &o, TARGET, src);
 	expect_refusal(f, &o, -ENOTUNIQ, "function helper: ambiguous in BIN (target-a.c, "
@@ -685,7 +686,7 @@ static void test_undefined_symbol(void **state)
 {
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-undef.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 
 	opts_init(f, &o, TARGET, src);
 	expect_refusal(f, &o, -ENOENT, "symbol mystery_helper needed by the patch: neither BIN "
@@ -696,7 +697,7 @@ static void test_compiler_variant(void **state)
 {
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-variant.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	uint64_t value = 0, size = 0;
 
 	/* The fixture has the variant, and only it. */
@@ -711,7 +712,7 @@ static void test_no_build_id(void **state)
 {
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-good.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 
 	opts_init(f, &o, TARGET_NOBID, src);
 	expect_refusal(f, &o, -ENOEXEC, "BIN has no build-id: " TARGET_NOBID
@@ -722,7 +723,7 @@ static void test_tls(void **state)
 {
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-tls.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 
 	opts_init(f, &o, TARGET, src);
 	expect_refusal(f, &o, -ENOTSUP, "the patch defines thread-local variables: not supported");
@@ -734,7 +735,7 @@ static void test_tls_extern_and_ifunc(void **state)
 	char tls[160], ifn[160];
 	const char *src_tls[] = { tls, NULL };
 	const char *src_ifn[] = { ifn, NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 
 	write_src(f, "tls.c",
 		  "extern __thread int depth __attribute__((tls_model(\"initial-exec\")));\n"
@@ -757,7 +758,7 @@ static void test_cancel(void **state)
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-good.c", NULL };
 	static volatile sig_atomic_t stop = 1;
-	struct store_build_opts o;
+	struct author_opts o;
 	char cmd[160];
 
 	opts_init(f, &o, TARGET, src);
@@ -772,7 +773,7 @@ static void test_output_dir_missing(void **state)
 {
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-good.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	char out[160];
 
 	snprintf(out, sizeof(out), "%s/no-such-dir/set.tar", f->dir);
@@ -791,7 +792,7 @@ static void test_new_library(void **state)
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-static.c", NULL };
 	const char *flags[] = { "-Wl,--no-as-needed", "-lm", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 
 	opts_init(f, &o, TARGET, src);
 	o.cflags = flags;
@@ -802,12 +803,12 @@ static void test_compile_error(void **state)
 {
 	struct fx *f = *state;
 	const char *src[] = { SRC "/patch-broken.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	struct hp_manifest *m = NULL;
 	int r;
 
 	opts_init(f, &o, TARGET, src);
-	r = store_build_manifest(&o, &m);
+	r = author_build(&o, &m);
 	assert_int_equal(r, -EINVAL);
 	assert_non_null(strstr(hp_errmsg(r), "compiling the patch failed: "));
 	assert_non_null(strstr(hp_errmsg(r), "patch-broken.c:4"));
@@ -826,7 +827,7 @@ static void test_bad_options(void **state)
 	const char *unused_pick[] = { "bump@target-main.c", NULL };
 	const char *bad_active[] = { "nothing", NULL };
 	const char *missing_src[] = { SRC "/no-such-file.c", NULL };
-	struct store_build_opts o;
+	struct author_opts o;
 	char out_bad[160];
 
 	opts_init(f, &o, TARGET, src);
@@ -871,7 +872,7 @@ static void test_bad_options(void **state)
 	opts_init(f, &o, TARGET, src);
 	o.output = out_bad;
 	{
-		int r = store_build(&o);
+		int r = author_build(&o, NULL);
 
 		assert_int_equal(r, -EINVAL);
 		assert_non_null(strstr(hp_errmsg(r), "unknown bundle format"));

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "store-int.h"
+#include "author-int.h"
 
 extern char **environ;
 
@@ -38,7 +38,6 @@ extern char **environ;
 #define AUTHOR_CC_OUT_MAX (1u << 20)
 #define AUTHOR_LDCACHE_MAX (8u << 20)
 #define AUTHOR_TEXT_MAX 1024     /* description, author: docs/manifest.md */
-#define AUTHOR_JUMP_SIZE 5       /* jmp rel32 */
 /*
  * Where distributions install separate debug files, by build-id under
  * .build-id/; $HP_DEBUG_DIR overrides it (gdb's debug-file-directory).
@@ -194,63 +193,6 @@ static int author_elf_open(const char *path, struct author_elf *ret)
 fail:
 	author_elf_close(&ef);
 	return r;
-}
-
-/* Look for the GNU build-id in one note buffer. */
-static bool note_build_id(Elf_Data *d, char ret_hex[129])
-{
-	static const char hex[] = "0123456789abcdef";
-	GElf_Nhdr nh;
-	size_t off = 0, noff, doff;
-
-	while ((off = gelf_getnote(d, off, &nh, &noff, &doff)) > 0) {
-		const unsigned char *p = (const unsigned char *)d->d_buf + doff;
-
-		if (nh.n_type != NT_GNU_BUILD_ID || nh.n_namesz != 4 ||
-		    memcmp((const char *)d->d_buf + noff, "GNU", 4) != 0)
-			continue;
-		if (nh.n_descsz == 0 || nh.n_descsz > 64)
-			continue;
-		for (size_t i = 0; i < nh.n_descsz; i++) {
-			ret_hex[2 * i] = hex[p[i] >> 4];
-			ret_hex[2 * i + 1] = hex[p[i] & 15];
-		}
-		ret_hex[2 * nh.n_descsz] = '\0';
-		return true;
-	}
-	return false;
-}
-
-/* 0, or -ENOENT (no message) when the file has no GNU build-id note. */
-static int elf_build_id(Elf *elf, char ret_hex[129])
-{
-	Elf_Scn *scn = NULL;
-	size_t nph = 0;
-
-	while ((scn = elf_nextscn(elf, scn))) {
-		GElf_Shdr sh;
-		Elf_Data *d;
-
-		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE)
-			continue;
-		d = elf_getdata(scn, NULL);
-		if (d && d->d_buf && note_build_id(d, ret_hex))
-			return 0;
-	}
-	/* No section headers (sstrip): the PT_NOTE segments. */
-	if (elf_getphdrnum(elf, &nph) < 0)
-		return -ENOENT;
-	for (size_t i = 0; i < nph; i++) {
-		GElf_Phdr ph;
-		Elf_Data *d;
-
-		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_NOTE)
-			continue;
-		d = elf_getdata_rawchunk(elf, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_NHDR);
-		if (d && d->d_buf && note_build_id(d, ret_hex))
-			return 0;
-	}
-	return -ENOENT;
 }
 
 static Elf_Scn *find_section(Elf *elf, GElf_Word type)
@@ -665,7 +607,7 @@ out:
 }
 
 struct author {
-	const struct store_build_opts *opts;
+	const struct author_opts *opts;
 	char tmpdir[PATH_MAX];
 	struct strv ldcache;  /* ld.so.cache entries: soname, path, soname, path, ... */
 	bool ldcache_read;
@@ -1064,22 +1006,6 @@ static bool is_tls_reloc(GElf_Word type)
 	}
 }
 
-/* Relocation types the engine applies in a patch object (apply/load.c). */
-static bool engine_reloc_ok(GElf_Word type)
-{
-	switch (type) {
-	case R_X86_64_NONE:
-	case R_X86_64_64:
-	case R_X86_64_PC32:
-	case R_X86_64_GLOB_DAT:
-	case R_X86_64_JUMP_SLOT:
-	case R_X86_64_RELATIVE:
-		return true;
-	default:
-		return false;
-	}
-}
-
 /*
  * What the engine cannot load: thread-local storage (it cannot give a patch
  * its own TLS block), ifuncs, relocations it does not apply (text
@@ -1121,7 +1047,7 @@ static int patch_check_loadable(struct author_elf *ef)
 			if (!gelf_getrela(d, (int)i, &rel))
 				continue;
 			type = (GElf_Word)GELF_R_TYPE(rel.r_info);
-			if (engine_reloc_ok(type))
+			if (hp_x86_64_reloc_applied(type))
 				continue;
 			if (symd && GELF_R_SYM(rel.r_info) &&
 			    gelf_getsym(symd, (int)GELF_R_SYM(rel.r_info), &s))
@@ -1293,7 +1219,7 @@ static bool text_ok(const char *s)
 }
 
 /* The --pick for name: its file, or NULL. */
-static const char *pick_for(const struct store_build_opts *o, const char *name)
+static const char *pick_for(const struct author_opts *o, const char *name)
 {
 	size_t n = strlen(name);
 
@@ -1304,7 +1230,7 @@ static const char *pick_for(const struct store_build_opts *o, const char *name)
 }
 
 /* Everything checkable before compiling; fills the fixed fields of m. */
-static int check_opts(const struct store_build_opts *o, struct hp_manifest *m)
+static int check_opts(const struct author_opts *o, struct hp_manifest *m)
 {
 	char dir[PATH_MAX], real[PATH_MAX];
 	const char *target_name;
@@ -1462,7 +1388,7 @@ static int eh_frame_end(struct author *a, char *path, size_t cap)
 
 static int compile(struct author *a, const char *so_path)
 {
-	const struct store_build_opts *o = a->opts;
+	const struct author_opts *o = a->opts;
 	const char *cc = o->cc;
 	struct strv args = { NULL, 0 };
 	struct hp_buf out = HP_BUF_INIT;
@@ -1575,7 +1501,7 @@ static void find_debug_file(struct author *a, const char *build_id, struct autho
 		 dir && *dir ? dir : AUTHOR_DEBUG_DIR, build_id, build_id + 2);
 	if (access(path, R_OK) < 0 || author_elf_open(path, dbg) < 0)
 		goto out;
-	if (elf_build_id(dbg->elf, id) < 0 || strcmp(id, build_id) ||
+	if (hp_elf_build_id(dbg->elf, id) < 0 || strcmp(id, build_id) ||
 	    !find_section(dbg->elf, SHT_SYMTAB)) {
 		author_elf_close(dbg);
 		goto out;
@@ -1589,7 +1515,7 @@ out:
 static int open_target(struct author *a, struct author_elf *bin, struct author_elf *dbg,
 		       char build_id[129])
 {
-	const struct store_build_opts *o = a->opts;
+	const struct author_opts *o = a->opts;
 	char dbg_id[129];
 	int r;
 
@@ -1600,7 +1526,7 @@ static int open_target(struct author *a, struct author_elf *bin, struct author_e
 		r = hp_err(-ENOEXEC, "%s: not an executable or shared library", o->target);
 		goto out;
 	}
-	if (elf_build_id(bin->elf, build_id) < 0) {
+	if (hp_elf_build_id(bin->elf, build_id) < 0) {
 		r = hp_err(-ENOEXEC, "BIN has no build-id: %s (link it with -Wl,--build-id)",
 			   o->target);
 		goto out;
@@ -1613,7 +1539,7 @@ static int open_target(struct author *a, struct author_elf *bin, struct author_e
 	r = author_elf_open(o->debug_file, dbg);
 	if (r < 0)
 		goto out;
-	if (elf_build_id(dbg->elf, dbg_id) < 0)
+	if (hp_elf_build_id(dbg->elf, dbg_id) < 0)
 		r = hp_err(-ENOEXEC, "debug file %s has no build-id", o->debug_file);
 	else if (strcmp(dbg_id, build_id))
 		r = hp_err(-ENOEXEC, "debug file %s is of another build (build-id %s, BIN has %s)",
@@ -1680,7 +1606,7 @@ static void check_ipa_ra(struct author *a, struct author_elf *bin, struct author
 static int analyse(struct author *a, struct author_elf *bin, struct author_elf *dbg,
 		   const char *so_path, struct hp_manifest *m)
 {
-	const struct store_build_opts *o = a->opts;
+	const struct author_opts *o = a->opts;
 	struct bin_syms bs = { NULL, 0, { NULL, 0 }, false };
 	struct author_libs libs = { NULL, 0, { NULL, 0 } };
 	struct patch_info pi;
@@ -1748,10 +1674,10 @@ static int analyse(struct author *a, struct author_elf *bin, struct author_elf *
 			r = hp_err(-ENOTSUP, "function %s: an ifunc in BIN, not supported", name);
 			goto out;
 		}
-		if (s->size < AUTHOR_JUMP_SIZE) {
+		if (s->size < HP_X86_64_JUMP_LEN) {
 			r = hp_err(-ENOEXEC, "function %s: %" PRIu64 " byte%s, too small for the "
 				   "%d-byte jump", name, s->size, s->size == 1 ? "" : "s",
-				   AUTHOR_JUMP_SIZE);
+				   HP_X86_64_JUMP_LEN);
 			goto out;
 		}
 		r = hp_manifest_add_func(m, name, pick, s->value, s->size,
@@ -1867,12 +1793,12 @@ static int utc_now(char ret[32])
 	return 0;
 }
 
-int store_build_manifest(const struct store_build_opts *opts, struct hp_manifest **ret_manifest)
+int author_build(const struct author_opts *opts, struct hp_manifest **ret_manifest)
 {
 	struct author a;
 	struct author_elf bin = AUTHOR_ELF_INIT;
 	struct author_elf dbg = AUTHOR_ELF_INIT;
-	struct bundle b = { HP_BUF_INIT, HP_BUF_INIT, HP_BUF_INIT };
+	struct hp_buf b_manifest = HP_BUF_INIT, b_patch = HP_BUF_INIT, b_sig = HP_BUF_INIT;
 	struct hp_manifest *m = NULL, *check = NULL;
 	char so_path[PATH_MAX + 16], build_id[129], sha[65], created[32];
 	const char *tmp = getenv("TMPDIR");
@@ -1921,12 +1847,12 @@ int store_build_manifest(const struct store_build_opts *opts, struct hp_manifest
 	if (r < 0)
 		goto out;
 
-	r = hp_read_file(so_path, STORE_MEMBER_MAX_BYTES, &b.patch);
+	r = hp_read_file(so_path, STORE_MEMBER_MAX_BYTES, &b_patch);
 	if (r < 0) {
 		r = hp_err_prefix(r, "%s: ", so_path);
 		goto out;
 	}
-	sign_sha256_hex(b.patch.data, b.patch.len, sha);
+	store_sha256_hex(b_patch.data, b_patch.len, sha);
 	r = hp_manifest_set_str(&m->build_id, build_id);
 	if (r >= 0)
 		r = hp_manifest_set_str(&m->patch_sha256, sha);
@@ -1935,17 +1861,17 @@ int store_build_manifest(const struct store_build_opts *opts, struct hp_manifest
 	if (r >= 0)
 		r = hp_manifest_validate(m);
 	if (r >= 0)
-		r = hp_manifest_format(m, &b.manifest);
+		r = hp_manifest_format(m, &b_manifest);
 	if (r < 0)
 		goto out;
 	/* What the store and the engine will read back must be what we meant. */
-	r = hp_manifest_parse(b.manifest.data, b.manifest.len, &check);
+	r = hp_manifest_parse(b_manifest.data, b_manifest.len, &check);
 	if (r < 0) {
 		r = hp_err_prefix(r, "manifest: ");
 		goto out;
 	}
 	if (opts->sign_key) {
-		r = sign_manifest(opts->sign_key, b.manifest.data, b.manifest.len, &b.signature);
+		r = store_sign_manifest(opts->sign_key, b_manifest.data, b_manifest.len, &b_sig);
 		if (r < 0)
 			goto out;
 	}
@@ -1953,8 +1879,8 @@ int store_build_manifest(const struct store_build_opts *opts, struct hp_manifest
 		r = hp_err(-ECANCELED, "interrupted");
 		goto out;
 	}
-	/* bundle_write writes a temporary file and renames it: nothing at OUT on failure. */
-	r = bundle_write(opts->output, &b);
+	/* store_bundle_write writes a temporary file and renames it: nothing at OUT on failure. */
+	r = store_bundle_write(opts->output, &b_manifest, &b_patch, &b_sig);
 out:
 	if (a.tmpdir[0])
 		tmpdir_remove(a.tmpdir);
@@ -1962,15 +1888,12 @@ out:
 	author_elf_close(&dbg);
 	author_elf_close(&bin);
 	hp_manifest_free(check);
-	bundle_release(&b);
+	hp_buf_release(&b_manifest);
+	hp_buf_release(&b_patch);
+	hp_buf_release(&b_sig);
 	if (r < 0 || !ret_manifest)
 		hp_manifest_free(m);
 	else
 		*ret_manifest = m;
 	return r < 0 ? r : 0;
-}
-
-int store_build(const struct store_build_opts *opts)
-{
-	return store_build_manifest(opts, NULL);
 }

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store-int.h"
+#include "author-int.h"
 
 #ifdef HAVE_CAPSTONE
 #include <capstone/capstone.h>

@@ -257,7 +257,14 @@ static int read_dynamic(const void *so, size_t len, const struct load_image *img
 		case DT_REL:
 			return hp_err(-ENOEXEC, "patch object: REL relocations unsupported");
 		case DT_TEXTREL:
-			return hp_err(-ENOEXEC, "patch object: text relocations (build with -fPIC)");
+			/*
+			 * Relocations in code are applied here, to this process's
+			 * copy of the image, before it is mapped with its final
+			 * protections: the code is never writable in the target.
+			 * hp build --diff makes them (PC-relative references from
+			 * code built with -fPIE to the target's own data).
+			 */
+			break;
 		default: break;
 		}
 	}

@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <gelf.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -73,7 +74,7 @@ static const char *const std_lib_dirs[] = {
 	"/lib", "/usr/lib", NULL
 };
 
-static bool in_list(const char *const *list, const char *s)
+bool in_list(const char *const *list, const char *s)
 {
 	for (; list && *list; list++)
 		if (!strcmp(*list, s))
@@ -83,12 +84,8 @@ static bool in_list(const char *const *list, const char *s)
 
 /* ---- string vectors -------------------------------------------------------- */
 
-struct strv {
-	char **v;
-	size_t n;
-};
 
-static void strv_release(struct strv *sv)
+void strv_release(struct strv *sv)
 {
 	for (size_t i = 0; i < sv->n; i++)
 		free(sv->v[i]);
@@ -97,7 +94,7 @@ static void strv_release(struct strv *sv)
 	sv->n = 0;
 }
 
-static bool strv_has(const struct strv *sv, const char *s)
+bool strv_has(const struct strv *sv, const char *s)
 {
 	for (size_t i = 0; i < sv->n; i++)
 		if (!strcmp(sv->v[i], s))
@@ -106,7 +103,7 @@ static bool strv_has(const struct strv *sv, const char *s)
 }
 
 /* Add a copy of the first len bytes of s. */
-static int strv_addn(struct strv *sv, const char *s, size_t len)
+int strv_addn(struct strv *sv, const char *s, size_t len)
 {
 	char **v, *p;
 
@@ -123,23 +120,23 @@ static int strv_addn(struct strv *sv, const char *s, size_t len)
 	return 0;
 }
 
-static int strv_add(struct strv *sv, const char *s)
+int strv_add(struct strv *sv, const char *s)
 {
 	return strv_addn(sv, s, strlen(s));
 }
 
-static int cmp_str(const void *a, const void *b)
+int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Symbol names in .symtab may carry a version ("stdout@GLIBC_2.2.5"); C names cannot. */
-static size_t symname_len(const char *s)
+size_t symname_len(const char *s)
 {
 	return strcspn(s, "@");
 }
 
-static const char *base_name(const char *path)
+const char *base_name(const char *path)
 {
 	const char *s = strrchr(path, '/');
 
@@ -148,15 +145,8 @@ static const char *base_name(const char *path)
 
 /* ---- ELF files ------------------------------------------------------------- */
 
-struct author_elf {
-	char *path;
-	int fd;
-	Elf *elf;
-	GElf_Ehdr eh;
-};
-#define AUTHOR_ELF_INIT { .path = NULL, .fd = -1, .elf = NULL }
 
-static void author_elf_close(struct author_elf *ef)
+void author_elf_close(struct author_elf *ef)
 {
 	if (ef->elf)
 		elf_end(ef->elf);
@@ -168,7 +158,7 @@ static void author_elf_close(struct author_elf *ef)
 	ef->fd = -1;
 }
 
-static int author_elf_open(const char *path, struct author_elf *ret)
+int author_elf_open(const char *path, struct author_elf *ret)
 {
 	struct author_elf ef = AUTHOR_ELF_INIT;
 	int r;
@@ -195,7 +185,7 @@ fail:
 	return r;
 }
 
-static Elf_Scn *find_section(Elf *elf, GElf_Word type)
+Elf_Scn *find_section(Elf *elf, GElf_Word type)
 {
 	Elf_Scn *scn = NULL;
 
@@ -209,7 +199,7 @@ static Elf_Scn *find_section(Elf *elf, GElf_Word type)
 }
 
 /* Number of entries of a symbol or relocation section, bounded by its data. */
-static size_t section_count(Elf_Scn *scn, Elf_Data *d, Elf_Type t)
+size_t section_count(Elf_Scn *scn, Elf_Data *d, Elf_Type t)
 {
 	GElf_Shdr sh;
 
@@ -221,23 +211,9 @@ static size_t section_count(Elf_Scn *scn, Elf_Data *d, Elf_Type t)
 
 /* ---- BIN's symbol table ---------------------------------------------------- */
 
-struct bin_sym {
-	char *name;       /* without version */
-	const char *file; /* STT_FILE a local belongs to, or NULL for a global */
-	uint64_t value;
-	uint64_t size;
-	unsigned char type;
-	unsigned char bind;
-};
 
-struct bin_syms {
-	struct bin_sym *v;
-	size_t n;
-	struct strv files;
-	bool full;        /* from .symtab (static symbols present), not .dynsym only */
-};
 
-static void bin_syms_release(struct bin_syms *bs)
+void bin_syms_release(struct bin_syms *bs)
 {
 	for (size_t i = 0; i < bs->n; i++)
 		free(bs->v[i].name);
@@ -258,7 +234,7 @@ static int cmp_bin_sym(const void *a, const void *b)
 }
 
 /* The defined symbols of ef (.symtab, else .dynsym), sorted by name. */
-static int bin_syms_load(struct author_elf *ef, struct bin_syms *ret)
+int bin_syms_load(struct author_elf *ef, struct bin_syms *ret)
 {
 	struct bin_syms bs = { NULL, 0, { NULL, 0 }, true };
 	const char *cur_file = NULL;
@@ -336,7 +312,7 @@ out:
 }
 
 /* Index of the first symbol called name, or bs->n. */
-static size_t bin_syms_first(const struct bin_syms *bs, const char *name)
+size_t bin_syms_first(const struct bin_syms *bs, const char *name)
 {
 	size_t lo = 0, hi = bs->n;
 
@@ -379,7 +355,7 @@ static const char *missing_hint(const struct bin_syms *bs, const char *name, cha
 	return buf;
 }
 
-static bool file_matches(const char *file, const char *pick)
+bool file_matches(const char *file, const char *pick)
 {
 	size_t lf, lp;
 
@@ -413,8 +389,6 @@ static void candidate_list(const struct bin_sym *const *c, size_t n, char *buf, 
 	}
 }
 
-struct author;
-static void author_note(struct author *a, const char *fmt, ...) HP_PRINTF(2, 3);
 
 /*
  * Find name in BIN. what is "function" (want a function) or "symbol".
@@ -606,14 +580,8 @@ out:
 	return 0;
 }
 
-struct author {
-	const struct author_opts *opts;
-	char tmpdir[PATH_MAX];
-	struct strv ldcache;  /* ld.so.cache entries: soname, path, soname, path, ... */
-	bool ldcache_read;
-};
 
-static void author_note(struct author *a, const char *fmt, ...)
+void author_note(struct author *a, const char *fmt, ...)
 {
 	char msg[HP_ERRMSG_MAX];
 	va_list ap;
@@ -626,7 +594,7 @@ static void author_note(struct author *a, const char *fmt, ...)
 	a->opts->note(a->opts->note_ctx, msg);
 }
 
-static bool cancelled(const struct author *a)
+bool cancelled(const struct author *a)
 {
 	return a->opts->cancel && *a->opts->cancel;
 }
@@ -640,7 +608,7 @@ static bool cancelled(const struct author *a)
  * driver, killed alone, removes its temporary files while cc1 or as go on
  * and write theirs again after it (left behind in $TMPDIR).
  */
-static int run_cmd(struct author *a, char *const argv[], const char *out_path, int *ret_status)
+int run_cmd(struct author *a, char *const argv[], const char *out_path, int *ret_status)
 {
 	const struct timespec tick = { 0, 5 * 1000 * 1000 };
 	posix_spawn_file_actions_t fa;
@@ -1295,8 +1263,29 @@ static int check_opts(const struct author_opts *o, struct hp_manifest *m)
 		if (++n_src > AUTHOR_MAX_SOURCES)
 			return hp_err(-E2BIG, "more than %d sources", AUTHOR_MAX_SOURCES);
 	}
-	if (n_src == 0)
+	if (o->diffs && o->diffs[0]) {
+		size_t n_diffs = 0;
+
+		if (n_src)
+			return hp_err(-EINVAL, "give either sources or --diff, not both");
+		if (!o->source_dir)
+			return hp_err(-EINVAL, "--diff needs --source DIR, the target's source tree");
+		for (const char *const *p = o->diffs; *p; p++) {
+			if (access(*p, R_OK) < 0)
+				return hp_err(-errno, "%s: %s", *p, strerror(errno));
+			if (++n_diffs > AUTHOR_MAX_SOURCES)
+				return hp_err(-E2BIG, "more than %d diffs", AUTHOR_MAX_SOURCES);
+		}
+		if (access(o->source_dir, R_OK | X_OK) < 0)
+			return hp_err(-errno, "--source %s: %s", o->source_dir, strerror(errno));
+		if (o->compile_commands && access(o->compile_commands, R_OK) < 0)
+			return hp_err(-errno, "--compile-commands %s: %s", o->compile_commands,
+				      strerror(errno));
+	} else if (o->source_dir || o->compile_commands) {
+		return hp_err(-EINVAL, "--source and --compile-commands go with --diff");
+	} else if (n_src == 0) {
 		return hp_err(-EINVAL, "no sources: give the patch's .c files or one prebuilt .so");
+	}
 	if (o->sign_key && access(o->sign_key, R_OK) < 0)
 		return hp_err(-errno, "signing key %s: %s", o->sign_key, strerror(errno));
 	if (access(o->target, R_OK) < 0)
@@ -1348,7 +1337,7 @@ static bool is_shared_object(const char *path)
  * "error:" line; for a link error, the linker's line before collect2's
  * summary), the whole text as a note.
  */
-static const char *first_error_line(char *text)
+const char *first_error_line(char *text)
 {
 	char *line = strstr(text, "error:");
 	char *prev;
@@ -1467,23 +1456,21 @@ out:
 	return r;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+/* The private temporary directory and everything in it (a --diff build copies a tree). */
 static void tmpdir_remove(const char *dir)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
-
-	if (d) {
-		while ((e = readdir(d))) {
-			char p[PATH_MAX + 256];
-
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-			unlink(p);
-		}
-		closedir(d);
-	}
-	rmdir(dir);
+	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ---- analysis -------------------------------------------------------------- */
@@ -1600,6 +1587,67 @@ static void check_ipa_ra(struct author *a, struct author_elf *bin, struct author
 			    "values there across the call (see IPA-RA in docs/authoring.md)",
 			    f->name, names);
 	}
+}
+
+/*
+ * A replaced function that BIN also inlined into other functions: those
+ * copies keep the old code. BIN's DWARF (DW_TAG_inlined_subroutine) names
+ * them; a caller the patch replaces too is fine. Refused unless
+ * --allow-inlined, which makes it a note. Said once: BIN built with LTO.
+ */
+static int check_inlined(struct author *a, struct author_elf *syms, const struct hp_manifest *m)
+{
+	struct dw_info di;
+	int r;
+
+	r = dw_info_load(syms->path, &di);
+	if (r < 0) {
+		author_note(a, "BIN's DWARF could not be read (%s): inlined copies are not checked",
+			    hp_errmsg(r));
+		hp_err_clear();
+		return 0;
+	}
+	if (!di.has_dwarf) {
+		author_note(a, "BIN has no DWARF: copies of a replaced function inlined elsewhere "
+			    "cannot be found (give --debug)");
+		goto out;
+	}
+	if (di.lto && !a->opts->diffs)
+		author_note(a, "BIN is built with link-time optimisation (LTO): functions are "
+			    "inlined across files as well; check each replaced function's callers");
+	for (size_t i = 0; i < m->n_funcs; i++) {
+		const char *name = m->funcs[i].name;
+		struct hp_buf list = HP_BUF_INIT;
+		size_t n = 0;
+
+		for (size_t k = 0; k < di.n_funcs; k++) {
+			const struct dw_func *f = &di.funcs[k];
+
+			if (!f->concrete || !strv_has(&f->inlined, name) ||
+			    hp_manifest_find_func(m, f->name))
+				continue;
+			if (n < 8)
+				hp_buf_addf(&list, "%s%s", n ? ", " : "", f->name);
+			n++;
+		}
+		if (n > 8)
+			hp_buf_addf(&list, " and %zu more", n - 8);
+		if (n && !a->opts->allow_inlined) {
+			r = hp_err(-EEXIST, "function %s: BIN also has copies of it inlined into %s: "
+				   "they keep the old code; replace those too, or give "
+				   "--allow-inlined", name, list.data);
+			hp_buf_release(&list);
+			goto out;
+		}
+		if (n)
+			author_note(a, "function %s: BIN also has copies of it inlined into %s: they "
+				    "keep the old code (--allow-inlined)", name, list.data);
+		hp_buf_release(&list);
+	}
+	r = 0;
+out:
+	dw_info_release(&di);
+	return r;
 }
 
 /* Fill m's func and sym lines from the patch object at so_path. */
@@ -1743,6 +1791,9 @@ static int analyse(struct author *a, struct author_elf *bin, struct author_elf *
 		}
 	}
 
+	r = check_inlined(a, dbg->elf ? dbg : bin, m);
+	if (r < 0)
+		goto out;
 	check_ipa_ra(a, bin, dbg, &patch, m);
 
 	/* No new libraries: the engine maps nothing but the patch object. */
@@ -1802,9 +1853,13 @@ int author_build(const struct author_opts *opts, struct hp_manifest **ret_manife
 	struct hp_manifest *m = NULL, *check = NULL;
 	char so_path[PATH_MAX + 16], build_id[129], sha[65], created[32];
 	const char *tmp = getenv("TMPDIR");
-	bool prebuilt;
+	struct diff_result dres;
+	struct author_opts eff;
+	const char **picks = NULL;
+	bool prebuilt, diff_mode;
 	int r;
 
+	memset(&dres, 0, sizeof(dres));
 	if (!opts)
 		return hp_err(-EINVAL, "no options");
 	hp_err_clear();
@@ -1818,8 +1873,9 @@ int author_build(const struct author_opts *opts, struct hp_manifest **ret_manife
 		r = utc_now(created);
 	if (r < 0)
 		goto out;
-	prebuilt = is_shared_object(opts->sources[0]);
-	for (size_t i = 1; opts->sources[i]; i++)
+	diff_mode = opts->diffs && opts->diffs[0];
+	prebuilt = !diff_mode && is_shared_object(opts->sources[0]);
+	for (size_t i = 1; !diff_mode && opts->sources[i]; i++)
 		if (prebuilt || is_shared_object(opts->sources[i])) {
 			r = hp_err(-EINVAL, "a prebuilt patch object must be given alone");
 			goto out;
@@ -1835,7 +1891,31 @@ int author_build(const struct author_opts *opts, struct hp_manifest **ret_manife
 		a.tmpdir[0] = '\0';
 		goto out;
 	}
-	if (prebuilt) {
+	if (diff_mode) {
+		struct bin_syms bs = { NULL, 0, { NULL, 0 }, false };
+
+		snprintf(so_path, sizeof(so_path), "%s/patch.so", a.tmpdir);
+		r = bin_syms_load(dbg.elf ? &dbg : &bin, &bs);
+		if (r >= 0)
+			r = diff_make(&a, &bin, dbg.elf ? &dbg : &bin, &bs, so_path, &dres);
+		bin_syms_release(&bs);
+		if (r < 0)
+			goto out;
+		/* The locals of BIN the patch replaces or uses, named with their file. */
+		for (const char *const *p = opts->picks; p && *p && r >= 0; p++)
+			if (!strv_has(&dres.picks, *p))
+				r = strv_add(&dres.picks, *p);
+		picks = calloc(dres.picks.n + 1, sizeof(*picks));
+		if (r < 0 || !picks) {
+			r = r < 0 ? r : -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < dres.picks.n; i++)
+			picks[i] = dres.picks.v[i];
+		eff = *opts;
+		eff.picks = picks;
+		a.opts = &eff;
+	} else if (prebuilt) {
 		snprintf(so_path, sizeof(so_path), "%s", opts->sources[0]);
 	} else {
 		snprintf(so_path, sizeof(so_path), "%s/patch.so", a.tmpdir);
@@ -1844,6 +1924,10 @@ int author_build(const struct author_opts *opts, struct hp_manifest **ret_manife
 			goto out;
 	}
 	r = analyse(&a, &bin, &dbg, so_path, m);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; i + 1 < dres.whys.n && r >= 0; i += 2)
+		r = hp_manifest_set_why(m, dres.whys.v[i], dres.whys.v[i + 1]);
 	if (r < 0)
 		goto out;
 
@@ -1885,6 +1969,8 @@ out:
 	if (a.tmpdir[0])
 		tmpdir_remove(a.tmpdir);
 	strv_release(&a.ldcache);
+	diff_result_release(&dres);
+	free(picks);
 	author_elf_close(&dbg);
 	author_elf_close(&bin);
 	hp_manifest_free(check);

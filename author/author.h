@@ -30,6 +30,19 @@ struct author_opts {
 	const char *const *cves; /* optional, NULL-terminated */
 	const char *const *active_ok; /* function names flagged active-ok, NULL-terminated */
 	const char *const *sources;   /* .c files, or one prebuilt .so; NULL-terminated */
+	/*
+	 * From the upstream fix instead of sources (docs/authoring.md): the
+	 * target's source tree at the baseline, the unified diffs applied to it
+	 * as patch -p1 would, and the compile commands of its translation units
+	 * (NULL: source_dir/compile_commands.json). force: a rebuild that
+	 * differs from BIN is a warning, not a refusal.
+	 */
+	const char *source_dir;
+	const char *const *diffs;     /* NULL-terminated */
+	const char *compile_commands;
+	bool force;
+	/* Hand-written mode: a replaced function with inlined copies in BIN is a note, not a refusal. */
+	bool allow_inlined;
 	const char *output;      /* bundle path; format from extension (.tar, .tar.gz, .tar.xz, .zip) */
 	const char *cc;          /* compiler, NULL: $CC or "cc" */
 	const char *const *cflags; /* extra compiler flags, NULL-terminated, may be NULL */
@@ -61,7 +74,11 @@ struct author_opts {
  *   -ENOEXEC  BIN has no build-id, a debug file of another build, a function
  *             too small for the jump, a patch object that does not fit BIN
  *   -ENOTUNIQ a local name is ambiguous in BIN (--pick NAME@FILE)
- *   -ENOTSUP  thread-local storage in the patch
+ *   -ENOTSUP  thread-local storage in the patch; from a diff: a change that
+ *             cannot be hot-swapped (data, layout, new variable, LTO)
+ *   -EEXIST   hand-written: a replaced function has inlined copies in BIN
+ *             (allow_inlined to go on)
+ *   -EBADMSG  from a diff: the rebuilt original is not BIN (force to go on)
  *   -ECANCELED opts->cancel was set
  */
 int author_build(const struct author_opts *opts, struct hp_manifest **ret_manifest);

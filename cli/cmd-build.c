@@ -15,7 +15,9 @@
 	"build --target BIN [--debug DEBUGFILE] --baseline YYYY.MM --month YYYY-MM --name NAME\n" \
 	"         [--sign KEY] [--description TEXT] [--author TEXT] [--cve CVE-YYYY-NNNN]...\n" \
 	"         [--active-ok FUNC]... [--pick NAME@FILE]... [--cc CC] [--cflag FLAG]...\n" \
-	"         -o OUT.{tar,tar.gz,tgz,tar.xz,zip} SRC.c... | PATCH.so"
+	"         -o OUT.{tar,tar.gz,tgz,tar.xz,zip} SRC.c... | PATCH.so\n" \
+	"   or: hp build --target BIN --source DIR --diff FIX.patch... [--compile-commands FILE]\n" \
+	"         [--force] --baseline YYYY.MM --month YYYY-MM --name NAME [--sign KEY] ... -o OUT"
 
 /*
  * SIGINT, SIGTERM, SIGHUP during a build cancel it: author_build stops its
@@ -54,8 +56,13 @@ static void print_json(const struct hp_manifest *m, const char *out, bool is_sig
 			hp_json_str(f->file);
 		else
 			printf("null");
-		printf(",\"offset\":%" PRIu64 ",\"size\":%" PRIu64 ",\"active_ok\":%s}", f->offset,
-		       f->size, (f->flags & HP_FUNC_ACTIVE_OK) ? "true" : "false");
+		printf(",\"offset\":%" PRIu64 ",\"size\":%" PRIu64 ",\"active_ok\":%s,\"why\":",
+		       f->offset, f->size, (f->flags & HP_FUNC_ACTIVE_OK) ? "true" : "false");
+		if (f->why)
+			hp_json_str(f->why);
+		else
+			printf("null");
+		printf("}");
 	}
 	printf("],\"symbols\":[");
 	for (size_t i = 0; i < m->n_syms; i++) {
@@ -80,9 +87,10 @@ static void print_human(const struct hp_manifest *m, const char *out, bool is_si
 	for (size_t i = 0; i < m->n_funcs; i++) {
 		const struct hp_manifest_func *f = &m->funcs[i];
 
-		printf("  func %s%s%s at 0x%" PRIx64 ", %" PRIu64 " bytes%s\n", f->name,
+		printf("  func %s%s%s at 0x%" PRIx64 ", %" PRIu64 " bytes%s%s%s\n", f->name,
 		       f->file ? "@" : "", f->file ? f->file : "", f->offset, f->size,
-		       (f->flags & HP_FUNC_ACTIVE_OK) ? ", active-ok" : "");
+		       (f->flags & HP_FUNC_ACTIVE_OK) ? ", active-ok" : "", f->why ? ": " : "",
+		       f->why ? f->why : "");
 	}
 	for (size_t i = 0; i < m->n_syms; i++) {
 		const struct hp_manifest_sym *s = &m->syms[i];
@@ -95,6 +103,7 @@ static void print_human(const struct hp_manifest *m, const char *out, bool is_si
 enum {
 	OPT_TARGET = 0x100, OPT_DEBUG, OPT_BASELINE, OPT_MONTH, OPT_NAME, OPT_SIGN,
 	OPT_DESCRIPTION, OPT_AUTHOR, OPT_CVE, OPT_ACTIVE_OK, OPT_PICK, OPT_CC, OPT_CFLAG,
+	OPT_SOURCE, OPT_DIFF, OPT_COMPILE_COMMANDS, OPT_FORCE, OPT_ALLOW_INLINED,
 };
 
 int cmd_build(const struct hp_global *g, int argc, char **argv)
@@ -113,6 +122,11 @@ int cmd_build(const struct hp_global *g, int argc, char **argv)
 		{ "pick", required_argument, NULL, OPT_PICK },
 		{ "cc", required_argument, NULL, OPT_CC },
 		{ "cflag", required_argument, NULL, OPT_CFLAG },
+		{ "source", required_argument, NULL, OPT_SOURCE },
+		{ "diff", required_argument, NULL, OPT_DIFF },
+		{ "compile-commands", required_argument, NULL, OPT_COMPILE_COMMANDS },
+		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "allow-inlined", no_argument, NULL, OPT_ALLOW_INLINED },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -125,11 +139,12 @@ int cmd_build(const struct hp_global *g, int argc, char **argv)
 	const char **picks = calloc((size_t)argc + 1, sizeof(char *));
 	const char **cflags = calloc((size_t)argc + 1, sizeof(char *));
 	const char **sources = calloc((size_t)argc + 1, sizeof(char *));
-	size_t n_cves = 0, n_active = 0, n_picks = 0, n_cflags = 0, n_sources = 0;
+	const char **diffs = calloc((size_t)argc + 1, sizeof(char *));
+	size_t n_cves = 0, n_active = 0, n_picks = 0, n_cflags = 0, n_sources = 0, n_diffs = 0;
 	int c, r, status = 0;
 
 	memset(&o, 0, sizeof(o));
-	if (!cves || !active || !picks || !cflags || !sources) {
+	if (!cves || !active || !picks || !cflags || !sources || !diffs) {
 		status = hp_fail("build", -ENOMEM);
 		goto out;
 	}
@@ -156,6 +171,11 @@ int cmd_build(const struct hp_global *g, int argc, char **argv)
 		case OPT_PICK: picks[n_picks++] = optarg; break;
 		case OPT_CC: o.cc = optarg; break;
 		case OPT_CFLAG: cflags[n_cflags++] = optarg; break;
+		case OPT_SOURCE: o.source_dir = optarg; break;
+		case OPT_DIFF: diffs[n_diffs++] = optarg; break;
+		case OPT_COMPILE_COMMANDS: o.compile_commands = optarg; break;
+		case OPT_FORCE: o.force = true; break;
+		case OPT_ALLOW_INLINED: o.allow_inlined = true; break;
 		case 'o': o.output = optarg; break;
 		case 'h':
 			printf("usage: hp %s\n", BUILD_USAGE);
@@ -177,7 +197,9 @@ int cmd_build(const struct hp_global *g, int argc, char **argv)
 		/* One line naming what is missing; the full usage is hp build --help. */
 		const char *missing = !o.target ? "--target BIN" : !o.baseline ? "--baseline YYYY.MM" :
 				      !o.month ? "--month YYYY-MM" : !o.name ? "--name NAME" :
-				      !o.output ? "-o OUT" : n_sources == 0 ? "SRC.c... or PATCH.so" : NULL;
+				      !o.output ? "-o OUT" :
+				      n_sources == 0 && n_diffs == 0 ? "SRC.c... or PATCH.so (or --diff)" :
+				      n_diffs && !o.source_dir ? "--source DIR" : NULL;
 
 		if (missing) {
 			fprintf(stderr, "hp build: missing %s (see hp build --help)\n", missing);
@@ -190,6 +212,7 @@ int cmd_build(const struct hp_global *g, int argc, char **argv)
 	o.picks = picks;
 	o.cflags = cflags;
 	o.sources = sources;
+	o.diffs = diffs;
 	o.note = build_note;
 	o.cancel = &build_signal;
 
@@ -224,5 +247,6 @@ out:
 	free(picks);
 	free(cflags);
 	free(sources);
+	free(diffs);
 	return status;
 }

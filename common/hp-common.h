@@ -145,6 +145,7 @@ struct hp_manifest_func {
 	uint64_t offset; /* st_value in BIN: runtime address = load bias + offset */
 	uint64_t size;   /* st_size in BIN, >= 5 */
 	unsigned flags;  /* HP_FUNC_* */
+	char *why;       /* why it is replaced (hp build --diff), or NULL */
 };
 
 struct hp_manifest_sym {
@@ -192,6 +193,8 @@ int hp_manifest_add_cve(struct hp_manifest *m, const char *cve);
 /* "BASELINE/MONTH/NAME", malloc'd. */
 char *hp_manifest_set_id(const struct hp_manifest *m);
 
+/* Record why function name is replaced (a "why" line); -ENOENT when it is not listed. */
+int hp_manifest_set_why(struct hp_manifest *m, const char *name, const char *text);
 const struct hp_manifest_func *hp_manifest_find_func(const struct hp_manifest *m, const char *name);
 
 #endif

@@ -51,6 +51,7 @@ void hp_manifest_free(struct hp_manifest *m)
 	for (size_t i = 0; i < m->n_funcs; i++) {
 		free(m->funcs[i].name);
 		free(m->funcs[i].file);
+		free(m->funcs[i].why);
 	}
 	free(m->funcs);
 	for (size_t i = 0; i < m->n_syms; i++) {
@@ -353,6 +354,35 @@ static int set_text(char **field, const char *key, const char *rest)
 	return hp_manifest_set_str(field, rest);
 }
 
+/* "why NAME TEXT": why the set replaces function NAME (hp build --diff says). */
+static int parse_why(struct hp_manifest *m, char *rest)
+{
+	size_t n = strcspn(rest, " \t");
+	char *text = rest + n;
+
+	while (*text == ' ' || *text == '\t')
+		text++;
+	if (!n || !*text)
+		return hp_err(-EINVAL, "why: expected NAME TEXT");
+	rest[n] = '\0';
+	for (size_t i = 0; i < m->n_funcs; i++)
+		if (!strcmp(m->funcs[i].name, rest))
+			return set_text(&m->funcs[i].why, "why", text);
+	return hp_err(-EINVAL, "why %s: no func %s before it", rest, rest);
+}
+
+int hp_manifest_set_why(struct hp_manifest *m, const char *name, const char *text)
+{
+	for (size_t i = 0; i < m->n_funcs; i++)
+		if (!strcmp(m->funcs[i].name, name)) {
+			if (strlen(text) > TEXT_MAX_LEN || !printable_text(text))
+				return hp_err(-EINVAL, "why %s: control character or longer than %d "
+					      "bytes", name, TEXT_MAX_LEN);
+			return hp_manifest_set_str(&m->funcs[i].why, text);
+		}
+	return hp_err(-ENOENT, "why %s: no such function in the manifest", name);
+}
+
 static bool valid_target(const char *s)
 {
 	if (!*s || strlen(s) > 255 || strchr(s, '/') || !strcmp(s, ".") || !strcmp(s, ".."))
@@ -422,6 +452,8 @@ static int parse_line(struct hp_manifest *m, char *line, bool *seen_header)
 		return parse_func(m, rest);
 	if (!strcmp(key, "sym"))
 		return parse_sym(m, rest);
+	if (!strcmp(key, "why"))
+		return parse_why(m, rest);
 	return hp_err(-EINVAL, "unknown key '%s'", key);
 }
 
@@ -529,6 +561,8 @@ int hp_manifest_format(const struct hp_manifest *m, struct hp_buf *out)
 		if (f->flags & HP_FUNC_ACTIVE_OK)
 			ADD(" active-ok");
 		ADD("\n");
+		if (f->why)
+			ADD("why %s %s\n", f->name, f->why);
 	}
 	for (size_t i = 0; i < m->n_syms; i++) {
 		const struct hp_manifest_sym *s = &m->syms[i];

@@ -193,8 +193,21 @@ err=$("$HP_BIN" build --baseline 2026.01 --month 2026-02 --name x -o "$OUT/u.tar
 ht_eq "no --target: exit 2" 2 "$("$HP_BIN" build --baseline 2026.01 --month 2026-02 --name x \
 	-o "$OUT/u.tar" "$FIX/patch-good.c" >/dev/null 2>&1; echo $?)"
 ht_eq "no --target: one line" "hp build: missing --target BIN (see hp build --help)" "$err"
-ht_eq "no sources: one line" "hp build: missing SRC.c... or PATCH.so (see hp build --help)" \
+ht_eq "no sources: one line" "hp build: missing SRC.c... or PATCH.so (or --diff) (see hp build --help)" \
 	"$(build -o "$OUT/u.tar" 2>&1)"
+ht_eq "--diff without --source: exit 2" 2 "$(build --diff "$FIX/patch-good.c" -o "$OUT/u.tar" >/dev/null 2>&1; echo $?)"
+ht_eq "--diff without --source: one line" "hp build: missing --source DIR (see hp build --help)" \
+	"$(build --diff "$FIX/patch-good.c" -o "$OUT/u.tar" 2>&1)"
+refuse "--source without --diff" '--source and --compile-commands go with --diff' \
+	--source "$FIX" "$FIX/patch-good.c"
+refuse "sources and --diff" 'give either sources or --diff, not both' \
+	--source "$FIX" --diff "$FIX/patch-good.c" "$FIX/patch-good.c"
+refuse "a --diff that is not there" "$HT_TMP/none.patch: No such file or directory" \
+	--source "$FIX" --diff "$HT_TMP/none.patch"
+refuse "a --compile-commands that is not there" "--compile-commands $HT_TMP/cc.json: No such file or directory" \
+	--source "$FIX" --diff "$FIX/patch-good.c" --compile-commands "$HT_TMP/cc.json"
+refuse "a --diff that is no diff" "diff $FIX/patch-good.c: not a unified diff \\(no \\+\\+\\+ line\\)" \
+	--source "$FIX" --diff "$FIX/patch-good.c"
 ht_match "hp build --help shows every option" '--debug DEBUGFILE.*--pick NAME@FILE' \
 	"$("$HP_BIN" build --help | tr '\n' ' ')"
 err=$(build --frobnicate -o "$OUT/u.tar" "$FIX/patch-good.c" 2>&1)

@@ -1114,6 +1114,14 @@ static int patch_info_load(struct author_elf *ef, const struct author_elf *bin,
 				   (int)len, name);
 			break;
 		}
+		/*
+		 * Weak definitions are C++ template instantiations and inline
+		 * functions the patch's code made for itself: they stay local to
+		 * the patch (the engine binds the patch's references to its own
+		 * definitions) and replace nothing of BIN.
+		 */
+		if (type == STT_FUNC && bind == STB_WEAK)
+			continue;
 		if (type == STT_FUNC) {
 			char *tmp = strndup(name, len);
 

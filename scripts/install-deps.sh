@@ -8,7 +8,7 @@ PKGS="gcc libc6-dev pkg-config meson ninja-build git
 libfuse3-dev fuse3 libarchive-dev libgit2-dev libelf-dev libcmocka-dev
 libsodium-dev libunwind-dev ansible tar xz-utils zip
 shellcheck man-db groff-base procps libcapstone-dev wrk
-g++ gdb binutils
+g++ gdb binutils libdw-dev libjson-c-dev patch
 debhelper dpkg-dev"
 
 missing=""

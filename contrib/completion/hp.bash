@@ -139,8 +139,12 @@ _hp() {
 	case $cmd in
 	build)
 		case $prev in
-		--target | --debug | --sign | -o | --output)
+		--target | --debug | --sign | -o | --output | --source | --compile-commands)
 			_hp_files '*' "$cur"
+			return 0
+			;;
+		--diff)
+			_hp_files '*.@(patch|diff)' "$cur"
 			return 0
 			;;
 		--cc)
@@ -162,6 +166,7 @@ _hp() {
 		if [[ $cur == -* ]]; then
 			COMPREPLY=($(compgen -W "--target --debug --baseline --month --name --sign
 				--description --author --cve --active-ok --pick --cc --cflag --output -o
+				--source --diff --compile-commands --force --allow-inlined
 				--help $globals" -- "$cur"))
 		else
 			_hp_files '*.@(c|so)' "$cur"

@@ -35,9 +35,9 @@ ht_eq "import options" "--force --help --json --replace --store" "$(comp "$HP_BI
 ht_eq "apply options" "--help --json --retries --store" "$(comp "$HP_BIN" apply --)"
 ht_eq "report options" "--check --help --json --name --state --store --target" "$(comp "$HP_BIN" report --)"
 ht_eq "report --state: the states" "needs-restart not-up-to-date" "$(comp "$HP_BIN" report --state n)"
-ht_eq "build options" "--active-ok --author --baseline --cc --cflag --cve --debug --description --help --json --month --name --output --pick --sign --store --target" \
+ht_eq "build options" "--active-ok --allow-inlined --author --baseline --cc --cflag --compile-commands --cve --debug --description --diff --force --help --json --month --name --output --pick --sign --source --store --target" \
 	"$(comp "$HP_BIN" build --)"
-ht_eq "build option prefix" "--cc --cflag --cve" "$(comp "$HP_BIN" build --c)"
+ht_eq "build option prefix" "--cc --cflag --compile-commands --cve" "$(comp "$HP_BIN" build --c)"
 
 # Files: bundles for import, C sources for build, directories for --store.
 mkdir -p "$HT_TMP/files/sub"

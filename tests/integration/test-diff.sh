@@ -160,4 +160,47 @@ void hp_case_query(long x, char *out, size_t size)
 EOF2
 ht_check "hand-written, the inlining caller replaced too: built" hand "$HT_TMP/hand.c"
 
+# C++: the template instantiations a patch makes (std::vector<long>) are weak
+# and stay local to it; only the function defined on purpose is replaced.
+cat >"$HT_TMP/cxx.cc" <<'EOF2'
+#include <cstdio>
+#include <vector>
+namespace {
+__attribute__((noinline)) long handle(long x) { return x + 1; }
+}
+__attribute__((noinline)) long total(long n)
+{
+	std::vector<long> v;
+	for (long i = 0; i < n; i++)
+		v.push_back(handle(i));
+	long s = 0;
+	for (long x : v)
+		s += x;
+	return s;
+}
+int main(int argc, char **) { std::printf("%ld\n", total(argc)); }
+EOF2
+cat >"$HT_TMP/cxx-fix.cc" <<'EOF2'
+#include <vector>
+long total(long n)
+{
+	std::vector<long> v;
+	for (long i = 0; i < n && i < 1000; i++)
+		v.push_back(i + 1);
+	long s = 0;
+	for (long x : v)
+		s += x;
+	return s;
+}
+EOF2
+if c++ -O2 -g -o "$HT_TMP/cxx" "$HT_TMP/cxx.cc" -Wl,--build-id; then
+	ht_check "C++: a patch using std::vector builds" "$HP_BIN" build --target "$HT_TMP/cxx" \
+		--cc c++ --baseline 2026.01 --month 2026-02 --name cxx -o "$HT_TMP/cxx.tar" \
+		"$HT_TMP/cxx-fix.cc"
+	ht_eq "C++: only the function defined on purpose is replaced" "func _Z5totall" \
+		"$(tar -xOf "$HT_TMP/cxx.tar" manifest | grep '^func ' | cut -d' ' -f1-2)"
+else
+	ht_not_ok "C++: build the target"
+fi
+
 ht_end

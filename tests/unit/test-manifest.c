@@ -31,6 +31,7 @@ static const char good[] =
 	"func parse_header 0x1139 0x5a\n"
 	"func main_loop 0x1200 200 active-ok\n"
 	"func helper@util.c 0x1300 0x10\n"
+	"why helper inlines check_len\n"
 	"sym counter 0x4010\n"
 	"sym helper@util.c 0x1300\n";
 
@@ -82,6 +83,14 @@ static void test_roundtrip(void **state)
 	assert_int_equal(hp_manifest_format(m2, &b), 0);
 	assert_string_equal(a.data, b.data);
 	assert_non_null(strstr(a.data, "func main_loop 0x1200 0xc8 active-ok\n"));
+	/* A why line follows its func line. */
+	assert_non_null(strstr(a.data, "func helper@util.c 0x1300 0x10\nwhy helper inlines check_len\n"));
+	assert_string_equal(hp_manifest_find_func(m2, "helper")->why, "inlines check_len");
+	assert_null(hp_manifest_find_func(m2, "parse_header")->why);
+	assert_int_equal(hp_manifest_set_why(m2, "parse_header", "changed"), 0);
+	assert_string_equal(hp_manifest_find_func(m2, "parse_header")->why, "changed");
+	assert_int_equal(hp_manifest_set_why(m2, "nosuch", "changed"), -ENOENT);
+	assert_int_equal(hp_manifest_set_why(m2, "parse_header", "a\tb"), -EINVAL);
 	hp_manifest_free(m);
 	hp_manifest_free(m2);
 	hp_buf_release(&a);
@@ -128,6 +137,9 @@ static void test_reject(void **state)
 		{ "hotpatch-manifest 2\n", "unsupported manifest version" },
 		{ "hotpatch-manifest 1\nname x\nname y\n", "given twice" },
 		{ "hotpatch-manifest 1\nbogus 1\n", "unknown key 'bogus'" },
+		{ "hotpatch-manifest 1\nwhy f changed\n", "why f: no func f before it" },
+		{ "hotpatch-manifest 1\nfunc f 0x10 0x10\nwhy f\n", "why: expected NAME TEXT" },
+		{ "hotpatch-manifest 1\nfunc f 0x10 0x10\nwhy f a\nwhy f b\n", "why: given twice" },
 		{ "hotpatch-manifest 1\nname ../x\n", "invalid value" },
 		{ "hotpatch-manifest 1\nbaseline 2026.13\n", "invalid value" },
 		{ "hotpatch-manifest 1\nmonth 2026-1\n", "invalid value" },

@@ -12,39 +12,14 @@ ht_begin "diff"
 
 CASES=$HP_SOURCE_ROOT/tests/fixtures/diff
 DRIVER=$HP_BUILD_ROOT/tests/integration/engine-driver
-CC=${CC:-cc}
 mkdir -p "$HT_TMP/tmp"
 export TMPDIR=$HT_TMP/tmp
 
-# setup_case CASE: the case's tree in $W/src (with the driver), BIN in $W/bin,
-# the compile commands in $W/src/compile_commands.json.
-setup_case() {
-	local c=$1 flags binflags f objs=""
-	W=$HT_TMP/$c
-	rm -rf "$W"
-	mkdir -p "$W"
-	cp -a "$CASES/$c/src" "$W/src"
-	cp "$CASES/driver.c" "$W/src/hp-driver.c"
-	flags=$(cat "$CASES/$c/cflags")
-	binflags=$flags
-	[ -f "$CASES/$c/bin-cflags" ] && binflags=$(cat "$CASES/$c/bin-cflags")
-	printf '[' >"$W/src/compile_commands.json"
-	local sep=""
-	for f in "$W"/src/*.c; do
-		f=$(basename "$f")
-		# shellcheck disable=SC2086
-		(cd "$W/src" && $CC $binflags -c "$f" -o "${f%.c}.o") || return 1
-		objs="$objs $W/src/${f%.c}.o"
-		grep -qx "$f" "$CASES/$c/compile-omit" 2>/dev/null && continue
-		printf '%s\n{"directory": "%s", "file": "%s", "command": "%s %s -c %s -o %s"}' \
-			"$sep" "$W/src" "$f" "$CC" "$flags" "$f" "${f%.c}.o" >>"$W/src/compile_commands.json"
-		sep=","
-	done
-	printf ']\n' >>"$W/src/compile_commands.json"
-	# shellcheck disable=SC2086
-	$CC $binflags -Wl,--build-id -o "$W/bin" $objs || return 1
-	rm -f "$W"/src/*.o
-}
+# shellcheck source=tests/lib/diff-cases.sh
+. "$HP_TEST_LIB/diff-cases.sh"
+DIFF_CASES=$CASES
+DIFF_TMP=$HT_TMP
+setup_case() { diff_setup "$@"; }
 
 # ask FIFO OUT X: the running case's answer for X.
 ask() {
@@ -76,7 +51,7 @@ run_case() {
 		--baseline 2026.01 --month 2026-02 --name "$c" -o "$bundle" 2>&1 >"$W/stdout")
 	st=$?
 	ht_log "$c: $err"
-	if grep -q '^refuse: ' "$CASES/$c/expect"; then
+	if ! diff_accepted "$c"; then
 		want=$(sed -n 's/^refuse: //p' "$CASES/$c/expect")
 		ht_eq "$c: refused, exit 1" 1 "$st"
 		got=$(printf '%s\n' "$err" | tail -1)
@@ -105,6 +80,15 @@ run_case() {
 		fi
 	done < <(sed -n 's/^note: //p' "$CASES/$c/expect")
 	ht_eq "$c: no temporary file left" "" "$(ls -A "$TMPDIR")"
+	# The hand-written equivalent bench-diff.sh counts must build too.
+	if [ -f "$CASES/$c/hand.c" ]; then
+		ht_check "$c: hand.c builds, replacing the same functions" "$HP_BIN" build \
+			--target "$W/bin" --baseline 2026.01 --month 2026-02 --name hand \
+			-o "$W/hand.tar" "$CASES/$c/hand.c"
+		ht_eq "$c: hand.c replaces the same functions" \
+			"$(sed -n 's/^func \([^ @]*\).*/\1/p' "$W/set/manifest" | sort | paste -sd' ')" \
+			"$(tar -xOf "$W/hand.tar" manifest 2>/dev/null | sed -n 's/^func \([^ @]*\).*/\1/p' | sort | paste -sd' ')"
+	fi
 
 	fifo=$W/fifo
 	mkfifo "$fifo"

@@ -883,6 +883,21 @@ static const struct bin_sym *bin_lookup(const struct dctx *c, const char *name, 
 	return NULL;
 }
 
+/* Any definition of name in BIN: a global one, else the first local. */
+static const struct bin_sym *bin_lookup_any(const struct dctx *c, const char *name)
+{
+	const struct bin_syms *bs = c->bs;
+	const struct bin_sym *local = NULL;
+
+	for (size_t i = bin_syms_first(bs, name); i < bs->n && !strcmp(bs->v[i].name, name); i++) {
+		if (bs->v[i].bind != STB_LOCAL)
+			return &bs->v[i];
+		if (!local)
+			local = &bs->v[i];
+	}
+	return local;
+}
+
 /* BIN's bytes at a symbol's value (its section in BIN), or NULL. */
 static const uint8_t *bin_bytes(const struct dctx *c, uint64_t addr, uint64_t size)
 {
@@ -1664,7 +1679,22 @@ static int plan_tu(struct dctx *c, struct tu *t)
 				bool func, local;
 				long bi;
 
-				if (d.kind == T_UNDEF || d.sec == s || t->incl[d.sec])
+				if (d.kind == T_UNDEF) {
+					/*
+					 * Another unit's function or variable (hidden ones
+					 * included, local in BIN): the link needs it defined,
+					 * the stub does; analyse binds it to BIN's.
+					 */
+					b = d.name[0] ? bin_lookup_any(c, d.name) : NULL;
+					if (b) {
+						bi = bind_add(c, d.name, t->base, false,
+							      b->type == STT_FUNC, b->size);
+						if (bi < 0)
+							return (int)bi;
+					}
+					continue;
+				}
+				if (d.sec == s || t->incl[d.sec])
 					continue;
 				ts = &B->secs[d.sec];
 				if (d.kind == T_SEC || d.sym < 0 || t->bind[d.sym] >= 0) {
@@ -1791,11 +1821,12 @@ static int rewrite_tu(struct dctx *c, struct tu *t)
 				global = i > 0 && GELF_ST_BIND(s.st_info) != STB_LOCAL;
 			if ((pass == 1) != global)
 				continue;
-			if (sym_defined(B, i) && s.st_shndx != SHN_ABS) {
+			if (sym_defined(B, i) && s.st_shndx != SHN_ABS)
 				s.st_info = GELF_ST_INFO(global ? STB_GLOBAL : STB_LOCAL,
 							 GELF_ST_TYPE(s.st_info));
+			/* A hidden reference would have to be defined in the patch itself. */
+			if (s.st_shndx != SHN_ABS)
 				s.st_other = STV_DEFAULT;
-			}
 			map[i] = n_new;
 			syms[n_new++] = s;
 		}
@@ -1836,6 +1867,7 @@ static int rewrite_tu(struct dctx *c, struct tu *t)
 			const struct orel *o = &sec->rels[k];
 			size_t sym = o->sym < n ? map[o->sym] : 0;
 			int64_t addend = o->addend;
+			uint32_t type = o->type;
 
 			if (t->incl[s]) {
 				struct tdesc d = rel_desc(B, o);
@@ -1845,11 +1877,18 @@ static int rewrite_tu(struct dctx *c, struct tu *t)
 					addend = (int64_t)B->syms[o->sym].st.st_value + o->addend -
 						 (int64_t)B->syms[d.sym].st.st_value;
 					sym = (size_t)bind_sym[t->bind[d.sym]];
+					/*
+					 * A call to what was a local function: PLT32 computes
+					 * the same, and the linker accepts it against a
+					 * function of another object (through the PLT).
+					 */
+					if (type == R_X86_64_PC32 && c->binds[t->bind[d.sym]].func)
+						type = R_X86_64_PLT32;
 				}
 			}
 			relas[s][k].r_offset = o->off;
 			relas[s][k].r_addend = addend;
-			relas[s][k].r_info = GELF_R_INFO(sym, o->type);
+			relas[s][k].r_info = GELF_R_INFO(sym, type);
 		}
 	}
 

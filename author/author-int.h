@@ -85,6 +85,9 @@ void author_note(struct author *a, const char *fmt, ...) HP_PRINTF(2, 3);
 bool cancelled(const struct author *a);
 /* Run argv (in its process group) with stdout+stderr into out_path; *ret_status -1 on a signal. */
 int run_cmd(struct author *a, char *const argv[], const char *out_path, int *ret_status);
+/* The same in directory dir (NULL: the current one). */
+int run_cmd_in(struct author *a, const char *dir, char *const argv[], const char *out_path,
+	       int *ret_status);
 /* The compiler output's first error line (modified in place), or NULL. */
 const char *first_error_line(char *text);
 

@@ -608,7 +608,8 @@ bool cancelled(const struct author *a)
  * driver, killed alone, removes its temporary files while cc1 or as go on
  * and write theirs again after it (left behind in $TMPDIR).
  */
-int run_cmd(struct author *a, char *const argv[], const char *out_path, int *ret_status)
+int run_cmd_in(struct author *a, const char *dir, char *const argv[], const char *out_path,
+	       int *ret_status)
 {
 	const struct timespec tick = { 0, 5 * 1000 * 1000 };
 	posix_spawn_file_actions_t fa;
@@ -634,6 +635,9 @@ int run_cmd(struct author *a, char *const argv[], const char *out_path, int *ret
 		r = posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	if (!r)
 		r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	/* The child's working directory, not ours: a library never moves the caller's. */
+	if (!r && dir)
+		r = posix_spawn_file_actions_addchdir_np(&fa, dir);
 	if (!r)
 		r = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
@@ -652,6 +656,11 @@ int run_cmd(struct author *a, char *const argv[], const char *out_path, int *ret
 		return -errno;
 	*ret_status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 	return 0;
+}
+
+int run_cmd(struct author *a, char *const argv[], const char *out_path, int *ret_status)
+{
+	return run_cmd_in(a, NULL, argv, out_path, ret_status);
 }
 
 /* ld.so.cache as `ldconfig -p` shows it: "\tlibc.so.6 (libc6,x86-64) => /lib/.../libc.so.6". */

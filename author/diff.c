@@ -809,7 +809,7 @@ struct tu {
 	const struct ccmd *cc;
 	char *rel;            /* source relative to DIR */
 	char *base;           /* its base name: the STT_FILE of its symbols in BIN */
-	char orig_o[PATH_MAX], new_o[PATH_MAX], rw_o[PATH_MAX], exact_o[PATH_MAX];
+	char orig_o[PATH_MAX + 32], new_o[PATH_MAX + 32], rw_o[PATH_MAX + 32], exact_o[PATH_MAX + 32];
 	struct obj orig, new;
 	struct dw_info dorig, dnew;
 	unsigned char *state;   /* per new symbol: enum fstate (functions) */
@@ -832,7 +832,7 @@ struct dctx {
 	struct author_elf *bin;
 	const struct bin_syms *bs;
 	char dir[PATH_MAX];
-	char copy[PATH_MAX];
+	char copy[PATH_MAX + 8];
 	struct dfile *files;
 	size_t n_files;
 	struct ccmd *cmds;
@@ -1096,22 +1096,12 @@ static int run_compile(struct dctx *c, const struct ccmd *cc, bool patched, cons
 	if (r < 0)
 		goto out;
 	snprintf(logp, sizeof(logp), "%s/cc.out", c->a->tmpdir);
-	{
-		char cwd[PATH_MAX];
-
-		/* The command runs in its entry's directory, as the build ran it. */
-		if (!getcwd(cwd, sizeof(cwd))) {
-			r = hp_err(-errno, "getcwd: %s", strerror(errno));
-			goto out;
-		}
-		if (chdir(dir) < 0) {
-			r = hp_err(-errno, "compile commands: directory %s: %s", dir, strerror(errno));
-			goto out;
-		}
-		r = run_cmd(c->a, args.v, logp, &st);
-		if (chdir(cwd) < 0 && r >= 0)
-			r = hp_err(-errno, "chdir %s: %s", cwd, strerror(errno));
+	/* The command runs in its entry's directory, as the build ran it. */
+	if (access(dir, X_OK) < 0) {
+		r = hp_err(-errno, "compile commands: directory %s: %s", dir, strerror(errno));
+		goto out;
 	}
+	r = run_cmd_in(c->a, dir, args.v, logp, &st);
 	if (r < 0) {
 		r = hp_err(r, "compiler '%s': %s", args.v[0], strerror(-r));
 		goto out;
@@ -1382,13 +1372,14 @@ static const char *cold_parent(const char *name, char *buf, size_t size)
 	return buf;
 }
 
-static int set_why(struct tu *t, size_t i, const char *fmt, const char *arg)
+/* why = pre + arg + post ("inlines " X ""), once. */
+static int set_why(struct tu *t, size_t i, const char *pre, const char *arg, const char *post)
 {
 	char buf[512];
 
 	if (t->why[i])
 		return 0;
-	snprintf(buf, sizeof(buf), fmt, arg);
+	snprintf(buf, sizeof(buf), "%s%s%s", pre, arg, post);
 	t->why[i] = strdup(buf);
 	return t->why[i] ? 0 : -ENOMEM;
 }
@@ -1411,7 +1402,7 @@ static int compare_tu(struct dctx *c, struct tu *t)
 {
 	struct obj *A = &t->orig, *B = &t->new;
 	size_t n = B->n_syms;
-	int r;
+	int r = 0;
 
 	t->state = calloc(n ? n : 1, 1);
 	t->replace = calloc(n ? n : 1, 1);
@@ -1548,8 +1539,9 @@ static int compare_tu(struct dctx *c, struct tu *t)
 		/* Every function calling one with a new signature, changed in code or not. */
 		for (size_t k = 1; k < n && !forced; k++)
 			if ((t->state[k] == F_SIG || t->const_changed[k]) && refers_to(B, i, k)) {
-				r = set_why(t, i, t->state[k] == F_SIG ? "caller of %s (new signature)" :
-					    "uses %s (constant data that changed)", B->syms[k].name);
+				r = t->state[k] == F_SIG ?
+				    set_why(t, i, "caller of ", B->syms[k].name, " (new signature)") :
+				    set_why(t, i, "uses ", B->syms[k].name, " (constant data that changed)");
 				if (r < 0)
 					return r;
 				forced = true;
@@ -1565,21 +1557,22 @@ static int compare_tu(struct dctx *c, struct tu *t)
 		if (t->why[i])
 			continue;
 		if (source_changed(c, &t->dnew, name)) {
-			r = set_why(t, i, "%s", "changed");
+			r = set_why(t, i, "changed", "", "");
 		} else if ((f = dw_func_find(&t->dnew, name, true))) {
 			const char *via = NULL;
 
 			for (size_t k = 0; k < f->inlined.n && !via; k++)
 				if (source_changed(c, &t->dnew, f->inlined.v[k]))
 					via = f->inlined.v[k];
-			r = via ? set_why(t, i, "inlines %s", via) : 0;
+			r = via ? set_why(t, i, "inlines ", via, "") : 0;
 		}
 		for (size_t k = 1; k < n && r >= 0 && !t->why[i]; k++)
 			if (k != i && t->state[k] == F_CHANGED && sym_type(B, k) == STT_FUNC &&
 			    refers_to(B, i, k))
-				r = set_why(t, i, "caller of %s", B->syms[k].name);
+				r = set_why(t, i, "caller of ", B->syms[k].name, "");
 		if (r >= 0 && !t->why[i])
-			r = set_why(t, i, "%s", "changed (the compiler's code differs; its source does not)");
+			r = set_why(t, i, "changed (the compiler's code differs; its source does not)",
+				    "", "");
 		if (r < 0)
 			return r;
 	}

@@ -1606,6 +1606,21 @@ static void check_ipa_ra(struct author *a, struct author_elf *bin, struct author
 	}
 }
 
+/* Whether BIN's DWARF says it came out of link-time optimisation. */
+static bool bin_is_lto(struct author_elf *syms)
+{
+	struct dw_info di;
+	bool lto;
+
+	if (dw_info_load(syms->path, &di) < 0) {
+		hp_err_clear();
+		return false;
+	}
+	lto = di.lto;
+	dw_info_release(&di);
+	return lto;
+}
+
 /*
  * A replaced function that BIN also inlined into other functions: those
  * copies keep the old code. BIN's DWARF (DW_TAG_inlined_subroutine) names
@@ -1730,9 +1745,14 @@ static int analyse(struct author *a, struct author_elf *bin, struct author_elf *
 
 		hp_err_clear();
 		r = bin_resolve(a, &bs, name, pick, true, &s);
-		if (r == -ENOENT && !hp_err_isset())
-			r = hp_err(-ENOENT, "function %s: not in BIN%s", name,
-				   missing_hint(&bs, name, hint, sizeof(hint)));
+		if (r == -ENOENT && !hp_err_isset()) {
+			missing_hint(&bs, name, hint, sizeof(hint));
+			if (!hint[0] && bin_is_lto(dbg->elf ? dbg : bin))
+				snprintf(hint, sizeof(hint), " (BIN is built with link-time optimisation, "
+					 "LTO: %s may have been inlined into its callers, across files too)",
+					 name);
+			r = hp_err(-ENOENT, "function %s: not in BIN%s", name, hint);
+		}
 		if (r < 0)
 			goto out;
 		if (s->type == STT_GNU_IFUNC) {

@@ -144,6 +144,11 @@ void hp_case_query(long x, char *out, size_t size)
 EOF2
 ht_check "hand-written, the inlining caller replaced too: built" hand "$HT_TMP/hand.c"
 
+# Hand-written mode on the LTO case's BIN: the LTO build is named.
+setup_case lto >/dev/null 2>&1
+err=$(hand "$HT_TMP/hand.c" 2>&1)
+ht_match "hand-written, LTO BIN: named as such" 'LTO' "$err"
+
 # C++: the template instantiations a patch makes (std::vector<long>) are weak
 # and stay local to it; only the function defined on purpose is replaced.
 cat >"$HT_TMP/cxx.cc" <<'EOF2'

@@ -88,6 +88,8 @@ int run_cmd(struct author *a, char *const argv[], const char *out_path, int *ret
 /* The same in directory dir (NULL: the current one). */
 int run_cmd_in(struct author *a, const char *dir, char *const argv[], const char *out_path,
 	       int *ret_status);
+/* An assembly file ending .eh_frame with its zero word (what crtend.o gives a normal link). */
+int eh_frame_end(struct author *a, char *path, size_t cap);
 /* The compiler output's first error line (modified in place), or NULL. */
 const char *first_error_line(char *text);
 

@@ -1382,7 +1382,7 @@ const char *first_error_line(char *text)
  * frames). An assembly file, given after the sources so the linker puts
  * it last.
  */
-static int eh_frame_end(struct author *a, char *path, size_t cap)
+int eh_frame_end(struct author *a, char *path, size_t cap)
 {
 	static const char text[] =
 		"\t.section .eh_frame,\"a\",@progbits\n\t.long 0\n"

@@ -2052,7 +2052,7 @@ static int link_patch(struct dctx *c, const char *so_path)
 {
 	struct strv args = { NULL, 0 };
 	struct hp_buf log = HP_BUF_INIT;
-	char stub[PATH_MAX + 32], logp[PATH_MAX + 16], opt[1200];
+	char stub[PATH_MAX + 32], logp[PATH_MAX + 16], opt[1200], end[PATH_MAX + 32];
 	const char *cc = c->tus[0].cc->argv.v[0];
 	const char *first = NULL;
 	int r, st = -1;
@@ -2092,6 +2092,11 @@ static int link_patch(struct dctx *c, const char *so_path)
 		r = strv_add(&args, c->tus[i].rw_o);
 	if (r >= 0)
 		r = strv_add(&args, stub);
+	/* Last: the zero word that ends .eh_frame (the engine registers the tables). */
+	if (r >= 0)
+		r = eh_frame_end(c->a, end, sizeof(end));
+	if (r >= 0)
+		r = strv_add(&args, end);
 	if (r >= 0) {
 		char **v = realloc(args.v, (args.n + 1) * sizeof(*v));
 

@@ -79,7 +79,7 @@ ht_match "... an event says why" "auto-on set=- result=EISDIR pause_us=- uid=0 r
 rmdir "$S/auto"
 
 # ---- events and log ---------------------------------------------------------------------
-ht_eq "the root lists events, not log" "apply auto catalog events incoming processes report revert status" \
+ht_eq "the root lists events, not log" "apply auto catalog events incoming last-error processes report revert status" \
 	"$(ls "$M" | tr '\n' ' ' | sed 's/ $//')"
 ht_check "MNT/log still opens (compatibility), the same text" cmp "$M/log" "$M/events"
 

@@ -65,6 +65,10 @@ int proc_object_dynsym(int mem_fd, const struct proc_object *obj, const char *na
 #define REGION_MAGIC "HPREGN01"
 #define REGION_VERSION 1
 #define REGION_SAVED_MAX 16
+/* region_func.flags, beside the manifest's HP_FUNC_*: an active-ok function
+ * whose old code a thread may still run (set at the switch, cleared by
+ * apply_settle once no thread does). */
+#define REGION_FUNC_OLD_LIVE 0x80000000u
 
 /* On-target layout, little-endian, fixed-size fields (see region.c). */
 struct region_hdr {

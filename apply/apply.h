@@ -75,11 +75,33 @@ int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts 
 		struct apply_result *ret);
 
 /*
+ * Apply several sets, one per target (an executable and its libraries), in
+ * one stop: every target of the process switches, or none does. Sets
+ * already applied are left as they are; changed is true when any other was
+ * switched, set_id is the last set's. -EINVAL for two sets of one target.
+ */
+#define APPLY_MAX_SETS 64
+int apply_patch_sets(pid_t pid, const struct apply_set *sets, size_t n_sets,
+		     const struct apply_opts *opts, struct apply_result *ret);
+
+/*
  * Revert what is applied to the target with build_id, or every set applied
  * in pid when build_id is NULL. -ENOENT when nothing is applied.
  */
 int apply_revert(pid_t pid, const char *build_id, const struct apply_opts *opts,
 		 struct apply_result *ret);
+
+/*
+ * An active-ok function's running activations keep its old code after the
+ * switch (a worker loop): the process is not fully patched until they are
+ * gone. apply_settle stops pid as an apply does, finds the threads that
+ * still run the old code of such functions (its body, or an older month's
+ * region kept for them), and unmarks the functions no thread runs any more
+ * (a thread that left cannot go back: every call takes the jump). Returns
+ * the number of functions still on old code, with "function F in thread
+ * T, ..." in ret_msg ("" for none), or -errno.
+ */
+int apply_settle(pid_t pid, const struct apply_opts *opts, char *ret_msg, size_t cap);
 
 /* ---- inspection (does not stop the process) ---------------------------- */
 
@@ -99,6 +121,8 @@ struct apply_applied {
 	uint64_t pause_us;   /* pause of the stop that installed it */
 	int64_t applied_at;  /* unix seconds */
 	unsigned n_funcs;
+	unsigned n_old_live;  /* active-ok functions whose old code a thread may
+			       * still run (apply_settle tells) */
 };
 
 struct apply_proc {

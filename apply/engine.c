@@ -2,21 +2,21 @@
 /*
  * The apply / replace / revert state machine, and inspection.
  *
- * An operation is a sequence of named steps, each with its undo:
+ * An operation is a table of named steps, each with its undo (below,
+ * "the steps of an operation"; docs/engine.md has the table):
  *
- *   open      /proc/PID/mem, start time (PID reuse)    close
- *   attach    stop the sys thread only                 detach
- *   scan      maps, objects, regions (after the stop)  -
- *   map       remote mmap near the target, write the   remote munmap
- *             header and the relocated image, mprotect
- *   stop      stop every thread                        resume
- *   check     safety_check(); unsafe: resume, wait,    -
- *             stop again, within the budget
- *   switch    write every jump (and restore dropped    write the old bytes
- *             entries) in one stop                     back
- *   resume    every thread but the sys thread          -
- *   unmap     old region / orphans, if found safe      -
- *   detach    the sys thread                           -
+ *   parse     the patch objects, before any ptrace     -
+ *   attach    stop the sys thread; maps, objects,      let it go
+ *             regions read after the stop
+ *   check     every set fits; sets applied drop out    -
+ *   map       one region per set, near its target      remote munmap
+ *   relocate  header, image, protections               (with map)
+ *   stop      every thread held and found safe,        let them go
+ *             retried within the budget
+ *   switch    every entry written, in one stop         the old bytes back
+ *   resume    every thread but the sys thread goes     - (the commit)
+ *   unmap     old months and orphans, if found safe    -
+ *   detach    the sys thread goes                      -
  *
  * The only change the program can see is the switch, done while every
  * thread is held; a tracer that dies is detached by the kernel, so a daemon
@@ -59,30 +59,39 @@
 #endif
 
 /*
- * Fault injection for test-engine-crash.sh, compiled only into test builds
- * (-Dtest_hooks=true): HP_ENGINE_TEST_STALL=STEP makes the engine sleep at
- * STEP (map, image, stop, switched) so the test can kill it there; it
- * announces the stall by creating $HP_ENGINE_TEST_STALL_FILE.
+ * Named failure points, compiled only into test builds (meson option
+ * test_hooks): at each point an operation passes (after each step, and
+ * inside the steps that act more than once: between two regions mapped,
+ * between two entry writes), HP_ENGINE_TEST_FAIL=POINT makes it fail there
+ * with -EIO, and HP_ENGINE_TEST_STALL=POINT makes it sleep 10 s there
+ * after creating $HP_ENGINE_TEST_STALL_FILE, so that a test can kill it
+ * there (test-engine-crash.sh, test-engine-points.sh).
  */
 #ifdef HP_TEST_HOOKS
-static void test_stall(const char *step)
+static int test_point(const char *point)
 {
-	const char *want = getenv("HP_ENGINE_TEST_STALL");
+	const char *fail = getenv("HP_ENGINE_TEST_FAIL");
+	const char *stall = getenv("HP_ENGINE_TEST_STALL");
 	const char *file = getenv("HP_ENGINE_TEST_STALL_FILE");
 
-	if (!want || strcmp(want, step) != 0)
-		return;
-	if (file) {
-		int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (stall && strcmp(stall, point) == 0) {
+		if (file) {
+			int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 
-		if (fd >= 0)
-			close(fd);
+			if (fd >= 0)
+				close(fd);
+		}
+		sleep(10);
 	}
-	sleep(10);
+	if (fail && strcmp(fail, point) == 0)
+		return hp_err(-EIO, "test failure point %s", point);
+	return 0;
 }
 #else
-static inline void test_stall(const char *step)
+static inline int test_point(const char *point)
 {
+	(void)point;
+	return 0;
 }
 #endif
 
@@ -132,6 +141,37 @@ struct jump_write {
 	const char *name;
 };
 
+/* The calling thread's scheduling while threads are held (see boost_begin). */
+struct boost {
+	bool on;
+	int policy;
+	struct sched_param param;
+};
+
+/* One patch set of an apply: every set of one process switches in one stop. */
+struct op_set {
+	const struct apply_set *set;
+	const struct hp_manifest *m;
+	char set_id[HP_SET_ID_SIZE];
+	struct load_image img;
+	/* its unwind tables (unwind.c): .eh_frame in the image, or why not */
+	uint64_t eh_vaddr;
+	int eh_r;
+	char eh_why[HP_ERRMSG_MAX];
+	uint64_t *new_vaddr, *new_size;  /* each function in the image */
+	const struct proc_object *target;
+	const struct region *old;        /* the month it replaces, or NULL */
+	bool unchanged;                  /* this exact set is applied: nothing to do */
+	uint64_t lo, hi;                 /* the entries it switches */
+	uint64_t hdr_bytes, img_off;
+	struct region_hdr *hdr;
+	/* its new region */
+	uint64_t base, size;
+	bool mapped;                     /* mapped by us, not switched to yet */
+	uint64_t area;                   /* its unwind area, when registered */
+	bool registered;                 /* registered (or maybe: the undo reads the area) */
+};
+
 struct op {
 	pid_t pid;
 	pid_t view;       /* pid, or a live thread when the leader has left */
@@ -146,10 +186,22 @@ struct op {
 	struct proc_objects objs;
 	struct regions regions;
 
-	/* the new region (apply) */
-	uint64_t new_base;
-	uint64_t new_size;
-	bool new_mapped;
+	/* apply: the sets, all switched in one stop or none */
+	struct op_set *sets;
+	size_t n_sets;
+	size_t n_changed;
+	/* settle: the functions marked old-live, and what the look found */
+	struct live_fn {
+		const struct region *rg;
+		uint32_t idx;
+		bool busy;
+	} *live;
+	size_t n_live, n_busy_fns;
+	struct hp_buf busy_msg;
+
+	/* revert: only the target with this build-id (NULL: all) */
+	const char *build_id;
+	size_t n_applied;
 
 	struct jump_write *writes;
 	size_t n_writes;
@@ -168,6 +220,12 @@ struct op {
 	size_t *unmap;
 	size_t n_unmap;
 	bool *unmap_ok;
+
+	/* the stop */
+	struct checker *k;
+	struct boost boost;
+	bool held;        /* every thread held (step stop) */
+	bool finished;    /* nothing (more) to do: the steps end here */
 
 	unsigned n_tries;
 	uint64_t pause_us;
@@ -198,6 +256,15 @@ static void op_release(struct op *op)
 	free(op->unmap);
 	free(op->unmap_ok);
 	unwinder_release(&op->unw);
+	for (size_t i = 0; i < op->n_sets; i++) {
+		load_image_release(&op->sets[i].img);
+		free(op->sets[i].new_vaddr);
+		free(op->sets[i].new_size);
+		free(op->sets[i].hdr);
+	}
+	free(op->sets);
+	free(op->live);
+	hp_buf_release(&op->busy_msg);
 }
 
 static int op_open(struct op *op, pid_t pid, bool rw)
@@ -394,8 +461,9 @@ static uint64_t dist(uint64_t a, uint64_t b)
  * otherwise merge with our header and hide it), never over a mapping
  * (MAP_FIXED_NOREPLACE), away from the brk heap's room to grow.
  */
-static int map_region(struct op *op, uint64_t size, uint64_t align, uint64_t lo, uint64_t hi)
+static int map_region(struct op *op, struct op_set *ts, uint64_t size, uint64_t align)
 {
+	uint64_t lo = ts->lo, hi = ts->hi;
 	struct cand *c = NULL;
 	size_t n = 0;
 	const struct proc_object *exe = op->objs.n ? &op->objs.v[0] : NULL;
@@ -444,7 +512,7 @@ static int map_region(struct op *op, uint64_t size, uint64_t align, uint64_t lo,
 			r = -ENOSPC;
 			continue; /* mapped by a running thread since we read the maps */
 		}
-		if (res < 0 && res > -4096) {
+		if (res < 0 && res > -HP_PAGE_SIZE) {
 			r = hp_err((int)res, "process %d: mmap: %s", (int)op->pid, strerror((int)-res));
 			goto out;
 		}
@@ -454,9 +522,9 @@ static int map_region(struct op *op, uint64_t size, uint64_t align, uint64_t lo,
 			r = hp_err(-ENOSYS, "process %d: MAP_FIXED_NOREPLACE not honoured", (int)op->pid);
 			goto out;
 		}
-		op->new_base = c[i].base;
-		op->new_size = size;
-		op->new_mapped = true;
+		ts->base = c[i].base;
+		ts->size = size;
+		ts->mapped = true;
 		/* killed from now until the switch: the trampoline unmaps it */
 		r = ptr_set_undo(&op->w, c[i].base, size, true);
 		goto out;
@@ -486,9 +554,11 @@ static int remote_mprotect(struct op *op, uint64_t addr, uint64_t len, unsigned 
  * the pages of read-only segments and of RELRO read-only, code read-execute,
  * data left read-write; one mprotect per run of pages alike.
  */
-static int protect_region(struct op *op, const struct load_image *img, uint64_t img_off)
+static int protect_region(struct op *op, const struct op_set *ts)
 {
-	size_t n = (size_t)(op->new_size / PAGE);
+	const struct load_image *img = &ts->img;
+	uint64_t img_off = ts->img_off;
+	size_t n = (size_t)(ts->size / PAGE);
 	unsigned *prot = malloc(n * sizeof(*prot));
 	int r = 0;
 
@@ -512,7 +582,7 @@ static int protect_region(struct op *op, const struct load_image *img, uint64_t 
 		while (q < n && prot[q] == prot[p])
 			q++;
 		if (prot[p] != (PROT_READ | PROT_WRITE))
-			r = remote_mprotect(op, op->new_base + p * PAGE, (q - p) * PAGE, prot[p]);
+			r = remote_mprotect(op, ts->base + p * PAGE, (q - p) * PAGE, prot[p]);
 		p = q;
 	}
 	free(prot);
@@ -544,6 +614,8 @@ static int write_cmp(const void *a, const void *b)
  */
 static int build_spans(struct op *op)
 {
+	if (!op->n_writes)
+		return 0;
 	qsort(op->writes, op->n_writes, sizeof(*op->writes), write_cmp);
 	for (size_t i = 0; i < op->n_writes;) {
 		struct span *sp, *v;
@@ -588,14 +660,22 @@ static int build_spans(struct op *op)
 	return 0;
 }
 
+/*
+ * The switch: one pwrite per span, every thread held. A failure point sits
+ * between two writes (a test makes the switch fail, or kills us, there);
+ * a write that fails puts back what was written before it.
+ */
 static int write_jumps(struct op *op)
 {
 	size_t done;
 	int r = 0;
 
 	for (done = 0; done < op->n_spans; done++) {
-		r = proc_mem_write(op->mem_fd, op->spans[done].addr, op->spans[done].now,
-				   op->spans[done].len);
+		if (done == 1)
+			r = test_point("between-writes");
+		if (r == 0)
+			r = proc_mem_write(op->mem_fd, op->spans[done].addr, op->spans[done].now,
+					   op->spans[done].len);
 		if (r < 0)
 			break;
 	}
@@ -728,12 +808,6 @@ static int check_entries(struct op *op)
  * thread target sees was 1 ms longer, the reading of states before it
  * and the release after it included).
  */
-struct boost {
-	bool on;
-	int policy;
-	struct sched_param param;
-};
-
 static void boost_begin(struct boost *b)
 {
 	struct sched_param fifo = { .sched_priority = 1 };
@@ -750,111 +824,6 @@ static void boost_end(struct boost *b)
 	if (b->on)
 		pthread_setschedparam(pthread_self(), b->policy, &b->param);
 	b->on = false;
-}
-
-/*
- * Stop every thread, check, switch, resume: retried while unsafe within
- * the budget. On return the sys thread alone is held.
- */
-static int stop_and_switch_locked(struct op *op, struct checker *k, struct boost *b);
-
-static int stop_and_switch(struct op *op)
-{
-	struct checker *k = NULL;
-	struct boost b = { false, 0, { 0 } };
-	int r;
-
-	r = checker_start(&k);
-	if (r < 0)
-		return r;
-	r = stop_and_switch_locked(op, k, &b);
-	boost_end(&b);
-	checker_stop(k);
-	return r;
-}
-
-/* Let every thread but the sys thread go (all: the sys thread too). */
-static void let_go(struct op *op, struct boost *b, bool all)
-{
-	boost_end(b);
-	ptr_resume(&op->w, !all);
-}
-
-static int stop_and_switch_locked(struct op *op, struct checker *k, struct boost *b)
-{
-	uint64_t t0 = hp_now_us(), deadline = t0 + (uint64_t)op->budget_ms * 1000;
-	unsigned backoff = 1;
-	sigset_t all, old;
-	int r;
-
-	r = ptr_syscall_end(&op->w);
-	if (r == 0)
-		r = build_spans(op);
-	if (r == 0)
-		r = build_all_ranges(op);
-	if (r < 0)
-		return r;
-	for (;;) {
-		r = ptr_stop_sys(&op->w);
-		if (r == 0)
-			r = ptr_wait_settled(&op->w);
-		if (r == 0 && op->n_all)
-			r = checker_begin(k, op->view, op->all, op->n_all, op->w.n_listed);
-		if (r < 0) {
-			ptr_resume(&op->w, true);
-			return r;
-		}
-		if (op->n_all) {
-			op->w.on_stop = on_stop_check;
-			op->w.on_stop_arg = k;
-		}
-		boost_begin(b);
-		r = ptr_stop_all(&op->w);
-		op->w.on_stop = NULL;
-		op->w.on_stop_arg = NULL;
-		if (r < 0) {
-			boost_end(b);
-			checker_drop(k);
-			return r;
-		}
-		op->n_tries++;
-		r = check_unmap_and_required(op, op->n_all ? checker_finish(k) : 0);
-		if (r == 0)
-			r = check_entries(op);
-		if (r != -EBUSY)
-			break;
-		if (hp_now_us() >= deadline) {
-			let_go(op, b, false);
-			return hp_err_prefix(-EBUSY, "after %u ms (%u checks): ", op->budget_ms,
-					     op->n_tries);
-		}
-		/* let it run: every thread, the sys thread too (it may be the busy one) */
-		let_go(op, b, true);
-		sleep_ms(backoff);
-		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
-		if (hp_now_us() + backoff * 1000ull > deadline && hp_now_us() < deadline)
-			backoff = (unsigned)((deadline - hp_now_us()) / 1000) + 1;
-	}
-	/* and again with every thread stopped: what is switched is what was allowed */
-	if (r == 0 && op->may_patch)
-		r = op->may_patch(op->may_patch_arg, op->pid);
-	if (r < 0) {
-		let_go(op, b, false);
-		return r;
-	}
-	test_stall("stop");
-	/* catchable signals wait until the jumps are all written */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	r = write_jumps(op);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r == 0)
-		test_stall("switched");
-	let_go(op, b, false);
-	if (r < 0)
-		return r;
-	op->pause_us = op->w.t_all_resumed - op->w.t_all_stopped_begin;
-	return 0;
 }
 
 static void unmap_old(struct op *op)
@@ -1030,107 +999,304 @@ static int check_set(const struct apply_set *set, char *set_id, size_t cap)
 	return 0;
 }
 
-static int patch_op(pid_t pid, const struct apply_set *set, const struct apply_opts *opts,
-		    struct apply_result *ret)
-{
-	const struct hp_manifest *m;
-	struct op op;
-	struct load_image img = { 0 };
-	struct load_ctx lctx;
-	const struct proc_object *target;
-	const struct region *old = NULL;
-	struct region_hdr *hdr = NULL;
-	struct region_func *rf;
-	char set_id[HP_SET_ID_SIZE];
-	uint64_t lo = UINT64_MAX, hi = 0, hdr_bytes, img_off, *new_vaddr = NULL, *new_size = NULL;
-	uint64_t eh_vaddr = 0, area = 0;
-	bool locked = false, registered = false;
-	int r, eh_r;
+/* ---- the steps of an operation ------------------------------------------- */
 
-	r = check_set(set, set_id, sizeof(set_id));
+/*
+ * An operation is a table of named steps, each with the undo of what it
+ * changed in the target. A step that fails has undone its own part; the
+ * runner then undoes, newest first, every step done before it. The step
+ * marked commit lets the threads go on the switched code: nothing after it
+ * unwinds (the change is what the program runs; what a later step leaves,
+ * an old region say, the next operation tidies up). After each step the
+ * runner passes the test failure point named after it.
+ */
+struct step {
+	const char *name;
+	int (*run)(struct op *op);
+	void (*undo)(struct op *op); /* NULL: nothing in the target to undo */
+	bool commit;
+};
+
+static int run_steps(struct op *op, const struct step *steps, size_t n)
+{
+	size_t done = 0;
+	bool committed = false;
+	int r = 0;
+
+	for (size_t i = 0; i < n && !op->finished; i++) {
+		r = steps[i].run(op);
+		if (r == 0) {
+			done = i + 1;
+			committed |= steps[i].commit;
+			r = test_point(steps[i].name);
+		}
+		if (r < 0)
+			break;
+	}
+	if (r < 0 && committed) {
+		hp_err_clear();
+		return 0;
+	}
+	if (r < 0) {
+		/* the reason we failed is what the caller sees, not an undo's */
+		char why[HP_ERRMSG_MAX];
+
+		snprintf(why, sizeof(why), "%s", hp_errmsg(r));
+		while (done > 0) {
+			done--;
+			if (steps[done].undo)
+				steps[done].undo(op);
+		}
+		hp_err(r, "%s", why);
+	}
+	return r;
+}
+
+/* attach: the sys thread held, the process read as it is now */
+static int step_attach(struct op *op)
+{
+	return op_attach_scan(op);
+}
+
+static void undo_attach(struct op *op)
+{
+	ptr_resume(&op->w, false);
+}
+
+/* Let every thread but the sys thread go (all: the sys thread too). */
+static void let_go(struct op *op, bool all)
+{
+	boost_end(&op->boost);
+	ptr_resume(&op->w, !all);
+}
+
+/*
+ * stop: every thread held and found safe. While unsafe: let every thread
+ * go, the sys thread too (it may be the busy one), back off, stop again,
+ * within the budget. On failure every thread but the sys thread is let go.
+ */
+static int step_stop(struct op *op)
+{
+	uint64_t t0 = hp_now_us(), deadline = t0 + (uint64_t)op->budget_ms * 1000;
+	unsigned backoff = 1;
+	int r;
+
+	r = ptr_syscall_end(&op->w);
+	if (r == 0)
+		r = build_spans(op);
+	if (r == 0)
+		r = build_all_ranges(op);
+	if (r == 0)
+		r = checker_start(&op->k);
 	if (r < 0)
 		return r;
-	m = set->manifest;
-	pid_lock(pid);
-	locked = true;
-	r = op_open(&op, pid, true);
-	if (r < 0)
-		goto out;
-	op.budget_ms = opts && opts->budget_ms ? opts->budget_ms : APPLY_DEFAULT_BUDGET_MS;
-	op.w.stop_ms = op.budget_ms;
-	op.may_patch = opts ? opts->may_patch : NULL;
-	op.may_patch_arg = opts ? opts->may_patch_arg : NULL;
-
-	/* the patch object first: a bad one never touches the process */
-	r = load_parse(set->so, set->so_len, &img);
-	if (r < 0)
-		goto out;
-	new_vaddr = calloc(m->n_funcs, sizeof(*new_vaddr));
-	new_size = calloc(m->n_funcs, sizeof(*new_size));
-	if (!new_vaddr || !new_size) {
-		r = -ENOMEM;
-		goto out;
+	for (;;) {
+		r = ptr_stop_sys(&op->w);
+		if (r == 0)
+			r = ptr_wait_settled(&op->w);
+		if (r == 0 && op->n_all)
+			r = checker_begin(op->k, op->view, op->all, op->n_all, op->w.n_listed);
+		if (r < 0) {
+			ptr_resume(&op->w, true);
+			goto fail;
+		}
+		if (op->n_all) {
+			op->w.on_stop = on_stop_check;
+			op->w.on_stop_arg = op->k;
+		}
+		boost_begin(&op->boost);
+		r = ptr_stop_all(&op->w);
+		op->w.on_stop = NULL;
+		op->w.on_stop_arg = NULL;
+		if (r < 0) {
+			boost_end(&op->boost);
+			checker_drop(op->k);
+			goto fail;
+		}
+		op->n_tries++;
+		r = check_unmap_and_required(op, op->n_all ? checker_finish(op->k) : 0);
+		if (r == 0)
+			r = check_entries(op);
+		if (r != -EBUSY)
+			break;
+		if (hp_now_us() >= deadline) {
+			let_go(op, false);
+			r = hp_err_prefix(-EBUSY, "after %u ms (%u checks): ", op->budget_ms,
+					  op->n_tries);
+			goto fail;
+		}
+		let_go(op, true);
+		sleep_ms(backoff);
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+		if (hp_now_us() + backoff * 1000ull > deadline && hp_now_us() < deadline)
+			backoff = (unsigned)((deadline - hp_now_us()) / 1000) + 1;
 	}
-	for (size_t i = 0; i < m->n_funcs; i++) {
-		r = load_func(set->so, set->so_len, m->funcs[i].name, &new_vaddr[i], &new_size[i]);
+	/* and again with every thread stopped: what is switched is what was allowed */
+	if (r == 0 && op->may_patch)
+		r = op->may_patch(op->may_patch_arg, op->pid);
+	if (r < 0) {
+		let_go(op, false);
+		goto fail;
+	}
+	op->held = true;
+	return 0;
+fail:
+	checker_stop(op->k);
+	op->k = NULL;
+	return r;
+}
+
+static void undo_stop(struct op *op)
+{
+	let_go(op, false);
+	op->held = false;
+	checker_stop(op->k);
+	op->k = NULL;
+}
+
+/* switch: every entry written, every thread still held; catchable signals
+ * wait until the last one is written */
+static int step_switch(struct op *op)
+{
+	sigset_t all, old;
+	int r;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = write_jumps(op);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
+}
+
+static void undo_switch(struct op *op)
+{
+	for (size_t i = op->n_spans; i > 0; i--)
+		proc_mem_write(op->mem_fd, op->spans[i - 1].addr, op->spans[i - 1].old,
+			       op->spans[i - 1].len);
+}
+
+/* resume (the commit): every thread but the sys thread runs the new code */
+static int step_resume(struct op *op)
+{
+	let_go(op, false);
+	op->held = false;
+	checker_stop(op->k);
+	op->k = NULL;
+	op->pause_us = op->w.t_all_resumed - op->w.t_all_stopped_begin;
+	return 0;
+}
+
+/* unmap: the old months and orphans found safe; the pause into each new
+ * header (read-only to the program) */
+static int step_unmap(struct op *op)
+{
+	int r = ptr_set_undo(&op->w, 0, 0, false);
+
+	for (size_t i = 0; i < op->n_sets; i++) {
+		struct op_set *ts = &op->sets[i];
+
+		if (!ts->mapped)
+			continue;
+		ts->mapped = false; /* it is an applied region now */
+		proc_mem_write(op->mem_fd, ts->base + offsetof(struct region_hdr, pause_us),
+			       &op->pause_us, sizeof(op->pause_us));
+	}
+	if (r == 0)
+		unmap_old(op);
+	return r;
+}
+
+/* detach: the sys thread goes on too */
+static int step_detach(struct op *op)
+{
+	return ptr_resume(&op->w, false);
+}
+
+/* ---- apply ---------------------------------------------------------------- */
+
+/* parse: every patch object, before the process is touched */
+static int step_parse(struct op *op)
+{
+	int r;
+
+	for (size_t s = 0; s < op->n_sets; s++) {
+		struct op_set *ts = &op->sets[s];
+		const struct hp_manifest *m = ts->m;
+
+		for (size_t o = 0; o < s; o++)
+			if (strcmp(op->sets[o].m->build_id, m->build_id) == 0)
+				return hp_err(-EINVAL, "two sets for one target (%s)", m->build_id);
+		r = load_parse(ts->set->so, ts->set->so_len, &ts->img);
 		if (r < 0)
-			goto out;
-		if (new_vaddr[i] >= img.size) {
-			r = hp_err(-ENOEXEC, "patch object: function %s outside the image",
-				   m->funcs[i].name);
-			goto out;
+			return r;
+		/* the unwind tables the target's unwinder will be given, if it has one */
+		ts->eh_r = unwind_eh_frame(ts->set->so, ts->set->so_len, &ts->img, &ts->eh_vaddr);
+		if (ts->eh_r == -ENOENT)
+			snprintf(ts->eh_why, sizeof(ts->eh_why),
+				 "patch object: no unwind tables (.eh_frame): C++ exceptions and "
+				 "backtraces through it would fail in this process, which has "
+				 "libgcc's unwinder");
+		else if (ts->eh_r < 0)
+			snprintf(ts->eh_why, sizeof(ts->eh_why), "%s", hp_errmsg(ts->eh_r));
+		if (ts->eh_r == -ENOENT)
+			ts->eh_r = -ENOEXEC;
+		hp_err_clear();
+		ts->new_vaddr = calloc(m->n_funcs, sizeof(*ts->new_vaddr));
+		ts->new_size = calloc(m->n_funcs, sizeof(*ts->new_size));
+		if (!ts->new_vaddr || !ts->new_size)
+			return -ENOMEM;
+		for (size_t i = 0; i < m->n_funcs; i++) {
+			r = load_func(ts->set->so, ts->set->so_len, m->funcs[i].name,
+				      &ts->new_vaddr[i], &ts->new_size[i]);
+			if (r < 0)
+				return r;
+			if (ts->new_vaddr[i] >= ts->img.size)
+				return hp_err(-ENOEXEC, "patch object: function %s outside the image",
+					      m->funcs[i].name);
 		}
 	}
+	return 0;
+}
 
-	/* the unwind tables the target's unwinder will be given (unwind.c) */
-	eh_r = unwind_eh_frame(set->so, set->so_len, &img, &eh_vaddr);
-	if (eh_r == -ENOENT)
-		eh_r = hp_err(-ENOEXEC, "patch object: no unwind tables (.eh_frame): C++ "
-			      "exceptions and backtraces through it would fail in this process, "
-			      "which has libgcc's unwinder");
+/* Find the set's target and the month it replaces; orphans to unmap. */
+static int find_target(struct op *op, struct op_set *ts)
+{
+	const struct hp_manifest *m = ts->m;
+	int r;
 
-	r = op_attach_scan(&op);
-	if (r < 0)
-		goto out;
-	r = unwinder_find(op.mem_fd, pid, &op.maps, &op.objs, &op.unw);
-	if (r == 0 && op.unw.lib && eh_r < 0)
-		r = eh_r;
-	if (r < 0)
-		goto out;
-	target = proc_objects_find(&op.objs, m->build_id);
-	if (!target) {
-		r = hp_err(-ENOEXEC, "process %d does not map %s with build-id %s", (int)pid,
-			   m->target ? m->target : "the target", m->build_id);
-		goto out;
-	}
-	for (size_t i = 0; i < op.regions.n; i++) {
-		const struct region *rg = &op.regions.v[i];
+	ts->target = proc_objects_find(&op->objs, m->build_id);
+	if (!ts->target)
+		return hp_err(-ENOEXEC, "process %d does not map %s with build-id %s", (int)op->pid,
+			      m->target ? m->target : "the target", m->build_id);
+	for (size_t i = 0; i < op->regions.n; i++) {
+		const struct region *rg = &op->regions.v[i];
 
 		if (strcmp(rg->hdr.build_id, m->build_id) != 0)
 			continue;
-		if (rg->n_jumped && !old)
-			old = rg;
+		if (rg->n_jumped && !ts->old)
+			ts->old = rg;
 		else if (rg->n_jumped)
-			r = hp_err(-ENOTRECOVERABLE, "process %d: two regions applied to %s",
-				   (int)pid, m->build_id);
-		else
-			r = add_unmap(&op, i);
-		if (r < 0)
-			goto out;
+			return hp_err(-ENOTRECOVERABLE, "process %d: two regions applied to %s",
+				      (int)op->pid, m->build_id);
+		else if ((r = add_unmap(op, i)) < 0)
+			return r;
 	}
-	if (old && strcmp(old->hdr.set_id, set_id) == 0 && old->n_jumped == old->hdr.n_funcs) {
-		op.pause_us = 0;
-		fill_result(&op, ret, false, set_id);
-		r = 0;
-		goto out;
-	}
-	if (old) {
-		r = add_unmap(&op, (size_t)(old - op.regions.v));
-		if (r < 0)
-			goto out;
-	}
+	ts->unchanged = ts->old && strcmp(ts->old->hdr.set_id, ts->set_id) == 0 &&
+			ts->old->n_jumped == ts->old->hdr.n_funcs;
+	if (ts->old && !ts->unchanged)
+		return add_unmap(op, (size_t)(ts->old - op->regions.v));
+	return 0;
+}
 
-	/* every entry: inside the target's code, its bytes what we expect */
+/* Every entry of the set: inside the target's code, its bytes what we expect. */
+static int check_entries_of(struct op *op, struct op_set *ts)
+{
+	const struct hp_manifest *m = ts->m;
+	const struct proc_object *target = ts->target;
+	int r;
+
+	ts->lo = UINT64_MAX;
+	ts->hi = 0;
 	for (size_t i = 0; i < m->n_funcs; i++) {
 		const struct hp_manifest_func *f = &m->funcs[i];
 		uint64_t addr = target->bias + f->offset;
@@ -1140,78 +1306,104 @@ static int patch_op(pid_t pid, const struct apply_set *set, const struct apply_o
 		unsigned char type;
 		uint64_t dsym, dsize;
 
-		if (f->size < ARCH_JUMP_LEN) {
-			r = hp_err(-ENOEXEC, "function %s: size %" PRIu64 " is too small for a jump",
-				   f->name, f->size);
-			goto out;
-		}
-		if (!in_object_text(&op, target, addr, f->size)) {
-			r = hp_err(-ENOEXEC,
-				   "function %s at offset 0x%" PRIx64 " size 0x%" PRIx64
-				   " is outside the code of %s",
-				   f->name, f->offset, f->size, target->path);
-			goto out;
-		}
+		if (f->size < ARCH_JUMP_LEN)
+			return hp_err(-ENOEXEC, "function %s: size %" PRIu64 " is too small for a jump",
+				      f->name, f->size);
+		if (!in_object_text(op, target, addr, f->size))
+			return hp_err(-ENOEXEC,
+				      "function %s at offset 0x%" PRIx64 " size 0x%" PRIx64
+				      " is outside the code of %s",
+				      f->name, f->offset, f->size, target->path);
 		/* an exported function: its dynamic symbol must agree */
 		if (!f->file &&
-		    proc_object_dynsym(op.mem_fd, target, f->name, &dsym, &type, &dsize) == 0 &&
-		    type == STT_FUNC && (dsym != addr || dsize != f->size)) {
-			r = hp_err(-ENOEXEC,
-				   "function %s: offset 0x%" PRIx64 " size 0x%" PRIx64
-				   " disagree with %s (0x%" PRIx64 " size 0x%" PRIx64 ")",
-				   f->name, f->offset, f->size, target->path, dsym - target->bias, dsize);
-			goto out;
-		}
+		    proc_object_dynsym(op->mem_fd, target, f->name, &dsym, &type, &dsize) == 0 &&
+		    type == STT_FUNC && (dsym != addr || dsize != f->size))
+			return hp_err(-ENOEXEC,
+				      "function %s: offset 0x%" PRIx64 " size 0x%" PRIx64
+				      " disagree with %s (0x%" PRIx64 " size 0x%" PRIx64 ")",
+				      f->name, f->offset, f->size, target->path, dsym - target->bias,
+				      dsize);
 		if (f->flags & HP_FUNC_ACTIVE_OK) {
-			r = check_active_ok(&op, f, addr);
+			r = check_active_ok(op, f, addr);
 			if (r < 0)
-				goto out;
+				return r;
 		}
-		r = proc_mem_read(op.mem_fd, addr, cur, sizeof(cur));
+		r = proc_mem_read(op->mem_fd, addr, cur, sizeof(cur));
 		if (r < 0)
-			goto out;
-		if (addr < lo)
-			lo = addr;
-		if (addr > hi)
-			hi = addr;
-		of = region_func_at(old, addr);
-		jr = jumped_region(&op, addr, cur);
-		if (jr && jr != old) {
-			r = hp_err(-ENOEXEC, "function %s is patched by another set (%s)", f->name,
-				   jr->hdr.set_id);
-			goto out;
-		}
-		if (of && !jr && memcmp(cur, of->saved, ARCH_JUMP_LEN) != 0) {
-			r = hp_err(-ENOEXEC, "function %s: unexpected bytes at its entry", f->name);
-			goto out;
-		}
+			return r;
+		if (addr < ts->lo)
+			ts->lo = addr;
+		if (addr > ts->hi)
+			ts->hi = addr;
+		of = region_func_at(ts->old, addr);
+		jr = jumped_region(op, addr, cur);
+		if (jr && jr != ts->old)
+			return hp_err(-ENOEXEC, "function %s is patched by another set (%s)", f->name,
+				      jr->hdr.set_id);
+		if (of && !jr && memcmp(cur, of->saved, ARCH_JUMP_LEN) != 0)
+			return hp_err(-ENOEXEC, "function %s: unexpected bytes at its entry", f->name);
 	}
+	return 0;
+}
 
-	/* layout: header pages, then the image at its alignment */
-	hdr_bytes = region_hdr_bytes(m->n_funcs);
-	img_off = (hdr_bytes + PAGE - 1) & ~(PAGE - 1);
-	img_off = (img_off + img.max_align - 1) & ~((uint64_t)img.max_align - 1);
-	r = map_region(&op, img_off + img.size + (op.unw.lib ? UNWIND_AREA_SIZE : 0), img.max_align,
-		       lo, hi);
+/* check: every set fits the process; sets already applied drop out */
+static int step_check(struct op *op)
+{
+	int r;
+
+	/* the process's unwinder: libgcc_s (given each region's tables), none, or
+	 * one the engine does not know (refused: it would not find them) */
+	r = unwinder_find(op->mem_fd, op->pid, &op->maps, &op->objs, &op->unw);
 	if (r < 0)
-		goto out;
-	test_stall("map");
-	hdr = calloc(1, hdr_bytes);
-	if (!hdr) {
-		r = -ENOMEM;
-		goto out;
+		return r;
+	for (size_t s = 0; s < op->n_sets; s++) {
+		struct op_set *ts = &op->sets[s];
+
+		if (op->unw.lib && ts->eh_r < 0)
+			return hp_err(ts->eh_r, "%s: %s", ts->set_id, ts->eh_why);
+		r = find_target(op, ts);
+		if (r < 0)
+			return hp_err_prefix(r, "%s: ", ts->set_id);
+		if (ts->unchanged)
+			continue;
+		r = check_entries_of(op, ts);
+		if (r < 0)
+			return hp_err_prefix(r, "%s: ", ts->set_id);
+		op->n_changed++;
 	}
+	/* this exact set, or every one of them, is applied: nothing to do */
+	if (!op->n_changed)
+		op->finished = true;
+	return 0;
+}
+
+/*
+ * The header of the set's region, and the writes of its switch: each entry
+ * jumps into the region; entries of the month it replaces that the set no
+ * longer patches get their original bytes back.
+ */
+static int plan_set(struct op *op, struct op_set *ts)
+{
+	const struct hp_manifest *m = ts->m;
+	const struct region *old = ts->old;
+	struct region_hdr *hdr;
+	struct region_func *rf;
+	int r;
+
+	hdr = ts->hdr = calloc(1, ts->hdr_bytes);
+	if (!hdr)
+		return -ENOMEM;
 	memcpy(hdr->magic, REGION_MAGIC, 8);
 	hdr->version = REGION_VERSION;
-	hdr->hdr_size = (uint32_t)hdr_bytes;
-	hdr->region_size = op.new_size;
-	hdr->text_start = op.new_base + img_off;
-	hdr->text_end = op.new_base + img_off + img.size;
+	hdr->hdr_size = (uint32_t)ts->hdr_bytes;
+	hdr->region_size = ts->size;
+	hdr->text_start = ts->base + ts->img_off;
+	hdr->text_end = ts->base + ts->img_off + ts->img.size;
 	hdr->applied_at = (int64_t)time(NULL);
 	hdr->n_funcs = (uint32_t)m->n_funcs;
 	hdr->jump_len = ARCH_JUMP_LEN;
 	snprintf(hdr->build_id, sizeof(hdr->build_id), "%s", m->build_id);
-	snprintf(hdr->set_id, sizeof(hdr->set_id), "%s", set_id);
+	snprintf(hdr->set_id, sizeof(hdr->set_id), "%s", ts->set_id);
 	snprintf(hdr->month, sizeof(hdr->month), "%s", m->month);
 	rf = (struct region_func *)(hdr + 1);
 	for (size_t i = 0; i < m->n_funcs; i++) {
@@ -1220,39 +1412,34 @@ static int patch_op(pid_t pid, const struct apply_set *set, const struct apply_o
 		struct jump_write *j;
 		uint8_t cur[ARCH_JUMP_LEN];
 
-		rf[i].addr = target->bias + f->offset;
+		rf[i].addr = ts->target->bias + f->offset;
 		rf[i].size = f->size;
-		rf[i].new_addr = op.new_base + img_off + new_vaddr[i];
-		rf[i].new_size = new_size[i];
-		rf[i].flags = f->flags;
+		rf[i].new_addr = ts->base + ts->img_off + ts->new_vaddr[i];
+		rf[i].new_size = ts->new_size[i];
+		/* an active-ok function's running activations stay on the old code */
+		rf[i].flags = f->flags | (f->flags & HP_FUNC_ACTIVE_OK ? REGION_FUNC_OLD_LIVE : 0);
 		snprintf(rf[i].name, sizeof(rf[i].name), "%s", f->name);
-		r = proc_mem_read(op.mem_fd, rf[i].addr, cur, sizeof(cur));
+		r = proc_mem_read(op->mem_fd, rf[i].addr, cur, sizeof(cur));
 		if (r < 0)
-			goto out;
+			return r;
 		of = region_func_at(old, rf[i].addr);
 		/* the original bytes: from the old header when the entry is already ours */
 		memcpy(rf[i].saved, of ? of->saved : cur, ARCH_JUMP_LEN);
-		j = add_write(&op);
-		if (!j) {
-			r = -ENOMEM;
-			goto out;
-		}
+		j = add_write(op);
+		if (!j)
+			return -ENOMEM;
 		j->addr = rf[i].addr;
 		j->len = ARCH_JUMP_LEN;
-		j->name = m->funcs[i].name;
+		j->name = f->name;
 		memcpy(j->expect, cur, ARCH_JUMP_LEN);
-		r = arch_jump_encode(j->addr, rf[i].new_addr, j->bytes);
-		if (r < 0) {
-			r = hp_err(-ENOEXEC, "function %s: replacement out of jump reach", f->name);
-			goto out;
-		}
+		if (arch_jump_encode(j->addr, rf[i].new_addr, j->bytes) < 0)
+			return hp_err(-ENOEXEC, "function %s: replacement out of jump reach", f->name);
 		if (!(f->flags & HP_FUNC_ACTIVE_OK)) {
-			r = add_range(&op, rf[i].addr, rf[i].addr + f->size, m->funcs[i].name);
+			r = add_range(op, rf[i].addr, rf[i].addr + f->size, f->name);
 			if (r == 0 && of && !(of->flags & HP_FUNC_ACTIVE_OK))
-				r = add_range(&op, of->new_addr, of->new_addr + of->new_size,
-					      m->funcs[i].name);
+				r = add_range(op, of->new_addr, of->new_addr + of->new_size, f->name);
 			if (r < 0)
-				goto out;
+				return r;
 		}
 	}
 	/* functions of the old month no longer in the set return to the original */
@@ -1265,103 +1452,219 @@ static int patch_op(pid_t pid, const struct apply_set *set, const struct apply_o
 			kept = rf[k].addr == of->addr;
 		if (kept)
 			continue;
-		j = add_write(&op);
-		if (!j) {
-			r = -ENOMEM;
-			goto out;
-		}
+		j = add_write(op);
+		if (!j)
+			return -ENOMEM;
 		j->addr = of->addr;
 		j->len = ARCH_JUMP_LEN;
 		j->name = of->name;
 		memcpy(j->bytes, of->saved, ARCH_JUMP_LEN);
-		r = proc_mem_read(op.mem_fd, of->addr, j->expect, ARCH_JUMP_LEN);
+		r = proc_mem_read(op->mem_fd, of->addr, j->expect, ARCH_JUMP_LEN);
 		if (r < 0)
-			goto out;
+			return r;
 		if (!(of->flags & HP_FUNC_ACTIVE_OK)) {
-			r = add_range(&op, of->new_addr, of->new_addr + of->new_size, of->name);
+			r = add_range(op, of->new_addr, of->new_addr + of->new_size, of->name);
 			if (r < 0)
-				goto out;
+				return r;
 		}
 	}
+	return 0;
+}
 
-	/*
-	 * The region: the header first (a region left by an engine killed from
-	 * here on is an orphan the next operation finds and unmaps, if the
-	 * trampoline did not already), the image relocated for its address,
-	 * then the final protections, one call per run of pages alike. Nothing
-	 * reaches it before the switch.
-	 */
-	lctx = (struct load_ctx){ op.mem_fd, &op.objs, target, m };
-	r = load_relocate(&img, set->so, set->so_len, op.new_base + img_off, &lctx);
-	if (r == 0)
-		r = proc_mem_write(op.mem_fd, op.new_base, hdr, hdr_bytes);
-	if (r == 0)
-		r = proc_mem_write(op.mem_fd, op.new_base + img_off, img.bytes, img.size);
-	if (r == 0)
-		test_stall("image");
-	if (r == 0 && op.unw.lib) {
-		struct unwind_area a = { .magic = UNWIND_MAGIC };
+/*
+ * map: one region per set to switch (header pages, then the image at its
+ * alignment) within jump reach of its entries, and the switch planned. A
+ * dying engine's trampoline unmaps the newest region until the switch; one
+ * mapped before it is left an orphan (no jump reaches it), which the next
+ * operation on that target unmaps.
+ */
+static void undo_map(struct op *op);
 
-		area = op.new_base + img_off + img.size;
-		a.eh_frame = op.new_base + img_off + eh_vaddr;
-		a.unwinder = op.unw.lib->bias;
-		r = proc_mem_write(op.mem_fd, area, &a, sizeof(a));
+static int step_map(struct op *op)
+{
+	size_t n_mapped = 0;
+	int r = 0;
+
+	for (size_t s = 0; s < op->n_sets && r == 0; s++) {
+		struct op_set *ts = &op->sets[s];
+
+		if (ts->unchanged)
+			continue;
+		if (n_mapped == 1)
+			r = test_point("between-maps");
+		if (r < 0)
+			break;
+		ts->hdr_bytes = region_hdr_bytes(ts->m->n_funcs);
+		ts->img_off = (ts->hdr_bytes + PAGE - 1) & ~(PAGE - 1);
+		ts->img_off = (ts->img_off + ts->img.max_align - 1) & ~((uint64_t)ts->img.max_align - 1);
+		r = map_region(op, ts,
+			       ts->img_off + ts->img.size + (op->unw.lib ? UNWIND_AREA_SIZE : 0),
+			       ts->img.max_align);
+		if (r == 0)
+			n_mapped++;
+		if (r == 0)
+			r = plan_set(op, ts);
+		if (r < 0)
+			r = hp_err_prefix(r, "%s: ", ts->set_id);
 	}
-	if (r == 0)
-		r = protect_region(&op, &img, img_off);
+	if (r < 0)
+		undo_map(op);
+	return r;
+}
+
+static void undo_map(struct op *op)
+{
+	for (size_t s = 0; s < op->n_sets; s++) {
+		struct op_set *ts = &op->sets[s];
+
+		if (ts->mapped)
+			remote_munmap(op, ts->base, ts->size);
+		ts->mapped = false;
+		ts->area = 0;
+	}
+}
+
+/*
+ * relocate: each region's image relocated for its address, the header
+ * written first (a region an engine killed from here on leaves is an
+ * orphan), then the image, then the final protections. Nothing reaches a
+ * region before the switch. Undone with the map.
+ */
+static int step_relocate(struct op *op)
+{
+	int r = 0;
+
+	for (size_t s = 0; s < op->n_sets && r == 0; s++) {
+		struct op_set *ts = &op->sets[s];
+		struct load_ctx lctx = { op->mem_fd, &op->objs, ts->target, ts->m };
+
+		if (ts->unchanged)
+			continue;
+		r = load_relocate(&ts->img, ts->set->so, ts->set->so_len, ts->base + ts->img_off,
+				  &lctx);
+		if (r == 0)
+			r = proc_mem_write(op->mem_fd, ts->base, ts->hdr, ts->hdr_bytes);
+		if (r == 0)
+			r = proc_mem_write(op->mem_fd, ts->base + ts->img_off, ts->img.bytes,
+					   ts->img.size);
+		if (r == 0 && op->unw.lib) {
+			/* the unwind area, after the image: what register will pass */
+			struct unwind_area a = { .magic = UNWIND_MAGIC };
+
+			ts->area = ts->base + ts->img_off + ts->img.size;
+			a.eh_frame = ts->base + ts->img_off + ts->eh_vaddr;
+			a.unwinder = op->unw.lib->bias;
+			r = proc_mem_write(op->mem_fd, ts->area, &a, sizeof(a));
+		}
+		if (r == 0)
+			r = protect_region(op, ts);
+		if (r < 0)
+			r = hp_err_prefix(r, "%s: ", ts->set_id);
+	}
+	return r;
+}
+
+/*
+ * register: each region's unwind tables given to the target's unwinder
+ * (libgcc_s's __register_frame_info, called in the target by a thread
+ * found outside the unwinder's lock and the allocator: unwind.c) before
+ * any jump can reach the region. From here a killed engine's trampoline
+ * must not unmap a region: a later operation deregisters it first.
+ */
+static void undo_register(struct op *op);
+
+static int step_register(struct op *op)
+{
+	int r = 0;
+
+	for (size_t s = 0; s < op->n_sets && r == 0 && op->unw.lib; s++) {
+		struct op_set *ts = &op->sets[s];
+
+		if (!ts->area)
+			continue;
+		ts->registered = true;
+		r = unwind_register(&op->w, &op->unw, op->view, op->budget_ms, ts->area,
+				    ts->base + ts->img_off + ts->eh_vaddr);
+		if (r == 0)
+			r = ptr_set_undo(&op->w, 0, 0, false);
+		if (r < 0)
+			r = hp_err_prefix(r, "%s: ", ts->set_id);
+	}
+	if (r < 0)
+		undo_register(op);
+	return r;
+}
+
+/* A region whose tables cannot be taken back stays mapped (an orphan). */
+static void undo_register(struct op *op)
+{
+	for (size_t s = op->n_sets; s > 0; s--) {
+		struct op_set *ts = &op->sets[s - 1];
+		struct region nr = { .addr = ts->base };
+
+		if (!ts->registered || !ts->hdr)
+			continue;
+		nr.hdr = *ts->hdr;
+		if (unwind_deregister(&op->w, &op->unw, op->view, op->budget_ms, &nr) < 0)
+			ts->mapped = false;
+		ts->registered = false;
+	}
+}
+
+static const struct step apply_steps[] = {
+	{ "parse", step_parse, NULL, false },
+	{ "attach", step_attach, undo_attach, false },
+	{ "check", step_check, NULL, false },
+	{ "map", step_map, undo_map, false },
+	{ "relocate", step_relocate, NULL, false },
+	{ "register", step_register, undo_register, false },
+	{ "stop", step_stop, undo_stop, false },
+	{ "switch", step_switch, undo_switch, false },
+	{ "resume", step_resume, NULL, true },
+	{ "unmap", step_unmap, NULL, false },
+	{ "detach", step_detach, NULL, false },
+};
+
+static int patch_op(pid_t pid, const struct apply_set *sets, size_t n_sets,
+		    const struct apply_opts *opts, struct apply_result *ret)
+{
+	struct op op;
+	bool locked = false;
+	int r;
+
+	if (!n_sets || n_sets > APPLY_MAX_SETS)
+		return hp_err(-EINVAL, "apply %d: %zu sets (1 to %d)", (int)pid, n_sets,
+			      APPLY_MAX_SETS);
+	pid_lock(pid);
+	locked = true;
+	r = op_open(&op, pid, true);
 	if (r < 0)
 		goto out;
-	/*
-	 * Step "register" (undo: deregister): the patch's unwind tables go to
-	 * the target's unwinder before any jump reaches them. From here a
-	 * killed engine's trampoline must not unmap the region: a later
-	 * operation deregisters it first.
-	 */
-	if (op.unw.lib) {
-		registered = true; /* or maybe, if it failed: the undo reads the area */
-		r = unwind_register(&op.w, &op.unw, op.view, op.budget_ms, area,
-				    op.new_base + img_off + eh_vaddr);
-		if (r == 0)
-			r = ptr_set_undo(&op.w, 0, 0, false);
+	op.budget_ms = opts && opts->budget_ms ? opts->budget_ms : APPLY_DEFAULT_BUDGET_MS;
+	op.w.stop_ms = op.budget_ms;
+	op.may_patch = opts ? opts->may_patch : NULL;
+	op.may_patch_arg = opts ? opts->may_patch_arg : NULL;
+	op.sets = calloc(n_sets, sizeof(*op.sets));
+	if (!op.sets) {
+		r = -ENOMEM;
+		goto out;
+	}
+	op.n_sets = n_sets;
+	for (size_t i = 0; i < n_sets; i++) {
+		op.sets[i].set = &sets[i];
+		op.sets[i].m = sets[i].manifest;
+		r = check_set(&sets[i], op.sets[i].set_id, sizeof(op.sets[i].set_id));
 		if (r < 0)
 			goto out;
 	}
-
-	r = stop_and_switch(&op);
-	if (r < 0)
-		goto out;
-	op.new_mapped = false; /* it is the applied region now */
-	r = ptr_set_undo(&op.w, 0, 0, false);
-	if (r < 0)
-		goto out;
-	unmap_old(&op);
-	/* the pause, known only now, goes into the header (read-only to the program) */
-	proc_mem_write(op.mem_fd, op.new_base + offsetof(struct region_hdr, pause_us), &op.pause_us,
-		       sizeof(op.pause_us));
-	fill_result(&op, ret, true, set_id);
-	perfmap_refresh(&op);
-	r = 0;
+	r = run_steps(&op, apply_steps, sizeof(apply_steps) / sizeof(apply_steps[0]));
+	if (r == 0)
+		fill_result(&op, ret, op.n_changed > 0, op.sets[n_sets - 1].set_id);
+	if (r == 0 && op.n_changed)
+		perfmap_refresh(&op);
 out:
-	if (r < 0 && op.new_mapped) {
-		/* undo the register and map steps; the reason we failed is what
-		 * the caller sees */
-		char why[HP_ERRMSG_MAX];
-		struct region nr = { .addr = op.new_base };
-
-		snprintf(why, sizeof(why), "%s", hp_errmsg(r));
-		if (hdr)
-			nr.hdr = *hdr;
-		if (!registered ||
-		    (hdr && unwind_deregister(&op.w, &op.unw, op.view, op.budget_ms, &nr) == 0))
-			remote_munmap(&op, op.new_base, op.new_size);
-		hp_err(r, "%s", why);
-	}
 	if (r < 0)
 		hp_err_prefix(r, "apply %d: ", (int)pid);
-	free(hdr);
-	free(new_vaddr);
-	free(new_size);
-	load_image_release(&img);
 	op_release(&op);
 	if (locked)
 		pid_unlock(pid);
@@ -1370,11 +1673,75 @@ out:
 
 /* ---- revert --------------------------------------------------------------- */
 
+/* check (revert): the entries of every applied region (of build_id) go back */
+static int step_check_revert(struct op *op)
+{
+	int r;
+
+	/* to deregister what was registered; an unknown unwinder had none */
+	if (unwinder_find(op->mem_fd, op->pid, &op->maps, &op->objs, &op->unw) < 0)
+		hp_err_clear();
+
+	for (size_t i = 0; i < op->regions.n; i++) {
+		const struct region *rg = &op->regions.v[i];
+
+		if (op->build_id && strcmp(rg->hdr.build_id, op->build_id) != 0)
+			continue;
+		r = add_unmap(op, i);
+		if (r < 0)
+			return r;
+		if (!rg->n_jumped)
+			continue;
+		op->n_applied++;
+		for (uint32_t k = 0; k < rg->hdr.n_funcs; k++) {
+			const struct region_func *f = &rg->funcs[k];
+			uint8_t cur[ARCH_JUMP_LEN];
+			uint64_t to;
+			struct jump_write *j;
+
+			r = proc_mem_read(op->mem_fd, f->addr, cur, sizeof(cur));
+			if (r < 0)
+				return r;
+			if (memcmp(cur, f->saved, ARCH_JUMP_LEN) == 0)
+				continue; /* not switched (a half state): nothing to restore */
+			if (!arch_jump_decode(f->addr, cur, &to) || to != f->new_addr)
+				return hp_err(-ENOEXEC, "function %s: entry changed since the patch",
+					      f->name);
+			j = add_write(op);
+			if (!j)
+				return -ENOMEM;
+			j->addr = f->addr;
+			j->len = ARCH_JUMP_LEN;
+			j->name = f->name;
+			memcpy(j->bytes, f->saved, ARCH_JUMP_LEN);
+			memcpy(j->expect, cur, ARCH_JUMP_LEN);
+			if (!(f->flags & HP_FUNC_ACTIVE_OK)) {
+				r = add_range(op, f->new_addr, f->new_addr + f->new_size, f->name);
+				if (r < 0)
+					return r;
+			}
+		}
+	}
+	if (!op->n_applied)
+		return op->build_id ? hp_err(-ENOENT, "nothing applied for build-id %s", op->build_id)
+				    : hp_err(-ENOENT, "nothing applied");
+	return 0;
+}
+
+static const struct step revert_steps[] = {
+	{ "attach", step_attach, undo_attach, false },
+	{ "check", step_check_revert, NULL, false },
+	{ "stop", step_stop, undo_stop, false },
+	{ "switch", step_switch, undo_switch, false },
+	{ "resume", step_resume, NULL, true },
+	{ "unmap", step_unmap, NULL, false },
+	{ "detach", step_detach, NULL, false },
+};
+
 static int revert_op(pid_t pid, const char *build_id, const struct apply_opts *opts,
 		     struct apply_result *ret)
 {
 	struct op op;
-	size_t n_applied = 0;
 	int r;
 
 	if (build_id && !hp_valid_build_id(build_id))
@@ -1387,71 +1754,141 @@ static int revert_op(pid_t pid, const char *build_id, const struct apply_opts *o
 	op.w.stop_ms = op.budget_ms;
 	op.may_patch = opts ? opts->may_patch : NULL;
 	op.may_patch_arg = opts ? opts->may_patch_arg : NULL;
-	r = op_attach_scan(&op);
-	if (r < 0)
-		goto out;
-	/* to deregister what was registered; an unknown unwinder had none */
-	if (unwinder_find(op.mem_fd, pid, &op.maps, &op.objs, &op.unw) < 0)
-		hp_err_clear();
-	for (size_t i = 0; i < op.regions.n; i++) {
-		const struct region *rg = &op.regions.v[i];
-
-		if (build_id && strcmp(rg->hdr.build_id, build_id) != 0)
-			continue;
-		r = add_unmap(&op, i);
-		if (r < 0)
-			goto out;
-		if (!rg->n_jumped)
-			continue;
-		n_applied++;
-		for (uint32_t k = 0; k < rg->hdr.n_funcs; k++) {
-			const struct region_func *f = &rg->funcs[k];
-			uint8_t cur[ARCH_JUMP_LEN];
-			uint64_t to;
-			struct jump_write *j;
-
-			r = proc_mem_read(op.mem_fd, f->addr, cur, sizeof(cur));
-			if (r < 0)
-				goto out;
-			if (memcmp(cur, f->saved, ARCH_JUMP_LEN) == 0)
-				continue; /* not switched (a half state): nothing to restore */
-			if (!arch_jump_decode(f->addr, cur, &to) || to != f->new_addr) {
-				r = hp_err(-ENOEXEC, "function %s: entry changed since the patch",
-					   f->name);
-				goto out;
-			}
-			j = add_write(&op);
-			if (!j) {
-				r = -ENOMEM;
-				goto out;
-			}
-			j->addr = f->addr;
-			j->len = ARCH_JUMP_LEN;
-			j->name = f->name;
-			memcpy(j->bytes, f->saved, ARCH_JUMP_LEN);
-			memcpy(j->expect, cur, ARCH_JUMP_LEN);
-			if (!(f->flags & HP_FUNC_ACTIVE_OK)) {
-				r = add_range(&op, f->new_addr, f->new_addr + f->new_size, f->name);
-				if (r < 0)
-					goto out;
-			}
-		}
-	}
-	if (!n_applied) {
-		r = build_id ? hp_err(-ENOENT, "nothing applied for build-id %s", build_id)
-			     : hp_err(-ENOENT, "nothing applied");
-		goto out;
-	}
-	r = stop_and_switch(&op);
-	if (r < 0)
-		goto out;
-	unmap_old(&op);
-	fill_result(&op, ret, true, "");
-	perfmap_refresh(&op);
-	r = 0;
+	op.build_id = build_id;
+	r = run_steps(&op, revert_steps, sizeof(revert_steps) / sizeof(revert_steps[0]));
+	if (r == 0)
+		fill_result(&op, ret, true, "");
+	if (r == 0)
+		perfmap_refresh(&op);
 out:
 	if (r < 0)
 		hp_err_prefix(r, "revert %d: ", (int)pid);
+	op_release(&op);
+	pid_unlock(pid);
+	return r;
+}
+
+/* ---- settle: active-ok functions still running their old code ------------ */
+
+/* check (settle): the functions of applied regions marked old-live */
+static int step_check_settle(struct op *op)
+{
+	for (size_t i = 0; i < op->regions.n; i++) {
+		const struct region *rg = &op->regions.v[i];
+
+		if (!rg->n_jumped)
+			continue;
+		for (uint32_t k = 0; k < rg->hdr.n_funcs; k++) {
+			struct live_fn *v;
+
+			if (!(rg->funcs[k].flags & REGION_FUNC_OLD_LIVE))
+				continue;
+			v = realloc(op->live, (op->n_live + 1) * sizeof(*v));
+			if (!v)
+				return -ENOMEM;
+			op->live = v;
+			op->live[op->n_live++] = (struct live_fn){ rg, k, false };
+		}
+	}
+	if (!op->n_live)
+		op->finished = true;
+	return 0;
+}
+
+/*
+ * look: which held thread runs the old code of each marked function: its
+ * original body past the entry (or a return address into it), or any
+ * orphan region of its target (an older month a thread was still in when
+ * it was replaced). Once out, a thread cannot go back: every call takes the
+ * jump; so a function found free here is free for good.
+ */
+static int step_look(struct op *op)
+{
+	for (size_t i = 0; i < op->n_live; i++) {
+		struct live_fn *lf = &op->live[i];
+		const struct region_func *f = &lf->rg->funcs[lf->idx];
+		struct safety_range *ranges;
+		struct safety_session *ss = NULL;
+		size_t n = 0;
+		int r;
+
+		ranges = calloc(op->regions.n + 1, sizeof(*ranges));
+		if (!ranges)
+			return -ENOMEM;
+		ranges[n++] = (struct safety_range){ f->addr + ARCH_JUMP_LEN, f->addr + f->size, f->name };
+		for (size_t k = 0; k < op->regions.n; k++) {
+			const struct region *o = &op->regions.v[k];
+
+			if (!o->n_jumped && strcmp(o->hdr.build_id, lf->rg->hdr.build_id) == 0)
+				ranges[n++] = (struct safety_range){ o->addr, o->addr + o->hdr.region_size,
+								     f->name };
+		}
+		r = safety_begin(op->view, ranges, n, false, &ss);
+		for (size_t t = 0; r == 0 && t < op->w.n; t++) {
+			r = safety_thread(ss, op->w.t[t].tid, op->w.t[t].regs);
+			if (r == -EBUSY) {
+				hp_buf_addf(&op->busy_msg, "%sfunction %s in thread %d",
+					    op->busy_msg.len ? ", " : "", f->name, (int)op->w.t[t].tid);
+				lf->busy = true;
+				r = 0;
+			}
+		}
+		safety_end(ss);
+		free(ranges);
+		if (r < 0)
+			return r;
+		op->n_busy_fns += lf->busy;
+	}
+	hp_err_clear();
+	return 0;
+}
+
+/* mark: the functions no thread runs the old code of lose their mark */
+static int step_mark(struct op *op)
+{
+	for (size_t i = 0; i < op->n_live; i++) {
+		const struct live_fn *lf = &op->live[i];
+		uint32_t flags = lf->rg->funcs[lf->idx].flags & ~REGION_FUNC_OLD_LIVE;
+		uint64_t at = lf->rg->addr + sizeof(struct region_hdr) +
+			      lf->idx * sizeof(struct region_func) + offsetof(struct region_func, flags);
+
+		if (!lf->busy)
+			proc_mem_write(op->mem_fd, at, &flags, sizeof(flags));
+	}
+	return 0;
+}
+
+static const struct step settle_steps[] = {
+	{ "attach", step_attach, undo_attach, false },
+	{ "check", step_check_settle, NULL, false },
+	{ "stop", step_stop, undo_stop, false },
+	{ "look", step_look, NULL, false },
+	{ "resume", step_resume, NULL, false },
+	{ "mark", step_mark, NULL, false },
+	{ "detach", step_detach, NULL, false },
+};
+
+static int settle_op(pid_t pid, const struct apply_opts *opts, char *ret_msg, size_t cap)
+{
+	struct op op;
+	int r;
+
+	pid_lock(pid);
+	r = op_open(&op, pid, true);
+	if (r < 0)
+		goto out;
+	op.budget_ms = opts && opts->budget_ms ? opts->budget_ms : APPLY_DEFAULT_BUDGET_MS;
+	op.w.stop_ms = op.budget_ms;
+	op.may_patch = opts ? opts->may_patch : NULL;
+	op.may_patch_arg = opts ? opts->may_patch_arg : NULL;
+	r = run_steps(&op, settle_steps, sizeof(settle_steps) / sizeof(settle_steps[0]));
+	if (r == 0) {
+		snprintf(ret_msg, cap, "%s", op.busy_msg.len ? op.busy_msg.data : "");
+		r = (int)op.n_busy_fns;
+	}
+out:
+	if (r < 0)
+		hp_err_prefix(r, "settle %d: ", (int)pid);
 	op_release(&op);
 	pid_unlock(pid);
 	return r;
@@ -1470,8 +1907,11 @@ out:
  */
 struct op_call {
 	pid_t pid;
-	bool revert;
-	const struct apply_set *set;
+	bool revert, settle;
+	char *msg_out;
+	size_t msg_cap;
+	const struct apply_set *sets;
+	size_t n_sets;
 	const char *build_id;
 	const struct apply_opts *opts;
 	struct apply_result *ret;
@@ -1484,8 +1924,12 @@ static void *op_thread(void *arg)
 	struct op_call *c = arg;
 
 	hp_err_clear();
-	c->r = c->revert ? revert_op(c->pid, c->build_id, c->opts, c->ret)
-			 : patch_op(c->pid, c->set, c->opts, c->ret);
+	if (c->settle)
+		c->r = settle_op(c->pid, c->opts, c->msg_out, c->msg_cap);
+	else if (c->revert)
+		c->r = revert_op(c->pid, c->build_id, c->opts, c->ret);
+	else
+		c->r = patch_op(c->pid, c->sets, c->n_sets, c->opts, c->ret);
 	if (c->r < 0)
 		snprintf(c->msg, sizeof(c->msg), "%s", hp_errmsg(c->r));
 	return NULL;
@@ -1507,7 +1951,13 @@ static int op_run(struct op_call *c, const char *what)
 int apply_patch(pid_t pid, const struct apply_set *set, const struct apply_opts *opts,
 		struct apply_result *ret)
 {
-	struct op_call c = { .pid = pid, .set = set, .opts = opts, .ret = ret };
+	return apply_patch_sets(pid, set, 1, opts, ret);
+}
+
+int apply_patch_sets(pid_t pid, const struct apply_set *sets, size_t n_sets,
+		     const struct apply_opts *opts, struct apply_result *ret)
+{
+	struct op_call c = { .pid = pid, .sets = sets, .n_sets = n_sets, .opts = opts, .ret = ret };
 
 	return op_run(&c, "apply");
 }
@@ -1519,6 +1969,17 @@ int apply_revert(pid_t pid, const char *build_id, const struct apply_opts *opts,
 			     .ret = ret };
 
 	return op_run(&c, "revert");
+}
+
+int apply_settle(pid_t pid, const struct apply_opts *opts, char *ret_msg, size_t cap)
+{
+	struct op_call c = { .settle = true, .pid = pid, .opts = opts, .msg_out = ret_msg,
+			     .msg_cap = cap };
+
+	if (!ret_msg || !cap)
+		return hp_err(-EINVAL, "settle %d: no room for the answer", (int)pid);
+	ret_msg[0] = '\0';
+	return op_run(&c, "settle");
 }
 
 /* ---- inspection ---------------------------------------------------------- */
@@ -1636,6 +2097,8 @@ int apply_inspect(pid_t pid, struct apply_proc **ret)
 		a->pause_us = rg->hdr.pause_us;
 		a->applied_at = rg->hdr.applied_at;
 		a->n_funcs = rg->hdr.n_funcs;
+		for (uint32_t k = 0; k < rg->hdr.n_funcs; k++)
+			a->n_old_live += !!(rg->funcs[k].flags & REGION_FUNC_OLD_LIVE);
 		p->n_applied++;
 	}
 	*ret = p;

@@ -249,7 +249,7 @@ struct ctl_status {
 	struct ctl_target *targets; /* mapped targets whose name the store knows */
 	size_t n_targets;
 	enum ctl_state state;
-	char reason[HP_ERRMSG_MAX]; /* when failed */
+	char reason[HP_ERRMSG_MAX]; /* when failed or in-progress */
 	bool have_pause;
 	uint64_t last_pause_us;
 };

@@ -191,16 +191,16 @@ static void hold_check(const struct ctl_caller *who, struct apply_opts *o)
 	o->may_patch_arg = (void *)who;
 }
 
-/* apply_patch, tried again on EBUSY up to c->retries times. */
-static int patch_retrying(struct ctl *c, pid_t pid, const struct apply_set *set,
+/* apply_patch_sets, tried again on EBUSY up to c->retries times. */
+static int patch_retrying(struct ctl *c, pid_t pid, const struct apply_set *sets, size_t n_sets,
 			  const struct apply_opts *aopts, struct apply_result *ar)
 {
-	int r = apply_patch(pid, set, aopts, ar);
+	int r = apply_patch_sets(pid, sets, n_sets, aopts, ar);
 
 	for (unsigned k = 0; r == -EBUSY && k < c->retries; k++) {
 		hp_err_clear();
 		memset(ar, 0, sizeof(*ar));
-		r = apply_patch(pid, set, aopts, ar);
+		r = apply_patch_sets(pid, sets, n_sets, aopts, ar);
 	}
 	if (r == -EBUSY && c->retries)
 		hp_err_prefix(r, "after %u retries: ", c->retries);
@@ -218,8 +218,11 @@ static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, con
 	struct apply_proc *p = pre;
 	struct ctl_snap *s = NULL;
 	struct apply_opts aopts = { c->budget_ms, NULL, NULL };
+	struct store_patchset **pss = NULL;
+	struct apply_set *sets = NULL;
+	struct apply_result ar;
 	bool begun = false;
-	unsigned found = 0;
+	unsigned found = 0, reverted = 0; /* sets to apply; withdrawn ones reverted */
 	int r;
 
 	memset(res, 0, sizeof(*res));
@@ -253,11 +256,16 @@ static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, con
 	snprintf(res->comm, sizeof(res->comm), "%s", p->comm);
 	ctl_outcome_begin(c, pid, p->start_time);
 	begun = true;
+	/* every target of the process with a set: switched in one stop, or none */
+	pss = calloc(p->n_objects ? p->n_objects : 1, sizeof(*pss));
+	sets = calloc(p->n_objects ? p->n_objects : 1, sizeof(*sets));
+	if (!pss || !sets) {
+		r = -ENOMEM;
+		goto out;
+	}
 	for (size_t i = 0; i < p->n_objects; i++) {
 		const struct apply_object *o = &p->objects[i];
 		struct store_patchset *ps = NULL;
-		struct apply_result ar;
-		struct apply_set set;
 
 		if (!o->build_id[0] || seen_build_id(p, i, o->build_id))
 			continue;
@@ -273,7 +281,7 @@ static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, con
 			r = apply_revert(pid, o->build_id, &aopts, &ar);
 			if (r < 0)
 				goto out;
-			found++;
+			reverted++;
 			res->n_sets++;
 			res->changed = true;
 			if (ar.pause_us > res->pause_us)
@@ -284,29 +292,29 @@ static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, con
 			continue;
 		if (r < 0)
 			goto out;
+		pss[found] = ps;
+		sets[found].set_id = ps->set_id;
+		sets[found].manifest = ps->manifest;
+		sets[found].so = ps->so;
+		sets[found].so_len = ps->so_len;
 		found++;
-		set.set_id = ps->set_id;
-		set.manifest = ps->manifest;
-		set.so = ps->so;
-		set.so_len = ps->so_len;
+	}
+	if (found) {
 		memset(&ar, 0, sizeof(ar));
-		r = patch_retrying(c, pid, &set, &aopts, &ar);
-		if (r >= 0) {
-			res->n_sets++;
-			res->changed |= ar.changed;
-			if (ar.changed && ar.pause_us > res->pause_us)
-				res->pause_us = ar.pause_us;
-			snprintf(res->set_id, sizeof(res->set_id), "%s", ps->set_id);
-		}
-		store_patchset_free(ps);
+		r = patch_retrying(c, pid, sets, found, &aopts, &ar);
 		if (r < 0)
 			goto out;
+		res->n_sets += found;
+		res->changed |= ar.changed;
+		if (ar.changed && ar.pause_us > res->pause_us)
+			res->pause_us = ar.pause_us;
+		snprintf(res->set_id, sizeof(res->set_id), "%s", pss[found - 1]->set_id);
 	}
-	if (!found && pending_only) {
+	if (!found && !reverted && pending_only) {
 		r = 0;
 		goto out;
 	}
-	if (!found) {
+	if (!found && !reverted) {
 		if (month && *month)
 			r = hp_err(-ENOENT, "nothing published for process %d (%s) in %s", (int)pid,
 				   p->comm, month);
@@ -321,6 +329,10 @@ out:
 		result_fail(res, r);
 	if (begun)
 		ctl_outcome_end(c, pid, p->start_time, r, res->msg, res->changed, res->pause_us);
+	for (unsigned i = 0; pss && i < found; i++)
+		store_patchset_free(pss[i]);
+	free(pss);
+	free(sets);
 	ctl_snap_unref(s);
 	apply_proc_free(p);
 	return r;

@@ -81,6 +81,55 @@ nomem:
 	return -ENOMEM;
 }
 
+/*
+ * Targets in-progress: an active-ok function's running activations kept
+ * its old code. Looked at again now (the engine stops the process for it):
+ * the functions no thread runs any more are unmarked, and the targets and
+ * the process take the state of what is applied; else in-progress, with
+ * the functions and threads in the reason.
+ */
+static void settle(struct ctl *c, struct ctl_status *s)
+{
+	struct apply_opts aopts = { c->budget_ms };
+	struct apply_proc *p = NULL;
+	char msg[HP_ERRMSG_MAX];
+	int r = apply_settle(s->pid, &aopts, msg, sizeof(msg));
+
+	if (r < 0) {
+		snprintf(s->reason, sizeof(s->reason), "old code may still run: %.400s",
+			 hp_errmsg(r));
+		s->state = ctl_state_combine(s->state, CTL_STATE_IN_PROGRESS);
+		return;
+	}
+	if (r > 0) {
+		snprintf(s->reason, sizeof(s->reason), "old code still running: %.400s", msg);
+		s->state = ctl_state_combine(s->state, CTL_STATE_IN_PROGRESS);
+		return;
+	}
+	/* every old activation is gone: each target's state is its set's */
+	if (apply_inspect(s->pid, &p) < 0)
+		return;
+	s->state = CTL_STATE_UP_TO_DATE;
+	for (size_t i = 0; i < s->n_targets; i++) {
+		struct ctl_target *t = &s->targets[i];
+		const struct apply_applied *a = apply_proc_find(p, t->build_id);
+		struct ctl_state_in in = { 0 };
+
+		in.covered = t->covered;
+		in.newest_month = t->newest_month;
+		in.newer_baseline = t->newer_baseline;
+		in.applied_month = a ? t->applied_month : NULL;
+		in.applied_set = a ? t->applied_set : NULL;
+		in.newest_set = t->newest_set;
+		in.applied_withdrawn = t->withdrawn != NULL;
+
+		if (t->state == CTL_STATE_IN_PROGRESS && a && !a->n_old_live)
+			t->state = ctl_target_state(&in);
+		s->state = ctl_state_combine(s->state, t->state);
+	}
+	apply_proc_free(p);
+}
+
 int ctl_status(struct ctl *c, pid_t pid, struct ctl_status **ret)
 {
 	struct apply_proc *p = NULL;
@@ -88,6 +137,7 @@ int ctl_status(struct ctl *c, pid_t pid, struct ctl_status **ret)
 	struct ctl_status *s = NULL;
 	struct ctl_outcome oc;
 	int64_t newest_at = -1;
+	bool old_live = false;
 	int r;
 
 	r = apply_inspect(pid, &p);
@@ -162,12 +212,19 @@ int ctl_status(struct ctl *c, pid_t pid, struct ctl_status **ret)
 		in.newest_set = t->newest_set;
 		in.applied_withdrawn = t->withdrawn != NULL;
 		t->state = ctl_target_state(&in);
+		if (a && a->n_old_live) {
+			/* an active-ok function's running activation was on the old code */
+			t->state = CTL_STATE_IN_PROGRESS;
+			old_live = true;
+		}
 		s->state = ctl_state_combine(s->state, t->state);
 		if (!t->path || !t->name) {
 			r = -ENOMEM;
 			goto fail;
 		}
 	}
+	if (old_live)
+		settle(c, s);
 	if (ctl_outcome_get(c, pid, p->start_time, &oc)) {
 		/* This context's own latest operation on it is the freshest pause. */
 		if (oc.have_pause) {

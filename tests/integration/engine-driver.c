@@ -5,6 +5,7 @@
  *   engine-driver apply PID DIR [BUDGET_MS [STAY]]  DIR holds manifest and patch.so;
  *                                              STAY: live STAY seconds more after it
  *                                              (a caller that outlives its operation)
+ *   engine-driver apply-sets PID DIR...         every set in one stop (apply_patch_sets)
  *   engine-driver revert PID [BUILD_ID]
  *   engine-driver inspect PID
  *   engine-driver cycle PID DIR N [SECONDS]    N x (apply, revert), at most SECONDS
@@ -313,6 +314,29 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "cycle") == 0 && argc >= 5)
 		return cmd_cycle((pid_t)atoi(argv[2]), argv[3], atoi(argv[4]),
 				 argc > 5 ? (unsigned)atoi(argv[5]) : 0);
+	if (strcmp(argv[1], "apply-sets") == 0 && argc >= 4) {
+		size_t n = (size_t)(argc - 3);
+		struct loaded *ls = calloc(n, sizeof(*ls));
+		struct apply_set *sets = calloc(n, sizeof(*sets));
+
+		if (!ls || !sets)
+			return fail(-ENOMEM);
+		for (size_t i = 0; i < n; i++) {
+			r = load_dir(argv[3 + i], &ls[i]);
+			if (r < 0)
+				return fail(r);
+			sets[i] = ls[i].set;
+		}
+		r = apply_patch_sets((pid_t)atoi(argv[2]), sets, n, &opts, &res);
+		for (size_t i = 0; i < n; i++)
+			loaded_release(&ls[i]);
+		free(ls);
+		free(sets);
+		if (r < 0)
+			return fail(r);
+		print_result("applied", &res);
+		return 0;
+	}
 	if (strcmp(argv[1], "apply") == 0 && argc >= 4) {
 		r = load_dir(argv[3], &l);
 		if (r < 0)

@@ -32,7 +32,7 @@ kill_at() {
 	wait "$drv" 2>/dev/null
 }
 
-for step in map image stop; do
+for step in map relocate stop; do
 	kill_at "$step"
 	ht_check "$step: target running, no EINTR" et_clean
 	ht_eq "$step: original behaviour" "14 107" "$(et_query 7)"
@@ -46,15 +46,15 @@ for step in map image stop; do
 	ht_eq "$step: code as before" "$text0" "$(et_driver textsum "$ET_PID")"
 done
 
-kill_at switched
-ht_check "switched: target running, no EINTR" et_clean
-ht_eq "switched: patched behaviour" "100 207" "$(et_query 7)"
-ht_match "switched: inspect shows it applied" '^applied .* 2026.01/2026-02/fix ' \
+kill_at switch
+ht_check "switch: target running, no EINTR" et_clean
+ht_eq "switch: patched behaviour" "100 207" "$(et_query 7)"
+ht_match "switch: inspect shows it applied" '^applied .* 2026.01/2026-02/fix ' \
 	"$(et_driver inspect "$ET_PID")"
-ht_match "switched: revert" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
-ht_eq "switched: original behaviour" "14 107" "$(et_query 7)"
-ht_eq "switched: maps as before" "$maps0" "$(et_maps)"
-ht_eq "switched: code as before" "$text0" "$(et_driver textsum "$ET_PID")"
+ht_match "switch: revert" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
+ht_eq "switch: original behaviour" "14 107" "$(et_query 7)"
+ht_eq "switch: maps as before" "$maps0" "$(et_maps)"
+ht_eq "switch: code as before" "$text0" "$(et_driver textsum "$ET_PID")"
 ht_check "no EINTR seen, still running" et_clean
 
 ht_end

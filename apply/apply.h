@@ -121,6 +121,8 @@ struct apply_applied {
 	uint64_t pause_us;   /* pause of the stop that installed it */
 	int64_t applied_at;  /* unix seconds */
 	unsigned n_funcs;
+	unsigned n_switched;  /* entries that jump into it: n_funcs, or fewer when
+			       * an engine was killed between two entry writes */
 	unsigned n_old_live;  /* active-ok functions whose old code a thread may
 			       * still run (apply_settle tells) */
 };

@@ -1214,6 +1214,12 @@ static int step_detach(struct op *op)
 
 /* ---- apply ---------------------------------------------------------------- */
 
+/* An error of one set: named when the operation has several. */
+static int set_err(const struct op *op, const struct op_set *ts, int r)
+{
+	return op->n_sets > 1 ? hp_err_prefix(r, "%s: ", ts->set_id) : r;
+}
+
 /* parse: every patch object, before the process is touched */
 static int step_parse(struct op *op)
 {
@@ -1363,12 +1369,12 @@ static int step_check(struct op *op)
 			return hp_err(ts->eh_r, "%s: %s", ts->set_id, ts->eh_why);
 		r = find_target(op, ts);
 		if (r < 0)
-			return hp_err_prefix(r, "%s: ", ts->set_id);
+			return set_err(op, ts, r);
 		if (ts->unchanged)
 			continue;
 		r = check_entries_of(op, ts);
 		if (r < 0)
-			return hp_err_prefix(r, "%s: ", ts->set_id);
+			return set_err(op, ts, r);
 		op->n_changed++;
 	}
 	/* this exact set, or every one of them, is applied: nothing to do */
@@ -1505,7 +1511,7 @@ static int step_map(struct op *op)
 		if (r == 0)
 			r = plan_set(op, ts);
 		if (r < 0)
-			r = hp_err_prefix(r, "%s: ", ts->set_id);
+			r = set_err(op, ts, r);
 	}
 	if (r < 0)
 		undo_map(op);
@@ -1559,7 +1565,7 @@ static int step_relocate(struct op *op)
 		if (r == 0)
 			r = protect_region(op, ts);
 		if (r < 0)
-			r = hp_err_prefix(r, "%s: ", ts->set_id);
+			r = set_err(op, ts, r);
 	}
 	return r;
 }
@@ -2097,6 +2103,7 @@ int apply_inspect(pid_t pid, struct apply_proc **ret)
 		a->pause_us = rg->hdr.pause_us;
 		a->applied_at = rg->hdr.applied_at;
 		a->n_funcs = rg->hdr.n_funcs;
+		a->n_switched = rg->n_jumped;
 		for (uint32_t k = 0; k < rg->hdr.n_funcs; k++)
 			a->n_old_live += !!(rg->funcs[k].flags & REGION_FUNC_OLD_LIVE);
 		p->n_applied++;

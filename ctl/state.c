@@ -212,7 +212,13 @@ int ctl_status(struct ctl *c, pid_t pid, struct ctl_status **ret)
 		in.newest_set = t->newest_set;
 		in.applied_withdrawn = t->withdrawn != NULL;
 		t->state = ctl_target_state(&in);
-		if (a && a->n_old_live) {
+		if (a && a->n_switched < a->n_funcs) {
+			/* an engine killed between two entry writes */
+			t->state = CTL_STATE_FAILED;
+			snprintf(s->reason, sizeof(s->reason),
+				 "%s: %u of %u functions switched: apply or revert completes it",
+				 a->set_id, a->n_switched, a->n_funcs);
+		} else if (a && a->n_old_live) {
 			/* an active-ok function's running activation was on the old code */
 			t->state = CTL_STATE_IN_PROGRESS;
 			old_live = true;

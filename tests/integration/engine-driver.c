@@ -5,9 +5,10 @@
  *   engine-driver apply PID DIR [BUDGET_MS [STAY]]  DIR holds manifest and patch.so;
  *                                              STAY: live STAY seconds more after it
  *                                              (a caller that outlives its operation)
- *   engine-driver apply-sets PID DIR...         every set in one stop (apply_patch_sets)
+ *   engine-driver apply-sets PID DIR... [BUDGET_MS]  every set in one stop (apply_patch_sets)
  *   engine-driver revert PID [BUILD_ID]
  *   engine-driver inspect PID
+ *   engine-driver settle PID                   apply_settle: "old_live=N MSG"
  *   engine-driver cycle PID DIR N [SECONDS]    N x (apply, revert), at most SECONDS
  *   engine-driver textsum PID                  sha256 of the executable mappings
  *   engine-driver hold PID SECONDS             be another tracer (PTRACE_SEIZE) a while
@@ -157,9 +158,11 @@ static int cmd_inspect(pid_t pid)
 		printf("object %s %s 0x%" PRIx64 "\n", p->objects[i].build_id, p->objects[i].path,
 		       p->objects[i].bias);
 	for (size_t i = 0; i < p->n_applied; i++)
-		printf("applied %s %s %s funcs=%u pause_us=%" PRIu64 " region=0x%" PRIx64 "\n",
+		printf("applied %s %s %s funcs=%u pause_us=%" PRIu64 " region=0x%" PRIx64
+		       " switched=%u old_live=%u\n",
 		       p->applied[i].build_id, p->applied[i].set_id, p->applied[i].month,
-		       p->applied[i].n_funcs, p->applied[i].pause_us, p->applied[i].region);
+		       p->applied[i].n_funcs, p->applied[i].pause_us, p->applied[i].region,
+		       p->applied[i].n_switched, p->applied[i].n_old_live);
 	apply_proc_free(p);
 	return 0;
 }
@@ -302,6 +305,15 @@ int main(int argc, char **argv)
 		return cmd_race((pid_t)atoi(argv[2]), argv[3]);
 	if (strcmp(argv[1], "textsum") == 0)
 		return cmd_textsum((pid_t)atoi(argv[2]));
+	if (strcmp(argv[1], "settle") == 0) {
+		char msg[HP_ERRMSG_MAX];
+
+		r = apply_settle((pid_t)atoi(argv[2]), NULL, msg, sizeof(msg));
+		if (r < 0)
+			return fail(r);
+		printf("old_live=%d %s\n", r, msg);
+		return 0;
+	}
 	if (strcmp(argv[1], "inspect") == 0)
 		return cmd_inspect((pid_t)atoi(argv[2]));
 	if (strcmp(argv[1], "revert") == 0) {
@@ -316,9 +328,15 @@ int main(int argc, char **argv)
 				 argc > 5 ? (unsigned)atoi(argv[5]) : 0);
 	if (strcmp(argv[1], "apply-sets") == 0 && argc >= 4) {
 		size_t n = (size_t)(argc - 3);
-		struct loaded *ls = calloc(n, sizeof(*ls));
-		struct apply_set *sets = calloc(n, sizeof(*sets));
+		struct loaded *ls;
+		struct apply_set *sets;
 
+		if (strspn(argv[argc - 1], "0123456789") == strlen(argv[argc - 1])) {
+			opts.budget_ms = (unsigned)atoi(argv[argc - 1]);
+			n--;
+		}
+		ls = calloc(n + 1, sizeof(*ls));
+		sets = calloc(n + 1, sizeof(*sets));
 		if (!ls || !sets)
 			return fail(-ENOMEM);
 		for (size_t i = 0; i < n; i++) {

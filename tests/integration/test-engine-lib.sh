@@ -4,7 +4,9 @@
 #                             ET_PID, ET_FIFO, ET_OUT
 #   et_query X                "compute(X) other(X)" as the target computes them
 #   et_spin                   the target's spin counter
+#   et_exe_value X            exe_value(X): a function of the program itself
 #   et_set VARIANT PATCH MONTH DIR [--active-ok F]   hp build a patch set into DIR
+#                             (VARIANT lib-exe: the program of the lib variant)
 #   et_driver ARGS...         the engine driver (apply, revert, inspect, ...)
 #   et_clean                  the target printed no EINTR/BAD line and is alive
 
@@ -37,11 +39,13 @@ et_ask() {
 }
 
 et_query() { et_ask "q $1"; }
+et_exe_value() { et_ask "x $1"; }
 et_spin() { et_ask "s" | sed 's/^spin //'; }
 
 et_target_file() {
 	case $1 in
 	lib) echo "$ENGINE_FIX/libenginetarget.so" ;;
+	lib-exe) echo "$ENGINE_FIX/engine-target-lib" ;; # the program of the lib variant
 	*) echo "$ENGINE_FIX/engine-target-$1" ;;
 	esac
 }

@@ -1510,6 +1510,11 @@ static int step_map(struct op *op)
 			n_mapped++;
 		if (r == 0)
 			r = plan_set(op, ts);
+		/* the header at once: a region an engine killed from here on leaves
+		 * (the trampoline unmaps only the newest) is an orphan the next
+		 * operation on that target finds by it and unmaps */
+		if (r == 0)
+			r = proc_mem_write(op->mem_fd, ts->base, ts->hdr, ts->hdr_bytes);
 		if (r < 0)
 			r = set_err(op, ts, r);
 	}
@@ -1531,10 +1536,9 @@ static void undo_map(struct op *op)
 }
 
 /*
- * relocate: each region's image relocated for its address, the header
- * written first (a region an engine killed from here on leaves is an
- * orphan), then the image, then the final protections. Nothing reaches a
- * region before the switch. Undone with the map.
+ * relocate: each region's image relocated for its address and written
+ * (after its header, written by map), then the final protections. Nothing
+ * reaches a region before the switch. Undone with the map.
  */
 static int step_relocate(struct op *op)
 {
@@ -1548,8 +1552,6 @@ static int step_relocate(struct op *op)
 			continue;
 		r = load_relocate(&ts->img, ts->set->so, ts->set->so_len, ts->base + ts->img_off,
 				  &lctx);
-		if (r == 0)
-			r = proc_mem_write(op->mem_fd, ts->base, ts->hdr, ts->hdr_bytes);
 		if (r == 0)
 			r = proc_mem_write(op->mem_fd, ts->base + ts->img_off, ts->img.bytes,
 					   ts->img.size);

@@ -15,7 +15,7 @@
 . "$(dirname "$0")/test-engine-lib.sh"
 ht_begin "engine-points"
 
-et_start lib --busy 2 --signals --eintr-ok
+et_start lib --signals --eintr-ok
 ht_spawn "$ENGINE_DRIVER" signal "$ET_PID" "$(kill -l USR1)" 2000
 exe=$HT_TMP/exe lib=$HT_TMP/lib exe3=$HT_TMP/exe3 lib3=$HT_TMP/lib3
 ht_check "make the program's set (2026-02)" et_set lib-exe patch-exe 2026-02 "$exe"

@@ -738,8 +738,35 @@ out:
 	return r;
 }
 
+/*
+ * The code of a region to unmap: from its first executable page to the end
+ * of its last (a region a killed engine left before its protections has
+ * none: nothing can run there, the range is empty). A thread can only run
+ * or return into code, and the check's fast path (a scan of the live stack
+ * for any word inside a range) takes every pointer to the region's header
+ * or data as a hit that makes it unwind the thread: the whole region made
+ * the stop of a revert or a replace slower than an apply's (docs/engine.md).
+ */
+static void region_code(const struct op *op, const struct region *rg, uint64_t *ret_lo,
+			uint64_t *ret_hi)
+{
+	uint64_t lo = rg->addr, hi = rg->addr, end = rg->addr + rg->hdr.region_size;
+
+	for (size_t i = 0; i < op->maps.n; i++) {
+		const struct proc_map *m = &op->maps.v[i];
+
+		if (m->start < rg->addr || m->end > end || !(m->prot & PROT_EXEC))
+			continue;
+		if (hi == rg->addr)
+			lo = m->start;
+		hi = m->end;
+	}
+	*ret_lo = lo;
+	*ret_hi = hi;
+}
+
 /* The ranges checked in the stop: required (switched functions), then the
- * regions to unmap. */
+ * code of the regions to unmap. */
 static int build_all_ranges(struct op *op)
 {
 	size_t n = op->n_required;
@@ -752,9 +779,10 @@ static int build_all_ranges(struct op *op)
 		memcpy(op->all, op->required, n * sizeof(*op->all));
 	for (size_t i = 0; i < op->n_unmap; i++) {
 		const struct region *rg = &op->regions.v[op->unmap[i]];
+		uint64_t lo, hi;
 
-		op->all[n++] = (struct safety_range){ rg->addr, rg->addr + rg->hdr.region_size,
-						      rg->hdr.set_id };
+		region_code(op, rg, &lo, &hi);
+		op->all[n++] = (struct safety_range){ lo, hi, rg->hdr.set_id };
 	}
 	op->n_all = n;
 	return 0;

@@ -14,6 +14,7 @@
 . "$HP_TEST_LIB/harness.sh"
 . "$(dirname "$0")/test-engine-lib.sh"
 ht_begin "engine-points"
+ht_need_test_hooks
 
 et_start lib --signals --eintr-ok
 ht_spawn "$ENGINE_DRIVER" signal "$ET_PID" "$(kill -l USR1)" 2000

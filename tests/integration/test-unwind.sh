@@ -112,6 +112,41 @@ ht_match "apply again after revert" '^applied changed=1 ' "$(et_driver apply "$E
 un_round "applied again" 1003 2004 "patch b"
 ht_match "revert again" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
 ht_eq "revert again: maps as before" "$maps0" "$(et_maps)"
+# the step that registers the tables, and the one after it, made to fail
+# and killed there (test builds): made to fail, the tables are taken back
+# and the region unmapped; killed, the region stays registered, an orphan
+# no jump reaches, which the next operation deregisters and unmaps
+if ht_have_test_hooks; then
+	for point in register stop; do
+		err=$(HP_ENGINE_TEST_FAIL=$point "$ENGINE_DRIVER" apply "$ET_PID" "$b" 2>&1)
+		ht_eq "fail at $point: EIO and the point named" \
+			"5 engine-driver: EIO: apply $ET_PID: test failure point $point" "$? $err"
+		un_round "fail at $point" 4 5 original
+		ht_eq "fail at $point: deregistered and unmapped" "$maps0" "$(et_maps)"
+	done
+	for point in register switch; do
+		mark=$HT_TMP/stall.$point
+		HP_ENGINE_TEST_STALL=$point HP_ENGINE_TEST_STALL_FILE=$mark \
+			"$ENGINE_DRIVER" apply "$ET_PID" "$b" >/dev/null 2>&1 &
+		drv=$!
+		ht_track_pid "$drv"
+		ht_wait_for 20 test -e "$mark" || ht_log "$point: the stall never came"
+		kill -KILL "$drv"
+		wait "$drv" 2>/dev/null
+		case $point in
+		register) un_round "killed at $point: not switched" 4 5 original ;;
+		switch) un_round "killed at $point: switched" 1003 2004 "patch b" ;;
+		esac
+		ht_match "killed at $point: a new engine applies" '^applied changed=[01] ' \
+			"$(et_driver apply "$ET_PID" "$b" 2>&1)"
+		un_round "killed at $point, applied" 1003 2004 "patch b"
+		ht_match "killed at $point: and reverts" '^reverted changed=1 ' \
+			"$(et_driver revert "$ET_PID" 2>&1)"
+		un_round "killed at $point, reverted" 4 5 original
+		ht_eq "killed at $point: every region deregistered and unmapped" "$maps0" "$(et_maps)"
+	done
+fi
+
 rm -f "$perfmap"
 ht_match "without a perf map: apply" '^applied changed=1 ' "$(et_driver apply "$ET_PID" "$a" 2>&1)"
 ht_eq "without a perf map: made with our two lines" 2 "$(grep -c '\[hotpatch ' "$perfmap")"
@@ -139,7 +174,7 @@ SRC
 	err=$(et_driver apply "$ET_PID" "$HT_TMP/nm" 2>&1 >/dev/null)
 	ht_eq "no .eh_frame end marker: ENOEXEC" 8 "$?"
 	ht_eq "no .eh_frame end marker: the message" \
-		"engine-driver: ENOEXEC: apply $ET_PID: patch object: its .eh_frame has no end marker (a zero word, which crtend.o or hp build adds)" \
+		"engine-driver: ENOEXEC: apply $ET_PID: 2026.01/2026-02/fix: patch object: its .eh_frame has no end marker (a zero word, which crtend.o or hp build adds)" \
 		"$err"
 	ht_eq "no .eh_frame end marker: maps untouched" "$maps0" "$(et_maps)"
 fi
@@ -178,6 +213,7 @@ kill "$ET_PID"
 # a process whose unwinder is not libgcc_s's: refused, untouched
 UN_BIN=$FIX/unwind-other
 un_start "$UN_BIN"
+rm -f "/tmp/perf-$ET_PID.map" # a dead process's of the same PID: not this one's
 ht_check "build a set for it" un_set 2026-02 "$HT_TMP/o" "$HP_SOURCE_ROOT/tests/fixtures/unwind/patch-other.c"
 maps0=$(et_maps)
 err=$(et_driver apply "$ET_PID" "$HT_TMP/o" 2>&1 >/dev/null)

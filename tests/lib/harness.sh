@@ -51,6 +51,8 @@ ht_cleanup() {
 	done
 	for pid in "${HT_PIDS[@]}"; do
 		wait "$pid" 2>/dev/null || true
+		# perf's map the engine wrote for a process of ours that died patched
+		grep -qs '\[hotpatch ' "/tmp/perf-$pid.map" && rm -f "/tmp/perf-$pid.map"
 	done
 	# A mount point hotpatchfs sealed (chattr +i) cannot be removed before.
 	for m in "${HT_MOUNTS[@]}"; do

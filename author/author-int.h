@@ -109,6 +109,85 @@ void diff_result_release(struct diff_result *r);
 int diff_make(struct author *a, struct author_elf *bin, struct author_elf *syms,
 	      const struct bin_syms *bs, const char *so_path, struct diff_result *ret);
 
+/*
+ * The readers of hp build --diff's inputs (diff.c), declared here for their
+ * fuzzers (tests/fuzz/fuzz-diff*.c) as well.
+ */
+struct hunk {
+	int old_start, old_len, new_start, new_len;
+	int *pairs; /* old, new line of each context line */
+	size_t n_pairs;
+};
+
+struct dfile {
+	char *path;         /* relative to DIR, as patch -p1 takes it (the new side) */
+	int *changed;       /* new-side lines added, or next to a removal */
+	size_t n_changed;
+	struct hunk *hunks;
+	size_t n_hunks;
+	bool is_tu_source;  /* a C or C++ source, as opposed to a header */
+};
+
+/* The files a unified diff touches and, per file, its hunks and changed
+ * lines, added to *files (name: the diff's file, for messages); -EINVAL. */
+int diff_parse(const char *name, const char *text, struct dfile **files, size_t *n_files);
+/* Where the diffs put old line L of f, or 0 when they removed it. */
+int diff_line_map(const struct dfile *f, int L);
+void diff_files_release(struct dfile *v, size_t n);
+
+struct ccmd {
+	char *dir;        /* working directory */
+	char *file;       /* the source, absolute and resolved */
+	struct strv argv;
+};
+
+/* compile_commands.json: one command per translation unit; -EINVAL. */
+int diff_ccmds_load(const char *path, struct ccmd **ret, size_t *ret_n);
+void diff_ccmds_release(struct ccmd *v, size_t n);
+
+struct orel {
+	uint64_t off;
+	int64_t addend;
+	uint32_t type;
+	uint32_t sym;
+};
+
+struct osec {
+	const char *name;
+	GElf_Shdr sh;
+	Elf_Data *data;
+	struct orel *rels;
+	size_t n_rels;
+	size_t rela_idx;   /* its SHT_RELA section, or 0 */
+	long func;         /* symbol of the function it holds, or -1 */
+	long obj;          /* first data symbol in it, or -1 */
+};
+
+struct osym {
+	const char *name;
+	GElf_Sym st;
+};
+
+struct obj {
+	struct author_elf ef;
+	struct osec *secs;
+	size_t n_secs;
+	struct osym *syms;
+	size_t n_syms;
+	size_t symtab_idx;
+};
+
+/* A relocatable x86-64 object: its sections, relocations and symbols; -ENOEXEC. */
+int diff_obj_load(const char *path, struct obj *ret);
+void diff_obj_release(struct obj *o);
+/*
+ * Two functions (symbol indexes fa of A, fb of B) compared modulo
+ * relocations: 1 same, 0 different; *ret_same_relocs: their relocations
+ * designate the same things and their sizes match.
+ */
+int diff_func_cmp(const struct obj *A, size_t fa, const struct obj *B, size_t fb,
+		  bool *ret_same_relocs);
+
 /* ---- dwarf.c: what DWARF says ---------------------------------------------- */
 
 /* One function as DWARF describes it. */

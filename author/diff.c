@@ -49,26 +49,12 @@
 
 #define DIFF_MAX_FILES 4096        /* files one set of diffs may touch */
 #define DIFF_MAX_BYTES (64u << 20) /* one diff file */
+#define DIFF_MAX_LINE 10000000     /* a hunk's line numbers and lengths */
 #define DIFF_CC_JSON_MAX (256u << 20)
 #define DIFF_MAX_TUS 1024
 #define DIFF_STUB_SONAME "hp-bin-stub.so"
 
 /* ---- the diffs ------------------------------------------------------------- */
-
-struct hunk {
-	int old_start, old_len, new_start, new_len;
-	int *pairs; /* old, new line of each context line */
-	size_t n_pairs;
-};
-
-struct dfile {
-	char *path;         /* relative to DIR, as patch -p1 takes it (the new side) */
-	int *changed;       /* new-side lines added, or next to a removal */
-	size_t n_changed;
-	struct hunk *hunks;
-	size_t n_hunks;
-	bool is_tu_source;  /* a C or C++ source, as opposed to a header */
-};
 
 static int int_add(int **v, size_t *n, int x)
 {
@@ -132,8 +118,7 @@ static struct dfile *dfile_get(struct dfile **v, size_t *n, const char *path)
 	return &nv[(*n)++];
 }
 
-/* The files a unified diff touches and, per file, its hunks and changed lines. */
-static int diff_parse(const char *name, const char *text, struct dfile **files, size_t *n_files)
+int diff_parse(const char *name, const char *text, struct dfile **files, size_t *n_files)
 {
 	struct dfile *cur = NULL;
 	struct hunk *h = NULL;
@@ -183,29 +168,35 @@ static int diff_parse(const char *name, const char *text, struct dfile **files, 
 				return hp_err(-E2BIG, "diff %s: more than %d files", name, DIFF_MAX_FILES);
 		} else if (!strncmp(line, "@@ -", 4) && cur) {
 			struct hunk *nh;
-			int os, ol = 1, ns, nl = 1;
+			long os, ol = 1, ns, nl = 1;
 			const char *p = line + 4;
 			char *end;
 
-			os = (int)strtol(p, &end, 10);
+			os = strtol(p, &end, 10);
 			if (*end == ',')
-				ol = (int)strtol(end + 1, &end, 10);
+				ol = strtol(end + 1, &end, 10);
 			if (strncmp(end, " +", 2))
 				return hp_err(-EINVAL, "diff %s: malformed hunk header: %.*s", name,
 					      (int)strcspn(line, "\n"), line);
-			ns = (int)strtol(end + 2, &end, 10);
+			ns = strtol(end + 2, &end, 10);
 			if (*end == ',')
-				nl = (int)strtol(end + 1, &end, 10);
-			if (os < 0 || ol < 0 || ns < 0 || nl < 0 || ol > 10000000 || nl > 10000000)
-				return hp_err(-EINVAL, "diff %s: malformed hunk header", name);
+				nl = strtol(end + 1, &end, 10);
+			/* Bounded, so that no line number below can overflow an int. */
+			if (os < 0 || ol < 0 || ns < 0 || nl < 0 || os > DIFF_MAX_LINE ||
+			    ol > DIFF_MAX_LINE || ns > DIFF_MAX_LINE || nl > DIFF_MAX_LINE)
+				return hp_err(-EINVAL, "diff %s: malformed hunk header (a line number "
+					      "or length beyond %d): %.*s", name, DIFF_MAX_LINE,
+					      (int)strcspn(line, "\n"), line);
 			nh = realloc(cur->hunks, (cur->n_hunks + 1) * sizeof(*nh));
 			if (!nh)
 				return -ENOMEM;
 			cur->hunks = nh;
 			h = &nh[cur->n_hunks++];
 			memset(h, 0, sizeof(*h));
-			h->old_start = os, h->old_len = ol, h->new_start = ns, h->new_len = nl;
-			oline = os, nline = ns, oleft = ol, nleft = nl;
+			h->old_start = (int)os, h->old_len = (int)ol;
+			h->new_start = (int)ns, h->new_len = (int)nl;
+			oline = h->old_start, nline = h->new_start;
+			oleft = h->old_len, nleft = h->new_len;
 		}
 	}
 	if (n_seen == 0)
@@ -213,8 +204,7 @@ static int diff_parse(const char *name, const char *text, struct dfile **files, 
 	return 0;
 }
 
-/* Where the diffs put old line L of f, or 0 when they removed it. */
-static int line_map(const struct dfile *f, int L)
+int diff_line_map(const struct dfile *f, int L)
 {
 	int delta = 0;
 
@@ -234,7 +224,7 @@ static int line_map(const struct dfile *f, int L)
 	return L + delta;
 }
 
-static void dfiles_release(struct dfile *v, size_t n)
+void diff_files_release(struct dfile *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		free(v[i].path);
@@ -247,12 +237,6 @@ static void dfiles_release(struct dfile *v, size_t n)
 }
 
 /* ---- compile commands ------------------------------------------------------ */
-
-struct ccmd {
-	char *dir;        /* working directory */
-	char *file;       /* the source, absolute and resolved */
-	struct strv argv;
-};
 
 /* Split a shell command line as a shell would, without expanding anything. */
 static int split_command(const char *cmd, struct strv *ret)
@@ -291,7 +275,7 @@ static char *resolve_path(const char *dir, const char *p)
 	return j;
 }
 
-static int ccmds_load(const char *path, struct ccmd **ret, size_t *ret_n)
+int diff_ccmds_load(const char *path, struct ccmd **ret, size_t *ret_n)
 {
 	struct hp_buf text = HP_BUF_INIT;
 	json_object *root = NULL;
@@ -323,6 +307,12 @@ static int ccmds_load(const char *path, struct ccmd **ret, size_t *ret_n)
 				   path, i);
 			goto out;
 		}
+		if (!json_object_is_type(d, json_type_string) ||
+		    !json_object_is_type(f, json_type_string)) {
+			r = hp_err(-EINVAL, "compile commands %s: entry %zu: its directory and file "
+				   "must be strings", path, i);
+			goto out;
+		}
 		cc->dir = strdup(json_object_get_string(d));
 		if (!cc->dir) {
 			r = -ENOMEM;
@@ -330,12 +320,27 @@ static int ccmds_load(const char *path, struct ccmd **ret, size_t *ret_n)
 		}
 		cc->file = resolve_path(cc->dir, json_object_get_string(f));
 		n++;
+		if (!cc->file) {
+			r = -ENOMEM;
+			goto out;
+		}
 		if (json_object_object_get_ex(e, "arguments", &a) &&
 		    json_object_is_type(a, json_type_array)) {
-			for (size_t k = 0; k < json_object_array_length(a) && r >= 0; k++)
-				r = strv_add(&cc->argv,
-					     json_object_get_string(json_object_array_get_idx(a, k)));
+			for (size_t k = 0; k < json_object_array_length(a) && r >= 0; k++) {
+				json_object *w = json_object_array_get_idx(a, k);
+
+				if (!json_object_is_type(w, json_type_string))
+					r = hp_err(-EINVAL, "compile commands %s: entry %zu: "
+						   "argument %zu is not a string", path, i, k);
+				else
+					r = strv_add(&cc->argv, json_object_get_string(w));
+			}
 		} else if (json_object_object_get_ex(e, "command", &c)) {
+			if (!json_object_is_type(c, json_type_string)) {
+				r = hp_err(-EINVAL, "compile commands %s: entry %zu: its command is "
+					   "not a string", path, i);
+				goto out;
+			}
 			r = split_command(json_object_get_string(c), &cc->argv);
 			if (r < 0)
 				r = hp_err(-EINVAL, "compile commands %s: entry %zu: a command a shell "
@@ -352,12 +357,7 @@ out:
 		json_object_put(root);
 	hp_buf_release(&text);
 	if (r < 0) {
-		for (size_t i = 0; v && i < n; i++) {
-			free(v[i].dir);
-			free(v[i].file);
-			strv_release(&v[i].argv);
-		}
-		free(v);
+		diff_ccmds_release(v, n);
 		return r;
 	}
 	*ret = v;
@@ -365,41 +365,19 @@ out:
 	return 0;
 }
 
+void diff_ccmds_release(struct ccmd *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++) {
+		free(v[i].dir);
+		free(v[i].file);
+		strv_release(&v[i].argv);
+	}
+	free(v);
+}
+
 /* ---- objects --------------------------------------------------------------- */
 
-struct orel {
-	uint64_t off;
-	int64_t addend;
-	uint32_t type;
-	uint32_t sym;
-};
-
-struct osec {
-	const char *name;
-	GElf_Shdr sh;
-	Elf_Data *data;
-	struct orel *rels;
-	size_t n_rels;
-	size_t rela_idx;   /* its SHT_RELA section, or 0 */
-	long func;         /* symbol of the function it holds, or -1 */
-	long obj;          /* first data symbol in it, or -1 */
-};
-
-struct osym {
-	const char *name;
-	GElf_Sym st;
-};
-
-struct obj {
-	struct author_elf ef;
-	struct osec *secs;
-	size_t n_secs;
-	struct osym *syms;
-	size_t n_syms;
-	size_t symtab_idx;
-};
-
-static void obj_release(struct obj *o)
+void diff_obj_release(struct obj *o)
 {
 	for (size_t i = 0; i < o->n_secs; i++)
 		free(o->secs[i].rels);
@@ -417,7 +395,7 @@ static int cmp_rel(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-static int obj_load(const char *path, struct obj *ret)
+int diff_obj_load(const char *path, struct obj *ret)
 {
 	struct obj o;
 	size_t shstr;
@@ -463,6 +441,11 @@ static int obj_load(const char *path, struct obj *ret)
 		    rs->sh.sh_entsize == 0)
 			continue;
 		t = &o.secs[rs->sh.sh_info];
+		if (t->rels) {
+			r = hp_err(-ENOEXEC, "%s: section %u has two relocation sections", path,
+				   (unsigned)rs->sh.sh_info);
+			goto fail;
+		}
 		n = rs->data->d_size / rs->sh.sh_entsize;
 		t->rels = calloc(n ? n : 1, sizeof(*t->rels));
 		if (!t->rels) {
@@ -495,6 +478,7 @@ static int obj_load(const char *path, struct obj *ret)
 		for (size_t i = 0; i < o.n_syms; i++) {
 			struct osym *y = &o.syms[i];
 
+			y->name = ""; /* an entry libelf cannot read is an unnamed nothing */
 			if (!gelf_getsym(ss->data, (int)i, &y->st))
 				continue;
 			y->name = elf_strptr(o.ef.elf, ss->sh.sh_link, y->st.st_name);
@@ -512,7 +496,7 @@ static int obj_load(const char *path, struct obj *ret)
 	*ret = o;
 	return 0;
 fail:
-	obj_release(&o);
+	diff_obj_release(&o);
 	return r;
 }
 
@@ -782,7 +766,7 @@ static bool rel_equiv(const struct obj *A, const struct orel *ra, size_t selfa, 
  * differs only in bytes, relocations all alike (a candidate for a
  * line-number-only change).
  */
-static int func_cmp(const struct obj *A, size_t fa, const struct obj *B, size_t fb,
+int diff_func_cmp(const struct obj *A, size_t fa, const struct obj *B, size_t fb,
 		    bool *ret_same_relocs)
 {
 	size_t sa = A->syms[fa].st.st_shndx, sb = B->syms[fb].st.st_shndx;
@@ -858,8 +842,8 @@ static void tu_release(struct tu *t)
 	free(t->const_changed);
 	free(t->rel);
 	free(t->base);
-	obj_release(&t->orig);
-	obj_release(&t->new);
+	diff_obj_release(&t->orig);
+	diff_obj_release(&t->new);
 	dw_info_release(&t->dorig);
 	dw_info_release(&t->dnew);
 }
@@ -1344,10 +1328,10 @@ static bool lines_only(const struct dctx *c, const struct obj *A, size_t fa, con
 
 			memcpy(&L, x + s, 4);
 			memcpy(&L2, y + s, 4);
-			if (L <= 0 || L2 <= 0 || L == L2 || L > 10000000)
+			if (L <= 0 || L2 <= 0 || L == L2 || L > DIFF_MAX_LINE)
 				continue;
 			for (size_t k = 0; k < c->n_files && !ok; k++)
-				ok = line_map(&c->files[k], L) == L2;
+				ok = diff_line_map(&c->files[k], L) == L2;
 			if (ok)
 				i = s + 4;
 		}
@@ -1485,7 +1469,7 @@ static int compare_tu(struct dctx *c, struct tu *t)
 			t->state[i] = F_NEW;
 			continue;
 		}
-		if (func_cmp(A, (size_t)k, B, i, &same_relocs) == 1) {
+		if (diff_func_cmp(A, (size_t)k, B, i, &same_relocs) == 1) {
 			t->state[i] = F_SAME;
 			continue;
 		}
@@ -2247,7 +2231,7 @@ int diff_make(struct author *a, struct author_elf *bin, struct author_elf *syms,
 		if (r < 0)
 			goto out;
 	}
-	r = ccmds_load(cc_path, &c.cmds, &c.n_cmds);
+	r = diff_ccmds_load(cc_path, &c.cmds, &c.n_cmds);
 	if (r < 0)
 		goto out;
 	r = copy_tree(&c);
@@ -2279,18 +2263,18 @@ int diff_make(struct author *a, struct author_elf *bin, struct author_elf *syms,
 		exact.ef.fd = -1;
 		r = run_compile(&c, t->cc, false, t->exact_o, "exact");
 		if (r >= 0)
-			r = obj_load(t->exact_o, &exact);
+			r = diff_obj_load(t->exact_o, &exact);
 		if (r >= 0)
 			r = rebuild_check(&c, t, &exact, &checked);
-		obj_release(&exact);
+		diff_obj_release(&exact);
 		if (r >= 0)
 			r = run_compile(&c, t->cc, false, t->orig_o, "object");
 		if (r >= 0)
 			r = run_compile(&c, t->cc, true, t->new_o, "object");
 		if (r >= 0)
-			r = obj_load(t->orig_o, &t->orig);
+			r = diff_obj_load(t->orig_o, &t->orig);
 		if (r >= 0)
-			r = obj_load(t->new_o, &t->new);
+			r = diff_obj_load(t->new_o, &t->new);
 		if (r >= 0)
 			r = dw_info_load(t->orig_o, &t->dorig);
 		if (r >= 0)
@@ -2357,13 +2341,8 @@ out:
 		free(c.binds[i].pick);
 	}
 	free(c.binds);
-	for (size_t i = 0; i < c.n_cmds; i++) {
-		free(c.cmds[i].dir);
-		free(c.cmds[i].file);
-		strv_release(&c.cmds[i].argv);
-	}
-	free(c.cmds);
-	dfiles_release(c.files, c.n_files);
+	diff_ccmds_release(c.cmds, c.n_cmds);
+	diff_files_release(c.files, c.n_files);
 	dw_info_release(&bindw);
 	if (r < 0) {
 		diff_result_release(&res);

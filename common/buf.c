@@ -50,6 +50,7 @@ int hp_buf_grow(struct hp_buf *b, size_t extra)
 	p = realloc(b->data, cap);
 	if (!p)
 		return -ENOMEM;
+	p[b->len] = '\0'; /* a first allocation too: an empty buffer is "" */
 	b->data = p;
 	b->cap = cap;
 	return 0;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests: error slot, buffer, validators, file helpers. */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -159,6 +160,20 @@ static void test_files(void **state)
 	assert_int_equal(hp_read_file(path, 4, &b), -EFBIG);
 	assert_string_equal(b.data, "hello"); /* untouched on failure */
 	hp_buf_release(&b);
+	/* An empty file is "": json-c and the diff reader take the text as a
+	 * string (found by fuzz-diffcc). M_PERTURB fills new allocations with
+	 * non-zero bytes, so an unterminated buffer cannot pass by luck. */
+	assert_int_equal(mallopt(M_PERTURB, 0x5a), 1);
+	assert_int_equal(hp_write_file_atomic(path, "", 0, 0640), 0);
+	assert_int_equal(hp_read_file(path, 100, &b), 0);
+	assert_int_equal(b.len, 0);
+	assert_non_null(b.data);
+	assert_string_equal(b.data, "");
+	hp_buf_release(&b);
+	assert_int_equal(hp_buf_grow(&b, 10), 0);
+	assert_string_equal(b.data, "");
+	hp_buf_release(&b);
+	mallopt(M_PERTURB, 0);
 	assert_int_equal(hp_read_file("/nonexistent/x", 10, &b), -ENOENT);
 	assert_non_null(strstr(hp_errmsg(-ENOENT), "/nonexistent/x"));
 	unlink(path);

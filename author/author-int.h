@@ -150,6 +150,7 @@ struct orel {
 	int64_t addend;
 	uint32_t type;
 	uint32_t sym;
+	uint8_t tail; /* PC-relative in code: its instruction's bytes after the field */
 };
 
 struct osec {

@@ -32,6 +32,9 @@
  * correlate by name, compare sections modulo relocations, include what
  * changed and what it needs, bind the rest to the original.
  */
+#ifdef HAVE_CAPSTONE
+#include <capstone/capstone.h>
+#endif
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -395,6 +398,33 @@ static int cmp_rel(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
+static bool rel_pcrel(uint32_t type);
+
+#ifdef HAVE_CAPSTONE
+/*
+ * The addend of a PC-relative reference counts the bytes between the end of
+ * its 4-byte field and the end of the instruction: an immediate after the
+ * displacement (`cmpq $0, x(%rip)`: -5, not -4). What the reference
+ * designates is S + A + 4 + tail; the instructions of each code section
+ * decoded once to know the tail.
+ */
+static void rel_tails(struct osec *s, csh cs, cs_insn *insn)
+{
+	const uint8_t *code = s->data->d_buf;
+	size_t len = s->data->d_size, k = 0;
+	uint64_t addr = 0;
+
+	while (k < s->n_rels && cs_disasm_iter(cs, &code, &len, &addr, insn)) {
+		uint64_t end = insn->address + insn->size;
+
+		for (; k < s->n_rels && s->rels[k].off < end; k++)
+			if (rel_pcrel(s->rels[k].type) && s->rels[k].off >= insn->address &&
+			    s->rels[k].off + 4 <= end)
+				s->rels[k].tail = (uint8_t)(end - (s->rels[k].off + 4));
+	}
+}
+#endif
+
 int diff_obj_load(const char *path, struct obj *ret)
 {
 	struct obj o;
@@ -466,6 +496,25 @@ int diff_obj_load(const char *path, struct obj *ret)
 		}
 		qsort(t->rels, t->n_rels, sizeof(*t->rels), cmp_rel);
 	}
+#ifdef HAVE_CAPSTONE
+	{
+		csh cs;
+		cs_insn *insn;
+
+		if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK) {
+			r = hp_err(-ENOMEM, "%s: capstone: cannot open a decoder", path);
+			goto fail;
+		}
+		insn = cs_malloc(cs);
+		for (size_t i = 1; insn && i < o.n_secs; i++)
+			if ((o.secs[i].sh.sh_flags & SHF_EXECINSTR) && o.secs[i].n_rels &&
+			    o.secs[i].data && o.secs[i].data->d_buf)
+				rel_tails(&o.secs[i], cs, insn);
+		if (insn)
+			cs_free(insn, 1);
+		cs_close(&cs);
+	}
+#endif
 	if (o.symtab_idx) {
 		struct osec *ss = &o.secs[o.symtab_idx];
 
@@ -630,7 +679,7 @@ static struct tdesc rel_desc(const struct obj *o, const struct orel *r)
 	t.kind = T_SEC;
 	t.sec = y->st.st_shndx;
 	t.off = (int64_t)y->st.st_value + r->addend;
-	pos = t.off + (rel_pcrel(r->type) ? 4 : 0);
+	pos = t.off + (rel_pcrel(r->type) ? 4 + r->tail : 0);
 	if (o->secs[t.sec].func >= 0) {
 		const struct osym *f = &o->syms[o->secs[t.sec].func];
 
@@ -1276,16 +1325,40 @@ static const struct dfile *dfile_by_abs(const struct dctx *c, const char *file)
 	return NULL;
 }
 
-/* Whether the fix changes a line of function name's own text (its DWARF extent). */
-static bool source_changed(const struct dctx *c, const struct dw_info *di, const char *name)
+/*
+ * The diffs' file a DWARF file name designates. A relative name comes from
+ * a -ffile-prefix-map (Debian builds with DIR=.): relative to DIR, else to
+ * the unit's own directory.
+ */
+static const struct dfile *dfile_of(const struct dctx *c, const struct tu *t, const char *file)
 {
+	char abs[PATH_MAX];
+
+	if (!file)
+		return NULL;
+	if (file[0] == '/')
+		return dfile_by_abs(c, file);
+	while (!strncmp(file, "./", 2))
+		file += 2;
+	for (size_t i = 0; i < c->n_files; i++)
+		if (!strcmp(c->files[i].path, file))
+			return &c->files[i];
+	if (snprintf(abs, sizeof(abs), "%s/%s", t->cc->dir, file) >= (int)sizeof(abs))
+		return NULL;
+	return dfile_by_abs(c, abs);
+}
+
+/* Whether the fix changes a line of function name's own text (its DWARF extent). */
+static bool source_changed(const struct dctx *c, const struct tu *t, const char *name)
+{
+	const struct dw_info *di = &t->dnew;
 	const struct dw_func *f = dw_func_find(di, name, false);
 	const struct dfile *df;
 	int end = INT_MAX;
 
 	if (!f || !f->file || f->line <= 0)
 		return false;
-	df = dfile_by_abs(c, f->file);
+	df = dfile_of(c, t, f->file);
 	if (!df)
 		return false;
 	for (size_t i = 0; i < di->n_funcs; i++) {
@@ -1345,6 +1418,17 @@ static bool lines_only(const struct dctx *c, const struct obj *A, size_t fa, con
 static bool is_cold(const char *name)
 {
 	return strstr(name, ".cold") != NULL;
+}
+
+/*
+ * A unit's static initializer or finalizer (C++ dynamic initialization,
+ * __attribute__((constructor)) lands in .init_array too but keeps its name):
+ * it ran when the program started and never runs again.
+ */
+static bool is_static_init(const char *name)
+{
+	return !strncmp(name, "_GLOBAL__sub_I_", 15) || !strncmp(name, "_GLOBAL__sub_D_", 15) ||
+	       !strncmp(name, "__static_initialization_and_destruction", 39);
 }
 
 /* The parent of "f.cold" / "f.cold.3": "f" (in buf). */
@@ -1475,7 +1559,7 @@ static int compare_tu(struct dctx *c, struct tu *t)
 		}
 		t->state[i] = F_CHANGED;
 		if (same_relocs && !is_cold(B->syms[i].name) &&
-		    !source_changed(c, &t->dnew, B->syms[i].name) &&
+		    !source_changed(c, t, B->syms[i].name) &&
 		    lines_only(c, A, (size_t)k, B, i)) {
 			t->state[i] = F_LINES;
 			author_note(c->a, "function %s: only line numbers change (assert, __LINE__): "
@@ -1532,6 +1616,10 @@ static int compare_tu(struct dctx *c, struct tu *t)
 			}
 		if (!forced && t->state[i] != F_CHANGED)
 			continue;
+		if (is_static_init(name))
+			return hp_err(-ENOTSUP, "function %s: static initialization changes: it ran "
+				      "when the program started and does not run again, the running "
+				      "process keeps what it built; not hot-swappable", name);
 		if (!bin_lookup(c, name, t->base, sym_local(B, i), true)) {
 			author_note(c->a, "function %s: changed, but BIN has no %s of its own (unused "
 				    "there): nothing to replace", name, name);
@@ -1540,20 +1628,31 @@ static int compare_tu(struct dctx *c, struct tu *t)
 		t->replace[i] = 1;
 		if (t->why[i])
 			continue;
-		if (source_changed(c, &t->dnew, name)) {
+		if (source_changed(c, t, name)) {
 			r = set_why(t, i, "changed", "", "");
-		} else if ((f = dw_func_find(&t->dnew, name, true))) {
+		} else {
+			/* inlined by the original, or by the fixed build */
 			const char *via = NULL;
 
-			for (size_t k = 0; k < f->inlined.n && !via; k++)
-				if (source_changed(c, &t->dnew, f->inlined.v[k]))
-					via = f->inlined.v[k];
+			for (int side = 0; side < 2 && !via; side++) {
+				f = dw_func_find(side ? &t->dorig : &t->dnew, name, true);
+				for (size_t k = 0; f && k < f->inlined.n && !via; k++)
+					if (source_changed(c, t, f->inlined.v[k]))
+						via = f->inlined.v[k];
+			}
 			r = via ? set_why(t, i, "inlines ", via, "") : 0;
 		}
-		for (size_t k = 1; k < n && r >= 0 && !t->why[i]; k++)
+		for (size_t k = 1; k < n && r >= 0 && !t->why[i]; k++) {
+			char buf[512];
+
+			/* its own cold part is not a callee */
+			if (is_cold(B->syms[k].name) &&
+			    !strcmp(cold_parent(B->syms[k].name, buf, sizeof(buf)), name))
+				continue;
 			if (k != i && t->state[k] == F_CHANGED && sym_type(B, k) == STT_FUNC &&
 			    refers_to(B, i, k))
 				r = set_why(t, i, "caller of ", B->syms[k].name, "");
+		}
 		if (r >= 0 && !t->why[i])
 			r = set_why(t, i, "changed (the compiler's code differs; its source does not)",
 				    "", "");
@@ -1907,6 +2006,20 @@ static int rewrite_tu(struct dctx *c, struct tu *t)
 			d->d_buf = strtab.data;
 			d->d_size = strtab.len;
 			d->d_type = ELF_T_BYTE;
+		} else if (sec->sh.sh_type == SHT_INIT_ARRAY || sec->sh.sh_type == SHT_FINI_ARRAY ||
+			   sec->sh.sh_type == SHT_PREINIT_ARRAY ||
+			   (sec->sh.sh_type == SHT_RELA && sec->sh.sh_info < B->n_secs &&
+			    (B->secs[sec->sh.sh_info].sh.sh_type == SHT_INIT_ARRAY ||
+			     B->secs[sec->sh.sh_info].sh.sh_type == SHT_FINI_ARRAY ||
+			     B->secs[sec->sh.sh_info].sh.sh_type == SHT_PREINIT_ARRAY))) {
+			/*
+			 * Emptied: the patch runs no constructor (the unit's ran at
+			 * the program's start), and the linker keeps these sections
+			 * whatever --gc-sections finds, with what they point to.
+			 */
+			d->d_size = 0;
+			d->d_type = sec->sh.sh_type == SHT_RELA ? ELF_T_RELA : ELF_T_BYTE;
+			sh.sh_size = 0;
 		} else if (sec->sh.sh_type == SHT_RELA && sec->sh.sh_info < B->n_secs &&
 			   relas[sec->sh.sh_info]) {
 			d->d_buf = relas[sec->sh.sh_info];

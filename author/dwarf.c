@@ -69,6 +69,7 @@ static void type_name(Dwarf_Die *die, struct hp_buf *b, int depth)
 		hp_buf_adds(b, "[]");
 		break;
 	case DW_TAG_structure_type:
+	case DW_TAG_class_type:
 		hp_buf_addf(b, "struct %s", name ? name : "?");
 		break;
 	case DW_TAG_union_type:
@@ -141,6 +142,22 @@ static char *layout_of(Dwarf_Die *st)
 	return s;
 }
 
+/*
+ * The name a function has in the symbol table: its linkage name when it has
+ * one (C++: mangled, through the declaration in its class or the abstract
+ * origin of an inlined copy), else its name (C).
+ */
+static const char *link_name(Dwarf_Die *die)
+{
+	Dwarf_Attribute at;
+	const char *s = NULL;
+
+	if (dwarf_attr_integrate(die, DW_AT_linkage_name, &at) ||
+	    dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &at))
+		s = dwarf_formstring(&at);
+	return s ? s : dwarf_diename(die);
+}
+
 /* Names of the functions inlined anywhere under die (nested too). */
 static void collect_inlined(Dwarf_Die *die, struct strv *sv, int depth)
 {
@@ -152,7 +169,7 @@ static void collect_inlined(Dwarf_Die *die, struct strv *sv, int depth)
 		int tag = dwarf_tag(&child);
 
 		if (tag == DW_TAG_inlined_subroutine) {
-			const char *n = dwarf_diename(&child);
+			const char *n = link_name(&child);
 
 			if (n && !strv_has(sv, n))
 				strv_add(sv, n);
@@ -166,7 +183,7 @@ static void collect_inlined(Dwarf_Die *die, struct strv *sv, int depth)
 static int add_func(struct dw_info *di, Dwarf_Die *die, size_t *cap)
 {
 	struct dw_func *f;
-	const char *name = dwarf_diename(die), *file;
+	const char *name = link_name(die), *file;
 	Dwarf_Attribute at;
 	Dwarf_Addr lo;
 	bool flag = false;
@@ -245,6 +262,7 @@ static int walk(struct dw_info *di, Dwarf_Die *die, size_t *cap, int depth)
 			r = add_func(di, &child, cap);
 			break;
 		case DW_TAG_structure_type:
+		case DW_TAG_class_type:
 		case DW_TAG_union_type:
 			add_struct(di, &child);
 			break;

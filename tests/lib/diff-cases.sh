@@ -8,30 +8,36 @@
 #   diff_accepted CASE whether the case expects a patch set (not a refusal)
 
 diff_setup() {
-	local c=$1 flags binflags f objs="" sep=""
-	local cc=${CC:-cc}
+	local c=$1 flags binflags f o comp objs="" sep="" link
+	local cc=${CC:-cc} cxx=${CXX:-c++}
 	W=$DIFF_TMP/$c
 	rm -rf "$W"
 	mkdir -p "$W"
 	cp -a "$DIFF_CASES/$c/src" "$W/src"
 	cp "$DIFF_CASES/driver.c" "$W/src/hp-driver.c"
-	flags=$(cat "$DIFF_CASES/$c/cflags")
+	# @SRC@: the tree's own path (a -ffile-prefix-map as Debian's builds have)
+	flags=$(sed "s|@SRC@|$W/src|g" "$DIFF_CASES/$c/cflags")
 	binflags=$flags
-	[ -f "$DIFF_CASES/$c/bin-cflags" ] && binflags=$(cat "$DIFF_CASES/$c/bin-cflags")
+	[ -f "$DIFF_CASES/$c/bin-cflags" ] && binflags=$(sed "s|@SRC@|$W/src|g" "$DIFF_CASES/$c/bin-cflags")
+	link=$cc
 	printf '[' >"$W/src/compile_commands.json"
-	for f in "$W"/src/*.c; do
+	for f in "$W"/src/*.c "$W"/src/*.cc; do
+		[ -e "$f" ] || continue
 		f=$(basename "$f")
+		o=${f%.*}.o
+		comp=$cc
+		case $f in *.cc) comp=$cxx link=$cxx ;; esac
 		# shellcheck disable=SC2086
-		(cd "$W/src" && $cc $binflags -c "$f" -o "${f%.c}.o") || return 1
-		objs="$objs $W/src/${f%.c}.o"
+		(cd "$W/src" && $comp $binflags -c "$f" -o "$o") || return 1
+		objs="$objs $W/src/$o"
 		grep -qx "$f" "$DIFF_CASES/$c/compile-omit" 2>/dev/null && continue
 		printf '%s\n{"directory": "%s", "file": "%s", "command": "%s %s -c %s -o %s"}' \
-			"$sep" "$W/src" "$f" "$cc" "$flags" "$f" "${f%.c}.o" >>"$W/src/compile_commands.json"
+			"$sep" "$W/src" "$f" "$comp" "$flags" "$f" "$o" >>"$W/src/compile_commands.json"
 		sep=","
 	done
 	printf ']\n' >>"$W/src/compile_commands.json"
 	# shellcheck disable=SC2086
-	$cc $binflags -Wl,--build-id -o "$W/bin" $objs || return 1
+	$link $binflags -Wl,--build-id -o "$W/bin" $objs || return 1
 	rm -f "$W"/src/*.o
 }
 

@@ -81,6 +81,19 @@ nomem:
 	return -ENOMEM;
 }
 
+/* What a target's state is decided from (applied: the process runs a set of it). */
+static void state_in(const struct ctl_target *t, bool applied, struct ctl_state_in *in)
+{
+	memset(in, 0, sizeof(*in));
+	in->covered = t->covered;
+	in->newest_month = t->newest_month;
+	in->newer_baseline = t->newer_baseline;
+	in->applied_month = applied ? t->applied_month : NULL;
+	in->applied_set = applied ? t->applied_set : NULL;
+	in->newest_set = t->newest_set;
+	in->applied_withdrawn = t->withdrawn != NULL;
+}
+
 /*
  * Targets in-progress: an active-ok function's running activations kept
  * its old code. Looked at again now (the engine stops the process for it):
@@ -113,16 +126,9 @@ static void settle(struct ctl *c, struct ctl_status *s)
 	for (size_t i = 0; i < s->n_targets; i++) {
 		struct ctl_target *t = &s->targets[i];
 		const struct apply_applied *a = apply_proc_find(p, t->build_id);
-		struct ctl_state_in in = { 0 };
+		struct ctl_state_in in;
 
-		in.covered = t->covered;
-		in.newest_month = t->newest_month;
-		in.newer_baseline = t->newer_baseline;
-		in.applied_month = a ? t->applied_month : NULL;
-		in.applied_set = a ? t->applied_set : NULL;
-		in.newest_set = t->newest_set;
-		in.applied_withdrawn = t->withdrawn != NULL;
-
+		state_in(t, a != NULL, &in);
 		if (t->state == CTL_STATE_IN_PROGRESS && a && !a->n_old_live)
 			t->state = ctl_target_state(&in);
 		s->state = ctl_state_combine(s->state, t->state);
@@ -205,12 +211,7 @@ int ctl_status(struct ctl *c, pid_t pid, struct ctl_status **ret)
 			r = -ENOMEM;
 			goto fail;
 		}
-		in.newest_month = t->newest_month;
-		in.newer_baseline = t->newer_baseline;
-		in.applied_month = a ? t->applied_month : NULL;
-		in.applied_set = a ? t->applied_set : NULL;
-		in.newest_set = t->newest_set;
-		in.applied_withdrawn = t->withdrawn != NULL;
+		state_in(t, a != NULL, &in);
 		t->state = ctl_target_state(&in);
 		if (a && a->n_switched < a->n_funcs) {
 			/* an engine killed between two entry writes */

@@ -16,6 +16,7 @@
 #include <pthread.h>
 
 #include "ctl.h"
+#include "hp-procfs.h"
 #include "hp.h"
 
 /* "\040" escapes of /proc/self/mountinfo. */
@@ -81,6 +82,51 @@ static bool find_mount(const char *store, char *ret, size_t size)
 	return found;
 }
 
+/*
+ * The exclusions "all" honours: the mounted daemon's (MNT/status lists the
+ * ones it uses now), else the configuration file's ($HP_CONFIG, else
+ * CTL_DEFAULT_CONFIG), as hotpatchfs would read it. mnt NULL: not mounted.
+ */
+static int load_policy(struct ctl *c, const char *mnt)
+{
+	struct ctl_policy *p = NULL;
+	struct hp_buf st = HP_BUF_INIT;
+	char path[PATH_MAX + 16];
+	const char *conf = getenv("HP_CONFIG");
+	int r;
+
+	if (!mnt) {
+		r = ctl_policy_load(conf && *conf ? conf : CTL_DEFAULT_CONFIG, &p);
+		if (r < 0)
+			return r;
+		ctl_set_policy(c, p);
+		return 0;
+	}
+	snprintf(path, sizeof(path), "%s/status", mnt);
+	r = ctl_policy_new(&p);
+	if (r == 0)
+		r = hp_read_file(path, 1 << 20, &st);
+	for (char *line = st.data, *next; r >= 0 && line && *line; line = next) {
+		char *sep;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		sep = strstr(line, ": ");
+		if (strncmp(line, "exclude-", 8) || !sep)
+			continue;
+		*sep = '\0';
+		r = ctl_policy_add(p, path, line, sep + 2);
+	}
+	hp_buf_release(&st);
+	if (r < 0) {
+		ctl_policy_free(p);
+		return r;
+	}
+	ctl_set_policy(c, p);
+	return 0;
+}
+
 /* Results read back from a control file: "PID ok set=S sets=N changed=C pause_us=P" or "PID ERR msg". */
 static int parse_result_lines(const char *text, struct ctl_results *ret)
 {
@@ -113,7 +159,15 @@ static int parse_result_lines(const char *text, struct ctl_results *ret)
 		x = &v[n++];
 		memset(x, 0, sizeof(*x));
 		x->pid = pid;
-		if (!strcmp(word, "ok")) {
+		if (!strcmp(word, "excluded")) {
+			const char *comm = strstr(buf + off, " comm=");
+
+			snprintf(x->excluded, sizeof(x->excluded), "%.*s",
+				 (int)(comm ? (size_t)(comm - (buf + off)) : strlen(buf + off)),
+				 buf + off);
+			if (comm)
+				snprintf(x->comm, sizeof(x->comm), "%s", comm + 6);
+		} else if (!strcmp(word, "ok")) {
 			unsigned long long pause = 0;
 			int changed = 0;
 			char set[HP_SET_ID_SIZE] = "";
@@ -237,7 +291,10 @@ struct progress {
 
 static void result_line(const struct progress *pg, const struct ctl_result *x)
 {
-	if (x->err < 0)
+	if (x->excluded[0])
+		printf("%d: excluded by the configuration (%s): left alone\n", (int)x->pid,
+		       x->excluded);
+	else if (x->err < 0)
 		fprintf(stderr, "hp %s: %s\n", pg->revert ? "revert" : "apply", x->msg);
 	else if (!x->changed)
 		printf("%d: %s %s (nothing changed)\n", (int)x->pid,
@@ -302,6 +359,8 @@ static void *mount_worker(void *arg)
 		char text[32];
 		int r;
 
+		if (x->excluded[0])
+			continue; /* said already */
 		snprintf(text, sizeof(text), "%d\n", (int)x->pid);
 		hp_err_clear();
 		r = via_mount(j->mnt, j->revert ? "revert" : "apply", text, &one);
@@ -331,19 +390,35 @@ static int all_via_mount(const struct hp_global *g, const char *mnt, bool revert
 
 	r = ctl_new(&o, &c);
 	if (r == 0)
+		r = load_policy(c, mnt);
+	if (r == 0)
 		r = ctl_all_pids(c, &who, revert, cmd->target, &pids, &n);
-	ctl_free(c);
-	if (r < 0)
-		return r;
-	res->v = calloc(n ? n : 1, sizeof(*res->v));
-	if (!res->v) {
+	if (r == 0) {
+		res->v = calloc(n ? n : 1, sizeof(*res->v));
+		if (!res->v)
+			r = -ENOMEM;
+	}
+	if (r < 0) {
 		free(pids);
-		return -ENOMEM;
+		ctl_free(c);
+		return r;
 	}
 	res->n = n;
-	for (size_t i = 0; i < n; i++)
-		res->v[i].pid = pids[i];
+	/* What the daemon's policy excludes is left alone: never written, said why. */
+	for (size_t i = 0; i < n; i++) {
+		struct ctl_result *x = &res->v[i];
+
+		x->pid = pids[i];
+		if (ctl_excluded(c, x->pid, x->excluded, sizeof(x->excluded))) {
+			struct proc_stat_fields ps;
+
+			if (proc_stat_read(x->pid, &ps) == 0)
+				snprintf(x->comm, sizeof(x->comm), "%s", ps.comm);
+			on_progress(pg, x, __atomic_add_fetch(&job.done, 1, __ATOMIC_RELAXED), n);
+		}
+	}
 	free(pids);
+	ctl_free(c);
 	for (; n_threads < sizeof(th) / sizeof(th[0]) && n_threads + 1 < n; n_threads++)
 		if (pthread_create(&th[n_threads], NULL, mount_worker, &job) != 0)
 			break;
@@ -425,6 +500,8 @@ static int run(const struct hp_global *g, const char *cmdname, bool revert, int 
 		struct ctl_caller who = { getuid(), getgid(), getpid() };
 
 		r = ctl_new(&o, &c);
+		if (r >= 0 && cmd.kind == CTL_CMD_ALL)
+			r = load_policy(c, NULL);
 		if (r < 0)
 			goto fail;
 		r = ctl_run_progress(c, &who, revert, &cmd, on_progress, &pg, &res);
@@ -509,6 +586,7 @@ int cmd_status(const struct hp_global *g, int argc, char **argv)
 	struct ctl *c = NULL;
 	struct ctl_cmd cmd;
 	char mnt[PATH_MAX];
+	bool is_mounted;
 	int r, status = 1;
 
 	if (argc != 2)
@@ -521,10 +599,14 @@ int cmd_status(const struct hp_global *g, int argc, char **argv)
 	r = ctl_new(&o, &c);
 	if (r < 0)
 		goto fail;
+	is_mounted = mounted(g, "status", mnt, sizeof(mnt));
+	r = load_policy(c, is_mounted ? mnt : NULL);
+	if (r < 0)
+		goto fail;
 	r = ctl_status(c, cmd.pid, &s);
 	if (r < 0)
 		goto fail;
-	if (mounted(g, "status", mnt, sizeof(mnt)))
+	if (is_mounted)
 		merge_mount_view(mnt, s);
 	ctl_status_format(s, g->json, &b);
 	fputs(b.data, stdout);
@@ -592,6 +674,8 @@ int cmd_report(const struct hp_global *g, int argc, char **argv)
 		f.adjust_ctx = mnt;
 	}
 	r = ctl_new(&o, &c);
+	if (r >= 0)
+		r = load_policy(c, f.adjust ? mnt : NULL);
 	if (r >= 0)
 		r = ctl_report_filtered(c, g->json, &f, &b, &cnt);
 	if (r < 0) {

@@ -4,7 +4,7 @@
  * store's snapshots, imports), parse.c (the control grammar, state names,
  * errno names), perm.c (who may patch what), run.c (apply, revert, "all",
  * and the outcomes remembered), state.c (status, the process list, the
- * report). The process facts from /proc come from common/hp-procfs.h.
+ * report), policy.c (the configuration file, exclusions). The process facts from /proc come from common/hp-procfs.h.
  */
 #ifndef HP_CTL_INT_H
 #define HP_CTL_INT_H
@@ -84,6 +84,9 @@ struct ctl {
 	pthread_mutex_t bid_lock;
 	struct ctl_bid_entry *bid; /* CTL_BID_SLOTS, allocated on first use */
 	size_t n_bid;
+
+	pthread_mutex_t policy_lock;
+	struct ctl_policy *policy; /* NULL: nothing excluded */
 };
 
 /* Outcomes (run.c). */

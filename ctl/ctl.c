@@ -25,6 +25,7 @@ int ctl_new(const struct ctl_opts *opts, struct ctl **ret)
 	pthread_mutex_init(&c->outcome_lock, NULL);
 	pthread_mutex_init(&c->scan_lock, NULL);
 	pthread_mutex_init(&c->bid_lock, NULL);
+	pthread_mutex_init(&c->policy_lock, NULL);
 	c->store_path = strdup(path);
 	if (!c->store_path) {
 		r = -ENOMEM;
@@ -50,11 +51,13 @@ void ctl_free(struct ctl *c)
 	free(c->scan);
 	free(c->bid);
 	free(c->store_path);
+	ctl_policy_free(c->policy);
 	pthread_mutex_destroy(&c->store_lock);
 	pthread_mutex_destroy(&c->snap_lock);
 	pthread_mutex_destroy(&c->outcome_lock);
 	pthread_mutex_destroy(&c->scan_lock);
 	pthread_mutex_destroy(&c->bid_lock);
+	pthread_mutex_destroy(&c->policy_lock);
 	free(c);
 }
 

@@ -32,6 +32,9 @@
 
 struct ctl;
 
+/* An exclusion rule as said in results, status and the report: "exclude-exe=PATH" (a longer one is cut). */
+#define CTL_WHY_SIZE 256
+
 struct ctl_opts {
 	const char *store_path;  /* NULL: store_default_path() */
 	unsigned budget_ms;      /* safety budget per apply; 0: the engine's default */
@@ -116,6 +119,46 @@ struct ctl_caller {
  */
 int ctl_may_patch(const struct ctl_caller *who, pid_t pid);
 
+/* ---- policy: the configuration file, exclusions ------------------------- */
+
+/*
+ * The host's policy (ctl/policy.c): what hotpatchfs reads from its
+ * configuration file (default /etc/hotpatch/hotpatchfs.conf) and hp from
+ * the same file when no daemon serves its store. Exclusions opt processes
+ * out of what is chosen for the admin: "all" (apply and revert) and
+ * auto-apply leave them alone, and status and the report say so. A process
+ * named by its PID is applied or reverted all the same: the admin asked.
+ */
+#define CTL_POLICY_RETRIES_MAX 100
+#define CTL_DEFAULT_CONFIG "/etc/hotpatch/hotpatchfs.conf"
+
+struct ctl_policy {
+	int auto_default;  /* -1: not set */
+	unsigned retries;
+	char **exclude_exe, **exclude_name, **exclude_unit;
+	size_t n_exclude_exe, n_exclude_name, n_exclude_unit;
+};
+
+int ctl_policy_new(struct ctl_policy **ret);
+void ctl_policy_free(struct ctl_policy *p);
+/*
+ * Read a configuration file ("key = value" lines, '#' comments); a missing
+ * file is the defaults. -EINVAL with "FILE:LINE: what is wrong" for a bad
+ * line: nothing of the file is used.
+ */
+int ctl_policy_load(const char *path, struct ctl_policy **ret);
+/* One setting; WHERE ("FILE:LINE") goes into the message. */
+int ctl_policy_add(struct ctl_policy *p, const char *where, const char *key, const char *val);
+/* The exclusions as "exclude-exe: PATH" lines (MNT/status shows them; hp reads them back). */
+int ctl_policy_format(const struct ctl_policy *p, struct hp_buf *out);
+/* Does p exclude pid? The rule into ret_why ("exclude-name=nginx"). p may be NULL. */
+bool ctl_policy_excludes(const struct ctl_policy *p, pid_t pid, char *ret_why, size_t size);
+
+/* The context's policy: p is taken over (NULL: none); the old one is freed. */
+void ctl_set_policy(struct ctl *c, struct ctl_policy *p);
+bool ctl_excluded(struct ctl *c, pid_t pid, char *ret_why, size_t size);
+int ctl_policy_show(struct ctl *c, struct hp_buf *out);
+
 /* ---- operations ---------------------------------------------------------- */
 
 struct ctl_result {
@@ -127,6 +170,7 @@ struct ctl_result {
 	uint64_t pause_us;        /* longest pause of this operation */
 	char set_id[HP_SET_ID_SIZE]; /* the (last) set applied, or reverted */
 	char comm[HP_COMM_SIZE];
+	char excluded[CTL_WHY_SIZE]; /* "all" left it alone: the rule ("exclude-name=nginx") */
 };
 
 struct ctl_results {
@@ -156,7 +200,9 @@ int ctl_revert(struct ctl *c, const struct ctl_caller *who, pid_t pid, struct ct
 /*
  * Run a parsed control command: one process, or "all" (every process the
  * caller may patch that maps a patched target, or the named target, or for
- * revert every process with something applied) in parallel. The results
+ * revert every process with something applied) in parallel. A process
+ * "all" would act on that the policy excludes is left alone: its result
+ * has excluded set (err 0, nothing changed). The results
  * (one per process) go to ret. Returns 0 when every process succeeded,
  * else the first failure's errno (-ENOENT for "all TARGET" with a target
  * the store does not know).
@@ -178,7 +224,8 @@ int ctl_run_progress(struct ctl *c, const struct ctl_caller *who, bool revert,
 
 /*
  * The processes "all" (or "all TARGET") would act on for this caller, sorted
- * (revert: those with something applied). -ENOENT for an unknown target.
+ * (revert: those with something applied), excluded ones included (the
+ * caller asks ctl_excluded). -ENOENT for an unknown target.
  */
 int ctl_all_pids(struct ctl *c, const struct ctl_caller *who, bool revert, const char *target,
 		 pid_t **ret, size_t *ret_n);
@@ -186,7 +233,10 @@ int ctl_all_pids(struct ctl *c, const struct ctl_caller *who, bool revert, const
 /* Processes of "all" operations running in this context: done and total, summed. */
 void ctl_all_counts(struct ctl *c, size_t *ret_done, size_t *ret_total);
 
-/* "4242 ok set=... pause_us=37 changed=1" or "4242 EBUSY why", one per line. */
+/*
+ * "4242 ok set=... pause_us=37 changed=1", "4242 EBUSY why" or "4242 excluded
+ * exclude-name=nginx comm=nginx", one per line.
+ */
 int ctl_results_format(const struct ctl_results *r, bool json, struct hp_buf *out);
 /* "ESRCH" for -ESRCH, "E123" for an unnamed one, "ok" for 0 and any positive value. */
 const char *ctl_errno_name(int err);
@@ -252,6 +302,7 @@ struct ctl_status {
 	char reason[HP_ERRMSG_MAX]; /* when failed or in-progress */
 	bool have_pause;
 	uint64_t last_pause_us;
+	char excluded[CTL_WHY_SIZE]; /* the policy's rule that opts it out, or "" */
 };
 
 /* -ESRCH for no such process. */

@@ -405,14 +405,27 @@ int ctl_revert(struct ctl *c, const struct ctl_caller *who, pid_t pid, struct ct
 
 /* ---- all ----------------------------------------------------------------- */
 
-/* Does p map a target with a published set (named target, if given)? Or, for revert, hold one? */
+/*
+ * Does p map a target with a published set (named target, if given)? Or,
+ * for revert, run a set for a target this store covers? A target is its
+ * build-id: a process that runs a set for another build of a file of the
+ * same name (from another store) is not this store's to revert wholesale;
+ * its PID still reverts it.
+ */
 static bool candidate(struct store_snap *snap, const struct apply_proc *p, bool revert,
 		      const char *target)
 {
 	bool yes = false;
 
+	for (size_t i = 0; revert && i < p->n_applied && !yes; i++) {
+		struct store_target_info ti;
+
+		memset(&ti, 0, sizeof(ti));
+		yes = store_target_info(snap, p->applied[i].build_id, &ti) == 0;
+		store_target_info_release(&ti);
+	}
 	if (revert)
-		return p->n_applied > 0;
+		return yes;
 	for (size_t i = 0; i < p->n_objects && !yes; i++) {
 		struct store_target_info ti;
 		char name[256];
@@ -516,6 +529,13 @@ static void *all_worker(void *arg)
 			apply_proc_free(p);
 			j->res[i].pid = 0; /* not ours: no result */
 			all_progress(j, NULL);
+			continue;
+		}
+		if (ctl_excluded(j->c, pid, j->res[i].excluded, sizeof(j->res[i].excluded))) {
+			/* The policy opts it out: "all" leaves it alone, and says why. */
+			snprintf(j->res[i].comm, sizeof(j->res[i].comm), "%s", p->comm);
+			apply_proc_free(p);
+			all_progress(j, &j->res[i]);
 			continue;
 		}
 		if (j->revert)
@@ -670,8 +690,12 @@ int ctl_results_format(const struct ctl_results *r, bool json, struct hp_buf *ou
 		if (json) {
 			hp_buf_addf(out, "%s{\"pid\":%d,\"comm\":", i ? "," : "", (int)x->pid);
 			hp_buf_add_json_str(out, x->comm);
-			hp_buf_addf(out, ",\"result\":\"%s\"", ctl_errno_name(x->err));
-			if (x->err < 0) {
+			hp_buf_addf(out, ",\"result\":\"%s\"",
+				    x->excluded[0] ? "excluded" : ctl_errno_name(x->err));
+			if (x->excluded[0]) {
+				hp_buf_adds(out, ",\"excluded\":");
+				hp_buf_add_json_str(out, x->excluded);
+			} else if (x->err < 0) {
 				hp_buf_adds(out, ",\"error\":");
 				hp_buf_add_json_str(out, x->msg);
 			} else {
@@ -682,6 +706,8 @@ int ctl_results_format(const struct ctl_results *r, bool json, struct hp_buf *ou
 					    (unsigned long long)x->pause_us);
 			}
 			hp_buf_adds(out, "}");
+		} else if (x->excluded[0]) {
+			hp_buf_addf(out, "%d excluded %s comm=%s\n", (int)x->pid, x->excluded, x->comm);
 		} else if (x->err < 0) {
 			hp_buf_addf(out, "%d %s %s\n", (int)x->pid, ctl_errno_name(x->err), x->msg);
 		} else {

@@ -245,6 +245,8 @@ int ctl_status(struct ctl *c, pid_t pid, struct ctl_status **ret)
 		if (oc.running)
 			s->state = CTL_STATE_IN_PROGRESS;
 	}
+	/* The policy opts it out of "all" and auto-apply: said, the state stays what it is. */
+	ctl_excluded(c, pid, s->excluded, sizeof(s->excluded));
 	ctl_snap_unref(snap);
 	apply_proc_free(p);
 	*ret = s;
@@ -278,6 +280,8 @@ int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out)
 		json_str_or_null(out, s->exe);
 		hp_buf_addf(out, ",\"state\":\"%s\",\"reason\":", ctl_state_name(s->state));
 		json_str_or_null(out, s->reason);
+		hp_buf_adds(out, ",\"excluded\":");
+		json_str_or_null(out, s->excluded);
 		if (s->have_pause)
 			hp_buf_addf(out, ",\"last_pause_us\":%llu",
 				    (unsigned long long)s->last_pause_us);
@@ -328,6 +332,9 @@ int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out)
 		    or_dash(s->exe), ctl_state_name(s->state));
 	if (s->reason[0])
 		hp_buf_addf(out, "reason: %s\n", s->reason);
+	if (s->excluded[0])
+		hp_buf_addf(out, "excluded: %s (\"all\" and auto-apply leave it alone)\n",
+			    s->excluded);
 	if (s->have_pause)
 		hp_buf_addf(out, "last-pause-us: %llu\n", (unsigned long long)s->last_pause_us);
 	else
@@ -646,6 +653,8 @@ static void report_line(const struct ctl_status *s, struct hp_buf *out)
 	for (size_t i = 0; i < s->n_targets; i++)
 		if (s->targets[i].withdrawn)
 			hp_buf_addf(out, " withdrawn=%s", s->targets[i].applied_set);
+	if (s->excluded[0])
+		hp_buf_addf(out, " excluded=%s", s->excluded);
 	hp_buf_adds(out, "\n");
 }
 

@@ -366,14 +366,14 @@ static void *listener(void *arg)
 static bool look(struct hpfs_auto_item *it)
 {
 	struct ctl_result res;
-	char extra[64], why[PATH_MAX + 32];
+	char extra[64], why[CTL_WHY_SIZE];
 	int r;
 
 	/* Turned off meanwhile: let it go (and do not undo a revert made since). */
 	if (!__atomic_load_n(&hpfs.auto_on, __ATOMIC_RELAXED))
 		return true;
 	/* Processes the configuration opts out (exclude-exe, -name, -unit): never touched. */
-	if (hpfs_config_excluded(it->pid, why, sizeof(why)))
+	if (ctl_excluded(hpfs.ctl, it->pid, why, sizeof(why)))
 		return true;
 	r = ctl_apply_pending(hpfs.ctl, it->pid, &res);
 	if (r == -ESRCH)

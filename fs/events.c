@@ -225,8 +225,9 @@ static void add_escaped(struct hp_buf *b, const char *text)
  * "2026-11-29T12:13:14.123Z apply pid=4242 set=2026.01/2026-02/fix result=ok
  * pause_us=37 changed=1 uid=0 exe=/usr/sbin/demo-server"
  */
-void hpfs_log_event(const char *op, uid_t uid, pid_t pid, const char *set, int err,
-		    const char *msg, bool have_pause, uint64_t pause_us, const char *extra)
+static void event(const char *op, uid_t uid, pid_t pid, const char *set, int err,
+		  const char *result, const char *msg, bool have_pause, uint64_t pause_us,
+		  const char *extra)
 {
 	struct hp_buf b = HP_BUF_INIT;
 	struct timespec ts;
@@ -246,7 +247,7 @@ void hpfs_log_event(const char *op, uid_t uid, pid_t pid, const char *set, int e
 		hp_buf_addf(&b, " pid=%d", (int)pid);
 	hp_buf_adds(&b, " set=");
 	add_escaped(&b, (set && *set) ? set : "-");
-	hp_buf_addf(&b, " result=%s", ctl_errno_name(err));
+	hp_buf_addf(&b, " result=%s", result);
 	if (have_pause)
 		hp_buf_addf(&b, " pause_us=%llu", (unsigned long long)pause_us);
 	else
@@ -290,12 +291,24 @@ void hpfs_log_event(const char *op, uid_t uid, pid_t pid, const char *set, int e
 	pthread_mutex_unlock(&log_lock);
 }
 
+void hpfs_log_event(const char *op, uid_t uid, pid_t pid, const char *set, int err,
+		    const char *msg, bool have_pause, uint64_t pause_us, const char *extra)
+{
+	event(op, uid, pid, set, err, ctl_errno_name(err), msg, have_pause, pause_us, extra);
+}
+
 void hpfs_log_results(const char *op, uid_t uid, const struct ctl_results *r)
 {
 	for (size_t i = 0; i < r->n; i++) {
 		const struct ctl_result *x = &r->v[i];
-		char extra[64];
+		char extra[CTL_WHY_SIZE + 16];
 
+		if (x->excluded[0]) {
+			/* "all" left it alone: the rule of the configuration that says so */
+			snprintf(extra, sizeof(extra), "rule=%s", x->excluded);
+			event(op, uid, x->pid, NULL, 0, "excluded", NULL, false, 0, extra);
+			continue;
+		}
 		snprintf(extra, sizeof(extra), "changed=%d", x->changed ? 1 : 0);
 		hpfs_log_event(op, uid, x->pid, x->set_id, x->err, x->msg,
 			       x->err >= 0 && x->changed, x->pause_us, x->err >= 0 ? extra : NULL);

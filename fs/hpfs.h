@@ -51,20 +51,12 @@ struct hpfs_file {
 	struct hpfs_file *next;
 };
 
-/* The configuration file (config.c). */
-struct hpfs_config {
-	int auto_default;  /* -1: not set */
-	unsigned retries;
-	char **exclude_exe, **exclude_name, **exclude_unit;
-	size_t n_exclude_exe, n_exclude_name, n_exclude_unit;
-};
-
 struct hpfs {
 	struct ctl *ctl;
 	char *store_path;
 	char *mountpoint;
 	char *state_dir;   /* --state-dir, else the directory of the store */
-	char *config_path; /* --config, else HPFS_DEFAULT_CONFIG */
+	char *config_path; /* --config, else CTL_DEFAULT_CONFIG */
 	time_t started;
 	uint64_t started_us;
 	bool incoming_gid_set;
@@ -103,14 +95,13 @@ int hpfs_log_text(struct hp_buf *out);
 void hpfs_log_release(void);
 
 /* config.c: the configuration file and the state directory */
-#define HPFS_DEFAULT_CONFIG "/etc/hotpatch/hotpatchfs.conf"
-/* Read PATH (a missing file: the defaults) and use it; a bad file changes nothing. */
+/*
+ * Read PATH (a missing file: the defaults) and use it (its exclusions go to
+ * hpfs.ctl, which must exist); a bad file changes nothing.
+ */
 int hpfs_config_load(const char *path);
-void hpfs_config_free(void);
 unsigned hpfs_config_retries(void);
 int hpfs_config_auto_default(void); /* -1: not set */
-/* Whether auto-apply leaves PID alone, and which line says so (into ret_why). */
-bool hpfs_config_excluded(pid_t pid, char *ret_why, size_t size);
 /* The value last written to auto (-ENOENT: none) and keeping a new one. */
 int hpfs_state_auto(bool *ret);
 int hpfs_state_auto_save(bool on);

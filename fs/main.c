@@ -132,7 +132,7 @@ static void usage(FILE *f)
 		"  -o seal, -o noseal   make the mount point immutable (chattr +i) so that a write\n"
 		"                       under it fails (EPERM) while the daemon is down (default:\n"
 		"                       seal at /hp only)\n",
-		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH, HPFS_DEFAULT_CONFIG, HPFS_DEFAULT_BUSY_POLL);
+		HPFS_DEFAULT_MOUNT, STORE_DEFAULT_PATH, CTL_DEFAULT_CONFIG, HPFS_DEFAULT_BUSY_POLL);
 }
 
 static void free_list(struct hpfs_file **list)
@@ -390,15 +390,10 @@ int main(int argc, char **argv)
 	if (!hpfs.store_path || !hpfs.mountpoint)
 		goto out;
 
-	/* The configuration and the state directory: a bad one is a clear error before mounting. */
-	hpfs.config_path = strdup(cli.config ? cli.config : HPFS_DEFAULT_CONFIG);
+	/* The state directory: a bad one is a clear error before mounting. */
+	hpfs.config_path = strdup(cli.config ? cli.config : CTL_DEFAULT_CONFIG);
 	if (!hpfs.config_path)
 		goto out;
-	r = hpfs_config_load(hpfs.config_path);
-	if (r < 0) {
-		fprintf(stderr, "hotpatchfs: %s\n", hp_errmsg(r));
-		goto out;
-	}
 	if (cli.state_dir) {
 		hpfs.state_dir = realpath(cli.state_dir, real) ? strdup(real) : strdup(cli.state_dir);
 	} else {
@@ -432,6 +427,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hotpatchfs: %s\n", hp_errmsg(r));
 		goto out;
 	}
+	/* The configuration: a bad one is a clear error before mounting. */
+	r = hpfs_config_load(hpfs.config_path);
+	if (r < 0) {
+		fprintf(stderr, "hotpatchfs: %s\n", hp_errmsg(r));
+		goto out;
+	}
 	/* Our defaults go first so that the user's -o can override them. */
 	hpfs_entry_timeout = cli.entry_timeout;
 	hpfs_attr_timeout = cli.attr_timeout;
@@ -455,7 +456,6 @@ out:
 	hpfs.ctl = NULL;
 	free_files();
 	hpfs_log_release();
-	hpfs_config_free();
 	free(hpfs.config_path);
 	free(hpfs.state_dir);
 	free(hpfs.store_path);

@@ -339,7 +339,9 @@ static int status_text(struct hp_buf *out)
 		    hpfs.n_apply_fail, hpfs.n_revert_ok, hpfs.n_revert_fail, hpfs.n_import_ok,
 		    hpfs.n_import_fail, hpfs.n_auto, all_done, all_total);
 	pthread_mutex_unlock(&hpfs.lock);
-	return 0;
+	/* The configuration in use (hp reads the exclusions back for its own "all"). */
+	hp_buf_addf(out, "config: %s\n", hpfs.config_path);
+	return ctl_policy_show(hpfs.ctl, out);
 }
 
 /* Import a bundle written into incoming/ (the first flush of a handle after its writes). */
@@ -792,6 +794,8 @@ static int retry_busy(const struct hpfs_caller *c, const struct ctl_caller *who,
 
 static void count_result(const struct ctl_result *x, bool revert)
 {
+	if (x->excluded[0])
+		return; /* left alone: neither an apply nor a revert */
 	pthread_mutex_lock(&hpfs.lock);
 	if (!revert && x->err < 0)
 		hpfs.n_apply_fail++;

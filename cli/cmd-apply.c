@@ -459,11 +459,9 @@ static int run(const struct hp_global *g, const char *cmdname, bool revert, int 
 		if (v) {
 			unsigned long x = strtoul(v, &end, 10);
 
-			if (!*v || *end || x > 100) {
-				fprintf(stderr, "hp %s: --retries takes a count from 0 to 100, not '%s'\n",
-					cmdname, v);
-				return 2;
-			}
+			if (!*v || *end || x > CTL_POLICY_RETRIES_MAX)
+				return hp_usage_error(cmdname, "--retries takes a count from 0 to %d, not '%s'",
+						      CTL_POLICY_RETRIES_MAX, v);
 			retries = (unsigned)x;
 		}
 	}
@@ -654,12 +652,8 @@ int cmd_report(const struct hp_global *g, int argc, char **argv)
 		if (!strcmp(opt, "--state")) {
 			int st = ctl_state_parse(v);
 
-			if (st < 0) {
-				fprintf(stderr, "hp report: %s\n", hp_errmsg(st));
-				if (g->json)
-					hp_json_error("report", st, hp_errmsg(st));
-				return 2;
-			}
+			if (st < 0)
+				return hp_usage_error("report", "%s", hp_errmsg(st));
 			f.states |= 1u << st;
 		} else if (!strcmp(opt, "--target")) {
 			f.target = v;

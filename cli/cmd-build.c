@@ -182,12 +182,12 @@ int cmd_build(const struct hp_global *g, int argc, char **argv)
 			goto out;
 		default:
 			if (optopt == 'o' || optopt >= 0x100)
-				fprintf(stderr, "hp build: option %s needs a value\n", argv[optind - 1]);
+				status = hp_usage_error("build", "option %s needs a value",
+							argv[optind - 1]);
 			else if (optopt)
-				fprintf(stderr, "hp build: unknown option -%c\n", optopt);
+				status = hp_usage_error("build", "unknown option -%c", optopt);
 			else
-				fprintf(stderr, "hp build: unknown option %s\n", argv[optind - 1]);
-			status = 2;
+				status = hp_usage_error("build", "unknown option %s", argv[optind - 1]);
 			goto out;
 		}
 	}
@@ -202,8 +202,7 @@ int cmd_build(const struct hp_global *g, int argc, char **argv)
 				      n_diffs && !o.source_dir ? "--source DIR" : NULL;
 
 		if (missing) {
-			fprintf(stderr, "hp build: missing %s (see hp build --help)\n", missing);
-			status = 2;
+			status = hp_usage_error("build", "missing %s (see hp build --help)", missing);
 			goto out;
 		}
 	}

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* hp: parse the global options, dispatch to a command. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,12 +39,13 @@ static const struct hp_cmd commands[] = {
 	{ "apply", cmd_apply, "apply [--retries N] PID [MONTH]",
 	  "Hot-swap the newest published set (or MONTH's) of every target PID maps.\n"
 	  "hp apply all [TARGET]: every process that maps a patched target (or TARGET), in\n"
-	  "parallel, a line per process as it finishes.\n"
+	  "parallel, a line per process as it finishes; processes the configuration excludes\n"
+	  "are left alone (the daemon's, else $HP_CONFIG or /etc/hotpatch/hotpatchfs.conf).\n"
 	  "  --retries N   try again up to N times a process that failed with EBUSY\n"
 	  "                (a replaced function stayed active)\n" },
 	{ "revert", cmd_revert, "revert PID",
 	  "Restore the original code of every set applied in PID (hp revert all: in every\n"
-	  "process that has one).\n" },
+	  "process that runs one for a target of the store, excluded ones left alone).\n" },
 	{ "status", cmd_status, "status PID",
 	  "The state of PID, its targets, the sets and functions applied, the last pause.\n" },
 	{ "report", cmd_report, "report [--check] [--state STATE]... [--target NAME] [--name COMM]",
@@ -89,17 +91,44 @@ int hp_fail(const char *cmd, int err)
 	return 1;
 }
 
+/* {"command":CMD,"result":"usage","error":MSG} on stdout; CMD NULL: null. */
+static void json_usage(const char *cmd, const char *msg)
+{
+	printf("{\"command\":");
+	if (cmd)
+		hp_json_str(cmd);
+	else
+		printf("null");
+	printf(",\"result\":\"usage\",\"error\":");
+	hp_json_str(msg);
+	printf("}\n");
+}
+
 int hp_usage(const char *u)
 {
 	fprintf(stderr, "hp: usage: hp %s\n", u);
 	if (hp_json_mode) {
-		char msg[512];
+		char msg[512], cmd[32];
 
 		snprintf(msg, sizeof(msg), "usage: hp %s", u);
-		printf("{\"command\":null,\"result\":\"usage\",\"error\":");
-		hp_json_str(msg);
-		printf("}\n");
+		/* the command is the usage's first word */
+		snprintf(cmd, sizeof(cmd), "%.*s", (int)strcspn(u, " "), u);
+		json_usage(cmd, msg);
 	}
+	return 2;
+}
+
+int hp_usage_error(const char *cmd, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "hp%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", msg);
+	if (hp_json_mode)
+		json_usage(cmd, msg);
 	return 2;
 }
 
@@ -127,13 +156,15 @@ int main(int argc, char **argv)
 	rest = calloc((size_t)argc + 1, sizeof(*rest));
 	if (!rest)
 		return 1;
+	/* --json first: an error in the other global options is JSON too. */
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		hp_json_mode |= !strcmp(argv[i], "--json");
 	/* Global options may stand anywhere: before or after the command's arguments. */
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--store")) {
 			if (i + 1 >= argc) {
-				fprintf(stderr, "hp: --store needs a directory\n");
 				free(rest);
-				return 2;
+				return hp_usage_error(NULL, "--store needs a directory");
 			}
 			g.store = argv[++i];
 		} else if (!strncmp(argv[i], "--store=", 8)) {
@@ -155,6 +186,10 @@ int main(int argc, char **argv)
 		/* hp help COMMAND: as hp COMMAND --help. */
 		rest[0] = rest[1];
 		rest[1] = (char *)"--help";
+	}
+	if (n == 0 && g.json) {
+		free(rest);
+		return hp_usage_error(NULL, "no command (see hp help)");
 	}
 	if (n == 0 || !strcmp(rest[0], "help") || !strcmp(rest[0], "--help") ||
 	    !strcmp(rest[0], "-h")) {
@@ -190,11 +225,8 @@ int main(int argc, char **argv)
 		}
 	}
 	fprintf(stderr, "hp: unknown command '%s' (see hp help)\n", rest[0]);
-	if (g.json) {
-		printf("{\"command\":");
-		hp_json_str(rest[0]);
-		printf(",\"result\":\"usage\",\"error\":\"unknown command (see hp help)\"}\n");
-	}
+	if (g.json)
+		json_usage(rest[0], "unknown command (see hp help)");
 	free(rest);
 	return 2;
 }

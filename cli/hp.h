@@ -34,8 +34,14 @@ void hp_json_error(const char *cmd, int err, const char *msg);
 
 /* Print "hp CMD: MESSAGE" for a failed library call and return exit status 1. */
 int hp_fail(const char *cmd, int err);
-/* Print "hp: usage: ..." and return exit status 2. */
+/* Print "hp: usage: ..." (and its JSON under --json) and return exit status 2. */
 int hp_usage(const char *usage);
+/*
+ * A bad argument: "hp CMD: MESSAGE" on stderr (CMD NULL: "hp: MESSAGE"),
+ * {"command":CMD,"result":"usage","error":MESSAGE} on stdout under --json;
+ * returns exit status 2.
+ */
+int hp_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* JSON string with escaping, to stdout. */
 void hp_json_str(const char *s);
 

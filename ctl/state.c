@@ -280,13 +280,13 @@ int ctl_status_format(const struct ctl_status *s, bool json, struct hp_buf *out)
 		json_str_or_null(out, s->exe);
 		hp_buf_addf(out, ",\"state\":\"%s\",\"reason\":", ctl_state_name(s->state));
 		json_str_or_null(out, s->reason);
-		hp_buf_adds(out, ",\"excluded\":");
-		json_str_or_null(out, s->excluded);
 		if (s->have_pause)
 			hp_buf_addf(out, ",\"last_pause_us\":%llu",
 				    (unsigned long long)s->last_pause_us);
 		else
 			hp_buf_adds(out, ",\"last_pause_us\":null");
+		hp_buf_adds(out, ",\"excluded\":");
+		json_str_or_null(out, s->excluded);
 		hp_buf_adds(out, ",\"targets\":[");
 		for (size_t i = 0; i < s->n_targets; i++) {
 			const struct ctl_target *t = &s->targets[i];

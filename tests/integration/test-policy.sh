@@ -69,7 +69,7 @@ ht_match "MNT/report: the rule on the excluded process's line" \
 	"pid=$skip comm=skip-server state=not-up-to-date .* excluded=exclude-name=skip-server\$" "$(cat "$M/report")"
 ht_match "hp report: the same" "pid=$exe comm=exe-server state=not-up-to-date .* excluded=exclude-exe=$T/exe-server\$" \
 	"$("$HP_BIN" report)"
-ht_match "hp --json status: excluded" "\"state\":\"not-up-to-date\",\"reason\":null,\"excluded\":\"exclude-name=skip-server\"" \
+ht_match "hp --json status: excluded" "\"state\":\"not-up-to-date\",.*\"excluded\":\"exclude-name=skip-server\"" \
 	"$("$HP_BIN" --json status "$skip")"
 ht_expect_fail "hp report --check: an excluded unpatched process is still not compliant" 1 \
 	"hp report: 2 of 3 processes neither hotpatched nor up-to-date" "$HP_BIN" report --check

@@ -421,6 +421,92 @@ static void test_status_format(void **state)
 }
 
 /* ctl over a real, empty store: nothing published, nothing applied, nothing listed. */
+/* The configuration file: every key, every refusal with its line, and matching. */
+static void test_policy(void **state)
+{
+	char dir[] = "/tmp/hp-ut-policy-XXXXXX", path[64], why[CTL_WHY_SIZE], exe[4096];
+	struct ctl_policy *p = NULL;
+	struct proc_stat_fields ps;
+	struct hp_buf b = HP_BUF_INIT;
+	FILE *f;
+	ssize_t n;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/conf", dir);
+	/* a missing file: the defaults */
+	assert_int_equal(ctl_policy_load(path, &p), 0);
+	assert_int_equal(p->auto_default, -1);
+	assert_int_equal(p->retries, 0);
+	assert_false(ctl_policy_excludes(p, getpid(), why, sizeof(why)));
+	ctl_policy_free(p);
+	/* an empty file: the defaults too */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(ctl_policy_load(path, &p), 0);
+	assert_int_equal(p->n_exclude_name, 0);
+	ctl_policy_free(p);
+
+	assert_int_equal(proc_stat_read(getpid(), &ps), 0);
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	assert_true(n > 0);
+	exe[n] = '\0';
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "# c\n\n auto = 1 \nretries=7\nexclude-unit = /\nexclude-name = %s\n"
+		"exclude-exe = %s\n", ps.comm, exe);
+	fclose(f);
+	assert_int_equal(ctl_policy_load(path, &p), 0);
+	assert_int_equal(p->auto_default, 1);
+	assert_int_equal(p->retries, 7);
+	/* exe first, then name, then unit: the first rule that matches is said */
+	assert_true(ctl_policy_excludes(p, getpid(), why, sizeof(why)));
+	assert_true(!strncmp(why, "exclude-exe=", 12));
+	assert_int_equal(ctl_policy_format(p, &b), 0);
+	assert_non_null(strstr(b.data, "exclude-unit: /\n"));
+	assert_non_null(strstr(b.data, "exclude-name: "));
+	hp_buf_release(&b);
+	ctl_policy_free(p);
+
+	/* name only; a unit that matches no component */
+	assert_int_equal(ctl_policy_new(&p), 0);
+	assert_int_equal(ctl_policy_add(p, "t", "exclude-unit", "no-such.service"), 0);
+	assert_false(ctl_policy_excludes(p, getpid(), why, sizeof(why)));
+	assert_int_equal(ctl_policy_add(p, "t", "exclude-name", ps.comm), 0);
+	assert_true(ctl_policy_excludes(p, getpid(), why, sizeof(why)));
+	assert_true(!strncmp(why, "exclude-name=", 13));
+	assert_false(ctl_policy_excludes(p, 0x3fffffff, why, sizeof(why)));
+	ctl_policy_free(p);
+
+	/* refusals: -EINVAL, "FILE:LINE: ..." */
+	{
+		static const struct { const char *text, *msg; } bad[] = {
+			{ "auto = 2\n", ":1: auto: '2' is not 0 or 1" },
+			{ "\nretries = 101\n", ":2: retries: '101' is not a number 0-100" },
+			{ "retries = -1\n", ":1: retries: '-1' is not a number 0-100" },
+			{ "exclude-exe = usr/bin/x\n", ":1: exclude-exe: 'usr/bin/x' is not an absolute path" },
+			{ "exclude-name = sixteen-chars-xx\n", "is longer than a process name (15)" },
+			{ "colour = blue\n", ":1: unknown key 'colour'" },
+			{ "auto\n", ":1: not 'key = value': auto" },
+			{ "auto =\n", ":1: auto: no value" },
+		};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			f = fopen(path, "w");
+			assert_non_null(f);
+			fputs(bad[i].text, f);
+			fclose(f);
+			p = NULL;
+			assert_int_equal(ctl_policy_load(path, &p), -EINVAL);
+			assert_null(p);
+			assert_non_null(strstr(hp_errmsg(-EINVAL), bad[i].msg));
+			assert_true(!strncmp(hp_errmsg(-EINVAL), path, strlen(path)));
+		}
+	}
+	unlink(path);
+	rmdir(dir);
+}
+
 static void test_empty_store(void **state)
 {
 	char dir[] = "/tmp/hp-test-ctl-XXXXXX", path[64], cmd[96];
@@ -499,6 +585,7 @@ int main(void)
 		cmocka_unit_test(test_may_patch),
 		cmocka_unit_test(test_results_format),
 		cmocka_unit_test(test_status_format),
+		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_empty_store),
 	};
 

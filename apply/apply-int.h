@@ -21,6 +21,7 @@
 
 #include "apply.h"
 #include "elf-facts.h"
+#include "hp-elf.h"
 #include "hp-procfs.h"
 
 /* ---- proc.c: the process's memory and objects (no ptrace needed) ------- */
@@ -123,7 +124,8 @@ size_t region_hdr_bytes(size_t n_funcs);
 
 /* ---- arch-x86_64.c: machine-specific ----------------------------------- */
 
-#define ARCH_JUMP_LEN 5
+/* The jump over a replaced function's entry (hp build checks the same length). */
+#define ARCH_JUMP_LEN HP_X86_64_JUMP_LEN
 
 struct arch_regs;
 /* Encode a jump at from to to; -ERANGE when out of reach. */

@@ -116,7 +116,7 @@ struct apply_object {
 struct apply_applied {
 	char build_id[HP_BUILD_ID_HEX_SIZE];
 	char set_id[HP_SET_ID_SIZE];
-	char month[8];
+	char month[HP_MONTH_SIZE];
 	uint64_t region;     /* address of the region */
 	uint64_t pause_us;   /* pause of the stop that installed it */
 	int64_t applied_at;  /* unix seconds */

@@ -1499,7 +1499,7 @@ static void tmpdir_remove(const char *dir)
 static void find_debug_file(struct author *a, const char *build_id, struct author_elf *dbg)
 {
 	const char *dir = getenv("HP_DEBUG_DIR");
-	char path[PATH_MAX], id[129];
+	char path[PATH_MAX], id[HP_BUILD_ID_HEX_SIZE];
 
 	snprintf(path, sizeof(path), "%s/.build-id/%.2s/%s.debug",
 		 dir && *dir ? dir : AUTHOR_DEBUG_DIR, build_id, build_id + 2);
@@ -1517,10 +1517,10 @@ out:
 
 /* Open BIN and the file holding its symbols; check build-ids. */
 static int open_target(struct author *a, struct author_elf *bin, struct author_elf *dbg,
-		       char build_id[129])
+		       char build_id[HP_BUILD_ID_HEX_SIZE])
 {
 	const struct author_opts *o = a->opts;
-	char dbg_id[129];
+	char dbg_id[HP_BUILD_ID_HEX_SIZE];
 	int r;
 
 	r = author_elf_open(o->target, bin);
@@ -1888,7 +1888,7 @@ int author_build(const struct author_opts *opts, struct hp_manifest **ret_manife
 	struct author_elf dbg = AUTHOR_ELF_INIT;
 	struct hp_buf b_manifest = HP_BUF_INIT, b_patch = HP_BUF_INIT, b_sig = HP_BUF_INIT;
 	struct hp_manifest *m = NULL, *check = NULL;
-	char so_path[PATH_MAX + 16], build_id[129], sha[65], created[32];
+	char so_path[PATH_MAX + 16], build_id[HP_BUILD_ID_HEX_SIZE], sha[HP_SHA256_HEX_SIZE], created[32];
 	const char *tmp = getenv("TMPDIR");
 	struct diff_result dres;
 	struct author_opts eff;

@@ -102,6 +102,13 @@ void hp_log(enum hp_log_level lvl, const char *fmt, ...) HP_PRINTF(2, 3);
 #define HP_SET_ID_SIZE 160
 /* A git commit id as hex (SHA-1, 40 digits) and the NUL. */
 #define HP_OID_HEX_SIZE 41
+/* A SHA-256 digest as hex (64 digits) and the NUL. */
+#define HP_SHA256_HEX_SIZE 65
+/* "2026.01" (a baseline) and "2026-02" (a month), and the NUL. */
+#define HP_BASELINE_SIZE 8
+#define HP_MONTH_SIZE 8
+/* A patch set's name: 64 characters at most (hp_valid_setname) and the NUL. */
+#define HP_SET_NAME_SIZE 65
 /* A process's name as /proc shows it: the kernel's TASK_COMM_LEN (16), and
  * one more so that a 16-byte name from elsewhere is not cut. */
 #define HP_COMM_SIZE 17

@@ -79,7 +79,7 @@ enum ctl_cmd_kind { CTL_CMD_PID, CTL_CMD_ALL };
 struct ctl_cmd {
 	enum ctl_cmd_kind kind;
 	pid_t pid;          /* CTL_CMD_PID */
-	char month[8];      /* "YYYY-MM" or "" */
+	char month[HP_MONTH_SIZE]; /* "YYYY-MM" or "" */
 	char target[256];   /* "all TARGET", or "" */
 };
 
@@ -278,7 +278,7 @@ struct ctl_target {
 	char *newest_month;    /* or NULL */
 	char *newer_baseline;  /* or NULL */
 	char applied_set[HP_SET_ID_SIZE]; /* "" when nothing is applied */
-	char applied_month[8];
+	char applied_month[HP_MONTH_SIZE];
 	uint64_t pause_us;
 	int64_t applied_at;
 	enum ctl_state state;

@@ -662,7 +662,7 @@ int ctl_report_filtered(struct ctl *c, bool json, const struct ctl_report_filter
 			struct hp_buf *out, struct ctl_report_counts *ret_counts)
 {
 	struct ctl_report_counts cnt;
-	char host[256] = "-", now[32], head[41] = "";
+	char host[256] = "-", now[32], head[HP_OID_HEX_SIZE] = "";
 	pid_t *pids = NULL;
 	size_t n = 0, shown = 0;
 	bool first;

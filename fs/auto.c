@@ -57,7 +57,7 @@ static size_t queue_len;
 static int fan_fd = -1;
 static char **fan_names;
 static size_t fan_n_names;
-static char fan_commit[41];
+static char fan_commit[HP_OID_HEX_SIZE];
 
 static int listen_socket(void)
 {

@@ -3,7 +3,9 @@
  * hpfs.h: what the files of hotpatchfs share. main.c (options, start, stop),
  * ops.c (the kinds of node and their operations), ll.c (the low-level
  * front: the node table, per-entry timeouts), loop.c (the request loop),
- * events.c (the event log), auto.c (the proc connector behind auto-apply).
+ * events.c (the event log), auto.c (the proc connector behind auto-apply),
+ * config.c (the configuration file, the state directory), lasterr.c (the
+ * reason of a caller's last failed write).
  * The daemon holds no state of its own about
  * targets: ctl reads it from their memory. It keeps the event log, the
  * files being written into incoming/ and the temporary files Ansible makes

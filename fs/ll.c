@@ -1006,7 +1006,7 @@ collected:
 /* Looks at the store's HEAD once a second (a ref read); on a change, drops what is gone. */
 static void *watch_main(void *arg)
 {
-	char last[41] = "", head[41];
+	char last[HP_OID_HEX_SIZE] = "", head[HP_OID_HEX_SIZE];
 
 	ctl_head(hpfs.ctl, last);
 	pthread_mutex_lock(&watch.lock);

@@ -308,7 +308,7 @@ static int catalog_stat(const char *sub, struct stat *st)
 
 static int status_text(struct hp_buf *out)
 {
-	char head[41] = "", served[41] = "-";
+	char head[HP_OID_HEX_SIZE] = "", served[HP_OID_HEX_SIZE] = "-";
 	struct ctl_snap *s = NULL;
 	size_t all_done, all_total;
 

@@ -18,7 +18,6 @@
 
 #include "store-int.h"
 
-#define BUNDLE_SIG_MAX 4096
 /* Decompressed bytes the format reader may consume beyond the members (headers, padding). */
 #define BUNDLE_STREAM_SLACK (1u << 20)
 
@@ -68,7 +67,7 @@ static int member_slot(struct bundle *b, const char *name, struct hp_buf **ret_b
 		*ret_max = STORE_MEMBER_MAX_BYTES;
 	} else if (!strcmp(name, BUNDLE_SIGNATURE)) {
 		*ret_buf = &b->signature;
-		*ret_max = BUNDLE_SIG_MAX;
+		*ret_max = STORE_SIG_MAX;
 	} else {
 		return hp_err(-EINVAL, "unknown member '%s' (a bundle holds manifest, patch.so, signature)",
 			      name);

@@ -75,6 +75,37 @@ int store_head_commit(struct store *st, git_commit **ret, git_tree **ret_tree)
 	return 0;
 }
 
+int store_change_begin(struct store *st, struct store_change *ch)
+{
+	int r = store_lock(st, &ch->fd);
+
+	if (r == 0)
+		r = store_head_commit(st, &ch->head, &ch->tree);
+	return r;
+}
+
+void store_change_end(struct store_change *ch)
+{
+	store_unlock(ch->fd);
+	ch->fd = -1;
+	git_tree_free(ch->tree);
+	ch->tree = NULL;
+	git_commit_free(ch->head);
+	ch->head = NULL;
+}
+
+bool store_tree_has(git_tree *tree, const char *path)
+{
+	git_tree_entry *e = NULL;
+	bool yes;
+
+	if (!tree)
+		return false;
+	yes = git_tree_entry_bypath(&e, tree, path) == 0;
+	git_tree_entry_free(e);
+	return yes;
+}
+
 static int make_signature(git_repository *repo, git_signature **ret)
 {
 	/* The repository's user if configured, else a fixed identity. */

@@ -15,7 +15,6 @@
 
 #include "store-int.h"
 
-#define PUBKEY_MAX 4096
 
 /* Trusted key for keyid in tree, raw. -ENOENT when the store does not trust it. */
 static int trusted_key(struct store *st, git_tree *tree, const char *keyid, unsigned char pk[32])
@@ -27,7 +26,7 @@ static int trusted_key(struct store *st, git_tree *tree, const char *keyid, unsi
 	if (!tree)
 		return -ENOENT;
 	snprintf(path, sizeof(path), "%s/%s.pub", STORE_KEYS_DIR, keyid);
-	r = store_tree_read(st->repo, tree, path, PUBKEY_MAX, &text);
+	r = store_tree_read(st->repo, tree, path, STORE_KEYFILE_MAX, &text);
 	if (r < 0)
 		goto out;
 	r = sign_parse_pubkey(text.data, text.len, pk, id);
@@ -486,15 +485,14 @@ int store_import(struct store *st, const char *bundle_path, const struct store_i
 int store_key_trust(struct store *st, const char *pubkey_path)
 {
 	struct hp_buf text = HP_BUF_INIT, norm = HP_BUF_INIT, msg = HP_BUF_INIT;
-	git_commit *head = NULL;
-	git_tree *tree = NULL;
+	struct store_change ch = STORE_CHANGE_INIT;
 	git_tree_update up;
 	unsigned char pk[32], have[32];
 	char keyid[SIGN_KEYID_SIZE], path[64], hex[SIGN_SHA256_HEX_SIZE];
 	git_oid oid;
-	int fd = -1, r;
+	int r;
 
-	r = hp_read_file(pubkey_path, PUBKEY_MAX, &text);
+	r = hp_read_file(pubkey_path, STORE_KEYFILE_MAX, &text);
 	if (r < 0)
 		goto out;
 	r = sign_parse_pubkey(text.data, text.len, pk, keyid);
@@ -511,17 +509,14 @@ int store_key_trust(struct store *st, const char *pubkey_path)
 		r = store_git_err(-EIO, "write key");
 		goto out;
 	}
-	r = store_lock(st, &fd);
+	r = store_change_begin(st, &ch);
 	if (r < 0)
 		goto out;
-	r = store_head_commit(st, &head, &tree);
-	if (r < 0)
-		goto out;
-	if (trusted_key(st, tree, keyid, have) == 0 && !memcmp(have, pk, 32)) {
+	if (trusted_key(st, ch.tree, keyid, have) == 0 && !memcmp(have, pk, 32)) {
 		r = 1; /* already trusted */
 		goto out;
 	}
-	if (store_tree_key_revoked(tree, keyid)) {
+	if (store_tree_key_revoked(ch.tree, keyid)) {
 		r = hp_err(-EKEYREVOKED, "key %s was revoked (see hp log): generate a new key", keyid);
 		goto out;
 	}
@@ -530,11 +525,9 @@ int store_key_trust(struct store *st, const char *pubkey_path)
 	r = hp_buf_addf(&msg, "trust key %s\n\nkey %s\n", keyid, hex);
 	if (r < 0)
 		goto out;
-	r = store_commit_updates(st, head, &up, 1, msg.data, NULL);
+	r = store_commit_updates(st, ch.head, &up, 1, msg.data, NULL);
 out:
-	store_unlock(fd);
-	git_tree_free(tree);
-	git_commit_free(head);
+	store_change_end(&ch);
 	hp_buf_release(&text);
 	hp_buf_release(&norm);
 	hp_buf_release(&msg);

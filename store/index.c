@@ -19,8 +19,6 @@
 
 #include "store-int.h"
 
-#define SIG_MAX 4096
-#define PUBKEY_MAX 4096
 
 struct ix_set {
 	char *set_id; /* "B/M/N"; the fields below point into buf */
@@ -541,7 +539,7 @@ static int verify_set(struct store_snap *snap, const char *set_id, const struct 
 	if (sign_keyid(sig, sig_len, keyid) < 0)
 		return hp_err(-EKEYREJECTED, "%s: malformed signature", set_id);
 	snprintf(path, sizeof(path), "%s/%s.pub", STORE_KEYS_DIR, keyid);
-	r = snap_read_raw(snap, path, PUBKEY_MAX, &pub, &pub_len);
+	r = snap_read_raw(snap, path, STORE_KEYFILE_MAX, &pub, &pub_len);
 	if (r == -ENOENT)
 		return hp_err(-EKEYREJECTED, "%s: signed by untrusted key %s", set_id, keyid);
 	if (r < 0)
@@ -574,16 +572,18 @@ digest:
 	return 0;
 }
 
-static bool split_set_id(const char *id, char b[8], char m[8], char n[65])
+bool store_split_set_id(const char *id, char b[HP_BASELINE_SIZE], char m[HP_MONTH_SIZE],
+			char n[HP_SET_NAME_SIZE])
 {
 	const char *s1 = strchr(id, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
 
-	if (!s1 || !s2 || s1 - id != 7 || s2 - s1 - 1 != 7 || strlen(s2 + 1) > 64)
+	if (!s1 || !s2 || s1 - id != HP_BASELINE_SIZE - 1 || s2 - s1 - 1 != HP_MONTH_SIZE - 1 ||
+	    strlen(s2 + 1) >= HP_SET_NAME_SIZE)
 		return false;
-	memcpy(b, id, 7);
-	b[7] = '\0';
-	memcpy(m, s1 + 1, 7);
-	m[7] = '\0';
+	memcpy(b, id, HP_BASELINE_SIZE - 1);
+	b[HP_BASELINE_SIZE - 1] = '\0';
+	memcpy(m, s1 + 1, HP_MONTH_SIZE - 1);
+	m[HP_MONTH_SIZE - 1] = '\0';
 	strcpy(n, s2 + 1);
 	return hp_valid_baseline(b) && hp_valid_month(m) && hp_valid_setname(n);
 }
@@ -594,10 +594,10 @@ int store_get_set(struct store_snap *snap, const char *set_id, struct store_patc
 	const struct snap_dir *d;
 	void *man = NULL, *sig = NULL;
 	size_t man_len = 0, sig_len = 0;
-	char b[8], m[8], n[65];
+	char b[HP_BASELINE_SIZE], m[HP_MONTH_SIZE], n[HP_SET_NAME_SIZE];
 	int r;
 
-	if (!split_set_id(set_id, b, m, n))
+	if (!store_split_set_id(set_id, b, m, n))
 		return hp_err(-EINVAL, "'%s' is not a set id (BASELINE/MONTH/NAME)", set_id);
 	r = snap_get_dir(snap, set_id, &d);
 	if (r == -ENOENT || r == -ENOTDIR)
@@ -619,7 +619,7 @@ int store_get_set(struct store_snap *snap, const char *set_id, struct store_patc
 		r = hp_err(r == -ENOENT ? -EIO : r, "%s: patch.so missing or unreadable", set_id);
 		goto fail;
 	}
-	r = read_member(snap, d, BUNDLE_SIGNATURE, SIG_MAX, &sig, &sig_len);
+	r = read_member(snap, d, BUNDLE_SIGNATURE, STORE_SIG_MAX, &sig, &sig_len);
 	if (r < 0 && r != -ENOENT)
 		goto fail;
 	r = hp_manifest_parse(man, man_len, &ps->manifest);

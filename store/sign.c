@@ -18,7 +18,6 @@
 #define SECKEY_MAGIC "hotpatch-secret-key 1 ed25519 "
 #define PUBKEY_MAGIC "hotpatch-public-key 1 ed25519 "
 #define SIG_MAGIC "hotpatch-signature 1 ed25519 "
-#define KEYFILE_MAX 4096
 
 static int sodium_ready(void)
 {
@@ -207,7 +206,7 @@ int sign_manifest(const char *keyfile, const void *manifest, size_t len, struct 
 	r = sodium_ready();
 	if (r < 0)
 		return r;
-	r = hp_read_file(keyfile, KEYFILE_MAX, &key);
+	r = hp_read_file(keyfile, STORE_KEYFILE_MAX, &key);
 	if (r < 0)
 		goto out;
 	if (parse_seckey(key.data, key.len, sk) < 0) {
@@ -292,7 +291,7 @@ int store_sign_manifest(const char *keyfile, const void *manifest, size_t len,
 	return sign_manifest(keyfile, manifest, len, ret_sig);
 }
 
-void store_sha256_hex(const void *data, size_t len, char ret_hex[65])
+void store_sha256_hex(const void *data, size_t len, char ret_hex[HP_SHA256_HEX_SIZE])
 {
 	sign_sha256_hex(data, len, ret_hex);
 }

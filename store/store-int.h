@@ -2,10 +2,11 @@
 /*
  * store-int.h: what the files of libhpstore share and nothing outside it
  * sees. Owners: store.c/git.c/import.c/index.c (repository, import, lookup),
- * baseline.c (BASELINE files and the baseline months), bundle.c (archives in
- * and out), sign.c (keys and signatures), remote.c (log, pull, push),
- * snap.c (the read-only catalog view), path.c (the default store path),
- * author.c and clobber.c (hp build).
+ * withdraw.c (withdrawn sets, revoked keys), baseline.c (BASELINE files and
+ * the baseline months), bundle.c (archives in and out), sign.c (keys and
+ * signatures), remote.c (log, pull, push), snap.c (the read-only catalog
+ * view), path.c (the default store path). Authoring (hp build) is
+ * libhpauthor's (author/), which writes bundles through store.h.
  */
 #ifndef HP_STORE_INT_H
 #define HP_STORE_INT_H
@@ -16,6 +17,10 @@
 #include <stdint.h>
 
 #include "store.h"
+
+/* The largest key file (public or secret) and signature read. */
+#define STORE_KEYFILE_MAX 4096
+#define STORE_SIG_MAX 4096
 
 /* Config keys in the bare repository's git config. */
 #define STORE_CFG_ALLOW_UNSIGNED "hotpatch.allowunsigned"
@@ -51,6 +56,24 @@ int store_lock(struct store *st, int *ret_fd);
 void store_unlock(int fd);
 /* HEAD's commit and its tree (ret_tree may be NULL), or NULLs for an empty store. */
 int store_head_commit(struct store *st, git_commit **ret, git_tree **ret_tree);
+/*
+ * A change of the store (withdraw, revoke, trust): the write lock taken,
+ * then HEAD read under it, so that the commit it makes has HEAD as parent.
+ * store_change_end takes one begun or not (STORE_CHANGE_INIT).
+ */
+struct store_change {
+	int fd;
+	git_commit *head; /* NULL for an empty store */
+	git_tree *tree;
+};
+#define STORE_CHANGE_INIT { -1, NULL, NULL }
+int store_change_begin(struct store *st, struct store_change *ch);
+void store_change_end(struct store_change *ch);
+/* Whether tree (NULL: an empty store) holds path. */
+bool store_tree_has(git_tree *tree, const char *path);
+/* "2026.01/2026-02/name" into its parts, each checked; false when it is not a set id. */
+bool store_split_set_id(const char *id, char ret_b[HP_BASELINE_SIZE], char ret_m[HP_MONTH_SIZE],
+			char ret_n[HP_SET_NAME_SIZE]);
 /*
  * Apply updates to parent's tree (or to an empty tree) and commit on HEAD's
  * branch with message. Moves HEAD only if parent is still its tip.
@@ -132,7 +155,7 @@ int bundle_write(const char *path, const struct bundle *b);
 /* A key id as text and its NUL. */
 #define SIGN_KEYID_SIZE (SIGN_KEYID_HEX + 1)
 /* A SHA-256 as hex (32 bytes, 64 digits) and its NUL. */
-#define SIGN_SHA256_HEX_SIZE 65
+#define SIGN_SHA256_HEX_SIZE HP_SHA256_HEX_SIZE
 int sign_generate(const char *dir);
 int sign_manifest(const char *keyfile, const void *manifest, size_t len, struct hp_buf *ret_sig);
 /* Parse a public key file's text; ret_keyid gets 16 hex + NUL. */

@@ -138,7 +138,7 @@ int store_bundle_write(const char *path, const struct hp_buf *manifest, const st
 int store_sign_manifest(const char *keyfile, const void *manifest, size_t len,
 			struct hp_buf *ret_sig);
 /* SHA-256 of data as 64 hex digits and a NUL (a manifest's patch-sha256). */
-void store_sha256_hex(const void *data, size_t len, char ret_hex[65]);
+void store_sha256_hex(const void *data, size_t len, char ret_hex[HP_SHA256_HEX_SIZE]);
 
 /* ---- queries ----------------------------------------------------------- */
 

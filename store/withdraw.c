@@ -15,8 +15,8 @@
 
 #include "store-int.h"
 
-#define PUBKEY_MAX 4096
-#define SIG_MAX 4096
+/* A withdrawn set's reason file: a few short lines (REASON_MAX and the time). */
+#define WITHDRAWN_FILE_MAX 4096
 #define REASON_MAX 512
 
 void wd_moves_release(struct wd_moves *mv)
@@ -129,71 +129,52 @@ out:
 
 bool store_tree_has_withdrawn(git_tree *tree, const char *set_id)
 {
-	git_tree_entry *e = NULL;
 	char path[STORE_WD_PATH_MAX];
-	bool yes;
 
-	if (!tree)
-		return false;
 	snprintf(path, sizeof(path), "%s/%s", STORE_WITHDRAWN_DIR, set_id);
-	yes = git_tree_entry_bypath(&e, tree, path) == 0;
-	git_tree_entry_free(e);
-	return yes;
+	return store_tree_has(tree, path);
 }
 
 static bool valid_set_id(const char *id)
 {
-	char b[8], m[8];
-	const char *s1 = strchr(id, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+	char b[HP_BASELINE_SIZE], m[HP_MONTH_SIZE], n[HP_SET_NAME_SIZE];
 
-	if (!s1 || !s2 || s1 - id != 7 || s2 - s1 - 1 != 7)
-		return false;
-	memcpy(b, id, 7);
-	b[7] = '\0';
-	memcpy(m, s1 + 1, 7);
-	m[7] = '\0';
-	return hp_valid_baseline(b) && hp_valid_month(m) && hp_valid_setname(s2 + 1);
+	return store_split_set_id(id, b, m, n);
 }
 
 int store_withdraw(struct store *st, const char *set_id, const char *reason)
 {
 	struct wd_moves mv = { 0 };
 	struct hp_buf msg = HP_BUF_INIT;
-	git_commit *head = NULL;
-	git_tree *tree = NULL;
+	struct store_change ch = STORE_CHANGE_INIT;
 	char line[REASON_MAX];
-	int fd = -1, r;
+	int r;
 
 	if (!valid_set_id(set_id))
 		return hp_err(-EINVAL, "'%s' is not a set id (BASELINE/MONTH/NAME)", set_id);
-	r = store_lock(st, &fd);
+	r = store_change_begin(st, &ch);
 	if (r < 0)
 		goto out;
-	r = store_head_commit(st, &head, &tree);
-	if (r < 0)
-		goto out;
-	if (store_tree_has_withdrawn(tree, set_id)) {
+	if (store_tree_has_withdrawn(ch.tree, set_id)) {
 		r = 1;
 		goto out;
 	}
 	clean_line(reason && *reason ? reason : "withdrawn", line, sizeof(line));
-	r = store_withdraw_moves(st, tree, set_id, line, &mv);
+	r = store_withdraw_moves(st, ch.tree, set_id, line, &mv);
 	if (r < 0)
 		goto out;
 	r = hp_buf_addf(&msg, "withdraw %s\n\nreason %s\n", set_id, line);
 	if (r == 0)
-		r = store_commit_updates(st, head, wd_moves_updates(&mv), mv.n, msg.data, NULL);
+		r = store_commit_updates(st, ch.head, wd_moves_updates(&mv), mv.n, msg.data, NULL);
 out:
-	store_unlock(fd);
+	store_change_end(&ch);
 	wd_moves_release(&mv);
 	hp_buf_release(&msg);
-	git_tree_free(tree);
-	git_commit_free(head);
 	return r;
 }
 
 /* The keyid of a KEYID (16 hex) or of a public key file. */
-static int key_of(const char *arg, char keyid[17])
+static int key_of(const char *arg, char keyid[SIGN_KEYID_SIZE])
 {
 	struct hp_buf text = HP_BUF_INIT;
 	unsigned char pk[32];
@@ -204,7 +185,7 @@ static int key_of(const char *arg, char keyid[17])
 		memcpy(keyid, arg, n + 1);
 		return 0;
 	}
-	r = hp_read_file(arg, PUBKEY_MAX, &text);
+	r = hp_read_file(arg, STORE_KEYFILE_MAX, &text);
 	if (r == -ENOENT)
 		r = hp_err(-ENOENT, "'%s' is neither a key id (16 hex) nor a public key file", arg);
 	if (r == 0) {
@@ -246,14 +227,14 @@ static int withdraw_signed_by(struct store *st, git_tree *tree, const char *keyi
 			for (size_t k = 0; r == 0 && k < git_tree_entrycount(mt); k++) {
 				const git_tree_entry *se = git_tree_entry_byindex(mt, k);
 				struct hp_buf sig = HP_BUF_INIT;
-				char id[STORE_WD_PATH_MAX], path[STORE_WD_PATH_MAX + 16], kid[17];
+				char id[STORE_WD_PATH_MAX], path[STORE_WD_PATH_MAX + 16], kid[SIGN_KEYID_SIZE];
 
 				if (git_tree_entry_type(se) != GIT_OBJECT_TREE)
 					continue;
 				snprintf(id, sizeof(id), "%s/%s/%s", git_tree_entry_name(be),
 					 git_tree_entry_name(me), git_tree_entry_name(se));
 				snprintf(path, sizeof(path), "%s/%s", id, BUNDLE_SIGNATURE);
-				if (store_tree_read(st->repo, tree, path, SIG_MAX, &sig) == 0 &&
+				if (store_tree_read(st->repo, tree, path, STORE_SIG_MAX, &sig) == 0 &&
 				    sign_keyid(sig.data, sig.len, kid) == 0 && !strcmp(kid, keyid)) {
 					r = store_withdraw_moves(st, tree, id, why, mv);
 					if (r == 0)
@@ -274,29 +255,24 @@ int store_key_revoke(struct store *st, const char *key, const char *reason, size
 {
 	struct wd_moves mv = { 0 };
 	struct hp_buf msg = HP_BUF_INIT;
-	git_commit *head = NULL;
-	git_tree *tree = NULL;
+	struct store_change ch = STORE_CHANGE_INIT;
 	git_tree_entry *ke = NULL;
-	char keyid[17], path[64], why[REASON_MAX + 64], line[REASON_MAX];
+	char keyid[SIGN_KEYID_SIZE], path[64], why[REASON_MAX + 64], line[REASON_MAX];
 	size_t n = 0;
-	int fd = -1, r;
+	int r;
 
 	r = key_of(key, keyid);
 	if (r < 0)
 		return r;
-	r = store_lock(st, &fd);
+	r = store_change_begin(st, &ch);
 	if (r < 0)
 		goto out;
-	r = store_head_commit(st, &head, &tree);
-	if (r < 0)
-		goto out;
-	snprintf(path, sizeof(path), "%s/%s.pub", STORE_REVOKED_DIR, keyid);
-	if (tree && git_tree_entry_bypath(&ke, tree, path) == 0) {
+	if (store_tree_key_revoked(ch.tree, keyid)) {
 		r = 1; /* already revoked */
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/%s.pub", STORE_KEYS_DIR, keyid);
-	if (!tree || git_tree_entry_bypath(&ke, tree, path) < 0) {
+	if (!ch.tree || git_tree_entry_bypath(&ke, ch.tree, path) < 0) {
 		r = hp_err(-ENOENT, "key %s is not trusted by the store", keyid);
 		goto out;
 	}
@@ -305,7 +281,7 @@ int store_key_revoke(struct store *st, const char *key, const char *reason, size
 	r = hp_buf_addf(&msg, "revoke key %s\n\nreason %s\n", keyid, line);
 	if (r < 0)
 		goto out;
-	r = withdraw_signed_by(st, tree, keyid, why, &mv, &msg, &n);
+	r = withdraw_signed_by(st, ch.tree, keyid, why, &mv, &msg, &n);
 	if (r < 0)
 		goto out;
 	r = wd_moves_add(&mv, GIT_TREE_UPDATE_REMOVE, NULL, path);
@@ -315,31 +291,23 @@ int store_key_revoke(struct store *st, const char *key, const char *reason, size
 	r = wd_moves_add(&mv, GIT_TREE_UPDATE_UPSERT, git_tree_entry_id(ke), path);
 	if (r < 0)
 		goto out;
-	r = store_commit_updates(st, head, wd_moves_updates(&mv), mv.n, msg.data, NULL);
+	r = store_commit_updates(st, ch.head, wd_moves_updates(&mv), mv.n, msg.data, NULL);
 	if (r == 0 && ret_n_sets)
 		*ret_n_sets = n;
 out:
-	store_unlock(fd);
+	store_change_end(&ch);
 	wd_moves_release(&mv);
 	hp_buf_release(&msg);
 	git_tree_entry_free(ke);
-	git_tree_free(tree);
-	git_commit_free(head);
 	return r;
 }
 
 bool store_tree_key_revoked(git_tree *tree, const char *keyid)
 {
-	git_tree_entry *e = NULL;
 	char path[64];
-	bool yes;
 
-	if (!tree)
-		return false;
 	snprintf(path, sizeof(path), "%s/%s.pub", STORE_REVOKED_DIR, keyid);
-	yes = git_tree_entry_bypath(&e, tree, path) == 0;
-	git_tree_entry_free(e);
-	return yes;
+	return store_tree_has(tree, path);
 }
 
 int store_withdrawn(struct store_snap *snap, const char *set_id, char *ret_reason, size_t size)
@@ -352,15 +320,15 @@ int store_withdrawn(struct store_snap *snap, const char *set_id, char *ret_reaso
 	if (!set_id || !*set_id)
 		return -ENOENT;
 	snprintf(path, sizeof(path), "%s/%s/%s", STORE_WITHDRAWN_DIR, set_id, STORE_WITHDRAWN_REASON);
-	r = snap_read_raw(snap, path, 4096, &text, &len);
+	r = snap_read_raw(snap, path, WITHDRAWN_FILE_MAX, &text, &len);
 	if (r < 0)
 		return r == -EISDIR ? -ENOENT : r;
 	if (ret_reason && size) {
-		char buf[4097];
+		char buf[WITHDRAWN_FILE_MAX + 1];
 		const char *p;
 
-		memcpy(buf, text, len < 4096 ? len : 4096);
-		buf[len < 4096 ? len : 4096] = '\0';
+		memcpy(buf, text, len < WITHDRAWN_FILE_MAX ? len : WITHDRAWN_FILE_MAX);
+		buf[len < WITHDRAWN_FILE_MAX ? len : WITHDRAWN_FILE_MAX] = '\0';
 		p = strstr(buf, "\nreason ");
 		ret_reason[0] = '\0';
 		if (p)

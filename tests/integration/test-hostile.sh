@@ -74,14 +74,18 @@ expand() {
 	printf '%b' "$s" >"$T/in"
 }
 
-# write FILE: the bytes of $T/in in one write(2) (@W becomes the writer's
-# PID); prints "ok" or the errno's name
-write_raw() {
-	$PY - "$1" "$T/in" <<'EOF'
+# put DEST SRC MODE: the bytes of SRC in one write(2) to DEST, opened
+# O_TRUNC; MODE "pid": @W in them becomes the writer's PID; MODE "create":
+# O_CREAT too. Prints "ok" or the errno's name of the failing step.
+put() {
+	$PY - "$@" <<'EOF'
 import errno, os, sys
-data = open(sys.argv[2], 'rb').read().replace(b'@W', str(os.getpid()).encode())
+dest, src, mode = sys.argv[1:4]
 try:
-    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+    data = open(src, 'rb').read()
+    if mode == "pid":
+        data = data.replace(b'@W', str(os.getpid()).encode())
+    fd = os.open(dest, os.O_WRONLY | os.O_TRUNC | (os.O_CREAT if mode == "create" else 0), 0o644)
     try:
         os.write(fd, data)
     finally:
@@ -91,23 +95,9 @@ except OSError as e:
     print(errno.errorcode[e.errno])
 EOF
 }
-
-# copy FILE into incoming/; prints "ok" or the errno's name of the failing step
-copy_in() {
-	$PY - "$1" "$M/incoming/$(basename "$1")" <<'EOF'
-import errno, os, sys
-try:
-    data = open(sys.argv[1], 'rb').read()
-    fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    print("ok")
-except OSError as e:
-    print(errno.errorcode[e.errno])
-EOF
-}
+# write FILE: the bytes of $T/in (see put); copy FILE into incoming/
+write_raw() { put "$1" "$T/in" pid; }
+copy_in() { put "$M/incoming/$(basename "$1")" "$1" create; }
 
 last_reason() { tail -n 1 "$M/events" | sed -n 's/.* reason="\(.*\)"$/\1/p'; }
 

@@ -160,12 +160,8 @@ int hp_read_file(const char *path, size_t max, struct hp_buf *ret)
 		if (r < 0)
 			goto out;
 	}
-	if (!b.data) {
-		/* An empty file: an empty string, terminated as every other. */
+	if (!b.data)
 		r = hp_buf_grow(&b, 0);
-		if (r == 0)
-			b.data[0] = '\0';
-	}
 out:
 	close(fd);
 	if (r < 0) {

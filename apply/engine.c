@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -2069,7 +2070,7 @@ int apply_inspect(pid_t pid, struct apply_proc **ret)
 {
 	struct op op;
 	struct apply_proc *p = NULL;
-	char path[64], link[4096];
+	char path[64], link[PATH_MAX];
 	ssize_t n;
 	int r;
 

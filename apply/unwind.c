@@ -223,8 +223,8 @@ int unwind_eh_frame(const void *so, size_t len, const struct load_image *img,
 				const struct load_seg *s = &img->segs[k];
 
 				ok = sh[i].sh_addr >= s->vaddr && end == s->vaddr + s->memsz &&
-				     !(s->prot & PROT_WRITE) && end % 4096 != 0 &&
-				     end % 4096 <= 4096 - 4 && end + 4 <= img->size;
+				     !(s->prot & PROT_WRITE) && end % HP_PAGE_SIZE != 0 &&
+				     end % HP_PAGE_SIZE <= HP_PAGE_SIZE - 4 && end + 4 <= img->size;
 			}
 			if (ok)
 				memcpy(&word, img->bytes + end, 4);

@@ -108,7 +108,7 @@ int hp_usage(const char *u)
 {
 	fprintf(stderr, "hp: usage: hp %s\n", u);
 	if (hp_json_mode) {
-		char msg[512], cmd[32];
+		char msg[HP_ERRMSG_MAX], cmd[32];
 
 		snprintf(msg, sizeof(msg), "usage: hp %s", u);
 		/* the command is the usage's first word */
@@ -120,7 +120,7 @@ int hp_usage(const char *u)
 
 int hp_usage_error(const char *cmd, const char *fmt, ...)
 {
-	char msg[512];
+	char msg[HP_ERRMSG_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);

@@ -19,23 +19,6 @@
 #include "hp-procfs.h"
 #include "hp.h"
 
-/* "\040" escapes of /proc/self/mountinfo. */
-static void unescape(char *s)
-{
-	char *w = s;
-
-	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
-		    r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-}
-
 /* The mount point of a hotpatchfs serving store, into ret; false when there is none. */
 static bool find_mount(const char *store, char *ret, size_t size)
 {
@@ -62,7 +45,7 @@ static bool find_mount(const char *store, char *ret, size_t size)
 			fields[n++] = p;
 		if (n < 5)
 			continue;
-		unescape(fields[4]);
+		proc_mountinfo_unescape(fields[4]);
 		snprintf(path, sizeof(path), "%s/status", fields[4]);
 		/* Only a live mount of the same store will do (a dead one says ENOTCONN). */
 		if (hp_read_file(path, 1 << 16, &st) == 0) {

@@ -93,4 +93,7 @@ int proc_task_state(pid_t pid, pid_t tid, char *ret_state);
  * (its /proc/PID/{maps,mem} are then empty); 0 if none. */
 pid_t proc_live_tid(pid_t pid);
 
+/* A field of /proc/PID/mountinfo with its octal escapes ("\040" for a blank) undone, in place. */
+char *proc_mountinfo_unescape(char *s);
+
 #endif

@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hp-procfs.h"
 #include "hpfs.h"
 
 #define AUTO_QUEUE_MAX 4096
@@ -147,24 +148,6 @@ static bool fan_skip_type(const char *type)
 	return false;
 }
 
-/* A mountinfo field with its octal escapes (\040 for a blank) undone, in place. */
-static char *unescape(char *s)
-{
-	char *w = s;
-
-	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
-		    r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-	return s;
-}
-
 /*
  * Mark every filesystem mounted here for FAN_OPEN (on) or drop the marks
  * (off). A filesystem that cannot report file names (no file handles) is
@@ -198,7 +181,7 @@ static int fan_mark_all(bool on)
 		if (!type || fan_skip_type(type))
 			continue;
 		if (fanotify_mark(fan_fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
-				  FAN_OPEN | FAN_OPEN_EXEC, AT_FDCWD, unescape(field[4])) == 0)
+				  FAN_OPEN | FAN_OPEN_EXEC, AT_FDCWD, proc_mountinfo_unescape(field[4])) == 0)
 			n++;
 	}
 	fclose(f);

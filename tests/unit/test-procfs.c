@@ -118,6 +118,16 @@ static void stat_of_self(void **state)
 	assert_int_equal(proc_live_tid(NO_SUCH_PID), 0);
 }
 
+/* mountinfo's octal escapes: a blank, a tab, a backslash, a newline; a bad escape stays. */
+static void mountinfo_unescape(void **state)
+{
+	char a[] = "/mnt/a\\040b\\011c\\134d\\012", b[] = "/x\\09\\4000\\", c[] = "";
+
+	assert_string_equal(proc_mountinfo_unescape(a), "/mnt/a b\tc\\d\n");
+	assert_string_equal(proc_mountinfo_unescape(b), "/x\\09\\4000\\");
+	assert_string_equal(proc_mountinfo_unescape(c), "");
+}
+
 static void page_size(void **state)
 {
 	assert_int_equal(HP_PAGE_SIZE, sysconf(_SC_PAGESIZE));
@@ -219,6 +229,7 @@ int main(void)
 		cmocka_unit_test(maps_of_self),
 		cmocka_unit_test(stat_text),
 		cmocka_unit_test(stat_of_self),
+		cmocka_unit_test(mountinfo_unescape),
 		cmocka_unit_test(page_size),
 		cmocka_unit_test(notes),
 		cmocka_unit_test(headers),

@@ -12,10 +12,7 @@ T=$HT_TMP
 S=$T/state
 C=$T/hotpatchfs.conf
 M=$T/mnt
-ht_check "store with a trusted key" fs_store
-ht_check "hp build: demo-server 2026-02" \
-	fs_build "$FS_DEMO_BIN/demo-server" 2026-02 cve-2026-0001 "$T/feb.tar.gz" "$FS_DEMO_SRC/demo-fix.c"
-ht_check "hp import" "$HP_BIN" import "$T/feb.tar.gz"
+ht_check "a store with demo-server's 2026-02 set" fs_demo_store
 
 # admin_mount [options...]: the mount with this test's configuration and state directory.
 admin_mount() { fs_mount "$M" --config "$C" --state-dir "$S" "$@"; }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mkbundle.h"
@@ -70,4 +71,38 @@ int mkb_write(const struct mkb_opts *o, const char *path)
 	r = bundle_write(path, &b);
 	bundle_release(&b);
 	return r;
+}
+
+int mkb_store_setup(struct mkb_store *f, const char *dir_template,
+		    const struct store_init_opts *io)
+{
+	char d[128];
+
+	memset(f, 0, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "%s", dir_template);
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->store, sizeof(f->store), "%s/store.git", f->dir);
+	snprintf(d, sizeof(d), "%s/k1", f->dir);
+	snprintf(f->key, sizeof(f->key), "%s/hotpatch.key", d);
+	snprintf(f->pub, sizeof(f->pub), "%s/hotpatch.pub", d);
+	if (store_key_generate(d) < 0)
+		return -1;
+	snprintf(d, sizeof(d), "%s/k2", f->dir);
+	snprintf(f->key2, sizeof(f->key2), "%s/hotpatch.key", d);
+	snprintf(f->pub2, sizeof(f->pub2), "%s/hotpatch.pub", d);
+	if (store_key_generate(d) < 0 || store_init(f->store, io) < 0 ||
+	    store_open(f->store, &f->st) < 0 || store_key_trust(f->st, f->pub) != 0)
+		return -1;
+	return 0;
+}
+
+int mkb_store_teardown(struct mkb_store *f)
+{
+	char cmd[128];
+
+	store_free(f->st);
+	f->st = NULL;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	return system(cmd) == 0 ? 0 : -1;
 }

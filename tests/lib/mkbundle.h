@@ -27,6 +27,23 @@ struct mkb_opts {
 	const char *func;      /* "NAME OFFSET SIZE" (hex), default "parse_header 0x1139 0x5a" */
 };
 
+/*
+ * The unit tests' store fixture: a temp dir (from dir_template,
+ * "/tmp/hp-test-NAME-XXXXXX") holding a store (io may be NULL) and two
+ * keys, k1 trusted by the store, k2 not. 0, or -1 (the test's setup fails).
+ */
+struct mkb_store {
+	char dir[64];
+	char store[128];
+	char key[192], pub[192];   /* k1 */
+	char key2[192], pub2[192]; /* k2 */
+	struct store *st;
+};
+int mkb_store_setup(struct mkb_store *f, const char *dir_template,
+		    const struct store_init_opts *io);
+/* Close the store and remove the dir: 0 or -1. */
+int mkb_store_teardown(struct mkb_store *f);
+
 /* The three members in b (bundle_release it). */
 int mkb_make(const struct mkb_opts *o, struct bundle *b);
 /* Same, written to path (format from the extension). */

@@ -12,31 +12,13 @@
 
 #include "mkbundle.h"
 
-struct fx {
-	char dir[64];
-	char store[128];
-	char key[192], pub[192], key2[192];
-	struct store *st;
-};
+#define fx mkb_store /* the shared store fixture (tests/lib/mkbundle.h) */
 
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	char d[128];
 
-	strcpy(f->dir, "/tmp/hp-test-index-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->store, sizeof(f->store), "%s/store.git", f->dir);
-	snprintf(d, sizeof(d), "%s/k", f->dir);
-	snprintf(f->key, sizeof(f->key), "%s/hotpatch.key", d);
-	snprintf(f->pub, sizeof(f->pub), "%s/hotpatch.pub", d);
-	if (store_key_generate(d) < 0)
-		return -1;
-	snprintf(d, sizeof(d), "%s/k2", f->dir);
-	snprintf(f->key2, sizeof(f->key2), "%s/hotpatch.key", d);
-	if (store_key_generate(d) < 0 || store_init(f->store, NULL) < 0 ||
-	    store_open(f->store, &f->st) < 0 || store_key_trust(f->st, f->pub) < 0)
+	if (!f || mkb_store_setup(f, "/tmp/hp-test-index-XXXXXX", NULL) < 0)
 		return -1;
 	*state = f;
 	return 0;
@@ -45,14 +27,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
+	int r = mkb_store_teardown(f);
 
-	store_free(f->st);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
 	free(f);
-	return 0;
+	return r;
 }
 
 static int import_opts(struct fx *f, const char *b, const char *m, const char *n,

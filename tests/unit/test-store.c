@@ -17,37 +17,14 @@
 
 #include "mkbundle.h"
 
-struct fx {
-	char dir[64];
-	char store[128];
-	char key[192], pub[192];
-	char key2[192], pub2[192];
-	struct store *st;
-};
+#define fx mkb_store /* the shared store fixture (tests/lib/mkbundle.h) */
 
 static int setup_opts(void **state, bool allow_unsigned, const char *months)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	struct store_init_opts io = { allow_unsigned, months };
-	char d[128];
 
-	strcpy(f->dir, "/tmp/hp-test-store-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->store, sizeof(f->store), "%s/store.git", f->dir);
-	snprintf(d, sizeof(d), "%s/k1", f->dir);
-	if (store_key_generate(d) < 0)
-		return -1;
-	snprintf(f->key, sizeof(f->key), "%s/hotpatch.key", d);
-	snprintf(f->pub, sizeof(f->pub), "%s/hotpatch.pub", d);
-	snprintf(d, sizeof(d), "%s/k2", f->dir);
-	if (store_key_generate(d) < 0)
-		return -1;
-	snprintf(f->key2, sizeof(f->key2), "%s/hotpatch.key", d);
-	snprintf(f->pub2, sizeof(f->pub2), "%s/hotpatch.pub", d);
-	if (store_init(f->store, &io) < 0 || store_open(f->store, &f->st) < 0)
-		return -1;
-	if (store_key_trust(f->st, f->pub) != 0)
+	if (!f || mkb_store_setup(f, "/tmp/hp-test-store-XXXXXX", &io) < 0)
 		return -1;
 	*state = f;
 	return 0;
@@ -60,14 +37,10 @@ static int setup_months(void **state) { return setup_opts(state, false, "1,7"); 
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
+	int r = mkb_store_teardown(f);
 
-	store_free(f->st);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
 	free(f);
-	return 0;
+	return r;
 }
 
 static void head(struct fx *f, char out[41])

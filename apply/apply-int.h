@@ -202,6 +202,15 @@ struct ptr_world {
 };
 
 void ptr_world_init(struct ptr_world *w, pid_t pid, int mem_fd, uint64_t start_time);
+/* The calling thread's waits for ptrace stops (apply_prof), since the last reset. */
+struct ptr_counts {
+	unsigned n_waits, n_slept, n_remote;
+};
+void ptr_counts_reset(void);
+struct ptr_counts ptr_counts_get(void);
+/* The calling thread seized a thread it could not let go (see ptr.c): only
+ * its exit releases it. Never cleared: that thread must end. */
+bool ptr_left_traced(void);
 /* Stop one thread (the leader when it can) for system calls. */
 int ptr_stop_sys(struct ptr_world *w);
 /* Stop every other thread, including threads born meanwhile. Every wait is

@@ -58,12 +58,43 @@ struct apply_opts {
 	void *may_patch_arg;
 };
 
+/*
+ * Where an operation's time went (docs/engine.md, "Where the time goes"):
+ * the end of each of its steps (and the CPU time the operation's thread had
+ * used by then) and the bounds of the stop, in hp_now_us()
+ * time (CLOCK_MONOTONIC microseconds, comparable across processes), the
+ * waits for a thread's ptrace stop (each one a round trip through the
+ * target's scheduling) and the context switches of the operation's thread.
+ * Recorded on every operation: a few clock reads.
+ */
+#define APPLY_PROF_STEPS 16
+struct apply_prof {
+	uint64_t t_begin_us;         /* the operation's thread began */
+	uint64_t t_end_us;           /* it was about to end (everything let go) */
+	size_t n_steps;
+	struct {
+		const char *name;    /* the step's name (static) */
+		uint64_t end_us;
+		uint64_t cpu_us;     /* CPU time of the operation's thread by then */
+	} steps[APPLY_PROF_STEPS];
+	uint64_t cpu_end_us;         /* ... at t_end_us */
+	uint64_t t_hold_us;          /* the first stop began (priority raised) */
+	uint64_t t_stop_us;          /* the last stop: its first thread stopped */
+	uint64_t t_resumed_us;       /* ... its last thread let go */
+	pid_t sys_tid;               /* the thread held first, for the remote calls */
+	unsigned n_waits;            /* waits for a ptrace stop */
+	unsigned n_slept;            /* ... that found the thread still running */
+	unsigned n_remote;           /* system calls and calls run in the target */
+	long n_vcsw, n_ivcsw;        /* voluntary, involuntary context switches */
+};
+
 struct apply_result {
 	bool changed;       /* false: the set was already applied, nothing done */
 	uint64_t pause_us;  /* all threads held: first stopped to last resumed */
 	unsigned n_threads;
 	unsigned n_tries;   /* safety checks made (1 when safe at once) */
 	char set_id[HP_SET_ID_SIZE]; /* what is applied now ("" after revert) */
+	struct apply_prof prof;
 };
 
 /*

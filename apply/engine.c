@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -230,6 +231,7 @@ struct op {
 
 	unsigned n_tries;
 	uint64_t pause_us;
+	struct apply_prof prof; /* each step's end (run_steps), the stop's bounds */
 
 	/* the target's unwinder (unwind.c): regions are registered with it */
 	struct unwinder unw;
@@ -505,7 +507,7 @@ static int map_region(struct op *op, struct op_set *ts, uint64_t size, uint64_t 
 		r = ptr_set_undo(&op->w, c[i].base, size, false);
 		if (r < 0)
 			goto out;
-		r = remote(op, SYS_mmap, c[i].base, size, PROT_READ | PROT_WRITE,
+		r = remote(op, SYS_mmap, c[i].base, size, PROT_READ,
 			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, (uint64_t)-1, 0, &res);
 		if (r < 0)
 			goto out;
@@ -551,9 +553,13 @@ static int remote_mprotect(struct op *op, uint64_t addr, uint64_t len, unsigned 
 }
 
 /*
- * Final protections of a new region (mapped read-write): header pages and
- * the pages of read-only segments and of RELRO read-only, code read-execute,
- * data left read-write; one mprotect per run of pages alike.
+ * Final protections of a new region (mapped read-only: the engine writes
+ * it through /proc/PID/mem, which writes read-only pages as it writes the
+ * program's code): header pages and the pages of read-only segments and of
+ * RELRO stay read-only, code becomes read-execute, data and what follows
+ * the image read-write; one mprotect per run of pages alike. Read-only
+ * first, the usual region (header, code, read-only data, data) takes two
+ * remote calls instead of three.
  */
 static int protect_region(struct op *op, const struct op_set *ts)
 {
@@ -582,7 +588,7 @@ static int protect_region(struct op *op, const struct op_set *ts)
 
 		while (q < n && prot[q] == prot[p])
 			q++;
-		if (prot[p] != (PROT_READ | PROT_WRITE))
+		if (prot[p] != PROT_READ)
 			r = remote_mprotect(op, ts->base + p * PAGE, (q - p) * PAGE, prot[p]);
 		p = q;
 	}
@@ -933,6 +939,8 @@ static void fill_result(struct op *op, struct apply_result *ret, bool changed, c
 	ret->n_threads = (unsigned)op->w.n_seen;
 	ret->n_tries = op->n_tries;
 	snprintf(ret->set_id, sizeof(ret->set_id), "%s", set_id ? set_id : "");
+	ret->prof = op->prof;
+	ret->prof.sys_tid = op->w.sys_tid;
 }
 
 /* ---- apply ---------------------------------------------------------------- */
@@ -1046,6 +1054,29 @@ struct step {
 	bool commit;
 };
 
+/* The CPU time of the operation's thread when the operation began. */
+static __thread uint64_t op_cpu0;
+
+/* The calling thread's CPU time (user and system), us. */
+static uint64_t thread_cpu_us(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The end of a step (or of what follows the steps) in op->prof. */
+static void prof_mark(struct op *op, const char *name)
+{
+	if (op->prof.n_steps < APPLY_PROF_STEPS) {
+		op->prof.steps[op->prof.n_steps].name = name;
+		op->prof.steps[op->prof.n_steps].cpu_us = thread_cpu_us() - op_cpu0;
+		op->prof.steps[op->prof.n_steps++].end_us = hp_now_us();
+	}
+}
+
 static int run_steps(struct op *op, const struct step *steps, size_t n)
 {
 	size_t done = 0;
@@ -1054,6 +1085,7 @@ static int run_steps(struct op *op, const struct step *steps, size_t n)
 
 	for (size_t i = 0; i < n && !op->finished; i++) {
 		r = steps[i].run(op);
+		prof_mark(op, steps[i].name);
 		if (r == 0) {
 			done = i + 1;
 			committed |= steps[i].commit;
@@ -1133,6 +1165,8 @@ static int step_stop(struct op *op)
 			op->w.on_stop = on_stop_check;
 			op->w.on_stop_arg = op->k;
 		}
+		if (!op->prof.t_hold_us)
+			op->prof.t_hold_us = hp_now_us();
 		boost_begin(&op->boost);
 		r = ptr_stop_all(&op->w);
 		op->w.on_stop = NULL;
@@ -1212,6 +1246,8 @@ static int step_resume(struct op *op)
 	checker_stop(op->k);
 	op->k = NULL;
 	op->pause_us = op->w.t_all_resumed - op->w.t_all_stopped_begin;
+	op->prof.t_stop_us = op->w.t_all_stopped_begin;
+	op->prof.t_resumed_us = op->w.t_all_resumed;
 	return 0;
 }
 
@@ -1695,10 +1731,12 @@ static int patch_op(pid_t pid, const struct apply_set *sets, size_t n_sets,
 			goto out;
 	}
 	r = run_steps(&op, apply_steps, sizeof(apply_steps) / sizeof(apply_steps[0]));
+	if (r == 0 && op.n_changed) {
+		perfmap_refresh(&op);
+		prof_mark(&op, "perfmap");
+	}
 	if (r == 0)
 		fill_result(&op, ret, op.n_changed > 0, op.sets[n_sets - 1].set_id);
-	if (r == 0 && op.n_changed)
-		perfmap_refresh(&op);
 out:
 	if (r < 0)
 		hp_err_prefix(r, "apply %d: ", (int)pid);
@@ -1793,10 +1831,12 @@ static int revert_op(pid_t pid, const char *build_id, const struct apply_opts *o
 	op.may_patch_arg = opts ? opts->may_patch_arg : NULL;
 	op.build_id = build_id;
 	r = run_steps(&op, revert_steps, sizeof(revert_steps) / sizeof(revert_steps[0]));
+	if (r == 0) {
+		perfmap_refresh(&op);
+		prof_mark(&op, "perfmap");
+	}
 	if (r == 0)
 		fill_result(&op, ret, true, "");
-	if (r == 0)
-		perfmap_refresh(&op);
 out:
 	if (r < 0)
 		hp_err_prefix(r, "revert %d: ", (int)pid);
@@ -1939,10 +1979,49 @@ out:
  * stop: it stays seized by the thread that seized it, and would stop, and
  * stay stopped, whenever it wakes. Only the tracer's exit lets go of it
  * (the kernel unlinks a dead thread's tracees and drops their pending
- * interrupt). So each operation runs in a thread that ends with it: when a
- * thread did not stop in time the process is left exactly as it was.
+ * interrupt). So each operation runs in a thread of its own, which ends
+ * with it (joined before the call returns) when the operation failed or
+ * left a thread seized (ptr_left_traced): then the process is left exactly
+ * as it was.
+ *
+ * A thread whose operation succeeded holds nobody (every thread it seized
+ * was let go) and waits, idle, for the next operation instead of ending:
+ * making and ending a thread per operation (its stack and heap faulted in
+ * again, its wait timer made again, the ending's TLB shootdown) cost about
+ * a fifth of an apply's CPU time (docs/engine.md). At most OP_IDLE_MAX wait;
+ * more end.
  */
+#define OP_IDLE_MAX 16
+
+struct op_worker {
+	pthread_t th;
+	pthread_cond_t wake;     /* a job, under pool_lock */
+	struct op_call *job;
+	bool ending;             /* it ends after this job: join it */
+	struct op_worker *next;  /* the idle list */
+};
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct op_worker *pool_idle;
+static size_t pool_n_idle;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+/* A forked child has none of its parent's threads: no idle one to wake. */
+static void pool_forget(void)
+{
+	pthread_mutex_init(&pool_lock, NULL);
+	pool_idle = NULL;
+	pool_n_idle = 0;
+}
+
+static void pool_init(void)
+{
+	pthread_atfork(NULL, NULL, pool_forget);
+}
+
 struct op_call {
+	pthread_cond_t done_cond; /* under pool_lock */
+	bool done;
 	pid_t pid;
 	bool revert, settle;
 	char *msg_out;
@@ -1956,11 +2035,16 @@ struct op_call {
 	char msg[HP_ERRMSG_MAX];
 };
 
-static void *op_thread(void *arg)
+static void op_thread(struct op_call *c)
 {
-	struct op_call *c = arg;
+	uint64_t t0 = hp_now_us();
+	struct rusage ru0, ru1;
+	struct ptr_counts n;
 
 	hp_err_clear();
+	ptr_counts_reset();
+	op_cpu0 = thread_cpu_us();
+	getrusage(RUSAGE_THREAD, &ru0);
 	if (c->settle)
 		c->r = settle_op(c->pid, c->opts, c->msg_out, c->msg_cap);
 	else if (c->revert)
@@ -1969,17 +2053,95 @@ static void *op_thread(void *arg)
 		c->r = patch_op(c->pid, c->sets, c->n_sets, c->opts, c->ret);
 	if (c->r < 0)
 		snprintf(c->msg, sizeof(c->msg), "%s", hp_errmsg(c->r));
+	if (c->r >= 0 && c->ret) {
+		getrusage(RUSAGE_THREAD, &ru1);
+		n = ptr_counts_get();
+		c->ret->prof.t_begin_us = t0;
+		c->ret->prof.t_end_us = hp_now_us();
+		c->ret->prof.cpu_end_us = thread_cpu_us() - op_cpu0;
+		c->ret->prof.n_waits = n.n_waits;
+		c->ret->prof.n_slept = n.n_slept;
+		c->ret->prof.n_remote = n.n_remote;
+		c->ret->prof.n_vcsw = ru1.ru_nvcsw - ru0.ru_nvcsw;
+		c->ret->prof.n_ivcsw = ru1.ru_nivcsw - ru0.ru_nivcsw;
+	}
+}
+
+static void *op_worker_main(void *arg)
+{
+	struct op_worker *wk = arg;
+	bool keep;
+
+	pthread_mutex_lock(&pool_lock);
+	for (;;) {
+		struct op_call *c;
+
+		while (!wk->job)
+			pthread_cond_wait(&wk->wake, &pool_lock);
+		c = wk->job;
+		pthread_mutex_unlock(&pool_lock);
+		op_thread(c);
+		keep = c->r >= 0 && !ptr_left_traced();
+		pthread_mutex_lock(&pool_lock);
+		wk->job = NULL;
+		if (keep && pool_n_idle < OP_IDLE_MAX) {
+			wk->next = pool_idle;
+			pool_idle = wk;
+			pool_n_idle++;
+		} else {
+			wk->ending = true;
+		}
+		c->done = true;
+		pthread_cond_signal(&c->done_cond);
+		if (wk->ending)
+			break;
+	}
+	pthread_mutex_unlock(&pool_lock);
 	return NULL;
 }
 
 static int op_run(struct op_call *c, const char *what)
 {
-	pthread_t th;
-	int e = pthread_create(&th, NULL, op_thread, c);
+	struct op_worker *wk;
+	bool ending;
+	int e;
 
-	if (e)
-		return hp_err(-e, "%s %d: start a thread: %s", what, (int)c->pid, strerror(e));
-	pthread_join(th, NULL);
+	pthread_once(&pool_once, pool_init);
+	pthread_mutex_lock(&pool_lock);
+	wk = pool_idle;
+	if (wk) {
+		pool_idle = wk->next;
+		pool_n_idle--;
+	}
+	pthread_mutex_unlock(&pool_lock);
+	if (!wk) {
+		wk = calloc(1, sizeof(*wk));
+		if (!wk)
+			return hp_err(-ENOMEM, "%s %d: out of memory", what, (int)c->pid);
+		pthread_cond_init(&wk->wake, NULL);
+		e = pthread_create(&wk->th, NULL, op_worker_main, wk);
+		if (e) {
+			pthread_cond_destroy(&wk->wake);
+			free(wk);
+			return hp_err(-e, "%s %d: start a thread: %s", what, (int)c->pid,
+				      strerror(e));
+		}
+	}
+	pthread_cond_init(&c->done_cond, NULL);
+	pthread_mutex_lock(&pool_lock);
+	wk->job = c;
+	pthread_cond_signal(&wk->wake);
+	while (!c->done)
+		pthread_cond_wait(&c->done_cond, &pool_lock);
+	ending = wk->ending;
+	pthread_mutex_unlock(&pool_lock);
+	pthread_cond_destroy(&c->done_cond);
+	if (ending) {
+		/* whatever it held is let go by its end, before we return */
+		pthread_join(wk->th, NULL);
+		pthread_cond_destroy(&wk->wake);
+		free(wk);
+	}
 	if (c->r < 0)
 		return hp_err(c->r, "%s", c->msg);
 	return c->r;

@@ -50,6 +50,26 @@
  * are born faster than we stop them. */
 #define STOP_ROUNDS_MAX 256
 
+/* Per calling thread: each operation runs in a thread of its own (engine.c). */
+static __thread struct ptr_counts counts;
+/* This thread holds a tracee it could not let go (stuck_add): it must end. */
+static __thread bool left_traced;
+
+bool ptr_left_traced(void)
+{
+	return left_traced;
+}
+
+void ptr_counts_reset(void)
+{
+	memset(&counts, 0, sizeof(counts));
+}
+
+struct ptr_counts ptr_counts_get(void)
+{
+	return counts;
+}
+
 void ptr_world_init(struct ptr_world *w, pid_t pid, int mem_fd, uint64_t start_time)
 {
 	memset(w, 0, sizeof(*w));
@@ -273,7 +293,9 @@ static int wait_bounded(pid_t tid, int *st, uint64_t deadline)
 	struct alarm *a;
 	int r = 0;
 
+	counts.n_waits++;
 	if (!deadline) {
+		counts.n_slept++;
 		while ((r = waitpid(tid, st, __WALL)) < 0 && errno == EINTR)
 			;
 		return r == tid ? 0 : errno == ECHILD ? -ESRCH : -errno;
@@ -281,6 +303,7 @@ static int wait_bounded(pid_t tid, int *st, uint64_t deadline)
 	/* most threads of a stop have stopped by the time they are waited for */
 	if (waitpid(tid, st, __WALL | WNOHANG) == tid)
 		return 0;
+	counts.n_slept++;
 	a = alarm_get();
 	if (a && (r = wait_alarm(a, tid, st, deadline)) != -EINVAL)
 		return r;
@@ -376,10 +399,12 @@ static unsigned stop_ms(const struct ptr_world *w)
  * remembered; ptr_world_release detaches it if it has stopped by then, and
  * the calling thread's exit detaches it in any case (the kernel unlinks a
  * dead tracer's tracees and clears their pending interrupt): engine.c runs
- * each operation in a thread of its own for that.
+ * each operation in a thread of its own for that, and ends that thread
+ * after any operation that left one (ptr_left_traced).
  */
 static void stuck_add(struct ptr_world *w, pid_t tid)
 {
+	left_traced = true;
 	if (w->n_stuck < sizeof(w->stuck) / sizeof(w->stuck[0]))
 		w->stuck[w->n_stuck++] = tid;
 }
@@ -830,6 +855,7 @@ int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *r
 
 	if (w->lost || !t)
 		return hp_err(-EBUSY, "process %d: no thread for system calls", (int)w->pid);
+	counts.n_remote++;
 	if (!w->injecting && w->tramp_addr && !w->tramp_len) {
 		r = tramp_write(w, t);
 		if (r < 0)
@@ -948,6 +974,7 @@ int ptr_call(struct ptr_world *w, uint64_t func, uint64_t a0, uint64_t a1, uint6
 
 	if (w->lost || !t)
 		return hp_err(-EBUSY, "process %d: no thread for remote calls", (int)w->pid);
+	counts.n_remote++;
 	if (!w->tramp_addr)
 		return hp_err(-ENOEXEC, "process %d: no zero padding after a code segment for a "
 			      "call trampoline", (int)w->pid);

@@ -12,7 +12,8 @@
  *
  * The helper is a vfork-style child sharing our memory (CLONE_VM |
  * CLONE_VFORK): no copy of the daemon's address space, tens of
- * microseconds. Credentials are per task in Linux, so the helper's
+ * microseconds. It runs on a stack kept per calling thread (one caller's
+ * helper at a time per thread: the caller waits for it). Credentials are per task in Linux, so the helper's
  * setresuid leaves every thread of ours as it was; it makes raw system
  * calls only, with every signal blocked, and leaves its answer in our
  * memory before it exits.
@@ -34,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -228,6 +230,45 @@ static int thread_paths(pid_t pid, struct probe *p)
 }
 
 /*
+ * The helper's stack: one per calling thread, mapped at its first check and
+ * kept (a map and unmap per check cost a TLB shootdown each), released
+ * when the thread ends.
+ */
+static pthread_key_t stack_key;
+static pthread_once_t stack_once = PTHREAD_ONCE_INIT;
+static __thread void *probe_stack;
+
+static void stack_free(void *p)
+{
+	munmap(p, PROBE_STACK);
+}
+
+static void stack_init(void)
+{
+	if (pthread_key_create(&stack_key, stack_free) != 0)
+		stack_key = (pthread_key_t)-1;
+}
+
+static void *stack_get(void)
+{
+	void *p;
+
+	if (probe_stack)
+		return probe_stack;
+	pthread_once(&stack_once, stack_init);
+	p = mmap(NULL, PROBE_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+		 -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (stack_key == (pthread_key_t)-1 || pthread_setspecific(stack_key, p) != 0) {
+		munmap(p, PROBE_STACK);
+		return NULL;
+	}
+	probe_stack = p;
+	return p;
+}
+
+/*
  * Ask the kernel: 0 (every live thread may be attached to), -EACCES (with
  * *ret_refused set: the kernel said no; else we could not take the
  * caller's credentials, with a message), -ESRCH, -ENOMEM.
@@ -236,7 +277,7 @@ static int kernel_may_ptrace(const struct ctl_caller *who, pid_t pid, bool *ret_
 {
 	struct probe p;
 	sigset_t all, old;
-	void *stack = MAP_FAILED;
+	void *stack;
 	pid_t child;
 	int st, r;
 
@@ -251,9 +292,8 @@ static int kernel_may_ptrace(const struct ctl_caller *who, pid_t pid, bool *ret_
 	r = caller_groups(who, &p);
 	if (r < 0)
 		goto out;
-	stack = mmap(NULL, PROBE_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
-		     -1, 0);
-	if (stack == MAP_FAILED) {
+	stack = stack_get();
+	if (!stack) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -283,8 +323,6 @@ static int kernel_may_ptrace(const struct ctl_caller *who, pid_t pid, bool *ret_
 	}
 	r = p.n_opened ? 0 : hp_err(-ESRCH, "no process %d", (int)pid);
 out:
-	if (stack != MAP_FAILED)
-		munmap(stack, PROBE_STACK);
 	free(p.groups);
 	free(p.paths);
 	return r;

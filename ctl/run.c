@@ -209,7 +209,11 @@ static int patch_retrying(struct ctl *c, pid_t pid, const struct apply_set *sets
 
 /*
  * pre: the process as inspected by the caller ("all" inspects each process
- * once, to choose it), taken over; NULL: inspected here.
+ * once, to choose it), taken over; NULL: inspected here. With pre, the
+ * caller has asked ctl_may_patch for this pid already ("all" asks before
+ * it hands the process to a worker): it is not asked twice. The engine
+ * asks again with the process held either way (hold_check), which is what
+ * decides for a process that changed (an exec, a PID reused) in between.
  */
 static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, const char *month,
 		     const char *target, bool pending_only, struct apply_proc *pre,
@@ -232,7 +236,7 @@ static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, con
 		r = hp_err(-EINVAL, "'%.32s' is not a month (YYYY-MM)", month);
 		goto out;
 	}
-	r = ctl_may_patch(who, pid);
+	r = pre ? 0 : ctl_may_patch(who, pid);
 	if (r < 0)
 		goto out;
 	hold_check(who, &aopts);
@@ -365,7 +369,7 @@ static int revert_one(struct ctl *c, const struct ctl_caller *who, pid_t pid,
 	memset(&ar, 0, sizeof(ar));
 	ret->pid = pid;
 	hp_err_clear();
-	r = ctl_may_patch(who, pid);
+	r = pre ? 0 : ctl_may_patch(who, pid);
 	if (r < 0)
 		goto out;
 	hold_check(who, &aopts);

@@ -118,8 +118,12 @@ static struct stats stats_of(uint64_t *v, size_t n)
 
 static const char *prefix = ""; /* -N: every figure's name begins with it */
 
+static bool profile; /* -p: only the prof.* figures */
+
 static void figure(const char *name, double v, const char *unit, const char *base)
 {
+	if (profile && strncmp(name, "prof.", 5) != 0)
+		return;
 	printf("%s%s %.*f %s", prefix, name, v < 10 ? 2 : v < 100 ? 1 : 0, v, unit);
 	if (base)
 		printf(" vs %s%s", prefix, base);
@@ -431,20 +435,159 @@ static void target_stop(struct target *t)
  * heartbeat was stopped (0: none above 20 us). Gaps where it was only
  * preempted (a loaded machine) are not the operation's doing.
  */
-static uint64_t target_gap(const struct target *t, uint64_t t0, uint64_t t1)
+static uint64_t target_gap_at(const struct target *t, uint64_t t0, uint64_t t1, uint64_t clip,
+			      uint64_t *ret_at)
 {
 	uint64_t n = __atomic_load_n(&t->shm->n_gaps, __ATOMIC_ACQUIRE), best = 0;
 	uint64_t lo = n > BENCH_RING ? n - BENCH_RING : 0;
 
 	for (uint64_t i = n; i-- > lo;) {
 		const struct bench_gap *g = &t->shm->gaps[i % BENCH_RING];
+		uint64_t at = g->at_ns, end = g->at_ns + g->gap_ns;
 
-		if (g->at_ns + g->gap_ns < t0)
+		if (end < t0)
 			break;
-		if (g->at_ns <= t1 && g->stopped && g->gap_ns > best)
-			best = g->gap_ns;
+		if (at < clip)
+			at = end > clip ? clip : end;
+		if (g->at_ns <= t1 && g->stopped && end - at > best) {
+			best = end - at;
+			if (ret_at)
+				*ret_at = at;
+		}
 	}
 	return best;
+}
+
+/*
+ * The longest gap in [t0, t1] in which the heartbeat was stopped, from
+ * clip on: the part of a gap before the operation began to stop threads
+ * (clip) is the machine's load keeping the heartbeat off its CPU, not the
+ * stop (0: unclipped).
+ */
+static uint64_t target_gap(const struct target *t, uint64_t t0, uint64_t t1, uint64_t clip)
+{
+	return target_gap_at(t, t0, t1, clip, NULL);
+}
+
+/*
+ * Where the heartbeat's gaps of an operation are clipped: when the
+ * operation began to stop threads, unless it held the heartbeat before
+ * that (as its sys thread): then nothing is clipped.
+ */
+static uint64_t hold_clip(const struct target *t, const struct apply_result *res)
+{
+	if (!res->prof.t_hold_us || res->prof.sys_tid == t->shm->heartbeat_tid)
+		return 0;
+	return res->prof.t_hold_us * 1000;
+}
+
+/*
+ * -p: where an operation's time went (apply_result.prof), per rep; printed
+ * as prof.CELL.OP.WHAT.p50 figures (and only those, with the cell's floor
+ * and seen stops): each step's wall and CPU time, the engine thread's start
+ * and join, the stop, where the heartbeat's gap began and ended against
+ * the stop, the waits and context switches.
+ */
+#define PROF_MAX 64
+struct prof_acc {
+	const char *name[PROF_MAX];
+	uint64_t *v[PROF_MAX];
+	int n;
+	int reps;
+};
+
+static void prof_add(struct prof_acc *a, int rep, const char *name, int64_t v)
+{
+	int k;
+
+	for (k = 0; k < a->n && strcmp(a->name[k], name) != 0; k++)
+		;
+	if (k == a->n) {
+		if (a->n == PROF_MAX)
+			return;
+		a->name[k] = name;
+		a->v[k] = calloc((size_t)a->reps, sizeof(uint64_t));
+		if (!a->v[k])
+			die("out of memory");
+		a->n++;
+	}
+	/* signed values (a gap that began before the stop) kept with an offset */
+	a->v[k][rep] = (uint64_t)(v + (1ll << 40));
+}
+
+/* "STEP.cpu", kept for the bench's life (one per step name) */
+static const char *cpu_name_of(const char *step)
+{
+	static char *names[PROF_MAX];
+	static int n;
+	char *v;
+
+	for (int i = 0; i < n; i++)
+		if (strncmp(names[i], step, strlen(step)) == 0 && !strcmp(names[i] + strlen(step), ".cpu"))
+			return names[i];
+	if (n == PROF_MAX || asprintf(&v, "%s.cpu", step) < 0)
+		die("out of memory");
+	names[n++] = v;
+	return v;
+}
+
+static void prof_rep(struct prof_acc *a, int rep, const struct apply_result *res, uint64_t t0_ns,
+		     uint64_t t1_ns, uint64_t gap_at_ns, uint64_t gap_ns)
+{
+	const struct apply_prof *p = &res->prof;
+	uint64_t prev = p->t_begin_us, prev_cpu = 0;
+
+	prof_add(a, rep, "thread_start", (int64_t)(p->t_begin_us - t0_ns / 1000));
+	for (size_t i = 0; i < p->n_steps; i++) {
+		prof_add(a, rep, p->steps[i].name, (int64_t)(p->steps[i].end_us - prev));
+		prof_add(a, rep, cpu_name_of(p->steps[i].name),
+			 (int64_t)(p->steps[i].cpu_us - prev_cpu));
+		prev = p->steps[i].end_us;
+		prev_cpu = p->steps[i].cpu_us;
+	}
+	prof_add(a, rep, "release", (int64_t)(p->t_end_us - prev));
+	prof_add(a, rep, "release.cpu", (int64_t)(p->cpu_end_us - prev_cpu));
+	prof_add(a, rep, "engine.cpu", (int64_t)p->cpu_end_us);
+	prof_add(a, rep, "thread_join", (int64_t)(t1_ns / 1000 - p->t_end_us));
+	prof_add(a, rep, "total", (int64_t)(t1_ns - t0_ns) / 1000);
+	prof_add(a, rep, "window", (int64_t)(p->t_resumed_us - p->t_stop_us));
+	if (gap_ns) {
+		prof_add(a, rep, "gap_begin_vs_window", (int64_t)(gap_at_ns / 1000) - (int64_t)p->t_stop_us);
+		prof_add(a, rep, "gap_end_vs_resumed",
+			 (int64_t)((gap_at_ns + gap_ns) / 1000) - (int64_t)p->t_resumed_us);
+	}
+	if (getenv("BENCH_PROF_RAW")) {
+		fprintf(stderr, "# rep %d: t0 %+lld begin %+lld", rep, 0ll,
+			(long long)(p->t_begin_us - t0_ns / 1000));
+		for (size_t i = 0; i < p->n_steps; i++)
+			fprintf(stderr, " %s %+lld", p->steps[i].name,
+				(long long)(p->steps[i].end_us - t0_ns / 1000));
+		fprintf(stderr, " | stop %+lld resumed %+lld end %+lld t1 %+lld | gap %+lld..%+lld\n",
+			(long long)(p->t_stop_us - t0_ns / 1000),
+			(long long)(p->t_resumed_us - t0_ns / 1000),
+			(long long)(p->t_end_us - t0_ns / 1000), (long long)((t1_ns - t0_ns) / 1000),
+			gap_ns ? (long long)((gap_at_ns - t0_ns) / 1000) : 0ll,
+			gap_ns ? (long long)((gap_at_ns + gap_ns - t0_ns) / 1000) : 0ll);
+	}
+	prof_add(a, rep, "waits", p->n_waits);
+	prof_add(a, rep, "waits_slept", p->n_slept);
+	prof_add(a, rep, "remote_calls", p->n_remote);
+	prof_add(a, rep, "ctxsw_voluntary", p->n_vcsw);
+	prof_add(a, rep, "ctxsw_involuntary", p->n_ivcsw);
+}
+
+static void prof_print(struct prof_acc *a, const char *cell, const char *op, int done)
+{
+	for (int k = 0; k < a->n; k++) {
+		struct stats st = stats_of(a->v[k], (size_t)done);
+		bool count = strncmp(a->name[k], "waits", 5) == 0 || strncmp(a->name[k], "ctxsw", 5) == 0 ||
+			     strcmp(a->name[k], "remote_calls") == 0;
+
+		figure_fmt((double)((int64_t)st.p50 - (1ll << 40)), count ? "count" : "us", NULL,
+			   "prof.%s.%s.%s.p50", cell + (strncmp(cell, "stop.", 5) ? 0 : 5), op, a->name[k]);
+		free(a->v[k]);
+	}
+	a->n = 0;
 }
 
 /* Wait (bounded) for the heartbeat to run again after an operation. */
@@ -491,7 +634,7 @@ static uint64_t floor_once(struct target *t, int memfd, uint64_t addr, const uns
 	resume_all(t);
 	t1 = now_ns();
 	settle();
-	*ret_gap = target_gap(t, t0, t1);
+	*ret_gap = target_gap(t, t0, t1, t0);
 	return (t1 - t0) / 1000;
 }
 
@@ -739,7 +882,7 @@ static int probes(int reps, const char *lib)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: bench-apply [-r REPS] [-t 0,1,16,64,256] [-f 1,10,100] [-N PREFIX] [-S]\n"
+		"usage: bench-apply [-r REPS] [-t 0,1,16,64,256] [-f 1,10,100] [-N PREFIX] [-S] [-p]\n"
 		"       bench-apply -m MNT [-r REPS] [-t ...] [-N PREFIX]\n"
 		"       bench-apply -P PIDFILE -N NAME [-r REPS]\n"
 		"       bench-apply -m MNT -x REPS [-d LIB] [-N PREFIX]\n");
@@ -769,8 +912,11 @@ int main(int argc, char **argv)
 	double load[3];
 	bool made_by_self = false, no_safety = false, call_done = false;
 
-	while ((opt = getopt(argc, argv, "r:t:f:m:N:P:x:d:Sh")) != -1) {
+	while ((opt = getopt(argc, argv, "r:t:f:m:N:P:x:d:Sph")) != -1) {
 		switch (opt) {
+		case 'p':
+			profile = true;
+			break;
 		case 'r':
 			reps = atoi(optarg);
 			if (reps < 1 || reps > 100000)
@@ -883,12 +1029,14 @@ int main(int argc, char **argv)
 			uint64_t *ap = calloc(reps, sizeof(uint64_t)), *apg = calloc(reps, sizeof(uint64_t));
 			uint64_t *rv = calloc(reps, sizeof(uint64_t)), *rvg = calloc(reps, sizeof(uint64_t));
 			uint64_t *tries = calloc(reps, sizeof(uint64_t));
+			uint64_t *apgu = calloc(reps, sizeof(uint64_t)), *rvgu = calloc(reps, sizeof(uint64_t));
+			struct prof_acc pa = { .reps = reps }, pr = { .reps = reps };
 			struct stats sfl, sflg, sap = { 0 }, sapg = { 0 }, srv = { 0 }, srvg = { 0 },
 					       str = { 0 };
 			char cell[48], base[80], base_seen[80];
 			int done = 0;
 
-			if (!fl || !flg || !ap || !apg || !rv || !rvg || !tries)
+			if (!fl || !flg || !ap || !apg || !rv || !rvg || !tries || !apgu || !rvgu)
 				die("out of memory");
 			if (mnt)
 				snprintf(cell, sizeof(cell), "mount.%s", lab);
@@ -912,12 +1060,12 @@ int main(int argc, char **argv)
 					ap[done] = mount_write("apply", t.pid);
 					t1 = now_ns();
 					settle();
-					apg[done] = target_gap(&t, t0, t1) / 1000;
+					apg[done] = target_gap(&t, t0, t1, 0) / 1000;
 					t0 = now_ns();
 					rv[done] = mount_write("revert", t.pid);
 					t1 = now_ns();
 					settle();
-					rvg[done] = target_gap(&t, t0, t1) / 1000;
+					rvg[done] = target_gap(&t, t0, t1, 0) / 1000;
 					tries[done] = 0;
 					done++;
 					continue;
@@ -936,7 +1084,15 @@ int main(int argc, char **argv)
 					ap[done] = res.pause_us;
 					tries[done] = res.n_tries;
 					settle();
-					apg[done] = target_gap(&t, t0, t1) / 1000;
+					{
+						uint64_t at = 0, g = target_gap_at(&t, t0, t1,
+										   hold_clip(&t, &res), &at);
+
+						apg[done] = g / 1000;
+						apgu[done] = target_gap(&t, t0, t1, 0) / 1000;
+						if (profile)
+							prof_rep(&pa, done, &res, t0, t1, at, g);
+					}
 					t0 = now_ns();
 					rc = apply_revert(t.pid, build_id, NULL, &res);
 					t1 = now_ns();
@@ -944,7 +1100,15 @@ int main(int argc, char **argv)
 						die("revert %d: %s", (int)t.pid, hp_errmsg(rc));
 					rv[done] = res.pause_us;
 					settle();
-					rvg[done] = target_gap(&t, t0, t1) / 1000;
+					{
+						uint64_t at = 0, g = target_gap_at(&t, t0, t1,
+										   hold_clip(&t, &res), &at);
+
+						rvg[done] = g / 1000;
+						rvgu[done] = target_gap(&t, t0, t1, 0) / 1000;
+						if (profile)
+							prof_rep(&pr, done, &res, t0, t1, at, g);
+					}
 					done++;
 				}
 			}
@@ -971,8 +1135,22 @@ int main(int argc, char **argv)
 				figure_fmt(sapg.p99, "us", NULL, "%s.seen.apply.p99", cell);
 				figure_fmt(srvg.p50, "us", base_seen, "%s.seen.revert.p50", cell);
 				figure_fmt(srvg.p99, "us", NULL, "%s.seen.revert.p99", cell);
-				if (!mnt)
+				if (!mnt) {
 					figure_fmt((double)str.max, "tries", NULL, "%s.tries.max", cell);
+					figure_fmt(stats_of(apgu, done).p50, "us", NULL,
+						   "%s.seen_unclipped.apply.p50", cell);
+					figure_fmt(stats_of(rvgu, done).p50, "us", NULL,
+						   "%s.seen_unclipped.revert.p50", cell);
+				}
+				if (profile && !mnt) {
+					prof_print(&pa, cell, "apply", done);
+					prof_print(&pr, cell, "revert", done);
+					figure_fmt(sfl.p50, "us", NULL, "prof.%s.floor.p50", cell + 5);
+					figure_fmt(sflg.p50 / 1000.0, "us", NULL, "prof.%s.seen.floor.p50",
+						   cell + 5);
+					figure_fmt(sapg.p50, "us", NULL, "prof.%s.seen.apply.p50", cell + 5);
+					figure_fmt(srvg.p50, "us", NULL, "prof.%s.seen.revert.p50", cell + 5);
+				}
 			}
 			free(fl);
 			free(flg);
@@ -981,6 +1159,8 @@ int main(int argc, char **argv)
 			free(rv);
 			free(rvg);
 			free(tries);
+			free(apgu);
+			free(rvgu);
 		}
 		close(memfd);
 		if (do_safety) {

@@ -836,12 +836,13 @@ static int check_entries(struct op *op)
  * must run before us: the calling thread runs SCHED_FIFO from the first
  * PTRACE_INTERRUPT to the last jump written, when it may (root). Without
  * it, the pause on a loaded machine is the scheduler's, not ours. It runs
- * at its own priority again before the threads are let go (and before
+ * at its own priority again before many threads are let go (and before
  * the work that precedes the stop, reading each thread's state): a FIFO
  * thread keeps a CPU from the target's threads, and the first ones let go
  * would wait for it to finish with the last (measured: the stop a 64-
  * thread target sees was 1 ms longer, the reading of states before it
- * and the release after it included).
+ * and the release after it included). A few threads are let go first
+ * (let_go).
  */
 static void boost_begin(struct boost *b)
 {
@@ -1124,9 +1125,25 @@ static void undo_attach(struct op *op)
 	ptr_resume(&op->w, false);
 }
 
-/* Let every thread but the sys thread go (all: the sys thread too). */
+/*
+ * Let every thread but the sys thread go (all: the sys thread too). A few
+ * threads are let go while the calling thread still runs SCHED_FIFO: at
+ * its own priority again on a loaded machine it waits for a CPU (a
+ * scheduler's time slice, milliseconds) before it can let go of anyone,
+ * and every thread held waits with it (bench-apply -p, the lean target
+ * under load: a window of 2-3 ms where 0.2 ms is the rule). With many
+ * threads the first ones let go would wait for a FIFO thread letting go of
+ * the last (boost_begin): its priority drops first.
+ */
+#define LET_GO_FIFO_MAX 32
+
 static void let_go(struct op *op, bool all)
 {
+	if (op->w.n <= LET_GO_FIFO_MAX) {
+		ptr_resume(&op->w, !all);
+		boost_end(&op->boost);
+		return;
+	}
 	boost_end(&op->boost);
 	ptr_resume(&op->w, !all);
 }

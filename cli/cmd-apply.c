@@ -19,6 +19,9 @@
 #include "hp-procfs.h"
 #include "hp.h"
 
+/* The most hp reads of a file of the mount (status, processes/PID/status). */
+#define MNT_FILE_MAX (1 << 20)
+
 /* The mount point of a hotpatchfs serving store, into ret; false when there is none. */
 static bool find_mount(const char *store, char *ret, size_t size)
 {
@@ -48,7 +51,7 @@ static bool find_mount(const char *store, char *ret, size_t size)
 		proc_mountinfo_unescape(fields[4]);
 		snprintf(path, sizeof(path), "%s/status", fields[4]);
 		/* Only a live mount of the same store will do (a dead one says ENOTCONN). */
-		if (hp_read_file(path, 1 << 16, &st) == 0) {
+		if (hp_read_file(path, MNT_FILE_MAX, &st) == 0) {
 			const char *s = strstr(st.data, "\nstore: ");
 
 			if (s) {
@@ -88,7 +91,7 @@ static int load_policy(struct ctl *c, const char *mnt)
 	snprintf(path, sizeof(path), "%s/status", mnt);
 	r = ctl_policy_new(&p);
 	if (r == 0)
-		r = hp_read_file(path, 1 << 20, &st);
+		r = hp_read_file(path, MNT_FILE_MAX, &st);
 	for (char *line = st.data, *next; r >= 0 && line && *line; line = next) {
 		char *sep;
 
@@ -156,8 +159,11 @@ static int parse_result_lines(const char *text, struct ctl_results *ret)
 			char set[HP_SET_ID_SIZE] = "";
 			const char *comm;
 
-			sscanf(buf + off, "set=%159s sets=%u changed=%d pause_us=%llu", set,
-			       &x->n_sets, &changed, &pause);
+			if (!strncmp(buf + off, "set=", 4))
+				snprintf(set, sizeof(set), "%.*s", (int)strcspn(buf + off + 4, " "),
+					 buf + off + 4);
+			sscanf(buf + off, "set=%*s sets=%u changed=%d pause_us=%llu", &x->n_sets,
+			       &changed, &pause);
 			snprintf(x->set_id, sizeof(x->set_id), "%s", strcmp(set, "-") ? set : "");
 			x->changed = changed != 0;
 			x->pause_us = pause;
@@ -539,7 +545,7 @@ static void merge_mount_view(const char *mnt, struct ctl_status *s)
 	const char *p;
 
 	snprintf(path, sizeof(path), "%s/processes/%d/status", mnt, (int)s->pid);
-	if (hp_read_file(path, 1 << 20, &b) < 0)
+	if (hp_read_file(path, MNT_FILE_MAX, &b) < 0)
 		return;
 	if ((p = strstr(b.data, "\nstate: "))) {
 		p += 8;

@@ -93,6 +93,12 @@ int proc_task_state(pid_t pid, pid_t tid, char *ret_state);
  * (its /proc/PID/{maps,mem} are then empty); 0 if none. */
 pid_t proc_live_tid(pid_t pid);
 
+/*
+ * The most of /proc/PID/status anyone reads: its Groups: line holds up to
+ * NGROUPS_MAX (65536) supplementary group ids.
+ */
+#define HP_PROC_STATUS_MAX (1u << 20)
+
 /* A field of /proc/PID/mountinfo with its octal escapes ("\040" for a blank) undone, in place. */
 char *proc_mountinfo_unescape(char *s);
 

@@ -5,6 +5,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +73,7 @@ static bool valid_target_name(const char *s)
 {
 	size_t n = strlen(s);
 
-	if (n == 0 || n > 255 || !strcmp(s, ".") || !strcmp(s, ".."))
+	if (n == 0 || n > NAME_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
 		return false;
 	for (; *s; s++)
 		if (!isalnum((unsigned char)*s) && !strchr("._+-", *s))

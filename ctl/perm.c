@@ -164,7 +164,7 @@ static int caller_groups(const struct ctl_caller *who, struct probe *p)
 	if (who->pid <= 0)
 		return 0;
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)who->pid);
-	if (hp_read_file(path, 1 << 20, &text) < 0)
+	if (hp_read_file(path, HP_PROC_STATUS_MAX, &text) < 0)
 		goto out;
 	/* field 4 of Uid: and Gid: is the file-system id, the one FUSE reports */
 	if (status_numbers(text.data, "\nUid:", ids, 4) != 4 || ids[3] != who->uid ||
@@ -368,7 +368,7 @@ static int may_patch(const struct ctl_caller *who, pid_t pid, bool held)
 	int r;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	r = hp_read_file(path, 1 << 16, &text);
+	r = hp_read_file(path, HP_PROC_STATUS_MAX, &text);
 	if (r == -ENOENT || r == -ESRCH) {
 		r = hp_err(-ESRCH, "no process %d", (int)pid);
 		goto out;
@@ -403,7 +403,7 @@ static int may_patch(const struct ctl_caller *who, pid_t pid, bool held)
 	if (r == -EACCES && refused) {
 		/* what it is now: the status read before the check may be older */
 		hp_buf_reset(&text);
-		if (hp_read_file(path, 1 << 16, &text) < 0) {
+		if (hp_read_file(path, HP_PROC_STATUS_MAX, &text) < 0) {
 			r = hp_err(-ESRCH, "no process %d", (int)pid);
 			goto out;
 		}

@@ -336,6 +336,7 @@ struct ctl_report_filter {
 struct ctl_report_counts {
 	size_t n;
 	size_t per_state[CTL_N_STATES];
+	size_t excluded; /* of the n, those the policy opts out of "all" and auto-apply */
 };
 int ctl_report_filtered(struct ctl *c, bool json, const struct ctl_report_filter *f,
 			struct hp_buf *out, struct ctl_report_counts *ret_counts);

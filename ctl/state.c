@@ -702,6 +702,7 @@ int ctl_report_filtered(struct ctl *c, bool json, const struct ctl_report_filter
 		}
 		cnt.n++;
 		cnt.per_state[s->state]++;
+		cnt.excluded += s->excluded[0] != '\0';
 		if (f && f->only_attention &&
 		    (s->state == CTL_STATE_HOTPATCHED || s->state == CTL_STATE_UP_TO_DATE)) {
 			ctl_status_free(s); /* counted, not listed */
@@ -725,7 +726,7 @@ int ctl_report_filtered(struct ctl *c, bool json, const struct ctl_report_filter
 		for (int k = 0; k < CTL_N_STATES; k++)
 			hp_buf_addf(out, ",\"%s\":%zu", ctl_state_name((enum ctl_state)k),
 				    cnt.per_state[k]);
-		hp_buf_adds(out, "}}\n");
+		hp_buf_addf(out, ",\"excluded\":%zu}}\n", cnt.excluded);
 	} else {
 		hp_buf_addf(out, "# summary: %zu process%s", cnt.n, cnt.n == 1 ? "" : "es");
 		first = true;
@@ -736,6 +737,8 @@ int ctl_report_filtered(struct ctl *c, bool json, const struct ctl_report_filter
 				    ctl_state_name((enum ctl_state)k));
 			first = false;
 		}
+		if (cnt.excluded)
+			hp_buf_addf(out, "; %zu excluded", cnt.excluded);
 		hp_buf_adds(out, "\n");
 	}
 	if (ret_counts)

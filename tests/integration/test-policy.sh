@@ -71,6 +71,8 @@ ht_match "hp report: the same" "pid=$exe comm=exe-server state=not-up-to-date .*
 	"$("$HP_BIN" report)"
 ht_match "hp --json status: excluded" "\"state\":\"not-up-to-date\",.*\"excluded\":\"exclude-name=skip-server\"" \
 	"$("$HP_BIN" --json status "$skip")"
+ht_match "MNT/report: the summary counts the excluded" "^# summary: .*; 2 excluded\$" "$(cat "$M/report")"
+ht_match "hp --json report: so does its summary" '"summary":\{.*"excluded":2\}' "$("$HP_BIN" --json report)"
 # (--name: the machine may run other builds of demo-server, other tests')
 ht_expect_fail "hp report --check: an excluded unpatched process is still not compliant" 1 \
 	"hp report: 1 of 1 processes neither hotpatched nor up-to-date" "$HP_BIN" report --check --name skip-server

@@ -7,8 +7,9 @@
  * the patch object), safety.c (is any thread in or due to return into a
  * switched function), checker.c (those checks on a second thread),
  * engine.c (the apply / replace / revert state machine, inspection),
- * region.c (patch-region header), elfid.c (a file's build-id, libelf).
- * Mappings, stat fields and thread states come from common/hp-procfs.h,
+ * region.c (patch-region header), elfid.c (a file's build-id, libelf),
+ * unwind.c (the patch's unwind tables registered with the target's
+ * unwinder, perf's map). Mappings, stat fields and thread states come from common/hp-procfs.h,
  * build-id notes and ELF headers from common/elf-facts.h.
  */
 #ifndef HP_APPLY_INT_H

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * hp-common.h: what both libraries (store/, apply/) and both programs
- * (fs/, cli/) share: the per-thread error slot, a growable buffer, daemon
+ * hp-common.h: what every library (store/, apply/, ctl/, author/) and both
+ * programs (fs/, cli/) share: the per-thread error slot, a growable buffer, daemon
  * and CLI logging, and the patch-set manifest (the contract between the
  * store, which writes and verifies it, and the engine, which reads it).
  *

@@ -20,7 +20,7 @@
 
 #define HPFS_AUTO_FILE "auto"
 
-static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The file's scalars, read by other threads without a lock (each is one word). */
 static int config_auto_default = -1;
 static unsigned config_retries;
 
@@ -32,32 +32,20 @@ int hpfs_config_load(const char *path)
 	r = ctl_policy_load(path, &p);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&config_lock);
-	config_auto_default = p->auto_default;
-	config_retries = p->retries;
-	pthread_mutex_unlock(&config_lock);
+	__atomic_store_n(&config_auto_default, p->auto_default, __ATOMIC_RELAXED);
+	__atomic_store_n(&config_retries, p->retries, __ATOMIC_RELAXED);
 	ctl_set_policy(hpfs.ctl, p);
 	return 0;
 }
 
 unsigned hpfs_config_retries(void)
 {
-	unsigned n;
-
-	pthread_mutex_lock(&config_lock);
-	n = config_retries;
-	pthread_mutex_unlock(&config_lock);
-	return n;
+	return __atomic_load_n(&config_retries, __ATOMIC_RELAXED);
 }
 
 int hpfs_config_auto_default(void)
 {
-	int v;
-
-	pthread_mutex_lock(&config_lock);
-	v = config_auto_default;
-	pthread_mutex_unlock(&config_lock);
-	return v;
+	return __atomic_load_n(&config_auto_default, __ATOMIC_RELAXED);
 }
 
 /* ---- the state directory ---------------------------------------------------- */

@@ -162,8 +162,9 @@ static void test_files(void **state)
 	hp_buf_release(&b);
 	/* An empty file is "": json-c and the diff reader take the text as a
 	 * string (found by fuzz-diffcc). M_PERTURB fills new allocations with
-	 * non-zero bytes, so an unterminated buffer cannot pass by luck. */
-	assert_int_equal(mallopt(M_PERTURB, 0x5a), 1);
+	 * non-zero bytes, so an unterminated buffer cannot pass by luck (under
+	 * ASan, whose malloc ignores it, its own fill byte does that). */
+	(void)mallopt(M_PERTURB, 0x5a);
 	assert_int_equal(hp_write_file_atomic(path, "", 0, 0640), 0);
 	assert_int_equal(hp_read_file(path, 100, &b), 0);
 	assert_int_equal(b.len, 0);

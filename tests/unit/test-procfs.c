@@ -157,7 +157,7 @@ static void notes(void **state)
 	size_t n;
 
 	/* an ABI tag first (another type, another name), then the build-id */
-	n = put_note(buf, NT_GNU_ABI_TAG, "GNU", id, 16);
+	n = put_note(buf, NT_GNU_ABI_TAG, "GNU", big, 16); /* not id: 7 bytes (ASan) */
 	n += put_note(buf + n, NT_GNU_BUILD_ID, "GNU", id, sizeof(id));
 	assert_int_equal(hp_elf_notes_build_id(buf, n, hex), 0);
 	assert_string_equal(hex, "deadbeef012345");

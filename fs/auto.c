@@ -27,6 +27,7 @@
 #include <linux/connector.h>
 #include <linux/netlink.h>
 #include <poll.h>
+#include <stddef.h>
 #include <sys/fanotify.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,50 +247,67 @@ static void fan_overflow(void)
 	free(pids);
 }
 
+/*
+ * The events of one read. With names (FAN_REPORT_DFID_NAME) an event's
+ * length is a multiple of 4, not 8, so the next event's metadata and info
+ * records may sit at an address their types do not allow (UBSan's
+ * misaligned access, which killed the daemon in the sanitizer build): each
+ * header is copied out before it is read.
+ */
 static void fan_read(pid_t self)
 {
-	char buf[16384] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
+	char buf[16384];
 	bool refreshed = false;
 	ssize_t n;
 
 	while ((n = read(fan_fd, buf, sizeof(buf))) > 0) {
-		struct fanotify_event_metadata *m = (struct fanotify_event_metadata *)buf;
+		size_t off = 0;
 
-		for (; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
-			const char *end = (const char *)m + m->event_len;
-			const char *p = (const char *)m + m->metadata_len;
+		while (off + sizeof(struct fanotify_event_metadata) <= (size_t)n) {
+			struct fanotify_event_metadata m;
+			const char *ev = buf + off, *end, *p;
 
-			if (m->vers != FANOTIFY_METADATA_VERSION)
+			memcpy(&m, ev, sizeof(m));
+			if (m.event_len < sizeof(m) || m.event_len > (size_t)n - off ||
+			    m.metadata_len < sizeof(m) || m.metadata_len > m.event_len)
+				break;
+			off += m.event_len;
+			end = ev + m.event_len;
+			p = ev + m.metadata_len;
+			if (m.vers != FANOTIFY_METADATA_VERSION)
 				return;
-			if (m->mask & FAN_Q_OVERFLOW) {
+			if (m.mask & FAN_Q_OVERFLOW) {
 				fan_overflow();
 				continue;
 			}
-			if (m->pid <= 0 || m->pid == self ||
+			if (m.pid <= 0 || m.pid == self ||
 			    !__atomic_load_n(&hpfs.auto_on, __ATOMIC_RELAXED))
 				continue;
 			/* the info records: the one with the parent's handle and the name */
 			while (p + sizeof(struct fanotify_event_info_header) <= end) {
-				const struct fanotify_event_info_fid *fid = (const void *)p;
-				const struct file_handle *fh;
+				struct fanotify_event_info_header hdr;
+				struct file_handle fh;
+				const size_t fh_at = offsetof(struct fanotify_event_info_fid, handle);
 				const char *name;
 
-				if (fid->hdr.len < sizeof(*fid) + sizeof(*fh) || p + fid->hdr.len > end)
+				memcpy(&hdr, p, sizeof(hdr));
+				if (hdr.len < fh_at + sizeof(fh) || hdr.len > (size_t)(end - p))
 					break;
-				if (fid->hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
-					fh = (const struct file_handle *)fid->handle;
-					name = (const char *)fh->f_handle + fh->handle_bytes;
-					if (name < p + fid->hdr.len && memchr(name, '\0', (size_t)(p + fid->hdr.len - name))) {
+				if (hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+					memcpy(&fh, p + fh_at, sizeof(fh));
+					name = p + fh_at + sizeof(fh) + fh.handle_bytes;
+					if (fh.handle_bytes < hdr.len && name < p + hdr.len &&
+					    memchr(name, '\0', (size_t)(p + hdr.len - name))) {
 						if (!refreshed) {
 							fan_names_refresh();
 							refreshed = true;
 						}
 						/* an exec's own open (FAN_OPEN_EXEC): an exec */
 						if (fan_is_target(name))
-							enqueue(m->pid, !(m->mask & FAN_OPEN_EXEC));
+							enqueue(m.pid, !(m.mask & FAN_OPEN_EXEC));
 					}
 				}
-				p += fid->hdr.len;
+				p += hdr.len;
 			}
 		}
 	}

@@ -19,6 +19,7 @@ meson test -C "$BUILD" --print-errorlogs --num-processes 2 "$@" || status=$?
 #        bounded pass (HACKING.md: what it covers, leaves out, and costs);
 #   all  (or 1) the whole suite, with the arguments given;
 #   0    the default otherwise: no sanitizer pass.
+# Timeouts are doubled there (the instrumented programs are slower).
 # The fuzz targets run under ASan and UBSan in the main pass already
 # (test 'fuzz', a clang build of its own), so neither selection repeats them.
 ASAN_CI_TESTS="store engine engine-bad engine-active fs fs-users fs-states hostile"
@@ -40,14 +41,14 @@ if [ "$asan" = ci ] || [ "$asan" = all ]; then
 	}
 	t1=$(date +%s)
 	if [ "$asan" = all ]; then
-		meson test -C "$ASAN_BUILD" --no-rebuild --print-errorlogs --num-processes 2 \
+		meson test -C "$ASAN_BUILD" --no-rebuild --print-errorlogs --timeout-multiplier 2 --num-processes 2 \
 			--no-suite fuzz "$@" || status=$?
 		asan_logs="$ASAN_BUILD/meson-logs/testlog.json"
 	else
-		meson test -C "$ASAN_BUILD" --no-rebuild --print-errorlogs --num-processes 2 \
+		meson test -C "$ASAN_BUILD" --no-rebuild --print-errorlogs --timeout-multiplier 2 --num-processes 2 \
 			--suite unit --logbase asan-unit || status=$?
 		# shellcheck disable=SC2086 # test names are plain words
-		meson test -C "$ASAN_BUILD" --no-rebuild --print-errorlogs \
+		meson test -C "$ASAN_BUILD" --no-rebuild --print-errorlogs --timeout-multiplier 2 \
 			--logbase asan-integration $ASAN_CI_TESTS || status=$?
 		asan_logs="$ASAN_BUILD/meson-logs/asan-unit.json $ASAN_BUILD/meson-logs/asan-integration.json"
 	fi

@@ -113,6 +113,20 @@ static int load_policy(struct ctl *c, const char *mnt)
 	return 0;
 }
 
+/*
+ * For status and report, which only show what the policy says: a policy
+ * that cannot be read is a warning (the state is shown, without the
+ * exclusions), not a failure.
+ */
+static void show_policy(struct ctl *c, const char *mnt, const char *cmdname)
+{
+	int r = load_policy(c, mnt);
+
+	if (r < 0)
+		fprintf(stderr, "hp %s: warning: %s (exclusions not shown)\n", cmdname,
+			hp_errmsg(r));
+}
+
 /* Results read back from a control file: "PID ok set=S sets=N changed=C pause_us=P" or "PID ERR msg". */
 static int parse_result_lines(const char *text, struct ctl_results *ret)
 {
@@ -587,9 +601,7 @@ int cmd_status(const struct hp_global *g, int argc, char **argv)
 	if (r < 0)
 		goto fail;
 	is_mounted = mounted(g, "status", mnt, sizeof(mnt));
-	r = load_policy(c, is_mounted ? mnt : NULL);
-	if (r < 0)
-		goto fail;
+	show_policy(c, is_mounted ? mnt : NULL, "status");
 	r = ctl_status(c, cmd.pid, &s);
 	if (r < 0)
 		goto fail;
@@ -657,10 +669,10 @@ int cmd_report(const struct hp_global *g, int argc, char **argv)
 		f.adjust_ctx = mnt;
 	}
 	r = ctl_new(&o, &c);
-	if (r >= 0)
-		r = load_policy(c, f.adjust ? mnt : NULL);
-	if (r >= 0)
+	if (r >= 0) {
+		show_policy(c, f.adjust ? mnt : NULL, "report");
 		r = ctl_report_filtered(c, g->json, &f, &b, &cnt);
+	}
 	if (r < 0) {
 		hp_fail("report", r);
 		goto out;

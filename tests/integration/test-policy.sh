@@ -162,6 +162,11 @@ ht_match "a missing configuration file: no exclusion" "^$skip: reverted " "$out"
 printf 'exclude-name = skip-server\ncolour = blue\n' >"$T/bad.conf"
 ht_expect_fail "a bad configuration file: hp apply all refuses, exit 1" 1 \
 	"^hp apply: $T/bad.conf:2: unknown key 'colour'\$" env HP_CONFIG="$T/bad.conf" "$HP_BIN" apply all
+out=$(HP_CONFIG=$T/bad.conf "$HP_BIN" status "$skip" 2>"$T/err")
+ht_eq "... hp status shows the state all the same: exit 0" 0 "$?"
+ht_match "... with a warning naming the file and line" \
+	"^hp status: warning: $T/bad.conf:2: unknown key 'colour' \(exclusions not shown\)\$" "$(grep warning "$T/err")"
+ht_match "... and the state" "^state: not-up-to-date\$" "$out"
 ht_eq "... and patched nothing" not-up-to-date "$(HP_CONFIG=$C "$HP_BIN" status "$kept" 2>/dev/null | sed -n 's/^state: //p')"
 ht_expect_fail "... hp --json apply all: the error as JSON, exit 1" 1 \
 	"^\{\"command\":\"apply\",\"result\":\"EINVAL\",\"error\":\"$T/bad.conf:2: unknown key 'colour'\"\}\$" \

@@ -74,7 +74,7 @@ int mkb_write(const struct mkb_opts *o, const char *path)
 }
 
 int mkb_store_setup(struct mkb_store *f, const char *dir_template,
-		    const struct store_init_opts *io)
+		    const struct store_init_opts *io, bool empty)
 {
 	char d[128];
 
@@ -92,7 +92,7 @@ int mkb_store_setup(struct mkb_store *f, const char *dir_template,
 	snprintf(f->key2, sizeof(f->key2), "%s/hotpatch.key", d);
 	snprintf(f->pub2, sizeof(f->pub2), "%s/hotpatch.pub", d);
 	if (store_key_generate(d) < 0 || store_init(f->store, io) < 0 ||
-	    store_open(f->store, &f->st) < 0 || store_key_trust(f->st, f->pub) != 0)
+	    store_open(f->store, &f->st) < 0 || (!empty && store_key_trust(f->st, f->pub) != 0))
 		return -1;
 	return 0;
 }

@@ -30,7 +30,8 @@ struct mkb_opts {
 /*
  * The unit tests' store fixture: a temp dir (from dir_template,
  * "/tmp/hp-test-NAME-XXXXXX") holding a store (io may be NULL) and two
- * keys, k1 trusted by the store, k2 not. 0, or -1 (the test's setup fails).
+ * keys, k1 trusted by the store (unless empty: a store without a commit),
+ * k2 not. 0, or -1 (the test's setup fails).
  */
 struct mkb_store {
 	char dir[64];
@@ -40,7 +41,7 @@ struct mkb_store {
 	struct store *st;
 };
 int mkb_store_setup(struct mkb_store *f, const char *dir_template,
-		    const struct store_init_opts *io);
+		    const struct store_init_opts *io, bool empty);
 /* Close the store and remove the dir: 0 or -1. */
 int mkb_store_teardown(struct mkb_store *f);
 

@@ -18,7 +18,7 @@ static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 
-	if (!f || mkb_store_setup(f, "/tmp/hp-test-index-XXXXXX", NULL) < 0)
+	if (!f || mkb_store_setup(f, "/tmp/hp-test-index-XXXXXX", NULL, false) < 0)
 		return -1;
 	*state = f;
 	return 0;

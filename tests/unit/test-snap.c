@@ -14,27 +14,15 @@
 #include "mkbundle.h"
 
 struct fx {
-	char dir[64];
-	char store[128];
-	char key[192], pub[192];
-	struct store *st;
-	struct bundle b1; /* 2026.01/2026-02/fix-1 */
+	struct mkb_store s; /* an empty store, k1 not trusted yet (tests/lib/mkbundle.h) */
+	struct bundle b1;   /* 2026.01/2026-02/fix-1 */
 };
 
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	char d[128];
 
-	strcpy(f->dir, "/tmp/hp-test-snap-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->store, sizeof(f->store), "%s/store.git", f->dir);
-	snprintf(d, sizeof(d), "%s/k", f->dir);
-	snprintf(f->key, sizeof(f->key), "%s/hotpatch.key", d);
-	snprintf(f->pub, sizeof(f->pub), "%s/hotpatch.pub", d);
-	if (store_key_generate(d) < 0 || store_init(f->store, NULL) < 0 ||
-	    store_open(f->store, &f->st) < 0)
+	if (!f || mkb_store_setup(&f->s, "/tmp/hp-test-snap-XXXXXX", NULL, true) < 0)
 		return -1;
 	*state = f;
 	return 0;
@@ -43,30 +31,27 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
+	int r;
 
 	bundle_release(&f->b1);
-	store_free(f->st);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
+	r = mkb_store_teardown(&f->s);
 	free(f);
-	return 0;
+	return r;
 }
 
 static void import(struct fx *f, const char *b, const char *m, const char *n, const char *bid,
 		   struct bundle *keep)
 {
-	struct mkb_opts o = { b, m, n, NULL, bid, f->key, NULL, 0, NULL, false };
+	struct mkb_opts o = { b, m, n, NULL, bid, f->s.key, NULL, 0, NULL, false };
 	struct bundle bb;
 	struct hp_buf file = HP_BUF_INIT;
 	char path[256];
 
-	snprintf(path, sizeof(path), "%s/x.zip", f->dir);
+	snprintf(path, sizeof(path), "%s/x.zip", f->s.dir);
 	assert_int_equal(mkb_make(&o, &bb), 0);
 	assert_int_equal(bundle_write(path, &bb), 0);
 	assert_int_equal(hp_read_file(path, STORE_BUNDLE_MAX_BYTES, &file), 0);
-	assert_int_equal(store_import_buf(f->st, file.data, file.len, NULL, NULL), 0);
+	assert_int_equal(store_import_buf(f->s.st, file.data, file.len, NULL, NULL), 0);
 	hp_buf_release(&file);
 	if (keep)
 		*keep = bb;
@@ -76,7 +61,7 @@ static void import(struct fx *f, const char *b, const char *m, const char *n, co
 
 static void populate(struct fx *f)
 {
-	assert_int_equal(store_key_trust(f->st, f->pub), 0);
+	assert_int_equal(store_key_trust(f->s.st, f->s.pub), 0);
 	import(f, "2026.01", "2026-02", "fix-1", "aabb", &f->b1);
 	import(f, "2026.01", "2026-03", "fix-1", "aabb", NULL);
 	import(f, "2026.04", "2026-05", "x", "ccdd", NULL);
@@ -108,7 +93,7 @@ static void test_empty(void **state)
 	struct names nm = { .n = 0 };
 	char buf[64];
 
-	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	assert_int_equal(store_snap_open(f->s.st, &snap), 0);
 	assert_string_equal(store_snap_commit(snap), "");
 	assert_int_equal(store_snap_stat(snap, "", &node), 0);
 	assert_int_equal(node.type, STORE_NODE_DIR);
@@ -130,7 +115,7 @@ static void test_tree(void **state)
 	size_t len;
 
 	populate(f);
-	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	assert_int_equal(store_snap_open(f->s.st, &snap), 0);
 	assert_int_equal(strlen(store_snap_commit(snap)), 40);
 
 	/* Root: baselines and latest; trusted-keys hidden. */
@@ -206,9 +191,9 @@ static void test_pinned(void **state)
 	char buf[64];
 
 	populate(f);
-	assert_int_equal(store_snap_open(f->st, &old), 0);
+	assert_int_equal(store_snap_open(f->s.st, &old), 0);
 	import(f, "2026.07", "2026-08", "y", "eeff", NULL);
-	assert_int_equal(store_snap_open(f->st, &cur), 0);
+	assert_int_equal(store_snap_open(f->s.st, &cur), 0);
 	assert_string_not_equal(store_snap_commit(old), store_snap_commit(cur));
 	assert_int_equal(store_snap_stat(old, "2026.07", &node), -ENOENT);
 	assert_int_equal(store_snap_stat(cur, "2026.07/2026-08/y/manifest", &node), 0);
@@ -262,7 +247,7 @@ static void test_threads(void **state)
 	struct reader rd[4];
 
 	populate(f);
-	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	assert_int_equal(store_snap_open(f->s.st, &snap), 0);
 	for (int i = 0; i < 4; i++) {
 		rd[i] = (struct reader){ snap, &f->b1, 0 };
 		assert_int_equal(pthread_create(&th[i], NULL, reader_main, &rd[i]), 0);

@@ -24,7 +24,7 @@ static int setup_opts(void **state, bool allow_unsigned, const char *months)
 	struct fx *f = calloc(1, sizeof(*f));
 	struct store_init_opts io = { allow_unsigned, months };
 
-	if (!f || mkb_store_setup(f, "/tmp/hp-test-store-XXXXXX", &io) < 0)
+	if (!f || mkb_store_setup(f, "/tmp/hp-test-store-XXXXXX", &io, false) < 0)
 		return -1;
 	*state = f;
 	return 0;

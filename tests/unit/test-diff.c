@@ -6,6 +6,8 @@
  * refused with EINVAL and its one-line reason.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -174,6 +176,68 @@ static void test_ccmds_refused(void **state)
 	}
 }
 
+/* A section of n bytes of data in elf, with its header filled. */
+static Elf_Scn *add_section(Elf *elf, Elf64_Word type, Elf64_Word name, void *buf, size_t n,
+			    Elf64_Word info, Elf64_Xword entsize)
+{
+	Elf_Scn *scn = elf_newscn(elf);
+	Elf_Data *d = elf_newdata(scn);
+	Elf64_Shdr *sh = elf64_getshdr(scn);
+
+	d->d_buf = buf;
+	d->d_size = n;
+	d->d_type = ELF_T_BYTE;
+	d->d_align = 8;
+	sh->sh_type = type;
+	sh->sh_name = name;
+	sh->sh_info = info;
+	sh->sh_entsize = entsize;
+	sh->sh_addralign = 8;
+	return scn;
+}
+
+/*
+ * Two SHT_RELA sections for one section (found by fuzz-diffobj: the second
+ * reused the first's count on a smaller array, a heap overflow): refused.
+ */
+static void test_obj_two_rela(void **state)
+{
+	static char shstr[] = "\0.text\0.rela.text\0.shstrtab";
+	static uint8_t text[16];
+	static Elf64_Rela one[1] = { { 0, ELF64_R_INFO(0, R_X86_64_NONE), 0 } };
+	static Elf64_Rela three[3];
+	char obj_path[] = "/tmp/hp-test-diff-obj-XXXXXX", want[128];
+	int fd = mkstemp(obj_path);
+	Elf *elf;
+	Elf64_Ehdr *eh;
+	Elf_Scn *str;
+	struct obj o;
+
+	assert_true(fd >= 0);
+	assert_int_not_equal(elf_version(EV_CURRENT), EV_NONE);
+	elf = elf_begin(fd, ELF_C_WRITE, NULL);
+	assert_non_null(elf);
+	eh = elf64_newehdr(elf);
+	eh->e_ident[EI_DATA] = ELFDATA2LSB;
+	eh->e_type = ET_REL;
+	eh->e_machine = EM_X86_64;
+	eh->e_version = EV_CURRENT;
+	add_section(elf, SHT_PROGBITS, 1, text, sizeof(text), 0, 0);          /* 1: .text */
+	add_section(elf, SHT_RELA, 7, three, sizeof(three), 1, sizeof(Elf64_Rela)); /* 2 */
+	add_section(elf, SHT_RELA, 7, one, sizeof(one), 1, sizeof(Elf64_Rela));     /* 3 */
+	str = add_section(elf, SHT_STRTAB, 18, shstr, sizeof(shstr), 0, 0);
+	eh->e_shstrndx = (Elf64_Half)elf_ndxscn(str);
+	assert_true(elf_update(elf, ELF_C_WRITE) > 0);
+	elf_end(elf);
+	close(fd);
+
+	hp_err_clear();
+	assert_int_equal(diff_obj_load(obj_path, &o), -ENOEXEC);
+	snprintf(want, sizeof(want), "%s: section 1 has two relocation sections", obj_path);
+	assert_string_equal(hp_errmsg(-ENOEXEC), want);
+	unlink(obj_path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -181,6 +245,7 @@ int main(void)
 		cmocka_unit_test(test_parse_refused),
 		cmocka_unit_test(test_ccmds),
 		cmocka_unit_test(test_ccmds_refused),
+		cmocka_unit_test(test_obj_two_rela),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -381,6 +381,16 @@ static uint64_t target_bias(pid_t pid)
 	return start - (first_vaddr & ~(uint64_t)4095);
 }
 
+/* The target's file, removed on any exit (die() included); one target at a time. */
+static char live_shm[64];
+
+static void live_shm_remove(void)
+{
+	if (live_shm[0])
+		unlink(live_shm);
+	live_shm[0] = '\0';
+}
+
 static void target_start(struct target *t, int threads)
 {
 	char arg[16];
@@ -390,6 +400,13 @@ static void target_start(struct target *t, int threads)
 	t->threads = threads;
 	snprintf(t->shm_path, sizeof(t->shm_path), "/tmp/hp-bench-XXXXXX");
 	fd = mkstemp(t->shm_path);
+	if (fd >= 0) {
+		static bool registered;
+
+		if (!registered)
+			registered = atexit(live_shm_remove) == 0;
+		snprintf(live_shm, sizeof(live_shm), "%s", t->shm_path);
+	}
 	if (fd < 0 || ftruncate(fd, sizeof(struct bench_shm)) < 0)
 		die("temp file: %s", strerror(errno));
 	t->shm = mmap(NULL, sizeof(struct bench_shm), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -428,6 +445,7 @@ static void target_stop(struct target *t)
 	if (t->shm && t->shm != MAP_FAILED)
 		munmap(t->shm, sizeof(struct bench_shm));
 	unlink(t->shm_path);
+	live_shm_remove();
 }
 
 /*

@@ -29,6 +29,24 @@
 
 #include "ctl.h"
 
+/* What to undo on any exit, die() included: the targets and their files. */
+static pid_t targets[2];
+static char shm_paths[2][64];
+
+static void cleanup(void)
+{
+	for (int i = 0; i < 2; i++) {
+		if (targets[i] > 0) {
+			kill(targets[i], SIGKILL);
+			waitpid(targets[i], NULL, 0);
+			targets[i] = 0;
+		}
+		if (shm_paths[i][0])
+			unlink(shm_paths[i]);
+		shm_paths[i][0] = '\0';
+	}
+}
+
 static void die(const char *what, int r)
 {
 	fprintf(stderr, "bench-ctl: %s: %s\n", what, r < 0 ? hp_errmsg(r) : strerror(errno));
@@ -87,7 +105,7 @@ int main(int argc, char **argv)
 {
 	struct ctl_opts o = { 0 };
 	struct ctl_caller root = { 0, 0, 0 }, nobody = { 65534, 65534, 0 };
-	char self[PATH_MAX], target[PATH_MAX + 64], shm1[64], shm2[64];
+	char self[PATH_MAX], target[PATH_MAX + 64];
 	enum { PERM_ROOT, PERM_USER, SNAP, INSPECT, LOOKUP, CTL_APPLY, CTL_REVERT, ENG_APPLY,
 	       ENG_REVERT, N_WHAT };
 	static const char *names[N_WHAT] = { "perm_root", "perm_user", "snapshot", "inspect",
@@ -118,8 +136,9 @@ int main(int argc, char **argv)
 		if (!v[k])
 			die("calloc", -ENOMEM);
 	}
-	pid = start_target(target, 0, shm1);
-	upid = start_target(target, 65534, shm2);
+	atexit(cleanup);
+	pid = targets[0] = start_target(target, 0, shm_paths[0]);
+	upid = targets[1] = start_target(target, 65534, shm_paths[1]);
 	for (int i = 0; i < reps; i++) {
 		struct ctl_result res;
 		struct ctl_snap *s = NULL;
@@ -188,12 +207,7 @@ int main(int argc, char **argv)
 	}
 	for (int k = 0; k < N_WHAT; k++)
 		printf("prof.ctl.%s.p50 %.0f us\n", names[k], median(v[k], (size_t)reps) / 1000.0);
-	kill(pid, SIGKILL);
-	kill(upid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	waitpid(upid, NULL, 0);
-	unlink(shm1);
-	unlink(shm2);
+	cleanup();
 	ctl_free(c);
 	return 0;
 }

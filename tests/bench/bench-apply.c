@@ -879,6 +879,13 @@ static int probes(int reps, const char *lib)
 			die("%s probe: no answer", what);
 		fclose(fp);
 		waitpid(pid, &st, 0);
+		{
+			/* it exited patched: the perf map the engine wrote for it is ours to remove */
+			char map[64];
+
+			snprintf(map, sizeof(map), "/tmp/perf-%d.map", (int)pid);
+			unlink(map);
+		}
 		first[r] = a / 1000;
 		/* exec: from the fork (the process may be patched before its main
 		 * runs: then as late as main); dlopen: from the dlopen */

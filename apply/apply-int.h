@@ -198,6 +198,9 @@ struct ptr_world {
 	 * found holding what its call would wait for) */
 	pid_t avoid[8];
 	size_t n_avoid;
+	/* ptr_stop_sys takes the leader when it can (a call that allocates:
+	 * unwind.c), not another thread (the rule otherwise) */
+	bool want_leader;
 	bool settled;         /* ptr_wait_settled saw no thread in state D */
 	size_t n_listed;      /* the threads it listed */
 };

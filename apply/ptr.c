@@ -341,7 +341,24 @@ static int wait_bounded(pid_t tid, int *st, uint64_t deadline)
  * arriving meanwhile is passed on to the thread (want_event) or kept for
  * later (*pending) and the wait goes on.
  */
-static int wait_stop(pid_t tid, bool want_event, int *pending, uint64_t deadline)
+/*
+ * A signal-delivery stop of a thread we wait to see in its interrupt stop:
+ * a signal the program ignores (SIGWINCH, SIGCHLD, SIGCONT, SIG_IGN) is not
+ * dropped at its sending while the thread is traced, so it wakes a call
+ * the kernel does not restart (epoll_wait) with -EINTR that the program
+ * would never have seen. The same rule as at the interrupt stop (see
+ * restart_fixup): -ERESTARTNOHAND, and the kernel re-issues the call
+ * unless a handler runs for the signal, when EINTR is the program's.
+ */
+static void sigstop_fixup(int mem_fd, pid_t tid)
+{
+	struct ptr_thread t = { .tid = tid };
+
+	if (mem_fd >= 0 && arch_getregs(&t) == 0 && arch_restart_fixup(mem_fd, t.regs))
+		arch_setregs(&t, t.regs);
+}
+
+static int wait_stop(int mem_fd, pid_t tid, bool want_event, int *pending, uint64_t deadline)
 {
 	for (;;) {
 		int st, r = wait_bounded(tid, &st, deadline);
@@ -371,6 +388,7 @@ static int wait_stop(pid_t tid, bool want_event, int *pending, uint64_t deadline
 		}
 		/* signal-delivery stop */
 		if (want_event) {
+			sigstop_fixup(mem_fd, tid);
 			if (ptrace(PTRACE_CONT, tid, NULL, (void *)(long)WSTOPSIG(st)) < 0)
 				return -errno;
 		} else {
@@ -430,7 +448,7 @@ static void restart_fixup(struct ptr_world *w, struct ptr_thread *t);
 static int release_unstopped(struct ptr_world *w, pid_t tid, uint64_t deadline)
 {
 	struct ptr_thread t = { .tid = tid };
-	int r = wait_stop(tid, true, NULL, deadline);
+	int r = wait_stop(w->mem_fd, tid, true, NULL, deadline);
 
 	if (r == -ETIMEDOUT) {
 		stuck_add(w, tid);
@@ -533,39 +551,44 @@ int ptr_stop_sys(struct ptr_world *w)
 	/* a call left running in the trampoline: it is that thread's now */
 	if (w->lost)
 		return hp_err(-EBUSY, "process %d: a remote system call did not finish", (int)w->pid);
+	if (proc_task_state(w->pid, w->pid, &s) < 0)
+		return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
 	/*
 	 * It is held while the region is loaded (milliseconds on a loaded
 	 * machine): a sleeping thread loses nothing by it (its call restarts),
-	 * a running one would stall. The leader if it sleeps, else the first
-	 * sleeping thread, else the first live one (the leader may have left by
-	 * pthread_exit).
+	 * a running one would stall. Not the leader while there is another:
+	 * kill() asks the leader whether the program ignores a signal, and
+	 * while the leader is traced the kernel queues an ignored one
+	 * (SIGWINCH, SIGCHLD) and may wake any thread with it, which, not
+	 * traced, returns EINTR from a call the kernel does not restart. So the
+	 * first sleeping thread other than the leader, else the leader if it
+	 * sleeps, else the first live one, the leader last (it may have left
+	 * by pthread_exit).
 	 */
-	if (proc_task_state(w->pid, w->pid, &s) < 0)
-		return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
-	if (s == 'S' && !avoided(w, w->pid)) {
-		tid = w->pid;
-	} else {
-		pid_t live = s != 'Z' && s != 'X' && !avoided(w, w->pid) ? w->pid : 0;
-		pid_t last = s != 'Z' && s != 'X' ? w->pid : 0;
+	{
+		pid_t sleeping = 0, live = 0, last = 0;
+		char ls = 0;
 
 		r = list_tasks(w->pid, &tids, &n);
 		if (r < 0)
 			return r;
-		for (size_t i = 0; i < n && !tid; i++) {
+		for (size_t i = 0; i < n; i++) {
 			if (proc_task_state(w->pid, tids[i], &s) < 0 || s == 'Z' || s == 'X')
 				continue;
 			if (avoided(w, tids[i]))
 				last = last ? last : tids[i];
-			else if (s == 'S')
-				tid = tids[i];
+			else if (tids[i] == w->pid)
+				ls = s;
+			else if (s == 'S' && !sleeping)
+				sleeping = tids[i];
 			else if (!live)
 				live = tids[i];
 		}
-		if (!live)
-			live = last;
 		free(tids);
-		if (!tid)
-			tid = live;
+		if (w->want_leader && ls)
+			tid = w->pid;
+		else
+			tid = sleeping ? sleeping : ls == 'S' ? w->pid : live ? live : ls ? w->pid : last;
 	}
 	if (!tid)
 		return hp_err(-ESRCH, "process %d has no live thread", (int)w->pid);
@@ -580,7 +603,7 @@ int ptr_stop_sys(struct ptr_world *w)
 		release_unstopped(w, tid, deadline);
 		return -ENOMEM;
 	}
-	r = wait_stop(tid, true, NULL, deadline);
+	r = wait_stop(w->mem_fd, tid, true, NULL, deadline);
 	if (r == -ETIMEDOUT) {
 		thread_remove(w, t);
 		stuck_add(w, tid);
@@ -686,6 +709,13 @@ int ptr_stop_all(struct ptr_world *w)
 		r = list_tasks(w->pid, &tids, &n);
 		if (r < 0)
 			goto fail;
+		/* the leader last (see ptr_stop_sys: while it is traced, every
+		 * other thread should be too) */
+		for (size_t i = 0; i + 1 < n; i++)
+			if (tids[i] == w->pid) {
+				tids[i] = tids[n - 1];
+				tids[n - 1] = w->pid;
+			}
 		for (size_t i = 0; i < n; i++) {
 			struct ptr_thread *t;
 
@@ -709,7 +739,7 @@ int ptr_stop_all(struct ptr_world *w)
 		for (size_t i = before; i < w->n;) {
 			struct ptr_thread *t = &w->t[i];
 
-			r = wait_stop(t->tid, true, NULL, deadline);
+			r = wait_stop(w->mem_fd, t->tid, true, NULL, deadline);
 			if (r == -ETIMEDOUT) {
 				pid_t tid = t->tid;
 
@@ -775,6 +805,15 @@ int ptr_resume(struct ptr_world *w, bool keep_sys)
 	size_t kept = 0;
 	int r = 0;
 
+	/* the leader first (see ptr_stop_sys), then in the order held */
+	for (size_t i = 0; i < w->n; i++)
+		if (w->t[i].tid == w->pid && w->t[i].stopped && w->pid != w->sys_tid) {
+			struct ptr_thread lt = w->t[i];
+
+			memmove(&w->t[1], &w->t[0], i * sizeof(w->t[0]));
+			w->t[0] = lt;
+			break;
+		}
 	for (size_t i = 0; i < w->n; i++) {
 		struct ptr_thread *t = &w->t[i];
 
@@ -878,14 +917,14 @@ int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *r
 	 * into the vDSO with our registers: that wait is not bounded.
 	 */
 	deadline = w->tramp_len ? stop_deadline(w) : 0;
-	r = wait_stop(t->tid, false, &t->sig, deadline);
+	r = wait_stop(w->mem_fd, t->tid, false, &t->sig, deadline);
 	if (r < 0)
 		goto fail;
 	if (ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) < 0) {
 		r = -errno;
 		goto fail;
 	}
-	r = wait_stop(t->tid, false, &t->sig, deadline);
+	r = wait_stop(w->mem_fd, t->tid, false, &t->sig, deadline);
 	if (r < 0)
 		goto fail;
 	if (ptrace(PTRACE_GETREGS, t->tid, NULL, regs) < 0) {
@@ -924,7 +963,7 @@ int ptr_syscall_end(struct ptr_world *w)
 			r = -errno;
 			goto out;
 		}
-		r = wait_stop(t->tid, true, NULL, stop_deadline(w));
+		r = wait_stop(w->mem_fd, t->tid, true, NULL, stop_deadline(w));
 		if (r < 0)
 			goto out;
 		r = arch_setregs(t, t->regs);
@@ -1006,7 +1045,7 @@ int ptr_call(struct ptr_world *w, uint64_t func, uint64_t a0, uint64_t a1, uint6
 			r = -errno;
 			goto fail;
 		}
-		r = wait_stop(t->tid, false, &t->sig, deadline);
+		r = wait_stop(w->mem_fd, t->tid, false, &t->sig, deadline);
 		if (r < 0)
 			goto fail;
 		if (ptrace(PTRACE_GETREGS, t->tid, NULL, regs) < 0) {

@@ -278,8 +278,38 @@ static bool avoid_has(const struct ptr_world *w, pid_t tid)
  * (see the top of the file): the one held, or, when it is, another one
  * (that thread is avoided from then on) after a pause, within budget_ms.
  */
+static int sys_thread_clear_as(struct ptr_world *w, const struct unwinder *u, pid_t view,
+			       unsigned budget_ms);
+
+/*
+ * The call allocates (libgcc keeps its objects on a malloc'd list): made
+ * in the leader, whose allocations go to the main arena, rather than in a
+ * thread whose first malloc would map an arena of its own. The leader is
+ * let go again right after the call (ptr.c: while the leader is traced, a
+ * signal the program ignores can wake another thread with EINTR).
+ */
 static int sys_thread_clear(struct ptr_world *w, const struct unwinder *u, pid_t view,
 			    unsigned budget_ms)
+{
+	int r;
+
+	w->want_leader = true;
+	if (w->sys_tid && w->sys_tid != w->pid && ptr_find(w, w->sys_tid))
+		ptr_resume(w, false);
+	r = sys_thread_clear_as(w, u, view, budget_ms);
+	w->want_leader = false;
+	return r;
+}
+
+/* Let the leader go after a call, when other threads run untraced meanwhile. */
+static void leader_let_go(struct ptr_world *w)
+{
+	if (w->sys_tid == w->pid && proc_thread_count(w->pid) > 1)
+		ptr_resume(w, false);
+}
+
+static int sys_thread_clear_as(struct ptr_world *w, const struct unwinder *u, pid_t view,
+			       unsigned budget_ms)
 {
 	uint64_t deadline = hp_now_us() + (uint64_t)budget_ms * 1000;
 	unsigned backoff = 1, tries = 0;
@@ -331,6 +361,7 @@ int unwind_register(struct ptr_world *w, const struct unwinder *u, pid_t view,
 		r = proc_mem_read(w->mem_fd, area, &a, sizeof(a));
 	if (r == 0 && a.registered != 1)
 		r = hp_err(-EPROTO, "process %d: __register_frame_info did not complete", (int)w->pid);
+	leader_let_go(w);
 	return r < 0 ? hp_err_prefix(r, "register the patch's unwind tables: ") : 0;
 }
 
@@ -359,6 +390,7 @@ int unwind_deregister(struct ptr_world *w, const struct unwinder *u, pid_t view,
 	if (r == 0 && a.registered != 0)
 		r = hp_err(-EPROTO, "process %d: __deregister_frame_info did not complete",
 			   (int)w->pid);
+	leader_let_go(w);
 	return r < 0 ? hp_err_prefix(r, "deregister the unwind tables of %s: ", rg->hdr.set_id) : 0;
 }
 

@@ -270,6 +270,15 @@ static void op_release(struct op *op)
 	hp_buf_release(&op->busy_msg);
 }
 
+/* The caller's options: the budget (also each wait's bound), the right re-checked while held. */
+static void op_set_opts(struct op *op, const struct apply_opts *opts)
+{
+	op->budget_ms = opts && opts->budget_ms ? opts->budget_ms : APPLY_DEFAULT_BUDGET_MS;
+	op->w.stop_ms = op->budget_ms;
+	op->may_patch = opts ? opts->may_patch : NULL;
+	op->may_patch_arg = opts ? opts->may_patch_arg : NULL;
+}
+
 static int op_open(struct op *op, pid_t pid, bool rw)
 {
 	char path[96];
@@ -1738,10 +1747,7 @@ static int patch_op(pid_t pid, const struct apply_set *sets, size_t n_sets,
 	r = op_open(&op, pid, true);
 	if (r < 0)
 		goto out;
-	op.budget_ms = opts && opts->budget_ms ? opts->budget_ms : APPLY_DEFAULT_BUDGET_MS;
-	op.w.stop_ms = op.budget_ms;
-	op.may_patch = opts ? opts->may_patch : NULL;
-	op.may_patch_arg = opts ? opts->may_patch_arg : NULL;
+	op_set_opts(&op, opts);
 	op.sets = calloc(n_sets, sizeof(*op.sets));
 	if (!op.sets) {
 		r = -ENOMEM;
@@ -1850,10 +1856,7 @@ static int revert_op(pid_t pid, const char *build_id, const struct apply_opts *o
 	r = op_open(&op, pid, true);
 	if (r < 0)
 		goto out;
-	op.budget_ms = opts && opts->budget_ms ? opts->budget_ms : APPLY_DEFAULT_BUDGET_MS;
-	op.w.stop_ms = op.budget_ms;
-	op.may_patch = opts ? opts->may_patch : NULL;
-	op.may_patch_arg = opts ? opts->may_patch_arg : NULL;
+	op_set_opts(&op, opts);
 	op.build_id = build_id;
 	r = run_steps(&op, revert_steps, sizeof(revert_steps) / sizeof(revert_steps[0]));
 	if (r == 0) {
@@ -1979,10 +1982,7 @@ static int settle_op(pid_t pid, const struct apply_opts *opts, char *ret_msg, si
 	r = op_open(&op, pid, true);
 	if (r < 0)
 		goto out;
-	op.budget_ms = opts && opts->budget_ms ? opts->budget_ms : APPLY_DEFAULT_BUDGET_MS;
-	op.w.stop_ms = op.budget_ms;
-	op.may_patch = opts ? opts->may_patch : NULL;
-	op.may_patch_arg = opts ? opts->may_patch_arg : NULL;
+	op_set_opts(&op, opts);
 	r = run_steps(&op, settle_steps, sizeof(settle_steps) / sizeof(settle_steps[0]));
 	if (r == 0) {
 		snprintf(ret_msg, cap, "%s", op.busy_msg.len ? op.busy_msg.data : "");

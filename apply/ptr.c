@@ -336,13 +336,9 @@ static int wait_bounded(pid_t tid, int *st, uint64_t deadline)
 }
 
 /*
- * Wait for tid's next ptrace stop, until deadline (0: no bound).
- * want_event: an interrupt (event) stop; otherwise a syscall stop. A signal
- * arriving meanwhile is passed on to the thread (want_event) or kept for
- * later (*pending) and the wait goes on.
- */
-/*
- * A signal-delivery stop of a thread we wait to see in its interrupt stop:
+ * The EINTR rule (restart_fixup) for a thread in a ptrace stop whose
+ * registers were not read yet. Also at a signal-delivery stop of a thread
+ * we wait to see in its interrupt stop:
  * a signal the program ignores (SIGWINCH, SIGCHLD, SIGCONT, SIG_IGN) is not
  * dropped at its sending while the thread is traced, so it wakes a call
  * the kernel does not restart (epoll_wait) with -EINTR that the program
@@ -350,15 +346,24 @@ static int wait_bounded(pid_t tid, int *st, uint64_t deadline)
  * restart_fixup): -ERESTARTNOHAND, and the kernel re-issues the call
  * unless a handler runs for the signal, when EINTR is the program's.
  */
-static void sigstop_fixup(int mem_fd, pid_t tid)
+static void restart_fixup(struct ptr_world *w, struct ptr_thread *t);
+
+static void fixup_at_stop(struct ptr_world *w, pid_t tid)
 {
 	struct ptr_thread t = { .tid = tid };
 
-	if (mem_fd >= 0 && arch_getregs(&t) == 0 && arch_restart_fixup(mem_fd, t.regs))
-		arch_setregs(&t, t.regs);
+	if (arch_getregs(&t) == 0)
+		restart_fixup(w, &t);
 }
 
-static int wait_stop(int mem_fd, pid_t tid, bool want_event, int *pending, uint64_t deadline)
+/*
+ * Wait for tid's next ptrace stop, until deadline (0: no bound).
+ * want_event: an interrupt (event) stop; otherwise a syscall stop. A signal
+ * arriving meanwhile is passed on to the thread (want_event) or kept for
+ * later (*pending) and the wait goes on.
+ */
+static int wait_stop(struct ptr_world *w, pid_t tid, bool want_event, int *pending,
+		     uint64_t deadline)
 {
 	for (;;) {
 		int st, r = wait_bounded(tid, &st, deadline);
@@ -388,7 +393,7 @@ static int wait_stop(int mem_fd, pid_t tid, bool want_event, int *pending, uint6
 		}
 		/* signal-delivery stop */
 		if (want_event) {
-			sigstop_fixup(mem_fd, tid);
+			fixup_at_stop(w, tid);
 			if (ptrace(PTRACE_CONT, tid, NULL, (void *)(long)WSTOPSIG(st)) < 0)
 				return -errno;
 		} else {
@@ -443,20 +448,17 @@ static int stuck_err(struct ptr_world *w, pid_t tid)
  * fails and the thread would stop later and stay stopped while we live).
  * -ETIMEDOUT (and the thread kept as stuck) when it does not stop in time.
  */
-static void restart_fixup(struct ptr_world *w, struct ptr_thread *t);
-
 static int release_unstopped(struct ptr_world *w, pid_t tid, uint64_t deadline)
 {
-	struct ptr_thread t = { .tid = tid };
-	int r = wait_stop(w->mem_fd, tid, true, NULL, deadline);
+	int r = wait_stop(w, tid, true, NULL, deadline);
 
 	if (r == -ETIMEDOUT) {
 		stuck_add(w, tid);
 		return r;
 	}
 	/* it may show -EINTR from epoll_wait like any stopped thread */
-	if (r == 0 && arch_getregs(&t) == 0)
-		restart_fixup(w, &t);
+	if (r == 0)
+		fixup_at_stop(w, tid);
 	ptrace(PTRACE_DETACH, tid, NULL, NULL);
 	return r;
 }
@@ -603,7 +605,7 @@ int ptr_stop_sys(struct ptr_world *w)
 		release_unstopped(w, tid, deadline);
 		return -ENOMEM;
 	}
-	r = wait_stop(w->mem_fd, tid, true, NULL, deadline);
+	r = wait_stop(w, tid, true, NULL, deadline);
 	if (r == -ETIMEDOUT) {
 		thread_remove(w, t);
 		stuck_add(w, tid);
@@ -739,7 +741,7 @@ int ptr_stop_all(struct ptr_world *w)
 		for (size_t i = before; i < w->n;) {
 			struct ptr_thread *t = &w->t[i];
 
-			r = wait_stop(w->mem_fd, t->tid, true, NULL, deadline);
+			r = wait_stop(w, t->tid, true, NULL, deadline);
 			if (r == -ETIMEDOUT) {
 				pid_t tid = t->tid;
 
@@ -917,14 +919,14 @@ int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *r
 	 * into the vDSO with our registers: that wait is not bounded.
 	 */
 	deadline = w->tramp_len ? stop_deadline(w) : 0;
-	r = wait_stop(w->mem_fd, t->tid, false, &t->sig, deadline);
+	r = wait_stop(w, t->tid, false, &t->sig, deadline);
 	if (r < 0)
 		goto fail;
 	if (ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) < 0) {
 		r = -errno;
 		goto fail;
 	}
-	r = wait_stop(w->mem_fd, t->tid, false, &t->sig, deadline);
+	r = wait_stop(w, t->tid, false, &t->sig, deadline);
 	if (r < 0)
 		goto fail;
 	if (ptrace(PTRACE_GETREGS, t->tid, NULL, regs) < 0) {
@@ -963,7 +965,7 @@ int ptr_syscall_end(struct ptr_world *w)
 			r = -errno;
 			goto out;
 		}
-		r = wait_stop(w->mem_fd, t->tid, true, NULL, stop_deadline(w));
+		r = wait_stop(w, t->tid, true, NULL, stop_deadline(w));
 		if (r < 0)
 			goto out;
 		r = arch_setregs(t, t->regs);
@@ -1045,7 +1047,7 @@ int ptr_call(struct ptr_world *w, uint64_t func, uint64_t a0, uint64_t a1, uint6
 			r = -errno;
 			goto fail;
 		}
-		r = wait_stop(w->mem_fd, t->tid, false, &t->sig, deadline);
+		r = wait_stop(w, t->tid, false, &t->sig, deadline);
 		if (r < 0)
 			goto fail;
 		if (ptrace(PTRACE_GETREGS, t->tid, NULL, regs) < 0) {

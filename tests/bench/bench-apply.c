@@ -594,6 +594,22 @@ static void prof_rep(struct prof_acc *a, int rep, const struct apply_result *res
 	prof_add(a, rep, "ctxsw_involuntary", p->n_ivcsw);
 }
 
+/*
+ * One operation's gaps in the target's heartbeat (us): from when it began
+ * stopping threads (gap) and unclipped (gapu); its profile into a, if any.
+ */
+static void op_gaps(const struct target *t, uint64_t t0, uint64_t t1,
+		    const struct apply_result *res, uint64_t *gap, uint64_t *gapu,
+		    struct prof_acc *a, int rep)
+{
+	uint64_t at = 0, g = target_gap_at(t, t0, t1, hold_clip(t, res), &at);
+
+	*gap = g / 1000;
+	*gapu = target_gap(t, t0, t1, 0) / 1000;
+	if (a)
+		prof_rep(a, rep, res, t0, t1, at, g);
+}
+
 static void prof_print(struct prof_acc *a, const char *cell, const char *op, int done)
 {
 	for (int k = 0; k < a->n; k++) {
@@ -1109,15 +1125,8 @@ int main(int argc, char **argv)
 					ap[done] = res.pause_us;
 					tries[done] = res.n_tries;
 					settle();
-					{
-						uint64_t at = 0, g = target_gap_at(&t, t0, t1,
-										   hold_clip(&t, &res), &at);
-
-						apg[done] = g / 1000;
-						apgu[done] = target_gap(&t, t0, t1, 0) / 1000;
-						if (profile)
-							prof_rep(&pa, done, &res, t0, t1, at, g);
-					}
+					op_gaps(&t, t0, t1, &res, &apg[done], &apgu[done],
+						profile ? &pa : NULL, done);
 					t0 = now_ns();
 					rc = apply_revert(t.pid, build_id, NULL, &res);
 					t1 = now_ns();
@@ -1125,15 +1134,8 @@ int main(int argc, char **argv)
 						die("revert %d: %s", (int)t.pid, hp_errmsg(rc));
 					rv[done] = res.pause_us;
 					settle();
-					{
-						uint64_t at = 0, g = target_gap_at(&t, t0, t1,
-										   hold_clip(&t, &res), &at);
-
-						rvg[done] = g / 1000;
-						rvgu[done] = target_gap(&t, t0, t1, 0) / 1000;
-						if (profile)
-							prof_rep(&pr, done, &res, t0, t1, at, g);
-					}
+					op_gaps(&t, t0, t1, &res, &rvg[done], &rvgu[done],
+						profile ? &pr : NULL, done);
 					done++;
 				}
 			}

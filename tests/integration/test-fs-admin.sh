@@ -14,10 +14,6 @@ C=$T/hotpatchfs.conf
 M=$T/mnt
 ht_check "a store with demo-server's 2026-02 set" fs_demo_store
 
-# admin_mount [options...]: the mount with this test's configuration and state directory.
-admin_mount() { fs_mount "$M" --config "$C" --state-dir "$S" "$@"; }
-admin_umount() { fusermount3 -u "$M" && ht_wait_exit "$FS_PID" 15; }
-
 # ---- a bad configuration: a clear line, no mount -------------------------------------
 printf '# comment\nauto = 1\nretries = many\n' >"$C"
 err=$("$HP_FS_BIN" --store "$HP_STORE" --config "$C" --state-dir "$S" -f "$M" 2>&1)
@@ -32,7 +28,7 @@ ht_expect_fail "... and nothing was mounted" 1 '' fs_mounted "$M"
 # ---- auto's default from the configuration, SIGHUP -------------------------------------
 printf 'auto = 0\n' >"$C"
 mkdir -p "$M"
-ht_check "mount (auto = 0 in the configuration)" admin_mount
+ht_check "mount (auto = 0 in the configuration)" fs_conf_mount
 ht_eq "auto reads 0" 0 "$(cat "$M/auto")"
 printf 'auto = 1\n' >"$C"
 kill -HUP "$FS_PID"
@@ -52,12 +48,12 @@ printf 'auto = 1\n' >"$C"
 fs_echo "$M/auto" 0
 ht_eq "echo 0 > auto" 0 "$FS_RC"
 ht_eq "kept in the state directory" 0 "$(cat "$S/auto")"
-ht_check "unmount" admin_umount
-ht_check "mount again (auto = 1 in the configuration)" admin_mount
+ht_check "unmount" fs_conf_umount
+ht_check "mount again (auto = 1 in the configuration)" fs_conf_mount
 ht_eq "the written 0 wins over the configuration" 0 "$(cat "$M/auto")"
 fs_echo "$M/auto" 1
-ht_check "unmount" admin_umount
-ht_check "mount again" admin_mount
+ht_check "unmount" fs_conf_umount
+ht_check "mount again" fs_conf_mount
 ht_eq "the written 1 survived the restart" 1 "$(cat "$M/auto")"
 ht_match "the status says so" "auto: 1" "$(cat "$M/status")"
 ht_match "the start said where it came from" "auto-on set=- result=ok pause_us=- from=state uid=0" \
@@ -109,7 +105,7 @@ fs_expect_errno "retries = 2: a function that never leaves: EBUSY in the end" "D
 ev=$(grep "apply pid=$spin " "$M/events")
 ht_eq "... three tries: two retried and the last" 3 "$(wc -l <<<"$ev")"
 ht_match "... each an event" "result=EBUSY .*try=1.*result=EBUSY .*try=2.*result=EBUSY" "$(tr '\n' ' ' <<<"$ev")"
-ht_check "unmount" admin_umount
+ht_check "unmount" fs_conf_umount
 
 # ---- the system log: every event, with the caller's uid ----------------------------------------
 # A private mount namespace whose /dev is a tmpfs with /dev/log linked to a

@@ -19,8 +19,6 @@ C=$T/hotpatchfs.conf
 M=$T/mnt
 ht_check "a store with demo-server's 2026-02 set" fs_demo_store
 
-policy_mount() { fs_mount "$M" --config "$C" --state-dir "$S"; }
-policy_umount() { fusermount3 -u "$M" && ht_wait_exit "$FS_PID" 15; }
 # write_back FILE TEXT: one write, then the outcome read back from the same handle (as hp does).
 write_back() {
 	python3 -c 'import os, sys
@@ -39,7 +37,7 @@ ht_spawn "$T/skip-server"; skip=$HT_LAST_PID
 ht_spawn "$T/exe-server"; exe=$HT_LAST_PID
 
 : >"$C"
-ht_check "mount (a configuration without exclusions)" policy_mount
+ht_check "mount (a configuration without exclusions)" fs_conf_mount
 ht_eq "status: no exclusion listed" "" "$(grep '^exclude-' "$M/status")"
 printf '# opted out by the admin\nexclude-name = skip-server\nexclude-exe = %s\n' "$T/exe-server" >"$C"
 kill -HUP "$FS_PID"
@@ -136,15 +134,15 @@ ht_eq "echo PID > revert: its PID still reverts it" 0 "$FS_RC"
 ht_match "... reverted" "applied=- " "$(HP_STORE=$S2 "$HP_BIN" status "$other" 2>/dev/null)"
 
 # ---- a restart of the daemon reads the file ----------------------------------------------------------
-ht_check "unmount" policy_umount
-ht_check "mount again" policy_mount
+ht_check "unmount" fs_conf_umount
+ht_check "mount again" fs_conf_mount
 ht_match "after the restart: the exclusions of the file" "exclude-name: skip-server" "$(cat "$M/status")"
 out=$(write_back "$M/apply" "all")
 ht_match "echo all > apply: still left alone" "^$skip excluded exclude-name=skip-server comm=skip-server\$" "$out"
 ht_eq "... not patched" not-up-to-date "$(state_of "$skip")"
 fs_echo "$M/apply" "$skip"
 ht_eq "explicit apply once more" 0 "$FS_RC"
-ht_check "unmount" policy_umount
+ht_check "unmount" fs_conf_umount
 
 # ---- hp with no daemon: the same file ($HP_CONFIG here; /etc/hotpatch/hotpatchfs.conf by default) --------
 export HP_MOUNT=$M

@@ -17,13 +17,23 @@
 #   4242 nginx: ok hotpatched
 #   4243 nginx: failed: Device or resource busy
 #
-# Exit status: 0 all patched, 1 at least one failed, 2 usage error or
-# nothing to patch.
+# Processes chosen by -n or -u are chosen for the admin, as "all" is: one
+# the daemon's configuration excludes (exclude-exe, exclude-name,
+# exclude-unit: its processes/PID/status says "excluded: RULE") is left
+# alone, not a failure:
+#
+#   4244 nginx: excluded by the configuration (exclude-unit=legacy.service): left alone
+#
+# A PID given as an argument is patched whatever the exclusions say.
+#
+# Exit status: 0 all patched (or excluded), 1 at least one failed, 2 usage
+# error or nothing to patch.
 set -u
 
 mnt=${HP_MOUNT:-/hp}
 month=""
 pids=()
+chosen=()   # PIDs found by -n or -u (exclusions apply to them)
 
 usage() {
 	echo "usage: apply-all.sh [-m MOUNTPOINT] [-M MONTH] {-n NAME | -u UNIT | PID...}" >&2
@@ -34,14 +44,14 @@ while getopts "m:M:n:u:h" opt; do
 	case $opt in
 	m) mnt=$OPTARG ;;
 	M) month=$OPTARG ;;
-	n) mapfile -t -O "${#pids[@]}" pids < <(pgrep -x -- "$OPTARG") ;;
+	n) mapfile -t -O "${#chosen[@]}" chosen < <(pgrep -x -- "$OPTARG") ;;
 	u)
 		cg=$(systemctl show -p ControlGroup --value -- "$OPTARG" 2>/dev/null) || cg=""
 		if [ -z "$cg" ] || [ ! -r "/sys/fs/cgroup$cg/cgroup.procs" ]; then
 			echo "apply-all.sh: unit $OPTARG: no control group (not running?)" >&2
 			exit 2
 		fi
-		mapfile -t -O "${#pids[@]}" pids <"/sys/fs/cgroup$cg/cgroup.procs"
+		mapfile -t -O "${#chosen[@]}" chosen <"/sys/fs/cgroup$cg/cgroup.procs"
 		;;
 	*) usage ;;
 	esac
@@ -51,6 +61,13 @@ for p in "$@"; do
 	case $p in
 	'' | *[!0-9]*) echo "apply-all.sh: not a PID: $p" >&2; exit 2 ;;
 	esac
+	pids+=("$p")
+done
+declare -A named=()
+for p in "${pids[@]}"; do named[$p]=1; done
+for p in "${chosen[@]}"; do
+	[ -n "${named[$p]:-}" ] && continue
+	named[$p]=0
 	pids+=("$p")
 done
 if [ "${#pids[@]}" -eq 0 ]; then
@@ -65,6 +82,13 @@ fi
 failed=0
 for pid in "${pids[@]}"; do
 	comm=$(cat "/proc/$pid/comm" 2>/dev/null) || comm="?"
+	if [ "${named[$pid]}" = 0 ]; then
+		rule=$(sed -n 's/^excluded: \(.*\) ("all" and auto-apply.*$/\1/p' "$mnt/processes/$pid/status" 2>/dev/null)
+		if [ -n "$rule" ]; then
+			echo "$pid $comm: excluded by the configuration ($rule): left alone"
+			continue
+		fi
+	fi
 	# The write does the work and carries the errno; keep the message, drop
 	# the shell's "line N: printf: write error:" prefix.
 	if err=$({ printf '%s\n' "$pid${month:+ $month}" >"$mnt/apply"; } 2>&1); then

@@ -10,7 +10,11 @@
 # process.
 #
 # Run 1: copy module; targets by name (pgrep -x) plus a PID that is gone;
-#        the play fails at the end, after the report, naming that PID.
+#        the play fails at the end, after the report, naming that PID. A
+#        third process of that name runs a copy of the program that the
+#        daemon's configuration excludes (exclude-exe): left alone, and
+#        the play says so (not a failure); named by PID (run 3) it is
+#        patched.
 # Run 2: the daemon killed (a stale mount); shell redirection; the store
 #        synced with the git module instead of hp; the role
 #        clears the mount and starts a new daemon; the store and the patches
@@ -69,6 +73,15 @@ ht_eq "target answers with the original code" "10 105" "$(et_query 5)"
 true &
 gone=$!
 wait "$gone"
+# The excluded one: the same program (same build-id) under another path.
+mkdir "$T/excl"
+cp "$T/$NAME" "$T/excl/$NAME"
+printf 'exclude-exe = %s\n' "$T/excl/$NAME" >"$T/hotpatchfs.conf"
+mkfifo "$T/fifo.e"
+ht_spawn "$T/excl/$NAME" "$T/fifo.e"
+E=$HT_LAST_PID E_OUT=$HT_LAST_OUT
+ht_wait_for 10 grep -q '^ready' "$E_OUT"
+EXCL="exclude-exe=$T/excl/$NAME"
 
 # Ansible keeps everything under $T: no ~/.ansible, no /tmp/ansible-*.
 export HOME=$T/home
@@ -98,7 +111,8 @@ play() {
 common='"hotpatch_become": false, "hotpatch_service_manager": "direct",
 	"hotpatch_mountpoint": "'$MNT'", "hotpatch_store": "'$STORE'",
 	"hotpatch_runtime_dir": "'$RUN'", "hotpatch_remote": "'$CENTRAL'",
-	"hotpatch_hp": "'$HP_BIN'", "hotpatchfs_bin": "'$FS_BIN'"'
+	"hotpatch_hp": "'$HP_BIN'", "hotpatchfs_bin": "'$FS_BIN'",
+	"hotpatchfs_config": "'$T/hotpatchfs.conf'"'
 
 # --- check mode on a fresh host ------------------------------------------------------
 play '{'"$common"', "hotpatch_process_name": "'$NAME'"}' --check
@@ -130,6 +144,12 @@ for pid in "${targets[@]}"; do
 	ht_match "run 1: hp status $pid says hotpatched" 'hotpatched' \
 		"$(hp status "$pid" --store "$STORE" 2>&1)"
 done
+ht_match "run 1: the excluded process named $NAME: left alone, said" \
+	"\"$E: excluded by the configuration \($EXCL\): left alone\"" "$out"
+ht_match "run 1: $MNT/processes/$E/status: not patched, excluded" \
+	"state: not-up-to-date.*excluded: $EXCL" "$(tr '\n' ' ' <"$MNT/processes/$E/status" 2>&1)"
+ET_PID=$E ET_FIFO=$T/fifo.e ET_OUT=$E_OUT
+ht_eq "the excluded process runs the original code" "10 105" "$(et_query 5)"
 ht_match "run 1: result line for the gone PID" "\"$gone: failed: \\[Errno 3\\] No such process\"" "$out"
 ht_match "run 1: the play names it" "hotpatch failed for $gone\"" "$out"
 ht_match "run 1: report fact printed" '"hotpatch_report": \[' "$out"
@@ -180,21 +200,26 @@ new_target() { # FIFO: start one more target; its PID in $new_pid
 }
 new_target "$T/fifo.x"
 X=$new_pid
-play '{'"$common"', "hotpatch_pids": ['"$X"']}' --check
+play '{'"$common"', "hotpatch_pids": ['"$X"'], "hotpatch_process_name": "'$NAME'"}' --check
 out=$(cat "$T/play.out")
 ht_eq "--check on the set-up host: the play succeeds" 0 "$play_rc"
 ht_match "--check: names what it would apply to the new process, and that now is safe" \
 	"$X: not-up-to-date: would apply 2026.01/2026-02/fix; safe now: yes" "$out"
+ht_match "--check: the excluded process: left alone, said" \
+	"$E: excluded by the configuration \($EXCL\): left alone" "$out"
 ht_match "--check: the new process is not patched" "state: not-up-to-date" \
 	"$(hp status "$X" --store "$STORE" 2>&1)"
-play '{'"$common"', "hotpatch_pids": ['"$X"'], "hotpatch_apply_method": "hp"}'
+play '{'"$common"', "hotpatch_pids": ['"$X, $E"'], "hotpatch_apply_method": "hp"}'
 out=$(cat "$T/play.out")
 ht_eq "run 3 (hp): the play succeeds" 0 "$play_rc"
 ht_match "run 3: the new process patched, changed" "\"$X: ok \(changed\)\"" "$out"
+ht_match "run 3: the excluded process, named by PID, patched" "\"$E: ok \(changed\)\"" "$out"
+ET_PID=$E ET_FIFO=$T/fifo.e ET_OUT=$E_OUT
+ht_eq "the excluded process, named by PID, runs the patched code" "80 205" "$(et_query 5)"
 ht_match "run 3: the apply task says changed" 'TASK \[hotpatch : Apply \(hp, through the mount\)\] \*+ changed:' \
 	"$(tr '\n' ' ' <"$T/play.out")"
 ht_match "run 3: hotpatched" "state: hotpatched" "$(hp status "$X" --store "$STORE" 2>&1)"
-play '{'"$common"', "hotpatch_pids": ['"$X"'], "hotpatch_apply_method": "hp"}'
+play '{'"$common"', "hotpatch_pids": ['"$X, $E"'], "hotpatch_apply_method": "hp"}'
 out=$(cat "$T/play.out")
 ht_eq "run 4 (the same again): the play succeeds" 0 "$play_rc"
 ht_match "run 4: changed=0 (nothing was patched)" 'localhost +: ok=[0-9]+ +changed=0 ' "$out"
@@ -238,7 +263,9 @@ for pid in "${targets[@]}"; do
 	ht_match "apply-all.sh: line for $pid" "^$pid $NAME: ok hotpatched\$" "$out"
 done
 ht_match "apply-all.sh: line for the gone PID" "^$gone \\?: failed: No such process\$" "$out"
-ht_eq "apply-all.sh: summary on stderr" "apply-all.sh: 1 of 4 processes failed" "$(cat "$T/err")"
+ht_match "apply-all.sh -n: the excluded process left alone, said" \
+	"^$E $NAME: excluded by the configuration \\($EXCL\\): left alone\$" "$out"
+ht_eq "apply-all.sh: summary on stderr" "apply-all.sh: 1 of 5 processes failed" "$(cat "$T/err")"
 ht_eq "target 3 runs the patched code" "80 205" "$(et_query 5)"
 out=$(HP=$HP_BIN "$EX/monthly-rollout.sh" -m "$MNT" -s "$STORE" "$CENTRAL" "$NAME" 2>&1)
 ht_eq "monthly-rollout.sh NAME: exit 0" 0 "$?"

@@ -196,16 +196,29 @@ bool hpfs_ll_quick(uint32_t opcode, uint64_t nodeid)
 	case FUSE_READ:
 	case FUSE_FLUSH:
 	case FUSE_RELEASE:
-		/* a catalog file's: a blob of the snapshot (state and control
-		 * files are computed, or do their work, in these) */
-		pthread_mutex_lock(&nodes_lock);
-		n = by_ino(nodeid);
-		quick = n && n->id.kind->quick;
-		pthread_mutex_unlock(&nodes_lock);
-		return quick;
+	case FUSE_SETATTR:
+		break;
 	default:
 		return false;
 	}
+	pthread_mutex_lock(&nodes_lock);
+	n = by_ino(nodeid);
+	if (n) {
+		const struct hpfs_kind *k = n->id.kind;
+		bool attr = k->show || k->store; /* a state or control file */
+
+		if (k->quick && opcode != FUSE_SETATTR)
+			quick = true; /* a catalog file's: a blob of the snapshot */
+		else if (opcode == FUSE_OPEN)
+			quick = attr && !k->show; /* a control file with nothing to show */
+		else if (opcode != FUSE_READ)
+			/* a state or control file's truncation, flush and release check
+			 * and free; its contents are made at open, its command run by
+			 * the WRITE */
+			quick = attr;
+	}
+	pthread_mutex_unlock(&nodes_lock);
+	return quick;
 }
 
 /* A copy of INO's id (free ret->sub), or -ENOENT for a forgotten inode. */

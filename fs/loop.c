@@ -11,7 +11,9 @@
  * sleep at once: after each request it reads /dev/fuse (non-blocking) for
  * up to busy_poll_us before it sleeps in poll(), and a caller that asks
  * again within that time (the next file of a walk, the RELEASE after an
- * OPEN) finds it awake. One thread at a time receives; the others sleep.
+ * OPEN) finds it awake, yielding its CPU between two reads to any thread
+ * waiting for it (the caller, about to ask again, is often one). One thread
+ * at a time receives; the others sleep.
  *
  * Quick requests (names, attributes, listings, the catalog's files:
  * hpfs_ll_quick) are answered by the receiving thread itself, which then
@@ -20,6 +22,11 @@
  * role on: an idle thread is woken, or a new one started (up to
  * max_threads), so that it never holds up other requests;
  * the thread that finishes a request receives again if nobody does.
+ * While such a request runs, the receiver does not spin: it sleeps in
+ * poll() at once. Its spinning took the CPU the apply itself (and the
+ * target it stops) needed: on 2 CPUs with one taken by the target, the
+ * OPEN of the next `echo PID > apply` waited 500 us for a time slice
+ * instead of 90 (tests/bench/README.md).
  *
  * A stop: fusermount3 -u (the device read fails with ENODEV) or a signal
  * (libfuse's handlers mark the session exited; they run in the thread that
@@ -30,6 +37,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -54,6 +62,7 @@ struct loop {
 	pthread_mutex_t mu;
 	pthread_cond_t idle;    /* threads waiting to receive */
 	bool receiving;         /* a thread holds the receiving role */
+	unsigned n_running;     /* threads in a request that was handed on (not quick) */
 	bool stop;
 	int error;              /* a failed device read, negative errno */
 	unsigned n_idle;
@@ -109,11 +118,17 @@ static int receive(struct loop *l, struct fuse_buf *buf)
 			continue;
 		if (r != -EAGAIN)
 			return r;
-		/* nothing yet: look again for a while, then sleep */
-		if (!until)
-			until = hp_now_us() + l->busy_poll_us;
-		if (hp_now_us() < until)
-			continue;
+		/* nothing yet: look again for a while (none of ours running), then sleep */
+		if (!__atomic_load_n(&l->n_running, __ATOMIC_RELAXED)) {
+			if (!until)
+				until = hp_now_us() + l->busy_poll_us;
+			if (hp_now_us() < until) {
+				/* spin, but let a thread waiting for this CPU (the
+				 * caller itself, often) run first */
+				sched_yield();
+				continue;
+			}
+		}
 		{
 			struct pollfd p[2] = { { l->fd, POLLIN, 0 }, { l->stop_fd, POLLIN, 0 } };
 
@@ -160,11 +175,14 @@ static void *worker(void *arg)
 			hpfs_ll_quick(h->opcode, h->nodeid);
 		if (!quick) {
 			/* it may take long: somebody else receives meanwhile */
+			__atomic_add_fetch(&l->n_running, 1, __ATOMIC_RELAXED);
 			hand_on(l);
 		}
 		pthread_mutex_unlock(&l->mu);
 		fuse_session_process_buf(l->se, &buf);
 		pthread_mutex_lock(&l->mu);
+		if (!quick)
+			__atomic_sub_fetch(&l->n_running, 1, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&l->mu);
 	free(buf.mem);

@@ -204,7 +204,10 @@ extern const struct hpfs_kind hpfs_root_kind;
 /* An open file's kind (its handle is fi->fh of an open or create), and its release. */
 const struct hpfs_kind *hpfs_fh_kind(const struct hpfs_fh *h);
 void hpfs_fh_release(struct hpfs_fh *h);
-/* At mount (the kernel's offer; ops.c may drop wants) and at unmount. */
+/*
+ * At mount (the kernel's offer; ops.c may drop wants) and at unmount (after
+ * the request loop: the handles whose RELEASE did not come are let go).
+ */
 void hpfs_ops_init(struct fuse_conn_info *conn, double attr_timeout);
 void hpfs_ops_destroy(void);
 

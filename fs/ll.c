@@ -41,6 +41,7 @@
 #define NODE_BUCKETS 65536
 
 static void list_free(struct hpfs_list *d);
+static void dirs_open_free(void);
 
 struct node {
 	fuse_ino_t ino;
@@ -406,6 +407,7 @@ static void ll_destroy(void *data)
 	list_free(root_node.dir);
 	root_node.dir = NULL;
 	pthread_mutex_unlock(&nodes_lock);
+	dirs_open_free();
 }
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -741,7 +743,47 @@ struct hpfs_list {
 	mode_t *modes;
 	size_t n, cap;
 	bool served; /* an opendir's listing was read: offset 0 again makes it afresh */
+	struct hpfs_list *prev, *next; /* an opendir's: on dirs_open until its RELEASEDIR */
 };
+
+/* Open directories (opendir), let go at the unmount if their RELEASEDIR never came (ops.c fh_open). */
+static pthread_mutex_t dirs_open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hpfs_list *dirs_open;
+
+static void dir_opened(struct hpfs_list *d)
+{
+	pthread_mutex_lock(&dirs_open_lock);
+	d->next = dirs_open;
+	if (dirs_open)
+		dirs_open->prev = d;
+	dirs_open = d;
+	pthread_mutex_unlock(&dirs_open_lock);
+}
+
+static void dir_closed(struct hpfs_list *d)
+{
+	if (!d)
+		return;
+	pthread_mutex_lock(&dirs_open_lock);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		dirs_open = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&dirs_open_lock);
+}
+
+/* At the unmount, after the request loop. */
+static void dirs_open_free(void)
+{
+	while (dirs_open) {
+		struct hpfs_list *d = dirs_open;
+
+		dir_closed(d);
+		list_free(d);
+	}
+}
 
 int hpfs_list_add(struct hpfs_list *d, const char *name, mode_t type)
 {
@@ -814,8 +856,12 @@ static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		goto out;
 	}
 	fi->fh = (uintptr_t)d;
-	if (fuse_reply_open(req, fi) != 0)
+	/* before the reply: its RELEASEDIR may come as soon as it is sent */
+	dir_opened(d);
+	if (fuse_reply_open(req, fi) != 0) {
+		dir_closed(d);
 		list_free(d);
+	}
 out:
 	free(id.sub);
 }
@@ -942,6 +988,7 @@ out:
 
 static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	dir_closed((struct hpfs_list *)(uintptr_t)fi->fh);
 	list_free((struct hpfs_list *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }

@@ -21,6 +21,7 @@ ht_check "hp import" "$HP_BIN" import "$T/feb.tar.gz" "$T/misfit.tar.gz" "$T/gre
 
 M=$T/mnt
 ht_check "hotpatchfs mounts" fs_mount "$M"
+fs_out=$HT_LAST_OUT
 fs_mounted "$M" || { ht_end; exit 1; }
 
 # ---- layout -----------------------------------------------------------------
@@ -392,9 +393,17 @@ ht_check "the mount's log has them all (they went through the mount)" \
 	grep -q "apply pid=$spin2 set=- result=EBUSY" "$M/events"
 
 # ---- a clean stop -------------------------------------------------------------------------
+# With a file held open: its RELEASE never comes before the stop (as when a
+# reader closes just before it: the kernel sends RELEASE after close returns).
+# The daemon lets go of such handles at the unmount; the sanitizer build
+# would count each as a leak and exit 1.
+exec 9<"$M/status"
 kill -TERM "$FS_PID"
 ht_wait_exit "$FS_PID" 15
-ht_eq "SIGTERM: the daemon exits 0" 0 "$?"
+rc=$?
+exec 9<&-
+ht_eq "SIGTERM with a file held open: the daemon exits 0" 0 "$rc"
+[ "$rc" = 0 ] || sed 's/^/#   hotpatchfs: /' "$fs_out" >&2
 ht_expect_fail "SIGTERM: no mount is left" 1 '' fs_mounted "$M"
 ht_check "mount again" fs_mount "$M"
 daemon_out=$HT_LAST_OUT

@@ -141,6 +141,8 @@ struct ccmd {
 	struct strv argv;
 };
 
+/* A "command" split as a shell would, nothing expanded (diff.c); ret empty. -EINVAL. */
+int diff_split_command(const char *cmd, struct strv *ret);
 /* compile_commands.json: one command per translation unit; -EINVAL. */
 int diff_ccmds_load(const char *path, struct ccmd **ret, size_t *ret_n);
 void diff_ccmds_release(struct ccmd *v, size_t n);

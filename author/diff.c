@@ -35,6 +35,7 @@
 #ifdef HAVE_CAPSTONE
 #include <capstone/capstone.h>
 #endif
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -46,7 +47,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <wordexp.h>
 
 #include "author-int.h"
 
@@ -241,18 +241,123 @@ void diff_files_release(struct dfile *v, size_t n)
 
 /* ---- compile commands ------------------------------------------------------ */
 
-/* Split a shell command line as a shell would, without expanding anything. */
-static int split_command(const char *cmd, struct strv *ret)
+/* A parameter or command substitution starts at cmd[i] (outside single quotes). */
+static bool expansion_at(const char *cmd, size_t i)
 {
-	wordexp_t we;
+	if (cmd[i] == '`')
+		return true;
+	return cmd[i] == '$' && cmd[i + 1] &&
+	       (isalnum((unsigned char)cmd[i + 1]) || strchr("_{(@*#?$!-", cmd[i + 1]));
+}
+
+static int expansion_err(const char *cmd, size_t i)
+{
+	return hp_err(-EINVAL, "a shell expansion at offset %zu (%.16s): compile commands are "
+		      "not expanded", i, cmd + i);
+}
+
+/*
+ * A "command" of compile_commands.json split into its arguments by the
+ * POSIX shell's quoting rules, with nothing expanded: blanks (space, tab)
+ * separate words; '...' keeps everything literal; "..." keeps everything
+ * but a backslash before $ ` " \ or a newline, which quotes that character
+ * (and drops a newline); an unquoted backslash quotes the next character
+ * (a backslash-newline is dropped). '' and "" are empty arguments.
+ *
+ * What a shell would do more is refused rather than guessed, because its
+ * result would depend on hp's environment, not the build's: a parameter
+ * or command substitution ($NAME, ${...}, $(...), `...`, outside single
+ * quotes), a tilde at the start of a word (someone's home directory), and
+ * an operator outside quotes (| & ; < > ( ) or a newline: more than one
+ * command). Glob characters stay as written: a compile argument that
+ * matched files in the build's directory cannot be matched here.
+ * ret is empty, and filled on success only. -EINVAL with the reason in
+ * the error slot.
+ */
+int diff_split_command(const char *cmd, struct strv *ret)
+{
+	size_t len = strlen(cmd), n = 0, start = 0;
+	struct strv out = { NULL, 0 };
+	char *word = malloc(len + 1); /* no word is longer than the line */
+	bool in_word = false;
 	int r = 0;
 
-	if (wordexp(cmd, &we, WRDE_NOCMD | WRDE_UNDEF) != 0)
-		return -EINVAL;
-	for (size_t i = 0; i < we.we_wordc && r >= 0; i++)
-		r = strv_add(ret, we.we_wordv[i]);
-	wordfree(&we);
-	return r;
+	assert(ret->n == 0);
+	if (!word)
+		return -ENOMEM;
+	for (size_t i = 0; i < len && r >= 0; i++) {
+		char c = cmd[i];
+
+		if (c == ' ' || c == '\t') {
+			if (in_word)
+				r = strv_addn(&out, word, n);
+			in_word = false;
+			n = 0;
+			continue;
+		}
+		if (!in_word)
+			start = i;
+		in_word = true;
+		if (c == '\\') {
+			if (i + 1 == len)
+				r = hp_err(-EINVAL, "a backslash ends the command");
+			else if (cmd[++i] != '\n')
+				word[n++] = cmd[i];
+			else if (start + 1 == i)
+				in_word = false; /* a line continuation between words */
+		} else if (c == '\'') {
+			const char *q = memchr(cmd + i + 1, '\'', len - i - 1);
+			size_t k;
+
+			if (!q) {
+				r = hp_err(-EINVAL, "the single quote at offset %zu is not closed", i);
+				break;
+			}
+			k = (size_t)(q - cmd) - i - 1;
+			memcpy(word + n, cmd + i + 1, k);
+			n += k;
+			i += k + 1;
+		} else if (c == '"') {
+			size_t open = i;
+
+			for (i++; i < len && cmd[i] != '"' && r >= 0; i++) {
+				if (cmd[i] == '\\' && i + 1 < len && strchr("$`\"\\\n", cmd[i + 1])) {
+					if (cmd[++i] != '\n')
+						word[n++] = cmd[i];
+				} else if (expansion_at(cmd, i)) {
+					r = expansion_err(cmd, i);
+				} else {
+					word[n++] = cmd[i];
+				}
+			}
+			if (r >= 0 && i == len)
+				r = hp_err(-EINVAL, "the double quote at offset %zu is not closed", open);
+		} else if (expansion_at(cmd, i)) {
+			r = expansion_err(cmd, i);
+		} else if (c == '~' && start == i) {
+			r = hp_err(-EINVAL, "a tilde at offset %zu would be a home directory: "
+				   "compile commands are not expanded", i);
+		} else if (c == '#' && start == i) {
+			r = hp_err(-EINVAL, "a '#' at offset %zu starts a shell comment", i);
+		} else if (c == '\n') {
+			r = hp_err(-EINVAL, "a newline at offset %zu outside quotes: one compile "
+				   "command is one command", i);
+		} else if (strchr("|&;<>()", c)) {
+			r = hp_err(-EINVAL, "a shell operator '%c' at offset %zu outside quotes: one "
+				   "compile command is one command", c, i);
+		} else {
+			word[n++] = c;
+		}
+	}
+	if (r >= 0 && in_word)
+		r = strv_addn(&out, word, n);
+	free(word);
+	if (r < 0) {
+		strv_release(&out);
+		return r;
+	}
+	*ret = out;
+	return 0;
 }
 
 static char *join_path(const char *dir, const char *p)
@@ -344,10 +449,9 @@ int diff_ccmds_load(const char *path, struct ccmd **ret, size_t *ret_n)
 					   "not a string", path, i);
 				goto out;
 			}
-			r = split_command(json_object_get_string(c), &cc->argv);
-			if (r < 0)
-				r = hp_err(-EINVAL, "compile commands %s: entry %zu: a command a shell "
-					   "cannot split", path, i);
+			r = diff_split_command(json_object_get_string(c), &cc->argv);
+			if (r == -EINVAL)
+				r = hp_err_prefix(r, "compile commands %s: entry %zu: ", path, i);
 		}
 		if (r >= 0 && cc->argv.n == 0)
 			r = hp_err(-EINVAL, "compile commands %s: entry %zu has no command", path, i);

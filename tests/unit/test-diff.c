@@ -138,6 +138,84 @@ static void test_ccmds(void **state)
 	strcpy(path + strlen(path) - 6, "XXXXXX");
 }
 
+/* Split cmd; 0 and the words, joined by '|', in out. */
+static int split(const char *cmd, char *out, size_t size)
+{
+	struct strv sv = { NULL, 0 };
+	int r;
+
+	hp_err_clear();
+	r = diff_split_command(cmd, &sv);
+	out[0] = '\0';
+	for (size_t i = 0; i < sv.n; i++)
+		snprintf(out + strlen(out), size - strlen(out), "%s%s", i ? "|" : "", sv.v[i]);
+	if (r < 0)
+		assert_int_equal(sv.n, 0);
+	strv_release(&sv);
+	return r;
+}
+
+/* The shell's quoting, as sh(1) would hand the words to cc; nothing expanded. */
+static void test_split(void **state)
+{
+	static const struct {
+		const char *cmd, *words;
+	} good[] = {
+		{ "cc -c a.c", "cc|-c|a.c" },
+		{ "  cc\t -c   a.c  ", "cc|-c|a.c" },
+		{ "", "" },
+		{ " \t ", "" },
+		/* single quotes: everything literal, a backslash too */
+		{ "cc '-DX=\"a b\"' -c a.c", "cc|-DX=\"a b\"|-c|a.c" },
+		{ "cc '-DP=\\n$HOME`x`~'", "cc|-DP=\\n$HOME`x`~" },
+		/* double quotes: a backslash quotes $ ` \" \\ only, and keeps the rest */
+		{ "cc \"-DX=\\\"a b\\\"\" \"-DY=\\\\\" \"-DZ=\\n\" \"-DW=\\$\"",
+		  "cc|-DX=\"a b\"|-DY=\\|-DZ=\\n|-DW=$" },
+		/* an unquoted backslash quotes the next character, a blank too */
+		{ "cc -DX=a\\ b -DY=\\\"q\\\" a\\\\b", "cc|-DX=a b|-DY=\"q\"|a\\b" },
+		/* quotes joined to the rest of a word, and empty arguments */
+		{ "cc -D'A'\"B\"C x'' '' \"\"", "cc|-DABC|x||" },
+		/* a backslash-newline is a line continuation, between and in words */
+		{ "cc \\\n -c a\\\nb.c", "cc|-c|ab.c" },
+		/* what only starts an expansion before a name is literal */
+		{ "cc -DX=$ -DY=a$ -D$/ -DZ=a~ -DT=a#b", "cc|-DX=$|-DY=a$|-D$/|-DZ=a~|-DT=a#b" },
+		/* glob characters are kept as written: nothing to match them against */
+		{ "cc -c *.c a?.c [ab].c", "cc|-c|*.c|a?.c|[ab].c" },
+		/* a newline or an operator quoted is a character */
+		{ "cc '-DX=a;b|c' \"-DY=(1)\n\" -DZ=\\&", "cc|-DX=a;b|c|-DY=(1)\n|-DZ=&" },
+	};
+	static const struct {
+		const char *cmd, *msg;
+	} bad[] = {
+		{ "cc 'a", "the single quote at offset 3 is not closed" },
+		{ "cc -DX=\"a b", "the double quote at offset 7 is not closed" },
+		{ "cc \"a\\\"", "the double quote at offset 3 is not closed" },
+		{ "cc a\\", "a backslash ends the command" },
+		{ "cc -I$HOME/inc", "a shell expansion at offset 5 ($HOME/inc): compile commands are not expanded" },
+		{ "cc -DX=\"${Y}\"", "a shell expansion at offset 8 (${Y}\"): compile commands are not expanded" },
+		{ "cc $(pkg-config --cflags z) a.c",
+		  "a shell expansion at offset 3 ($(pkg-config --c): compile commands are not expanded" },
+		{ "cc `date` a.c", "a shell expansion at offset 3 (`date` a.c): compile commands are not expanded" },
+		{ "cc -DX=$1", "a shell expansion at offset 7 ($1): compile commands are not expanded" },
+		{ "cc -I ~/inc", "a tilde at offset 6 would be a home directory: compile commands are not expanded" },
+		{ "cc a.c # comment", "a '#' at offset 7 starts a shell comment" },
+		{ "cd /src && cc -c a.c", "a shell operator '&' at offset 8 outside quotes: one compile command is one command" },
+		{ "cc -c a.c > log", "a shell operator '>' at offset 10 outside quotes: one compile command is one command" },
+		{ "cc -c a.c;", "a shell operator ';' at offset 9 outside quotes: one compile command is one command" },
+		{ "cc -c a.c\ncc -c b.c", "a newline at offset 9 outside quotes: one compile command is one command" },
+	};
+	char words[512];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_int_equal(split(good[i].cmd, words, sizeof(words)), 0);
+		assert_string_equal(words, good[i].words);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(split(bad[i].cmd, words, sizeof(words)), -EINVAL);
+		assert_string_equal(hp_errmsg(-EINVAL), bad[i].msg);
+	}
+}
+
 static void test_ccmds_refused(void **state)
 {
 	static const struct {
@@ -147,7 +225,7 @@ static void test_ccmds_refused(void **state)
 		{ "", "not a JSON array of commands" },
 		{ "{}", "not a JSON array of commands" },
 		{ "[1]", "entry 0 has no directory or file" },
-		/* found by fuzz-diffcc: a null crashed strdup, wordexp or realpath */
+		/* found by fuzz-diffcc: a null crashed strdup, wordexp (since replaced) or realpath */
 		{ "[{\"directory\": null, \"file\": \"a.c\", \"command\": \"cc\"}]",
 		  "entry 0: its directory and file must be strings" },
 		{ "[{\"directory\": \"/\", \"file\": null, \"command\": \"cc\"}]",
@@ -157,7 +235,9 @@ static void test_ccmds_refused(void **state)
 		{ "[{\"directory\": \"/\", \"file\": \"a.c\", \"arguments\": [\"cc\", null]}]",
 		  "entry 0: argument 1 is not a string" },
 		{ "[{\"directory\": \"/\", \"file\": \"a.c\", \"command\": \"cc 'a\"}]",
-		  "entry 0: a command a shell cannot split" },
+		  "entry 0: the single quote at offset 3 is not closed" },
+		{ "[{\"directory\": \"/\", \"file\": \"a.c\", \"command\": \"cc -I$HOME/x\"}]",
+		  "entry 0: a shell expansion at offset 5 ($HOME/x): compile commands are not expanded" },
 		{ "[{\"directory\": \"/\", \"file\": \"a.c\"}]",
 		  "entry 0 has no command" },
 	};
@@ -244,6 +324,7 @@ int main(void)
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_parse_refused),
 		cmocka_unit_test(test_ccmds),
+		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_ccmds_refused),
 		cmocka_unit_test(test_obj_two_rela),
 	};

@@ -888,6 +888,41 @@ int ptr_set_undo(struct ptr_world *w, uint64_t base, uint64_t size, bool on)
 	return 0;
 }
 
+/*
+ * One step of the sys thread t under our registers: on to its next system
+ * call stop (entry or exit) until deadline (0: no bound), a signal
+ * meanwhile kept for later; its registers then into regs (NULL: not read).
+ */
+static int sys_step(struct ptr_world *w, struct ptr_thread *t, uint64_t deadline, uint64_t *regs)
+{
+	int r;
+
+	if (ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) < 0)
+		return -errno;
+	r = wait_stop(w, t->tid, false, &t->sig, deadline);
+	if (r < 0)
+		return r;
+	if (regs && ptrace(PTRACE_GETREGS, t->tid, NULL, regs) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * The sys thread t did not come back in time from what we made it run: it
+ * is left to finish it (and resume itself when let go, at the calling
+ * thread's exit at the latest); no more calls in this process. Its tid.
+ */
+static pid_t sys_lost(struct ptr_world *w, struct ptr_thread *t)
+{
+	pid_t tid = t->tid;
+
+	thread_remove(w, t);
+	stuck_add(w, tid);
+	w->injecting = false;
+	w->lost = true;
+	return tid;
+}
+
 int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *ret)
 {
 	struct ptr_thread *t = ptr_find(w, w->sys_tid);
@@ -907,10 +942,6 @@ int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *r
 	if (r < 0)
 		goto fail;
 	w->injecting = true;
-	if (ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) < 0) {
-		r = -errno;
-		goto fail;
-	}
 	/*
 	 * Bounded when the call runs at the trampoline: a call that blocks
 	 * (mmap waiting for mmap_lock behind a fault on a hung file system)
@@ -919,32 +950,18 @@ int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *r
 	 * into the vDSO with our registers: that wait is not bounded.
 	 */
 	deadline = w->tramp_len ? stop_deadline(w) : 0;
-	r = wait_stop(w, t->tid, false, &t->sig, deadline);
+	r = sys_step(w, t, deadline, NULL); /* the entry stop */
+	if (r == 0)
+		r = sys_step(w, t, deadline, regs); /* the exit stop */
 	if (r < 0)
 		goto fail;
-	if (ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) < 0) {
-		r = -errno;
-		goto fail;
-	}
-	r = wait_stop(w, t->tid, false, &t->sig, deadline);
-	if (r < 0)
-		goto fail;
-	if (ptrace(PTRACE_GETREGS, t->tid, NULL, regs) < 0) {
-		r = -errno;
-		goto fail;
-	}
 	*ret = arch_syscall_result(regs);
 	return 0;
 fail:
 	if (r == -ETIMEDOUT) {
-		/* it runs the trampoline when we let go (the calling thread's
-		 * exit, at the latest): keep it there, make no more calls */
-		pid_t tid = t->tid;
+		/* it runs the trampoline when we let go: keep it there */
+		pid_t tid = sys_lost(w, t);
 
-		thread_remove(w, t);
-		stuck_add(w, tid);
-		w->injecting = false;
-		w->lost = true;
 		return hp_err(-EBUSY, "process %d: remote system call %ld in thread %d did not finish within %u ms",
 			      (int)w->pid, nr, (int)tid, stop_ms(w));
 	}
@@ -1042,21 +1059,11 @@ int ptr_call(struct ptr_world *w, uint64_t func, uint64_t a0, uint64_t a1, uint6
 		goto fail;
 	w->injecting = true;
 	deadline = stop_deadline(w);
-	for (;;) {
-		if (ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) < 0) {
-			r = -errno;
-			goto fail;
-		}
-		r = wait_stop(w, t->tid, false, &t->sig, deadline);
+	do {
+		r = sys_step(w, t, deadline, regs);
 		if (r < 0)
 			goto fail;
-		if (ptrace(PTRACE_GETREGS, t->tid, NULL, regs) < 0) {
-			r = -errno;
-			goto fail;
-		}
-		if (arch_syscall_pc(regs) == stop_pc && arch_syscall_nr(regs) == SYS_getpid)
-			break;
-	}
+	} while (arch_syscall_pc(regs) != stop_pc || arch_syscall_nr(regs) != SYS_getpid);
 	r = ptr_syscall_end(w);
 	if (r == 0) {
 		r = arch_fpstate_restore(t->tid, &fp);
@@ -1070,12 +1077,8 @@ fail:
 	arch_fpstate_release(&fp);
 	if (r == -ETIMEDOUT) {
 		/* the thread finishes the call and resumes itself when let go */
-		pid_t tid = t->tid;
+		pid_t tid = sys_lost(w, t);
 
-		thread_remove(w, t);
-		stuck_add(w, tid);
-		w->injecting = false;
-		w->lost = true;
 		return hp_err(-EBUSY, "process %d: remote call in thread %d did not return within %u ms",
 			      (int)w->pid, (int)tid, stop_ms(w));
 	}

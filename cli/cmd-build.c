@@ -178,7 +178,7 @@ int cmd_build(const struct hp_global *g, int argc, char **argv)
 		case OPT_ALLOW_INLINED: o.allow_inlined = true; break;
 		case 'o': o.output = optarg; break;
 		case 'h':
-			printf("usage: hp %s\n", BUILD_USAGE);
+			hp_help("build", "usage: hp " BUILD_USAGE "\n");
 			goto out;
 		default:
 			if (optopt == 'o' || optopt >= 0x100)

@@ -68,6 +68,23 @@ static void usage(FILE *f)
 		STORE_DEFAULT_PATH);
 }
 
+int hp_help(const char *cmd, const char *text)
+{
+	if (!hp_json_mode) {
+		fputs(text, stdout);
+		return 0;
+	}
+	printf("{\"command\":");
+	if (cmd)
+		hp_json_str(cmd);
+	else
+		printf("null");
+	printf(",\"result\":\"help\",\"usage\":");
+	hp_json_str(text);
+	printf("}\n");
+	return 0;
+}
+
 bool hp_json_mode;
 
 void hp_json_error(const char *cmd, int err, const char *msg)
@@ -191,11 +208,27 @@ int main(int argc, char **argv)
 		free(rest);
 		return hp_usage_error(NULL, "no command (see hp help)");
 	}
-	if (n == 0 || !strcmp(rest[0], "help") || !strcmp(rest[0], "--help") ||
-	    !strcmp(rest[0], "-h")) {
-		usage(n == 0 ? stderr : stdout);
+	if (n == 0) {
+		usage(stderr);
 		free(rest);
-		return n == 0 ? 2 : 0;
+		return 2;
+	}
+	if (!strcmp(rest[0], "help") || is_help(rest[0])) {
+		char *text = NULL;
+		size_t size = 0;
+		FILE *f = open_memstream(&text, &size);
+		int st = 1;
+
+		if (f) {
+			usage(f);
+			if (fclose(f) == 0)
+				st = hp_help(NULL, text);
+		}
+		if (st)
+			fprintf(stderr, "hp: %s\n", strerror(ENOMEM));
+		free(text);
+		free(rest);
+		return st;
 	}
 	if (!strcmp(rest[0], "version") || !strcmp(rest[0], "--version")) {
 		if (g.json)
@@ -212,10 +245,18 @@ int main(int argc, char **argv)
 			/* hp CMD --help (anywhere among its arguments): usage on stdout, exit 0. */
 			for (int k = 1; commands[i].help && k < n; k++) {
 				if (is_help(rest[k])) {
-					printf("usage: hp %s\n\n%s\nGlobal options: --store DIR, --json "
-					       "(see hp(1)).\n", commands[i].usage, commands[i].help);
+					char *text = NULL;
+
 					free(rest);
-					return 0;
+					if (asprintf(&text, "usage: hp %s\n\n%s\nGlobal options: --store "
+						     "DIR, --json (see hp(1)).\n", commands[i].usage,
+						     commands[i].help) < 0) {
+						fprintf(stderr, "hp: %s\n", strerror(ENOMEM));
+						return 1;
+					}
+					st = hp_help(commands[i].name, text);
+					free(text);
+					return st;
 				}
 			}
 			st = commands[i].fn(&g, n, rest);

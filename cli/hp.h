@@ -42,6 +42,11 @@ int hp_usage(const char *usage);
  * returns exit status 2.
  */
 int hp_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * A command's --help (cmd; NULL: hp's own): text on stdout, or under --json
+ * {"command":CMD,"result":"help","usage":TEXT}; returns exit status 0.
+ */
+int hp_help(const char *cmd, const char *text);
 /* JSON string with escaping, to stdout. */
 void hp_json_str(const char *s);
 

@@ -94,4 +94,42 @@ PY
 )
 ht_eq "every case's JSON was judged" "$n" "$judged"
 
+# --help under --json: exit 0, nothing on stderr, and on stdout one JSON
+# object {"command": CMD or null, "result": "help", "usage": TEXT} whose
+# TEXT is what the same command prints without --json.
+help_cases=("help" "--help" "-h" "apply --help" "help apply" "store -h" "build --help" "report --state x --help")
+for i in "${!help_cases[@]}"; do
+	read -r -a argv <<<"${help_cases[i]}"
+	"$HP_BIN" "${argv[@]}" >"$HT_TMP/help.plain.$i" 2>&1
+	"$HP_BIN" --json "${argv[@]}" >"$HT_TMP/help.json.$i" 2>"$HT_TMP/err"
+	ht_eq "hp --json ${help_cases[i]}: exit 0" 0 "$?"
+	ht_eq "hp --json ${help_cases[i]}: nothing on stderr" "" "$(cat "$HT_TMP/err")"
+done
+judged=0
+while IFS= read -r verdict; do
+	judged=$((judged + 1))
+	case $verdict in
+	ok*) ht_ok "${verdict#ok }" ;;
+	*) ht_not_ok "${verdict#bad }" ;;
+	esac
+done < <(python3 - "$HT_TMP" "${help_cases[@]}" <<'PY'
+import json, sys
+d, cases = sys.argv[1], sys.argv[2:]
+for i, args in enumerate(cases):
+    words = args.split()
+    cmd = None if words[0] in ("help", "--help", "-h") and len(words) == 1 else \
+        (words[1] if words[0] == "help" else words[0])
+    plain = open(f"{d}/help.plain.{i}").read()
+    desc = f"hp --json {args}: one JSON object holding the usage text of hp {args}"
+    try:
+        got = json.loads(open(f"{d}/help.json.{i}").read())
+    except ValueError as e:
+        print(f"bad {desc} (not JSON: {e})"); continue
+    want = {"command": cmd, "result": "help", "usage": plain}
+    ok = got == want and plain.startswith("usage: hp")
+    print(("ok " if ok else "bad ") + desc + ("" if ok else f" (got {got}, want {want})"))
+PY
+)
+ht_eq "every --help case's JSON was judged" "${#help_cases[@]}" "$judged"
+
 ht_end

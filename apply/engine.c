@@ -296,7 +296,8 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	r = proc_stat(pid, &state, &st);
 	if (r < 0)
 		return r;
-	view = proc_live_tid(pid);
+	/* the leader's state is the process's: alive, it is the view */
+	view = state != 'Z' && state != 'X' ? pid : proc_live_tid(pid);
 	if (!view)
 		return hp_err(-ESRCH, "process %d has exited (zombie)", (int)pid);
 	op->view = view;
@@ -886,20 +887,46 @@ static void unmap_old(struct op *op)
 
 /*
  * perf's map of the process (unwind.c) from the regions applied now: best
- * effort, an error there does not undo the operation.
+ * effort, an error there does not undo the operation. It is written after
+ * the caller has its answer, by the operation's thread, which holds the
+ * process (pid_lock) until it is done: the next operation on the process
+ * begins after it, and a program that exits waits for it (pool_drain). The
+ * creation, rename or removal of a file in the target's /tmp was a fifth
+ * of an apply's CPU time, all of it in the answer's wait.
  */
-static void perfmap_refresh(struct op *op)
+struct perfmap_job {
+	bool on;
+	pid_t pid;
+	int mem_fd;
+};
+
+static __thread struct perfmap_job perfmap_job = { false, 0, -1 };
+
+/* Hand the process and its memory descriptor over to the deferred write. */
+static void perfmap_defer(struct op *op)
 {
+	/* nothing more is done in the sys thread: let it go first */
+	ptr_resume(&op->w, false);
+	perfmap_job = (struct perfmap_job){ true, op->pid, op->mem_fd };
+	op->mem_fd = -1;
+}
+
+static void perfmap_run(void)
+{
+	struct perfmap_job j = perfmap_job;
 	struct proc_maps maps = { 0 };
 	struct regions rgs = { 0 };
 
-	/* nothing more is done in the sys thread: let it go first */
-	ptr_resume(&op->w, false);
-	if (proc_maps_read(op->pid, &maps) == 0 && regions_read(op->mem_fd, &maps, &rgs) == 0)
-		unwind_perfmap_update(op->pid, &rgs);
+	if (!j.on)
+		return;
+	perfmap_job = (struct perfmap_job){ false, 0, -1 };
+	if (proc_maps_read(j.pid, &maps) == 0 && regions_read(j.mem_fd, &maps, &rgs) == 0)
+		unwind_perfmap_update(j.pid, &rgs);
 	regions_release(&rgs);
 	proc_maps_release(&maps);
+	close(j.mem_fd);
 	hp_err_clear();
+	pid_unlock(j.pid);
 }
 
 static int add_unmap(struct op *op, size_t idx)
@@ -1762,12 +1789,12 @@ static int patch_op(pid_t pid, const struct apply_set *sets, size_t n_sets,
 			goto out;
 	}
 	r = run_steps(&op, apply_steps, sizeof(apply_steps) / sizeof(apply_steps[0]));
-	if (r == 0 && op.n_changed) {
-		perfmap_refresh(&op);
-		prof_mark(&op, "perfmap");
-	}
 	if (r == 0)
 		fill_result(&op, ret, op.n_changed > 0, op.sets[n_sets - 1].set_id);
+	if (r == 0 && op.n_changed) {
+		perfmap_defer(&op); /* it unlocks the process */
+		locked = false;
+	}
 out:
 	if (r < 0)
 		hp_err_prefix(r, "apply %d: ", (int)pid);
@@ -1859,17 +1886,16 @@ static int revert_op(pid_t pid, const char *build_id, const struct apply_opts *o
 	op_set_opts(&op, opts);
 	op.build_id = build_id;
 	r = run_steps(&op, revert_steps, sizeof(revert_steps) / sizeof(revert_steps[0]));
-	if (r == 0) {
-		perfmap_refresh(&op);
-		prof_mark(&op, "perfmap");
-	}
 	if (r == 0)
 		fill_result(&op, ret, true, "");
 out:
 	if (r < 0)
 		hp_err_prefix(r, "revert %d: ", (int)pid);
+	if (r == 0)
+		perfmap_defer(&op); /* it unlocks the process */
 	op_release(&op);
-	pid_unlock(pid);
+	if (r < 0)
+		pid_unlock(pid);
 	return r;
 }
 
@@ -2029,19 +2055,33 @@ struct op_worker {
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct op_worker *pool_idle;
 static size_t pool_n_idle;
+static size_t pool_n_deferred;  /* threads writing a perf map after their answer */
+static pthread_cond_t pool_drained = PTHREAD_COND_INITIALIZER;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 
 /* A forked child has none of its parent's threads: no idle one to wake. */
 static void pool_forget(void)
 {
 	pthread_mutex_init(&pool_lock, NULL);
+	pthread_cond_init(&pool_drained, NULL);
 	pool_idle = NULL;
 	pool_n_idle = 0;
+	pool_n_deferred = 0;
+}
+
+/* At exit: the perf maps being written are finished, not cut short. */
+static void pool_drain(void)
+{
+	pthread_mutex_lock(&pool_lock);
+	while (pool_n_deferred)
+		pthread_cond_wait(&pool_drained, &pool_lock);
+	pthread_mutex_unlock(&pool_lock);
 }
 
 static void pool_init(void)
 {
 	pthread_atfork(NULL, NULL, pool_forget);
+	atexit(pool_drain);
 }
 
 struct op_call {
@@ -2109,17 +2149,24 @@ static void *op_worker_main(void *arg)
 		keep = c->r >= 0 && !ptr_left_traced();
 		pthread_mutex_lock(&pool_lock);
 		wk->job = NULL;
-		if (keep && pool_n_idle < OP_IDLE_MAX) {
-			wk->next = pool_idle;
-			pool_idle = wk;
-			pool_n_idle++;
-		} else {
-			wk->ending = true;
-		}
+		/* decided now: the caller joins a thread that ends */
+		wk->ending = !keep || pool_n_idle + pool_n_deferred >= OP_IDLE_MAX;
+		pool_n_deferred += perfmap_job.on;
 		c->done = true;
 		pthread_cond_signal(&c->done_cond);
+		if (perfmap_job.on) {
+			/* the caller has its answer: the perf map now */
+			pthread_mutex_unlock(&pool_lock);
+			perfmap_run();
+			pthread_mutex_lock(&pool_lock);
+			pool_n_deferred--;
+			pthread_cond_broadcast(&pool_drained);
+		}
 		if (wk->ending)
 			break;
+		wk->next = pool_idle;
+		pool_idle = wk;
+		pool_n_idle++;
 	}
 	pthread_mutex_unlock(&pool_lock);
 	return NULL;

@@ -84,10 +84,29 @@ const struct proc_object *proc_objects_find(const struct proc_objects *o, const 
 	return NULL;
 }
 
-/* The memory reader hp_elf_headers_read() takes: ctx is the mem fd. */
-static int mem_fd_read(void *ctx, uint64_t addr, void *buf, size_t len)
+/*
+ * The memory reader hp_elf_headers_read() takes: the object's first page,
+ * read at once, answers what lies in it (the ELF header, the program
+ * headers and, as ld lays them out, the notes: one read instead of four
+ * per object, each a trip through the kernel's page walk); the rest is read
+ * from the process.
+ */
+struct first_page {
+	int mem_fd;
+	uint64_t start;
+	size_t len;
+	uint8_t data[HP_PAGE_SIZE];
+};
+
+static int first_page_read(void *ctx, uint64_t addr, void *buf, size_t len)
 {
-	return proc_mem_read(*(const int *)ctx, addr, buf, len);
+	const struct first_page *fp = ctx;
+
+	if (addr >= fp->start && len <= fp->len && addr - fp->start <= fp->len - len) {
+		memcpy(buf, fp->data + (addr - fp->start), len);
+		return 0;
+	}
+	return proc_mem_read(fp->mem_fd, addr, buf, len);
 }
 
 /*
@@ -101,11 +120,17 @@ static int object_from_memory(int mem_fd, const struct proc_map *map, struct pro
 	Elf64_Phdr ph[HP_ELF_PHDR_MAX];
 	uint8_t notes[NOTE_MAX_BYTES];
 	struct proc_object o = { 0 };
+	struct first_page fp;
 	bool have_bias = false;
 	size_t nph;
 	int r;
 
-	r = hp_elf_headers_read(mem_fd_read, &mem_fd, map->start, map->end - map->start, &eh, ph);
+	fp.mem_fd = mem_fd;
+	fp.start = map->start;
+	fp.len = map->end - map->start < sizeof(fp.data) ? map->end - map->start : sizeof(fp.data);
+	if (proc_mem_read(mem_fd, fp.start, fp.data, fp.len) < 0)
+		return -ENOENT;
+	r = hp_elf_headers_read(first_page_read, &fp, map->start, map->end - map->start, &eh, ph);
 	if (r < 0)
 		return -ENOENT;
 	nph = (size_t)r;
@@ -140,7 +165,7 @@ static int object_from_memory(int mem_fd, const struct proc_map *map, struct pro
 		if (ph[i].p_type == PT_NOTE && !o.build_id[0]) {
 			size_t len = ph[i].p_filesz < sizeof(notes) ? ph[i].p_filesz : sizeof(notes);
 
-			if (proc_mem_read(mem_fd, o.bias + ph[i].p_vaddr, notes, len) == 0)
+			if (first_page_read(&fp, o.bias + ph[i].p_vaddr, notes, len) == 0)
 				hp_elf_notes_build_id(notes, len, o.build_id);
 		}
 	}

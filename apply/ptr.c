@@ -553,8 +553,6 @@ int ptr_stop_sys(struct ptr_world *w)
 	/* a call left running in the trampoline: it is that thread's now */
 	if (w->lost)
 		return hp_err(-EBUSY, "process %d: a remote system call did not finish", (int)w->pid);
-	if (proc_task_state(w->pid, w->pid, &s) < 0)
-		return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
 	/*
 	 * It is held while the region is loaded (milliseconds on a loaded
 	 * machine): a sleeping thread loses nothing by it (its call restarts),

@@ -55,8 +55,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -427,22 +430,71 @@ static pid_t ns_pid(pid_t pid)
 #define PERFMAP_TAG " [hotpatch "
 #define PERFMAP_MAX (64u << 20)
 
+/*
+ * The process's /tmp, as a directory descriptor: "tmp" resolved inside the
+ * process's root (openat2 RESOLVE_IN_ROOT), so that a /tmp the process
+ * made a symbolic link (in its own user and mount namespaces, or a chroot)
+ * cannot point the daemon at a directory of the host. The files below are
+ * opened, created and renamed relative to it: one walk through
+ * /proc/PID/root instead of one per call.
+ */
+static int target_tmp(pid_t pid)
+{
+	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+	char path[64];
+	int root, fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
+	root = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return hp_err(-errno, "%s: %s", path, strerror(errno));
+	fd = (int)syscall(SYS_openat2, root, "tmp", &how, sizeof(how));
+	if (fd < 0)
+		fd = -errno;
+	close(root);
+	if (fd < 0)
+		return hp_err(fd, "%s/tmp: %s", path, strerror(-fd));
+	return fd;
+}
+
+/* Create a temporary file in DIR: its name into name (cap bytes), its descriptor returned. */
+static int tmp_create(int dir, pid_t nsp, char *name, size_t cap)
+{
+	for (int tries = 0; tries < 16; tries++) {
+		uint32_t rnd;
+		int fd;
+
+		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+			rnd = (uint32_t)hp_now_us() ^ ((uint32_t)tries << 24);
+		snprintf(name, cap, ".perf-%d.map.hp%08" PRIx32, (int)nsp, rnd);
+		fd = openat(dir, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST)
+			return fd >= 0 ? fd : -errno;
+	}
+	return -EEXIST;
+}
+
 int unwind_perfmap_update(pid_t pid, const struct regions *regions)
 {
 	struct hp_buf old = HP_BUF_INIT, out = HP_BUF_INIT;
-	char path[128], tmp[160];
+	char name[64], tmp[64];
 	size_t n_ours = 0, n_funcs = 0;
-	int fd = -1, r = 0;
+	int fd = -1, dir, r = 0;
 	pid_t nsp = ns_pid(pid);
 
-	/* the process's own /tmp (its mount namespace), its own PID: where perf looks */
-	snprintf(path, sizeof(path), "/proc/%d/root/tmp/perf-%d.map", (int)pid, (int)nsp);
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	/* the process's own /tmp (its root), its own PID: where perf looks */
+	dir = target_tmp(pid);
+	if (dir < 0)
+		return dir;
+	snprintf(name, sizeof(name), "perf-%d.map", (int)nsp);
+	fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd >= 0) {
 		struct stat st;
 
 		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > PERFMAP_MAX) {
-			r = hp_err(-EPERM, "%s: not a regular file of a sane size", path);
+			r = hp_err(-EPERM, "/tmp/%s of process %d: not a regular file of a sane size",
+				   name, (int)pid);
 			goto out;
 		}
 		for (;;) {
@@ -455,7 +507,8 @@ int unwind_perfmap_update(pid_t pid, const struct regions *regions)
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0) {
-				r = hp_err(-errno, "read %s: %s", path, strerror(errno));
+				r = hp_err(-errno, "read /tmp/%s of process %d: %s", name, (int)pid,
+					   strerror(errno));
 				goto out;
 			}
 			if (n == 0 || old.len + (size_t)n > PERFMAP_MAX)
@@ -466,7 +519,7 @@ int unwind_perfmap_update(pid_t pid, const struct regions *regions)
 		close(fd);
 		fd = -1;
 	} else if (errno != ENOENT) {
-		r = hp_err(-errno, "%s: %s", path, strerror(errno));
+		r = hp_err(-errno, "/tmp/%s of process %d: %s", name, (int)pid, strerror(errno));
 		goto out;
 	}
 	/* the lines of others (a JIT's) stay as they are; ours are rewritten */
@@ -496,24 +549,27 @@ int unwind_perfmap_update(pid_t pid, const struct regions *regions)
 	if (r < 0 || (!n_ours && !n_funcs))
 		goto out;
 	if (!out.len) {
-		if (unlink(path) < 0 && errno != ENOENT)
-			r = hp_err(-errno, "remove %s: %s", path, strerror(errno));
+		if (unlinkat(dir, name, 0) < 0 && errno != ENOENT)
+			r = hp_err(-errno, "remove /tmp/%s of process %d: %s", name, (int)pid,
+				   strerror(errno));
 		goto out;
 	}
-	snprintf(tmp, sizeof(tmp), "/proc/%d/root/tmp/.perf-%d.map.hpXXXXXX", (int)pid, (int)nsp);
-	fd = mkostemp(tmp, O_CLOEXEC);
+	fd = tmp_create(dir, nsp, tmp, sizeof(tmp));
 	if (fd < 0) {
-		r = hp_err(-errno, "create %s: %s", tmp, strerror(errno));
+		r = hp_err(fd, "create a file in /tmp of process %d: %s", (int)pid, strerror(-fd));
+		fd = -1;
 		goto out;
 	}
 	if (fchmod(fd, 0644) < 0 || write(fd, out.data, out.len) != (ssize_t)out.len ||
-	    rename(tmp, path) < 0) {
-		r = hp_err(-errno ? -errno : -EIO, "write %s: %s", path, strerror(errno));
-		unlink(tmp);
+	    renameat(dir, tmp, dir, name) < 0) {
+		r = hp_err(-errno ? -errno : -EIO, "write /tmp/%s of process %d: %s", name,
+			   (int)pid, strerror(errno));
+		unlinkat(dir, tmp, 0);
 	}
 out:
 	if (fd >= 0)
 		close(fd);
+	close(dir);
 	hp_buf_release(&old);
 	hp_buf_release(&out);
 	return r;

@@ -4,7 +4,9 @@
 # caller), and an exception from a callee passing through a patched frame,
 # are caught before apply, after apply, after a replace (month N over N-1)
 # and after revert; backtrace() inside a patched function sees its callers;
-# perf's map names the patched functions and keeps the lines of others. A
+# perf's map names the patched functions and keeps the lines of others, and
+# is never written outside the process's own root (its /tmp a link to a host
+# directory). A
 # process whose unwinder is not libgcc_s's is refused, as is a patch whose
 # .eh_frame libgcc could not walk; hp build ends .eh_frame.
 . "$HP_TEST_LIB/harness.sh"
@@ -152,6 +154,45 @@ ht_match "without a perf map: apply" '^applied changed=1 ' "$(et_driver apply "$
 ht_eq "without a perf map: made with our two lines" 2 "$(grep -c '\[hotpatch ' "$perfmap")"
 ht_match "without a perf map: revert" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
 ht_check "without a perf map: removed when nothing else is in it" test ! -e "$perfmap"
+
+# a process in a root of its own (a mount namespace and a chroot) whose
+# /tmp is a symbolic link to a directory of the host, by its absolute host
+# path: its perf map is looked for inside its root, where that path leads
+# nowhere, and never written to the host's directory
+if command -v unshare >/dev/null && command -v chroot >/dev/null; then
+	victim=$HT_TMP/victim
+	ns=$HT_TMP/ns
+	root=$HT_TMP/root
+	mkdir -p "$victim" "$ns" "$root"
+	mkfifo "$ns/fifo"
+	saved=("$ET_PID" "$ET_OUT" "$ET_FIFO")
+	ht_spawn unshare -m --propagation private sh -c '
+		set -e
+		r=$1 fix=$2 ns=$3 victim=$4
+		mount -t tmpfs tmpfs "$r"
+		mkdir -p "$r/usr" "$r/etc" "$r/ns" "$r$fix"
+		mount --rbind /usr "$r/usr"
+		mount --rbind /etc "$r/etc"
+		mount --bind "$ns" "$r/ns"
+		mount --bind "$fix" "$r$fix"
+		for d in lib lib64 bin; do [ -e "/usr/$d" ] && ln -s "usr/$d" "$r/$d"; done
+		ln -s "$victim" "$r/tmp"
+		exec chroot "$r" "$fix/unwind-target" /ns/fifo' sh "$root" "$FIX" "$ns" "$victim"
+	ET_PID=$HT_LAST_PID
+	ET_OUT=$HT_LAST_OUT
+	ET_FIFO=$ns/fifo
+	ht_check "own root: the target runs in it" ht_wait_for 10 grep -q '^ready' "$ET_OUT"
+	ht_match "own root, /tmp a link to the host's $victim: applied" '^applied changed=1 ' \
+		"$(et_driver apply "$ET_PID" "$a" 2>&1)"
+	un_round "own root, applied" 103 204 "patch a"
+	ht_eq "own root: nothing written to the host directory its /tmp names" "" \
+		"$(ls -A "$victim")"
+	ht_match "own root: reverted" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
+	ht_eq "own root: still nothing in the host directory" "" "$(ls -A "$victim")"
+	kill "$ET_PID"
+	ht_wait_exit "$ET_PID" 5 >/dev/null 2>&1 || true
+	ET_PID=${saved[0]} ET_OUT=${saved[1]} ET_FIFO=${saved[2]}
+fi
 
 # a patch object whose .eh_frame has no end marker (-nostartfiles, no hp
 # build): libgcc would walk into what follows it

@@ -563,7 +563,9 @@ int ptr_stop_sys(struct ptr_world *w)
 	 * traced, returns EINTR from a call the kernel does not restart. So the
 	 * first sleeping thread other than the leader, else the leader if it
 	 * sleeps, else the first live one, the leader last (it may have left
-	 * by pthread_exit).
+	 * by pthread_exit). The walk ends at the first thread that settles it:
+	 * each state read is a file of /proc opened, formatted and read, and
+	 * a process of 64 threads paid 64 of them for one.
 	 */
 	{
 		pid_t sleeping = 0, live = 0, last = 0;
@@ -572,7 +574,7 @@ int ptr_stop_sys(struct ptr_world *w)
 		r = list_tasks(w->pid, &tids, &n);
 		if (r < 0)
 			return r;
-		for (size_t i = 0; i < n; i++) {
+		for (size_t i = 0; i < n && !(w->want_leader ? ls : sleeping); i++) {
 			if (proc_task_state(w->pid, tids[i], &s) < 0 || s == 'Z' || s == 'X')
 				continue;
 			if (avoided(w, tids[i]))

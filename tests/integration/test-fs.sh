@@ -161,6 +161,27 @@ ht_check "reverted: vulnerable again" fs_wait_output "$FS_SRV_OUT" "accepted 40-
 ht_match "status after revert" "applied=- month=- latest=2026-03 state=not-up-to-date" "$(cat "$M/processes/$P/status")"
 fs_expect_errno "revert with nothing applied: ENOENT" "No such file or directory" "$M/revert" "$P"
 
+# The perf map is written after the answer, the process held until then:
+# applies and reverts back to back never leave it behind the last one.
+ht_check "perf map: none with nothing applied" test ! -e "/tmp/perf-$P.map"
+fs_echo "$M/apply" "$P"
+ht_check "perf map: written after an apply" \
+	ht_wait_for 5 grep -q ' \[hotpatch 2026.01/2026-03/cve-2026-0001\]$' "/tmp/perf-$P.map"
+fails=0
+for _ in $(seq 20); do
+	fs_echo "$M/revert" "$P"
+	[ "$FS_RC" = 0 ] || fails=$((fails + 1))
+	fs_echo "$M/apply" "$P"
+	[ "$FS_RC" = 0 ] || fails=$((fails + 1))
+done
+fs_echo "$M/revert" "$P"
+ht_eq "perf map: 20 reverts and applies back to back, then a revert: all ok" "0 0" "$fails $FS_RC"
+ht_check "perf map: removed after the last revert" ht_wait_for 5 test ! -e "/tmp/perf-$P.map"
+fs_echo "$M/apply" "$P"
+ht_check "perf map: there again after the next apply" \
+	ht_wait_for 5 grep -q ' \[hotpatch 2026.01/2026-03/cve-2026-0001\]$' "/tmp/perf-$P.map"
+fs_echo "$M/revert" "$P"
+
 # ---- Ansible's copy module: temp file in the same directory, renamed over ------------
 tmp=$M/.ansible_tmpabc123apply
 printf '%s\n' "$P" >"$tmp"

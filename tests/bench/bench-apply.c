@@ -54,6 +54,7 @@ struct target {
 };
 
 static char target_path[PATH_MAX + 64];
+static pid_t daemon_pid; /* HP_BENCH_DAEMON_PID: the daemon serving -m's mount */
 static char hp_path[PATH_MAX + 64];
 static char patch_dir[PATH_MAX + 64];
 static char build_id[129];
@@ -740,6 +741,8 @@ static void find_paths(void)
 	*slash = '\0';
 	snprintf(target_path, sizeof(target_path), "%s/../fixtures/bench/bench-target", self);
 	snprintf(patch_dir, sizeof(patch_dir), "%s/../fixtures/bench", self);
+	if (getenv("HP_BENCH_DAEMON_PID"))
+		daemon_pid = (pid_t)atoi(getenv("HP_BENCH_DAEMON_PID"));
 	if (getenv("HP_BIN"))
 		snprintf(hp_path, sizeof(hp_path), "%s", getenv("HP_BIN"));
 	else
@@ -769,6 +772,44 @@ static uint64_t mount_write(const char *file, pid_t pid)
 	if (e)
 		die("echo %d > %s: %s", (int)pid, path, strerror(e));
 	return (t1 - t0) / 1000;
+}
+
+/*
+ * The CPU time of every thread of the daemon serving the mount, ns
+ * (HP_BENCH_DAEMON_PID; the first field of each /proc/PID/task/TID/schedstat):
+ * around an apply and revert pair it holds what the daemon did after its
+ * answers too (the perf map), which the wall time of the writes does not.
+ * 0 when not asked for.
+ */
+static uint64_t daemon_cpu_ns(void)
+{
+	char path[64];
+	uint64_t sum = 0;
+	struct dirent *de;
+	DIR *d;
+
+	if (!daemon_pid)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)daemon_pid);
+	d = opendir(path);
+	if (!d)
+		die("%s: %s", path, strerror(errno));
+	while ((de = readdir(d))) {
+		char p2[sizeof(path) + sizeof(de->d_name) + 16];
+		unsigned long long ns;
+		FILE *f;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(p2, sizeof(p2), "%s/%s/schedstat", path, de->d_name);
+		f = fopen(p2, "r");
+		if (f && fscanf(f, "%llu", &ns) == 1)
+			sum += ns;
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+	return sum;
 }
 
 /* ---- a fleet: the bare stop of each of many processes -------------------- */
@@ -1069,7 +1110,7 @@ int main(int argc, char **argv)
 			uint64_t *fl = calloc(reps, sizeof(uint64_t)), *flg = calloc(reps, sizeof(uint64_t));
 			uint64_t *ap = calloc(reps, sizeof(uint64_t)), *apg = calloc(reps, sizeof(uint64_t));
 			uint64_t *rv = calloc(reps, sizeof(uint64_t)), *rvg = calloc(reps, sizeof(uint64_t));
-			uint64_t *tries = calloc(reps, sizeof(uint64_t));
+			uint64_t *tries = calloc(reps, sizeof(uint64_t)), *dcpu = calloc(reps, sizeof(uint64_t));
 			uint64_t *apgu = calloc(reps, sizeof(uint64_t)), *rvgu = calloc(reps, sizeof(uint64_t));
 			struct prof_acc pa = { .reps = reps }, pr = { .reps = reps };
 			struct stats sfl, sflg, sap = { 0 }, sapg = { 0 }, srv = { 0 }, srvg = { 0 },
@@ -1077,7 +1118,7 @@ int main(int argc, char **argv)
 			char cell[48], base[80], base_seen[80];
 			int done = 0;
 
-			if (!fl || !flg || !ap || !apg || !rv || !rvg || !tries || !apgu || !rvgu)
+			if (!fl || !flg || !ap || !apg || !rv || !rvg || !tries || !dcpu || !apgu || !rvgu)
 				die("out of memory");
 			if (mnt)
 				snprintf(cell, sizeof(cell), "mount.%s", lab);
@@ -1096,7 +1137,7 @@ int main(int argc, char **argv)
 #endif
 				}
 				if (mnt) {
-					uint64_t t0 = now_ns(), t1;
+					uint64_t c0 = daemon_cpu_ns(), t0 = now_ns(), t1;
 
 					ap[done] = mount_write("apply", t.pid);
 					t1 = now_ns();
@@ -1108,6 +1149,7 @@ int main(int argc, char **argv)
 					settle();
 					rvg[done] = target_gap(&t, t0, t1, 0) / 1000;
 					tries[done] = 0;
+					dcpu[done] = daemon_pid ? (daemon_cpu_ns() - c0) / 1000 : 0;
 					done++;
 					continue;
 				}
@@ -1162,6 +1204,9 @@ int main(int argc, char **argv)
 				figure_fmt(sapg.p99, "us", NULL, "%s.seen.apply.p99", cell);
 				figure_fmt(srvg.p50, "us", base_seen, "%s.seen.revert.p50", cell);
 				figure_fmt(srvg.p99, "us", NULL, "%s.seen.revert.p99", cell);
+				if (mnt && daemon_pid)
+					figure_fmt(stats_of(dcpu, done).p50, "us", NULL,
+						   "%s.daemon_cpu.pair.p50", cell);
 				if (!mnt) {
 					figure_fmt((double)str.max, "tries", NULL, "%s.tries.max", cell);
 					figure_fmt(stats_of(apgu, done).p50, "us", NULL,
@@ -1186,6 +1231,7 @@ int main(int argc, char **argv)
 			free(rv);
 			free(rvg);
 			free(tries);
+			free(dcpu);
 			free(apgu);
 			free(rvgu);
 		}

@@ -201,8 +201,10 @@ struct ptr_world {
 	/* ptr_stop_sys takes the leader when it can (a call that allocates:
 	 * unwind.c), not another thread (the rule otherwise) */
 	bool want_leader;
-	bool settled;         /* ptr_wait_settled saw no thread in state D */
-	size_t n_listed;      /* the threads it listed */
+	size_t n_listed;      /* the threads ptr_stop_sys last listed */
+	/* the bound of the wait for threads found in state D during a stop,
+	 * set by the first one met; 0 again once a stop ends (ptr.c) */
+	uint64_t d_deadline;
 };
 
 void ptr_world_init(struct ptr_world *w, pid_t pid, int mem_fd, uint64_t start_time);
@@ -221,13 +223,13 @@ int ptr_stop_sys(struct ptr_world *w);
  * bounded by stop_ms: -EBUSY "thread TID did not stop within N ms (state D)"
  * with every thread but the sys thread let go; the thread that did not stop
  * stays seized until it stops or the calling thread exits (run a world in a
- * thread that ends with the operation). */
+ * thread that ends with the operation). A thread found in uninterruptible
+ * sleep while it is waited for (state D: it would keep every thread held
+ * meanwhile) has every other thread but the sys thread let go, and is
+ * waited for alone: -EAGAIN once it has left D (let go too: stop again;
+ * every such wait until the next stop ends is bounded by one stop_ms),
+ * else -EBUSY as above. */
 int ptr_stop_all(struct ptr_world *w);
-/* Before ptr_stop_all, which does it otherwise: wait (bounded by stop_ms,
- * else -EBUSY) until no thread not held is in uninterruptible sleep, which
- * would not stop and would keep every thread held meanwhile. Reads each
- * thread's state: done apart, it can be done at the caller's priority. */
-int ptr_wait_settled(struct ptr_world *w);
 /* Resume every thread but the sys thread (keep_sys) or all. Fixes up
  * interrupted system calls so the program never sees EINTR. */
 int ptr_resume(struct ptr_world *w, bool keep_sys);

@@ -1206,8 +1206,6 @@ static int step_stop(struct op *op)
 		return r;
 	for (;;) {
 		r = ptr_stop_sys(&op->w);
-		if (r == 0)
-			r = ptr_wait_settled(&op->w);
 		if (r == 0 && op->n_all)
 			r = checker_begin(op->k, op->view, op->all, op->n_all, op->w.n_listed);
 		if (r < 0) {
@@ -1224,9 +1222,16 @@ static int step_stop(struct op *op)
 		r = ptr_stop_all(&op->w);
 		op->w.on_stop = NULL;
 		op->w.on_stop_arg = NULL;
+		if (r < 0)
+			checker_drop(op->k);
+		if (r == -EAGAIN) {
+			/* a thread in state D held nobody while it was waited for,
+			 * and has left it: stop again (ptr_stop_all bounds this) */
+			boost_end(&op->boost);
+			continue;
+		}
 		if (r < 0) {
 			boost_end(&op->boost);
-			checker_drop(op->k);
 			goto fail;
 		}
 		op->n_tries++;

@@ -574,6 +574,7 @@ int ptr_stop_sys(struct ptr_world *w)
 		r = list_tasks(w->pid, &tids, &n);
 		if (r < 0)
 			return r;
+		w->n_listed = n;
 		for (size_t i = 0; i < n && !(w->want_leader ? ls : sleeping); i++) {
 			if (proc_task_state(w->pid, tids[i], &s) < 0 || s == 'Z' || s == 'X')
 				continue;
@@ -629,69 +630,100 @@ int ptr_stop_sys(struct ptr_world *w)
 }
 
 /*
- * Before holding anyone: a thread already in uninterruptible sleep would
- * not stop, and every thread held meanwhile would wait with it (for the
- * whole budget). So wait, holding nobody new, until no thread is in state
- * D; past the deadline fail as if it had not stopped, without having
- * seized it. A thread that enters D after this is caught by the bounded
- * waits. In test builds (-Dtest_hooks=true) HP_ENGINE_TEST_SEIZE_D=1 skips
- * this, so that test-engine-bad can test those waits.
+ * A thread in uninterruptible sleep (state D: a vfork parent, a read from
+ * a hung NFS server) does not reach its stop until it wakes, and every
+ * thread held meanwhile waits with it. Nobody's state is read before the
+ * stop (that was one file of /proc opened, formatted and read per thread,
+ * 63 for a process of 64 threads, before every stop): a thread that has
+ * not stopped STOP_GRACE_US after its wait began has its state read, and
+ * again after twice as long, and so on, at most STOP_GRACE_MAX_US apart.
+ * Found in state D, it has ptr_stop_all let go of every other thread but
+ * the sys thread at once and wait for that one alone (below). A thread
+ * that is running when read, or sleeping in its kernel on the way to its
+ * stop, is waited for on. In test builds (-Dtest_hooks=true)
+ * HP_ENGINE_TEST_SEIZE_D=1 reads no state, so that test-engine-bad can
+ * test the bounded waits of a thread that entered D unseen.
  */
-static int wait_no_dstate(struct ptr_world *w, uint64_t deadline)
+#define STOP_GRACE_US 250
+#define STOP_GRACE_MAX_US 4000
+
+static bool dstate_reads(void)
 {
 #ifdef HP_TEST_HOOKS
 	const char *skip = getenv("HP_ENGINE_TEST_SEIZE_D");
 
 	if (skip && strcmp(skip, "1") == 0)
-		return 0;
+		return false;
 #endif
-	for (;;) {
-		pid_t *tids = NULL, d = 0;
-		size_t n = 0;
-		char st;
-		int r = list_tasks(w->pid, &tids, &n);
+	return true;
+}
 
-		if (r < 0)
+/*
+ * Wait for the interrupt stop of tid, seized and interrupted, until
+ * deadline; 1 when it is found in state D first (still seized, not
+ * stopped), else as wait_stop.
+ */
+static int wait_held(struct ptr_world *w, pid_t tid, uint64_t deadline, bool reads)
+{
+	uint64_t grace = STOP_GRACE_US;
+
+	for (;;) {
+		uint64_t until = reads ? hp_now_us() + grace : deadline;
+		char s;
+		int r;
+
+		if (until > deadline)
+			until = deadline;
+		r = wait_stop(w, tid, true, NULL, until);
+		if (r != -ETIMEDOUT || until == deadline)
 			return r;
-		w->n_listed = n;
-		for (size_t i = 0; i < n && !d; i++)
-			if (!ptr_find(w, tids[i]) && proc_task_state(w->pid, tids[i], &st) == 0 && st == 'D')
-				d = tids[i];
-		free(tids);
-		if (!d)
-			return 0;
-		if (hp_now_us() >= deadline)
-			return hp_err(-EBUSY, "thread %d did not stop within %u ms (state D)", (int)d,
-				      stop_ms(w));
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+		if (proc_task_state(w->pid, tid, &s) == 0 && s == 'D')
+			return 1;
+		grace = grace * 2 > STOP_GRACE_MAX_US ? STOP_GRACE_MAX_US : grace * 2;
 	}
 }
 
-int ptr_wait_settled(struct ptr_world *w)
+/*
+ * Thread t of the stop, seized, was found in state D: every other thread
+ * but the sys thread is let go, and t waited for alone, until the deadline
+ * of the first thread found in D since the last stop that ended (one bound
+ * for however many are met in a row). -EAGAIN once it has stopped (it is
+ * let go too: the caller stops again), else -EBUSY, t left seized (stuck).
+ */
+static int dstate_wait(struct ptr_world *w, struct ptr_thread *t, uint64_t deadline)
 {
-	int r = wait_no_dstate(w, stop_deadline(w));
+	pid_t tid = t->tid;
+	int r;
 
-	w->settled = r == 0;
-	return r;
+	thread_remove(w, t);
+	ptr_resume(w, true);
+	if (!w->d_deadline)
+		w->d_deadline = deadline;
+	r = release_unstopped(w, tid, w->d_deadline);
+	if (r == -ETIMEDOUT) {
+		w->d_deadline = 0;
+		return stuck_err(w, tid);
+	}
+	/* one that keeps going back to D as it is stopped: the same bound */
+	if (hp_now_us() >= w->d_deadline) {
+		w->d_deadline = 0;
+		return hp_err(-EBUSY, "thread %d did not stop within %u ms (state D)", (int)tid,
+			      stop_ms(w));
+	}
+	return -EAGAIN;
 }
 
 int ptr_stop_all(struct ptr_world *w)
 {
 	pid_t *tids = NULL;
 	size_t n = 0;
-	bool first = true;
+	bool first = true, reads = dstate_reads();
 	uint64_t deadline;
 	int r = 0;
 
 	/* one deadline for the whole stop: a thread in uninterruptible sleep
 	 * (vfork, a hung NFS read) must not hold the others, or the caller */
 	deadline = stop_deadline(w);
-	if (!w->settled) {
-		r = wait_no_dstate(w, deadline);
-		if (r < 0)
-			return r;
-	}
-	w->settled = false;
 	w->t_all_stopped_begin = hp_now_us();
 	w->on_stop_r = 0;
 	/* the threads already held (the sys thread) are checked first */
@@ -741,7 +773,9 @@ int ptr_stop_all(struct ptr_world *w)
 		for (size_t i = before; i < w->n;) {
 			struct ptr_thread *t = &w->t[i];
 
-			r = wait_stop(w, t->tid, true, NULL, deadline);
+			r = wait_held(w, t->tid, deadline, reads);
+			if (r == 1)
+				return dstate_wait(w, t, deadline);
 			if (r == -ETIMEDOUT) {
 				pid_t tid = t->tid;
 
@@ -782,10 +816,12 @@ int ptr_stop_all(struct ptr_world *w)
 			break;
 	}
 	w->n_seen = w->n;
+	w->d_deadline = 0;
 	return 0;
 fail:
 	free(tids);
 	ptr_resume(w, true);
+	w->d_deadline = 0;
 	return r;
 }
 
@@ -819,20 +855,27 @@ int ptr_resume(struct ptr_world *w, bool keep_sys)
 	for (size_t i = 0; i < w->n; i++) {
 		struct ptr_thread *t = &w->t[i];
 
-		if (t->tid == w->sys_tid && keep_sys) {
-			w->t[kept++] = *t;
+		if (t->tid == w->sys_tid && keep_sys)
 			continue;
-		}
 		if (t->tid == w->sys_tid && w->injecting) {
 			int e = ptr_syscall_end(w);
 
 			if (e < 0 && !r)
 				r = e;
 		}
-		if (t->stopped) {
+		if (t->stopped)
 			detach(w, t);
-		} else {
-			/* seized on an error path before its stop was seen */
+	}
+	/* then those seized on an error path before their stop was seen,
+	 * once nobody else waits for them (one may be in state D) */
+	for (size_t i = 0; i < w->n; i++) {
+		struct ptr_thread *t = &w->t[i];
+
+		if (t->tid == w->sys_tid && keep_sys) {
+			w->t[kept++] = *t;
+			continue;
+		}
+		if (!t->stopped) {
 			if (!deadline)
 				deadline = stop_deadline(w);
 			release_unstopped(w, t->tid, deadline);

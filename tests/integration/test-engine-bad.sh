@@ -103,11 +103,12 @@ done
 
 # A thread in uninterruptible sleep (a vfork parent: state D) does not stop:
 # the stop gives up within the budget, changes nothing. Found in state D
-# before the stop, it is waited for while no other thread is held; with
-# HP_ENGINE_TEST_SEIZE_D=1 the engine seizes it as if it had entered D just
-# after the listing: it never stops, every other thread is let go, and the
-# thread, seized but never stopped, is let go too (it goes on when its child
-# exits, while the engine's caller still runs). "seized-sigchld": the same
+# while the stop waits for it ("found"), every other thread is let go at
+# once and it is waited for alone; with HP_ENGINE_TEST_SEIZE_D=1 the engine
+# reads no thread's state, as if it had entered D unseen: it never stops,
+# every other thread is held until the budget is spent, then let go, and
+# the thread, seized but never stopped, is let go too (it goes on when its
+# child exits, while the engine's caller still runs). "seized-sigchld": the same
 # with a caller that has its own handler on the signal that bounds the
 # engine's waits, so that the engine falls back to waiting for SIGCHLD.
 # The two "seized" cases need the test hook, so a test build.
@@ -118,10 +119,10 @@ text0=$(et_driver textsum "$ET_PID")
 dstate() { grep -l ') D ' /proc/"$ET_PID"/task/*/stat 2>/dev/null | head -n1 | cut -d/ -f5; }
 has_dstate() { [ -n "$(dstate)" ]; }
 tag=900
-hows="listed seized seized-sigchld"
+hows="found seized seized-sigchld"
 if ! ht_have_test_hooks; then
 	ht_log "skipped: vfork seized, seized-sigchld (HP_ENGINE_TEST_SEIZE_D needs -Dtest_hooks=true)"
-	hows=listed
+	hows=found
 fi
 for how in $hows; do
 	tag=$((tag + 1))
@@ -150,6 +151,24 @@ for how in $hows; do
 		"$(awk '/^TracerPid:/ { print $2 }' "/proc/$ET_PID/task/$dtid/status")"
 	kill "$caller"
 done
+# A thread found in state D while the stop waits for it, which leaves it
+# within the budget: every other thread is let go while it is waited for
+# alone, then the stop starts again and the apply succeeds, after the
+# thread came back from vfork (it could not stop before).
+tag=$((tag + 1))
+printf 'v 2500 %s\n' "$tag" >"$ET_FIFO"
+ht_check "vfork left within the budget: a thread of the target is in state D" \
+	ht_wait_for 5 has_dstate
+dtid=$(dstate)
+out=$(et_driver apply "$ET_PID" "$good" 8000 2>&1)
+ht_match "vfork left within the budget: applied" '^applied changed=1 ' "$out"
+ht_check "vfork left within the budget: ...once the thread was back from vfork" \
+	grep -q "^$tag: vfork done" "$ET_OUT"
+ht_eq "vfork left within the budget: no tracer left on the thread" 0 \
+	"$(awk '/^TracerPid:/ { print $2 }' "/proc/$ET_PID/task/$dtid/status")"
+ht_match "vfork left within the budget: reverted" '^reverted changed=1 ' \
+	"$(et_driver revert "$ET_PID" 2>&1)"
+untouched "vfork left within the budget: after the revert"
 ht_match "vfork: then the apply succeeds" '^applied changed=1 ' "$(et_driver apply "$ET_PID" "$good" 2>&1)"
 out=$(ENGINE_DRIVER_OWN_WAIT_SIG=1 et_driver revert "$ET_PID" 2>&1)
 ht_match "waits on SIGCHLD (the caller owns the engine's signal): revert" '^reverted ' "$out"

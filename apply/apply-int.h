@@ -116,8 +116,10 @@ struct regions {
 };
 
 /* Find and read every patch region of the process (anonymous read-only
- * mappings starting with REGION_MAGIC). Also counts the jumps present. */
-int regions_read(int mem_fd, const struct proc_maps *maps, struct regions *ret);
+ * mappings starting with REGION_MAGIC). Also counts the jumps present.
+ * pid: the candidates' first bytes are read with process_vm_readv, many
+ * in one call; <= 0, or where that fails, each through mem_fd. */
+int regions_read(pid_t pid, int mem_fd, const struct proc_maps *maps, struct regions *ret);
 void regions_release(struct regions *r);
 /* Layout check of a header read from memory (bounds, strings). */
 int region_hdr_check(const struct region_hdr *h, uint64_t map_size);

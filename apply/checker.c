@@ -204,6 +204,7 @@ int checker_begin(struct checker *k, pid_t pid, const struct safety_range *range
 
 int checker_add(struct checker *k, pid_t tid, const uint64_t *regs)
 {
+	bool wake = false;
 	int r = 0;
 
 	if (!k->parallel) {
@@ -238,10 +239,14 @@ int checker_add(struct checker *k, pid_t tid, const uint64_t *regs)
 	k->q[k->n].tid = tid;
 	memcpy(k->q[k->n].regs, regs, sizeof(k->q[k->n].regs));
 	k->n++;
-	if (k->waiting)
-		pthread_cond_signal(&k->work);
+	wake = k->waiting;
 out:
 	pthread_mutex_unlock(&k->mu);
+	/* woken after the unlock: woken under it, the worker would find the
+	 * mutex held and sleep again on it (two wake-ups per thread, and a
+	 * system call for each on this thread, while the process is held) */
+	if (wake)
+		pthread_cond_signal(&k->work);
 	return r;
 }
 

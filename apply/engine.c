@@ -400,7 +400,7 @@ static int op_attach_scan(struct op *op)
 	r = proc_objects_read(op->mem_fd, &op->maps, &op->objs);
 	if (r < 0)
 		return r;
-	r = regions_read(op->mem_fd, &op->maps, &op->regions);
+	r = regions_read(op->pid, op->mem_fd, &op->maps, &op->regions);
 	if (r < 0)
 		return r;
 	r = find_syscall_insn(op);
@@ -920,7 +920,7 @@ static void perfmap_run(void)
 	if (!j.on)
 		return;
 	perfmap_job = (struct perfmap_job){ false, 0, -1 };
-	if (proc_maps_read(j.pid, &maps) == 0 && regions_read(j.mem_fd, &maps, &rgs) == 0)
+	if (proc_maps_read(j.pid, &maps) == 0 && regions_read(j.pid, j.mem_fd, &maps, &rgs) == 0)
 		unwind_perfmap_update(j.pid, &rgs);
 	regions_release(&rgs);
 	proc_maps_release(&maps);
@@ -2339,7 +2339,7 @@ int apply_inspect(pid_t pid, struct apply_proc **ret)
 	if (r == 0)
 		r = proc_objects_read(op.mem_fd, &op.maps, &op.objs);
 	if (r == 0)
-		r = regions_read(op.mem_fd, &op.maps, &op.regions);
+		r = regions_read(pid, op.mem_fd, &op.maps, &op.regions);
 	if (r < 0)
 		goto out;
 	p->objects = calloc(op.objs.n ? op.objs.n : 1, sizeof(*p->objects));

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 
 #include "apply-int.h"
 
@@ -55,14 +56,17 @@ void regions_release(struct regions *r)
 	r->n = 0;
 }
 
-static int region_read(int mem_fd, const struct proc_map *m, struct region *ret)
+/* hdr: the mapping's first bytes when already read, else NULL */
+static int region_read(int mem_fd, const struct proc_map *m, const struct region_hdr *hdr,
+		       struct region *ret)
 {
 	struct region rg = { 0 };
 	size_t fbytes;
 	int r;
 
-	r = proc_mem_read(mem_fd, m->start, &rg.hdr, sizeof(rg.hdr));
-	if (r < 0)
+	if (hdr)
+		rg.hdr = *hdr;
+	else if ((r = proc_mem_read(mem_fd, m->start, &rg.hdr, sizeof(rg.hdr))) < 0)
 		return r;
 	r = region_hdr_check(&rg.hdr, m->end - m->start);
 	if (r < 0)
@@ -118,25 +122,87 @@ static bool region_extent_ok(const struct proc_maps *maps, size_t i, uint64_t si
 	return at >= end;
 }
 
-int regions_read(int mem_fd, const struct proc_maps *maps, struct regions *ret)
+/*
+ * Headers are anonymous, private, read-only (writable only in the instant
+ * between mmap and mprotect, where an engine killed leaves an orphan the
+ * next operation must find): every mapping that may hold one.
+ */
+static bool may_hold_header(const struct proc_map *m)
+{
+	return !m->path && !m->inode && !(m->prot & PROT_EXEC) && (m->prot & PROT_READ) &&
+	       !m->shared && m->end - m->start >= sizeof(struct region_hdr);
+}
+
+#define HDR_BATCH 256
+
+/*
+ * The first bytes of every mapping that may hold a header, as few system
+ * calls as can be: those mappings are mostly the threads' stacks, and one
+ * read of /proc/PID/mem each was 64 system calls for a process of 64
+ * threads, on every apply, revert and inspection. process_vm_readv reads
+ * up to HDR_BATCH ranges a call and stops at the first that does not read
+ * (a mapping gone since the maps were read): that one is left to
+ * region_read's own read (got[i] false), the rest are read on. Without
+ * process_vm_readv (not allowed, pid <= 0) every one is left to it.
+ */
+static void headers_read(pid_t pid, const struct proc_maps *maps, const size_t *idx, size_t n,
+			 struct region_hdr *hdrs, bool *got)
+{
+	struct iovec local[HDR_BATCH], remote[HDR_BATCH];
+	size_t i = 0;
+
+	while (pid > 0 && i < n) {
+		size_t m = n - i < HDR_BATCH ? n - i : HDR_BATCH, full;
+		ssize_t bytes;
+
+		for (size_t j = 0; j < m; j++) {
+			local[j] = (struct iovec){ &hdrs[i + j], sizeof(hdrs[0]) };
+			remote[j] = (struct iovec){ (void *)(uintptr_t)maps->v[idx[i + j]].start,
+						    sizeof(hdrs[0]) };
+		}
+		bytes = process_vm_readv(pid, local, m, remote, m, 0);
+		if (bytes < 0 && errno != EFAULT)
+			return;
+		full = bytes < 0 ? 0 : (size_t)bytes / sizeof(hdrs[0]);
+		for (size_t j = 0; j < full; j++)
+			got[i + j] = true;
+		i += full < m ? full + 1 : m;
+	}
+}
+
+int regions_read(pid_t pid, int mem_fd, const struct proc_maps *maps, struct regions *ret)
 {
 	struct regions rs = { 0 };
-	size_t cap = 0;
+	struct region_hdr *hdrs = NULL;
+	size_t cap = 0, *idx = NULL, n_idx = 0, at = 0;
+	bool *got = NULL;
 	int r = 0;
 
+	for (size_t i = 0; i < maps->n; i++)
+		n_idx += may_hold_header(&maps->v[i]);
+	if (n_idx) {
+		idx = malloc(n_idx * sizeof(*idx));
+		hdrs = malloc(n_idx * sizeof(*hdrs));
+		got = calloc(n_idx, sizeof(*got));
+		if (!idx || !hdrs || !got) {
+			r = -ENOMEM;
+			goto out;
+		}
+		n_idx = 0;
+		for (size_t i = 0; i < maps->n; i++)
+			if (may_hold_header(&maps->v[i]))
+				idx[n_idx++] = i;
+		headers_read(pid, maps, idx, n_idx, hdrs, got);
+	}
 	for (size_t i = 0; i < maps->n; i++) {
 		const struct proc_map *m = &maps->v[i];
 		struct region rg;
+		size_t k;
 
-		/*
-		 * Headers are anonymous, private, read-only (writable only in the
-		 * instant between mmap and mprotect, where an engine killed leaves
-		 * an orphan the next operation must find).
-		 */
-		if (m->path || m->inode || (m->prot & PROT_EXEC) || !(m->prot & PROT_READ) ||
-		    m->shared || m->end - m->start < sizeof(struct region_hdr))
+		if (at == n_idx || idx[at] != i)
 			continue;
-		r = region_read(mem_fd, m, &rg);
+		k = at++;
+		r = region_read(mem_fd, m, got[k] ? &hdrs[k] : NULL, &rg);
 		if (r == -ENOMEM)
 			goto out;
 		if (r < 0)
@@ -164,5 +230,8 @@ int regions_read(int mem_fd, const struct proc_maps *maps, struct regions *ret)
 	r = 0;
 out:
 	regions_release(&rs);
+	free(idx);
+	free(hdrs);
+	free(got);
 	return r;
 }

@@ -114,7 +114,7 @@ static void find_regions(void **state)
 	assert_int_equal(mprotect(text, (size_t)page, PROT_READ | PROT_EXEC), 0);
 
 	assert_int_equal(proc_maps_read(getpid(), &maps), 0);
-	assert_int_equal(regions_read(fd, &maps, &rs), 0);
+	assert_int_equal(regions_read(getpid(), fd, &maps, &rs), 0);
 	assert_int_equal(rs.n, 1);
 	assert_int_equal(rs.v[0].addr, (uint64_t)(uintptr_t)reg);
 	assert_int_equal(rs.v[0].hdr.n_funcs, 2);
@@ -123,10 +123,36 @@ static void find_regions(void **state)
 	assert_int_equal(rs.v[0].n_jumped, 1);
 	regions_release(&rs);
 
+	/* the same without process_vm_readv: each header through the fd */
+	assert_int_equal(regions_read(0, fd, &maps, &rs), 0);
+	assert_int_equal(rs.n, 1);
+	assert_int_equal(rs.v[0].addr, (uint64_t)(uintptr_t)reg);
+	assert_int_equal(rs.v[0].n_jumped, 1);
+	regions_release(&rs);
+
+	/* a mapping that may hold a header (readable, anonymous), right
+	 * before the region, gone since the maps were read: the batched read
+	 * stops at it, and reads on from the region */
+	{
+		struct proc_maps m2 = { 0 };
+
+		assert_int_equal(mprotect(reg - page, (size_t)page, PROT_READ | PROT_WRITE), 0);
+		assert_int_equal(proc_maps_read(getpid(), &m2), 0);
+		assert_int_equal(munmap(reg - page, (size_t)page), 0);
+		assert_int_equal(regions_read(getpid(), fd, &m2, &rs), 0);
+		assert_int_equal(rs.n, 1);
+		assert_int_equal(rs.v[0].addr, (uint64_t)(uintptr_t)reg);
+		assert_string_equal(rs.v[0].funcs[1].name, "two");
+		regions_release(&rs);
+		proc_maps_release(&m2);
+		assert_true(mmap(reg - page, (size_t)page, PROT_NONE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == reg - page);
+	}
+
 	/* region_size (what a later munmap unmaps) beyond anonymous memory:
 	 * not a region of ours */
 	set_size(fd, h, 1ull << 40);
-	assert_int_equal(regions_read(fd, &maps, &rs), 0);
+	assert_int_equal(regions_read(getpid(), fd, &maps, &rs), 0);
 	assert_int_equal(rs.n, 0);
 	regions_release(&rs);
 	{
@@ -144,15 +170,15 @@ static void find_regions(void **state)
 		assert_int_equal(proc_maps_read(getpid(), &maps), 0);
 		/* up to the guard page after it: still ours; over a file: not */
 		set_size(fd, h, (uint64_t)page * 2);
-		assert_int_equal(regions_read(fd, &maps, &rs), 0);
+		assert_int_equal(regions_read(getpid(), fd, &maps, &rs), 0);
 		assert_int_equal(rs.n, 1);
 		regions_release(&rs);
 		set_size(fd, h, (uint64_t)page * 3);
-		assert_int_equal(regions_read(fd, &maps, &rs), 0);
+		assert_int_equal(regions_read(getpid(), fd, &maps, &rs), 0);
 		assert_int_equal(rs.n, 0);
 		regions_release(&rs);
 		set_size(fd, h, (uint64_t)page * 2 + 8);
-		assert_int_equal(regions_read(fd, &maps, &rs), 0);
+		assert_int_equal(regions_read(getpid(), fd, &maps, &rs), 0);
 		assert_int_equal(rs.n, 0);
 		regions_release(&rs);
 		set_size(fd, h, (uint64_t)page * 2);
@@ -160,7 +186,7 @@ static void find_regions(void **state)
 
 	/* a bad magic: not a region */
 	assert_int_equal(proc_mem_write(fd, (uint64_t)(uintptr_t)reg, "XXXXXXXX", 8), 0);
-	assert_int_equal(regions_read(fd, &maps, &rs), 0);
+	assert_int_equal(regions_read(getpid(), fd, &maps, &rs), 0);
 	assert_int_equal(rs.n, 0);
 	regions_release(&rs);
 	regions_release(NULL);

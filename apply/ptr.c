@@ -666,20 +666,29 @@ static bool dstate_reads(void)
 static int wait_held(struct ptr_world *w, pid_t tid, uint64_t deadline, bool reads)
 {
 	uint64_t grace = STOP_GRACE_US;
+	bool again = false;
 
 	for (;;) {
 		uint64_t until = reads ? hp_now_us() + grace : deadline;
+		unsigned slept = counts.n_slept;
 		char s;
 		int r;
 
 		if (until > deadline)
 			until = deadline;
 		r = wait_stop(w, tid, true, NULL, until);
+		if (again) {
+			/* one wait, however many slices (apply_prof's counts) */
+			counts.n_waits--;
+			if (counts.n_slept > slept)
+				counts.n_slept--;
+		}
 		if (r != -ETIMEDOUT || until == deadline)
 			return r;
 		if (proc_task_state(w->pid, tid, &s) == 0 && s == 'D')
 			return 1;
 		grace = grace * 2 > STOP_GRACE_MAX_US ? STOP_GRACE_MAX_US : grace * 2;
+		again = true;
 	}
 }
 

@@ -846,13 +846,11 @@ static int check_entries(struct op *op)
  * must run before us: the calling thread runs SCHED_FIFO from the first
  * PTRACE_INTERRUPT to the last jump written, when it may (root). Without
  * it, the pause on a loaded machine is the scheduler's, not ours. It runs
- * at its own priority again before many threads are let go (and before
- * the work that precedes the stop, reading each thread's state): a FIFO
+ * at its own priority again before many threads are let go: a FIFO
  * thread keeps a CPU from the target's threads, and the first ones let go
  * would wait for it to finish with the last (measured: the stop a 64-
- * thread target sees was 1 ms longer, the reading of states before it
- * and the release after it included). A few threads are let go first
- * (let_go).
+ * thread target sees was 1 ms longer, the release after it included). A
+ * few threads are let go first (let_go).
  */
 static void boost_begin(struct boost *b)
 {

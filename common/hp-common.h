@@ -59,6 +59,31 @@ struct hp_buf {
 };
 #define HP_BUF_INIT { NULL, 0, 0 }
 
+/*
+ * An intrusive doubly linked list, as systemd's LIST_PREPEND/LIST_REMOVE:
+ * each item has prev and next pointers, the list is a pointer to its
+ * first item. The caller holds whatever lock guards it.
+ */
+#define HP_LIST_PREPEND(head, item) \
+	do { \
+		(item)->prev = NULL; \
+		(item)->next = (head); \
+		if (head) \
+			(head)->prev = (item); \
+		(head) = (item); \
+	} while (0)
+
+#define HP_LIST_REMOVE(head, item) \
+	do { \
+		if ((item)->prev) \
+			(item)->prev->next = (item)->next; \
+		else \
+			(head) = (item)->next; \
+		if ((item)->next) \
+			(item)->next->prev = (item)->prev; \
+		(item)->prev = (item)->next = NULL; \
+	} while (0)
+
 void hp_buf_init(struct hp_buf *b);
 void hp_buf_release(struct hp_buf *b);
 int hp_buf_grow(struct hp_buf *b, size_t extra);

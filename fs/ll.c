@@ -753,10 +753,7 @@ static struct hpfs_list *dirs_open;
 static void dir_opened(struct hpfs_list *d)
 {
 	pthread_mutex_lock(&dirs_open_lock);
-	d->next = dirs_open;
-	if (dirs_open)
-		dirs_open->prev = d;
-	dirs_open = d;
+	HP_LIST_PREPEND(dirs_open, d);
 	pthread_mutex_unlock(&dirs_open_lock);
 }
 
@@ -765,12 +762,7 @@ static void dir_closed(struct hpfs_list *d)
 	if (!d)
 		return;
 	pthread_mutex_lock(&dirs_open_lock);
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		dirs_open = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
+	HP_LIST_REMOVE(dirs_open, d);
 	pthread_mutex_unlock(&dirs_open_lock);
 }
 

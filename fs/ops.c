@@ -405,10 +405,7 @@ static struct hpfs_fh *fh_new(const struct hpfs_kind *kind)
 	h->kind = kind;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_lock(&fh_open_lock);
-	h->next = fh_open;
-	if (fh_open)
-		fh_open->prev = h;
-	fh_open = h;
+	HP_LIST_PREPEND(fh_open, h);
 	pthread_mutex_unlock(&fh_open_lock);
 	return h;
 }
@@ -418,12 +415,7 @@ static void fh_free(struct hpfs_fh *h)
 	if (!h)
 		return;
 	pthread_mutex_lock(&fh_open_lock);
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		fh_open = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
+	HP_LIST_REMOVE(fh_open, h);
 	pthread_mutex_unlock(&fh_open_lock);
 	hp_buf_release(&h->data);
 	hp_buf_release(&h->result);

@@ -67,15 +67,20 @@ while IFS='|' read -r args want cmd result line; do
 	ht_eq "hp --json $args: one line on stderr" "$line" "$(cat "$HT_TMP/err")"
 	printf '%s\t%s\t%s\t%s\n' "$args" "$cmd" "$result" "$line" >>"$HT_TMP/json.want"
 done <<<"$cases"
+# judge: lines "ok DESC" or "bad DESC" on stdin, each a check; their count in judged
+judge() {
+	local verdict
+	judged=0
+	while IFS= read -r verdict; do
+		judged=$((judged + 1))
+		case $verdict in
+		ok*) ht_ok "${verdict#ok }" ;;
+		*) ht_not_ok "${verdict#bad }" ;;
+		esac
+	done
+}
 # One python3 for every case: its stdout, one JSON object, and what it says.
-judged=0
-while IFS= read -r verdict; do
-	judged=$((judged + 1))
-	case $verdict in
-	ok*) ht_ok "${verdict#ok }" ;;
-	*) ht_not_ok "${verdict#bad }" ;;
-	esac
-done < <(python3 - "$HT_TMP" <<'PY'
+judge < <(python3 - "$HT_TMP" <<'PY'
 import json, sys
 d = sys.argv[1]
 for i, row in enumerate(open(f"{d}/json.want"), 1):
@@ -105,14 +110,7 @@ for i in "${!help_cases[@]}"; do
 	ht_eq "hp --json ${help_cases[i]}: exit 0" 0 "$?"
 	ht_eq "hp --json ${help_cases[i]}: nothing on stderr" "" "$(cat "$HT_TMP/err")"
 done
-judged=0
-while IFS= read -r verdict; do
-	judged=$((judged + 1))
-	case $verdict in
-	ok*) ht_ok "${verdict#ok }" ;;
-	*) ht_not_ok "${verdict#bad }" ;;
-	esac
-done < <(python3 - "$HT_TMP" "${help_cases[@]}" <<'PY'
+judge < <(python3 - "$HT_TMP" "${help_cases[@]}" <<'PY'
 import json, sys
 d, cases = sys.argv[1], sys.argv[2:]
 for i, args in enumerate(cases):

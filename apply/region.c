@@ -173,65 +173,54 @@ static void headers_read(pid_t pid, const struct proc_maps *maps, const size_t *
 int regions_read(pid_t pid, int mem_fd, const struct proc_maps *maps, struct regions *ret)
 {
 	struct regions rs = { 0 };
-	struct region_hdr *hdrs = NULL;
-	size_t cap = 0, *idx = NULL, n_idx = 0, at = 0;
-	bool *got = NULL;
+	struct region_hdr *hdrs = malloc(HDR_BATCH * sizeof(*hdrs));
+	size_t cap = 0, idx[HDR_BATCH];
+	bool got[HDR_BATCH];
 	int r = 0;
 
-	for (size_t i = 0; i < maps->n; i++)
-		n_idx += may_hold_header(&maps->v[i]);
-	if (n_idx) {
-		idx = malloc(n_idx * sizeof(*idx));
-		hdrs = malloc(n_idx * sizeof(*hdrs));
-		got = calloc(n_idx, sizeof(*got));
-		if (!idx || !hdrs || !got) {
-			r = -ENOMEM;
-			goto out;
-		}
-		n_idx = 0;
-		for (size_t i = 0; i < maps->n; i++)
+	if (!hdrs)
+		return -ENOMEM;
+	/* HDR_BATCH candidates at a time: their headers read, then looked at */
+	for (size_t i = 0; i < maps->n;) {
+		size_t n_idx = 0;
+
+		for (; i < maps->n && n_idx < HDR_BATCH; i++)
 			if (may_hold_header(&maps->v[i]))
 				idx[n_idx++] = i;
+		memset(got, 0, sizeof(got));
 		headers_read(pid, maps, idx, n_idx, hdrs, got);
-	}
-	for (size_t i = 0; i < maps->n; i++) {
-		const struct proc_map *m = &maps->v[i];
-		struct region rg;
-		size_t k;
+		for (size_t k = 0; k < n_idx; k++) {
+			struct region rg;
 
-		if (at == n_idx || idx[at] != i)
-			continue;
-		k = at++;
-		r = region_read(mem_fd, m, got[k] ? &hdrs[k] : NULL, &rg);
-		if (r == -ENOMEM)
-			goto out;
-		if (r < 0)
-			continue;
-		if (!region_extent_ok(maps, i, rg.hdr.region_size)) {
-			free(rg.funcs);
-			continue; /* not a region we made: never unmapped */
-		}
-		if (rs.n == cap) {
-			size_t ncap = cap ? cap * 2 : 4;
-			struct region *v = realloc(rs.v, ncap * sizeof(*v));
-
-			if (!v) {
-				free(rg.funcs);
-				r = -ENOMEM;
+			r = region_read(mem_fd, &maps->v[idx[k]], got[k] ? &hdrs[k] : NULL, &rg);
+			if (r == -ENOMEM)
 				goto out;
+			if (r < 0)
+				continue;
+			if (!region_extent_ok(maps, idx[k], rg.hdr.region_size)) {
+				free(rg.funcs);
+				continue; /* not a region we made: never unmapped */
 			}
-			rs.v = v;
-			cap = ncap;
+			if (rs.n == cap) {
+				size_t ncap = cap ? cap * 2 : 4;
+				struct region *v = realloc(rs.v, ncap * sizeof(*v));
+
+				if (!v) {
+					free(rg.funcs);
+					r = -ENOMEM;
+					goto out;
+				}
+				rs.v = v;
+				cap = ncap;
+			}
+			rs.v[rs.n++] = rg;
 		}
-		rs.v[rs.n++] = rg;
 	}
 	*ret = rs;
 	rs = (struct regions){ 0 };
 	r = 0;
 out:
 	regions_release(&rs);
-	free(idx);
 	free(hdrs);
-	free(got);
 	return r;
 }

@@ -149,6 +149,30 @@ static void find_regions(void **state)
 				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == reg - page);
 	}
 
+	/* more mappings that may hold a header than one batch reads (256):
+	 * 300 more, each its own mapping (a page readable, one not), made
+	 * after the region, so listed before it (mmap goes down) */
+	{
+		struct proc_maps m2 = { 0 };
+		uint8_t *many = mmap(NULL, (size_t)page * 600, PROT_NONE,
+				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		assert_true(many != MAP_FAILED);
+		assert_true(many < reg);
+		for (int i = 0; i < 300; i++)
+			assert_int_equal(mprotect(many + (size_t)page * 2 * i, (size_t)page,
+						  PROT_READ | PROT_WRITE), 0);
+		assert_int_equal(proc_maps_read(getpid(), &m2), 0);
+		assert_true(m2.n > 600);
+		assert_int_equal(regions_read(getpid(), fd, &m2, &rs), 0);
+		assert_int_equal(rs.n, 1);
+		assert_int_equal(rs.v[0].addr, (uint64_t)(uintptr_t)reg);
+		assert_int_equal(rs.v[0].n_jumped, 1);
+		regions_release(&rs);
+		proc_maps_release(&m2);
+		munmap(many, (size_t)page * 600);
+	}
+
 	/* region_size (what a later munmap unmaps) beyond anonymous memory:
 	 * not a region of ours */
 	set_size(fd, h, 1ull << 40);

@@ -311,6 +311,8 @@ uint64_t arch_syscall_pc(const uint64_t *regs);
  * re-issues the call unless a signal handler runs (then EINTR, the
  * program's own). True if changed. */
 bool arch_restart_fixup(int mem_fd, uint64_t *regs);
+/* A thread stopped inside a system call (about to re-issue or finish it), not in its own code. */
+bool arch_in_syscall(const uint64_t *regs);
 
 /* ---- load.c: the patch object ------------------------------------------ */
 

@@ -328,6 +328,11 @@ int64_t arch_syscall_result(const uint64_t *regs)
 	return (int64_t)CR(regs)->rax;
 }
 
+bool arch_in_syscall(const uint64_t *regs)
+{
+	return (int64_t)CR(regs)->orig_rax >= 0;
+}
+
 bool arch_restart_fixup(int mem_fd, uint64_t *regs)
 {
 	struct user_regs_struct *r = R(regs);

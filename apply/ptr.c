@@ -538,66 +538,17 @@ static bool avoided(const struct ptr_world *w, pid_t tid)
 	return false;
 }
 
-int ptr_stop_sys(struct ptr_world *w)
+/*
+ * Hold tid as the sys thread. keep_user: keep it even when it was running
+ * its own code (else it is let go again, -EAGAIN).
+ */
+static int sys_hold(struct ptr_world *w, pid_t tid, bool keep_user)
 {
-	pid_t *tids = NULL;
-	size_t n = 0;
-	pid_t tid = 0;
 	struct ptr_thread *t;
 	uint64_t deadline;
-	char s;
 	int r;
 
-	if (w->sys_tid && ptr_find(w, w->sys_tid))
-		return 0;
-	/* a call left running in the trampoline: it is that thread's now */
-	if (w->lost)
-		return hp_err(-EBUSY, "process %d: a remote system call did not finish", (int)w->pid);
-	/*
-	 * It is held while the region is loaded (milliseconds on a loaded
-	 * machine): a sleeping thread loses nothing by it (its call restarts),
-	 * a running one would stall. Not the leader while there is another:
-	 * kill() asks the leader whether the program ignores a signal, and
-	 * while the leader is traced the kernel queues an ignored one
-	 * (SIGWINCH, SIGCHLD) and may wake any thread with it, which, not
-	 * traced, returns EINTR from a call the kernel does not restart. So the
-	 * first sleeping thread other than the leader, else the leader if it
-	 * sleeps, else the first live one, the leader last (it may have left
-	 * by pthread_exit). The walk ends at the first thread that settles it:
-	 * each state read is a file of /proc opened, formatted and read, and
-	 * a process of 64 threads paid 64 of them for one.
-	 */
-	{
-		pid_t sleeping = 0, live = 0, last = 0;
-		char ls = 0;
-
-		r = list_tasks(w->pid, &tids, &n);
-		if (r < 0)
-			return r;
-		w->n_listed = n;
-		for (size_t i = 0; i < n && !(w->want_leader ? ls : sleeping); i++) {
-			if (proc_task_state(w->pid, tids[i], &s) < 0 || s == 'Z' || s == 'X')
-				continue;
-			if (avoided(w, tids[i]))
-				last = last ? last : tids[i];
-			else if (tids[i] == w->pid)
-				ls = s;
-			else if (s == 'S' && !sleeping)
-				sleeping = tids[i];
-			else if (!live)
-				live = tids[i];
-		}
-		free(tids);
-		if (w->want_leader && ls)
-			tid = w->pid;
-		else
-			tid = sleeping ? sleeping : ls == 'S' ? w->pid : live ? live : ls ? w->pid : last;
-	}
-	if (!tid)
-		return hp_err(-ESRCH, "process %d has no live thread", (int)w->pid);
 	r = seize(w, tid);
-	if (r == -ESRCH)
-		return hp_err(-ESRCH, "process %d exited", (int)w->pid);
 	if (r < 0)
 		return r;
 	deadline = stop_deadline(w);
@@ -617,11 +568,103 @@ int ptr_stop_sys(struct ptr_world *w)
 	if (r < 0) {
 		ptrace(PTRACE_DETACH, tid, NULL, NULL);
 		thread_remove(w, t);
-		return hp_err(-ESRCH, "process %d: thread %d vanished", (int)w->pid, (int)tid);
+		return -ESRCH;
 	}
 	restart_fixup(w, t);
+	if (!keep_user && !arch_in_syscall(t->regs)) {
+		ptrace(PTRACE_DETACH, tid, NULL, NULL);
+		thread_remove(w, t);
+		return -EAGAIN;
+	}
 	t->stopped = true;
 	w->sys_tid = tid;
+	return 0;
+}
+
+/* Threads in state R looked at before the leader is taken instead. */
+#define SYS_PROBE_MAX 4
+
+int ptr_stop_sys(struct ptr_world *w)
+{
+	pid_t *tids = NULL;
+	size_t n = 0;
+	pid_t sleeping = 0, running[SYS_PROBE_MAX], live = 0, last = 0;
+	size_t n_running = 0;
+	char ls = 0, s;
+	int r;
+
+	if (w->sys_tid && ptr_find(w, w->sys_tid))
+		return 0;
+	/* a call left running in the trampoline: it is that thread's now */
+	if (w->lost)
+		return hp_err(-EBUSY, "process %d: a remote system call did not finish", (int)w->pid);
+	/*
+	 * It is held while the region is loaded (milliseconds on a loaded
+	 * machine): a sleeping thread loses nothing by it (its call restarts),
+	 * a running one stalls. Not the leader while another thread may sleep
+	 * in a call: kill() asks the leader whether the program ignores a
+	 * signal, and while the leader is traced the kernel queues an ignored
+	 * one (SIGWINCH, SIGCHLD) and wakes another thread with it, which, not
+	 * traced, returns EINTR from a call the kernel does not restart
+	 * (sigwaitinfo, epoll_wait). So the first sleeping thread other than
+	 * the leader. Without one: right after a release on a loaded machine
+	 * every thread let go is runnable (state R) for milliseconds, on its
+	 * way back into its call, while the leader, let go first, sleeps again;
+	 * taking the leader then let SIGWINCH every 2 ms through as EINTR
+	 * (test-engine-stress: 23 in one run in twenty). So the first few
+	 * running threads are stopped in turn, and the first found inside a
+	 * system call is held; one found running its own code (a thread that
+	 * never sleeps, which an EINTR cannot reach there) is let go at once
+	 * (a stop of a few microseconds) rather than held for the whole load,
+	 * and the leader is held then; else one in uninterruptible sleep (it
+	 * would not stop), the avoided ones last (unwind.c). The leader when
+	 * it is asked for (the call to libgcc_s, unwind.c). The walk ends at
+	 * the first thread that settles it: each state read is a file of /proc
+	 * opened, formatted and read, and a process of 64 threads paid 64 of
+	 * them for one.
+	 */
+	r = list_tasks(w->pid, &tids, &n);
+	if (r < 0)
+		return r;
+	w->n_listed = n;
+	for (size_t i = 0; i < n && !(w->want_leader ? ls : sleeping); i++) {
+		if (proc_task_state(w->pid, tids[i], &s) < 0 || s == 'Z' || s == 'X')
+			continue;
+		if (avoided(w, tids[i]))
+			last = last ? last : tids[i];
+		else if (tids[i] == w->pid)
+			ls = s;
+		else if (s == 'S' && !sleeping)
+			sleeping = tids[i];
+		else if (s != 'S' && s != 'D' && n_running < SYS_PROBE_MAX)
+			running[n_running++] = tids[i];
+		else if (!live)
+			live = tids[i];
+	}
+	free(tids);
+	if (!sleeping && !n_running && !ls && !live && !last)
+		return hp_err(-ESRCH, "process %d has no live thread", (int)w->pid);
+	r = -ESRCH;
+	if (w->want_leader && ls)
+		r = sys_hold(w, w->pid, true);
+	else if (sleeping)
+		r = sys_hold(w, sleeping, true);
+	for (size_t i = 0; r == -ESRCH && !sleeping && i < n_running; i++) {
+		/* the last one is kept whatever it runs when the leader cannot be had */
+		r = sys_hold(w, running[i], !ls && i + 1 == n_running);
+		if (r == -EAGAIN)
+			r = -ESRCH;
+	}
+	if (r == -ESRCH && ls && !(w->want_leader && ls))
+		r = sys_hold(w, w->pid, true);
+	if (r == -ESRCH && live)
+		r = sys_hold(w, live, true);
+	if (r == -ESRCH && last)
+		r = sys_hold(w, last, true);
+	if (r == -ESRCH) /* every thread tried vanished: killed, or exiting */
+		return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
+	if (r < 0)
+		return r;
 	/* PID reuse: the process we stopped must be the one we opened */
 	r = check_same_process(w);
 	if (r < 0)

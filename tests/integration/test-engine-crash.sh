@@ -7,6 +7,8 @@
 # its stop), and it is fully unpatched or fully patched; what the killed
 # engine left (trampoline bytes in padding; before the switch, a region no
 # jump reaches) goes with the next operations: maps and code end as before.
+# Last, held at map in a process where only main sleeps: the thread held is
+# not the leader (docs/engine.md, EINTR).
 . "$HP_TEST_LIB/harness.sh"
 . "$(dirname "$0")/test-engine-lib.sh"
 ht_begin "engine-crash"
@@ -56,5 +58,25 @@ ht_eq "switch: original behaviour" "14 107" "$(et_query 7)"
 ht_eq "switch: maps as before" "$maps0" "$(et_maps)"
 ht_eq "switch: code as before" "$text0" "$(et_driver textsum "$ET_PID")"
 ht_check "no EINTR seen, still running" et_clean
+
+# The sys thread, held alone through the load, is never the leader while
+# other threads run untraced: a signal the program ignores (SIGWINCH) sent
+# to the process is queued while the leader is traced and wakes another
+# thread with EINTR. Here only main sleeps (pause), the others run inside
+# read(2), as every thread does right after a release on a loaded machine.
+et_start pie --kbusy 2
+mark=$HT_TMP/stall.kbusy
+HP_ENGINE_TEST_STALL=map HP_ENGINE_TEST_STALL_FILE=$mark \
+	"$ENGINE_DRIVER" apply "$ET_PID" "$set_a" >/dev/null 2>&1 &
+drv=$!
+ht_track_pid "$drv"
+ht_wait_for 10 test -e "$mark" || ht_log "kbusy: the stall never came"
+traced=$(grep -l '^TracerPid:[[:space:]]*[1-9]' /proc/"$ET_PID"/task/*/status 2>/dev/null |
+	sed 's|.*/task/\([0-9]*\)/status|\1|' | tr '\n' ' ')
+kill -KILL "$drv"
+wait "$drv" 2>/dev/null
+ht_match "held at map, only main asleep: one thread traced (the sys thread)" "^[0-9]+ $" "$traced"
+ht_expect_fail "held at map: the leader is not the thread traced" 1 '' test "$traced" = "$ET_PID "
+ht_check "kbusy: target running, no EINTR" et_clean
 
 ht_end

@@ -8,7 +8,10 @@
 # every 2 ms (ignored by the program: queued only while the engine traces
 # the leader, it must never wake an untraced thread: docs/engine.md, EINTR):
 # it never crashes, never sees EINTR or a bad value. Prints the count and
-# the pauses. (The soak, long mode, adds SIGCONT.)
+# the pauses. An apply or revert refused EBUSY (a patched function running
+# for the whole budget: a safe refusal, which a heavily loaded machine can
+# cause) is tried again up to 3 times and counted (busy_retries), as an
+# admin's retries do. (The soak, long mode, adds SIGCONT.)
 . "$HP_TEST_LIB/harness.sh"
 . "$(dirname "$0")/test-engine-lib.sh"
 ht_begin "engine-stress"

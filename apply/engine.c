@@ -889,8 +889,8 @@ static void unmap_old(struct op *op)
  * the caller has its answer, by the operation's thread, which holds the
  * process (pid_lock) until it is done: the next operation on the process
  * begins after it, and a program that exits waits for it (pool_drain). The
- * creation, rename or removal of a file in the target's /tmp was a fifth
- * of an apply's CPU time, all of it in the answer's wait.
+ * creation, rename or removal of a file in the target's /tmp was a tenth
+ * of the daemon's CPU time per apply, all of it in the answer's wait.
  */
 struct perfmap_job {
 	bool on;
@@ -1889,13 +1889,13 @@ static int revert_op(pid_t pid, const char *build_id, const struct apply_opts *o
 	op_set_opts(&op, opts);
 	op.build_id = build_id;
 	r = run_steps(&op, revert_steps, sizeof(revert_steps) / sizeof(revert_steps[0]));
-	if (r == 0)
+	if (r == 0) {
 		fill_result(&op, ret, true, "");
+		perfmap_defer(&op); /* it unlocks the process */
+	}
 out:
 	if (r < 0)
 		hp_err_prefix(r, "revert %d: ", (int)pid);
-	if (r == 0)
-		perfmap_defer(&op); /* it unlocks the process */
 	op_release(&op);
 	if (r < 0)
 		pid_unlock(pid);

@@ -68,20 +68,30 @@ static void usage(FILE *f)
 		STORE_DEFAULT_PATH);
 }
 
+/*
+ * One line on stdout: {"command":CMD,"result":RESULT,KEY:TEXT}, CMD NULL
+ * printed null; RESULT is ours (an errno's name, "help", "usage"), TEXT
+ * anybody's, escaped.
+ */
+static void json_outcome(const char *cmd, const char *result, const char *key, const char *text)
+{
+	printf("{\"command\":");
+	if (cmd)
+		hp_json_str(cmd);
+	else
+		printf("null");
+	printf(",\"result\":\"%s\",\"%s\":", result, key);
+	hp_json_str(text);
+	printf("}\n");
+}
+
 int hp_help(const char *cmd, const char *text)
 {
 	if (!hp_json_mode) {
 		fputs(text, stdout);
 		return 0;
 	}
-	printf("{\"command\":");
-	if (cmd)
-		hp_json_str(cmd);
-	else
-		printf("null");
-	printf(",\"result\":\"help\",\"usage\":");
-	hp_json_str(text);
-	printf("}\n");
+	json_outcome(cmd, "help", "usage", text);
 	return 0;
 }
 
@@ -91,11 +101,7 @@ void hp_json_error(const char *cmd, int err, const char *msg)
 {
 	const char *name = err < 0 ? strerrorname_np(-err) : NULL;
 
-	printf("{\"command\":");
-	hp_json_str(cmd);
-	printf(",\"result\":\"%s\",\"error\":", name ? name : "error");
-	hp_json_str(msg);
-	printf("}\n");
+	json_outcome(cmd, name ? name : "error", "error", msg);
 }
 
 int hp_fail(const char *cmd, int err)
@@ -111,14 +117,7 @@ int hp_fail(const char *cmd, int err)
 /* {"command":CMD,"result":"usage","error":MSG} on stdout; CMD NULL: null. */
 static void json_usage(const char *cmd, const char *msg)
 {
-	printf("{\"command\":");
-	if (cmd)
-		hp_json_str(cmd);
-	else
-		printf("null");
-	printf(",\"result\":\"usage\",\"error\":");
-	hp_json_str(msg);
-	printf("}\n");
+	json_outcome(cmd, "usage", "error", msg);
 }
 
 int hp_usage(const char *u)

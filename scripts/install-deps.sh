@@ -9,7 +9,7 @@ libfuse3-dev fuse3 libarchive-dev libgit2-dev libelf-dev libcmocka-dev
 libsodium-dev libunwind-dev ansible tar xz-utils zip
 shellcheck man-db groff-base procps libcapstone-dev wrk
 g++ gdb binutils libdw-dev libjson-c-dev patch
-debhelper dpkg-dev clang libclang-rt-dev"
+debhelper dpkg-dev clang libclang-rt-dev util-linux mount coreutils"
 
 missing=""
 for p in $PKGS; do

@@ -179,6 +179,7 @@ struct op {
 	pid_t view;       /* pid, or a live thread when the leader has left */
 	int mem_fd;
 	uint64_t start_time;
+	char comm[HP_COMM_SIZE]; /* as it was at the open */
 	unsigned budget_ms;
 	int (*may_patch)(void *arg, pid_t pid); /* apply_opts.may_patch */
 	void *may_patch_arg;
@@ -187,11 +188,17 @@ struct op {
 	struct proc_maps maps;
 	struct proc_objects objs;
 	struct regions regions;
+	bool scanned;     /* maps, objs and regions read */
 
 	/* apply: the sets, all switched in one stop or none */
 	struct op_set *sets;
 	size_t n_sets;
 	size_t n_changed;
+	/* or chosen once attached (apply_patch_choose): into chosen */
+	apply_choose_fn choose;
+	void *choose_arg;
+	struct apply_set *chosen;
+	bool choose_failed; /* the chooser's own error: passed on as it is */
 	/* settle: the functions marked old-live, and what the look found */
 	struct live_fn {
 		const struct region *rg;
@@ -266,6 +273,7 @@ static void op_release(struct op *op)
 		free(op->sets[i].hdr);
 	}
 	free(op->sets);
+	free(op->chosen);
 	free(op->live);
 	hp_buf_release(&op->busy_msg);
 }
@@ -281,6 +289,7 @@ static void op_set_opts(struct op *op, const struct apply_opts *opts)
 
 static int op_open(struct op *op, pid_t pid, bool rw)
 {
+	struct proc_stat_fields f;
 	char path[96];
 	pid_t view;
 	char state;
@@ -293,9 +302,12 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	if (pid <= 0)
 		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
 	/* -ESRCH when gone; an unreadable stat stays -EIO, its own error */
-	r = proc_stat(pid, &state, &st);
+	r = proc_stat_read(pid, &f);
 	if (r < 0)
 		return r;
+	state = f.state;
+	st = f.start_time;
+	snprintf(op->comm, sizeof(op->comm), "%s", f.comm);
 	/* the leader's state is the process's: alive, it is the view */
 	view = state != 'Z' && state != 'X' ? pid : proc_live_tid(pid);
 	if (!view)
@@ -385,7 +397,47 @@ static int find_syscall_insn(struct op *op)
 	return r;
 }
 
-/* Stop the sys thread and read the process's state as it is now. */
+/* Read the process's state as it is now: its maps, objects and regions. */
+static int op_scan(struct op *op)
+{
+	int r;
+
+	r = proc_maps_read(op->pid, &op->maps);
+	if (r < 0)
+		return r;
+	r = proc_objects_read(op->mem_fd, &op->maps, &op->objs);
+	if (r < 0)
+		return r;
+	r = regions_read(op->pid, op->mem_fd, &op->maps, &op->regions);
+	if (r < 0)
+		return r;
+	op->scanned = true;
+	return 0;
+}
+
+/*
+ * Read before the attach (apply_patch_choose): the memory read is still
+ * the process's, not left behind by an exec since. Our descriptor is tied
+ * to the memory it was opened on, which an exec drops (reads through it
+ * then fail); the held thread keeps any later exec from finishing while
+ * it is held.
+ */
+static int op_same_image(struct op *op)
+{
+	const struct proc_object *exe = op->objs.n ? &op->objs.v[0] : NULL;
+	uint8_t magic[4];
+
+	if (!exe || exe->first_map >= op->maps.n ||
+	    proc_mem_read(op->mem_fd, op->maps.v[exe->first_map].start, magic, sizeof(magic)) < 0 ||
+	    memcmp(magic, "\177ELF", 4) != 0) {
+		hp_err_clear();
+		return hp_err(-ESRCH, "process %d: its program was replaced (exec) while it was read",
+			      (int)op->pid);
+	}
+	return 0;
+}
+
+/* Stop the sys thread and read the process's state as it is now (or check what was read). */
 static int op_attach_scan(struct op *op)
 {
 	int r;
@@ -394,13 +446,7 @@ static int op_attach_scan(struct op *op)
 	if (r < 0)
 		return r;
 	op->attached = true;
-	r = proc_maps_read(op->pid, &op->maps);
-	if (r < 0)
-		return r;
-	r = proc_objects_read(op->mem_fd, &op->maps, &op->objs);
-	if (r < 0)
-		return r;
-	r = regions_read(op->pid, op->mem_fd, &op->maps, &op->regions);
+	r = op->scanned ? op_same_image(op) : op_scan(op);
 	if (r < 0)
 		return r;
 	r = find_syscall_insn(op);
@@ -978,6 +1024,58 @@ static void fill_result(struct op *op, struct apply_result *ret, bool changed, c
 	ret->prof.sys_tid = op->w.sys_tid;
 }
 
+/* Its name ("" when gone meanwhile: the operation finds that out itself). */
+static void read_comm(pid_t pid, struct apply_proc *p)
+{
+	struct hp_buf b = HP_BUF_INIT;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	if (hp_read_file(path, 64, &b) == 0) {
+		b.data[strcspn(b.data, "\n")] = '\0';
+		snprintf(p->comm, sizeof(p->comm), "%s", b.data);
+	}
+	hp_buf_release(&b);
+}
+
+/* The objects and the applied regions of p, from what op read. */
+static int proc_fill(const struct op *op, struct apply_proc *p)
+{
+	p->objects = calloc(op->objs.n ? op->objs.n : 1, sizeof(*p->objects));
+	p->applied = calloc(op->regions.n ? op->regions.n : 1, sizeof(*p->applied));
+	if (!p->objects || !p->applied)
+		return -ENOMEM;
+	for (size_t i = 0; i < op->objs.n; i++) {
+		struct apply_object *o = &p->objects[p->n_objects];
+
+		o->path = strdup(op->objs.v[i].path);
+		if (!o->path)
+			return -ENOMEM;
+		snprintf(o->build_id, sizeof(o->build_id), "%s", op->objs.v[i].build_id);
+		o->bias = op->objs.v[i].bias;
+		p->n_objects++;
+	}
+	for (size_t i = 0; i < op->regions.n; i++) {
+		const struct region *rg = &op->regions.v[i];
+		struct apply_applied *a = &p->applied[p->n_applied];
+
+		if (!rg->n_jumped)
+			continue; /* an orphan: not applied */
+		snprintf(a->build_id, sizeof(a->build_id), "%.128s", rg->hdr.build_id);
+		snprintf(a->set_id, sizeof(a->set_id), "%s", rg->hdr.set_id);
+		snprintf(a->month, sizeof(a->month), "%s", rg->hdr.month);
+		a->region = rg->addr;
+		a->pause_us = rg->hdr.pause_us;
+		a->applied_at = rg->hdr.applied_at;
+		a->n_funcs = rg->hdr.n_funcs;
+		a->n_switched = rg->n_jumped;
+		for (uint32_t k = 0; k < rg->hdr.n_funcs; k++)
+			a->n_old_live += !!(rg->funcs[k].flags & REGION_FUNC_OLD_LIVE);
+		p->n_applied++;
+	}
+	return 0;
+}
+
 /* ---- apply ---------------------------------------------------------------- */
 
 static bool in_object_text(const struct op *op, const struct proc_object *o, uint64_t addr,
@@ -1349,7 +1447,7 @@ static int set_err(const struct op *op, const struct op_set *ts, int r)
 	return op->n_sets > 1 ? hp_err_prefix(r, "%s: ", ts->set_id) : r;
 }
 
-/* parse: every patch object, before the process is touched */
+/* parse: every patch object, before the process is touched (chosen: after the choice) */
 static int step_parse(struct op *op)
 {
 	int r;
@@ -1391,6 +1489,64 @@ static int step_parse(struct op *op)
 		}
 	}
 	return 0;
+}
+
+/*
+ * choose (apply_patch_choose): the process read (not stopped yet: nothing
+ * chosen, nothing stopped), the caller picks the sets from what was read,
+ * and they are checked and parsed as the sets given up front are. None:
+ * the process is left as it was, never stopped. The attach then holds the
+ * sys thread, checks that what was read is still the process's image and
+ * asks the caller's right again.
+ */
+static int step_choose(struct op *op)
+{
+	struct apply_proc p;
+	size_t cap;
+	int n, r;
+
+	if (!op->choose)
+		return 0;
+	r = op_scan(op);
+	if (r < 0)
+		return r;
+	memset(&p, 0, sizeof(p));
+	p.pid = op->pid;
+	p.uid = (uid_t)-1;
+	p.start_time = op->start_time;
+	snprintf(p.comm, sizeof(p.comm), "%s", op->comm);
+	r = proc_fill(op, &p);
+	cap = p.n_objects ? p.n_objects : 1;
+	op->chosen = r == 0 ? calloc(cap, sizeof(*op->chosen)) : NULL;
+	if (r == 0 && !op->chosen)
+		r = -ENOMEM;
+	n = r < 0 ? r : op->choose(op->choose_arg, &p, op->chosen, cap);
+	for (size_t i = 0; i < p.n_objects; i++)
+		free(p.objects[i].path);
+	free(p.objects);
+	free(p.applied);
+	if (n < 0) {
+		op->choose_failed = r == 0;
+		return n;
+	}
+	if ((size_t)n > cap || n > APPLY_MAX_SETS)
+		return hp_err(-EINVAL, "%d sets chosen (0 to %d)", n, APPLY_MAX_SETS);
+	if (n == 0) {
+		op->finished = true;
+		return 0;
+	}
+	op->sets = calloc((size_t)n, sizeof(*op->sets));
+	if (!op->sets)
+		return -ENOMEM;
+	op->n_sets = (size_t)n;
+	for (size_t i = 0; i < op->n_sets; i++) {
+		op->sets[i].set = &op->chosen[i];
+		op->sets[i].m = op->chosen[i].manifest;
+		r = check_set(&op->chosen[i], op->sets[i].set_id, sizeof(op->sets[i].set_id));
+		if (r < 0)
+			return r;
+	}
+	return step_parse(op);
 }
 
 /* Find the set's target and the month it replaces; orphans to unmap. */
@@ -1750,6 +1906,7 @@ static void undo_register(struct op *op)
 
 static const struct step apply_steps[] = {
 	{ "parse", step_parse, NULL, false },
+	{ "choose", step_choose, NULL, false },
 	{ "attach", step_attach, undo_attach, false },
 	{ "check", step_check, NULL, false },
 	{ "map", step_map, undo_map, false },
@@ -1762,14 +1919,14 @@ static const struct step apply_steps[] = {
 	{ "detach", step_detach, NULL, false },
 };
 
-static int patch_op(pid_t pid, const struct apply_set *sets, size_t n_sets,
-		    const struct apply_opts *opts, struct apply_result *ret)
+static int patch_op(pid_t pid, const struct apply_set *sets, size_t n_sets, apply_choose_fn choose,
+		    void *choose_arg, const struct apply_opts *opts, struct apply_result *ret)
 {
 	struct op op;
 	bool locked = false;
 	int r;
 
-	if (!n_sets || n_sets > APPLY_MAX_SETS)
+	if (!choose && (!n_sets || n_sets > APPLY_MAX_SETS))
 		return hp_err(-EINVAL, "apply %d: %zu sets (1 to %d)", (int)pid, n_sets,
 			      APPLY_MAX_SETS);
 	pid_lock(pid);
@@ -1778,13 +1935,15 @@ static int patch_op(pid_t pid, const struct apply_set *sets, size_t n_sets,
 	if (r < 0)
 		goto out;
 	op_set_opts(&op, opts);
-	op.sets = calloc(n_sets, sizeof(*op.sets));
-	if (!op.sets) {
+	op.choose = choose;
+	op.choose_arg = choose_arg;
+	op.sets = choose ? NULL : calloc(n_sets, sizeof(*op.sets));
+	if (!choose && !op.sets) {
 		r = -ENOMEM;
 		goto out;
 	}
-	op.n_sets = n_sets;
-	for (size_t i = 0; i < n_sets; i++) {
+	op.n_sets = choose ? 0 : n_sets;
+	for (size_t i = 0; i < op.n_sets; i++) {
 		op.sets[i].set = &sets[i];
 		op.sets[i].m = sets[i].manifest;
 		r = check_set(&sets[i], op.sets[i].set_id, sizeof(op.sets[i].set_id));
@@ -1793,13 +1952,14 @@ static int patch_op(pid_t pid, const struct apply_set *sets, size_t n_sets,
 	}
 	r = run_steps(&op, apply_steps, sizeof(apply_steps) / sizeof(apply_steps[0]));
 	if (r == 0)
-		fill_result(&op, ret, op.n_changed > 0, op.sets[n_sets - 1].set_id);
+		fill_result(&op, ret, op.n_changed > 0,
+			    op.n_sets ? op.sets[op.n_sets - 1].set_id : NULL);
 	if (r == 0 && op.n_changed) {
 		perfmap_defer(&op); /* it unlocks the process */
 		locked = false;
 	}
 out:
-	if (r < 0)
+	if (r < 0 && !op.choose_failed)
 		hp_err_prefix(r, "apply %d: ", (int)pid);
 	op_release(&op);
 	if (locked)
@@ -2096,6 +2256,8 @@ struct op_call {
 	size_t msg_cap;
 	const struct apply_set *sets;
 	size_t n_sets;
+	apply_choose_fn choose;
+	void *choose_arg;
 	const char *build_id;
 	const struct apply_opts *opts;
 	struct apply_result *ret;
@@ -2118,7 +2280,8 @@ static void op_thread(struct op_call *c)
 	else if (c->revert)
 		c->r = revert_op(c->pid, c->build_id, c->opts, c->ret);
 	else
-		c->r = patch_op(c->pid, c->sets, c->n_sets, c->opts, c->ret);
+		c->r = patch_op(c->pid, c->sets, c->n_sets, c->choose, c->choose_arg, c->opts,
+				c->ret);
 	if (c->r < 0)
 		snprintf(c->msg, sizeof(c->msg), "%s", hp_errmsg(c->r));
 	if (c->r >= 0 && c->ret) {
@@ -2243,6 +2406,17 @@ int apply_patch_sets(pid_t pid, const struct apply_set *sets, size_t n_sets,
 	return op_run(&c, "apply");
 }
 
+int apply_patch_choose(pid_t pid, apply_choose_fn choose, void *arg,
+		       const struct apply_opts *opts, struct apply_result *ret)
+{
+	struct op_call c = { .pid = pid, .choose = choose, .choose_arg = arg, .opts = opts,
+			     .ret = ret };
+
+	if (!choose)
+		return hp_err(-EINVAL, "apply %d: no chooser", (int)pid);
+	return op_run(&c, "apply");
+}
+
 int apply_revert(pid_t pid, const char *build_id, const struct apply_opts *opts,
 		 struct apply_result *ret)
 {
@@ -2300,13 +2474,8 @@ static int read_ids(pid_t pid, struct apply_proc *p)
 		return hp_err(r, "process %d: read %s: %s", (int)pid, path, strerror(-r));
 	s = strstr(b.data, "\nUid:");
 	p->uid = s ? (uid_t)strtoul(s + 5, NULL, 10) : (uid_t)-1;
-	hp_buf_reset(&b);
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	if (hp_read_file(path, 64, &b) == 0) {
-		b.data[strcspn(b.data, "\n")] = '\0';
-		snprintf(p->comm, sizeof(p->comm), "%s", b.data);
-	}
 	hp_buf_release(&b);
+	read_comm(pid, p);
 	return 0;
 }
 
@@ -2340,49 +2509,11 @@ int apply_inspect(pid_t pid, struct apply_proc **ret)
 		r = -ENOMEM;
 		goto out;
 	}
-	r = proc_maps_read(pid, &op.maps);
+	r = op_scan(&op);
 	if (r == 0)
-		r = proc_objects_read(op.mem_fd, &op.maps, &op.objs);
-	if (r == 0)
-		r = regions_read(pid, op.mem_fd, &op.maps, &op.regions);
+		r = proc_fill(&op, p);
 	if (r < 0)
 		goto out;
-	p->objects = calloc(op.objs.n ? op.objs.n : 1, sizeof(*p->objects));
-	p->applied = calloc(op.regions.n ? op.regions.n : 1, sizeof(*p->applied));
-	if (!p->objects || !p->applied) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < op.objs.n; i++) {
-		struct apply_object *o = &p->objects[p->n_objects];
-
-		o->path = strdup(op.objs.v[i].path);
-		if (!o->path) {
-			r = -ENOMEM;
-			goto out;
-		}
-		snprintf(o->build_id, sizeof(o->build_id), "%s", op.objs.v[i].build_id);
-		o->bias = op.objs.v[i].bias;
-		p->n_objects++;
-	}
-	for (size_t i = 0; i < op.regions.n; i++) {
-		const struct region *rg = &op.regions.v[i];
-		struct apply_applied *a = &p->applied[p->n_applied];
-
-		if (!rg->n_jumped)
-			continue; /* an orphan: not applied */
-		snprintf(a->build_id, sizeof(a->build_id), "%.128s", rg->hdr.build_id);
-		snprintf(a->set_id, sizeof(a->set_id), "%s", rg->hdr.set_id);
-		snprintf(a->month, sizeof(a->month), "%s", rg->hdr.month);
-		a->region = rg->addr;
-		a->pause_us = rg->hdr.pause_us;
-		a->applied_at = rg->hdr.applied_at;
-		a->n_funcs = rg->hdr.n_funcs;
-		a->n_switched = rg->n_jumped;
-		for (uint32_t k = 0; k < rg->hdr.n_funcs; k++)
-			a->n_old_live += !!(rg->funcs[k].flags & REGION_FUNC_OLD_LIVE);
-		p->n_applied++;
-	}
 	*ret = p;
 	p = NULL;
 	r = 0;

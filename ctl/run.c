@@ -191,16 +191,107 @@ static void hold_check(const struct ctl_caller *who, struct apply_opts *o)
 	o->may_patch_arg = (void *)who;
 }
 
-/* apply_patch_sets, tried again on EBUSY up to c->retries times. */
-static int patch_retrying(struct ctl *c, pid_t pid, const struct apply_set *sets, size_t n_sets,
+/*
+ * What an apply picks once the engine holds the process (pick_sets): for
+ * each target it maps, the newest set published for it (of month, if
+ * given), and the targets whose set was withdrawn with none left to go to.
+ */
+struct pick {
+	struct ctl *c;
+	struct store_snap *snap;
+	pid_t pid;
+	const char *month;  /* NULL: the newest */
+	const char *target; /* NULL: every target */
+	bool pending_only;
+	struct ctl_result *res;
+	bool begun;         /* its outcome begun (the process seen) */
+	uint64_t start_time;
+	struct store_patchset **pss;
+	size_t n_pss;
+	char (*withdrawn)[HP_BUILD_ID_HEX_SIZE]; /* to revert after the apply */
+	size_t n_withdrawn;
+};
+
+static void pick_reset(struct pick *k)
+{
+	for (size_t i = 0; i < k->n_pss; i++)
+		store_patchset_free(k->pss[i]);
+	free(k->pss);
+	free(k->withdrawn);
+	k->pss = NULL;
+	k->withdrawn = NULL;
+	k->n_pss = k->n_withdrawn = 0;
+}
+
+/* apply_choose_fn: the sets, from the engine's own reading of the process. */
+static int pick_sets(void *arg, const struct apply_proc *p, struct apply_set *sets, size_t cap)
+{
+	struct pick *k = arg;
+	int r;
+
+	pick_reset(k); /* chosen again after an EBUSY: the process may have changed */
+	if (!k->begun) {
+		snprintf(k->res->comm, sizeof(k->res->comm), "%s", p->comm);
+		k->start_time = p->start_time;
+		ctl_outcome_begin(k->c, k->pid, p->start_time);
+		k->begun = true;
+	}
+	k->pss = calloc(cap, sizeof(*k->pss));
+	k->withdrawn = calloc(p->n_objects ? p->n_objects : 1, sizeof(*k->withdrawn));
+	if (!k->pss || !k->withdrawn)
+		return -ENOMEM;
+	/* every target of the process with a set: switched in one stop, or none */
+	for (size_t i = 0; i < p->n_objects; i++) {
+		const struct apply_object *o = &p->objects[i];
+		struct store_patchset *ps = NULL;
+
+		if (!o->build_id[0] || seen_build_id(p, i, o->build_id))
+			continue;
+		if (!target_matches(k->snap, o, k->target))
+			continue;
+		if (k->pending_only && !pending(k->snap, p, o))
+			continue;
+		r = store_lookup(k->snap, o->build_id, k->month, &ps);
+		if (r == -ENOENT && !k->month && runs_withdrawn(k->snap, p, o->build_id)) {
+			/* Its set was withdrawn and no valid one is left: back to the original. */
+			hp_err_clear();
+			snprintf(k->withdrawn[k->n_withdrawn++], HP_BUILD_ID_HEX_SIZE, "%s",
+				 o->build_id);
+			continue;
+		}
+		if (r == -ENOENT)
+			continue;
+		if (r < 0)
+			return r;
+		if (k->n_pss == cap) {
+			store_patchset_free(ps);
+			return hp_err(-EINVAL, "process %d: more targets with a set than it maps",
+				      (int)k->pid);
+		}
+		k->pss[k->n_pss] = ps;
+		sets[k->n_pss].set_id = ps->set_id;
+		sets[k->n_pss].manifest = ps->manifest;
+		sets[k->n_pss].so = ps->so;
+		sets[k->n_pss].so_len = ps->so_len;
+		k->n_pss++;
+	}
+	hp_err_clear();
+	return (int)k->n_pss;
+}
+
+/*
+ * apply_patch_choose, tried again on EBUSY up to c->retries times (the
+ * sets chosen again each time).
+ */
+static int patch_retrying(struct ctl *c, pid_t pid, struct pick *k,
 			  const struct apply_opts *aopts, struct apply_result *ar)
 {
-	int r = apply_patch_sets(pid, sets, n_sets, aopts, ar);
+	int r = apply_patch_choose(pid, pick_sets, k, aopts, ar);
 
-	for (unsigned k = 0; r == -EBUSY && k < c->retries; k++) {
+	for (unsigned i = 0; r == -EBUSY && i < c->retries; i++) {
 		hp_err_clear();
 		memset(ar, 0, sizeof(*ar));
-		r = apply_patch_sets(pid, sets, n_sets, aopts, ar);
+		r = apply_patch_choose(pid, pick_sets, k, aopts, ar);
 	}
 	if (r == -EBUSY && c->retries)
 		hp_err_prefix(r, "after %u retries: ", c->retries);
@@ -209,29 +300,33 @@ static int patch_retrying(struct ctl *c, pid_t pid, const struct apply_set *sets
 
 /*
  * pre: the process as inspected by the caller ("all" inspects each process
- * once, to choose it), taken over; NULL: inspected here. With pre, the
- * caller has asked ctl_may_patch for this pid already ("all" asks before
- * it hands the process to a worker): it is not asked twice. The engine
- * asks again with the process held either way (hold_check), which is what
- * decides for a process that changed (an exec, a PID reused) in between.
+ * once, to choose it), taken over; NULL: none. With pre, the caller has
+ * asked ctl_may_patch for this pid already ("all" asks before it hands the
+ * process to a worker): it is not asked twice. The engine asks again with
+ * the process held either way (hold_check), which is what decides for a
+ * process that changed (an exec, a PID reused) in between. The sets are
+ * chosen from the engine's reading of the process, made once it holds it
+ * (pick_sets): what is looked up is what is switched, and the process is
+ * read once.
  */
 static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, const char *month,
 		     const char *target, bool pending_only, struct apply_proc *pre,
 		     struct ctl_result *res)
 {
-	struct apply_proc *p = pre;
 	struct ctl_snap *s = NULL;
 	struct apply_opts aopts = { c->budget_ms, NULL, NULL };
-	struct store_patchset **pss = NULL;
-	struct apply_set *sets = NULL;
 	struct apply_result ar;
-	bool begun = false;
-	unsigned found = 0, reverted = 0; /* sets to apply; withdrawn ones reverted */
+	struct pick k;
+	size_t reverted = 0;
 	int r;
 
 	memset(res, 0, sizeof(*res));
+	memset(&k, 0, sizeof(k));
 	res->pid = pid;
 	hp_err_clear();
+	if (pre)
+		snprintf(res->comm, sizeof(res->comm), "%s", pre->comm);
+	apply_proc_free(pre);
 	if (month && *month && !hp_valid_month(month)) {
 		r = hp_err(-EINVAL, "'%.32s' is not a month (YYYY-MM)", month);
 		goto out;
@@ -248,97 +343,56 @@ static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, con
 		goto out;
 	}
 	/* Auto-apply looks often: the cheap maps filter first (names, cached build-ids). */
-	if (!p && pending_only && !ctl_maps_known(c, s->snap, pid, hp_now_us())) {
+	if (!pre && pending_only && !ctl_maps_known(c, s->snap, pid, hp_now_us())) {
 		r = 0;
 		goto out;
 	}
-	if (!p) {
-		r = apply_inspect(pid, &p);
-		if (r < 0)
-			goto out;
-	}
-	snprintf(res->comm, sizeof(res->comm), "%s", p->comm);
-	ctl_outcome_begin(c, pid, p->start_time);
-	begun = true;
-	/* every target of the process with a set: switched in one stop, or none */
-	pss = calloc(p->n_objects ? p->n_objects : 1, sizeof(*pss));
-	sets = calloc(p->n_objects ? p->n_objects : 1, sizeof(*sets));
-	if (!pss || !sets) {
-		r = -ENOMEM;
+	k = (struct pick){ c, s->snap, pid, (month && *month) ? month : NULL,
+			   (target && *target) ? target : NULL, pending_only, res };
+	memset(&ar, 0, sizeof(ar));
+	r = patch_retrying(c, pid, &k, &aopts, &ar);
+	if (r < 0)
 		goto out;
-	}
-	for (size_t i = 0; i < p->n_objects; i++) {
-		const struct apply_object *o = &p->objects[i];
-		struct store_patchset *ps = NULL;
-
-		if (!o->build_id[0] || seen_build_id(p, i, o->build_id))
-			continue;
-		if (!target_matches(s->snap, o, target))
-			continue;
-		if (pending_only && !pending(s->snap, p, o))
-			continue;
-		r = store_lookup(s->snap, o->build_id, (month && *month) ? month : NULL, &ps);
-		if (r == -ENOENT && !(month && *month) && runs_withdrawn(s->snap, p, o->build_id)) {
-			/* Its set was withdrawn and no valid one is left: back to the original. */
-			memset(&ar, 0, sizeof(ar));
-			hp_err_clear();
-			r = apply_revert(pid, o->build_id, &aopts, &ar);
-			if (r < 0)
-				goto out;
-			reverted++;
-			res->n_sets++;
-			res->changed = true;
-			if (ar.pause_us > res->pause_us)
-				res->pause_us = ar.pause_us;
-			continue;
-		}
-		if (r == -ENOENT)
-			continue;
-		if (r < 0)
-			goto out;
-		pss[found] = ps;
-		sets[found].set_id = ps->set_id;
-		sets[found].manifest = ps->manifest;
-		sets[found].so = ps->so;
-		sets[found].so_len = ps->so_len;
-		found++;
-	}
-	if (found) {
-		memset(&ar, 0, sizeof(ar));
-		r = patch_retrying(c, pid, sets, found, &aopts, &ar);
-		if (r < 0)
-			goto out;
-		res->n_sets += found;
+	if (k.n_pss) {
+		res->n_sets += k.n_pss;
 		res->changed |= ar.changed;
 		if (ar.changed && ar.pause_us > res->pause_us)
 			res->pause_us = ar.pause_us;
-		snprintf(res->set_id, sizeof(res->set_id), "%s", pss[found - 1]->set_id);
+		snprintf(res->set_id, sizeof(res->set_id), "%s", k.pss[k.n_pss - 1]->set_id);
 	}
-	if (!found && !reverted && pending_only) {
+	/* withdrawn sets with nothing newer: each target back to its original */
+	for (; reverted < k.n_withdrawn; reverted++) {
+		memset(&ar, 0, sizeof(ar));
+		hp_err_clear();
+		r = apply_revert(pid, k.withdrawn[reverted], &aopts, &ar);
+		if (r < 0)
+			goto out;
+		res->n_sets++;
+		res->changed = true;
+		if (ar.pause_us > res->pause_us)
+			res->pause_us = ar.pause_us;
+	}
+	if (!k.n_pss && !reverted && pending_only) {
 		r = 0;
 		goto out;
 	}
-	if (!found && !reverted) {
+	if (!k.n_pss && !reverted) {
 		if (month && *month)
 			r = hp_err(-ENOENT, "nothing published for process %d (%s) in %s", (int)pid,
-				   p->comm, month);
+				   res->comm, month);
 		else
 			r = hp_err(-ENOENT, "nothing published for process %d (%s)", (int)pid,
-				   p->comm);
+				   res->comm);
 		goto out;
 	}
 	r = 0;
 out:
 	if (r < 0)
 		result_fail(res, r);
-	if (begun)
-		ctl_outcome_end(c, pid, p->start_time, r, res->msg, res->changed, res->pause_us);
-	for (unsigned i = 0; pss && i < found; i++)
-		store_patchset_free(pss[i]);
-	free(pss);
-	free(sets);
+	if (k.begun)
+		ctl_outcome_end(c, pid, k.start_time, r, res->msg, res->changed, res->pause_us);
+	pick_reset(&k);
 	ctl_snap_unref(s);
-	apply_proc_free(p);
 	return r;
 }
 

@@ -53,7 +53,7 @@ HEAD0=$(fs_head)
 if $PY -c 'open("/proc/1/mem", "rb")' 2>/dev/null; then
 	PID1_ERRNO=ENOENT PID1_MSG='nothing published for process 1 \(.*\)'
 else
-	PID1_ERRNO=EPERM PID1_MSG='inspect 1: process 1: open /proc/1/mem: Permission denied'
+	PID1_ERRNO=EPERM PID1_MSG='apply 1: process 1: open /proc/1/mem: Permission denied'
 fi
 LONG=$(printf 'n%.0s' $(seq 256))
 KTHREAD=$(grep -l '^Kthread:[[:space:]]*1' /proc/[0-9]*/status 2>/dev/null | head -n 1 | cut -d/ -f3)
@@ -250,7 +250,7 @@ cli      | apply\nall\n../etc         | exit=1  | hp apply: '../etc' is not a ta
 cli      | apply\nall\nnosuchtarget   | exit=1  | hp apply: no target nosuchtarget in the store
 cli      | revert\n@S                 | exit=1  | hp revert: nothing applied to process [0-9]+ \(demo-server\)
 cli      | revert\n-1                 | exit=1  | hp revert: '-1' is not a process id
-cli      | apply\n@Z                  | exit=1  | hp apply: inspect [0-9]+: process [0-9]+ has exited \(zombie\)
+cli      | apply\n@Z                  | exit=1  | hp apply: apply [0-9]+: process [0-9]+ has exited \(zombie\)
 # -- the control files --
 apply    | 0                          | EINVAL  | '0' is not a process id
 apply    | -1                         | EINVAL  | '-1' is not a process id
@@ -274,7 +274,7 @@ apply    | @S 2026-02 x               | EINVAL  | too many words \(expected PID,
 apply    | all ../etc                 | EINVAL  | '../etc' is not a target name
 apply    | 1                          | @PID1ERRNO | @PID1MSG
 apply    | @K                         | ENOENT  | nothing published for process [0-9]+: a kernel thread
-apply    | @Z                         | ESRCH   | inspect [0-9]+: process [0-9]+ has exited \(zombie\)
+apply    | @Z                         | ESRCH   | apply [0-9]+: process [0-9]+ has exited \(zombie\)
 apply    | @D                         | EINVAL  | process [0-9]+ is the patching process itself
 apply    | @W                         | ENOENT  | nothing published for process [0-9]+ \(python3\)
 revert   | @S                         | ENOENT  | nothing applied to process [0-9]+ \(demo-server\)

@@ -46,6 +46,10 @@ struct proc_object {
 	uint64_t slack_len;
 	size_t first_map;  /* index of its first mapping in the maps */
 	size_t n_maps;     /* consecutive mappings of the same file */
+	/* what proc_object_dynsym read of it (its dynamic section, its hash
+	 * table's header and Bloom filter), kept for the next name: NULL until
+	 * the first; freed with the objects, an operation's reading */
+	struct proc_dyncache *dyn;
 };
 
 struct proc_objects {
@@ -53,7 +57,10 @@ struct proc_objects {
 	size_t n;
 };
 
-int proc_objects_read(int mem_fd, const struct proc_maps *maps, struct proc_objects *ret);
+/* pid > 0: the first pages read in a few process_vm_readv calls (0: a
+ * read of mem_fd each) */
+int proc_objects_read(pid_t pid, int mem_fd, const struct proc_maps *maps,
+		      struct proc_objects *ret);
 void proc_objects_release(struct proc_objects *o);
 const struct proc_object *proc_objects_find(const struct proc_objects *o, const char *build_id);
 
@@ -378,6 +385,11 @@ int safety_check(pid_t pid, const pid_t *tids, size_t n_tids,
 struct safety_session;
 int safety_begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, bool live,
 		 struct safety_session **ret);
+/* A live session whose stack hints come from maps, a mapping list the
+ * caller read before the stop (NULL: read now): each hint is confirmed by
+ * the stack read that uses it, as the session's own list is. */
+int safety_begin_hinted(pid_t pid, const struct safety_range *ranges, size_t n_ranges,
+			const struct proc_maps *maps, struct safety_session **ret);
 /* A second session of model's process, for another thread, with model's
  * mapping list (read once, not again); model is only read. */
 int safety_begin_like(const struct safety_session *model, const struct safety_range *ranges,
@@ -388,7 +400,8 @@ void safety_end(struct safety_session *s);
 /*
  * checker.c: the checks of a stop on a second thread for a process of
  * n_threads or more (see the file), on the stopping thread otherwise.
- * Per stop: checker_begin (ranges must outlive it), checker_add for
+ * Per stop: checker_begin (ranges must outlive it; maps, if given, the
+ * stack hints: safety_begin_hinted), checker_add for
  * each thread as it is held (its registers as read at the stop), then,
  * with every thread held, checker_finish: the first failure of any check
  * (-EBUSY etc., message set), or 0. checker_add returns that failure as
@@ -398,7 +411,7 @@ struct checker;
 int checker_start(struct checker **ret);
 void checker_stop(struct checker *k);
 int checker_begin(struct checker *k, pid_t pid, const struct safety_range *ranges, size_t n,
-		  size_t n_threads);
+		  size_t n_threads, const struct proc_maps *maps);
 int checker_add(struct checker *k, pid_t tid, const uint64_t *regs);
 int checker_finish(struct checker *k);
 void checker_drop(struct checker *k); /* the stop failed: check no more */

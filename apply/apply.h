@@ -56,6 +56,9 @@ struct apply_opts {
 	 */
 	int (*may_patch)(void *arg, pid_t pid);
 	void *may_patch_arg;
+	/* the CPU time at each step's end and the context switches in
+	 * ret->prof (left 0 unless asked: a system call per step) */
+	bool prof_cpu;
 };
 
 /*
@@ -65,7 +68,8 @@ struct apply_opts {
  * time (CLOCK_MONOTONIC microseconds, comparable across processes), the
  * waits for a thread's ptrace stop (each one a round trip through the
  * target's scheduling) and the context switches of the operation's thread.
- * Recorded on every operation: a few clock reads.
+ * Recorded on every operation: a few clock reads (the CPU times and the
+ * context switches when apply_opts.prof_cpu asks for them).
  */
 #define APPLY_PROF_STEPS 16
 struct apply_prof {

@@ -327,12 +327,20 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 		return hp_err(e == EACCES || e == EPERM ? -EPERM : -e, "process %d: open %s: %s",
 			      (int)pid, path, strerror(e));
 	}
-	/* the descriptor is tied to that process's memory: check it is the one */
-	r = proc_stat(pid, &state, &st2);
-	if (r < 0)
-		return r;
-	if (st2 != st)
-		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+	/*
+	 * The descriptor is tied to that process's memory: check it is the
+	 * one. An operation (rw) need not ask now: its attach compares the
+	 * start time of the process it stopped with this one
+	 * (check_same_process) before anything is written, and what it read
+	 * before (apply_patch_choose) is used only after that.
+	 */
+	if (!rw) {
+		r = proc_stat(pid, &state, &st2);
+		if (r < 0)
+			return r;
+		if (st2 != st)
+			return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+	}
 	op->start_time = st;
 	ptr_world_init(&op->w, pid, op->mem_fd, st);
 	return 0;
@@ -405,7 +413,7 @@ static int op_scan(struct op *op)
 	r = proc_maps_read(op->pid, &op->maps);
 	if (r < 0)
 		return r;
-	r = proc_objects_read(op->mem_fd, &op->maps, &op->objs);
+	r = proc_objects_read(op->pid, op->mem_fd, &op->maps, &op->objs);
 	if (r < 0)
 		return r;
 	r = regions_read(op->pid, op->mem_fd, &op->maps, &op->regions);
@@ -419,8 +427,9 @@ static int op_scan(struct op *op)
  * Read before the attach (apply_patch_choose): the memory read is still
  * the process's, not left behind by an exec since. Our descriptor is tied
  * to the memory it was opened on, which an exec drops (reads through it
- * then fail); the held thread keeps any later exec from finishing while
- * it is held.
+ * then fail). An exec after the attach ends the held thread (the engine's
+ * next request to it fails) and drops that memory too; with every thread
+ * held, at the switch, none can exec.
  */
 static int op_same_image(struct op *op)
 {
@@ -1187,8 +1196,9 @@ struct step {
 	bool commit;
 };
 
-/* The CPU time of the operation's thread when the operation began. */
+/* The CPU time of the operation's thread when the operation began (prof_cpu). */
 static __thread uint64_t op_cpu0;
+static __thread bool op_prof_cpu;
 
 /* The calling thread's CPU time (user and system), us. */
 static uint64_t thread_cpu_us(void)
@@ -1205,7 +1215,7 @@ static void prof_mark(struct op *op, const char *name)
 {
 	if (op->prof.n_steps < APPLY_PROF_STEPS) {
 		op->prof.steps[op->prof.n_steps].name = name;
-		op->prof.steps[op->prof.n_steps].cpu_us = thread_cpu_us() - op_cpu0;
+		op->prof.steps[op->prof.n_steps].cpu_us = op_prof_cpu ? thread_cpu_us() - op_cpu0 : 0;
 		op->prof.steps[op->prof.n_steps++].end_us = hp_now_us();
 	}
 }
@@ -1303,7 +1313,8 @@ static int step_stop(struct op *op)
 	for (;;) {
 		r = ptr_stop_sys(&op->w);
 		if (r == 0 && op->n_all)
-			r = checker_begin(op->k, op->view, op->all, op->n_all, op->w.n_listed);
+			r = checker_begin(op->k, op->view, op->all, op->n_all, op->w.n_listed,
+					  op->maps.n ? &op->maps : NULL);
 		if (r < 0) {
 			ptr_resume(&op->w, true);
 			goto fail;
@@ -2273,8 +2284,10 @@ static void op_thread(struct op_call *c)
 
 	hp_err_clear();
 	ptr_counts_reset();
-	op_cpu0 = thread_cpu_us();
-	getrusage(RUSAGE_THREAD, &ru0);
+	op_prof_cpu = c->opts && c->opts->prof_cpu;
+	op_cpu0 = op_prof_cpu ? thread_cpu_us() : 0;
+	if (op_prof_cpu)
+		getrusage(RUSAGE_THREAD, &ru0);
 	if (c->settle)
 		c->r = settle_op(c->pid, c->opts, c->msg_out, c->msg_cap);
 	else if (c->revert)
@@ -2285,16 +2298,18 @@ static void op_thread(struct op_call *c)
 	if (c->r < 0)
 		snprintf(c->msg, sizeof(c->msg), "%s", hp_errmsg(c->r));
 	if (c->r >= 0 && c->ret) {
-		getrusage(RUSAGE_THREAD, &ru1);
 		n = ptr_counts_get();
 		c->ret->prof.t_begin_us = t0;
 		c->ret->prof.t_end_us = hp_now_us();
-		c->ret->prof.cpu_end_us = thread_cpu_us() - op_cpu0;
 		c->ret->prof.n_waits = n.n_waits;
 		c->ret->prof.n_slept = n.n_slept;
 		c->ret->prof.n_remote = n.n_remote;
-		c->ret->prof.n_vcsw = ru1.ru_nvcsw - ru0.ru_nvcsw;
-		c->ret->prof.n_ivcsw = ru1.ru_nivcsw - ru0.ru_nivcsw;
+		if (op_prof_cpu) {
+			getrusage(RUSAGE_THREAD, &ru1);
+			c->ret->prof.cpu_end_us = thread_cpu_us() - op_cpu0;
+			c->ret->prof.n_vcsw = ru1.ru_nvcsw - ru0.ru_nvcsw;
+			c->ret->prof.n_ivcsw = ru1.ru_nivcsw - ru0.ru_nivcsw;
+		}
 	}
 }
 

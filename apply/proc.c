@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "apply-int.h"
@@ -65,12 +66,16 @@ int proc_mem_write(int mem_fd, uint64_t addr, const void *buf, size_t len)
 
 /* ---- objects ------------------------------------------------------------ */
 
+static void dyncache_free(struct proc_dyncache *c);
+
 void proc_objects_release(struct proc_objects *o)
 {
 	if (!o)
 		return;
-	for (size_t i = 0; i < o->n; i++)
+	for (size_t i = 0; i < o->n; i++) {
 		free(o->v[i].path);
+		dyncache_free(o->v[i].dyn);
+	}
 	free(o->v);
 	o->v = NULL;
 	o->n = 0;
@@ -95,7 +100,8 @@ struct first_page {
 	int mem_fd;
 	uint64_t start;
 	size_t len;
-	uint8_t data[HP_PAGE_SIZE];
+	const uint8_t *data; /* own, or read for every object at once */
+	uint8_t own[HP_PAGE_SIZE];
 };
 
 static int first_page_read(void *ctx, uint64_t addr, void *buf, size_t len)
@@ -114,7 +120,8 @@ static int first_page_read(void *ctx, uint64_t addr, void *buf, size_t len)
  * read its ELF and program headers from memory, compute the bias from the
  * PT_LOAD that covers file offset 0, then read the build-id note.
  */
-static int object_from_memory(int mem_fd, const struct proc_map *map, struct proc_object *ret)
+static int object_from_memory(int mem_fd, const struct proc_map *map, const uint8_t *first,
+			      struct proc_object *ret)
 {
 	Elf64_Ehdr eh;
 	Elf64_Phdr ph[HP_ELF_PHDR_MAX];
@@ -127,8 +134,9 @@ static int object_from_memory(int mem_fd, const struct proc_map *map, struct pro
 
 	fp.mem_fd = mem_fd;
 	fp.start = map->start;
-	fp.len = map->end - map->start < sizeof(fp.data) ? map->end - map->start : sizeof(fp.data);
-	if (proc_mem_read(mem_fd, fp.start, fp.data, fp.len) < 0)
+	fp.len = map->end - map->start < sizeof(fp.own) ? map->end - map->start : sizeof(fp.own);
+	fp.data = first ? first : fp.own;
+	if (!first && proc_mem_read(mem_fd, fp.start, fp.own, fp.len) < 0)
 		return -ENOENT;
 	r = hp_elf_headers_read(first_page_read, &fp, map->start, map->end - map->start, &eh, ph);
 	if (r < 0)
@@ -176,20 +184,69 @@ static int object_from_memory(int mem_fd, const struct proc_map *map, struct pro
 	return 0;
 }
 
-int proc_objects_read(int mem_fd, const struct proc_maps *maps, struct proc_objects *ret)
+static bool may_start_object(const struct proc_map *m)
+{
+	return m->offset == 0 && (m->prot & PROT_READ) && m->path &&
+	       (m->path[0] == '/' || strcmp(m->path, "[vdso]") == 0);
+}
+
+#define PAGES_BATCH 64
+
+/*
+ * The first page of every mapping that may start an object, PAGES_BATCH
+ * a system call (one read of /proc/PID/mem each was most of an
+ * operation's reads of a small process): process_vm_readv stops at the
+ * first range that does not read whole (a mapping gone since the maps
+ * were read, or shorter than a page); that one and the rest of its batch
+ * are left to object_from_memory's own read (got[i] false). Without pid
+ * (0) every one is.
+ */
+static void pages_read(pid_t pid, const struct proc_maps *maps, uint8_t *pages, bool *got)
+{
+	struct iovec local[PAGES_BATCH], remote[PAGES_BATCH];
+	size_t idx[PAGES_BATCH];
+
+	for (size_t i = 0; pid > 0 && i < maps->n;) {
+		size_t m = 0;
+		ssize_t bytes;
+
+		for (; i < maps->n && m < PAGES_BATCH; i++) {
+			const struct proc_map *pm = &maps->v[i];
+
+			if (!may_start_object(pm) || pm->end - pm->start < HP_PAGE_SIZE)
+				continue;
+			idx[m] = i;
+			local[m] = (struct iovec){ pages + i * HP_PAGE_SIZE, HP_PAGE_SIZE };
+			remote[m] = (struct iovec){ (void *)(uintptr_t)pm->start, HP_PAGE_SIZE };
+			m++;
+		}
+		bytes = m ? process_vm_readv(pid, local, m, remote, m, 0) : 0;
+		if (bytes < 0)
+			return;
+		for (size_t j = 0; j < (size_t)bytes / HP_PAGE_SIZE && j < m; j++)
+			got[idx[j]] = true;
+	}
+}
+
+int proc_objects_read(pid_t pid, int mem_fd, const struct proc_maps *maps,
+		      struct proc_objects *ret)
 {
 	struct proc_objects o = { 0 };
+	uint8_t *pages = pid > 0 && maps->n ? malloc(maps->n * HP_PAGE_SIZE) : NULL;
+	bool *got = pages ? calloc(maps->n, sizeof(*got)) : NULL;
 	size_t cap = 0;
 	int r = 0;
 
+	if (got)
+		pages_read(pid, maps, pages, got);
 	for (size_t i = 0; i < maps->n; i++) {
 		const struct proc_map *m = &maps->v[i];
 		struct proc_object obj;
 
-		if (m->offset != 0 || !(m->prot & PROT_READ) || !m->path ||
-		    (m->path[0] != '/' && strcmp(m->path, "[vdso]") != 0))
+		if (!may_start_object(m))
 			continue;
-		if (object_from_memory(mem_fd, m, &obj) < 0)
+		if (object_from_memory(mem_fd, m, got && got[i] ? pages + i * HP_PAGE_SIZE : NULL,
+				       &obj) < 0)
 			continue;
 		obj.first_map = i;
 		obj.n_maps = 1;
@@ -220,6 +277,8 @@ int proc_objects_read(int mem_fd, const struct proc_maps *maps, struct proc_obje
 	*ret = o;
 	o = (struct proc_objects){ 0 };
 out:
+	free(pages);
+	free(got);
 	proc_objects_release(&o);
 	return r;
 }
@@ -228,6 +287,23 @@ out:
 
 struct dyninfo {
 	uint64_t symtab, strtab, strsz, gnu_hash, hash, versym;
+};
+
+/*
+ * An object's dynamic section and hash header, read once per operation:
+ * most names are not defined in most objects (the unwinder's, a patch's
+ * imports), and with the GNU hash table's Bloom filter at hand saying so
+ * takes no read at all. ld.so wrote these at load time; they do not
+ * change after.
+ */
+#define BLOOM_MAX_WORDS 8192
+
+struct proc_dyncache {
+	int r;             /* read_dyninfo's result */
+	struct dyninfo di;
+	uint32_t hdr[4];   /* GNU: nbuckets, symoffset, bloom words, shift; SysV: nbucket, nchain */
+	int hdr_r;
+	uint64_t *bloom;   /* GNU, when its size is sane; NULL: read word by word */
 };
 
 /* ld.so rewrites d_ptr entries to absolute addresses in most objects, but
@@ -249,7 +325,7 @@ static int read_dyninfo(int mem_fd, const struct proc_object *obj, struct dyninf
 		return -ENOENT;
 	if (n > DYN_MAX)
 		n = DYN_MAX;
-	/* one read: this runs once per symbol looked up */
+	/* one read, once per operation (dyncache) */
 	if (proc_mem_read(mem_fd, obj->dynamic, dyn, n * sizeof(dyn[0])) < 0)
 		return -EIO;
 	for (size_t i = 0; i < n; i++) {
@@ -331,24 +407,69 @@ static uint32_t sysv_hash(const char *s)
 	return h;
 }
 
+static void dyncache_free(struct proc_dyncache *c)
+{
+	if (c)
+		free(c->bloom);
+	free(c);
+}
+
+/* The object's cache, read on first use (NULL: out of memory). */
+static struct proc_dyncache *dyncache(int mem_fd, const struct proc_object *obj)
+{
+	struct proc_object *o = (struct proc_object *)obj; /* the cache is not the object */
+	struct proc_dyncache *c = o->dyn;
+
+	if (c)
+		return c;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->r = read_dyninfo(mem_fd, obj, &c->di);
+	c->hdr_r = -ENOENT;
+	if (c->r == 0 && c->di.gnu_hash) {
+		c->hdr_r = proc_mem_read(mem_fd, c->di.gnu_hash, c->hdr, sizeof(c->hdr));
+		if (c->hdr_r == 0 && (c->hdr[0] == 0 || c->hdr[2] == 0))
+			c->hdr_r = -ENOENT;
+		if (c->hdr_r == 0 && c->hdr[2] <= BLOOM_MAX_WORDS) {
+			c->bloom = malloc(8 * (size_t)c->hdr[2]);
+			if (c->bloom && proc_mem_read(mem_fd, c->di.gnu_hash + 16, c->bloom,
+						      8 * (size_t)c->hdr[2]) < 0) {
+				free(c->bloom);
+				c->bloom = NULL;
+			}
+		}
+	} else if (c->r == 0) {
+		c->hdr_r = proc_mem_read(mem_fd, c->di.hash, c->hdr, 8);
+		if (c->hdr_r == 0 && c->hdr[0] == 0)
+			c->hdr_r = -ENOENT;
+	}
+	o->dyn = c;
+	return c;
+}
+
 int proc_object_dynsym(int mem_fd, const struct proc_object *obj, const char *name,
 		       uint64_t *ret_addr, unsigned char *ret_type, uint64_t *ret_size)
 {
-	struct dyninfo di;
-	int r;
+	const struct proc_dyncache *c;
+	const struct dyninfo *di;
 
-	r = read_dyninfo(mem_fd, obj, &di);
-	if (r < 0)
+	if (!obj->dynamic)
 		return -ENOENT;
-	if (di.gnu_hash) {
-		uint32_t hdr[4], h = gnu_hash(name), bucket, chain;
-		uint64_t base = di.gnu_hash, bloom_word, buckets, chains;
+	c = dyncache(mem_fd, obj);
+	if (!c || c->r < 0 || c->hdr_r < 0)
+		return -ENOENT;
+	di = &c->di;
+	if (di->gnu_hash) {
+		const uint32_t *hdr = c->hdr;
+		uint32_t h = gnu_hash(name), bucket, chain;
+		uint64_t base = di->gnu_hash, bloom_word, buckets, chains;
+		uint64_t w = (uint64_t)((h / 64) % hdr[2]);
 
-		if (proc_mem_read(mem_fd, base, hdr, sizeof(hdr)) < 0 || hdr[0] == 0 || hdr[2] == 0)
-			return -ENOENT;
 		/* hdr: nbuckets, symoffset, bloom_size (64-bit words), bloom_shift */
-		if (proc_mem_read(mem_fd, base + 16 + 8 * (uint64_t)((h / 64) % hdr[2]), &bloom_word,
-				  8) < 0)
+		if (c->bloom)
+			bloom_word = c->bloom[w];
+		else if (proc_mem_read(mem_fd, base + 16 + 8 * w, &bloom_word, 8) < 0)
 			return -ENOENT;
 		if (!((bloom_word >> (h % 64)) & 1) || !((bloom_word >> ((h >> hdr[3]) % 64)) & 1))
 			return -ENOENT;
@@ -362,7 +483,7 @@ int proc_object_dynsym(int mem_fd, const struct proc_object *obj, const char *na
 			if (proc_mem_read(mem_fd, chains + 4 * (uint64_t)(idx - hdr[1]), &chain, 4) < 0)
 				return -ENOENT;
 			if ((chain | 1) == (h | 1) &&
-			    sym_match(mem_fd, obj, &di, idx, name, ret_addr, ret_type, ret_size) == 0)
+			    sym_match(mem_fd, obj, di, idx, name, ret_addr, ret_type, ret_size) == 0)
 				return 0;
 			if (chain & 1)
 				break;
@@ -370,17 +491,16 @@ int proc_object_dynsym(int mem_fd, const struct proc_object *obj, const char *na
 		return -ENOENT;
 	}
 	{
-		uint32_t hdr[2], h = sysv_hash(name), idx;
+		const uint32_t *hdr = c->hdr;
+		uint32_t h = sysv_hash(name), idx;
 
-		if (proc_mem_read(mem_fd, di.hash, hdr, sizeof(hdr)) < 0 || hdr[0] == 0)
-			return -ENOENT;
-		if (proc_mem_read(mem_fd, di.hash + 8 + 4 * (uint64_t)(h % hdr[0]), &idx, 4) < 0)
+		if (proc_mem_read(mem_fd, di->hash + 8 + 4 * (uint64_t)(h % hdr[0]), &idx, 4) < 0)
 			return -ENOENT;
 		/* nchain comes from the target: a chain that loops ends here too */
 		for (unsigned n = 0; idx != 0 && idx < hdr[1] && n < hdr[1] && n < (1u << 20); n++) {
-			if (sym_match(mem_fd, obj, &di, idx, name, ret_addr, ret_type, ret_size) == 0)
+			if (sym_match(mem_fd, obj, di, idx, name, ret_addr, ret_type, ret_size) == 0)
 				return 0;
-			if (proc_mem_read(mem_fd, di.hash + 8 + 4 * (uint64_t)hdr[0] + 4 * (uint64_t)idx,
+			if (proc_mem_read(mem_fd, di->hash + 8 + 4 * (uint64_t)hdr[0] + 4 * (uint64_t)idx,
 					  &idx, 4) < 0)
 				return -ENOENT;
 		}

@@ -1199,8 +1199,25 @@ void safety_end(struct safety_session *s)
 	free(s);
 }
 
+/* The stack hints of a live session from a mapping list the caller read. */
+static void hints_from(struct safety_ctx *c, const struct proc_maps *maps)
+{
+	c->hints = malloc((maps->n ? maps->n : 1) * sizeof(*c->hints));
+	if (!c->hints)
+		return;
+	for (size_t i = 0; i < maps->n; i++) {
+		const struct proc_map *pm = &maps->v[i];
+
+		c->hints[i] = (struct safety_map){ pm->start, pm->end, pm->offset, pm->inode,
+						   pm->dev_major, pm->dev_minor,
+						   (pm->prot & PROT_EXEC) != 0 };
+	}
+	c->n_hints = maps->n;
+}
+
 static int begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, bool live,
-		 const struct safety_session *model, struct safety_session **ret)
+		 const struct safety_session *model, const struct proc_maps *maps,
+		 struct safety_session **ret)
 {
 	struct safety_session *s;
 	struct safety_tls *t;
@@ -1254,6 +1271,8 @@ static int begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, 
 			memcpy(s->c.hints, model->c.hints, model->c.n_hints * sizeof(*s->c.hints));
 			s->c.n_hints = model->c.n_hints;
 		}
+	} else if (live && maps) {
+		hints_from(&s->c, maps);
 	} else if (live && maps_parse(&s->c, &s->c.hints, &s->c.n_hints) < 0) {
 		hp_err_clear();
 	}
@@ -1267,13 +1286,19 @@ fail:
 int safety_begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, bool live,
 		 struct safety_session **ret)
 {
-	return begin(pid, ranges, n_ranges, live, NULL, ret);
+	return begin(pid, ranges, n_ranges, live, NULL, NULL, ret);
+}
+
+int safety_begin_hinted(pid_t pid, const struct safety_range *ranges, size_t n_ranges,
+			const struct proc_maps *maps, struct safety_session **ret)
+{
+	return begin(pid, ranges, n_ranges, true, NULL, maps, ret);
 }
 
 int safety_begin_like(const struct safety_session *model, const struct safety_range *ranges,
 		      size_t n_ranges, struct safety_session **ret)
 {
-	return begin(model->c.pid, ranges, n_ranges, model->live, model, ret);
+	return begin(model->c.pid, ranges, n_ranges, model->live, model, NULL, ret);
 }
 
 int safety_thread(struct safety_session *s, pid_t tid, const uint64_t *regs)

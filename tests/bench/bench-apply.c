@@ -120,6 +120,8 @@ static struct stats stats_of(uint64_t *v, size_t n)
 static const char *prefix = ""; /* -N: every figure's name begins with it */
 
 static bool profile; /* -p: only the prof.* figures */
+/* -p: the engine records each step's CPU time too */
+static const struct apply_opts prof_opts = { .prof_cpu = true };
 
 static void figure(const char *name, double v, const char *unit, const char *base)
 {
@@ -1159,7 +1161,8 @@ int main(int argc, char **argv)
 					int rc;
 
 					t0 = now_ns();
-					rc = apply_patch(t.pid, &sets[fi].set, NULL, &res);
+					rc = apply_patch(t.pid, &sets[fi].set, profile ? &prof_opts : NULL,
+							 &res);
 					t1 = now_ns();
 					if (rc < 0)
 						die("apply %s to %d: %s", sets[fi].set_id, (int)t.pid,
@@ -1170,7 +1173,8 @@ int main(int argc, char **argv)
 					op_gaps(&t, t0, t1, &res, &apg[done], &apgu[done],
 						profile ? &pa : NULL, done);
 					t0 = now_ns();
-					rc = apply_revert(t.pid, build_id, NULL, &res);
+					rc = apply_revert(t.pid, build_id, profile ? &prof_opts : NULL,
+							  &res);
 					t1 = now_ns();
 					if (rc < 0)
 						die("revert %d: %s", (int)t.pid, hp_errmsg(rc));

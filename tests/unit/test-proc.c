@@ -97,7 +97,7 @@ static void objects(void **state)
 
 	(void)state;
 	assert_int_equal(proc_maps_read(getpid(), &m), 0);
-	assert_int_equal(proc_objects_read(mem_fd, &m, &o), 0);
+	assert_int_equal(proc_objects_read(getpid(), mem_fd, &m, &o), 0);
 	assert_int_equal(apply_file_build_id("/proc/self/exe", bid), 0);
 	self = proc_objects_find(&o, bid);
 	assert_non_null(self);
@@ -115,6 +115,19 @@ static void objects(void **state)
 	assert_non_null(libc);
 	assert_int_equal(apply_file_build_id(libc->path, bid), 0);
 	assert_string_equal(libc->build_id, bid);
+	{
+		/* the pages read a read each (no pid) give the same objects */
+		struct proc_objects one = { 0 };
+
+		assert_int_equal(proc_objects_read(0, mem_fd, &m, &one), 0);
+		assert_int_equal(one.n, o.n);
+		for (size_t i = 0; i < o.n; i++) {
+			assert_string_equal(one.v[i].build_id, o.v[i].build_id);
+			assert_int_equal(one.v[i].bias, o.v[i].bias);
+			assert_int_equal(one.v[i].first_map, o.v[i].first_map);
+		}
+		proc_objects_release(&one);
+	}
 
 	/* getpid is a plain function in libc: the lookup agrees with dlsym */
 	real = dlsym(RTLD_DEFAULT, "getpid");

@@ -141,7 +141,7 @@ static void find_places(struct ptr_world *w, int fd)
 	static const uint8_t zero[ARCH_TRAMP_MAX];
 
 	assert_int_equal(proc_maps_read(child, &m), 0);
-	assert_int_equal(proc_objects_read(fd, &m, &o), 0);
+	assert_int_equal(proc_objects_read(0, fd, &m, &o), 0);
 	for (size_t i = 0; i < m.n && !w->syscall_insn; i++) {
 		uint8_t buf[16384];
 		uint64_t len = m.v[i].end - m.v[i].start;

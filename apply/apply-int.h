@@ -210,6 +210,14 @@ struct ptr_world {
 	/* ptr_stop_sys takes the leader when it can (a call that allocates:
 	 * unwind.c), not another thread (the rule otherwise) */
 	bool want_leader;
+	/* the leader's state as the operation's open read it (0: not read):
+	 * ptr_stop_sys's first walk takes it instead of reading it again */
+	char leader_state;
+	/* tramp_write's look at the sys thread's code: a syscall instruction
+	 * right before prev_pc, for thread prev_tid */
+	uint64_t prev_pc;
+	pid_t prev_tid;
+	bool prev_syscall;
 	size_t n_listed;      /* the threads ptr_stop_sys last listed */
 	/* the bound of the wait for threads found in state D during a stop,
 	 * set by the first one met; 0 again once a stop ends (ptr.c) */

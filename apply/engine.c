@@ -343,6 +343,7 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	}
 	op->start_time = st;
 	ptr_world_init(&op->w, pid, op->mem_fd, st);
+	op->w.leader_state = state;
 	return 0;
 }
 

@@ -297,6 +297,7 @@ struct dyninfo {
  * change after.
  */
 #define BLOOM_MAX_WORDS 8192
+#define BLOOM_GUESS 256
 
 struct proc_dyncache {
 	int r;             /* read_dyninfo's result */
@@ -428,13 +429,28 @@ static struct proc_dyncache *dyncache(int mem_fd, const struct proc_object *obj)
 	c->r = read_dyninfo(mem_fd, obj, &c->di);
 	c->hdr_r = -ENOENT;
 	if (c->r == 0 && c->di.gnu_hash) {
-		c->hdr_r = proc_mem_read(mem_fd, c->di.gnu_hash, c->hdr, sizeof(c->hdr));
+		/* the header and, in the same read, a Bloom filter of up to
+		 * BLOOM_GUESS words (libc's has 256): a larger one is read next */
+		uint64_t first[2 + BLOOM_GUESS];
+		bool whole = true;
+
+		c->hdr_r = proc_mem_read(mem_fd, c->di.gnu_hash, first, sizeof(first));
+		if (c->hdr_r < 0) { /* the table ends its mapping: the header alone */
+			hp_err_clear();
+			whole = false;
+			c->hdr_r = proc_mem_read(mem_fd, c->di.gnu_hash, first, 16);
+		}
+		memcpy(c->hdr, first, sizeof(c->hdr));
 		if (c->hdr_r == 0 && (c->hdr[0] == 0 || c->hdr[2] == 0))
 			c->hdr_r = -ENOENT;
 		if (c->hdr_r == 0 && c->hdr[2] <= BLOOM_MAX_WORDS) {
-			c->bloom = malloc(8 * (size_t)c->hdr[2]);
-			if (c->bloom && proc_mem_read(mem_fd, c->di.gnu_hash + 16, c->bloom,
-						      8 * (size_t)c->hdr[2]) < 0) {
+			size_t bytes = 8 * (size_t)c->hdr[2];
+
+			c->bloom = malloc(bytes);
+			if (c->bloom && whole && c->hdr[2] <= BLOOM_GUESS) {
+				memcpy(c->bloom, first + 2, bytes);
+			} else if (c->bloom &&
+				   proc_mem_read(mem_fd, c->di.gnu_hash + 16, c->bloom, bytes) < 0) {
 				free(c->bloom);
 				c->bloom = NULL;
 			}

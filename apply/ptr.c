@@ -578,6 +578,7 @@ static int sys_hold(struct ptr_world *w, pid_t tid, bool keep_user)
 	}
 	t->stopped = true;
 	w->sys_tid = tid;
+	w->prev_tid = 0; /* held anew: its code looked at anew (tramp_write) */
 	return 0;
 }
 
@@ -628,7 +629,11 @@ int ptr_stop_sys(struct ptr_world *w)
 		return r;
 	w->n_listed = n;
 	for (size_t i = 0; i < n && !(w->want_leader ? ls : sleeping); i++) {
-		if (proc_task_state(w->pid, tids[i], &s) < 0 || s == 'Z' || s == 'X')
+		if (tids[i] == w->pid && w->leader_state)
+			s = w->leader_state; /* read a moment ago; a wrong guess costs a try */
+		else if (proc_task_state(w->pid, tids[i], &s) < 0)
+			continue;
+		if (s == 'Z' || s == 'X')
 			continue;
 		if (avoided(w, tids[i]))
 			last = last ? last : tids[i];
@@ -642,6 +647,7 @@ int ptr_stop_sys(struct ptr_world *w)
 			live = tids[i];
 	}
 	free(tids);
+	w->leader_state = 0; /* read afresh next time */
 	if (!sleeping && !n_running && !ls && !live && !last)
 		return hp_err(-ESRCH, "process %d has no live thread", (int)w->pid);
 	r = -ESRCH;
@@ -963,8 +969,14 @@ static int tramp_write(struct ptr_world *w, const struct ptr_thread *t)
 	size_t len;
 	int r;
 
-	proc_mem_read(w->mem_fd, arch_syscall_pc(t->regs) - 2, prev, 2);
-	len = arch_tramp_build(t->regs, memcmp(prev, arch_syscall_insn, 2) == 0, &w->undo, code);
+	/* whether a syscall instruction precedes its pc: read once per thread held */
+	if (w->prev_pc != arch_syscall_pc(t->regs) || w->prev_tid != t->tid) {
+		proc_mem_read(w->mem_fd, arch_syscall_pc(t->regs) - 2, prev, 2);
+		w->prev_syscall = memcmp(prev, arch_syscall_insn, 2) == 0;
+		w->prev_pc = arch_syscall_pc(t->regs);
+		w->prev_tid = t->tid;
+	}
+	len = arch_tramp_build(t->regs, w->prev_syscall, &w->undo, code);
 	r = proc_mem_write(w->mem_fd, w->tramp_addr, code, len);
 	if (r < 0)
 		return r;

@@ -230,6 +230,9 @@ struct ptr_counts {
 	unsigned n_waits, n_slept, n_remote;
 };
 void ptr_counts_reset(void);
+/* The calling thread's wait timer disarmed (it stays armed between the
+ * waits of an operation): at the end of each operation. */
+void ptr_alarm_off(void);
 struct ptr_counts ptr_counts_get(void);
 /* The calling thread seized a thread it could not let go (see ptr.c): only
  * its exit releases it. Never cleared: that thread must end. */

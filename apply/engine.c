@@ -2296,6 +2296,7 @@ static void op_thread(struct op_call *c)
 	else
 		c->r = patch_op(c->pid, c->sets, c->n_sets, c->choose, c->choose_arg, c->opts,
 				c->ret);
+	ptr_alarm_off();
 	if (c->r < 0)
 		snprintf(c->msg, sizeof(c->msg), "%s", hp_errmsg(c->r));
 	if (c->r >= 0 && c->ret) {

@@ -189,6 +189,7 @@ static pthread_key_t alarm_key;
 struct alarm {
 	timer_t timer;
 	bool ok;
+	uint64_t armed; /* the deadline it is armed for (0: disarmed) */
 };
 
 static __thread struct alarm *alarm_tls;
@@ -250,6 +251,14 @@ static struct alarm *alarm_get(void)
 	return a->ok ? a : NULL;
 }
 
+/*
+ * The timer stays armed from one wait to the next (two system calls a wait
+ * fewer: most of an operation's waits sleep on a 2-CPU machine) and is
+ * armed again for an earlier deadline, or once the one it was armed for
+ * has passed; one armed for an earlier deadline than a wait's wakes it
+ * early (every millisecond) and the wait goes on to its own.
+ * ptr_alarm_off disarms it when the operation ends.
+ */
 static int wait_alarm(struct alarm *a, pid_t tid, int *st, uint64_t deadline)
 {
 	uint64_t now = hp_now_us(), left = deadline > now ? deadline - now : 1;
@@ -257,12 +266,14 @@ static int wait_alarm(struct alarm *a, pid_t tid, int *st, uint64_t deadline)
 		.it_value = { (time_t)(left / 1000000), (long)(left % 1000000) * 1000 },
 		.it_interval = { 0, 1000000 },
 	};
-	struct itimerspec off = { { 0, 0 }, { 0, 0 } };
 	sigset_t sig, old;
 	int r = 0;
 
-	if (timer_settime(a->timer, 0, &its, NULL) < 0)
-		return -errno;
+	if (!a->armed || deadline < a->armed || a->armed <= now) {
+		if (timer_settime(a->timer, 0, &its, NULL) < 0)
+			return -errno;
+		a->armed = deadline;
+	}
 	sigemptyset(&sig);
 	sigaddset(&sig, alarm_sig);
 	pthread_sigmask(SIG_UNBLOCK, &sig, &old);
@@ -281,9 +292,21 @@ static int wait_alarm(struct alarm *a, pid_t tid, int *st, uint64_t deadline)
 		r = w < 0 && errno == ECHILD ? -ESRCH : w < 0 ? -errno : -EIO;
 		break;
 	}
+	/* blocked again, whatever it was before: the timer left armed must
+	 * interrupt nothing but our waits */
+	sigaddset(&old, alarm_sig);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	timer_settime(a->timer, 0, &off, NULL);
 	return r;
+}
+
+void ptr_alarm_off(void)
+{
+	static const struct itimerspec off = { { 0, 0 }, { 0, 0 } };
+
+	if (alarm_tls && alarm_tls->ok && alarm_tls->armed) {
+		timer_settime(alarm_tls->timer, 0, &off, NULL);
+		alarm_tls->armed = 0;
+	}
 }
 
 /* waitpid for tid, bounded by deadline (hp_now_us() time; 0: no bound). */

@@ -144,6 +144,17 @@ int apply_revert(pid_t pid, const char *build_id, const struct apply_opts *opts,
 		 struct apply_result *ret);
 
 /*
+ * apply_revert, but the process is read before anything is stopped and
+ * shown to look first (what apply_inspect would give, but for uid and
+ * exe): 0 goes on, a negative errno (message in the error slot) ends the
+ * revert there with the process never stopped, and is returned as it is.
+ * Called in the engine's operation thread, once.
+ */
+typedef int (*apply_look_fn)(void *arg, const struct apply_proc *p);
+int apply_revert_look(pid_t pid, const char *build_id, apply_look_fn look, void *arg,
+		      const struct apply_opts *opts, struct apply_result *ret);
+
+/*
  * An active-ok function's running activations keep its old code after the
  * switch (a worker loop): the process is not fully patched until they are
  * gone. apply_settle stops pid as an apply does, finds the threads that

@@ -211,6 +211,8 @@ struct op {
 	/* revert: only the target with this build-id (NULL: all) */
 	const char *build_id;
 	size_t n_applied;
+	apply_look_fn look; /* apply_revert_look */
+	void *look_arg;
 
 	struct jump_write *writes;
 	size_t n_writes;
@@ -2036,7 +2038,41 @@ static int step_check_revert(struct op *op)
 	return 0;
 }
 
+/*
+ * read (apply_revert_look): the process read before any stop and shown
+ * to the caller, who may end the revert there (nothing applied, say)
+ * with the process never stopped; attach then checks the image read is
+ * still the process's.
+ */
+static int step_read_revert(struct op *op)
+{
+	struct apply_proc p;
+	int r;
+
+	if (!op->look)
+		return 0;
+	r = op_scan(op);
+	if (r < 0)
+		return r;
+	memset(&p, 0, sizeof(p));
+	p.pid = op->pid;
+	p.uid = (uid_t)-1;
+	p.start_time = op->start_time;
+	snprintf(p.comm, sizeof(p.comm), "%s", op->comm);
+	r = proc_fill(op, &p);
+	if (r == 0) {
+		r = op->look(op->look_arg, &p);
+		op->choose_failed = r < 0;
+	}
+	for (size_t i = 0; i < p.n_objects; i++)
+		free(p.objects[i].path);
+	free(p.objects);
+	free(p.applied);
+	return r;
+}
+
 static const struct step revert_steps[] = {
+	{ "read", step_read_revert, NULL, false },
 	{ "attach", step_attach, undo_attach, false },
 	{ "check", step_check_revert, NULL, false },
 	{ "stop", step_stop, undo_stop, false },
@@ -2046,8 +2082,8 @@ static const struct step revert_steps[] = {
 	{ "detach", step_detach, NULL, false },
 };
 
-static int revert_op(pid_t pid, const char *build_id, const struct apply_opts *opts,
-		     struct apply_result *ret)
+static int revert_op(pid_t pid, const char *build_id, apply_look_fn look, void *look_arg,
+		     const struct apply_opts *opts, struct apply_result *ret)
 {
 	struct op op;
 	int r;
@@ -2060,13 +2096,15 @@ static int revert_op(pid_t pid, const char *build_id, const struct apply_opts *o
 		goto out;
 	op_set_opts(&op, opts);
 	op.build_id = build_id;
+	op.look = look;
+	op.look_arg = look_arg;
 	r = run_steps(&op, revert_steps, sizeof(revert_steps) / sizeof(revert_steps[0]));
 	if (r == 0) {
 		fill_result(&op, ret, true, "");
 		perfmap_defer(&op); /* it unlocks the process */
 	}
 out:
-	if (r < 0)
+	if (r < 0 && !op.choose_failed)
 		hp_err_prefix(r, "revert %d: ", (int)pid);
 	op_release(&op);
 	if (r < 0)
@@ -2270,6 +2308,8 @@ struct op_call {
 	size_t n_sets;
 	apply_choose_fn choose;
 	void *choose_arg;
+	apply_look_fn look;
+	void *look_arg;
 	const char *build_id;
 	const struct apply_opts *opts;
 	struct apply_result *ret;
@@ -2292,7 +2332,7 @@ static void op_thread(struct op_call *c)
 	if (c->settle)
 		c->r = settle_op(c->pid, c->opts, c->msg_out, c->msg_cap);
 	else if (c->revert)
-		c->r = revert_op(c->pid, c->build_id, c->opts, c->ret);
+		c->r = revert_op(c->pid, c->build_id, c->look, c->look_arg, c->opts, c->ret);
 	else
 		c->r = patch_op(c->pid, c->sets, c->n_sets, c->choose, c->choose_arg, c->opts,
 				c->ret);
@@ -2440,6 +2480,17 @@ int apply_revert(pid_t pid, const char *build_id, const struct apply_opts *opts,
 	struct op_call c = { .revert = true, .pid = pid, .build_id = build_id, .opts = opts,
 			     .ret = ret };
 
+	return op_run(&c, "revert");
+}
+
+int apply_revert_look(pid_t pid, const char *build_id, apply_look_fn look, void *arg,
+		      const struct apply_opts *opts, struct apply_result *ret)
+{
+	struct op_call c = { .revert = true, .pid = pid, .build_id = build_id, .look = look,
+			     .look_arg = arg, .opts = opts, .ret = ret };
+
+	if (!look)
+		return hp_err(-EINVAL, "revert %d: no look", (int)pid);
 	return op_run(&c, "revert");
 }
 

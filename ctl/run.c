@@ -409,50 +409,64 @@ int ctl_apply_pending(struct ctl *c, pid_t pid, struct ctl_result *ret)
 	return apply_one(c, &root, pid, NULL, NULL, true, NULL, ret);
 }
 
-/* pre: as for apply_one. */
+/* What a revert saw of the process before it stopped anything (revert_seen). */
+struct revert_seen_ctx {
+	struct ctl *c;
+	pid_t pid;
+	struct ctl_result *res;
+	bool begun;
+	uint64_t start_time;
+};
+
+/* apply_look_fn: nothing applied ends the revert there, the process never stopped. */
+static int revert_seen(void *arg, const struct apply_proc *p)
+{
+	struct revert_seen_ctx *k = arg;
+
+	snprintf(k->res->comm, sizeof(k->res->comm), "%s", p->comm);
+	if (p->n_applied == 0)
+		return hp_err(-ENOENT, "nothing applied to process %d (%s)", (int)k->pid, p->comm);
+	snprintf(k->res->set_id, sizeof(k->res->set_id), "%s", p->applied[p->n_applied - 1].set_id);
+	k->res->n_sets = (unsigned)p->n_applied;
+	k->start_time = p->start_time;
+	ctl_outcome_begin(k->c, k->pid, p->start_time);
+	k->begun = true;
+	return 0;
+}
+
+/* pre: as for apply_one (only its name is kept: the engine reads the process). */
 static int revert_one(struct ctl *c, const struct ctl_caller *who, pid_t pid,
 		      struct apply_proc *pre, struct ctl_result *ret)
 {
-	struct apply_proc *p = pre;
 	struct apply_opts aopts = { c->budget_ms, NULL, NULL };
+	struct revert_seen_ctx k = { c, pid, ret, false, 0 };
 	struct apply_result ar;
-	bool begun = false;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
 	memset(&ar, 0, sizeof(ar));
 	ret->pid = pid;
 	hp_err_clear();
+	if (pre)
+		snprintf(ret->comm, sizeof(ret->comm), "%s", pre->comm);
 	r = pre ? 0 : ctl_may_patch(who, pid);
+	apply_proc_free(pre);
 	if (r < 0)
 		goto out;
 	hold_check(who, &aopts);
-	if (!p) {
-		r = apply_inspect(pid, &p);
-		if (r < 0)
-			goto out;
-	}
-	snprintf(ret->comm, sizeof(ret->comm), "%s", p->comm);
-	if (p->n_applied == 0) {
-		r = hp_err(-ENOENT, "nothing applied to process %d (%s)", (int)pid, p->comm);
-		goto out;
-	}
-	snprintf(ret->set_id, sizeof(ret->set_id), "%s", p->applied[p->n_applied - 1].set_id);
-	ctl_outcome_begin(c, pid, p->start_time);
-	begun = true;
-	r = apply_revert(pid, NULL, &aopts, &ar);
+	r = apply_revert_look(pid, NULL, revert_seen, &k, &aopts, &ar);
 	if (r < 0)
 		goto out;
 	ret->changed = true;
-	ret->n_sets = (unsigned)p->n_applied;
 	ret->pause_us = ar.pause_us;
 	r = 0;
 out:
-	if (r < 0)
+	if (r < 0) {
+		ret->n_sets = 0;
 		result_fail(ret, r);
-	if (begun)
-		ctl_outcome_end(c, pid, p->start_time, r, ret->msg, r >= 0, ar.pause_us);
-	apply_proc_free(p);
+	}
+	if (k.begun)
+		ctl_outcome_end(c, pid, k.start_time, r, ret->msg, r >= 0, ar.pause_us);
 	return r;
 }
 

@@ -278,6 +278,8 @@ apply    | @Z                         | ESRCH   | apply [0-9]+: process [0-9]+ h
 apply    | @D                         | EINVAL  | process [0-9]+ is the patching process itself
 apply    | @W                         | ENOENT  | nothing published for process [0-9]+ \(python3\)
 revert   | @S                         | ENOENT  | nothing applied to process [0-9]+ \(demo-server\)
+# the writer, waiting in its write: nothing applied, it is never stopped (else EBUSY after 1 s)
+revert   | @W                         | ENOENT  | nothing applied to process [0-9]+ \(python3\)
 revert   | all x                      | EINVAL  | too many words \(expected PID or all\)
 revert   | @S 2026-02                 | EINVAL  | too many words \(expected PID or all\)
 # auto: the writer gets the errno; no log line (the reason is the library's "expected 0 or 1")

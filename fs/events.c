@@ -16,10 +16,11 @@
  * the backslash and the double quote are written \xHH, so no ESC, BEL or
  * BS reaches the terminal of whoever reads the log.
  *
- * Each line also goes to the system log (syslog, LOG_DAEMON: the journal
- * picks it up), and is appended to events.log in the state directory, read
- * back at the next start: the log outlives a restart. That file is bounded:
- * past HPFS_LOG_FILE_MAX lines it is rewritten with what the rings hold.
+ * Each line also goes to the system log (LOG_DAEMON, through /dev/log: the
+ * journal picks it up; see syslog_line), and is appended to events.log in
+ * the state directory, read back at the next start: the log outlives a
+ * restart. That file is bounded: past HPFS_LOG_FILE_MAX lines it is
+ * rewritten with what the rings hold.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +50,100 @@ struct ring {
 	uint64_t *seq;
 	uint64_t last; /* seq of its newest line */
 };
+
+/*
+ * The system log. syslog(3) costs four system calls a line where nobody
+ * listens on /dev/log (getpid, then socket, connect and close: glibc
+ * connects anew for every line until a listener is there) and two where
+ * one does (getpid, send). Here one datagram socket is kept for the
+ * daemon's life and our pid is known (forgotten at a fork): a line is one
+ * send when connected, one connect that fails when nobody listens. No
+ * line is lost to a listener that appears later or restarts: an
+ * unconnected socket tries to connect for every line, and a failed send
+ * (the listener gone or replaced) connects again and sends once more, as
+ * glibc does. The line is the one syslog(3) writes, "<PRI>Mmm dd hh:mm:ss
+ * hotpatchfs[PID]: TEXT", and the send blocks while the listener's queue
+ * is full (as glibc's): a line waits rather than being dropped. A /dev/log
+ * that is a stream socket (some syslog daemons) is left to syslog(3),
+ * which knows that protocol.
+ */
+static struct {
+	pthread_mutex_t lock;
+	int fd;          /* AF_UNIX datagram socket, -1 until the first line */
+	bool connected;
+	bool libc;       /* /dev/log is not a datagram socket: syslog(3) writes */
+	pid_t pid;       /* ours; 0 after a fork, until the next line */
+} sys = { PTHREAD_MUTEX_INITIALIZER, -1, false, false, 0 };
+
+static void syslog_forget_pid(void)
+{
+	sys.pid = 0;
+}
+
+/*
+ * Under sys.lock: one send, connecting first when not connected. 1 sent, 0
+ * nobody to send to (the connect failed), -1 the send failed.
+ */
+static int syslog_send(const struct msghdr *m)
+{
+	static const struct sockaddr_un addr = { AF_UNIX, "/dev/log" };
+
+	if (!sys.connected) {
+		if (connect(sys.fd, (const struct sockaddr *)&addr, sizeof(addr)) < 0) {
+			if (errno == EPROTOTYPE)
+				sys.libc = true;
+			return 0;
+		}
+		sys.connected = true;
+	}
+	for (;;) {
+		if (sendmsg(sys.fd, m, MSG_NOSIGNAL) >= 0)
+			return 1;
+		if (errno != EINTR)
+			break;
+	}
+	sys.connected = false;
+	return -1;
+}
+
+/* TEXT (LEN bytes, no newline) to the system log at priority LEVEL of LOG_DAEMON. */
+static void syslog_line(int level, const char *text, size_t len)
+{
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	char head[80];
+	struct iovec iov[2];
+	struct msghdr m;
+	struct tm tm;
+	time_t now = time(NULL);
+	int n;
+
+	localtime_r(&now, &tm);
+	pthread_mutex_lock(&sys.lock);
+	if (sys.fd < 0 && !sys.libc)
+		sys.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sys.fd < 0 || sys.libc) {
+		pthread_mutex_unlock(&sys.lock);
+		syslog(level, "%.*s", (int)len, text);
+		return;
+	}
+	if (!sys.pid)
+		sys.pid = getpid();
+	n = snprintf(head, sizeof(head), "<%d>%s %2d %02d:%02d:%02d hotpatchfs[%d]: ",
+		     LOG_DAEMON | level, months[tm.tm_mon % 12], tm.tm_mday, tm.tm_hour,
+		     tm.tm_min, tm.tm_sec, (int)sys.pid);
+	iov[0] = (struct iovec){ head, (size_t)n };
+	iov[1] = (struct iovec){ (void *)text, len };
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = iov;
+	m.msg_iovlen = 2;
+	/* a listener gone or replaced since the last line: connect anew, once */
+	if (syslog_send(&m) < 0)
+		syslog_send(&m);
+	pthread_mutex_unlock(&sys.lock);
+	if (sys.libc)
+		syslog(level, "%.*s", (int)len, text);
+}
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ring rings[1 + HPFS_LOG_USERS]; /* [0]: root's and the daemon's */
@@ -184,6 +282,8 @@ int hpfs_log_open(const char *state_dir)
 		file_path = NULL;
 		return -ENOMEM;
 	}
+	/* the daemon forks to go to the background: its pid is asked again there */
+	pthread_atfork(NULL, NULL, syslog_forget_pid);
 	r = hp_read_file(file_path, SIZE_MAX / 2, &old);
 	if (r < 0 && r != -ENOENT)
 		return hp_err(r, "event log %s: %s", file_path, strerror(-r));
@@ -276,7 +376,7 @@ static void event(const char *op, uid_t uid, pid_t pid, const char *set, int err
 	hp_buf_adds(&b, "\n");
 	if (!b.data)
 		return;
-	syslog(err < 0 ? LOG_WARNING : LOG_INFO, "%.*s", (int)(b.len - start - 1), b.data + start);
+	syslog_line(err < 0 ? LOG_WARNING : LOG_INFO, b.data + start, b.len - start - 1);
 	line = hp_buf_detach(&b, NULL);
 	pthread_mutex_lock(&log_lock);
 	if (file_fd >= 0) {
@@ -341,6 +441,12 @@ void hpfs_log_release(void)
 		close(file_fd);
 	file_fd = -1;
 	free(file_path);
+	pthread_mutex_lock(&sys.lock);
+	if (sys.fd >= 0)
+		close(sys.fd);
+	sys.fd = -1;
+	sys.connected = false;
+	pthread_mutex_unlock(&sys.lock);
 	file_path = NULL;
 	pthread_mutex_unlock(&log_lock);
 }

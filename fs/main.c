@@ -411,7 +411,8 @@ int main(int argc, char **argv)
 			strerror(errno));
 		goto out;
 	}
-	openlog("hotpatchfs", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	/* syslog(3) only where /dev/log is a stream socket (events.c sends the rest) */
+	openlog("hotpatchfs", LOG_PID, LOG_DAEMON);
 	r = hpfs_log_open(hpfs.state_dir);
 	if (r < 0) {
 		fprintf(stderr, "hotpatchfs: %s\n", hp_errmsg(r));

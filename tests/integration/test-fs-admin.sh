@@ -110,7 +110,10 @@ ht_check "unmount" fs_conf_umount
 # ---- the system log: every event, with the caller's uid ----------------------------------------
 # A private mount namespace whose /dev is a tmpfs with /dev/log linked to a
 # socket of this test (the real /dev is not touched), and the daemon in it.
-if command -v unshare >/dev/null && command -v nsenter >/dev/null; then
+# The listener: a datagram socket bound at $T/log.sock (a stale one
+# removed first, as a syslog daemon does), each datagram a line of $T/syslog.txt.
+listen_log() {
+	rm -f "$T/log.sock"
 	ht_spawn python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -118,7 +121,11 @@ s.bind(sys.argv[1])
 with open(sys.argv[2], "ab", buffering=0) as out:
     while True:
         out.write(s.recv(65536) + b"\n")' "$T/log.sock" "$T/syslog.txt"
+	listener=$HT_LAST_PID
 	ht_wait_for 10 test -S "$T/log.sock"
+}
+if command -v unshare >/dev/null && command -v nsenter >/dev/null; then
+	listen_log
 	mkdir -p "$T/olddev"
 	printf 'auto = 0\n' >"$C"
 	ht_spawn unshare --mount --propagation private -- bash -c '
@@ -138,6 +145,27 @@ exec "$@"' bash "$T" "$HP_FS_BIN" --store "$HP_STORE" --config "$C" --state-dir 
 		grep -Eq "hotpatchfs\[[0-9]+\]: apply pid=999999 set=- result=ESRCH pause_us=- uid=0 exe=- reason=" "$T/syslog.txt"
 	ht_match "syslog: a warning of the daemon facility (priority 28)" "^<28>" \
 		"$(grep "pid=999999" "$T/syslog.txt")"
+	# The listener restarts (a new socket at the same path): the daemon's
+	# send to the old one fails, it connects anew and the event arrives.
+	kill "$listener"
+	ht_wait_exit "$listener" 10 || true
+	listen_log
+	in_ns bash -c 'echo 999998 > "$1/apply"' bash "$M" 2>/dev/null
+	ht_check "syslog: a listener restarted misses no event" ht_wait_for 10 \
+		grep -q "apply pid=999998 set=- result=ESRCH" "$T/syslog.txt"
+	# No listener for a while (events then have nowhere to go), then one
+	# again: the next event reaches it.
+	kill "$listener"
+	ht_wait_exit "$listener" 10 || true
+	rm -f "$T/log.sock"
+	in_ns bash -c 'echo 999997 > "$1/apply"' bash "$M" 2>/dev/null
+	ht_check "... an event with no listener is still in events.log" \
+		grep -q "apply pid=999997 set=- result=ESRCH" "$S/events.log"
+	listen_log
+	in_ns bash -c 'echo 999996 > "$1/apply"' bash "$M" 2>/dev/null
+	ht_check "syslog: a listener that appears later gets the next event" ht_wait_for 10 \
+		grep -q "apply pid=999996 set=- result=ESRCH" "$T/syslog.txt"
+	ht_eq "... each event there once" 1 "$(grep -c 'pid=999996 ' "$T/syslog.txt")"
 	in_ns fusermount3 -u "$M"
 	ht_wait_exit "$ns" 15
 else

@@ -359,6 +359,55 @@ static void refusal_reason(const struct ctl_caller *who, pid_t pid, const char *
 		snprintf(buf, size, "the kernel refuses ptrace: Yama or a security module");
 }
 
+/* Our pid, asked once (and again in a child after a fork): it never changes. */
+static pid_t own_pid;
+static pthread_once_t own_once = PTHREAD_ONCE_INIT;
+
+static void own_pid_forget(void)
+{
+	__atomic_store_n(&own_pid, 0, __ATOMIC_RELAXED);
+}
+
+static void own_pid_init(void)
+{
+	pthread_atfork(NULL, NULL, own_pid_forget);
+}
+
+static pid_t self_pid(void)
+{
+	pid_t p;
+
+	pthread_once(&own_once, own_pid_init);
+	p = __atomic_load_n(&own_pid, __ATOMIC_RELAXED);
+	if (!p) {
+		p = getpid();
+		__atomic_store_n(&own_pid, p, __ATOMIC_RELAXED);
+	}
+	return p;
+}
+
+/*
+ * For root, whom the kernel lets ptrace anything, the checks below need
+ * only know that PID names a live process (a thread-group leader) that is
+ * not a kernel thread: the status text (its open, two reads and close, and
+ * the kernel's formatting of 57 lines) is the long way to learn it. Two
+ * system calls say it: tgkill(PID, PID, 0) finds a task PID that leads its
+ * own thread group (ESRCH for a PID that is gone or names another's
+ * thread; EPERM: there, but not ours to signal), and a kernel thread has no
+ * executable to read /proc/PID/exe from. True when both say so; anything
+ * else (a kernel thread, a zombie, a thread, a PID gone, /proc refusing us)
+ * is decided by the status text as before, with its message.
+ */
+static bool root_quick(pid_t pid)
+{
+	char path[64], link[16];
+
+	if (syscall(SYS_tgkill, pid, pid, 0) < 0 && errno != EPERM)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	return readlink(path, link, sizeof(link)) > 0;
+}
+
 static int may_patch(const struct ctl_caller *who, pid_t pid, bool held)
 {
 	struct hp_buf text = HP_BUF_INIT;
@@ -367,6 +416,11 @@ static int may_patch(const struct ctl_caller *who, pid_t pid, bool held)
 	const char *p;
 	int r;
 
+	/* a process cannot hold itself still to patch itself */
+	if (pid == self_pid())
+		return hp_err(-EINVAL, "process %d is the patching process itself", (int)pid);
+	if (who->uid == 0 && pid > 0 && root_quick(pid))
+		return 0;
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	r = hp_read_file(path, HP_PROC_STATUS_MAX, &text);
 	if (r == -ENOENT || r == -ESRCH) {
@@ -388,11 +442,6 @@ static int may_patch(const struct ctl_caller *who, pid_t pid, bool held)
 	/* no user memory, nothing mapped: the engine could only fail on it */
 	if (strstr(text.data, "\nKthread:\t1")) {
 		r = hp_err(-ENOENT, "nothing published for process %d: a kernel thread", (int)pid);
-		goto out;
-	}
-	/* a process cannot hold itself still to patch itself */
-	if (pid == getpid()) {
-		r = hp_err(-EINVAL, "process %d is the patching process itself", (int)pid);
 		goto out;
 	}
 	if (who->uid == 0) {

@@ -15,6 +15,19 @@
  * waiting for it (the caller, about to ask again, is often one). One thread
  * at a time receives; the others sleep.
  *
+ * That spin pays only where the next request comes within busy_poll_us,
+ * and each turn of it is two system calls (a read that finds nothing, a
+ * sched_yield): on an idle CPU, where sched_yield returns at once, 25-60
+ * pairs an apply+revert pair spent after each one's RELEASE, the next
+ * `echo PID > apply` being milliseconds away. So the loop learns, per kind
+ * of request just answered (its FUSE opcode), whether the next request
+ * came within busy_poll_us of the answer: it spins after a kind whose
+ * followers came quickly (an OPEN, a walk's RELEASE), and after one whose
+ * last SPIN_CREDIT followers all came late it sleeps in poll() at once
+ * (no read first: poll says when there is one). It keeps measuring while
+ * it sleeps (when the request came, against busy_poll_us; no system call:
+ * the clock is the vDSO's), and one quick follower turns the spin back on.
+ *
  * Quick requests (names, attributes, listings, the catalog's files:
  * hpfs_ll_quick) are answered by the receiving thread itself, which then
  * receives again. Any other one (control and state files, incoming/: an
@@ -51,6 +64,8 @@
 #include <linux/fuse.h>
 
 #define LOOP_DEFAULT_THREADS 10
+#define LOOP_OPCODES 64 /* FUSE opcodes learnt; others (CUSE_INIT) always spin */
+#define SPIN_CREDIT 3   /* followers in a row that came late before the spin stops */
 
 struct loop {
 	struct fuse_session *se;
@@ -68,6 +83,10 @@ struct loop {
 	unsigned n_idle;
 	pthread_t *th;
 	unsigned n_th;
+
+	/* per opcode answered: SPIN_CREDIT less the followers since the last quick one
+	 * that came late; changed by the receiving thread only */
+	unsigned char credit[LOOP_OPCODES];
 };
 
 static void *worker(void *arg);
@@ -100,34 +119,52 @@ static void stop_locked(struct loop *l, int error)
 
 /*
  * One request into buf: > 0 its size, 0 the session ended (unmounted, or
- * exited), -EAGAIN woken for a stop, other negative errnos fatal.
+ * exited), -EAGAIN woken for a stop, other negative errnos fatal. after:
+ * the opcode of the request this thread answered last (UINT32_MAX: none).
  */
-static int receive(struct loop *l, struct fuse_buf *buf)
+static int receive(struct loop *l, struct fuse_buf *buf, uint32_t after)
 {
-	uint64_t until = 0;
+	unsigned char *credit = after < LOOP_OPCODES ? &l->credit[after] : NULL;
+	/* spin (and learn) only while none of ours runs: one that runs is not waited for */
+	bool learn = !__atomic_load_n(&l->n_running, __ATOMIC_RELAXED) && after != UINT32_MAX;
+	bool spin = learn && l->busy_poll_us && (!credit || *credit);
+	bool look = spin; /* read before sleeping: the request may be there */
+	uint64_t idle_from = 0;
 
 	for (;;) {
+		uint64_t now;
 		int r;
 
 		if (fuse_session_exited(l->se))
 			return 0;
-		r = fuse_session_receive_buf(l->se, buf);
-		if (r > 0 || r == 0)
-			return r;
-		if (r == -EINTR)
-			continue;
-		if (r != -EAGAIN)
-			return r;
-		/* nothing yet: look again for a while (none of ours running), then sleep */
-		if (!__atomic_load_n(&l->n_running, __ATOMIC_RELAXED)) {
-			if (!until)
-				until = hp_now_us() + l->busy_poll_us;
-			if (hp_now_us() < until) {
-				/* spin, but let a thread waiting for this CPU (the
-				 * caller itself, often) run first */
-				sched_yield();
-				continue;
+		if (look) {
+			r = fuse_session_receive_buf(l->se, buf);
+			if (r > 0 || r == 0) {
+				if (r > 0 && learn && credit && idle_from) {
+					/* did it come while a spin would have been there? */
+					if (hp_now_us() - idle_from <= l->busy_poll_us)
+						*credit = SPIN_CREDIT;
+					else if (*credit)
+						(*credit)--;
+				}
+				return r;
 			}
+			if (r == -EINTR)
+				continue;
+			if (r != -EAGAIN)
+				return r;
+		}
+		now = hp_now_us();
+		if (!idle_from)
+			idle_from = now;
+		/* nothing yet: look again for a while (none of ours running), then sleep */
+		if (spin && !__atomic_load_n(&l->n_running, __ATOMIC_RELAXED) &&
+		    now - idle_from < l->busy_poll_us) {
+			/* spin, but let a thread waiting for this CPU (the
+			 * caller itself, often) run first */
+			sched_yield();
+			look = true;
+			continue;
 		}
 		{
 			struct pollfd p[2] = { { l->fd, POLLIN, 0 }, { l->stop_fd, POLLIN, 0 } };
@@ -136,7 +173,7 @@ static int receive(struct loop *l, struct fuse_buf *buf)
 				return -errno;
 			if (p[1].revents)
 				return -EAGAIN;
-			until = 0;
+			look = true;
 		}
 	}
 }
@@ -145,6 +182,7 @@ static void *worker(void *arg)
 {
 	struct loop *l = arg;
 	struct fuse_buf buf;
+	uint32_t last = UINT32_MAX; /* the opcode this thread answered last */
 
 	memset(&buf, 0, sizeof(buf));
 	pthread_mutex_lock(&l->mu);
@@ -157,12 +195,13 @@ static void *worker(void *arg)
 			l->n_idle++;
 			pthread_cond_wait(&l->idle, &l->mu);
 			l->n_idle--;
+			last = UINT32_MAX; /* idle since: it answered nothing just now */
 		}
 		if (l->stop)
 			break;
 		l->receiving = true;
 		pthread_mutex_unlock(&l->mu);
-		r = receive(l, &buf);
+		r = receive(l, &buf, last);
 		pthread_mutex_lock(&l->mu);
 		l->receiving = false;
 		if (r <= 0) {
@@ -178,6 +217,7 @@ static void *worker(void *arg)
 			__atomic_add_fetch(&l->n_running, 1, __ATOMIC_RELAXED);
 			hand_on(l);
 		}
+		last = (size_t)r >= sizeof(*h) && !(buf.flags & FUSE_BUF_IS_FD) ? h->opcode : UINT32_MAX;
 		pthread_mutex_unlock(&l->mu);
 		fuse_session_process_buf(l->se, &buf);
 		pthread_mutex_lock(&l->mu);
@@ -200,6 +240,7 @@ int hpfs_loop(struct fuse_session *se, unsigned busy_poll_us, unsigned max_threa
 	l.fd = fuse_session_fd(se);
 	l.busy_poll_us = busy_poll_us;
 	l.max_threads = max_threads ? max_threads : LOOP_DEFAULT_THREADS;
+	memset(l.credit, SPIN_CREDIT, sizeof(l.credit));
 	l.th = calloc(l.max_threads, sizeof(*l.th));
 	l.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	fl = fcntl(l.fd, F_GETFL);

@@ -71,6 +71,8 @@ struct ctl {
 	pthread_mutex_t snap_lock;
 	struct ctl_snap *cur;
 	uint64_t last_check_us;
+	int head_fd;                /* inotify (opts.watch_head), -1: none */
+	bool head_watched;          /* its watches are set and nothing came since HEAD was read */
 
 	pthread_mutex_t outcome_lock;
 	struct ctl_outcome *outcomes;

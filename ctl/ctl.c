@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
 
 #include "ctl-int.h"
 
@@ -20,6 +22,8 @@ int ctl_new(const struct ctl_opts *opts, struct ctl **ret)
 	c->n_workers = (opts && opts->n_workers) ? opts->n_workers : 4;
 	c->retries = opts ? opts->retries : 0;
 	c->head_check_ms = (opts && opts->head_check_ms) ? opts->head_check_ms : 100;
+	/* without inotify (no instance left for this user, say): HEAD is read each time */
+	c->head_fd = (opts && opts->watch_head) ? inotify_init1(IN_NONBLOCK | IN_CLOEXEC) : -1;
 	pthread_mutex_init(&c->store_lock, NULL);
 	pthread_mutex_init(&c->snap_lock, NULL);
 	pthread_mutex_init(&c->outcome_lock, NULL);
@@ -46,6 +50,8 @@ void ctl_free(struct ctl *c)
 	if (!c)
 		return;
 	ctl_snap_unref(c->cur);
+	if (c->head_fd >= 0)
+		close(c->head_fd);
 	store_free(c->store);
 	free(c->outcomes);
 	free(c->scan);
@@ -103,6 +109,36 @@ int ctl_head(struct ctl *c, char ret_oid[HP_OID_HEX_SIZE])
 	return r;
 }
 
+/*
+ * Under snap_lock: true when nothing changed where HEAD is read from since
+ * it was last read (the inotify queue is empty). Else the queue is emptied
+ * and the watches set again (a directory removed and made anew is a new
+ * one), before HEAD is read: a change after that is the next event.
+ */
+static bool head_unchanged(struct ctl *c)
+{
+	char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+	int r;
+
+	if (c->head_fd < 0)
+		return false;
+	if (c->head_watched) {
+		n = read(c->head_fd, ev, sizeof(ev));
+		if (n < 0 && errno == EAGAIN)
+			return true;
+		c->head_watched = false;
+		/* an event, several, or an overflow: each says "read HEAD" */
+		while (n > 0 || (n < 0 && errno == EINTR))
+			n = read(c->head_fd, ev, sizeof(ev));
+	}
+	pthread_mutex_lock(&c->store_lock);
+	r = store_head_watch(c->store, c->head_fd);
+	pthread_mutex_unlock(&c->store_lock);
+	c->head_watched = r == 0;
+	return false;
+}
+
 int ctl_snap_get(struct ctl *c, bool check_now, struct ctl_snap **ret)
 {
 	struct ctl_snap *s = NULL, *old = NULL;
@@ -113,6 +149,10 @@ int ctl_snap_get(struct ctl *c, bool check_now, struct ctl_snap **ret)
 	pthread_mutex_lock(&c->snap_lock);
 	if (c->cur && !check_now && now - c->last_check_us < (uint64_t)c->head_check_ms * 1000)
 		goto done;
+	if (head_unchanged(c) && c->cur) {
+		c->last_check_us = now;
+		goto done;
+	}
 	r = ctl_head(c, head);
 	if (r < 0)
 		goto out;
@@ -142,6 +182,8 @@ int ctl_snap_get(struct ctl *c, bool check_now, struct ctl_snap **ret)
 done:
 	*ret = ctl_snap_ref(c->cur);
 out:
+	if (r < 0)
+		c->head_watched = false; /* what is held is not known to be HEAD's: read it next time */
 	pthread_mutex_unlock(&c->snap_lock);
 	ctl_snap_unref(old);
 	return r;

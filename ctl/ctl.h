@@ -41,6 +41,8 @@ struct ctl_opts {
 	unsigned n_workers;      /* threads for "all"; 0: 4 */
 	unsigned head_check_ms;  /* least interval between HEAD checks; 0: 100 */
 	unsigned retries;        /* an apply that failed with EBUSY is tried again this often */
+	bool watch_head;         /* a long-lived context (the daemon): HEAD read again only
+				  * after the kernel said its files changed (ctl_snap_get) */
 };
 
 int ctl_new(const struct ctl_opts *opts, struct ctl **ret);
@@ -57,8 +59,14 @@ struct ctl_snap;
  * snapshot; older ones live on while references to them are held.
  * -ENOENT (with an empty snapshot never returned) when the store has no
  * commit yet. ctl's own operations (apply, revert, status, list) always
- * look at HEAD (reading a ref is cheap next to them), so they never act on
- * a catalog older than the last import.
+ * look at HEAD, so they never act on a catalog older than the last import.
+ * With opts.watch_head, looking is asking an inotify instance that watches
+ * the directories HEAD is read from (store_head_watch) whether anything
+ * changed there since HEAD was last read: one read that finds nothing,
+ * where reading HEAD is eight system calls (a stat, open, read and close of
+ * HEAD and of its branch). An event, an overflow of the queue, or a store
+ * where the watch cannot be trusted (store_head_watch's -ENOTSUP) reads
+ * HEAD as before.
  */
 int ctl_snap_get(struct ctl *c, bool check_now, struct ctl_snap **ret);
 struct ctl_snap *ctl_snap_ref(struct ctl_snap *s);

@@ -423,6 +423,7 @@ int main(int argc, char **argv)
 	memset(&copts, 0, sizeof(copts));
 	copts.store_path = hpfs.store_path;
 	copts.budget_ms = cli.budget_ms;
+	copts.watch_head = true;
 	r = ctl_new(&copts, &hpfs.ctl);
 	if (r < 0) {
 		fprintf(stderr, "hotpatchfs: %s\n", hp_errmsg(r));

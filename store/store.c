@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "store-int.h"
@@ -142,6 +144,58 @@ int store_head(struct store *st, char ret_oid[HP_OID_HEX_SIZE])
 		return store_git_err(-EIO, "store HEAD");
 	git_oid_tostr(ret_oid, 41, &oid);
 	return 0;
+}
+
+/* Filesystems where every change is made through this kernel's VFS (statfs f_type). */
+static bool local_fs(long type)
+{
+	switch ((unsigned long)type) {
+	case 0xEF53:     /* ext2, ext3, ext4 */
+	case 0x58465342: /* xfs */
+	case 0x9123683E: /* btrfs */
+	case 0xF2F52010: /* f2fs */
+	case 0x01021994: /* tmpfs */
+		return true;
+	default:
+		return false;
+	}
+}
+
+int store_head_watch(struct store *st, int fd)
+{
+	const uint32_t mask = IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM |
+			      IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
+	const char *dir = git_repository_path(st->repo), *common, *target, *slash;
+	git_reference *head = NULL;
+	char path[PATH_MAX];
+	struct statfs sf;
+	int r = -ENOTSUP;
+
+	common = git_repository_commondir(st->repo);
+	if (!dir || !common || strcmp(dir, common) != 0)
+		return -ENOTSUP;
+	if (statfs(dir, &sf) < 0)
+		return -errno;
+	if (!local_fs((long)sf.f_type))
+		return -ENOTSUP;
+	/* the repository's directory first: HEAD re-pointed after this is an event */
+	if (inotify_add_watch(fd, dir, mask) < 0)
+		return -errno;
+	if (git_reference_lookup(&head, st->repo, "HEAD") < 0 ||
+	    git_reference_type(head) != GIT_REFERENCE_SYMBOLIC)
+		goto out;
+	target = git_reference_symbolic_target(head);
+	slash = target ? strrchr(target, '/') : NULL;
+	if (!slash || strncmp(target, "refs/", 5) != 0 || strstr(target, ".."))
+		goto out;
+	/* dir ends with '/'; the branch's directory, e.g. refs/heads */
+	if (snprintf(path, sizeof(path), "%s%.*s", dir, (int)(slash - target), target) >=
+	    (int)sizeof(path))
+		goto out;
+	r = inotify_add_watch(fd, path, mask) < 0 ? -errno : 0;
+out:
+	git_reference_free(head);
+	return r;
 }
 
 int store_init(const char *path, const struct store_init_opts *opts)

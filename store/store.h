@@ -144,6 +144,17 @@ void store_sha256_hex(const void *data, size_t len, char ret_hex[HP_SHA256_HEX_S
 
 /* The commit id of HEAD (40 hex + NUL); cheap; "" for an empty store. */
 int store_head(struct store *st, char ret_oid[HP_OID_HEX_SIZE]);
+/*
+ * Watch, on the inotify instance fd, every directory whose entries HEAD's
+ * commit id is read from: the repository's own (HEAD, packed-refs) and that
+ * of the branch HEAD names (its loose ref). A change of HEAD is then an
+ * event on fd, made by the kernel before the change's system call returns.
+ * -ENOTSUP where that does not hold or is not known to: HEAD not a branch of
+ * refs/, a repository sharing another's refs (a worktree), or one on a
+ * filesystem not known to be local (a network one's other clients make no
+ * event here). Other negative errnos: inotify_add_watch's.
+ */
+int store_head_watch(struct store *st, int fd);
 
 /* Open an immutable view of the store at HEAD. */
 int store_snap_open(struct store *st, struct store_snap **ret);

@@ -71,6 +71,7 @@ ht_wait_for 10 grep -q started "$late_out"
 ht_check "after its exec: listed at once (not a stale answer for the old program)" \
 	grep -qx "$late" <(ls "$M/processes")
 
+before_may=$(fs_head)
 ht_check "hp import 2026.04/2026-05 (a newer baseline of demo-server)" "$HP_BIN" import "$T/may.tar.gz"
 ht_eq "v1, on the older baseline, patched or not: needs-restart" needs-restart "$(state "$v1")"
 ht_match "v1: the newer baseline is named" "newer-baseline=2026.04" "$(cat "$M/processes/$v1/status")"
@@ -80,6 +81,18 @@ ht_wait_for 10 grep -q started "$HT_LAST_OUT"
 ht_eq "v2, on the newest baseline, its month not applied: not-up-to-date" not-up-to-date "$(state "$v2")"
 echo "$v2" >"$M/apply"
 ht_eq "v2 patched: hotpatched" hotpatched "$(state "$v2")"
+echo "$v2" >"$M/revert"
+# HEAD moved by git itself, not by hp: the next apply acts on the catalog it
+# names at once (the daemon looks at HEAD for every apply; its watch of HEAD's
+# files, not a timer, says when to read it again).
+may_head=$(fs_head)
+git --git-dir="$HP_STORE" update-ref HEAD "$before_may"
+fs_expect_errno "HEAD moved back by git: the next apply finds v2's set gone" \
+	"No such file or directory" "$M/apply" "$v2"
+ht_match "... and says so" "nothing published for process $v2" "$(grep "apply pid=$v2 " "$M/events" | tail -1)"
+git --git-dir="$HP_STORE" update-ref HEAD "$may_head"
+echo "$v2" >"$M/apply"
+ht_eq "HEAD forward again: the next apply patches" hotpatched "$(state "$v2")"
 echo "$v2" >"$M/revert"
 
 # up-to-date: on the current baseline with nothing published for it. A

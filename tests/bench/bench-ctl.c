@@ -11,8 +11,10 @@
  * each, in turn: the permission check for root and for nobody (the kernel's
  * answer through a helper holding nobody's credentials), the snapshot
  * (HEAD looked at), the inspection of the process, the store lookup, the
- * whole ctl_apply and ctl_revert (which do all of that and the engine),
- * and the engine's apply and revert alone. Prints
+ * whole ctl_apply and ctl_revert (which do all of that and the engine,
+ * but no inspection of their own: the engine reads the process once and
+ * ctl chooses from that reading), and the engine's apply and revert alone
+ * (the sets given). Prints
  * "prof.ctl.WHAT.p50 VALUE us" lines.
  */
 #include <errno.h>

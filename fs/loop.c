@@ -91,15 +91,19 @@ struct loop {
 
 static void *worker(void *arg);
 
-/* Under mu. Start a thread if none waits and there is room. */
-static void hand_on(struct loop *l)
+/*
+ * Under mu. Start a thread if none waits and there is room; true when one
+ * waits: the caller signals l->idle once it has let go of mu (signalled
+ * under it, the woken thread would wake only to wait for mu, two more
+ * futex calls; a thread woken finds receiving clear, so none is missed).
+ */
+static bool hand_on(struct loop *l)
 {
-	if (l->n_idle) {
-		pthread_cond_signal(&l->idle);
-		return;
-	}
+	if (l->n_idle)
+		return true;
 	if (l->n_th < l->max_threads && pthread_create(&l->th[l->n_th], NULL, worker, l) == 0)
 		l->n_th++;
+	return false;
 }
 
 /* Under mu. */
@@ -188,7 +192,7 @@ static void *worker(void *arg)
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
 		const struct fuse_in_header *h;
-		bool quick;
+		bool quick, wake = false;
 		int r;
 
 		while (!l->stop && l->receiving) {
@@ -215,10 +219,12 @@ static void *worker(void *arg)
 		if (!quick) {
 			/* it may take long: somebody else receives meanwhile */
 			__atomic_add_fetch(&l->n_running, 1, __ATOMIC_RELAXED);
-			hand_on(l);
+			wake = hand_on(l);
 		}
 		last = (size_t)r >= sizeof(*h) && !(buf.flags & FUSE_BUF_IS_FD) ? h->opcode : UINT32_MAX;
 		pthread_mutex_unlock(&l->mu);
+		if (wake)
+			pthread_cond_signal(&l->idle);
 		fuse_session_process_buf(l->se, &buf);
 		pthread_mutex_lock(&l->mu);
 		if (!quick)
@@ -258,7 +264,7 @@ int hpfs_loop(struct fuse_session *se, unsigned busy_poll_us, unsigned max_threa
 	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	pthread_mutex_lock(&l.mu);
-	hand_on(&l);
+	(void)hand_on(&l); /* none waits yet: it starts the first */
 	if (!l.n_th) {
 		pthread_mutex_unlock(&l.mu);
 		pthread_sigmask(SIG_SETMASK, &old, NULL);

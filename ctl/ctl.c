@@ -99,6 +99,16 @@ const char *ctl_snap_commit(const struct ctl_snap *s)
 	return s->commit;
 }
 
+int ctl_head_watch(struct ctl *c, int fd)
+{
+	int r;
+
+	pthread_mutex_lock(&c->store_lock);
+	r = store_head_watch(c->store, fd);
+	pthread_mutex_unlock(&c->store_lock);
+	return r;
+}
+
 int ctl_head(struct ctl *c, char ret_oid[HP_OID_HEX_SIZE])
 {
 	int r;
@@ -119,7 +129,6 @@ static bool head_unchanged(struct ctl *c)
 {
 	char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 	ssize_t n;
-	int r;
 
 	if (c->head_fd < 0)
 		return false;
@@ -132,10 +141,7 @@ static bool head_unchanged(struct ctl *c)
 		while (n > 0 || (n < 0 && errno == EINTR))
 			n = read(c->head_fd, ev, sizeof(ev));
 	}
-	pthread_mutex_lock(&c->store_lock);
-	r = store_head_watch(c->store, c->head_fd);
-	pthread_mutex_unlock(&c->store_lock);
-	c->head_watched = r == 0;
+	c->head_watched = ctl_head_watch(c, c->head_fd) == 0;
 	return false;
 }
 

@@ -76,6 +76,8 @@ struct store_snap *ctl_snap_store(const struct ctl_snap *s);
 const char *ctl_snap_commit(const struct ctl_snap *s);
 /* The current HEAD commit id ("" for an empty store). */
 int ctl_head(struct ctl *c, char ret_oid[HP_OID_HEX_SIZE]);
+/* store_head_watch on the context's store: HEAD's directories watched on inotify fd. */
+int ctl_head_watch(struct ctl *c, int fd);
 
 /* Import a bundle held in memory (hotpatchfs incoming/): one commit or nothing. */
 int ctl_import_buf(struct ctl *c, const void *data, size_t len, char **ret_set_id);

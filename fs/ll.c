@@ -30,11 +30,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hpfs.h"
 #include <linux/fuse.h>
@@ -999,12 +1003,11 @@ static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 /* ---- a new HEAD: names it lacks leave the kernel's cache -------------------- */
 
 static struct {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
 	pthread_t thread;
 	struct fuse_session *se;
-	bool started, stopping;
-} watch = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER };
+	bool started;
+	int stop_fd; /* eventfd: written once to stop the thread */
+} watch = { .stop_fd = -1 };
 
 struct gone {
 	fuse_ino_t parent;
@@ -1066,22 +1069,36 @@ collected:
 	}
 	free(v);
 }
-/* Looks at the store's HEAD once a second (a ref read); on a change, drops what is gone. */
+/*
+ * Looks at the store's HEAD when the kernel says the files it is read from
+ * changed (an inotify watch, ctl_head_watch: an idle daemon makes no system
+ * call for it), or once a second where that watch cannot be had (a store
+ * on a network filesystem); on a change, drops what is gone.
+ */
 static void *watch_main(void *arg)
 {
-	char last[HP_OID_HEX_SIZE] = "", head[HP_OID_HEX_SIZE];
+	char last[HP_OID_HEX_SIZE] = "", head[HP_OID_HEX_SIZE], ev[4096];
+	int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	bool armed = ino >= 0 && ctl_head_watch(hpfs.ctl, ino) == 0;
 
+	(void)arg;
 	ctl_head(hpfs.ctl, last);
-	pthread_mutex_lock(&watch.lock);
-	while (!watch.stopping) {
-		struct timespec until;
+	for (;;) {
+		struct pollfd p[2] = { { watch.stop_fd, POLLIN, 0 }, { ino, POLLIN, 0 } };
+		int n = poll(p, 2, armed ? -1 : 1000);
 
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += 1;
-		pthread_cond_timedwait(&watch.cond, &watch.lock, &until);
-		if (watch.stopping)
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			sleep(1); /* no poll (ENOMEM): a look a second, as without the watch */
+		} else if (p[0].revents) {
 			break;
-		pthread_mutex_unlock(&watch.lock);
+		} else if (p[1].revents) {
+			/* an import comes as several events (lock file, rename): one look after them */
+			while (read(ino, ev, sizeof(ev)) > 0)
+				;
+			armed = ctl_head_watch(hpfs.ctl, ino) == 0; /* a directory made anew */
+		}
 		if (ctl_head(hpfs.ctl, head) == 0 && strcmp(head, last)) {
 			struct ctl_snap *snap = NULL;
 			int r = head[0] ? ctl_snap_get(hpfs.ctl, true, &snap) : 0;
@@ -1092,9 +1109,9 @@ static void *watch_main(void *arg)
 			if (r == 0)
 				memcpy(last, head, sizeof(last));
 		}
-		pthread_mutex_lock(&watch.lock);
 	}
-	pthread_mutex_unlock(&watch.lock);
+	if (ino >= 0)
+		close(ino);
 	return NULL;
 }
 
@@ -1103,22 +1120,31 @@ int hpfs_ll_watch_start(struct fuse_session *se)
 	int r;
 
 	watch.se = se;
-	watch.stopping = false;
+	watch.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (watch.stop_fd < 0)
+		return -errno;
 	r = -pthread_create(&watch.thread, NULL, watch_main, NULL);
-	if (r == 0)
+	if (r == 0) {
 		watch.started = true;
+	} else {
+		close(watch.stop_fd);
+		watch.stop_fd = -1;
+	}
 	return r;
 }
 
 void hpfs_ll_watch_stop(void)
 {
+	uint64_t one = 1;
+
 	if (!watch.started)
 		return;
-	pthread_mutex_lock(&watch.lock);
-	watch.stopping = true;
-	pthread_cond_signal(&watch.cond);
-	pthread_mutex_unlock(&watch.lock);
+	if (write(watch.stop_fd, &one, sizeof(one)) < 0) {
+		/* cannot fail: the counter is far from full */
+	}
 	pthread_join(watch.thread, NULL);
+	close(watch.stop_fd);
+	watch.stop_fd = -1;
 	watch.started = false;
 }
 

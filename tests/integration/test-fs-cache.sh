@@ -49,7 +49,7 @@ ht_eq "catalog: the baseline's listing shows the new month" "2026-02 2026-03 BAS
 ht_check "catalog: a set's listing (cached for an hour) is right" \
 	test "$(names "$M/catalog/2026.01/2026-03/cve-2026-0001")" = "manifest patch.so signature"
 git --git-dir="$HP_STORE" update-ref HEAD "$old_head"
-# A set's names are cached for an hour; the daemon's HEAD watch (once a second) drops them.
+# A set's names are cached for an hour; the daemon's HEAD watch (inotify) drops them.
 ht_check "HEAD moved back by hand: a gone set's directory, cached before, goes within seconds" \
 	ht_wait_for 5 test ! -e "$M/catalog/2026.01/2026-03/cve-2026-0001"
 ht_expect_fail "... its manifest too" ENOENT "stat: .*cve-2026-0001/manifest" stat "$M/catalog/2026.01/2026-03/cve-2026-0001/manifest"

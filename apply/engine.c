@@ -65,9 +65,10 @@
  * test_hooks): at each point an operation passes (after each step, and
  * inside the steps that act more than once: between two regions mapped,
  * between two entry writes), HP_ENGINE_TEST_FAIL=POINT makes it fail there
- * with -EIO, and HP_ENGINE_TEST_STALL=POINT makes it sleep 10 s there
- * after creating $HP_ENGINE_TEST_STALL_FILE, so that a test can kill it
- * there (test-engine-crash.sh, test-engine-points.sh).
+ * with -EIO, and HP_ENGINE_TEST_STALL=POINT makes it sleep 10 s
+ * (HP_ENGINE_TEST_STALL_MS, if set) there after creating
+ * $HP_ENGINE_TEST_STALL_FILE, so that a test can kill it there, or change
+ * the process under it (test-engine-crash.sh, test-engine-points.sh).
  */
 #ifdef HP_TEST_HOOKS
 static int test_point(const char *point)
@@ -75,6 +76,7 @@ static int test_point(const char *point)
 	const char *fail = getenv("HP_ENGINE_TEST_FAIL");
 	const char *stall = getenv("HP_ENGINE_TEST_STALL");
 	const char *file = getenv("HP_ENGINE_TEST_STALL_FILE");
+	const char *ms = getenv("HP_ENGINE_TEST_STALL_MS");
 
 	if (stall && strcmp(stall, point) == 0) {
 		if (file) {
@@ -83,7 +85,10 @@ static int test_point(const char *point)
 			if (fd >= 0)
 				close(fd);
 		}
-		sleep(10);
+		if (ms)
+			usleep((useconds_t)atoi(ms) * 1000);
+		else
+			sleep(10);
 	}
 	if (fail && strcmp(fail, point) == 0)
 		return hp_err(-EIO, "test failure point %s", point);

@@ -84,6 +84,18 @@ static void loaded_release(struct loaded *l)
 	free(l->set_id);
 }
 
+/* apply_choose_fn: the loaded set, whatever the process maps (the engine checks it fits). */
+static int choose_loaded(void *arg, const struct apply_proc *p, struct apply_set *sets, size_t cap)
+{
+	const struct loaded *l = arg;
+
+	(void)p;
+	if (cap < 1)
+		return 0;
+	sets[0] = l->set;
+	return 1;
+}
+
 static void print_result(const char *what, const struct apply_result *res)
 {
 	printf("%s changed=%d pause_us=%" PRIu64 " threads=%u tries=%u set=%s\n", what,
@@ -363,6 +375,18 @@ int main(int argc, char **argv)
 			loaded_release(&ls[i]);
 		free(ls);
 		free(sets);
+		if (r < 0)
+			return fail(r);
+		print_result("applied", &res);
+		return 0;
+	}
+	if (strcmp(argv[1], "apply-choose") == 0 && argc >= 4) {
+		/* the set given to the engine's chooser: read once, before the attach */
+		r = load_dir(argv[3], &l);
+		if (r < 0)
+			return fail(r);
+		r = apply_patch_choose((pid_t)atoi(argv[2]), choose_loaded, &l, &opts, &res);
+		loaded_release(&l);
 		if (r < 0)
 			return fail(r);
 		print_result("applied", &res);

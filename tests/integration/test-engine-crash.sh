@@ -79,4 +79,32 @@ ht_match "held at map, only main asleep: one thread traced (the sys thread)" "^[
 ht_expect_fail "held at map: the leader is not the thread traced" 1 '' test "$traced" = "$ET_PID "
 ht_check "kbusy: target running, no EINTR" et_clean
 
+# With the sets chosen by the caller (apply_patch_choose, as ctl does), the
+# process is read before anything is stopped. One that execs between that
+# reading and the attach (here its own program again: the same PID, the
+# same start time, a new memory) is refused, never patched from what was
+# read of the memory it had.
+et_start pie --busy 1
+out=$HT_TMP/choose.err
+mark=$HT_TMP/stall.choose
+HP_ENGINE_TEST_STALL=choose HP_ENGINE_TEST_STALL_MS=3000 HP_ENGINE_TEST_STALL_FILE=$mark \
+	"$ENGINE_DRIVER" apply-choose "$ET_PID" "$set_a" >/dev/null 2>"$out" &
+drv=$!
+ht_track_pid "$drv"
+ht_wait_for 10 test -e "$mark" || ht_log "choose: the stall never came"
+ht_eq "exec'd while the chooser's reading waits" "exec" "$(et_ask X)"
+ht_wait_for 10 sh -c "[ \$(grep -c '^ready' '$ET_OUT') -ge 2 ]" || ht_log "choose: no second ready"
+wait "$drv"
+rc=$?
+ht_eq "exec between the reading and the attach: ESRCH" 3 "$rc"
+ht_eq "... with its reason" \
+	"engine-driver: ESRCH: apply $ET_PID: process $ET_PID: its program was replaced (exec) while it was read" \
+	"$(cat "$out")"
+ht_eq "... nothing applied to the new program" "" "$(et_driver inspect "$ET_PID" | grep '^applied')"
+ht_eq "... which runs unpatched" "14 107" "$(et_query 7)"
+ht_match "the same apply once the process holds still" '^applied changed=1 ' \
+	"$(et_driver apply-choose "$ET_PID" "$set_a" 2>&1)"
+ht_eq "... and it is patched" "100 207" "$(et_query 7)"
+ht_check "exec'd target: running, no EINTR" et_clean
+
 ht_end

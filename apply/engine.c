@@ -1093,6 +1093,33 @@ static int proc_fill(const struct op *op, struct apply_proc *p)
 	return 0;
 }
 
+/*
+ * The process read before any stop (op_scan), as apply_inspect gives it
+ * but for uid and exe (unset): what a chooser or a look is shown.
+ * proc_clear frees it, filled or not.
+ */
+static int op_read_proc(struct op *op, struct apply_proc *p)
+{
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	p->pid = op->pid;
+	p->uid = (uid_t)-1;
+	p->start_time = op->start_time;
+	snprintf(p->comm, sizeof(p->comm), "%s", op->comm);
+	r = op_scan(op);
+	return r < 0 ? r : proc_fill(op, p);
+}
+
+static void proc_clear(struct apply_proc *p)
+{
+	for (size_t i = 0; i < p->n_objects; i++)
+		free(p->objects[i].path);
+	free(p->objects);
+	free(p->applied);
+	memset(p, 0, sizeof(*p));
+}
+
 /* ---- apply ---------------------------------------------------------------- */
 
 static bool in_object_text(const struct op *op, const struct proc_object *o, uint64_t addr,
@@ -1526,24 +1553,13 @@ static int step_choose(struct op *op)
 
 	if (!op->choose)
 		return 0;
-	r = op_scan(op);
-	if (r < 0)
-		return r;
-	memset(&p, 0, sizeof(p));
-	p.pid = op->pid;
-	p.uid = (uid_t)-1;
-	p.start_time = op->start_time;
-	snprintf(p.comm, sizeof(p.comm), "%s", op->comm);
-	r = proc_fill(op, &p);
+	r = op_read_proc(op, &p);
 	cap = p.n_objects ? p.n_objects : 1;
 	op->chosen = r == 0 ? calloc(cap, sizeof(*op->chosen)) : NULL;
 	if (r == 0 && !op->chosen)
 		r = -ENOMEM;
 	n = r < 0 ? r : op->choose(op->choose_arg, &p, op->chosen, cap);
-	for (size_t i = 0; i < p.n_objects; i++)
-		free(p.objects[i].path);
-	free(p.objects);
-	free(p.applied);
+	proc_clear(&p);
 	if (n < 0) {
 		op->choose_failed = r == 0;
 		return n;
@@ -2056,23 +2072,12 @@ static int step_read_revert(struct op *op)
 
 	if (!op->look)
 		return 0;
-	r = op_scan(op);
-	if (r < 0)
-		return r;
-	memset(&p, 0, sizeof(p));
-	p.pid = op->pid;
-	p.uid = (uid_t)-1;
-	p.start_time = op->start_time;
-	snprintf(p.comm, sizeof(p.comm), "%s", op->comm);
-	r = proc_fill(op, &p);
+	r = op_read_proc(op, &p);
 	if (r == 0) {
 		r = op->look(op->look_arg, &p);
 		op->choose_failed = r < 0;
 	}
-	for (size_t i = 0; i < p.n_objects; i++)
-		free(p.objects[i].path);
-	free(p.objects);
-	free(p.applied);
+	proc_clear(&p);
 	return r;
 }
 
@@ -2516,11 +2521,8 @@ void apply_proc_free(struct apply_proc *p)
 {
 	if (!p)
 		return;
-	for (size_t i = 0; i < p->n_objects; i++)
-		free(p->objects[i].path);
-	free(p->objects);
-	free(p->applied);
 	free(p->exe);
+	proc_clear(p);
 	free(p);
 }
 

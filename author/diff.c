@@ -756,6 +756,13 @@ static long obj_covering(const struct obj *o, size_t sec, int64_t off)
 	return -1;
 }
 
+/* a + b, wrapping as the target's addresses do (an offset from a crafted
+ * object may overflow int64_t: UBSan, found by fuzz-diffobj) */
+static int64_t off_add(int64_t a, int64_t b)
+{
+	return (int64_t)((uint64_t)a + (uint64_t)b);
+}
+
 static struct tdesc rel_desc(const struct obj *o, const struct orel *r)
 {
 	struct tdesc t = { T_UNDEF, "", -1, 0, r->addend };
@@ -782,15 +789,15 @@ static struct tdesc rel_desc(const struct obj *o, const struct orel *r)
 	/* A section symbol or a local label: what lies there. */
 	t.kind = T_SEC;
 	t.sec = y->st.st_shndx;
-	t.off = (int64_t)y->st.st_value + r->addend;
-	pos = t.off + (rel_pcrel(r->type) ? 4 + r->tail : 0);
+	t.off = off_add((int64_t)y->st.st_value, r->addend);
+	pos = off_add(t.off, rel_pcrel(r->type) ? 4 + (int64_t)r->tail : 0);
 	if (o->secs[t.sec].func >= 0) {
 		const struct osym *f = &o->syms[o->secs[t.sec].func];
 
 		t.kind = T_NAMED;
 		t.name = f->name;
 		t.sym = o->secs[t.sec].func;
-		t.off = t.off - (int64_t)f->st.st_value;
+		t.off = off_add(t.off, -(int64_t)f->st.st_value);
 		return t;
 	}
 	cov = obj_covering(o, t.sec, pos);
@@ -798,7 +805,7 @@ static struct tdesc rel_desc(const struct obj *o, const struct orel *r)
 		t.kind = T_NAMED;
 		t.name = o->syms[cov].name;
 		t.sym = cov;
-		t.off -= (int64_t)o->syms[cov].st.st_value;
+		t.off = off_add(t.off, -(int64_t)o->syms[cov].st.st_value);
 	}
 	return t;
 }
@@ -894,7 +901,8 @@ static bool rel_equiv(const struct obj *A, const struct orel *ra, size_t selfa, 
 	sa = &A->secs[ta.sec];
 	sb = &B->secs[tb.sec];
 	if ((sa->sh.sh_flags & SHF_STRINGS) && (sb->sh.sh_flags & SHF_STRINGS)) {
-		int64_t pa = ta.off + (rel_pcrel(ra->type) ? 4 : 0), pb = tb.off + (rel_pcrel(rb->type) ? 4 : 0);
+		int64_t pa = off_add(ta.off, rel_pcrel(ra->type) ? 4 : 0);
+		int64_t pb = off_add(tb.off, rel_pcrel(rb->type) ? 4 : 0);
 		int64_t ia, ib;
 		const char *xa = string_at(A, ta.sec, pa, &ia), *xb = string_at(B, tb.sec, pb, &ib);
 
@@ -902,7 +910,8 @@ static bool rel_equiv(const struct obj *A, const struct orel *ra, size_t selfa, 
 	}
 	if ((sa->sh.sh_flags & SHF_MERGE) && (sb->sh.sh_flags & SHF_MERGE) && sa->sh.sh_entsize &&
 	    sa->sh.sh_entsize == sb->sh.sh_entsize) {
-		int64_t pa = ta.off + (rel_pcrel(ra->type) ? 4 : 0), pb = tb.off + (rel_pcrel(rb->type) ? 4 : 0);
+		int64_t pa = off_add(ta.off, rel_pcrel(ra->type) ? 4 : 0);
+		int64_t pb = off_add(tb.off, rel_pcrel(rb->type) ? 4 : 0);
 		uint64_t es = sa->sh.sh_entsize;
 
 		if (pa < 0 || pb < 0 || (uint64_t)pa + es > sa->sh.sh_size ||

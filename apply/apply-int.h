@@ -57,8 +57,18 @@ struct proc_objects {
 	size_t n;
 };
 
-/* pid > 0: the first pages read in a few process_vm_readv calls (0: a
- * read of mem_fd each) */
+/*
+ * The first len bytes at each start[k] (k < n) into buf + k * len, in as
+ * few system calls as can be: process_vm_readv reads up to 256 ranges a
+ * call and stops at the first that does not read whole (a mapping gone
+ * since the maps were read); that one is left to the caller's own read of
+ * /proc/PID/mem (got[k] false) and the rest are read on. Without
+ * process_vm_readv (not allowed, pid <= 0) every one is left to it.
+ */
+void proc_mem_read_starts(pid_t pid, const uint64_t *start, size_t n, size_t len, void *buf,
+			  bool *got);
+/* pid > 0: the first pages read with proc_mem_read_starts (0: a read of
+ * mem_fd each) */
 int proc_objects_read(pid_t pid, int mem_fd, const struct proc_maps *maps,
 		      struct proc_objects *ret);
 void proc_objects_release(struct proc_objects *o);

@@ -190,41 +190,29 @@ static bool may_start_object(const struct proc_map *m)
 	       (m->path[0] == '/' || strcmp(m->path, "[vdso]") == 0);
 }
 
-#define PAGES_BATCH 64
+#define MEM_BATCH 256
 
-/*
- * The first page of every mapping that may start an object, PAGES_BATCH
- * a system call (one read of /proc/PID/mem each was most of an
- * operation's reads of a small process): process_vm_readv stops at the
- * first range that does not read whole (a mapping gone since the maps
- * were read, or shorter than a page); that one and the rest of its batch
- * are left to object_from_memory's own read (got[i] false). Without pid
- * (0) every one is.
- */
-static void pages_read(pid_t pid, const struct proc_maps *maps, uint8_t *pages, bool *got)
+void proc_mem_read_starts(pid_t pid, const uint64_t *start, size_t n, size_t len, void *buf,
+			  bool *got)
 {
-	struct iovec local[PAGES_BATCH], remote[PAGES_BATCH];
-	size_t idx[PAGES_BATCH];
+	struct iovec local[MEM_BATCH], remote[MEM_BATCH];
+	size_t i = 0;
 
-	for (size_t i = 0; pid > 0 && i < maps->n;) {
-		size_t m = 0;
+	while (pid > 0 && i < n) {
+		size_t m = n - i < MEM_BATCH ? n - i : MEM_BATCH, full;
 		ssize_t bytes;
 
-		for (; i < maps->n && m < PAGES_BATCH; i++) {
-			const struct proc_map *pm = &maps->v[i];
-
-			if (!may_start_object(pm) || pm->end - pm->start < HP_PAGE_SIZE)
-				continue;
-			idx[m] = i;
-			local[m] = (struct iovec){ pages + i * HP_PAGE_SIZE, HP_PAGE_SIZE };
-			remote[m] = (struct iovec){ (void *)(uintptr_t)pm->start, HP_PAGE_SIZE };
-			m++;
+		for (size_t j = 0; j < m; j++) {
+			local[j] = (struct iovec){ (char *)buf + (i + j) * len, len };
+			remote[j] = (struct iovec){ (void *)(uintptr_t)start[i + j], len };
 		}
-		bytes = m ? process_vm_readv(pid, local, m, remote, m, 0) : 0;
-		if (bytes < 0)
+		bytes = process_vm_readv(pid, local, m, remote, m, 0);
+		if (bytes < 0 && errno != EFAULT)
 			return;
-		for (size_t j = 0; j < (size_t)bytes / HP_PAGE_SIZE && j < m; j++)
-			got[idx[j]] = true;
+		full = bytes < 0 ? 0 : (size_t)bytes / len;
+		for (size_t j = 0; j < full; j++)
+			got[i + j] = true;
+		i += full < m ? full + 1 : m;
 	}
 }
 
@@ -232,21 +220,33 @@ int proc_objects_read(pid_t pid, int mem_fd, const struct proc_maps *maps,
 		      struct proc_objects *ret)
 {
 	struct proc_objects o = { 0 };
-	uint8_t *pages = pid > 0 && maps->n ? malloc(maps->n * HP_PAGE_SIZE) : NULL;
-	bool *got = pages ? calloc(maps->n, sizeof(*got)) : NULL;
-	size_t cap = 0;
+	/* the first page of every mapping that may start an object, read at
+	 * once (one read of /proc/PID/mem each was most of an operation's
+	 * reads of a small process); page[i]: map i's, or NULL */
+	uint64_t *starts = pid > 0 ? calloc(maps->n + 1, sizeof(*starts)) : NULL;
+	uint8_t *pages = starts ? malloc((maps->n + 1) * HP_PAGE_SIZE) : NULL;
+	bool *got = pages ? calloc(maps->n + 1, sizeof(*got)) : NULL;
+	const uint8_t **page = got ? calloc(maps->n + 1, sizeof(*page)) : NULL;
+	size_t cap = 0, n = 0;
 	int r = 0;
 
-	if (got)
-		pages_read(pid, maps, pages, got);
+	for (size_t i = 0; page && i < maps->n; i++)
+		if (may_start_object(&maps->v[i]) && maps->v[i].end - maps->v[i].start >= HP_PAGE_SIZE)
+			starts[n++] = maps->v[i].start;
+	if (page)
+		proc_mem_read_starts(pid, starts, n, HP_PAGE_SIZE, pages, got);
+	for (size_t i = 0, k = 0; page && i < maps->n; i++)
+		if (may_start_object(&maps->v[i]) && maps->v[i].end - maps->v[i].start >= HP_PAGE_SIZE) {
+			page[i] = got[k] ? pages + k * HP_PAGE_SIZE : NULL;
+			k++;
+		}
 	for (size_t i = 0; i < maps->n; i++) {
 		const struct proc_map *m = &maps->v[i];
 		struct proc_object obj;
 
 		if (!may_start_object(m))
 			continue;
-		if (object_from_memory(mem_fd, m, got && got[i] ? pages + i * HP_PAGE_SIZE : NULL,
-				       &obj) < 0)
+		if (object_from_memory(mem_fd, m, page ? page[i] : NULL, &obj) < 0)
 			continue;
 		obj.first_map = i;
 		obj.n_maps = 1;
@@ -277,8 +277,10 @@ int proc_objects_read(pid_t pid, int mem_fd, const struct proc_maps *maps,
 	*ret = o;
 	o = (struct proc_objects){ 0 };
 out:
+	free(starts);
 	free(pages);
 	free(got);
+	free(page);
 	proc_objects_release(&o);
 	return r;
 }

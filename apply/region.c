@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/uio.h>
 
 #include "apply-int.h"
 
@@ -133,48 +132,15 @@ static bool may_hold_header(const struct proc_map *m)
 	       !m->shared && m->end - m->start >= sizeof(struct region_hdr);
 }
 
+/* candidates looked at a batch at a time */
 #define HDR_BATCH 256
-
-/*
- * The first bytes of every mapping that may hold a header, as few system
- * calls as can be: those mappings are mostly the threads' stacks, and one
- * read of /proc/PID/mem each was 64 system calls for a process of 64
- * threads, on every apply, revert and inspection. process_vm_readv reads
- * up to HDR_BATCH ranges a call and stops at the first that does not read
- * (a mapping gone since the maps were read): that one is left to
- * region_read's own read (got[i] false), the rest are read on. Without
- * process_vm_readv (not allowed, pid <= 0) every one is left to it.
- */
-static void headers_read(pid_t pid, const struct proc_maps *maps, const size_t *idx, size_t n,
-			 struct region_hdr *hdrs, bool *got)
-{
-	struct iovec local[HDR_BATCH], remote[HDR_BATCH];
-	size_t i = 0;
-
-	while (pid > 0 && i < n) {
-		size_t m = n - i < HDR_BATCH ? n - i : HDR_BATCH, full;
-		ssize_t bytes;
-
-		for (size_t j = 0; j < m; j++) {
-			local[j] = (struct iovec){ &hdrs[i + j], sizeof(hdrs[0]) };
-			remote[j] = (struct iovec){ (void *)(uintptr_t)maps->v[idx[i + j]].start,
-						    sizeof(hdrs[0]) };
-		}
-		bytes = process_vm_readv(pid, local, m, remote, m, 0);
-		if (bytes < 0 && errno != EFAULT)
-			return;
-		full = bytes < 0 ? 0 : (size_t)bytes / sizeof(hdrs[0]);
-		for (size_t j = 0; j < full; j++)
-			got[i + j] = true;
-		i += full < m ? full + 1 : m;
-	}
-}
 
 int regions_read(pid_t pid, int mem_fd, const struct proc_maps *maps, struct regions *ret)
 {
 	struct regions rs = { 0 };
 	struct region_hdr *hdrs = malloc(HDR_BATCH * sizeof(*hdrs));
 	size_t cap = 0, idx[HDR_BATCH];
+	uint64_t starts[HDR_BATCH];
 	bool got[HDR_BATCH];
 	int r = 0;
 
@@ -185,10 +151,14 @@ int regions_read(pid_t pid, int mem_fd, const struct proc_maps *maps, struct reg
 		size_t n_idx = 0;
 
 		for (; i < maps->n && n_idx < HDR_BATCH; i++)
-			if (may_hold_header(&maps->v[i]))
+			if (may_hold_header(&maps->v[i])) {
+				starts[n_idx] = maps->v[i].start;
 				idx[n_idx++] = i;
+			}
 		memset(got, 0, sizeof(got));
-		headers_read(pid, maps, idx, n_idx, hdrs, got);
+		/* mostly the threads' stacks: one read each was 64 system
+		 * calls for a process of 64 threads, on every operation */
+		proc_mem_read_starts(pid, starts, n_idx, sizeof(hdrs[0]), hdrs, got);
 		for (size_t k = 0; k < n_idx; k++) {
 			struct region rg;
 

@@ -120,15 +120,16 @@ int apply_patch_sets(pid_t pid, const struct apply_set *sets, size_t n_sets,
 		     const struct apply_opts *opts, struct apply_result *ret);
 
 /*
- * Apply the sets choose picks once the process is held: the engine reads
- * the process once, after it has stopped one thread (its system-call
- * thread) and asked opts->may_patch, and hands choose what it read (as
- * apply_inspect would give it, but for uid and exe: unset), with room for
- * cap sets. choose fills sets and returns how many (0: the process is let
- * go unchanged, ret->changed false), or a negative errno with its message
- * in the error slot, which the apply returns as it is. Called in the
- * engine's operation thread, once per call; the sets it gives must stay
- * valid until the call returns.
+ * Apply the sets choose picks from the engine's own reading of the
+ * process: the engine reads it once, before anything is stopped, and hands
+ * choose what it read (as apply_inspect would give it, but for uid and
+ * exe: unset), with room for cap sets. choose fills sets and returns how
+ * many (0: the process is never stopped, ret->changed false), or a
+ * negative errno with its message in the error slot, which the apply
+ * returns as it is. The attach that follows checks the reading is still
+ * the process's image (an exec since: -ESRCH) and asks opts->may_patch.
+ * Called in the engine's operation thread, once per call; the sets it
+ * gives must stay valid until the call returns.
  */
 struct apply_proc;
 typedef int (*apply_choose_fn)(void *arg, const struct apply_proc *p, struct apply_set *sets,

@@ -192,8 +192,8 @@ static void hold_check(const struct ctl_caller *who, struct apply_opts *o)
 }
 
 /*
- * What an apply picks once the engine holds the process (pick_sets): for
- * each target it maps, the newest set published for it (of month, if
+ * What an apply picks from the engine's reading of the process, made
+ * before anything is stopped (pick_sets): for each target it maps, the newest set published for it (of month, if
  * given), and the targets whose set was withdrawn with none left to go to.
  */
 struct pick {
@@ -305,9 +305,10 @@ static int patch_retrying(struct ctl *c, pid_t pid, struct pick *k,
  * process to a worker): it is not asked twice. The engine asks again with
  * the process held either way (hold_check), which is what decides for a
  * process that changed (an exec, a PID reused) in between. The sets are
- * chosen from the engine's reading of the process, made once it holds it
- * (pick_sets): what is looked up is what is switched, and the process is
- * read once.
+ * chosen from the engine's reading of the process (pick_sets), which its
+ * attach checks is still the process's: what is looked up is what is
+ * switched, and the process is read once (with pre, the reading that
+ * chose it is the caller's, and the engine reads it again).
  */
 static int apply_one(struct ctl *c, const struct ctl_caller *who, pid_t pid, const char *month,
 		     const char *target, bool pending_only, struct apply_proc *pre,

@@ -190,6 +190,7 @@ struct ptr_world {
 	pid_t sys_tid;        /* the thread that runs injected system calls */
 	uint64_t syscall_insn; /* address of a syscall instruction in the target */
 	bool injecting;       /* sys thread's registers are ours, not its own */
+	bool at_sys_stop;     /* ... and it is at a system call stop, not an interrupt stop */
 	/* unused executable bytes of the target (page slack after a code
 	 * segment) for the trampoline; 0 when none was found */
 	uint64_t tramp_addr;

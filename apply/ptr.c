@@ -1029,9 +1029,38 @@ static int sys_step(struct ptr_world *w, struct ptr_thread *t, uint64_t deadline
 
 	if (ptrace(PTRACE_SYSCALL, t->tid, NULL, NULL) < 0)
 		return -errno;
+	w->at_sys_stop = true;
 	r = wait_stop(w, t->tid, false, &t->sig, deadline);
 	if (r < 0)
 		return r;
+	if (regs && ptrace(PTRACE_GETREGS, t->tid, NULL, regs) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * From the entry stop of a call the sys thread t makes under our registers:
+ * the call run, and the thread stopped on its way out of it, before its
+ * next instruction, in an interrupt stop (the interrupt asked for now is
+ * taken when the call returns: the kernel looks at pending traps before it
+ * returns to user space), until deadline (0: no bound); its registers then
+ * into regs. One stop where the exit stop and the interrupt stop that lets
+ * its own registers be given back (ptr_syscall_end) were two, each a round
+ * trip to the thread. A signal that comes meanwhile stays queued: the
+ * interrupt stop comes first. If we die before that stop, the kernel drops
+ * the interrupt with us, and the thread goes on into the trampoline's undo.
+ */
+static int sys_finish(struct ptr_world *w, struct ptr_thread *t, uint64_t deadline, uint64_t *regs)
+{
+	int r;
+
+	if (ptrace(PTRACE_INTERRUPT, t->tid, NULL, NULL) < 0 ||
+	    ptrace(PTRACE_CONT, t->tid, NULL, NULL) < 0)
+		return -errno;
+	r = wait_stop(w, t->tid, true, NULL, deadline);
+	if (r < 0)
+		return r;
+	w->at_sys_stop = false;
 	if (regs && ptrace(PTRACE_GETREGS, t->tid, NULL, regs) < 0)
 		return -errno;
 	return 0;
@@ -1082,7 +1111,7 @@ int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *r
 	deadline = w->tramp_len ? stop_deadline(w) : 0;
 	r = sys_step(w, t, deadline, NULL); /* the entry stop */
 	if (r == 0)
-		r = sys_step(w, t, deadline, regs); /* the exit stop */
+		r = sys_finish(w, t, deadline, regs);
 	if (r < 0)
 		goto fail;
 	*ret = arch_syscall_result(regs);
@@ -1107,14 +1136,12 @@ int ptr_syscall_end(struct ptr_world *w)
 	if (!t)
 		return 0;
 	if (w->injecting) {
-		if (ptrace(PTRACE_INTERRUPT, t->tid, NULL, NULL) < 0 ||
-		    ptrace(PTRACE_CONT, t->tid, NULL, NULL) < 0) {
-			r = -errno;
-			goto out;
+		/* at a system call stop (ptr_call): to an interrupt stop first */
+		if (w->at_sys_stop) {
+			r = sys_finish(w, t, stop_deadline(w), NULL);
+			if (r < 0)
+				goto out;
 		}
-		r = wait_stop(w, t->tid, true, NULL, stop_deadline(w));
-		if (r < 0)
-			goto out;
 		r = arch_setregs(t, t->regs);
 		if (r < 0)
 			goto out;

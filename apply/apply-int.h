@@ -183,6 +183,11 @@ struct ptr_thread {
 struct ptr_world {
 	pid_t pid;
 	int mem_fd;
+	/* /proc/PID/stat and /proc/PID/task, kept open for the operation
+	 * (-1: not yet); each names the process, not its PID. The world's:
+	 * ptr_world_release (or _forget) closes them */
+	int stat_fd;
+	int task_fd;
 	uint64_t start_time;
 	struct ptr_thread *t;
 	size_t n;
@@ -265,6 +270,8 @@ int ptr_stop_all(struct ptr_world *w);
  * interrupted system calls so the program never sees EINTR. */
 int ptr_resume(struct ptr_world *w, bool keep_sys);
 void ptr_world_release(struct ptr_world *w);
+/* What a world holds that is not a thread: for one that never attached. */
+void ptr_world_forget(struct ptr_world *w);
 /* Run a system call in the sys thread; ret gets the raw result (-errno). */
 int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *ret);
 /* Give the sys thread its own registers back (after ptr_syscall). */

@@ -256,7 +256,7 @@ static void op_release(struct op *op)
 	if (op->attached)
 		ptr_world_release(&op->w);
 	else
-		free(op->w.t);
+		ptr_world_forget(&op->w);
 	if (op->mem_fd >= 0)
 		close(op->mem_fd);
 	proc_maps_release(&op->maps);
@@ -300,25 +300,37 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	char path[96];
 	pid_t view;
 	char state;
-	uint64_t st, st2;
-	int r;
+	uint64_t st;
+	int r, stat_fd;
 
 	memset(op, 0, sizeof(*op));
 	op->mem_fd = -1;
+	op->w.stat_fd = op->w.task_fd = -1;
 	op->pid = pid;
 	if (pid <= 0)
 		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
-	/* -ESRCH when gone; an unreadable stat stays -EIO, its own error */
-	r = proc_stat_read(pid, &f);
-	if (r < 0)
+	/*
+	 * Kept open for the operation (the world's): the check of the process
+	 * at each attach reads it again, one read where it was an open, a
+	 * read and a close. -ESRCH when gone; an unreadable stat stays -EIO.
+	 */
+	stat_fd = proc_stat_open(pid);
+	if (stat_fd < 0)
+		return stat_fd;
+	r = proc_stat_fd_read(stat_fd, pid, &f);
+	if (r < 0) {
+		close(stat_fd);
 		return r;
+	}
 	state = f.state;
 	st = f.start_time;
 	snprintf(op->comm, sizeof(op->comm), "%s", f.comm);
 	/* the leader's state is the process's: alive, it is the view */
 	view = state != 'Z' && state != 'X' ? pid : proc_live_tid(pid);
-	if (!view)
+	if (!view) {
+		close(stat_fd);
 		return hp_err(-ESRCH, "process %d has exited (zombie)", (int)pid);
+	}
 	op->view = view;
 	/* the leader gone, its /proc/PID/mem is empty: a live thread's is not */
 	if (view == pid)
@@ -329,6 +341,7 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	if (op->mem_fd < 0) {
 		int e = errno;
 
+		close(stat_fd);
 		if (e == ENOENT || e == ESRCH)
 			return hp_err(-ESRCH, "process %d: no such process", (int)pid);
 		return hp_err(e == EACCES || e == EPERM ? -EPERM : -e, "process %d: open %s: %s",
@@ -342,14 +355,18 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	 * before (apply_patch_choose) is used only after that.
 	 */
 	if (!rw) {
-		r = proc_stat(pid, &state, &st2);
-		if (r < 0)
+		/* the descriptor says the process is still the one, whatever its state */
+		r = proc_stat_fd_read(stat_fd, pid, &f);
+		if (r == 0 && f.start_time != st)
+			r = hp_err(-ESRCH, "process %d: no such process", (int)pid);
+		if (r < 0) {
+			close(stat_fd);
 			return r;
-		if (st2 != st)
-			return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+		}
 	}
 	op->start_time = st;
 	ptr_world_init(&op->w, pid, op->mem_fd, st);
+	op->w.stat_fd = stat_fd;
 	op->w.leader_state = state;
 	return 0;
 }

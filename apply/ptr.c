@@ -31,6 +31,7 @@
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -38,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -75,7 +77,20 @@ void ptr_world_init(struct ptr_world *w, pid_t pid, int mem_fd, uint64_t start_t
 	memset(w, 0, sizeof(*w));
 	w->pid = pid;
 	w->mem_fd = mem_fd;
+	w->stat_fd = w->task_fd = -1;
 	w->start_time = start_time;
+}
+
+void ptr_world_forget(struct ptr_world *w)
+{
+	free(w->t);
+	w->t = NULL;
+	w->n = w->cap = 0;
+	if (w->stat_fd >= 0)
+		close(w->stat_fd);
+	if (w->task_fd >= 0)
+		close(w->task_fd);
+	w->stat_fd = w->task_fd = -1;
 }
 
 struct ptr_thread *ptr_find(struct ptr_world *w, pid_t tid)
@@ -505,48 +520,96 @@ static void restart_fixup(struct ptr_world *w, struct ptr_thread *t)
 
 
 
-/* The thread ids of the process; ret_tids malloc'd. */
-static int list_tasks(pid_t pid, pid_t **ret_tids, size_t *ret_n)
+/*
+ * The thread ids of the process; ret_tids malloc'd. From /proc/PID/task,
+ * opened once per operation and read again from its start: three system
+ * calls where opendir's open, stat, two reads and close were five, twice
+ * an apply. Its descriptor names the process: once that is gone the
+ * listing fails (-ESRCH), whoever has the PID since.
+ */
+static int list_tasks(struct ptr_world *w, pid_t **ret_tids, size_t *ret_n)
 {
-	char path[64];
-	DIR *d;
-	struct dirent *de;
+	char buf[16384] __attribute__((aligned(8)));
 	pid_t *v = NULL;
 	size_t n = 0, cap = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (!d)
-		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
-	while ((de = readdir(d))) {
-		if (de->d_name[0] < '0' || de->d_name[0] > '9')
-			continue;
-		if (n == cap) {
-			pid_t *nv;
+	if (w->task_fd < 0) {
+		char path[64];
 
-			cap = cap ? cap * 2 : 64;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				free(v);
-				closedir(d);
-				return -ENOMEM;
-			}
-			v = nv;
-		}
-		v[n++] = (pid_t)atoi(de->d_name);
+		snprintf(path, sizeof(path), "/proc/%d/task", (int)w->pid);
+		w->task_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (w->task_fd < 0)
+			return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
+	} else if (lseek(w->task_fd, 0, SEEK_SET) < 0) {
+		return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
 	}
-	closedir(d);
+	for (;;) {
+		long got = syscall(SYS_getdents64, w->task_fd, buf, sizeof(buf));
+
+		if (got < 0) {
+			free(v);
+			return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
+		}
+		if (got == 0)
+			break;
+		for (long off = 0; off < got;) {
+			const struct dirent64 *de = (const struct dirent64 *)(buf + off);
+
+			off += de->d_reclen;
+			if (de->d_name[0] < '0' || de->d_name[0] > '9')
+				continue;
+			if (n == cap) {
+				pid_t *nv;
+
+				cap = cap ? cap * 2 : 64;
+				nv = realloc(v, cap * sizeof(*v));
+				if (!nv) {
+					free(v);
+					return -ENOMEM;
+				}
+				v = nv;
+			}
+			v[n++] = (pid_t)atoi(de->d_name);
+		}
+	}
+	if (!n) {
+		free(v);
+		return hp_err(-ESRCH, "process %d: no such process", (int)w->pid);
+	}
 	*ret_tids = v;
 	*ret_n = n;
 	return 0;
 }
 
+/* The threads the kernel counts in the group (proc_thread_count), from the descriptor. */
+static long thread_count(struct ptr_world *w)
+{
+	struct stat st;
+
+	if (w->task_fd < 0)
+		return proc_thread_count(w->pid);
+	if (fstat(w->task_fd, &st) < 0 || st.st_nlink < 2)
+		return -1;
+	return (long)st.st_nlink - 2;
+}
+
 static int check_same_process(struct ptr_world *w)
 {
+	struct proc_stat_fields f;
 	uint64_t st;
 	char state;
+	int r;
 
-	if (proc_stat(w->pid, &state, &st) < 0 || st != w->start_time)
+	/* the operation's descriptor when there is one (one read), else by path */
+	if (w->stat_fd >= 0) {
+		r = proc_stat_fd_read(w->stat_fd, w->pid, &f);
+		state = f.state;
+		st = f.start_time;
+	} else {
+		r = proc_stat(w->pid, &state, &st);
+	}
+	hp_err_clear();
+	if (r < 0 || st != w->start_time)
 		return hp_err(-ESRCH, "process %d exited", (int)w->pid);
 	if ((state == 'Z' || state == 'X') && !proc_live_tid(w->pid))
 		return hp_err(-ESRCH, "process %d exited (zombie)", (int)w->pid);
@@ -647,7 +710,7 @@ int ptr_stop_sys(struct ptr_world *w)
 	 * opened, formatted and read, and a process of 64 threads paid 64 of
 	 * them for one.
 	 */
-	r = list_tasks(w->pid, &tids, &n);
+	r = list_tasks(w, &tids, &n);
 	if (r < 0)
 		return r;
 	w->n_listed = n;
@@ -821,7 +884,7 @@ int ptr_stop_all(struct ptr_world *w)
 			goto fail;
 		}
 
-		r = list_tasks(w->pid, &tids, &n);
+		r = list_tasks(w, &tids, &n);
 		if (r < 0)
 			goto fail;
 		/* the leader last (see ptr_stop_sys: while it is traced, every
@@ -893,7 +956,7 @@ int ptr_stop_all(struct ptr_world *w)
 		 * leaves one thread). Any other count, a zombie leader's say, takes
 		 * the listing again.
 		 */
-		if (proc_thread_count(w->pid) == (long)w->n)
+		if (thread_count(w) == (long)w->n)
 			break;
 	}
 	w->n_seen = w->n;
@@ -980,9 +1043,7 @@ void ptr_world_release(struct ptr_world *w)
 			ptrace(PTRACE_DETACH, w->stuck[i], NULL, NULL);
 	}
 	w->n_stuck = 0;
-	free(w->t);
-	w->t = NULL;
-	w->n = w->cap = 0;
+	ptr_world_forget(w);
 }
 
 /* Write the trampoline for t's saved registers (over zero padding). */

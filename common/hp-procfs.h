@@ -79,6 +79,15 @@ int proc_stat_parse(const char *text, struct proc_stat_fields *ret);
 /* Read and parse /proc/PID/stat: -ESRCH (with a message) when the process
  * is gone, -EIO when the text is not as expected, else the read's error. */
 int proc_stat_read(pid_t pid, struct proc_stat_fields *ret);
+/*
+ * The same from a descriptor of /proc/PID/stat kept open (proc_stat_open;
+ * -ESRCH with a message when that cannot be opened): read again from its
+ * start, the text is made anew. The descriptor names the process it was
+ * opened for, not its PID: once that process is gone, -ESRCH, whoever has
+ * the PID since.
+ */
+int proc_stat_open(pid_t pid);
+int proc_stat_fd_read(int fd, pid_t pid, struct proc_stat_fields *ret);
 /* Field 3 (state) and 22 (start time); either output may be NULL. */
 int proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time);
 /*

@@ -243,6 +243,36 @@ static int stat_text(const char *path, char *buf, size_t cap)
 	return 0;
 }
 
+int proc_stat_open(pid_t pid)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && (errno == ENOENT || errno == ESRCH))
+		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+	if (fd < 0)
+		return hp_err(-errno, "open %s: %s", path, strerror(errno));
+	return fd;
+}
+
+int proc_stat_fd_read(int fd, pid_t pid, struct proc_stat_fields *ret)
+{
+	char buf[PROC_STAT_MAX_BYTES];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	/* empty: the process went between the open and the read */
+	if ((n < 0 && (errno == ESRCH || errno == ENOENT)) || n == 0)
+		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
+	if (n < 0)
+		return hp_err(-errno, "read /proc/%d/stat: %s", (int)pid, strerror(errno));
+	buf[n] = '\0';
+	if (proc_stat_parse(buf, ret) < 0)
+		return hp_err(-EIO, "parse /proc/%d/stat: unexpected format", (int)pid);
+	return 0;
+}
+
 int proc_stat_read(pid_t pid, struct proc_stat_fields *ret)
 {
 	char path[64], buf[PROC_STAT_MAX_BYTES];

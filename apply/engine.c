@@ -371,11 +371,37 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	return 0;
 }
 
+/*
+ * Where injected system calls run: a trampoline's place (w->tramp_addr),
+ * else a syscall instruction of the target's (w->syscall_insn), looked for
+ * only then (the vDSO read whole, two pages, at every attach before).
+ */
 static int find_syscall_insn(struct op *op)
 {
 	uint8_t *buf = NULL;
 	int r = -ENOEXEC;
 
+	/*
+	 * Where injected calls can run safely even if we die (ptr.c): the
+	 * first ARCH_TRAMP_MAX bytes of page slack after a code segment, used
+	 * only when they are all zero (padding), or hold a trampoline a killed
+	 * engine left there (then they were zero before it): either way they
+	 * go back to zero after each use.
+	 */
+	for (size_t i = 0; i < op->objs.n && !op->w.tramp_addr; i++) {
+		uint8_t cur[ARCH_TRAMP_MAX];
+		static const uint8_t zero[ARCH_TRAMP_MAX];
+
+		if (op->objs.v[i].slack_len < ARCH_TRAMP_MAX ||
+		    strcmp(op->objs.v[i].path, "[vdso]") == 0 ||
+		    proc_mem_read(op->mem_fd, op->objs.v[i].slack, cur, sizeof(cur)) < 0)
+			continue;
+		if (memcmp(cur, zero, sizeof(cur)) == 0 || arch_tramp_is(cur, sizeof(cur)))
+			op->w.tramp_addr = op->objs.v[i].slack;
+	}
+	/* with a trampoline (its own syscall instruction) the calls run there only */
+	if (op->w.tramp_addr)
+		return 0;
 	/* the vDSO's fallback paths hold one; else any executable file mapping */
 	for (int pass = 0; pass < 2 && r < 0; pass++) {
 		for (size_t i = 0; i < op->maps.n && r < 0; i++) {
@@ -409,24 +435,6 @@ static int find_syscall_insn(struct op *op)
 	free(buf);
 	if (r == -ENOEXEC)
 		return hp_err(r, "process %d: no system call instruction found", (int)op->pid);
-	/*
-	 * Where injected calls can run safely even if we die (ptr.c): the
-	 * first ARCH_TRAMP_MAX bytes of page slack after a code segment, used
-	 * only when they are all zero (padding), or hold a trampoline a killed
-	 * engine left there (then they were zero before it): either way they
-	 * go back to zero after each use.
-	 */
-	for (size_t i = 0; i < op->objs.n && !op->w.tramp_addr; i++) {
-		uint8_t cur[ARCH_TRAMP_MAX];
-		static const uint8_t zero[ARCH_TRAMP_MAX];
-
-		if (op->objs.v[i].slack_len < ARCH_TRAMP_MAX ||
-		    strcmp(op->objs.v[i].path, "[vdso]") == 0 ||
-		    proc_mem_read(op->mem_fd, op->objs.v[i].slack, cur, sizeof(cur)) < 0)
-			continue;
-		if (memcmp(cur, zero, sizeof(cur)) == 0 || arch_tramp_is(cur, sizeof(cur)))
-			op->w.tramp_addr = op->objs.v[i].slack;
-	}
 	return r;
 }
 

@@ -301,12 +301,13 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	pid_t view;
 	char state;
 	uint64_t st;
-	int r, stat_fd;
+	int r;
 
 	memset(op, 0, sizeof(*op));
 	op->mem_fd = -1;
-	op->w.stat_fd = op->w.task_fd = -1;
 	op->pid = pid;
+	/* its descriptors are closed by op_release, however far this got */
+	ptr_world_init(&op->w, pid, -1, 0);
 	if (pid <= 0)
 		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
 	/*
@@ -314,23 +315,20 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	 * at each attach reads it again, one read where it was an open, a
 	 * read and a close. -ESRCH when gone; an unreadable stat stays -EIO.
 	 */
-	stat_fd = proc_stat_open(pid);
-	if (stat_fd < 0)
-		return stat_fd;
-	r = proc_stat_fd_read(stat_fd, pid, &f);
-	if (r < 0) {
-		close(stat_fd);
+	r = proc_stat_open(pid);
+	if (r < 0)
 		return r;
-	}
+	op->w.stat_fd = r;
+	r = proc_stat_fd_read(op->w.stat_fd, pid, &f);
+	if (r < 0)
+		return r;
 	state = f.state;
 	st = f.start_time;
 	snprintf(op->comm, sizeof(op->comm), "%s", f.comm);
 	/* the leader's state is the process's: alive, it is the view */
 	view = state != 'Z' && state != 'X' ? pid : proc_live_tid(pid);
-	if (!view) {
-		close(stat_fd);
+	if (!view)
 		return hp_err(-ESRCH, "process %d has exited (zombie)", (int)pid);
-	}
 	op->view = view;
 	/* the leader gone, its /proc/PID/mem is empty: a live thread's is not */
 	if (view == pid)
@@ -341,7 +339,6 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	if (op->mem_fd < 0) {
 		int e = errno;
 
-		close(stat_fd);
 		if (e == ENOENT || e == ESRCH)
 			return hp_err(-ESRCH, "process %d: no such process", (int)pid);
 		return hp_err(e == EACCES || e == EPERM ? -EPERM : -e, "process %d: open %s: %s",
@@ -356,17 +353,15 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	 */
 	if (!rw) {
 		/* the descriptor says the process is still the one, whatever its state */
-		r = proc_stat_fd_read(stat_fd, pid, &f);
+		r = proc_stat_fd_read(op->w.stat_fd, pid, &f);
 		if (r == 0 && f.start_time != st)
 			r = hp_err(-ESRCH, "process %d: no such process", (int)pid);
-		if (r < 0) {
-			close(stat_fd);
+		if (r < 0)
 			return r;
-		}
 	}
 	op->start_time = st;
-	ptr_world_init(&op->w, pid, op->mem_fd, st);
-	op->w.stat_fd = stat_fd;
+	op->w.mem_fd = op->mem_fd;
+	op->w.start_time = st;
 	op->w.leader_state = state;
 	return 0;
 }

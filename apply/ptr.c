@@ -39,7 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -581,16 +580,10 @@ static int list_tasks(struct ptr_world *w, pid_t **ret_tids, size_t *ret_n)
 	return 0;
 }
 
-/* The threads the kernel counts in the group (proc_thread_count), from the descriptor. */
+/* The threads the kernel counts in the group, from the descriptor when it is open. */
 static long thread_count(struct ptr_world *w)
 {
-	struct stat st;
-
-	if (w->task_fd < 0)
-		return proc_thread_count(w->pid);
-	if (fstat(w->task_fd, &st) < 0 || st.st_nlink < 2)
-		return -1;
-	return (long)st.st_nlink - 2;
+	return w->task_fd >= 0 ? proc_thread_count_fd(w->task_fd) : proc_thread_count(w->pid);
 }
 
 static int check_same_process(struct ptr_world *w)

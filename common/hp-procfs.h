@@ -96,6 +96,8 @@ int proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time);
  * stat, cheap enough for inside the stop; -1 when unknown.
  */
 long proc_thread_count(pid_t pid);
+/* The same from a descriptor of /proc/PID/task kept open (it names the process, not its PID). */
+long proc_thread_count_fd(int task_fd);
 /* The state letter of thread tid of pid (R, S, D, Z...); -ESRCH when gone. */
 int proc_task_state(pid_t pid, pid_t tid, char *ret_state);
 /* A live thread of pid: pid itself, or another when the leader has left

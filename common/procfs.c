@@ -243,6 +243,14 @@ static int stat_text(const char *path, char *buf, size_t cap)
 	return 0;
 }
 
+/* The fields of a /proc/PID/stat text read; -EIO (with a message) when it is not that format. */
+static int stat_fields(const char *text, pid_t pid, struct proc_stat_fields *ret)
+{
+	if (proc_stat_parse(text, ret) < 0)
+		return hp_err(-EIO, "parse /proc/%d/stat: unexpected format", (int)pid);
+	return 0;
+}
+
 int proc_stat_open(pid_t pid)
 {
 	char path[64];
@@ -268,9 +276,7 @@ int proc_stat_fd_read(int fd, pid_t pid, struct proc_stat_fields *ret)
 	if (n < 0)
 		return hp_err(-errno, "read /proc/%d/stat: %s", (int)pid, strerror(errno));
 	buf[n] = '\0';
-	if (proc_stat_parse(buf, ret) < 0)
-		return hp_err(-EIO, "parse /proc/%d/stat: unexpected format", (int)pid);
-	return 0;
+	return stat_fields(buf, pid, ret);
 }
 
 int proc_stat_read(pid_t pid, struct proc_stat_fields *ret)
@@ -284,9 +290,7 @@ int proc_stat_read(pid_t pid, struct proc_stat_fields *ret)
 		return hp_err(-ESRCH, "process %d: no such process", (int)pid);
 	if (r < 0)
 		return hp_err(r, "read %s: %s", path, strerror(-r));
-	if (proc_stat_parse(buf, ret) < 0)
-		return hp_err(-EIO, "parse %s: unexpected format", path);
-	return 0;
+	return stat_fields(buf, pid, ret);
 }
 
 int proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time)
@@ -303,21 +307,33 @@ int proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start_time)
 	return 0;
 }
 
+/*
+ * The kernel gives /proc/PID/task a link count of 2 plus the group's thread
+ * count (proc_task_getattr, the num_threads of /proc/PID/stat): one stat,
+ * where /proc/PID/stat is opened, formatted (some fifty fields), read and
+ * parsed. The stop asks this while every thread is held.
+ */
+static long task_dir_threads(int r, const struct stat *st)
+{
+	if (r < 0 || st->st_nlink < 2)
+		return -1;
+	return (long)st->st_nlink - 2;
+}
+
 long proc_thread_count(pid_t pid)
 {
 	char path[64];
 	struct stat st;
 
-	/*
-	 * The kernel gives /proc/PID/task a link count of 2 plus the group's
-	 * thread count (proc_task_getattr, the num_threads of /proc/PID/stat):
-	 * one stat, where /proc/PID/stat is opened, formatted (some fifty
-	 * fields), read and parsed. The stop asks this while every thread is held.
-	 */
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	if (stat(path, &st) < 0 || st.st_nlink < 2)
-		return -1;
-	return (long)st.st_nlink - 2;
+	return task_dir_threads(stat(path, &st), &st);
+}
+
+long proc_thread_count_fd(int task_fd)
+{
+	struct stat st;
+
+	return task_dir_threads(fstat(task_fd, &st), &st);
 }
 
 int proc_task_state(pid_t pid, pid_t tid, char *ret_state)

@@ -193,8 +193,9 @@ static void hold_check(const struct ctl_caller *who, struct apply_opts *o)
 
 /*
  * What an apply picks from the engine's reading of the process, made
- * before anything is stopped (pick_sets): for each target it maps, the newest set published for it (of month, if
- * given), and the targets whose set was withdrawn with none left to go to.
+ * before anything is stopped (pick_sets): for each target it maps, the
+ * newest set published for it (of month, if given), and the targets whose
+ * set was withdrawn with none left to go to.
  */
 struct pick {
 	struct ctl *c;

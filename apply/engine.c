@@ -31,6 +31,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -2287,12 +2288,18 @@ out:
  */
 #define OP_IDLE_MAX 16
 
+/*
+ * The hand-offs are semaphores, one posted per direction: a job to the
+ * worker (wake), its end to the caller (op_call.done). With a condition
+ * variable signalled under pool_lock, the thread woken found the lock
+ * still held and slept again on it until the signaller's next unlock: two
+ * wake-ups and five futex calls for each hand-off where one of each does.
+ */
 struct op_worker {
 	pthread_t th;
-	pthread_cond_t wake;     /* a job, under pool_lock */
+	sem_t wake;              /* a job in job */
 	struct op_call *job;
-	bool ending;             /* it ends after this job: join it */
-	struct op_worker *next;  /* the idle list */
+	struct op_worker *next;  /* the idle list, under pool_lock */
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -2328,8 +2335,8 @@ static void pool_init(void)
 }
 
 struct op_call {
-	pthread_cond_t done_cond; /* under pool_lock */
-	bool done;
+	sem_t done;               /* posted by the worker when it is done with this call */
+	bool ending;              /* and the worker ends after it: join it */
 	pid_t pid;
 	bool revert, settle;
 	char *msg_out;
@@ -2388,26 +2395,28 @@ static void op_thread(struct op_call *c)
 static void *op_worker_main(void *arg)
 {
 	struct op_worker *wk = arg;
-	bool keep;
+	bool keep, ending;
 
-	pthread_mutex_lock(&pool_lock);
 	for (;;) {
 		struct op_call *c;
+		bool deferred;
 
-		while (!wk->job)
-			pthread_cond_wait(&wk->wake, &pool_lock);
+		while (sem_wait(&wk->wake) < 0)
+			;
 		c = wk->job;
-		pthread_mutex_unlock(&pool_lock);
 		op_thread(c);
 		keep = c->r >= 0 && !ptr_left_traced();
+		deferred = perfmap_job.on;
 		pthread_mutex_lock(&pool_lock);
 		wk->job = NULL;
 		/* decided now: the caller joins a thread that ends */
-		wk->ending = !keep || pool_n_idle + pool_n_deferred >= OP_IDLE_MAX;
-		pool_n_deferred += perfmap_job.on;
-		c->done = true;
-		pthread_cond_signal(&c->done_cond);
-		if (perfmap_job.on) {
+		ending = !keep || pool_n_idle + pool_n_deferred >= OP_IDLE_MAX;
+		pool_n_deferred += deferred;
+		pthread_mutex_unlock(&pool_lock);
+		c->ending = ending;
+		/* c is the caller's, gone once posted: not touched after this */
+		sem_post(&c->done);
+		if (deferred) {
 			/*
 			 * The caller has its answer: the perf map now, once the
 			 * caller has run. Woken onto this CPU (the other one busy
@@ -2415,27 +2424,27 @@ static void *op_worker_main(void *arg)
 			 * first (bench-apply -p: 203 us from the operation's end
 			 * to the caller's return, against 13 without the map).
 			 */
-			pthread_mutex_unlock(&pool_lock);
 			sched_yield();
 			perfmap_run();
 			pthread_mutex_lock(&pool_lock);
 			pool_n_deferred--;
 			pthread_cond_broadcast(&pool_drained);
+			pthread_mutex_unlock(&pool_lock);
 		}
-		if (wk->ending)
+		if (ending)
 			break;
+		pthread_mutex_lock(&pool_lock);
 		wk->next = pool_idle;
 		pool_idle = wk;
 		pool_n_idle++;
+		pthread_mutex_unlock(&pool_lock);
 	}
-	pthread_mutex_unlock(&pool_lock);
 	return NULL;
 }
 
 static int op_run(struct op_call *c, const char *what)
 {
 	struct op_worker *wk;
-	bool ending;
 	int e;
 
 	pthread_once(&pool_once, pool_init);
@@ -2450,28 +2459,26 @@ static int op_run(struct op_call *c, const char *what)
 		wk = calloc(1, sizeof(*wk));
 		if (!wk)
 			return hp_err(-ENOMEM, "%s %d: out of memory", what, (int)c->pid);
-		pthread_cond_init(&wk->wake, NULL);
+		sem_init(&wk->wake, 0, 0);
 		e = pthread_create(&wk->th, NULL, op_worker_main, wk);
 		if (e) {
-			pthread_cond_destroy(&wk->wake);
+			sem_destroy(&wk->wake);
 			free(wk);
 			return hp_err(-e, "%s %d: start a thread: %s", what, (int)c->pid,
 				      strerror(e));
 		}
 	}
-	pthread_cond_init(&c->done_cond, NULL);
-	pthread_mutex_lock(&pool_lock);
+	sem_init(&c->done, 0, 0);
 	wk->job = c;
-	pthread_cond_signal(&wk->wake);
-	while (!c->done)
-		pthread_cond_wait(&c->done_cond, &pool_lock);
-	ending = wk->ending;
-	pthread_mutex_unlock(&pool_lock);
-	pthread_cond_destroy(&c->done_cond);
-	if (ending) {
+	sem_post(&wk->wake);
+	while (sem_wait(&c->done) < 0)
+		;
+	sem_destroy(&c->done);
+	/* the call's, not the worker's: an idle worker may be another caller's already */
+	if (c->ending) {
 		/* whatever it held is let go by its end, before we return */
 		pthread_join(wk->th, NULL);
-		pthread_cond_destroy(&wk->wake);
+		sem_destroy(&wk->wake);
 		free(wk);
 	}
 	if (c->r < 0)

@@ -272,6 +272,10 @@ int ptr_resume(struct ptr_world *w, bool keep_sys);
 void ptr_world_release(struct ptr_world *w);
 /* What a world holds that is not a thread: for one that never attached. */
 void ptr_world_forget(struct ptr_world *w);
+/* Whether the last operation on w's process let tid go in its own code (ptr.c). */
+bool ptr_own_code_was(const struct ptr_world *w, pid_t tid);
+/* A forked child: forget which threads were let go in their own code. */
+void ptr_own_code_forget(void);
 /* Run a system call in the sys thread; ret gets the raw result (-errno). */
 int ptr_syscall(struct ptr_world *w, long nr, const uint64_t args[6], int64_t *ret);
 /* Give the sys thread its own registers back (after ptr_syscall). */

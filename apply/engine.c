@@ -2317,6 +2317,7 @@ static void pool_forget(void)
 	pool_idle = NULL;
 	pool_n_idle = 0;
 	pool_n_deferred = 0;
+	ptr_own_code_forget();
 }
 
 /* At exit: the perf maps being written are finished, not cut short. */

@@ -480,6 +480,95 @@ static int stuck_err(struct ptr_world *w, pid_t tid)
 }
 
 /*
+ * The threads an operation let go while they ran their own code, per
+ * process (its PID and start time), for the next operation's choice of sys
+ * thread: ptr_stop_sys stops a running thread only to see whether it is on
+ * its way into a system call, which is what a thread let go from inside a
+ * call is (the kernel re-issues the call), and a thread let go from its own
+ * code is not: found running again, it is not stopped to look (that stop
+ * was a third of the cost of holding the sys thread for a process with a
+ * busy thread), and the leader is held. A thread let go from a call, or
+ * not seen in a stop, leaves the list; so does everything about a process
+ * when another process takes its slot (the least recently used of
+ * OWN_CODE_PROCS). What another tracer (a second engine) did to a thread
+ * since is not seen here: the look is then skipped once for a thread it
+ * may have sent back into a call.
+ */
+#define OWN_CODE_PROCS 64
+#define OWN_CODE_TIDS 8
+
+struct own_code {
+	pid_t pid;
+	uint64_t start_time;
+	uint64_t used;
+	size_t n;
+	pid_t tid[OWN_CODE_TIDS];
+};
+
+static pthread_mutex_t own_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct own_code own[OWN_CODE_PROCS];
+static uint64_t own_clock;
+
+void ptr_own_code_forget(void)
+{
+	pthread_mutex_init(&own_lock, NULL);
+	memset(own, 0, sizeof(own));
+}
+
+/* Under own_lock: the process's entry; made in the least recently used slot when make. */
+static struct own_code *own_find(pid_t pid, uint64_t start_time, bool make)
+{
+	struct own_code *lru = &own[0];
+
+	for (size_t i = 0; i < OWN_CODE_PROCS; i++) {
+		if (own[i].pid == pid && own[i].start_time == start_time) {
+			own[i].used = ++own_clock;
+			return &own[i];
+		}
+		if (own[i].used < lru->used)
+			lru = &own[i];
+	}
+	if (!make)
+		return NULL;
+	*lru = (struct own_code){ .pid = pid, .start_time = start_time, .used = ++own_clock };
+	return lru;
+}
+
+/* How tid is let go: in its own code, or not (in a call, or its stop not seen). */
+static void own_code_note(const struct ptr_world *w, pid_t tid, bool in_own_code)
+{
+	struct own_code *e;
+	size_t i;
+
+	if (tid == w->pid) /* the leader is never looked at this way */
+		return;
+	pthread_mutex_lock(&own_lock);
+	e = own_find(w->pid, w->start_time, in_own_code);
+	if (e) {
+		for (i = 0; i < e->n && e->tid[i] != tid; i++)
+			;
+		if (in_own_code && i == e->n && e->n < OWN_CODE_TIDS)
+			e->tid[e->n++] = tid;
+		else if (!in_own_code && i < e->n)
+			e->tid[i] = e->tid[--e->n];
+	}
+	pthread_mutex_unlock(&own_lock);
+}
+
+bool ptr_own_code_was(const struct ptr_world *w, pid_t tid)
+{
+	const struct own_code *e;
+	bool found = false;
+
+	pthread_mutex_lock(&own_lock);
+	e = own_find(w->pid, w->start_time, false);
+	for (size_t i = 0; e && i < e->n && !found; i++)
+		found = e->tid[i] == tid;
+	pthread_mutex_unlock(&own_lock);
+	return found;
+}
+
+/*
  * Let go of a thread seized and interrupted whose stop we have not waited
  * for: PTRACE_DETACH works only once it is in its ptrace-stop (before, it
  * fails and the thread would stop later and stay stopped while we live).
@@ -497,6 +586,7 @@ static int release_unstopped(struct ptr_world *w, pid_t tid, uint64_t deadline)
 	if (r == 0)
 		fixup_at_stop(w, tid);
 	ptrace(PTRACE_DETACH, tid, NULL, NULL);
+	own_code_note(w, tid, false);
 	return r;
 }
 
@@ -652,6 +742,7 @@ static int sys_hold(struct ptr_world *w, pid_t tid, bool keep_user)
 	restart_fixup(w, t);
 	if (!keep_user && !arch_in_syscall(t->regs)) {
 		ptrace(PTRACE_DETACH, tid, NULL, NULL);
+		own_code_note(w, tid, true);
 		thread_remove(w, t);
 		return -EAGAIN;
 	}
@@ -668,7 +759,7 @@ int ptr_stop_sys(struct ptr_world *w)
 {
 	pid_t *tids = NULL;
 	size_t n = 0;
-	pid_t sleeping = 0, running[SYS_PROBE_MAX], live = 0, last = 0;
+	pid_t sleeping = 0, running[SYS_PROBE_MAX], own_code = 0, live = 0, last = 0;
 	size_t n_running = 0;
 	char ls = 0, s;
 	int r;
@@ -696,7 +787,9 @@ int ptr_stop_sys(struct ptr_world *w)
 	 * system call is held; one found running its own code (a thread that
 	 * never sleeps, which an EINTR cannot reach there) is let go at once
 	 * (a stop of a few microseconds) rather than held for the whole load,
-	 * and the leader is held then; else one in uninterruptible sleep (it
+	 * and the leader is held then, as it is at once when every running
+	 * thread is one the last operation let go in its own code (not stopped
+	 * to look: own_code_note); else one in uninterruptible sleep (it
 	 * would not stop), the avoided ones last (unwind.c). The leader when
 	 * it is asked for (the call to libgcc_s, unwind.c). The walk ends at
 	 * the first thread that settles it: each state read is a file of /proc
@@ -720,6 +813,8 @@ int ptr_stop_sys(struct ptr_world *w)
 			ls = s;
 		else if (s == 'S' && !sleeping)
 			sleeping = tids[i];
+		else if (s == 'R' && ptr_own_code_was(w, tids[i]))
+			own_code = own_code ? own_code : tids[i];
 		else if (s != 'S' && s != 'D' && n_running < SYS_PROBE_MAX)
 			running[n_running++] = tids[i];
 		else if (!live)
@@ -727,7 +822,7 @@ int ptr_stop_sys(struct ptr_world *w)
 	}
 	free(tids);
 	w->leader_state = 0; /* read afresh next time */
-	if (!sleeping && !n_running && !ls && !live && !last)
+	if (!sleeping && !n_running && !ls && !own_code && !live && !last)
 		return hp_err(-ESRCH, "process %d has no live thread", (int)w->pid);
 	r = -ESRCH;
 	if (w->want_leader && ls)
@@ -736,12 +831,14 @@ int ptr_stop_sys(struct ptr_world *w)
 		r = sys_hold(w, sleeping, true);
 	for (size_t i = 0; r == -ESRCH && !sleeping && i < n_running; i++) {
 		/* the last one is kept whatever it runs when the leader cannot be had */
-		r = sys_hold(w, running[i], !ls && i + 1 == n_running);
+		r = sys_hold(w, running[i], !ls && !own_code && i + 1 == n_running);
 		if (r == -EAGAIN)
 			r = -ESRCH;
 	}
 	if (r == -ESRCH && ls && !(w->want_leader && ls))
 		r = sys_hold(w, w->pid, true);
+	if (r == -ESRCH && own_code)
+		r = sys_hold(w, own_code, true);
 	if (r == -ESRCH && live)
 		r = sys_hold(w, live, true);
 	if (r == -ESRCH && last)
@@ -964,8 +1061,8 @@ fail:
 
 static void detach(struct ptr_world *w, struct ptr_thread *t)
 {
-	(void)w;
 	ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->sig);
+	own_code_note(w, t->tid, !arch_in_syscall(t->regs));
 }
 
 /*

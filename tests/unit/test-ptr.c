@@ -224,6 +224,7 @@ static void sys_thread_calls(void **state)
 static void stop_world(void **state)
 {
 	struct ptr_world w;
+	pid_t tids[3];
 	int fd;
 
 	(void)state;
@@ -233,17 +234,136 @@ static void stop_world(void **state)
 		assert_int_equal(ptr_stop_all(&w), 0);
 		assert_int_equal(w.n, 3);
 		assert_int_equal(w.n_seen, 3);
-		for (size_t i = 0; i < w.n; i++)
+		for (size_t i = 0; i < w.n; i++) {
 			assert_true(w.t[i].stopped);
+			tids[i] = w.t[i].tid;
+		}
 		assert_non_null(ptr_find(&w, child));
 		assert_int_equal(ptr_resume(&w, true), 0);
 		assert_int_equal(w.n, 1); /* the sys thread stays */
 		assert_int_equal(ptr_resume(&w, false), 0);
 		assert_int_equal(w.n, 0);
 		assert_true(w.t_all_resumed >= w.t_all_stopped_begin);
+		/* each was let go inside its call (read, epoll_wait, nanosleep) */
+		for (size_t i = 0; i < 3; i++)
+			assert_false(ptr_own_code_was(&w, tids[i]));
 	}
 	ptr_world_release(&w);
 	close(fd);
+}
+
+static void *spinner(void *arg)
+{
+	volatile unsigned long *n = arg;
+
+	for (;;)
+		(*n)++;
+	return NULL;
+}
+
+/* The lean benchmark target's shape: the leader parked in read(2), one thread that never sleeps. */
+static pid_t spin_pid;
+static int spin_to = -1;
+
+static int spin_setup(void **state)
+{
+	int p[2], q[2];
+	char c;
+
+	(void)state;
+	if (pipe(p) < 0 || pipe(q) < 0)
+		return -1;
+	spin_pid = fork();
+	if (spin_pid < 0)
+		return -1;
+	if (spin_pid == 0) {
+		static volatile unsigned long n;
+		pthread_t t;
+
+		close(p[1]);
+		close(q[0]);
+		pthread_create(&t, NULL, spinner, (void *)&n);
+		if (write(q[1], "r", 1) != 1)
+			_exit(2);
+		for (;;) {
+			ssize_t k = read(p[0], &c, 1);
+
+			if (k < 0 && errno == EINTR)
+				_exit(3);
+			if (k == 1)
+				_exit(0);
+		}
+	}
+	close(p[0]);
+	close(q[1]);
+	spin_to = p[1];
+	if (read(q[0], &c, 1) != 1)
+		return -1;
+	close(q[0]);
+	usleep(100000);
+	return 0;
+}
+
+/* Killed (by its PID) if the test did not end it. */
+static int spin_teardown(void **state)
+{
+	int st;
+
+	(void)state;
+	if (spin_pid > 0) {
+		kill(spin_pid, SIGKILL);
+		waitpid(spin_pid, &st, 0);
+	}
+	spin_pid = 0;
+	close(spin_to);
+	return 0;
+}
+
+/*
+ * The first stop of the sys thread stops the running thread to look
+ * (found in its own code: let go, the leader held); once an operation has
+ * let it go in its own code, the next ones hold the leader without looking
+ * (one wait fewer).
+ */
+static void running_thread_looked_at_once(void **state)
+{
+	struct ptr_world w;
+	pid_t spin = 0;
+	char path[64], s;
+	uint64_t start;
+	int fd, st;
+
+	(void)state;
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)spin_pid);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(proc_stat(spin_pid, &s, &start), 0);
+	ptr_world_init(&w, spin_pid, fd, start);
+	for (int round = 0; round < 5; round++) {
+		struct ptr_counts c0 = ptr_counts_get(), c1;
+
+		assert_int_equal(ptr_stop_sys(&w), 0);
+		c1 = ptr_counts_get();
+		assert_int_equal(w.sys_tid, spin_pid);
+		/* the leader's stop, and the first time the running thread's */
+		assert_int_equal(c1.n_waits - c0.n_waits, round == 0 ? 2 : 1);
+		assert_int_equal(ptr_stop_all(&w), 0);
+		assert_int_equal(w.n, 2);
+		spin = w.t[0].tid == spin_pid ? w.t[1].tid : w.t[0].tid;
+		assert_int_equal(ptr_resume(&w, false), 0);
+		assert_true(ptr_own_code_was(&w, spin));
+	}
+	/* another process, the same PID: nothing known about it */
+	w.start_time++;
+	assert_false(ptr_own_code_was(&w, spin));
+	w.start_time--;
+	ptr_world_release(&w);
+	close(fd);
+	/* no EINTR reached the leader's read */
+	assert_int_equal(write(spin_to, "x", 1), 1);
+	assert_int_equal(waitpid(spin_pid, &st, 0), spin_pid);
+	spin_pid = 0;
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
 static void no_such_process(void **state)
@@ -261,6 +381,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(sys_thread_calls),
 		cmocka_unit_test(stop_world),
+		cmocka_unit_test_setup_teardown(running_thread_looked_at_once, spin_setup,
+						spin_teardown),
 		cmocka_unit_test(no_such_process),
 	};
 

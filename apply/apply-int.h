@@ -272,6 +272,8 @@ int ptr_resume(struct ptr_world *w, bool keep_sys);
 void ptr_world_release(struct ptr_world *w);
 /* What a world holds that is not a thread: for one that never attached. */
 void ptr_world_forget(struct ptr_world *w);
+/* Close fd once the operation's caller has its answer (in an operation's thread), else now. */
+void op_close_late(int fd);
 /* Whether the last operation on w's process let tid go in its own code (ptr.c). */
 bool ptr_own_code_was(const struct ptr_world *w, pid_t tid);
 /* A forked child: forget which threads were let go in their own code. */

@@ -167,6 +167,7 @@ struct op_set {
 	int eh_r;
 	char eh_why[HP_ERRMSG_MAX];
 	uint64_t *new_vaddr, *new_size;  /* each function in the image */
+	uint8_t (*entry)[ARCH_JUMP_LEN]; /* each function's entry bytes, as the check read them */
 	const struct proc_object *target;
 	const struct region *old;        /* the month it replaces, or NULL */
 	bool unchanged;                  /* this exact set is applied: nothing to do */
@@ -277,6 +278,7 @@ static void op_release(struct op *op)
 	for (size_t i = 0; i < op->n_sets; i++) {
 		load_image_release(&op->sets[i].img);
 		free(op->sets[i].new_vaddr);
+		free(op->sets[i].entry);
 		free(op->sets[i].new_size);
 		free(op->sets[i].hdr);
 	}
@@ -1644,6 +1646,10 @@ static int check_entries_of(struct op *op, struct op_set *ts)
 
 	ts->lo = UINT64_MAX;
 	ts->hi = 0;
+	free(ts->entry);
+	ts->entry = calloc(m->n_funcs ? m->n_funcs : 1, sizeof(*ts->entry));
+	if (!ts->entry)
+		return -ENOMEM;
 	for (size_t i = 0; i < m->n_funcs; i++) {
 		const struct hp_manifest_func *f = &m->funcs[i];
 		uint64_t addr = target->bias + f->offset;
@@ -1678,6 +1684,7 @@ static int check_entries_of(struct op *op, struct op_set *ts)
 		r = proc_mem_read(op->mem_fd, addr, cur, sizeof(cur));
 		if (r < 0)
 			return r;
+		memcpy(ts->entry[i], cur, sizeof(cur));
 		if (addr < ts->lo)
 			ts->lo = addr;
 		if (addr > ts->hi)
@@ -1766,9 +1773,8 @@ static int plan_set(struct op *op, struct op_set *ts)
 		/* an active-ok function's running activations stay on the old code */
 		rf[i].flags = f->flags | (f->flags & HP_FUNC_ACTIVE_OK ? REGION_FUNC_OLD_LIVE : 0);
 		snprintf(rf[i].name, sizeof(rf[i].name), "%s", f->name);
-		r = proc_mem_read(op->mem_fd, rf[i].addr, cur, sizeof(cur));
-		if (r < 0)
-			return r;
+		/* as the check read them (build_spans reads them again before the stop) */
+		memcpy(cur, ts->entry[i], sizeof(cur));
 		of = region_func_at(old, rf[i].addr);
 		/* the original bytes: from the old header when the entry is already ours */
 		memcpy(rf[i].saved, of ? of->saved : cur, ARCH_JUMP_LEN);
@@ -2393,11 +2399,35 @@ static void op_thread(struct op_call *c)
 	}
 }
 
+/*
+ * Descriptors an operation is done with, closed once the caller has its
+ * answer (op_close_late): in a pool worker only, else at once.
+ */
+#define LATE_FDS_MAX 4
+static __thread int late_fds[LATE_FDS_MAX];
+static __thread size_t n_late_fds;
+static __thread bool late_fds_on;
+
+void op_close_late(int fd)
+{
+	if (late_fds_on && n_late_fds < LATE_FDS_MAX)
+		late_fds[n_late_fds++] = fd;
+	else
+		close(fd);
+}
+
+static void late_fds_close(void)
+{
+	while (n_late_fds)
+		close(late_fds[--n_late_fds]);
+}
+
 static void *op_worker_main(void *arg)
 {
 	struct op_worker *wk = arg;
 	bool keep, ending;
 
+	late_fds_on = true;
 	for (;;) {
 		struct op_call *c;
 		bool deferred;
@@ -2417,6 +2447,7 @@ static void *op_worker_main(void *arg)
 		c->ending = ending;
 		/* c is the caller's, gone once posted: not touched after this */
 		sem_post(&c->done);
+		late_fds_close();
 		if (deferred) {
 			/*
 			 * The caller has its answer: the perf map now, once the

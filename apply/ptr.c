@@ -86,9 +86,9 @@ void ptr_world_forget(struct ptr_world *w)
 	w->t = NULL;
 	w->n = w->cap = 0;
 	if (w->stat_fd >= 0)
-		close(w->stat_fd);
+		op_close_late(w->stat_fd);
 	if (w->task_fd >= 0)
-		close(w->task_fd);
+		op_close_late(w->task_fd);
 	w->stat_fd = w->task_fd = -1;
 }
 

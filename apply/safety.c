@@ -1188,7 +1188,7 @@ void safety_end(struct safety_session *s)
 	if (s->c.memfd >= 0)
 		close(s->c.memfd);
 	if (s->c.mapsfd >= 0)
-		close(s->c.mapsfd);
+		op_close_late(s->c.mapsfd);
 	free(s->c.maps);
 	free(s->c.hints);
 	free(s->c.stack);

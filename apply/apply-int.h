@@ -484,9 +484,11 @@ struct unwinder {
 };
 
 /* Find it; -ENOEXEC when the process unwinds with something else. */
-int unwinder_find(int mem_fd, pid_t pid, const struct proc_maps *maps,
+int unwinder_find(int mem_fd, pid_t pid, uint64_t start_time, const struct proc_maps *maps,
 		  const struct proc_objects *objs, struct unwinder *ret);
 void unwinder_release(struct unwinder *u);
+/* A forked child: the lock of the facts kept per object made anew. */
+void unwind_facts_forget(void);
 /* The vaddr of the patch object's .eh_frame; -ENOENT when it has none,
  * -ENOEXEC when libgcc could not walk it (no end marker). */
 int unwind_eh_frame(const void *so, size_t len, const struct load_image *img,

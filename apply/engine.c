@@ -1707,7 +1707,7 @@ static int step_check(struct op *op)
 
 	/* the process's unwinder: libgcc_s (given each region's tables), none, or
 	 * one the engine does not know (refused: it would not find them) */
-	r = unwinder_find(op->mem_fd, op->pid, &op->maps, &op->objs, &op->unw);
+	r = unwinder_find(op->mem_fd, op->pid, op->start_time, &op->maps, &op->objs, &op->unw);
 	if (r < 0)
 		return r;
 	for (size_t s = 0; s < op->n_sets; s++) {
@@ -2037,7 +2037,7 @@ static int step_check_revert(struct op *op)
 	int r;
 
 	/* to deregister what was registered; an unknown unwinder had none */
-	if (unwinder_find(op->mem_fd, op->pid, &op->maps, &op->objs, &op->unw) < 0)
+	if (unwinder_find(op->mem_fd, op->pid, op->start_time, &op->maps, &op->objs, &op->unw) < 0)
 		hp_err_clear();
 
 	for (size_t i = 0; i < op->regions.n; i++) {
@@ -2324,6 +2324,7 @@ static void pool_forget(void)
 	pool_n_idle = 0;
 	pool_n_deferred = 0;
 	ptr_own_code_forget();
+	unwind_facts_forget();
 }
 
 /* At exit: the perf maps being written are finished, not cut short. */

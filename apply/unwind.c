@@ -51,6 +51,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,29 +120,151 @@ static bool defines(int mem_fd, const struct proc_object *o, const char *name, u
 	return true;
 }
 
-int unwinder_find(int mem_fd, pid_t pid, const struct proc_maps *maps,
+/*
+ * What an object says about unwinding, read from its dynamic symbols:
+ * whether it is libgcc_s (and where its registration functions are),
+ * whether it throws or unwinds with something else, and where its
+ * allocator's entry points are. Kept from one operation to the next, so
+ * that an operation does not read two pages of every object of the process
+ * again (three objects in a small C program, dozens in a server), but only
+ * for the same process: the symbols are read from the process's memory,
+ * which the process may have rewritten, and what one process says must
+ * never decide where the engine makes a call in another (the facts would
+ * otherwise be the file's, one per build-id). The key: the process (PID
+ * and start time), the object's load bias and build-id, and whether its
+ * name is libgcc_s's. An object without a build-id is read each time.
+ */
+#define FACTS_MAX 128
+#define ALLOC_MAX (sizeof(alloc_funcs) / sizeof(alloc_funcs[0]))
+
+struct obj_facts {
+	pid_t pid;
+	uint64_t start_time;
+	uint64_t bias;
+	char build_id[HP_BUILD_ID_HEX_SIZE];
+	bool named_libgcc;
+	bool libgcc;           /* libgcc_s, defining both registration functions */
+	uint64_t reg, dereg;
+	bool other;            /* defines _Unwind_RaiseException or __cxa_throw */
+	bool alloc_read;       /* what follows was read (only where libgcc_s is) */
+	bool malloc;           /* defines malloc: the entry points below */
+	size_t n_alloc;
+	struct {
+		const char *name;
+		uint64_t addr, size;
+	} alloc[ALLOC_MAX];
+};
+
+static pthread_mutex_t facts_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct obj_facts facts[FACTS_MAX];
+static size_t n_facts, facts_next;
+
+void unwind_facts_forget(void)
+{
+	pthread_mutex_init(&facts_lock, NULL);
+}
+
+static void facts_read_alloc(int mem_fd, const struct proc_object *o, struct obj_facts *f)
+{
+	f->alloc_read = true;
+	f->malloc = defines(mem_fd, o, "malloc", NULL);
+	for (size_t k = 0; f->malloc && alloc_funcs[k]; k++) {
+		unsigned char type;
+		uint64_t addr, size;
+
+		if (proc_object_dynsym(mem_fd, o, alloc_funcs[k], &addr, &type, &size) == 0 &&
+		    type == STT_FUNC)
+			f->alloc[f->n_alloc++] = (typeof(f->alloc[0])){ alloc_funcs[k], addr, size };
+	}
+}
+
+static bool facts_match(const struct obj_facts *f, pid_t pid, uint64_t start_time,
+			const struct proc_object *o, bool named)
+{
+	return f->pid == pid && f->start_time == start_time && f->bias == o->bias &&
+	       f->named_libgcc == named && strcmp(f->build_id, o->build_id) == 0;
+}
+
+/* Under facts_lock: the index of o's kept facts, or n_facts. */
+static size_t facts_find(pid_t pid, uint64_t start_time, const struct proc_object *o, bool named)
+{
+	size_t i;
+
+	for (i = 0; i < n_facts; i++)
+		if (facts_match(&facts[i], pid, start_time, o, named))
+			break;
+	return i;
+}
+
+/* The facts of o in process pid (its allocator's too when alloc), read or as kept. */
+static void facts_of(int mem_fd, pid_t pid, uint64_t start_time, const struct proc_object *o,
+		     bool alloc, struct obj_facts *ret)
+{
+	bool named = strncmp(base_name(o->path), "libgcc_s.so", 11) == 0;
+	struct obj_facts f = { .pid = pid, .start_time = start_time, .bias = o->bias,
+			       .named_libgcc = named };
+	bool kept = false;
+	uint64_t reg, dereg;
+	size_t i;
+
+	if (o->build_id[0]) {
+		pthread_mutex_lock(&facts_lock);
+		i = facts_find(pid, start_time, o, named);
+		kept = i < n_facts;
+		if (kept)
+			f = facts[i];
+		pthread_mutex_unlock(&facts_lock);
+		if (kept && (f.alloc_read || !alloc)) {
+			*ret = f;
+			return;
+		}
+	}
+	if (!kept) {
+		snprintf(f.build_id, sizeof(f.build_id), "%s", o->build_id);
+		if (named && defines(mem_fd, o, "__register_frame_info", &reg) &&
+		    defines(mem_fd, o, "__deregister_frame_info", &dereg)) {
+			f.libgcc = true;
+			f.reg = reg;
+			f.dereg = dereg;
+		} else {
+			f.other = defines(mem_fd, o, "_Unwind_RaiseException", NULL) ||
+				  defines(mem_fd, o, "__cxa_throw", NULL);
+		}
+	}
+	if (alloc && !f.alloc_read)
+		facts_read_alloc(mem_fd, o, &f);
+	*ret = f;
+	if (!o->build_id[0])
+		return;
+	pthread_mutex_lock(&facts_lock);
+	i = facts_find(pid, start_time, o, named);
+	if (i == n_facts)
+		i = n_facts < FACTS_MAX ? n_facts++ : facts_next++ % FACTS_MAX;
+	facts[i] = f;
+	pthread_mutex_unlock(&facts_lock);
+}
+
+int unwinder_find(int mem_fd, pid_t pid, uint64_t start_time, const struct proc_maps *maps,
 		  const struct proc_objects *objs, struct unwinder *ret)
 {
 	struct unwinder u = { 0 };
 	const struct proc_object *other = NULL;
+	struct obj_facts f;
 	int r = 0;
 
 	for (size_t i = 0; i < objs->n; i++) {
 		const struct proc_object *o = &objs->v[i];
-		uint64_t reg, dereg;
 
 		if (strcmp(o->path, "[vdso]") == 0)
 			continue;
-		if (!u.lib && strncmp(base_name(o->path), "libgcc_s.so", 11) == 0 &&
-		    defines(mem_fd, o, "__register_frame_info", &reg) &&
-		    defines(mem_fd, o, "__deregister_frame_info", &dereg)) {
+		facts_of(mem_fd, pid, start_time, o, false, &f);
+		if (!u.lib && f.libgcc) {
 			u.lib = o;
-			u.reg = reg;
-			u.dereg = dereg;
+			u.reg = f.reg;
+			u.dereg = f.dereg;
 			continue;
 		}
-		if (!other && (defines(mem_fd, o, "_Unwind_RaiseException", NULL) ||
-			       defines(mem_fd, o, "__cxa_throw", NULL)))
+		if (!other && f.other)
 			other = o;
 	}
 	if (!u.lib) {
@@ -160,16 +283,12 @@ int unwinder_find(int mem_fd, pid_t pid, const struct proc_maps *maps,
 	for (size_t i = 0; i < objs->n && r == 0; i++) {
 		const struct proc_object *o = &objs->v[i];
 
-		if (strcmp(o->path, "[vdso]") == 0 || !defines(mem_fd, o, "malloc", NULL))
+		if (strcmp(o->path, "[vdso]") == 0)
 			continue;
-		for (size_t k = 0; alloc_funcs[k] && r == 0; k++) {
-			unsigned char type;
-			uint64_t addr, size;
-
-			if (proc_object_dynsym(mem_fd, o, alloc_funcs[k], &addr, &type, &size) == 0 &&
-			    type == STT_FUNC)
-				r = add_range(&u, addr, addr + size, alloc_funcs[k]);
-		}
+		facts_of(mem_fd, pid, start_time, o, true, &f);
+		for (size_t k = 0; f.malloc && k < f.n_alloc && r == 0; k++)
+			r = add_range(&u, f.alloc[k].addr, f.alloc[k].addr + f.alloc[k].size,
+				      f.alloc[k].name);
 	}
 	if (r < 0) {
 		unwinder_release(&u);

@@ -267,4 +267,39 @@ ht_eq "another unwinder: the original runs" "value 3" "$(et_ask 'v 2')"
 ht_check "another unwinder: no perf map written" test ! -e "/tmp/perf-$ET_PID.map"
 kill "$ET_PID"
 
+# The same through the daemon, whose engine keeps what each object says
+# about unwinding (libgcc_s's registration functions, the allocators' entry
+# points, another unwinder) by build-id from one operation to the next: the
+# second round of each takes the kept facts, not the objects' symbols.
+. "$HP_SOURCE_ROOT/tests/fixtures/demo/fs-setup.sh"
+fs_need
+rm -rf "$HT_TMP/store.git" # gdb's, unsigned sets allowed
+ht_check "daemon: a store with a trusted key" fs_store
+ht_check "daemon: month N for the C++ target, signed" \
+	fs_build "$TARGET" 2026-03 fix "$HT_TMP/fs-b.tar" "$FIX/unwind-patch-b.so"
+ht_check "daemon: a set for the other unwinder's target, signed" \
+	fs_build "$UN_BIN" 2026-02 other "$HT_TMP/fs-o.tar" \
+	"$HP_SOURCE_ROOT/tests/fixtures/unwind/patch-other.c"
+ht_check "daemon: imported" "$HP_BIN" import "$HT_TMP/fs-b.tar" "$HT_TMP/fs-o.tar"
+M=$HT_TMP/mnt
+ht_check "daemon: mount" fs_mount "$M"
+un_start "$TARGET"
+for round in 1 2; do
+	fs_echo "$M/apply" "$ET_PID"
+	ht_eq "daemon: apply ($round)" "0 " "$FS_RC $FS_ERR"
+	un_round "daemon: applied ($round)" 1003 2004 "patch b"
+	fs_echo "$M/revert" "$ET_PID"
+	ht_eq "daemon: revert ($round)" "0 " "$FS_RC $FS_ERR"
+	un_round "daemon: reverted ($round)" 4 5 original
+done
+kill "$ET_PID"
+un_start "$UN_BIN"
+for round in 1 2; do
+	fs_expect_errno "daemon: another unwinder refused ($round)" "Exec format error" \
+		"$M/apply" "$ET_PID"
+	ht_eq "daemon: another unwinder ($round): the original runs" "value 3" "$(et_ask 'v 2')"
+done
+kill "$ET_PID"
+ht_check "daemon: unmount" fusermount3 -u "$M"
+
 ht_end

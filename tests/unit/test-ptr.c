@@ -30,7 +30,6 @@
 
 static pid_t child;
 static int to_child = -1;
-static int ready_fd = -1;
 
 static void *epoller(void *arg)
 {
@@ -76,31 +75,45 @@ static void child_main(int in, int ready)
 	}
 }
 
-static int setup(void **state)
+/*
+ * Fork a child running fn(in, ready): it writes a byte on ready once its
+ * threads are started and ends when a byte comes on in. Its PID in *ret_pid,
+ * the writing end of in in *ret_to; returns once it is ready and its
+ * threads have had 100 ms to reach their calls.
+ */
+static int start_child(void (*fn)(int in, int ready), pid_t *ret_pid, int *ret_to)
 {
 	int p[2], q[2];
+	pid_t pid;
 	char c;
+	int r;
 
-	(void)state;
 	if (pipe(p) < 0 || pipe(q) < 0)
 		return -1;
-	child = fork();
-	if (child < 0)
+	pid = fork();
+	if (pid < 0)
 		return -1;
-	if (child == 0) {
+	if (pid == 0) {
 		close(p[1]);
 		close(q[0]);
-		child_main(p[0], q[1]);
+		fn(p[0], q[1]);
+		_exit(2);
 	}
 	close(p[0]);
 	close(q[1]);
-	to_child = p[1];
-	ready_fd = q[0];
-	if (read(ready_fd, &c, 1) != 1)
-		return -1;
+	*ret_pid = pid;
+	*ret_to = p[1];
+	r = read(q[0], &c, 1) == 1 ? 0 : -1;
+	close(q[0]);
 	/* let the threads reach their calls */
 	usleep(100000);
-	return 0;
+	return r;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return start_child(child_main, &child, &to_child);
 }
 
 static int teardown(void **state)
@@ -112,7 +125,6 @@ static int teardown(void **state)
 		kill(child, SIGKILL);
 	waitpid(child, &st, 0);
 	close(to_child);
-	close(ready_fd);
 	/* no EINTR ever reached the child */
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
@@ -265,43 +277,29 @@ static void *spinner(void *arg)
 static pid_t spin_pid;
 static int spin_to = -1;
 
-static int spin_setup(void **state)
+static void spin_main(int in, int ready)
 {
-	int p[2], q[2];
+	static volatile unsigned long n;
+	pthread_t t;
 	char c;
 
-	(void)state;
-	if (pipe(p) < 0 || pipe(q) < 0)
-		return -1;
-	spin_pid = fork();
-	if (spin_pid < 0)
-		return -1;
-	if (spin_pid == 0) {
-		static volatile unsigned long n;
-		pthread_t t;
+	pthread_create(&t, NULL, spinner, (void *)&n);
+	if (write(ready, "r", 1) != 1)
+		_exit(2);
+	for (;;) {
+		ssize_t k = read(in, &c, 1);
 
-		close(p[1]);
-		close(q[0]);
-		pthread_create(&t, NULL, spinner, (void *)&n);
-		if (write(q[1], "r", 1) != 1)
-			_exit(2);
-		for (;;) {
-			ssize_t k = read(p[0], &c, 1);
-
-			if (k < 0 && errno == EINTR)
-				_exit(3);
-			if (k == 1)
-				_exit(0);
-		}
+		if (k < 0 && errno == EINTR)
+			_exit(3);
+		if (k == 1)
+			_exit(0);
 	}
-	close(p[0]);
-	close(q[1]);
-	spin_to = p[1];
-	if (read(q[0], &c, 1) != 1)
-		return -1;
-	close(q[0]);
-	usleep(100000);
-	return 0;
+}
+
+static int spin_setup(void **state)
+{
+	(void)state;
+	return start_child(spin_main, &spin_pid, &spin_to);
 }
 
 /* Killed (by its PID) if the test did not end it. */

@@ -56,13 +56,11 @@ static void *sleeper(void *arg)
 	return NULL;
 }
 
-static void child_main(int in, int ready)
+/* A child's main thread: ready, then reads in until a byte comes (exit 0) or EINTR (exit 3). */
+static void ready_then_read(int in, int ready)
 {
-	pthread_t t;
 	char c;
 
-	pthread_create(&t, NULL, epoller, NULL);
-	pthread_create(&t, NULL, sleeper, NULL);
 	if (write(ready, "r", 1) != 1)
 		_exit(2);
 	for (;;) {
@@ -73,6 +71,15 @@ static void child_main(int in, int ready)
 		if (n == 1)
 			_exit(0);
 	}
+}
+
+static void child_main(int in, int ready)
+{
+	pthread_t t;
+
+	pthread_create(&t, NULL, epoller, NULL);
+	pthread_create(&t, NULL, sleeper, NULL);
+	ready_then_read(in, ready);
 }
 
 /*
@@ -281,19 +288,9 @@ static void spin_main(int in, int ready)
 {
 	static volatile unsigned long n;
 	pthread_t t;
-	char c;
 
 	pthread_create(&t, NULL, spinner, (void *)&n);
-	if (write(ready, "r", 1) != 1)
-		_exit(2);
-	for (;;) {
-		ssize_t k = read(in, &c, 1);
-
-		if (k < 0 && errno == EINTR)
-			_exit(3);
-		if (k == 1)
-			_exit(0);
-	}
+	ready_then_read(in, ready);
 }
 
 static int spin_setup(void **state)

@@ -534,24 +534,36 @@ static struct own_code *own_find(pid_t pid, uint64_t start_time, bool make)
 	return lru;
 }
 
-/* How tid is let go: in its own code, or not (in a call, or its stop not seen). */
-static void own_code_note(const struct ptr_world *w, pid_t tid, bool in_own_code)
+/*
+ * Under own_lock: how tid is let go, in its own code or not (in a call, or
+ * its stop not seen). *e is the process's entry, looked up (and made, for a
+ * thread in its own code) on the first call with *e NULL.
+ */
+static void own_code_note_locked(const struct ptr_world *w, struct own_code **e, pid_t tid,
+				 bool in_own_code)
 {
-	struct own_code *e;
 	size_t i;
 
 	if (tid == w->pid) /* the leader is never looked at this way */
 		return;
+	if (!*e)
+		*e = own_find(w->pid, w->start_time, in_own_code);
+	if (!*e)
+		return;
+	for (i = 0; i < (*e)->n && (*e)->tid[i] != tid; i++)
+		;
+	if (in_own_code && i == (*e)->n && (*e)->n < OWN_CODE_TIDS)
+		(*e)->tid[(*e)->n++] = tid;
+	else if (!in_own_code && i < (*e)->n)
+		(*e)->tid[i] = (*e)->tid[--(*e)->n];
+}
+
+static void own_code_note(const struct ptr_world *w, pid_t tid, bool in_own_code)
+{
+	struct own_code *e = NULL;
+
 	pthread_mutex_lock(&own_lock);
-	e = own_find(w->pid, w->start_time, in_own_code);
-	if (e) {
-		for (i = 0; i < e->n && e->tid[i] != tid; i++)
-			;
-		if (in_own_code && i == e->n && e->n < OWN_CODE_TIDS)
-			e->tid[e->n++] = tid;
-		else if (!in_own_code && i < e->n)
-			e->tid[i] = e->tid[--e->n];
-	}
+	own_code_note_locked(w, &e, tid, in_own_code);
 	pthread_mutex_unlock(&own_lock);
 }
 
@@ -1061,8 +1073,8 @@ fail:
 
 static void detach(struct ptr_world *w, struct ptr_thread *t)
 {
+	(void)w;
 	ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->sig);
-	own_code_note(w, t->tid, !arch_in_syscall(t->regs));
 }
 
 /*
@@ -1073,6 +1085,7 @@ static void detach(struct ptr_world *w, struct ptr_thread *t)
  */
 int ptr_resume(struct ptr_world *w, bool keep_sys)
 {
+	struct own_code *own_e = NULL;
 	uint64_t deadline = 0;
 	size_t kept = 0;
 	int r = 0;
@@ -1100,6 +1113,15 @@ int ptr_resume(struct ptr_world *w, bool keep_sys)
 		if (t->stopped)
 			detach(w, t);
 	}
+	/* once every thread is let go: how each was (own_code_note) */
+	pthread_mutex_lock(&own_lock);
+	for (size_t i = 0; i < w->n; i++) {
+		const struct ptr_thread *t = &w->t[i];
+
+		if (t->stopped && !(t->tid == w->sys_tid && keep_sys))
+			own_code_note_locked(w, &own_e, t->tid, !arch_in_syscall(t->regs));
+	}
+	pthread_mutex_unlock(&own_lock);
 	/* then those seized on an error path before their stop was seen,
 	 * once nobody else waits for them (one may be in state D) */
 	for (size_t i = 0; i < w->n; i++) {

@@ -78,6 +78,9 @@ const struct proc_object *proc_objects_find(const struct proc_objects *o, const 
  * 0 with the runtime address, -ENOENT if not defined there. */
 int proc_object_dynsym(int mem_fd, const struct proc_object *obj, const char *name,
 		       uint64_t *ret_addr, unsigned char *ret_type, uint64_t *ret_size);
+/* Whether every lookup in obj so far read what it needed: each -ENOENT was
+ * the object's answer, not a failed read's (false before the first). */
+bool proc_object_dynsym_whole(const struct proc_object *obj);
 
 /* ---- region.c: the header at the start of every patch region ----------- */
 

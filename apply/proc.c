@@ -307,6 +307,7 @@ struct proc_dyncache {
 	uint32_t hdr[4];   /* GNU: nbuckets, symoffset, bloom words, shift; SysV: nbucket, nchain */
 	int hdr_r;
 	uint64_t *bloom;   /* GNU, when its size is sane; NULL: read word by word */
+	bool failed;       /* a read of a lookup failed: its -ENOENT may not be the object's */
 };
 
 /* ld.so rewrites d_ptr entries to absolute addresses in most objects, but
@@ -352,6 +353,17 @@ static int read_dyninfo(int mem_fd, const struct proc_object *obj, struct dyninf
 	return 0;
 }
 
+/* A read for a lookup in obj's tables, its failure marked in obj's cache. */
+static int dyn_read(const struct proc_object *obj, int mem_fd, uint64_t addr, void *buf,
+		    size_t len)
+{
+	int r = proc_mem_read(mem_fd, addr, buf, len);
+
+	if (r < 0 && obj->dyn)
+		obj->dyn->failed = true;
+	return r;
+}
+
 /* Whether symbol idx is a usable definition of name. */
 static int sym_match(int mem_fd, const struct proc_object *obj, const struct dyninfo *di,
 		     uint32_t idx, const char *name, uint64_t *ret_addr, unsigned char *ret_type,
@@ -363,20 +375,20 @@ static int sym_match(int mem_fd, const struct proc_object *obj, const struct dyn
 
 	if (nlen > sizeof(buf))
 		return -ENOENT;
-	if (proc_mem_read(mem_fd, di->symtab + (uint64_t)idx * sizeof(s), &s, sizeof(s)) < 0)
+	if (dyn_read(obj, mem_fd, di->symtab + (uint64_t)idx * sizeof(s), &s, sizeof(s)) < 0)
 		return -EIO;
 	if (s.st_shndx == SHN_UNDEF || s.st_name >= di->strsz || ELF64_ST_BIND(s.st_info) == STB_LOCAL)
 		return -ENOENT;
 	if (di->strsz - s.st_name < nlen)
 		return -ENOENT;
-	if (proc_mem_read(mem_fd, di->strtab + s.st_name, buf, nlen) < 0 ||
+	if (dyn_read(obj, mem_fd, di->strtab + s.st_name, buf, nlen) < 0 ||
 	    memcmp(buf, name, nlen) != 0)
 		return -ENOENT;
 	if (di->versym) {
 		uint16_t vs;
 
 		/* a hidden version (name@VER, not @@VER) is not the default */
-		if (proc_mem_read(mem_fd, di->versym + (uint64_t)idx * 2, &vs, 2) == 0 &&
+		if (dyn_read(obj, mem_fd, di->versym + (uint64_t)idx * 2, &vs, 2) == 0 &&
 		    (vs & 0x8000))
 			return -ENOENT;
 	}
@@ -487,18 +499,18 @@ int proc_object_dynsym(int mem_fd, const struct proc_object *obj, const char *na
 		/* hdr: nbuckets, symoffset, bloom_size (64-bit words), bloom_shift */
 		if (c->bloom)
 			bloom_word = c->bloom[w];
-		else if (proc_mem_read(mem_fd, base + 16 + 8 * w, &bloom_word, 8) < 0)
+		else if (dyn_read(obj, mem_fd, base + 16 + 8 * w, &bloom_word, 8) < 0)
 			return -ENOENT;
 		if (!((bloom_word >> (h % 64)) & 1) || !((bloom_word >> ((h >> hdr[3]) % 64)) & 1))
 			return -ENOENT;
 		buckets = base + 16 + 8 * (uint64_t)hdr[2];
 		chains = buckets + 4 * (uint64_t)hdr[0];
-		if (proc_mem_read(mem_fd, buckets + 4 * (uint64_t)(h % hdr[0]), &bucket, 4) < 0)
+		if (dyn_read(obj, mem_fd, buckets + 4 * (uint64_t)(h % hdr[0]), &bucket, 4) < 0)
 			return -ENOENT;
 		if (bucket < hdr[1])
 			return -ENOENT;
 		for (uint32_t idx = bucket; idx - bucket < (1u << 20); idx++) {
-			if (proc_mem_read(mem_fd, chains + 4 * (uint64_t)(idx - hdr[1]), &chain, 4) < 0)
+			if (dyn_read(obj, mem_fd, chains + 4 * (uint64_t)(idx - hdr[1]), &chain, 4) < 0)
 				return -ENOENT;
 			if ((chain | 1) == (h | 1) &&
 			    sym_match(mem_fd, obj, di, idx, name, ret_addr, ret_type, ret_size) == 0)
@@ -512,16 +524,27 @@ int proc_object_dynsym(int mem_fd, const struct proc_object *obj, const char *na
 		const uint32_t *hdr = c->hdr;
 		uint32_t h = sysv_hash(name), idx;
 
-		if (proc_mem_read(mem_fd, di->hash + 8 + 4 * (uint64_t)(h % hdr[0]), &idx, 4) < 0)
+		if (dyn_read(obj, mem_fd, di->hash + 8 + 4 * (uint64_t)(h % hdr[0]), &idx, 4) < 0)
 			return -ENOENT;
 		/* nchain comes from the target: a chain that loops ends here too */
 		for (unsigned n = 0; idx != 0 && idx < hdr[1] && n < hdr[1] && n < (1u << 20); n++) {
 			if (sym_match(mem_fd, obj, di, idx, name, ret_addr, ret_type, ret_size) == 0)
 				return 0;
-			if (proc_mem_read(mem_fd, di->hash + 8 + 4 * (uint64_t)hdr[0] + 4 * (uint64_t)idx,
+			if (dyn_read(obj, mem_fd, di->hash + 8 + 4 * (uint64_t)hdr[0] + 4 * (uint64_t)idx,
 					  &idx, 4) < 0)
 				return -ENOENT;
 		}
 	}
 	return -ENOENT;
+}
+
+bool proc_object_dynsym_whole(const struct proc_object *obj)
+{
+	const struct proc_dyncache *c = obj->dyn;
+
+	if (!obj->dynamic)
+		return true;
+	if (!c || c->failed || c->r == -EIO)
+		return false;
+	return c->r < 0 || c->hdr_r == 0 || c->hdr_r == -ENOENT;
 }

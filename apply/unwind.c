@@ -132,7 +132,8 @@ static bool defines(int mem_fd, const struct proc_object *o, const char *name, u
  * never decide where the engine makes a call in another (the facts would
  * otherwise be the file's, one per build-id). The key: the process (PID
  * and start time), the object's load bias and build-id, and whether its
- * name is libgcc_s's. An object without a build-id is read each time.
+ * name is libgcc_s's. An object without a build-id is read each time, and
+ * so is one a read of failed (its "not defined" may be the failure's).
  */
 #define FACTS_MAX 128
 #define ALLOC_MAX (sizeof(alloc_funcs) / sizeof(alloc_funcs[0]))
@@ -234,7 +235,8 @@ static void facts_of(int mem_fd, pid_t pid, uint64_t start_time, const struct pr
 	if (alloc && !f.alloc_read)
 		facts_read_alloc(mem_fd, o, &f);
 	*ret = f;
-	if (!o->build_id[0])
+	/* kept only when read whole: a failed read's "not there" is no fact */
+	if (!o->build_id[0] || !proc_object_dynsym_whole(o))
 		return;
 	pthread_mutex_lock(&facts_lock);
 	i = facts_find(pid, start_time, o, named);

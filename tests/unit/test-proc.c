@@ -141,7 +141,28 @@ static void objects(void **state)
 	assert_int_equal(addr, (uint64_t)(uintptr_t)real);
 	assert_int_equal(proc_object_dynsym(mem_fd, libc, "no_such_symbol_here", &addr, &type, NULL),
 			 -ENOENT);
+	/* those answers were libc's own: read whole */
+	assert_true(proc_object_dynsym_whole(libc));
 	proc_objects_release(&o);
+	{
+		/* read through a descriptor that reads nothing: every name is
+		 * "not there", and none of it is the object's answer */
+		struct proc_objects bad = { 0 };
+		int null_fd = open("/dev/null", O_RDONLY);
+		const struct proc_object *l = NULL;
+
+		assert_true(null_fd >= 0);
+		assert_int_equal(proc_objects_read(getpid(), mem_fd, &m, &bad), 0);
+		for (size_t i = 0; i < bad.n; i++)
+			if (strstr(bad.v[i].path, "/libc.so"))
+				l = &bad.v[i];
+		assert_non_null(l);
+		assert_false(proc_object_dynsym_whole(l)); /* nothing looked up yet */
+		assert_int_equal(proc_object_dynsym(null_fd, l, "getpid", &addr, &type, NULL), -ENOENT);
+		assert_false(proc_object_dynsym_whole(l));
+		close(null_fd);
+		proc_objects_release(&bad);
+	}
 	proc_maps_release(&m);
 }
 

@@ -2440,7 +2440,6 @@ static void *op_worker_main(void *arg)
 		keep = c->r >= 0 && !ptr_left_traced();
 		deferred = perfmap_job.on;
 		pthread_mutex_lock(&pool_lock);
-		wk->job = NULL;
 		/* decided now: the caller joins a thread that ends */
 		ending = !keep || pool_n_idle + pool_n_deferred >= OP_IDLE_MAX;
 		pool_n_deferred += deferred;

@@ -682,12 +682,6 @@ static int list_tasks(struct ptr_world *w, pid_t **ret_tids, size_t *ret_n)
 	return 0;
 }
 
-/* The threads the kernel counts in the group, from the descriptor when it is open. */
-static long thread_count(struct ptr_world *w)
-{
-	return w->task_fd >= 0 ? proc_thread_count_fd(w->task_fd) : proc_thread_count(w->pid);
-}
-
 static int check_same_process(struct ptr_world *w)
 {
 	struct proc_stat_fields f;
@@ -1058,7 +1052,7 @@ int ptr_stop_all(struct ptr_world *w)
 		 * leaves one thread). Any other count, a zombie leader's say, takes
 		 * the listing again.
 		 */
-		if (thread_count(w) == (long)w->n)
+		if (proc_thread_count_fd(w->task_fd) == (long)w->n) /* list_tasks opened it */
 			break;
 	}
 	w->n_seen = w->n;

@@ -131,8 +131,8 @@ static bool defines(int mem_fd, const struct proc_object *o, const char *name, u
  * which the process may have rewritten, and what one process says must
  * never decide where the engine makes a call in another (the facts would
  * otherwise be the file's, one per build-id). The key: the process (PID
- * and start time), the object's load bias and build-id, and whether its
- * name is libgcc_s's. An object without a build-id is read each time, and
+ * and start time), the object's load bias and build-id (one mapping, so
+ * one name too). An object without a build-id is read each time, and
  * so is one a read of failed (its "not defined" may be the failure's).
  */
 #define FACTS_MAX 128
@@ -143,7 +143,6 @@ struct obj_facts {
 	uint64_t start_time;
 	uint64_t bias;
 	char build_id[HP_BUILD_ID_HEX_SIZE];
-	bool named_libgcc;
 	bool libgcc;           /* libgcc_s, defining both registration functions */
 	uint64_t reg, dereg;
 	bool other;            /* defines _Unwind_RaiseException or __cxa_throw */
@@ -179,20 +178,14 @@ static void facts_read_alloc(int mem_fd, const struct proc_object *o, struct obj
 	}
 }
 
-static bool facts_match(const struct obj_facts *f, pid_t pid, uint64_t start_time,
-			const struct proc_object *o, bool named)
-{
-	return f->pid == pid && f->start_time == start_time && f->bias == o->bias &&
-	       f->named_libgcc == named && strcmp(f->build_id, o->build_id) == 0;
-}
-
 /* Under facts_lock: the index of o's kept facts, or n_facts. */
-static size_t facts_find(pid_t pid, uint64_t start_time, const struct proc_object *o, bool named)
+static size_t facts_find(pid_t pid, uint64_t start_time, const struct proc_object *o)
 {
 	size_t i;
 
 	for (i = 0; i < n_facts; i++)
-		if (facts_match(&facts[i], pid, start_time, o, named))
+		if (facts[i].pid == pid && facts[i].start_time == start_time &&
+		    facts[i].bias == o->bias && strcmp(facts[i].build_id, o->build_id) == 0)
 			break;
 	return i;
 }
@@ -202,15 +195,14 @@ static void facts_of(int mem_fd, pid_t pid, uint64_t start_time, const struct pr
 		     bool alloc, struct obj_facts *ret)
 {
 	bool named = strncmp(base_name(o->path), "libgcc_s.so", 11) == 0;
-	struct obj_facts f = { .pid = pid, .start_time = start_time, .bias = o->bias,
-			       .named_libgcc = named };
+	struct obj_facts f = { .pid = pid, .start_time = start_time, .bias = o->bias };
 	bool kept = false;
 	uint64_t reg, dereg;
 	size_t i;
 
 	if (o->build_id[0]) {
 		pthread_mutex_lock(&facts_lock);
-		i = facts_find(pid, start_time, o, named);
+		i = facts_find(pid, start_time, o);
 		kept = i < n_facts;
 		if (kept)
 			f = facts[i];
@@ -239,7 +231,7 @@ static void facts_of(int mem_fd, pid_t pid, uint64_t start_time, const struct pr
 	if (!o->build_id[0] || !proc_object_dynsym_whole(o))
 		return;
 	pthread_mutex_lock(&facts_lock);
-	i = facts_find(pid, start_time, o, named);
+	i = facts_find(pid, start_time, o);
 	if (i == n_facts)
 		i = n_facts < FACTS_MAX ? n_facts++ : facts_next++ % FACTS_MAX;
 	facts[i] = f;

@@ -439,15 +439,63 @@ static int get_index(struct store_snap *snap, const struct snap_index **ret)
 		*(ret_end) = lo_;                                                  \
 	} while (0)
 
+/*
+ * A set as store_get_set makes it: shared by its callers and the
+ * snapshot's cache (snap->sets), freed with the last reference.
+ */
+struct patchset_ref {
+	struct store_patchset ps; /* first: a store_patchset * is a patchset_ref * */
+	unsigned refs;
+};
+
+static struct store_patchset *patchset_ref(struct store_patchset *ps)
+{
+	__atomic_add_fetch(&((struct patchset_ref *)ps)->refs, 1, __ATOMIC_RELAXED);
+	return ps;
+}
+
 void store_patchset_free(struct store_patchset *ps)
 {
-	if (!ps)
+	struct patchset_ref *p = (struct patchset_ref *)ps;
+
+	if (!ps || __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	free(ps->set_id);
 	hp_manifest_free(ps->manifest);
 	free(ps->so);
 	free(ps->signer);
-	free(ps);
+	free(p);
+}
+
+/* The set of this id verified in snap before, a reference to it; NULL if none. */
+static struct store_patchset *kept_set(struct store_snap *snap, const char *set_id)
+{
+	struct store_patchset *ps = NULL;
+
+	pthread_mutex_lock(&snap->set_mu);
+	for (size_t i = 0; i < SNAP_SET_SLOTS && !ps; i++)
+		if (snap->sets[i] && strcmp(snap->sets[i]->set_id, set_id) == 0)
+			ps = patchset_ref(snap->sets[i]);
+	pthread_mutex_unlock(&snap->set_mu);
+	return ps;
+}
+
+/* Keep a verified set in snap, in the oldest slot (unless another thread kept it meanwhile). */
+static void keep_set(struct store_snap *snap, struct store_patchset *ps)
+{
+	struct store_patchset *old = NULL;
+	bool there = false;
+
+	pthread_mutex_lock(&snap->set_mu);
+	for (size_t i = 0; i < SNAP_SET_SLOTS && !there; i++)
+		there = snap->sets[i] && strcmp(snap->sets[i]->set_id, ps->set_id) == 0;
+	if (!there) {
+		old = snap->sets[snap->set_next];
+		snap->sets[snap->set_next] = patchset_ref(ps);
+		snap->set_next = (snap->set_next + 1) % SNAP_SET_SLOTS;
+	}
+	pthread_mutex_unlock(&snap->set_mu);
+	store_patchset_free(old);
 }
 
 static int read_member(struct store_snap *snap, const struct snap_dir *d, const char *name,
@@ -591,6 +639,7 @@ bool store_split_set_id(const char *id, char b[HP_BASELINE_SIZE], char m[HP_MONT
 int store_get_set(struct store_snap *snap, const char *set_id, struct store_patchset **ret)
 {
 	struct store_patchset *ps = NULL;
+	struct patchset_ref *p;
 	const struct snap_dir *d;
 	void *man = NULL, *sig = NULL;
 	size_t man_len = 0, sig_len = 0;
@@ -599,12 +648,25 @@ int store_get_set(struct store_snap *snap, const char *set_id, struct store_patc
 
 	if (!store_split_set_id(set_id, b, m, n))
 		return hp_err(-EINVAL, "'%s' is not a set id (BASELINE/MONTH/NAME)", set_id);
+	/*
+	 * Verified in this snapshot before: the same bytes under the same
+	 * keys (a commit does not change), so the same answer. Only sets that
+	 * verified are kept; one that failed is read and refused again.
+	 */
+	ps = kept_set(snap, set_id);
+	if (ps) {
+		*ret = ps;
+		return 0;
+	}
 	r = snap_get_dir(snap, set_id, &d);
 	if (r == -ENOENT || r == -ENOTDIR)
 		return hp_err(-ENOENT, "no patch set %s", set_id);
 	if (r < 0)
 		return r;
-	ps = calloc(1, sizeof(*ps));
+	p = calloc(1, sizeof(*p));
+	ps = p ? &p->ps : NULL;
+	if (p)
+		p->refs = 1;
 	if (!ps || !(ps->set_id = strdup(set_id))) {
 		r = -ENOMEM;
 		goto fail;
@@ -640,6 +702,7 @@ int store_get_set(struct store_snap *snap, const char *set_id, struct store_patc
 	ps->signed_ok = ps->signer != NULL;
 	free(man);
 	free(sig);
+	keep_set(snap, ps);
 	*ret = ps;
 	return 0;
 fail:

@@ -578,6 +578,7 @@ int store_snap_open(struct store *st, struct store_snap **ret)
 		return -ENOMEM;
 	pthread_mutex_init(&snap->git_mu, NULL);
 	pthread_mutex_init(&snap->index_mu, NULL);
+	pthread_mutex_init(&snap->set_mu, NULL);
 	pthread_rwlock_init(&snap->mu, NULL);
 	snap->n_buckets = 64;
 	snap->buckets = calloc(snap->n_buckets, sizeof(*snap->buckets));
@@ -622,6 +623,8 @@ void store_snap_free(struct store_snap *snap)
 	if (!snap)
 		return;
 	snap_index_free(snap->index);
+	for (size_t i = 0; i < SNAP_SET_SLOTS; i++)
+		store_patchset_free(snap->sets[i]);
 	for (size_t i = 0; i < snap->n_buckets; i++) {
 		struct snap_dir *d = snap->buckets[i], *next;
 
@@ -638,6 +641,7 @@ void store_snap_free(struct store_snap *snap)
 	pthread_rwlock_destroy(&snap->mu);
 	pthread_mutex_destroy(&snap->git_mu);
 	pthread_mutex_destroy(&snap->index_mu);
+	pthread_mutex_destroy(&snap->set_mu);
 	free(snap);
 }
 

@@ -237,6 +237,14 @@ struct snap_blob {
 
 struct snap_index;
 
+/*
+ * Sets verified in this snapshot (store_get_set), kept whole: a commit's
+ * tree never changes, nor do the keys it trusts, so a set read, parsed and
+ * verified once is that set for the snapshot's life. Shared with callers
+ * by reference (store_patchset_free lets go of one).
+ */
+#define SNAP_SET_SLOTS 32
+
 struct store_snap {
 	git_repository *repo;    /* its own handle: readers never touch the store's */
 	git_odb *odb;
@@ -256,6 +264,10 @@ struct store_snap {
 
 	pthread_mutex_t index_mu;
 	struct snap_index *index; /* built on first lookup */
+
+	pthread_mutex_t set_mu;   /* sets, set_next */
+	struct store_patchset *sets[SNAP_SET_SLOTS];
+	size_t set_next;          /* the slot a new set takes (the oldest) */
 };
 
 /* The directory at path (normalised, no leading slash): cached. */

@@ -200,12 +200,16 @@ struct store_patchset {
 /*
  * The patch set for a target build-id: month NULL for the newest month
  * published for it, else exactly that month. -ENOENT when nothing is
- * published. The signature (and patch-sha256) is verified again here:
- * -EKEYREJECTED if it does not verify. Fast: an index built once per
- * commit, not a tree walk per query.
+ * published. The signature (and patch-sha256) is verified in each
+ * snapshot: -EKEYREJECTED if it does not verify. Fast: an index built once
+ * per commit, not a tree walk per query, and a set verified in the
+ * snapshot before (the snapshot keeps its last 32) is the same set again,
+ * not read, parsed and verified again. The set is shared: read it, never
+ * change it.
  */
 int store_lookup(struct store_snap *snap, const char *build_id, const char *month,
 		 struct store_patchset **ret);
+/* Let go of a set store_lookup or store_get_set gave. */
 void store_patchset_free(struct store_patchset *ps);
 
 /* A patch set by id "BASELINE/MONTH/NAME", verified as store_lookup does. */

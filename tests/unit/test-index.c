@@ -305,6 +305,76 @@ static void test_verified_before(void **state)
 	store_snap_free(snap);
 }
 
+/*
+ * A set verified in a snapshot is kept by it: looked up again, by build-id
+ * or by id, it is the same set (not read and verified anew), whole as long
+ * as a caller holds it, the snapshot freed or not; another snapshot reads
+ * and verifies its own. The snapshot keeps its last 32: the oldest makes
+ * room, and is read again when asked for again.
+ */
+static void test_kept_in_snapshot(void **state)
+{
+	struct fx *f = *state;
+	struct store_snap *snap, *snap2;
+	struct store_patchset *ps, *again, *by_id, *other, *many[40];
+	char bid[8], name[16];
+
+	populate(f);
+	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	assert_int_equal(store_snap_open(f->st, &snap2), 0);
+	assert_int_equal(store_lookup(snap, "aa01", NULL, &ps), 0);
+	assert_int_equal(store_lookup(snap, "aa01", NULL, &again), 0);
+	assert_ptr_equal(again, ps);
+	assert_int_equal(store_get_set(snap, "2026.01/2026-03/srv", &by_id), 0);
+	assert_ptr_equal(by_id, ps);
+	/* a month asked for is another set */
+	assert_int_equal(store_lookup(snap, "aa01", "2026-02", &other), 0);
+	assert_ptr_not_equal(other, ps);
+	assert_string_equal(other->set_id, "2026.01/2026-02/srv");
+	store_patchset_free(other);
+	assert_int_equal(store_lookup(snap2, "aa01", NULL, &other), 0);
+	assert_ptr_not_equal(other, ps);
+	store_snap_free(snap);
+	/* held past the snapshot: still the set, bytes and all */
+	assert_string_equal(ps->set_id, "2026.01/2026-03/srv");
+	assert_string_equal(ps->manifest->build_id, "aa01");
+	assert_true(ps->signed_ok);
+	assert_int_equal(ps->so_len, other->so_len);
+	assert_memory_equal(ps->so, other->so, ps->so_len);
+	store_patchset_free(ps);
+	store_patchset_free(again);
+	store_patchset_free(by_id);
+	store_patchset_free(other);
+	store_snap_free(snap2);
+
+	/* 40 sets through one snapshot: the first 8 make room for the last 8 */
+	for (int i = 0; i < 40; i++) {
+		snprintf(bid, sizeof(bid), "c0%02x", i);
+		snprintf(name, sizeof(name), "s%d", i);
+		import(f, "2026.01", "2026-02", name, name, bid);
+	}
+	assert_int_equal(store_snap_open(f->st, &snap), 0);
+	for (int i = 0; i < 40; i++) {
+		snprintf(bid, sizeof(bid), "c0%02x", i);
+		assert_int_equal(store_lookup(snap, bid, NULL, &many[i]), 0);
+		assert_string_equal(many[i]->manifest->build_id, bid);
+	}
+	assert_int_equal(store_lookup(snap, "c000", NULL, &again), 0);
+	assert_ptr_not_equal(again, many[0]); /* made room: read again */
+	assert_string_equal(again->set_id, many[0]->set_id);
+	assert_memory_equal(again->so, many[0]->so, again->so_len);
+	store_patchset_free(again);
+	assert_int_equal(store_lookup(snap, "c027", NULL, &again), 0);
+	assert_ptr_equal(again, many[39]); /* the newest, kept */
+	store_patchset_free(again);
+	store_snap_free(snap);
+	for (int i = 0; i < 40; i++) {
+		snprintf(bid, sizeof(bid), "c0%02x", i);
+		assert_string_equal(many[i]->manifest->build_id, bid);
+		store_patchset_free(many[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -314,6 +384,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verified_before, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kept_in_snapshot, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -425,9 +425,11 @@ int safety_begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, 
 		 struct safety_session **ret);
 /* A live session whose stack hints come from maps, a mapping list the
  * caller read before the stop (NULL: read now): each hint is confirmed by
- * the stack read that uses it, as the session's own list is. */
+ * the stack read that uses it, as the session's own list is. maps_fd: the
+ * descriptor of /proc/PID/maps that list was read from (-1: none), lent
+ * to the session for its PROCMAP_QUERY (it stays the caller's to close). */
 int safety_begin_hinted(pid_t pid, const struct safety_range *ranges, size_t n_ranges,
-			const struct proc_maps *maps, struct safety_session **ret);
+			const struct proc_maps *maps, int maps_fd, struct safety_session **ret);
 /* A second session of model's process, for another thread, with model's
  * mapping list (read once, not again); model is only read. */
 int safety_begin_like(const struct safety_session *model, const struct safety_range *ranges,
@@ -439,7 +441,7 @@ void safety_end(struct safety_session *s);
  * checker.c: the checks of a stop on a second thread for a process of
  * n_threads or more (see the file), on the stopping thread otherwise.
  * Per stop: checker_begin (ranges must outlive it; maps, if given, the
- * stack hints: safety_begin_hinted), checker_add for
+ * stack hints, and maps_fd: safety_begin_hinted), checker_add for
  * each thread as it is held (its registers as read at the stop), then,
  * with every thread held, checker_finish: the first failure of any check
  * (-EBUSY etc., message set), or 0. checker_add returns that failure as
@@ -449,7 +451,7 @@ struct checker;
 int checker_start(struct checker **ret);
 void checker_stop(struct checker *k);
 int checker_begin(struct checker *k, pid_t pid, const struct safety_range *ranges, size_t n,
-		  size_t n_threads, const struct proc_maps *maps);
+		  size_t n_threads, const struct proc_maps *maps, int maps_fd);
 int checker_add(struct checker *k, pid_t tid, const uint64_t *regs);
 int checker_finish(struct checker *k);
 void checker_drop(struct checker *k); /* the stop failed: check no more */

@@ -169,7 +169,7 @@ void checker_stop(struct checker *k)
 }
 
 int checker_begin(struct checker *k, pid_t pid, const struct safety_range *ranges, size_t n,
-		  size_t n_threads, const struct proc_maps *maps)
+		  size_t n_threads, const struct proc_maps *maps, int maps_fd)
 {
 	int r;
 
@@ -180,7 +180,7 @@ int checker_begin(struct checker *k, pid_t pid, const struct safety_range *range
 		k->have_th = pthread_create(&k->th, NULL, worker, k) == 0;
 	safety_end(k->mine);
 	k->mine = NULL;
-	r = safety_begin_hinted(pid, ranges, n, maps, &k->mine);
+	r = safety_begin_hinted(pid, ranges, n, maps, maps_fd, &k->mine);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&k->mu);

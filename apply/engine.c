@@ -193,6 +193,7 @@ struct op {
 	struct ptr_world w;
 	bool attached;
 	struct proc_maps maps;
+	int maps_fd;      /* what maps was read from, kept for the stop's PROCMAP_QUERY */
 	struct proc_objects objs;
 	struct regions regions;
 	bool scanned;     /* maps, objs and regions read */
@@ -261,6 +262,8 @@ static void op_release(struct op *op)
 		ptr_world_forget(&op->w);
 	if (op->mem_fd >= 0)
 		close(op->mem_fd);
+	if (op->maps_fd >= 0)
+		op_close_late(op->maps_fd);
 	proc_maps_release(&op->maps);
 	proc_objects_release(&op->objs);
 	regions_release(&op->regions);
@@ -308,6 +311,7 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 
 	memset(op, 0, sizeof(*op));
 	op->mem_fd = -1;
+	op->maps_fd = -1;
 	op->pid = pid;
 	/* its descriptors are closed by op_release, however far this got */
 	ptr_world_init(&op->w, pid, -1, 0);
@@ -441,7 +445,9 @@ static int op_scan(struct op *op)
 {
 	int r;
 
-	r = proc_maps_read(op->pid, &op->maps);
+	if (op->maps_fd >= 0)
+		close(op->maps_fd);
+	r = proc_maps_read_keep(op->pid, &op->maps, &op->maps_fd);
 	if (r < 0)
 		return r;
 	r = proc_objects_read(op->pid, op->mem_fd, &op->maps, &op->objs);
@@ -1372,7 +1378,7 @@ static int step_stop(struct op *op)
 		r = ptr_stop_sys(&op->w);
 		if (r == 0 && op->n_all)
 			r = checker_begin(op->k, op->view, op->all, op->n_all, op->w.n_listed,
-					  op->maps.n ? &op->maps : NULL);
+					  op->maps.n ? &op->maps : NULL, op->maps_fd);
 		if (r < 0) {
 			ptr_resume(&op->w, true);
 			goto fail;

@@ -134,6 +134,7 @@ struct safety_ctx {
 	struct safety_page cache[SAFETY_CACHE_PAGES];
 
 	int mapsfd;  /* /proc/PID/maps, for PROCMAP_QUERY */
+	bool mapsfd_lent; /* the caller's (safety_begin_hinted): not ours to close */
 	enum { SAFETY_QUERY_UNKNOWN, SAFETY_QUERY_YES, SAFETY_QUERY_NO } query;
 	struct safety_map *maps; /* parsed text, when the query is unsupported */
 	size_t n_maps;
@@ -1187,7 +1188,7 @@ void safety_end(struct safety_session *s)
 		return;
 	if (s->c.memfd >= 0)
 		close(s->c.memfd);
-	if (s->c.mapsfd >= 0)
+	if (s->c.mapsfd >= 0 && !s->c.mapsfd_lent)
 		op_close_late(s->c.mapsfd);
 	free(s->c.maps);
 	free(s->c.hints);
@@ -1216,7 +1217,7 @@ static void hints_from(struct safety_ctx *c, const struct proc_maps *maps)
 }
 
 static int begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, bool live,
-		 const struct safety_session *model, const struct proc_maps *maps,
+		 const struct safety_session *model, const struct proc_maps *maps, int maps_fd,
 		 struct safety_session **ret)
 {
 	struct safety_session *s;
@@ -1228,7 +1229,8 @@ static int begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, 
 		return hp_err(-ENOMEM, "out of memory");
 	s->c.pid = pid;
 	s->c.memfd = -1;
-	s->c.mapsfd = -1;
+	s->c.mapsfd = maps_fd;
+	s->c.mapsfd_lent = maps_fd >= 0;
 #ifdef HP_TEST_HOOKS
 	/* The parsed-text path is what kernels before 6.11 take; in test
 	 * builds this lets the tests and the bench run it on newer ones. */
@@ -1286,19 +1288,19 @@ fail:
 int safety_begin(pid_t pid, const struct safety_range *ranges, size_t n_ranges, bool live,
 		 struct safety_session **ret)
 {
-	return begin(pid, ranges, n_ranges, live, NULL, NULL, ret);
+	return begin(pid, ranges, n_ranges, live, NULL, NULL, -1, ret);
 }
 
 int safety_begin_hinted(pid_t pid, const struct safety_range *ranges, size_t n_ranges,
-			const struct proc_maps *maps, struct safety_session **ret)
+			const struct proc_maps *maps, int maps_fd, struct safety_session **ret)
 {
-	return begin(pid, ranges, n_ranges, true, NULL, maps, ret);
+	return begin(pid, ranges, n_ranges, true, NULL, maps, maps_fd, ret);
 }
 
 int safety_begin_like(const struct safety_session *model, const struct safety_range *ranges,
 		      size_t n_ranges, struct safety_session **ret)
 {
-	return begin(model->c.pid, ranges, n_ranges, model->live, model, NULL, ret);
+	return begin(model->c.pid, ranges, n_ranges, model->live, model, NULL, -1, ret);
 }
 
 int safety_thread(struct safety_session *s, pid_t tid, const uint64_t *regs)

@@ -134,13 +134,22 @@ char *hp_buf_detach(struct hp_buf *b, size_t *ret_len)
 
 int hp_read_file(const char *path, size_t max, struct hp_buf *ret)
 {
-	struct hp_buf b = HP_BUF_INIT;
-	char chunk[65536];
-	int fd, r = 0;
+	int fd, r;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return hp_err(-errno, "open %s: %s", path, strerror(errno));
+	r = hp_read_fd(fd, path, max, ret);
+	close(fd);
+	return r;
+}
+
+int hp_read_fd(int fd, const char *path, size_t max, struct hp_buf *ret)
+{
+	struct hp_buf b = HP_BUF_INIT;
+	char chunk[65536];
+	int r = 0;
+
 	for (;;) {
 		ssize_t n = read(fd, chunk, sizeof(chunk));
 
@@ -163,7 +172,6 @@ int hp_read_file(const char *path, size_t max, struct hp_buf *ret)
 	if (!b.data)
 		r = hp_buf_grow(&b, 0);
 out:
-	close(fd);
 	if (r < 0) {
 		hp_buf_release(&b);
 		return r;

@@ -59,6 +59,13 @@ int proc_map_parse_line(char *line, struct proc_map *ret);
 /* The mappings of pid, sorted by address as the kernel lists them; when the
  * leader has left (pthread_exit in main), those a live thread sees. */
 int proc_maps_read(pid_t pid, struct proc_maps *ret);
+/*
+ * The same, and the descriptor they were read from kept open in *ret_fd
+ * (the caller closes it; -1 on failure): it names that process's memory,
+ * not its PID, as /proc/PID/mem does, and answers PROCMAP_QUERY later
+ * without another open.
+ */
+int proc_maps_read_keep(pid_t pid, struct proc_maps *ret, int *ret_fd);
 void proc_maps_release(struct proc_maps *m);
 /* The mapping holding addr, or NULL. */
 const struct proc_map *proc_maps_find(const struct proc_maps *m, uint64_t addr);

@@ -105,15 +105,37 @@ void proc_maps_release(struct proc_maps *m)
 
 int proc_maps_read(pid_t pid, struct proc_maps *ret)
 {
+	return proc_maps_read_keep(pid, ret, NULL);
+}
+
+/* The text of path, from a descriptor kept in *fd (NULL: closed). */
+static int maps_text(const char *path, struct hp_buf *b, int *fd)
+{
+	int f = open(path, O_RDONLY | O_CLOEXEC), r;
+
+	if (f < 0)
+		return hp_err(-errno, "open %s: %s", path, strerror(errno));
+	r = hp_read_fd(f, path, PROC_MAPS_MAX_BYTES, b);
+	if (r == 0 && fd)
+		*fd = f;
+	else
+		close(f);
+	return r;
+}
+
+int proc_maps_read_keep(pid_t pid, struct proc_maps *ret, int *ret_fd)
+{
 	struct hp_buf b = HP_BUF_INIT;
 	struct proc_maps m = { 0 };
 	char path[64];
 	char *line, *save = NULL;
 	size_t cap = 0;
-	int r;
+	int fd = -1, r;
 
+	if (ret_fd)
+		*ret_fd = -1;
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	r = hp_read_file(path, PROC_MAPS_MAX_BYTES, &b);
+	r = maps_text(path, &b, &fd);
 	if (r == 0 && b.len == 0) {
 		/* the leader has left: its view is empty, a live thread's is not */
 		pid_t tid = proc_live_tid(pid);
@@ -121,7 +143,9 @@ int proc_maps_read(pid_t pid, struct proc_maps *ret)
 		if (tid && tid != pid) {
 			snprintf(path, sizeof(path), "/proc/%d/task/%d/maps", (int)pid, (int)tid);
 			hp_buf_reset(&b);
-			r = hp_read_file(path, PROC_MAPS_MAX_BYTES, &b);
+			close(fd);
+			fd = -1;
+			r = maps_text(path, &b, &fd);
 		}
 	}
 	if (r < 0) {
@@ -154,8 +178,14 @@ int proc_maps_read(pid_t pid, struct proc_maps *ret)
 	}
 	*ret = m;
 	m = (struct proc_maps){ 0 };
+	if (ret_fd) {
+		*ret_fd = fd;
+		fd = -1;
+	}
 	r = 0;
 out:
+	if (fd >= 0)
+		close(fd);
 	proc_maps_release(&m);
 	hp_buf_release(&b);
 	return r;

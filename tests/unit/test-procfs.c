@@ -75,6 +75,31 @@ static void maps_of_self(void **state)
 	assert_string_equal(hp_errmsg(-ESRCH), "read /proc/4194305/maps: No such process");
 }
 
+/* The descriptor the mappings were read from, kept: it reads them again. */
+static void maps_kept(void **state)
+{
+	struct proc_maps maps;
+	char first[64];
+	ssize_t n;
+	int fd = 7;
+
+	assert_int_equal(proc_maps_read_keep(getpid(), &maps, &fd), 0);
+	assert_true(fd >= 0);
+	assert_true(maps.n > 0);
+	n = pread(fd, first, sizeof(first) - 1, 0);
+	assert_true(n > 0);
+	first[n] = '\0';
+	assert_true(strtoull(first, NULL, 16) == maps.v[0].start);
+	close(fd);
+	proc_maps_release(&maps);
+
+	fd = 7;
+	hp_err_clear();
+	assert_int_equal(proc_maps_read_keep(NO_SUCH_PID, &maps, &fd), -ESRCH);
+	assert_int_equal(fd, -1);
+	assert_string_equal(hp_errmsg(-ESRCH), "read /proc/4194305/maps: No such process");
+}
+
 static void stat_text(void **state)
 {
 	/* a name with spaces and parentheses: the fields follow the last ')' */
@@ -227,6 +252,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(map_line),
 		cmocka_unit_test(maps_of_self),
+		cmocka_unit_test(maps_kept),
 		cmocka_unit_test(stat_text),
 		cmocka_unit_test(stat_of_self),
 		cmocka_unit_test(mountinfo_unescape),

@@ -17,7 +17,8 @@
  *     range (start < word < end) and no signal frame is there, the thread
  *     is safe without unwinding. Most threads of a process end here. In a
  *     live session the end of the mapping comes from the maps parsed at
- *     its start, confirmed by the read itself (read_stack_hint).
+ *     its start, confirmed by the read itself (read_stack_hint), or asked
+ *     of the kernel when a readable mapping follows it.
  *  3. Otherwise unwind, with libunwind's remote (ptrace) flavour: every
  *     return address ra with start <= ra <= end is busy ("function NAME
  *     active in thread TID (return address at frame N)"). A word found in
@@ -108,6 +109,7 @@ struct safety_map {
 	uint64_t start, end, offset, inode;
 	unsigned dev_major, dev_minor;
 	bool exec;
+	bool read;
 };
 
 /* An ELF object found in the process, and its unwind table (if any). */
@@ -263,7 +265,8 @@ static int maps_parse(struct safety_ctx *c, struct safety_map **ret, size_t *ret
 		if (proc_map_parse_line(line, &pm) < 0 || pm.end <= pm.start)
 			continue;
 		m = (struct safety_map){ pm.start, pm.end, pm.offset, pm.inode,
-					 pm.dev_major, pm.dev_minor, (pm.prot & PROT_EXEC) != 0 };
+					 pm.dev_major, pm.dev_minor, (pm.prot & PROT_EXEC) != 0,
+					 (pm.prot & PROT_READ) != 0 };
 		if (n_maps == cap) {
 			size_t ncap = cap ? 2 * cap : 64;
 			struct safety_map *nm = realloc(maps, ncap * sizeof(*nm));
@@ -798,6 +801,13 @@ static int read_stack_hint(struct safety_ctx *c, uint64_t sp, size_t max, size_t
 	len = m->end - sp;
 	if (len > max)
 		return 0;
+	/*
+	 * A readable mapping right after it (what sits above a thread's stack
+	 * often is): the word past the end would read, and prove nothing.
+	 * The kernel is asked at once instead of after a read in vain.
+	 */
+	if (m + 1 < c->hints + c->n_hints && m[1].start == m->end && m[1].read)
+		return 0;
 	r = stack_room(c, len ? len : 1);
 	if (r < 0)
 		return r;
@@ -1211,7 +1221,8 @@ static void hints_from(struct safety_ctx *c, const struct proc_maps *maps)
 
 		c->hints[i] = (struct safety_map){ pm->start, pm->end, pm->offset, pm->inode,
 						   pm->dev_major, pm->dev_minor,
-						   (pm->prot & PROT_EXEC) != 0 };
+						   (pm->prot & PROT_EXEC) != 0,
+						   (pm->prot & PROT_READ) != 0 };
 	}
 	c->n_hints = maps->n;
 }

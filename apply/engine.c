@@ -261,7 +261,7 @@ static void op_release(struct op *op)
 	else
 		ptr_world_forget(&op->w);
 	if (op->mem_fd >= 0)
-		close(op->mem_fd);
+		op_close_late(op->mem_fd);
 	if (op->maps_fd >= 0)
 		op_close_late(op->maps_fd);
 	proc_maps_release(&op->maps);
@@ -2392,7 +2392,6 @@ static void op_thread(struct op_call *c)
 	else
 		c->r = patch_op(c->pid, c->sets, c->n_sets, c->choose, c->choose_arg, c->opts,
 				c->ret);
-	ptr_alarm_off();
 	if (c->r < 0)
 		snprintf(c->msg, sizeof(c->msg), "%s", hp_errmsg(c->r));
 	if (c->r >= 0 && c->ret) {
@@ -2415,7 +2414,7 @@ static void op_thread(struct op_call *c)
  * Descriptors an operation is done with, closed once the caller has its
  * answer (op_close_late): in a pool worker only, else at once.
  */
-#define LATE_FDS_MAX 4
+#define LATE_FDS_MAX 8
 static __thread int late_fds[LATE_FDS_MAX];
 static __thread size_t n_late_fds;
 static __thread bool late_fds_on;
@@ -2458,6 +2457,9 @@ static void *op_worker_main(void *arg)
 		c->ending = ending;
 		/* c is the caller's, gone once posted: not touched after this */
 		sem_post(&c->done);
+		/* what the answer need not wait for: the wait timer disarmed,
+		 * the operation's descriptors closed */
+		ptr_alarm_off();
 		late_fds_close();
 		if (deferred) {
 			/*

@@ -329,6 +329,13 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	r = proc_stat_fd_read(op->w.stat_fd, pid, &f);
 	if (r < 0)
 		return r;
+	/*
+	 * A kernel thread has no memory of its own to patch (PF_KTHREAD,
+	 * include/linux/sched.h): an operation says so at once. ctl's check
+	 * for root leaves this to the stat read here, which is made anyway.
+	 */
+	if (rw && (f.flags & 0x00200000))
+		return hp_err(-ENOENT, "process %d is a kernel thread: nothing to patch", (int)pid);
 	state = f.state;
 	st = f.start_time;
 	snprintf(op->comm, sizeof(op->comm), "%s", f.comm);

@@ -73,6 +73,7 @@ const struct proc_map *proc_maps_find(const struct proc_maps *m, uint64_t addr);
 /* The fields of /proc/PID/stat the project uses (proc(5) numbers them). */
 struct proc_stat_fields {
 	char state;                  /* field 3: R, S, D, T, t, Z, X... */
+	unsigned long flags;         /* field 9: the kernel's PF_* flags of the task */
 	long num_threads;            /* field 20 */
 	uint64_t start_time;         /* field 22, clock ticks after boot */
 	char comm[HP_COMM_SIZE];   /* field 2, without its parentheses */

@@ -232,16 +232,18 @@ static const char *stat_field(const char *p, int n)
 int proc_stat_parse(const char *text, struct proc_stat_fields *ret)
 {
 	const char *f3 = stat_field3(text), *lp = strchr(text, '(');
-	const char *f20, *f22;
+	const char *f9, *f20, *f22;
 	struct proc_stat_fields s = { 0 };
 
 	if (!f3 || !lp || lp > f3)
 		return -EIO;
+	f9 = stat_field(f3, 9);
 	f20 = stat_field(f3, 20);
 	f22 = stat_field(f3, 22);
-	if (!f20 || !f22)
+	if (!f9 || !f20 || !f22)
 		return -EIO;
 	s.state = *f3;
+	s.flags = strtoul(f9, NULL, 10);
 	s.num_threads = strtol(f20, NULL, 10);
 	s.start_time = strtoull(f22, NULL, 10);
 	snprintf(s.comm, sizeof(s.comm), "%.*s", (int)(f3 - 2 - lp - 1), lp + 1);

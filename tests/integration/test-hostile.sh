@@ -273,7 +273,7 @@ apply    | @S 2026-13                 | EINVAL  | '2026-13' is not a month \(YYY
 apply    | @S 2026-02 x               | EINVAL  | too many words \(expected PID, PID MONTH, all or all TARGET\)
 apply    | all ../etc                 | EINVAL  | '../etc' is not a target name
 apply    | 1                          | @PID1ERRNO | @PID1MSG
-apply    | @K                         | ENOENT  | nothing published for process [0-9]+: a kernel thread
+apply    | @K                         | ENOENT  | apply [0-9]+: process [0-9]+ is a kernel thread: nothing to patch
 apply    | @Z                         | ESRCH   | apply [0-9]+: process [0-9]+ has exited \(zombie\)
 apply    | @D                         | EINVAL  | process [0-9]+ is the patching process itself
 apply    | @W                         | ENOENT  | nothing published for process [0-9]+ \(python3\)

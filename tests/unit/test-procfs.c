@@ -109,6 +109,7 @@ static void stat_text(void **state)
 
 	assert_int_equal(proc_stat_parse(t, &s), 0);
 	assert_int_equal(s.state, 'S');
+	assert_true(s.flags == 4194560);
 	assert_int_equal(s.num_threads, 3);
 	assert_true(s.start_time == 98765);
 	assert_string_equal(s.comm, "a) (b c");
@@ -119,14 +120,18 @@ static void stat_text(void **state)
 
 static void stat_of_self(void **state)
 {
-	struct proc_stat_fields s;
+	struct proc_stat_fields s, k;
 	uint64_t st;
 	char c;
 
 	assert_int_equal(proc_stat_read(getpid(), &s), 0);
 	assert_int_equal(s.state, 'R');
+	assert_false(s.flags & 0x00200000); /* PF_KTHREAD */
 	assert_int_equal(s.num_threads, 1);
 	assert_string_equal(s.comm, "test-procfs");
+	/* kthreadd, where the PID namespace is the host's */
+	if (proc_stat_read(2, &k) == 0 && strcmp(k.comm, "kthreadd") == 0)
+		assert_true(k.flags & 0x00200000);
 	assert_int_equal(proc_stat(getpid(), &c, &st), 0);
 	assert_int_equal(c, 'R');
 	assert_true(st == s.start_time);

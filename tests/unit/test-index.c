@@ -231,6 +231,10 @@ static void test_verify_again(void **state)
 	assert_int_equal(store_snap_open(f->st, &snap), 0);
 	assert_int_equal(store_lookup(snap, "aa01", NULL, &ps), -EKEYREJECTED);
 	assert_non_null(strstr(hp_errmsg(-EKEYREJECTED), "does not match"));
+	/* not kept: refused again, for the same reason */
+	hp_err_clear();
+	assert_int_equal(store_lookup(snap, "aa01", NULL, &ps), -EKEYREJECTED);
+	assert_non_null(strstr(hp_errmsg(-EKEYREJECTED), "does not match"));
 	/* The other sets are fine. */
 	assert_int_equal(store_lookup(snap, "aa01", "2026-02", &ps), 0);
 	store_patchset_free(ps);

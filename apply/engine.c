@@ -330,11 +330,11 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	if (r < 0)
 		return r;
 	/*
-	 * A kernel thread has no memory of its own to patch (PF_KTHREAD,
-	 * include/linux/sched.h): an operation says so at once. ctl's check
-	 * for root leaves this to the stat read here, which is made anyway.
+	 * A kernel thread has no memory of its own to patch: an operation
+	 * says so at once. ctl's check for root leaves this to the stat read
+	 * here, which is made anyway.
 	 */
-	if (rw && (f.flags & 0x00200000))
+	if (rw && (f.flags & PROC_PF_KTHREAD))
 		return hp_err(-ENOENT, "process %d is a kernel thread: nothing to patch", (int)pid);
 	state = f.state;
 	st = f.start_time;

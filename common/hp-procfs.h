@@ -70,6 +70,9 @@ void proc_maps_release(struct proc_maps *m);
 /* The mapping holding addr, or NULL. */
 const struct proc_map *proc_maps_find(const struct proc_maps *m, uint64_t addr);
 
+/* flags: a kernel thread, which has no memory of its own (include/linux/sched.h) */
+#define PROC_PF_KTHREAD 0x00200000ul
+
 /* The fields of /proc/PID/stat the project uses (proc(5) numbers them). */
 struct proc_stat_fields {
 	char state;                  /* field 3: R, S, D, T, t, Z, X... */

@@ -126,12 +126,12 @@ static void stat_of_self(void **state)
 
 	assert_int_equal(proc_stat_read(getpid(), &s), 0);
 	assert_int_equal(s.state, 'R');
-	assert_false(s.flags & 0x00200000); /* PF_KTHREAD */
+	assert_false(s.flags & PROC_PF_KTHREAD);
 	assert_int_equal(s.num_threads, 1);
 	assert_string_equal(s.comm, "test-procfs");
 	/* kthreadd, where the PID namespace is the host's */
 	if (proc_stat_read(2, &k) == 0 && strcmp(k.comm, "kthreadd") == 0)
-		assert_true(k.flags & 0x00200000);
+		assert_true(k.flags & PROC_PF_KTHREAD);
 	assert_int_equal(proc_stat(getpid(), &c, &st), 0);
 	assert_int_equal(c, 'R');
 	assert_true(st == s.start_time);

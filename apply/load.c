@@ -19,6 +19,7 @@
 #include <link.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,6 +333,57 @@ static int find_holder(struct dl_phdr_info *info, size_t size, void *data)
 	return 1;
 }
 
+/* The object loaded in this process with a build-id (its file name), found by dl_iterate_phdr. */
+struct same_build {
+	const char *build_id;
+	char name[PATH_MAX];
+	bool found;
+};
+
+static int find_same_build(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct same_build *s = data;
+
+	(void)size;
+	if (!info->dlpi_name || !info->dlpi_name[0])
+		return 0; /* the program itself, or the vDSO: not a library of the target's */
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		const uint8_t *p = (const uint8_t *)(uintptr_t)(info->dlpi_addr + ph->p_vaddr);
+		char bid[HP_BUILD_ID_HEX_SIZE];
+
+		if (ph->p_type == PT_NOTE && hp_elf_notes_build_id(p, ph->p_filesz, bid) == 0 &&
+		    strcmp(bid, s->build_id) == 0) {
+			snprintf(s->name, sizeof(s->name), "%s", info->dlpi_name);
+			s->found = true;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * name as this process's own copy of the object built as o defines it
+ * (NULL when it has none loaded): asked of that object, not of the whole
+ * process, where another object loaded first may define the name too (a
+ * preloaded library's strchr, AddressSanitizer's interceptors).
+ */
+static void *here_in_same_build(const struct proc_object *o, const char *name)
+{
+	struct same_build s = { .build_id = o->build_id };
+	void *h, *here;
+
+	dl_iterate_phdr(find_same_build, &s);
+	if (!s.found)
+		return NULL;
+	h = dlopen(s.name, RTLD_LAZY | RTLD_NOLOAD);
+	if (!h)
+		return NULL;
+	here = dlsym(h, name);
+	dlclose(h);
+	return here;
+}
+
 /*
  * An ifunc (memcpy, strlen in libc): its value is a resolver we cannot run
  * in the target. When this process has the very same object loaded (same
@@ -342,7 +394,7 @@ static int find_holder(struct dl_phdr_info *info, size_t size, void *data)
 static int resolve_ifunc(const struct proc_object *o, const char *name, uint64_t *ret)
 {
 	struct ifunc_find f = { 0 };
-	void *here = dlsym(RTLD_DEFAULT, name);
+	void *here = here_in_same_build(o, name);
 
 	if (here) {
 		f.addr = (uint64_t)(uintptr_t)here;

@@ -22,7 +22,7 @@ meson test -C "$BUILD" --print-errorlogs --num-processes 2 "$@" || status=$?
 # Timeouts are doubled there (the instrumented programs are slower).
 # The fuzz targets run under ASan and UBSan in the main pass already
 # (test 'fuzz', a clang build of its own), so neither selection repeats them.
-ASAN_CI_TESTS="store engine engine-bad engine-active fs fs-users fs-states hostile"
+ASAN_CI_TESTS="store engine engine-bad engine-active fs fs-users fs-states hostile unwind"
 asan=${HP_TEST_ASAN:-0}
 [ "${CI:-}" = true ] && asan=${HP_TEST_ASAN:-ci}
 [ "$asan" = 1 ] && asan=all

@@ -13,13 +13,9 @@ ht_begin "engine"
 test_libc_ifuncs() {
 	local c=$HT_TMP/$v-libc
 
-	# The engine binds an ifunc through its own copy of libc; a sanitizer
-	# build of the engine intercepts strlen and memcpy, so it refuses them
-	# (ENOEXEC) by design: the case only means something in a plain build.
-	if nm -D "$HP_BUILD_ROOT/tests/integration/engine-driver" 2>/dev/null | grep -q ' __asan_init'; then
-		printf '# %s: libc ifunc case skipped: sanitizer build\n' "$v"
-		return
-	fi
+	# The engine binds an ifunc through its own copy of libc, asked by
+	# name of that object: a sanitizer build of the engine, whose
+	# interceptors define strlen and memcpy first, binds them the same.
 	ht_check "$v: make a set calling memcpy and strlen" et_set "$v" patch-libc 2026-02 "$c"
 	ht_match "$v: apply it" '^applied changed=1 ' "$(et_driver apply "$ET_PID" "$c" 2>&1)"
 	ht_eq "$v: it computes through libc" "22 107" "$(et_query 7)"

@@ -21,6 +21,11 @@ test_libc_ifuncs() {
 	ht_eq "$v: it computes through libc" "22 107" "$(et_query 7)"
 	ht_match "$v: revert it" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
 	ht_eq "$v: original again" "14 107" "$(et_query 7)"
+	# an engine whose process has another strlen first (a preloaded library)
+	ht_match "$v: apply it from an engine with strlen preloaded" '^applied changed=1 ' \
+		"$(LD_PRELOAD=$ENGINE_FIX/engine-preload-strlen.so et_driver apply "$ET_PID" "$c" 2>&1)"
+	ht_eq "$v: it computes through the target's libc" "22 107" "$(et_query 7)"
+	ht_match "$v: revert it again" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
 }
 
 for v in pie nopie lib; do

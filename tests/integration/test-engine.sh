@@ -21,7 +21,12 @@ test_libc_ifuncs() {
 	ht_eq "$v: it computes through libc" "22 107" "$(et_query 7)"
 	ht_match "$v: revert it" '^reverted changed=1 ' "$(et_driver revert "$ET_PID" 2>&1)"
 	ht_eq "$v: original again" "14 107" "$(et_query 7)"
-	# an engine whose process has another strlen first (a preloaded library)
+	# An engine whose process has another strlen first (a preloaded
+	# library). A sanitizer build is that case already (its interceptors),
+	# and its runtime must come first: no preload there.
+	if nm -D "$HP_BUILD_ROOT/tests/integration/engine-driver" 2>/dev/null | grep -q ' __asan_init'; then
+		return
+	fi
 	ht_match "$v: apply it from an engine with strlen preloaded" '^applied changed=1 ' \
 		"$(LD_PRELOAD=$ENGINE_FIX/engine-preload-strlen.so et_driver apply "$ET_PID" "$c" 2>&1)"
 	ht_eq "$v: it computes through the target's libc" "22 107" "$(et_query 7)"

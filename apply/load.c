@@ -300,88 +300,51 @@ static const char *sym_name(const struct dyn *dy, const Elf64_Sym *s)
 	return dy->strs + s->st_name;
 }
 
-struct ifunc_find {
-	uint64_t addr;       /* in this process */
-	char build_id[HP_BUILD_ID_HEX_SIZE];  /* of the object holding it */
-	uint64_t bias;
-};
-
-static int find_holder(struct dl_phdr_info *info, size_t size, void *data)
-{
-	struct ifunc_find *f = data;
-	bool holds = false;
-
-	(void)size;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-
-		if (ph->p_type == PT_LOAD && f->addr >= info->dlpi_addr + ph->p_vaddr &&
-		    f->addr < info->dlpi_addr + ph->p_vaddr + ph->p_memsz)
-			holds = true;
-	}
-	if (!holds)
-		return 0;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		const uint8_t *p = (const uint8_t *)(uintptr_t)(info->dlpi_addr + ph->p_vaddr);
-
-		if (ph->p_type == PT_NOTE && hp_elf_notes_build_id(p, ph->p_filesz, f->build_id) == 0) {
-			f->bias = info->dlpi_addr;
-			return 1;
-		}
-	}
-	return 1;
-}
-
-/* The object loaded in this process with a build-id (its file name), found by dl_iterate_phdr. */
+/*
+ * This process's own copy of the object built as the target's (the same
+ * build-id), found by dl_iterate_phdr: its file name, load bias and the
+ * extent of its loaded segments.
+ */
 struct same_build {
 	const char *build_id;
 	char name[PATH_MAX];
+	uint64_t bias, lo, hi;
 	bool found;
 };
 
 static int find_same_build(struct dl_phdr_info *info, size_t size, void *data)
 {
 	struct same_build *s = data;
+	char bid[HP_BUILD_ID_HEX_SIZE];
+	bool same = false;
 
 	(void)size;
 	if (!info->dlpi_name || !info->dlpi_name[0])
 		return 0; /* the program itself, or the vDSO: not a library of the target's */
-	for (int i = 0; i < info->dlpi_phnum; i++) {
+	for (int i = 0; i < info->dlpi_phnum && !same; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 		const uint8_t *p = (const uint8_t *)(uintptr_t)(info->dlpi_addr + ph->p_vaddr);
-		char bid[HP_BUILD_ID_HEX_SIZE];
 
-		if (ph->p_type == PT_NOTE && hp_elf_notes_build_id(p, ph->p_filesz, bid) == 0 &&
-		    strcmp(bid, s->build_id) == 0) {
-			snprintf(s->name, sizeof(s->name), "%s", info->dlpi_name);
-			s->found = true;
-			return 1;
-		}
+		same = ph->p_type == PT_NOTE && hp_elf_notes_build_id(p, ph->p_filesz, bid) == 0 &&
+		       strcmp(bid, s->build_id) == 0;
 	}
-	return 0;
-}
+	if (!same)
+		return 0;
+	snprintf(s->name, sizeof(s->name), "%s", info->dlpi_name);
+	s->bias = info->dlpi_addr;
+	s->lo = UINT64_MAX;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 
-/*
- * name as this process's own copy of the object built as o defines it
- * (NULL when it has none loaded): asked of that object, not of the whole
- * process, where another object loaded first may define the name too (a
- * preloaded library's strchr, AddressSanitizer's interceptors).
- */
-static void *here_in_same_build(const struct proc_object *o, const char *name)
-{
-	struct same_build s = { .build_id = o->build_id };
-	void *h, *here;
-
-	dl_iterate_phdr(find_same_build, &s);
-	if (!s.found)
-		return NULL;
-	h = dlopen(s.name, RTLD_LAZY | RTLD_NOLOAD);
-	if (!h)
-		return NULL;
-	here = dlsym(h, name);
-	dlclose(h);
-	return here;
+		if (ph->p_type != PT_LOAD)
+			continue;
+		if (info->dlpi_addr + ph->p_vaddr < s->lo)
+			s->lo = info->dlpi_addr + ph->p_vaddr;
+		if (info->dlpi_addr + ph->p_vaddr + ph->p_memsz > s->hi)
+			s->hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+	}
+	s->found = true;
+	return 1;
 }
 
 /*
@@ -389,21 +352,27 @@ static void *here_in_same_build(const struct proc_object *o, const char *name)
  * in the target. When this process has the very same object loaded (same
  * build-id: the same libc on the same CPU), its resolved address here,
  * moved by the difference of the biases, is the one the target's own
- * loader chose.
+ * loader chose. The name is asked of that object, not of the whole
+ * process, where another object loaded first may define it too (a
+ * preloaded library's strchr, AddressSanitizer's interceptors); what it
+ * answers must lie in the object itself, not in one it depends on.
  */
 static int resolve_ifunc(const struct proc_object *o, const char *name, uint64_t *ret)
 {
-	struct ifunc_find f = { 0 };
-	void *here = here_in_same_build(o, name);
+	struct same_build s = { .build_id = o->build_id };
+	uint64_t here = 0;
+	void *h;
 
-	if (here) {
-		f.addr = (uint64_t)(uintptr_t)here;
-		dl_iterate_phdr(find_holder, &f);
+	dl_iterate_phdr(find_same_build, &s);
+	h = s.found ? dlopen(s.name, RTLD_LAZY | RTLD_NOLOAD) : NULL;
+	if (h) {
+		here = (uint64_t)(uintptr_t)dlsym(h, name);
+		dlclose(h);
 	}
-	if (!here || strcmp(f.build_id, o->build_id) != 0)
+	if (!here || here < s.lo || here >= s.hi)
 		return hp_err(-ENOEXEC, "symbol %s is an ifunc in %s: resolvable only when the engine "
 			      "runs with the same build of it", name, o->path);
-	*ret = o->bias + (f.addr - f.bias);
+	*ret = o->bias + (here - s.bias);
 	return 0;
 }
 

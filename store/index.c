@@ -467,15 +467,27 @@ void store_patchset_free(struct store_patchset *ps)
 	free(p);
 }
 
+/* Under snap->set_mu: the slot of the set of this id kept in snap, or SNAP_SET_SLOTS. */
+static size_t set_slot(const struct store_snap *snap, const char *set_id)
+{
+	size_t i;
+
+	for (i = 0; i < SNAP_SET_SLOTS; i++)
+		if (snap->sets[i] && strcmp(snap->sets[i]->set_id, set_id) == 0)
+			break;
+	return i;
+}
+
 /* The set of this id verified in snap before, a reference to it; NULL if none. */
 static struct store_patchset *kept_set(struct store_snap *snap, const char *set_id)
 {
 	struct store_patchset *ps = NULL;
+	size_t i;
 
 	pthread_mutex_lock(&snap->set_mu);
-	for (size_t i = 0; i < SNAP_SET_SLOTS && !ps; i++)
-		if (snap->sets[i] && strcmp(snap->sets[i]->set_id, set_id) == 0)
-			ps = patchset_ref(snap->sets[i]);
+	i = set_slot(snap, set_id);
+	if (i < SNAP_SET_SLOTS)
+		ps = patchset_ref(snap->sets[i]);
 	pthread_mutex_unlock(&snap->set_mu);
 	return ps;
 }
@@ -484,12 +496,9 @@ static struct store_patchset *kept_set(struct store_snap *snap, const char *set_
 static void keep_set(struct store_snap *snap, struct store_patchset *ps)
 {
 	struct store_patchset *old = NULL;
-	bool there = false;
 
 	pthread_mutex_lock(&snap->set_mu);
-	for (size_t i = 0; i < SNAP_SET_SLOTS && !there; i++)
-		there = snap->sets[i] && strcmp(snap->sets[i]->set_id, ps->set_id) == 0;
-	if (!there) {
+	if (set_slot(snap, ps->set_id) == SNAP_SET_SLOTS) {
 		old = snap->sets[snap->set_next];
 		snap->sets[snap->set_next] = patchset_ref(ps);
 		snap->set_next = (snap->set_next + 1) % SNAP_SET_SLOTS;

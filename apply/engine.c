@@ -335,7 +335,7 @@ static int op_open(struct op *op, pid_t pid, bool rw)
 	 * here, which is made anyway.
 	 */
 	if (rw && (f.flags & PROC_PF_KTHREAD))
-		return hp_err(-ENOENT, "process %d is a kernel thread: nothing to patch", (int)pid);
+		return hp_err(-ENOENT, PROC_KTHREAD_MSG, (int)pid);
 	state = f.state;
 	st = f.start_time;
 	snprintf(op->comm, sizeof(op->comm), "%s", f.comm);

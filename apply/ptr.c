@@ -1065,9 +1065,8 @@ fail:
 	return r;
 }
 
-static void detach(struct ptr_world *w, struct ptr_thread *t)
+static void detach(const struct ptr_thread *t)
 {
-	(void)w;
 	ptrace(PTRACE_DETACH, t->tid, NULL, (void *)(long)t->sig);
 }
 
@@ -1105,7 +1104,7 @@ int ptr_resume(struct ptr_world *w, bool keep_sys)
 				r = e;
 		}
 		if (t->stopped)
-			detach(w, t);
+			detach(t);
 	}
 	/* once every thread is let go: how each was (own_code_note) */
 	pthread_mutex_lock(&own_lock);

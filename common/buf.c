@@ -134,22 +134,20 @@ char *hp_buf_detach(struct hp_buf *b, size_t *ret_len)
 
 int hp_read_file(const char *path, size_t max, struct hp_buf *ret)
 {
-	int fd, r;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return hp_err(-errno, "open %s: %s", path, strerror(errno));
-	r = hp_read_fd(fd, path, max, ret);
-	close(fd);
-	return r;
+	return hp_read_file_keep(path, max, ret, NULL);
 }
 
-int hp_read_fd(int fd, const char *path, size_t max, struct hp_buf *ret)
+int hp_read_file_keep(const char *path, size_t max, struct hp_buf *ret, int *ret_fd)
 {
 	struct hp_buf b = HP_BUF_INIT;
 	char chunk[65536];
-	int r = 0;
+	int fd, r = 0;
 
+	if (ret_fd)
+		*ret_fd = -1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return hp_err(-errno, "open %s: %s", path, strerror(errno));
 	for (;;) {
 		ssize_t n = read(fd, chunk, sizeof(chunk));
 
@@ -173,9 +171,14 @@ int hp_read_fd(int fd, const char *path, size_t max, struct hp_buf *ret)
 		r = hp_buf_grow(&b, 0);
 out:
 	if (r < 0) {
+		close(fd);
 		hp_buf_release(&b);
 		return r;
 	}
+	if (ret_fd)
+		*ret_fd = fd;
+	else
+		close(fd);
 	hp_buf_release(ret);
 	*ret = b;
 	return 0;

@@ -99,8 +99,8 @@ char *hp_buf_detach(struct hp_buf *b, size_t *ret_len);
 
 /* Read a whole file, at most max bytes (-EFBIG beyond). */
 int hp_read_file(const char *path, size_t max, struct hp_buf *ret);
-/* The same from a descriptor, left open (path names it in messages). */
-int hp_read_fd(int fd, const char *path, size_t max, struct hp_buf *ret);
+/* The same, the descriptor it was read from left open in *ret_fd (-1 on failure). */
+int hp_read_file_keep(const char *path, size_t max, struct hp_buf *ret, int *ret_fd);
 /* Write a file atomically (temp file in the same directory + rename). */
 int hp_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 

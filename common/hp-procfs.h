@@ -72,6 +72,9 @@ const struct proc_map *proc_maps_find(const struct proc_maps *m, uint64_t addr);
 
 /* flags: a kernel thread, which has no memory of its own (include/linux/sched.h) */
 #define PROC_PF_KTHREAD 0x00200000ul
+/* What an operation on one says (-ENOENT), whoever finds it out: the
+ * engine from the stat flags, ctl from the status text. */
+#define PROC_KTHREAD_MSG "process %d is a kernel thread: nothing to patch"
 
 /* The fields of /proc/PID/stat the project uses (proc(5) numbers them). */
 struct proc_stat_fields {

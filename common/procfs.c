@@ -108,21 +108,6 @@ int proc_maps_read(pid_t pid, struct proc_maps *ret)
 	return proc_maps_read_keep(pid, ret, NULL);
 }
 
-/* The text of path, from a descriptor kept in *fd (NULL: closed). */
-static int maps_text(const char *path, struct hp_buf *b, int *fd)
-{
-	int f = open(path, O_RDONLY | O_CLOEXEC), r;
-
-	if (f < 0)
-		return hp_err(-errno, "open %s: %s", path, strerror(errno));
-	r = hp_read_fd(f, path, PROC_MAPS_MAX_BYTES, b);
-	if (r == 0 && fd)
-		*fd = f;
-	else
-		close(f);
-	return r;
-}
-
 int proc_maps_read_keep(pid_t pid, struct proc_maps *ret, int *ret_fd)
 {
 	struct hp_buf b = HP_BUF_INIT;
@@ -135,7 +120,7 @@ int proc_maps_read_keep(pid_t pid, struct proc_maps *ret, int *ret_fd)
 	if (ret_fd)
 		*ret_fd = -1;
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	r = maps_text(path, &b, &fd);
+	r = hp_read_file_keep(path, PROC_MAPS_MAX_BYTES, &b, &fd);
 	if (r == 0 && b.len == 0) {
 		/* the leader has left: its view is empty, a live thread's is not */
 		pid_t tid = proc_live_tid(pid);
@@ -144,8 +129,7 @@ int proc_maps_read_keep(pid_t pid, struct proc_maps *ret, int *ret_fd)
 			snprintf(path, sizeof(path), "/proc/%d/task/%d/maps", (int)pid, (int)tid);
 			hp_buf_reset(&b);
 			close(fd);
-			fd = -1;
-			r = maps_text(path, &b, &fd);
+			r = hp_read_file_keep(path, PROC_MAPS_MAX_BYTES, &b, &fd);
 		}
 	}
 	if (r < 0) {

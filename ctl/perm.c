@@ -437,7 +437,7 @@ static int may_patch(const struct ctl_caller *who, pid_t pid, bool held)
 	}
 	/* no user memory, nothing mapped: the engine could only fail on it */
 	if (strstr(text.data, "\nKthread:\t1")) {
-		r = hp_err(-ENOENT, "process %d is a kernel thread: nothing to patch", (int)pid);
+		r = hp_err(-ENOENT, PROC_KTHREAD_MSG, (int)pid);
 		goto out;
 	}
 	if (who->uid == 0) {
